@@ -108,8 +108,10 @@ func (p Price) Cost(units uint64) (int64, error) {
 }
 
 // UnitsFor returns the largest number of units whose Cost is at most budget
-// minor units: the cap in units that a money cap buys. A zero price buys
-// nothing (0) so that a misconfigured free price never runs unbounded.
+// minor units: the cap in units that a money cap buys. Because Cost rounds
+// down, that can be a little more than budget ÷ price (2.00 at 0.50 a litre
+// buys 4019 ml, which cost 2.00). A budget of zero or less, and a zero
+// price, buy nothing (0), so a misconfigured free price never runs unbounded.
 func (p Price) UnitsFor(budget int64) (uint64, error) {
 	if err := p.Validate(); err != nil {
 		return 0, err
