@@ -74,6 +74,8 @@ type Case struct {
 	Body   string     `json:"body,omitempty"`
 	Signed string     `json:"signed,omitempty"`
 	Check  *CheckJSON `json:"check,omitempty"`
+	// key_rotation: the next cloud public key; Signed holds the current cloud key's signature
+	NextKey string `json:"next_public_key,omitempty"`
 	// grant_verify: flip bit 0 of this byte of the signed grant before verifying
 	AlterByte *int `json:"alter_byte,omitempty"`
 
@@ -317,6 +319,8 @@ func generate() []Case {
 		return b
 	})
 	ud("usage decode: truncated", "canon.truncated", func(b []byte) []byte { return b[:40] })
+
+	cs = append(cs, Case{Name: "cloud key rotation signed by the current cloud key", Kind: "key_rotation", NextKey: hx(pubOf(otherKey))})
 	return cs
 }
 
@@ -464,6 +468,12 @@ func compute(t *testing.T, in Case) Case {
 		uj := *c.Usage
 		uj.KeyID = u.KeyID.String()
 		c.Usage, c.Body, c.Signed = &uj, hx(body), hx(su)
+	case "key_rotation":
+		sig, err := signed.SignKeyRotation(cloudKey, unhex(t, c.NextKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Signed = hx(sig)
 	case "usage_decode":
 		var u signed.Usage
 		c.Error = code(u.UnmarshalBinary(unhex(t, c.Body)))
