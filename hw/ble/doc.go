@@ -1,0 +1,133 @@
+// Package ble puts the beaconvend beacon on the air and listens to it.
+//
+// The controller board advertises one legacy BLE advertisement (19 bytes of
+// advertising data, see app-protocol/beacon) carrying the rotating proximity
+// ID of the current time window (app-protocol/proxid) and the machine state;
+// the phone app scans for it and relays the ID to the cloud.
+//
+// # Concepts
+//
+// [Advertiser] and [Scanner] are the radio, kept tiny so the hardware can
+// be swapped: Advertise(ctx, adv, scanResp) replaces what is on air, Stop
+// and Close end it; Scan(ctx, fn) reports every advertisement heard as a
+// [Report] with the raw advertising data, which [beacon.Decode] (or
+// [Report.Frame]) takes apart.
+//
+// [Beacon] is the driver the controller runs: it owns an Advertiser and a
+// [proxid.Rotator] copy, builds the [beacon.Frame] (company ID, TX power,
+// state, offline-capable flag, optional scan-response name), and its Run
+// keeps that frame on air. [Beacon.SetState] pushes a changed state at once.
+// Advertiser errors are returned from SetState, logged and counted by Run
+// ([BeaconStats]), never dropped.
+//
+// # Backends, and choosing one in config
+//
+// Two backends implement both interfaces; [Config] names one ("air", the
+// default, or "hci") and [OpenAdvertiser]/[OpenScanner] open it:
+//
+//   - [HCI] (Linux only, hci_linux.go): github.com/go-ble/ble on an HCI
+//     adapter, for production boards and the qemu/btvirt test VM.
+//   - The simulated air ([AirAdvertiser], [AirScanner]): the same
+//     advertising bytes over loopback for machines without a radio; the
+//     demo, the phone client and tests listen on it.
+//
+// # Rotation strategy, and why
+//
+// Run sets a timer for the Rotator's next window start, but never sleeps
+// longer than BeaconOpts.Recheck (1 s): on every wake it reads the clock,
+// computes the frame for that instant and advertises only if the bytes
+// differ from what is on air. A monotonic timer alone would miss a wall
+// clock stepped by NTP or the modem's network time, and the cloud resolves
+// IDs from wall-clock windows (current ± one), so the beacon follows the
+// wall clock within a second whichever way it jumps, at the cost of one AES
+// pair per second. An ID that goes on air late or early by up to a window is
+// still resolved. A failed Advertise leaves the frame marked off-air; Run
+// retries after Recheck, doubling to 30 s while failures continue.
+//
+// Every change (new window or new state) is made with stop advertising →
+// set data → advertise: some controllers, virtual ones among them, keep
+// sending the old payload when data is replaced while advertising, and the
+// restart costs one advertising interval. With HCIOpts.RandomAddress (the
+// default) each restart also takes a fresh non-resolvable private address,
+// so the device address never outlives a proximity ID and cannot link two
+// windows; phones identify the machine by the resolved ID, never by address.
+//
+// # Advertising interval and parameters
+//
+// The HCI backend advertises ADV_NONCONN_IND (nobody can connect, which also
+// avoids go-ble stopping advertising while a central is connected), or
+// ADV_SCAN_IND when a scan response (the machine's name) is set, on all
+// three advertising channels, every 100–150 ms (HCIOpts). That is what
+// phones in low-power background scans still catch within a second or two;
+// controllers before Bluetooth 5 refuse less than 100 ms for these PDU
+// types. The simulated air sends every 100 ms plus 0–10 ms random delay,
+// like the link layer's advDelay.
+//
+// # The go-ble backend: permissions and the HCI user channel
+//
+// OpenHCI(n) calls linux.NewDevice(ble.OptDeviceID(n)), which brings hci<n>
+// down and binds it as an HCI user channel: the process then has the
+// adapter to itself and speaks raw HCI. It needs root or the capabilities
+// CAP_NET_ADMIN and CAP_NET_RAW (setcap cap_net_admin,cap_net_raw+ep on
+// the binary, or AmbientCapabilities= in the systemd unit), and bluetoothd
+// must not be using the adapter: stop bluetooth.service, or run the board
+// without BlueZ's daemon. While the program runs, hciconfig/bluetoothctl do
+// not see the adapter; after Close it stays down until brought up again.
+//
+// # go-ble caveats (pinned v0.0.0-20240122180141-8c5522f54333)
+//
+// The backend works around these; keep them in mind before using more of
+// go-ble:
+//
+//   - Its advertising helpers (AdvertiseMfgData, AdvertiseAdv…) ignore
+//     SetAdvertisement's error and return nil. The backend calls
+//     HCI.SetAdvertisement and HCI.Advertise itself and checks every
+//     command status (ErrRadio wraps hci.ErrCommand).
+//   - Advertising parameters given as options are sent once at Init with
+//     the status ignored; the backend sends LE Set Advertising Parameters
+//     itself on every Advertise, while advertising is off as the spec
+//     requires.
+//   - Its parser misreads Flags, TX power and 32/128-bit service data: the
+//     backend reports the raw bytes (hci.Advertisement's Data and
+//     ScanResponse; this version has no LEAdvertisingReportRaw) and
+//     decoding is beacon.Decode's job.
+//   - It calls the scan handler on a new goroutine per report (go-ble
+//     #73): reports may arrive out of order and after scanning stopped. The
+//     backend serialises them and drops any that arrive after Scan returned.
+//   - Data races (go-ble #40): it attaches a scan response to an
+//     advertisement another goroutine may be reading. Passive scanning (the
+//     default) receives no scan responses and avoids it; HCIOpts.ActiveScan
+//     turns it on when scan responses are needed.
+//   - Its event accessors do not check bounds (go-ble #75): a malformed
+//     report panics inside them. The backend recovers in its handler and
+//     counts it (HCI.Malformed); a malformed event inside go-ble's own
+//     socket loop can still crash the process.
+//   - It stops advertising while a central is connected; non-connectable
+//     advertising keeps that from happening.
+//   - It logs through the standard library logger (and logxi), e.g. "can't
+//     accept" when the adapter is closed.
+//
+// # The simulated air
+//
+// An [AirAdvertiser] multicasts a [Datagram] (a versioned 11-byte header —
+// magic "BV", version, flags, address, RSSI — then the advertising data and
+// the scan response, each length-prefixed) to an IPv4 multicast group on
+// the loopback interface, every advertising interval, with the RSSI
+// configured per advertiser plus uniform jitter. Each [AirScanner].Scan
+// opens its own socket, so any number of advertisers and listeners, in one
+// process or many, share one air; malformed datagrams are counted and
+// dropped ([AirScannerStats]).
+//
+// The group is AirOpts.Group, else $BEACONVEND_BLE_AIR, else [DefaultAir]
+// (239.255.66.1:47474); advertisers and scanners on different groups or
+// ports do not hear each other, which keeps parallel tests and demos apart.
+// Why multicast, and how: unicast UDP with SO_REUSEPORT hands each datagram
+// to one socket only; multicast reaches every member. Senders set
+// IP_MULTICAST_IF to the loopback interface, IP_MULTICAST_LOOP on and TTL 0,
+// so nothing leaves the host (Linux delivers this although lo lacks the
+// MULTICAST flag). On Linux listeners bind the group address itself, not the
+// wildcard (no unicast to the port gets in), join on loopback, share the
+// port with SO_REUSEADDR, and turn IP_MULTICAST_ALL off, without which a
+// socket also hears other groups joined by other sockets on the same port.
+// Elsewhere the standard library's ListenMulticastUDP is used, best effort.
+package ble
