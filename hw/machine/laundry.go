@@ -1,0 +1,195 @@
+package machine
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"beaconvend/app-protocol/vend"
+)
+
+// WasherConfig wires a washer or dryer that takes coin pulses.
+type WasherConfig struct {
+	// Coin is the output wired across the machine's coin-acceptor input.
+	// The relay is energized for each pulse and de-energized at rest. A
+	// machine whose coin line idles closed (pulses open) is wired to the
+	// relay's normally-closed contact: the line then idles correctly with
+	// the relay off, which is also its fail-safe state, and an energizing
+	// pulse still makes one coin. Software never holds a coin relay on.
+	Coin string
+	// Running is the input that reads the machine's "in use" signal (a
+	// door-lock or motor line through an optocoupler).
+	Running string
+	// PulseWidth and PulseGap shape each coin pulse; most machines accept
+	// 50 ms on, 100 ms off (the defaults). Both 20 ms to 1 s.
+	PulseWidth time.Duration
+	PulseGap   time.Duration
+	// PulsesPerCredit is how many coin pulses buy one cycle (a machine set
+	// to 4 coins a wash needs 4). Default 1.
+	PulsesPerCredit int
+	// StartTimeout is how long the machine has to report running after
+	// the last pulse before the start counts as failed. Default 30 s.
+	StartTimeout time.Duration
+	// MaxCycle bounds a cycle; a machine still "running" after it is
+	// reported as a fault. Default 3 h.
+	MaxCycle time.Duration
+	// Debounce is how long Running must stay inactive before the cycle
+	// counts as ended (door-lock lines flicker between phases). Default 2 s.
+	Debounce time.Duration
+}
+
+// Washer drives a coin-operated washer or dryer.
+type Washer struct {
+	b   *Board
+	cfg WasherConfig
+}
+
+// NewWasher checks cfg against the board's profile.
+func NewWasher(b *Board, cfg WasherConfig) (*Washer, error) {
+	if _, ok := b.prof.Output(cfg.Coin); !ok {
+		return nil, vend.Errorf(ErrConfig, "washer coin: no output %q in profile %s", cfg.Coin, b.prof.Name)
+	}
+	if _, ok := b.prof.Input(cfg.Running); !ok {
+		return nil, vend.Errorf(ErrConfig, "washer running: no input %q in profile %s", cfg.Running, b.prof.Name)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.PulseWidth, 50*time.Millisecond)
+	def(&cfg.PulseGap, 100*time.Millisecond)
+	def(&cfg.StartTimeout, 30*time.Second)
+	def(&cfg.MaxCycle, 3*time.Hour)
+	def(&cfg.Debounce, 2*time.Second)
+	if cfg.PulsesPerCredit == 0 {
+		cfg.PulsesPerCredit = 1
+	}
+	for _, d := range []struct {
+		n string
+		v time.Duration
+	}{{"pulse_width", cfg.PulseWidth}, {"pulse_gap", cfg.PulseGap}} {
+		if d.v < 20*time.Millisecond || d.v > time.Second {
+			return nil, vend.Errorf(ErrConfig, "washer %s: %s is outside 20ms-1s", d.n, d.v)
+		}
+	}
+	if cfg.PulsesPerCredit < 1 || cfg.PulsesPerCredit > 50 {
+		return nil, vend.Errorf(ErrConfig, "washer pulses_per_credit: %d is outside 1-50", cfg.PulsesPerCredit)
+	}
+	return &Washer{b: b, cfg: cfg}, nil
+}
+
+// Running reports whether the machine's running input is active in the
+// latest poll.
+func (w *Washer) Running() bool { return w.b.Snapshot().Inputs[w.cfg.Running] }
+
+// Cycle buys cycles (credits × PulsesPerCredit coin pulses), waits for the
+// machine to report running, then meters the cycle in seconds until running
+// stays inactive for Debounce. Results: StopCompleted (Units = 1 cycle per
+// credit, or the seconds run when seconds is true, as for a dryer),
+// StopNoStart (never ran: nothing to bill), StopFault, StopRequested (ctx
+// cancelled before the machine started; once it runs, a washer cannot be
+// stopped from here and Cycle keeps metering it).
+func (w *Washer) Cycle(ctx context.Context, credits int, seconds bool, progress func(Progress)) (Result, error) {
+	if credits < 1 {
+		return Result{}, vend.Errorf(ErrConfig, "washer: %d credits", credits)
+	}
+	s := w.b.Snapshot()
+	if !s.OK || s.Fault {
+		return Result{}, vend.Errorf(ErrBoardFault, "no good poll to start from")
+	}
+	if s.Inputs[w.cfg.Running] {
+		return Result{}, vend.Errorf(ErrConfig, "washer: machine already running")
+	}
+	r := Result{Started: w.b.opts.Now()}
+	for i := 0; i < credits*w.cfg.PulsesPerCredit; i++ {
+		if err := w.b.Pulse(ctx, w.cfg.Coin, w.cfg.PulseWidth, w.cfg.PulseGap); err != nil {
+			r.Ended = w.b.opts.Now()
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				// Pulses already given may have bought a cycle: wait for it below rather than drop it.
+				break
+			}
+			r.Reason, r.Err = StopFault, err
+			return r, nil
+		}
+	}
+	// Wait for the machine to start. Context cancellation is honoured only
+	// until it does: a paid, started cycle is metered to its end.
+	seq := w.b.Snapshot().Seq
+	startBy := w.b.opts.Now().Add(w.cfg.StartTimeout)
+	var runningSince time.Time
+	for runningSince.IsZero() {
+		s, err := w.b.Next(ctx, seq)
+		if err != nil {
+			r.Ended = w.b.opts.Now()
+			if ctx.Err() != nil {
+				r.Reason = StopRequested
+				return r, nil
+			}
+			r.Reason, r.Err = StopFault, err
+			return r, nil
+		}
+		seq = s.Seq
+		if s.Fault {
+			r.Reason, r.Err, r.Ended = StopFault, vend.Errorf(ErrBoardFault, "%v", s.Err), s.At
+			return r, nil
+		}
+		if s.OK && s.Inputs[w.cfg.Running] {
+			runningSince = s.At
+			break
+		}
+		if s.At.After(startBy) {
+			r.Reason, r.Ended = StopNoStart, s.At
+			return r, nil
+		}
+	}
+	r.Started = runningSince
+	var idleSince time.Time
+	bg := context.WithoutCancel(ctx)
+	for {
+		s, err := w.b.Next(bg, seq)
+		if err != nil {
+			r.Reason, r.Err, r.Ended = StopFault, err, w.b.opts.Now()
+			return w.units(r, credits, seconds), nil
+		}
+		seq = s.Seq
+		if s.Fault {
+			r.Reason, r.Err, r.Ended = StopFault, vend.Errorf(ErrBoardFault, "%v", s.Err), s.At
+			return w.units(r, credits, seconds), nil
+		}
+		if !s.OK {
+			continue
+		}
+		if s.Inputs[w.cfg.Running] {
+			idleSince = time.Time{}
+		} else if idleSince.IsZero() {
+			idleSince = s.At
+		}
+		r.Ended = s.At
+		if progress != nil {
+			p := w.units(r, credits, seconds)
+			progress(Progress{Units: p.Units, At: s.At, Running: idleSince.IsZero()})
+		}
+		if !idleSince.IsZero() && s.At.Sub(idleSince) >= w.cfg.Debounce {
+			r.Ended = idleSince
+			r.Reason = StopCompleted
+			return w.units(r, credits, seconds), nil
+		}
+		if s.At.Sub(runningSince) > w.cfg.MaxCycle {
+			r.Reason, r.Err = StopFault, vend.Errorf(ErrBoardFault, "still running after %s", w.cfg.MaxCycle)
+			return w.units(r, credits, seconds), nil
+		}
+	}
+}
+
+// units fills Units/Delivered: cycles bought, or whole seconds run.
+func (w *Washer) units(r Result, credits int, seconds bool) Result {
+	if seconds {
+		r.Delivered = uint64(r.Ended.Sub(r.Started) / time.Second)
+	} else {
+		r.Delivered = uint64(credits)
+	}
+	r.Units = r.Delivered
+	r.MeterStart, r.MeterEnd = 0, r.Delivered
+	return r
+}
