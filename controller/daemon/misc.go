@@ -1,0 +1,123 @@
+package daemon
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/signed"
+	"beaconvend/controller/config"
+)
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// extraCloudKeysFile holds cloud keys added by rotation, one hex key a line,
+// beside the device key file.
+func (d *Daemon) extraCloudKeysFile() string {
+	return filepath.Join(filepath.Dir(d.cfg.Path(d.cfg.Keys.DeviceKeyFile)), "cloud_keys.extra")
+}
+
+func (d *Daemon) saveExtraCloudKey(pub []byte) error {
+	path := d.extraCloudKeysFile()
+	old, _ := os.ReadFile(path)
+	return config.WriteFile(path, append(old, []byte(hex.EncodeToString(pub)+"\n")...))
+}
+
+// loadExtraCloudKeys adds keys saved by earlier rotations.
+func (d *Daemon) loadExtraCloudKeys() {
+	b, err := os.ReadFile(d.extraCloudKeysFile())
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Fields(string(b)) {
+		k, err := hex.DecodeString(line)
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			d.log.Warn("ignoring malformed line in cloud_keys.extra")
+			continue
+		}
+		pub := ed25519.PublicKey(k)
+		d.sec.Cloud[signed.KeyIDOf(pub)] = pub
+	}
+}
+
+// telemetryLoop publishes health every telemetry interval (QoS 0).
+func (d *Daemon) telemetryLoop(ctx context.Context) {
+	t := time.NewTicker(d.cfg.MQTT.TelemetryInterval.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d.up.Connected() {
+			d.publishDirect(d.telemetry())
+		}
+	}
+}
+
+func (d *Daemon) telemetry() *mqttapi.Telemetry {
+	tm := &mqttapi.Telemetry{Envelope: d.env(), UptimeS: uint64(d.now().Sub(d.started) / time.Second)}
+	depth, _ := d.j.Depth()
+	tm.OutboxDepth = uint32(depth)
+	if d.board != nil {
+		st := d.board.Status()
+		tm.Board = mqttapi.Board{Status: "ok", ConsecutiveFailures: uint32(st.ConsecutiveFailures)}
+		if st.Fault {
+			tm.Board.Status, tm.Board.FaultCode = "fault", "board.fault"
+		}
+	} else {
+		tm.Board = mqttapi.Board{Status: "fault", FaultCode: "board.absent"}
+	}
+	if d.modem != nil {
+		ms := d.modem.Status()
+		mm := &mqttapi.Modem{Registration: registration(string(ms.Registration)), Operator: ms.Operator, Tech: tech(string(ms.Tech)), CSQ: 99}
+		if ms.OK && ms.CSQ >= 0 && ms.CSQ <= 31 {
+			dbm := int(ms.SignalDBm)
+			mm.CSQ, mm.RSSIdBm = ms.CSQ, &dbm
+		}
+		tm.Modem = mm
+	}
+	for _, id := range d.order {
+		mc := d.machines[id]
+		mc.mu.Lock()
+		st := mqttapi.MachineStatus{ID: id, State: mqttapi.MachineIdle, Session: mc.session, Counters: mc.counters}
+		if !mc.session.IsZero() || mc.testing {
+			st.State = mqttapi.MachineBusy
+		}
+		mc.mu.Unlock()
+		if d.board == nil || d.board.Status().Fault {
+			st.State = mqttapi.MachineFault
+		}
+		tm.Machines = append(tm.Machines, st)
+	}
+	return tm
+}
+
+// registration maps the modem monitor's states onto the telemetry's.
+func registration(s string) mqttapi.Registration {
+	switch s {
+	case "home", "roaming", "searching", "denied":
+		return mqttapi.Registration(s)
+	}
+	return mqttapi.Registration("unknown")
+}
+
+// tech maps the modem monitor's access technologies onto the telemetry's.
+func tech(t string) string {
+	switch t {
+	case "gsm", "umts", "lte", "nr":
+		return t
+	case "nbiot":
+		return "nb-iot"
+	case "catm":
+		return "lte-m"
+	}
+	return "unknown"
+}

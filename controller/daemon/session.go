@@ -1,0 +1,393 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/signed"
+	"beaconvend/app-protocol/vend"
+	"beaconvend/controller/config"
+	"beaconvend/controller/journal"
+	"beaconvend/hw/machine"
+)
+
+// mach is one machine's runtime: its driver and at most one running session.
+type mach struct {
+	cfg config.Machine
+
+	mu       sync.Mutex
+	water    *machine.Water
+	washer   *machine.Washer
+	vending  *machine.Vending
+	session  vend.SessionID // the live session, zero when idle
+	cancel   context.CancelFunc
+	stopAs   vend.Outcome // outcome to record when cancelled
+	testing  bool         // an output test runs
+	counters mqttapi.Counters
+	prices   []mqttapi.PriceEntry
+}
+
+func newMach(c config.Machine) *mach {
+	return &mach{cfg: c, counters: mqttapi.Counters{Unit: c.Kind.Unit()}}
+}
+
+func (m *mach) bind(b *machine.Board) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var err error
+	switch m.cfg.Kind {
+	case vend.KindWater:
+		k, _ := config.ParseKFactor(m.cfg.Water.KFactor)
+		m.water, err = machine.NewWater(b, machine.WaterConfig{
+			Valve: m.cfg.Water.Valve, Flow: m.cfg.Water.Flow, KFactorMilli: k,
+			NoFlow: m.cfg.Water.NoFlow.D(), PauseAllowance: m.cfg.Water.PauseAllowance.D(),
+		})
+	case vend.KindWasher, vend.KindDryer:
+		w := m.cfg.Washer
+		m.washer, err = machine.NewWasher(b, machine.WasherConfig{
+			Coin: w.Coin, Running: w.Running, PulseWidth: w.PulseWidth.D(), PulseGap: w.PulseGap.D(),
+			PulsesPerCredit: w.PulsesPerCredit, StartTimeout: w.StartTimeout.D(), Debounce: w.Debounce.D(),
+		})
+	case vend.KindVending:
+		motors := map[string]string{}
+		for _, s := range m.cfg.Slots {
+			motors[s.ID] = s.Output
+		}
+		m.vending, err = machine.NewVending(b, machine.VendingConfig{Motors: motors, Drop: m.cfg.Vending.Drop, DropTimeout: m.cfg.Vending.DropTimeout.D()})
+	}
+	if err != nil {
+		return fmt.Errorf("controller: machine %s: %w", m.cfg.ID, err)
+	}
+	return nil
+}
+
+func (m *mach) busy() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.session.IsZero() || m.testing
+}
+
+func (m *mach) bound() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.water != nil || m.washer != nil || m.vending != nil
+}
+
+// stop cancels the running session, recording outcome.
+func (m *mach) stop(outcome vend.Outcome) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cancel == nil {
+		return false
+	}
+	m.stopAs = outcome
+	m.cancel()
+	return true
+}
+
+// recover finishes sessions a power cut or crash left open, with their last
+// committed reading, and queues their reports. The board has already been
+// driven OFF, so nothing a recovered session started is still running.
+func (d *Daemon) recover() error {
+	live, err := d.j.Live()
+	if err != nil {
+		return err
+	}
+	for _, s := range live {
+		d.log.Warn("finishing a session left open", "session", s.ID, "machine", s.Machine, "state", s.State, "units", s.Units)
+		switch s.State {
+		case journal.Authorized:
+			err = d.j.Transition(s.ID, journal.Expired, nil)
+		case journal.Running:
+			err = d.j.Transition(s.ID, journal.Ending, func(x *journal.Session) {
+				x.Outcome = vend.OutcomeInterrupted
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("controller: recover session %s: %w", s.ID, err)
+		}
+		if _, err := d.j.EndSession(s.ID, d.signer, d.endedEvent(s.ID)...); err != nil {
+			return fmt.Errorf("controller: report session %s: %w", s.ID, err)
+		}
+	}
+	return nil
+}
+
+// endedEvent builds the outbox event for a session that has just ended,
+// reading the record (state after the transition).
+func (d *Daemon) endedEvent(id vend.SessionID) []journal.Outgoing {
+	s, err := d.j.Get(id)
+	if err != nil {
+		return nil
+	}
+	g, err := s.DecodeGrant()
+	if err != nil {
+		return nil
+	}
+	units := min(s.Units, g.CapUnits)
+	cost, _ := g.Price.Cost(units)
+	out := s.Outcome
+	if !out.Valid() {
+		out = vend.OutcomeInterrupted
+	}
+	ev := &mqttapi.Event{Envelope: d.env(), Kind: mqttapi.EventEnded, Session: id, Machine: s.Machine,
+		Units: &units, Unit: g.Unit, Amount: &vend.Amount{Minor: cost, Currency: g.Currency}, Outcome: out}
+	if out == vend.OutcomeFault {
+		ev.FaultCode = "board.fault"
+	}
+	o, err := d.outgoing(ev, vend.SessionID{})
+	if err != nil {
+		d.log.Error("ended event", "err", err)
+		return nil
+	}
+	return []journal.Outgoing{o}
+}
+
+// authorize verifies a grant and starts its session. It returns the error
+// the reply carries.
+func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
+	m, ok := d.machines[cmd.Machine]
+	if !ok {
+		return vend.Errorf(errMachineUnknown, "%q", cmd.Machine)
+	}
+	g, err := signed.VerifyGrant(cmd.Grant, signed.GrantCheck{
+		Keys: d.cloudKeys(), Device: d.cfg.DeviceID, Machine: cmd.Machine, Now: d.now(),
+		Skew: d.cfg.GrantSkew.D(), Seen: d.j.Seen,
+	})
+	if errors.Is(err, signed.ErrReplayed) {
+		// The same grant again (the cloud retrying after a lost reply) is
+		// accepted idempotently; another use of a seen session is not.
+		if s, gerr := d.j.Get(g.Session); gerr == nil && string(s.Grant) == string(cmd.Grant) {
+			return nil
+		}
+		if og, oerr := signed.OpenGrant(cmd.Grant, d.cloudKeys()); oerr == nil {
+			if s, gerr := d.j.Get(og.Session); gerr == nil && string(s.Grant) == string(cmd.Grant) {
+				return nil
+			}
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if !m.bound() || d.board == nil || d.board.Status().Fault {
+		return vend.Errorf(errMachineFault, "board not ready")
+	}
+	if g.Unit != m.cfg.Kind.Unit() {
+		return vend.Errorf(errGrantUnit, "grant meters %s, machine %s meters %s", g.Unit, m.cfg.ID, m.cfg.Kind.Unit())
+	}
+	if m.cfg.Kind == vend.KindVending {
+		found := false
+		for _, s := range m.cfg.Slots {
+			found = found || s.ID == g.Slot
+		}
+		if !found {
+			return vend.Errorf(errMachineUnknown, "slot %q on %s", g.Slot, m.cfg.ID)
+		}
+	}
+	m.mu.Lock()
+	if !m.session.IsZero() || m.testing {
+		m.mu.Unlock()
+		return vend.Errorf(errMachineBusy, "%s", m.cfg.ID)
+	}
+	capAmt := vend.Amount{Minor: g.CapMoney, Currency: g.Currency}
+	ev := &mqttapi.Event{Envelope: d.env(), Kind: mqttapi.EventAuthorized, Session: g.Session, Machine: g.Machine, Amount: &capAmt}
+	out, err := d.outgoing(ev, vend.SessionID{})
+	if err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	if err := d.j.Accept(g, cmd.Grant, out); err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	m.session, m.cancel, m.stopAs = g.Session, cancel, vend.OutcomeUserStop
+	m.mu.Unlock()
+	d.kickDrain()
+	d.sessWG.Add(1)
+	go func() {
+		defer d.sessWG.Done()
+		d.run(ctx, m, g)
+	}()
+	return nil
+}
+
+// run drives one session to its end and reports it.
+func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
+	defer func() {
+		m.mu.Lock()
+		m.session, m.cancel = vend.SessionID{}, nil
+		m.mu.Unlock()
+	}()
+	id := g.Session
+	log := d.log.With("session", id, "machine", m.cfg.ID)
+	if d.now().After(g.ExpiresAt) {
+		d.finish(id, journal.Expired, vend.OutcomeNotStarted, 0, nil, log)
+		return
+	}
+	started := false
+	markStarted := func(meter uint64) error {
+		if started {
+			return nil
+		}
+		started = true
+		ev := &mqttapi.Event{Envelope: d.env(), Kind: mqttapi.EventStarted, Session: id, Machine: m.cfg.ID}
+		out, err := d.outgoing(ev, vend.SessionID{})
+		if err != nil {
+			return err
+		}
+		err = d.j.Transition(id, journal.Running, func(s *journal.Session) { s.MeterStart, s.MeterLast = meter, meter }, out)
+		d.kickDrain()
+		return err
+	}
+	var lastProgress time.Time
+	progress := func(p machine.Progress) {
+		if !started {
+			if err := markStarted(p.Meter); err != nil {
+				log.Error("start", "err", err)
+			}
+		}
+		if err := d.j.Meter(id, p.Units, p.Meter); err != nil {
+			log.Error("meter", "err", err)
+		}
+		if p.At.Sub(lastProgress) >= d.opts.ProgressEvery {
+			lastProgress = p.At
+			u := p.Units
+			cost, _ := g.Price.Cost(min(u, g.CapUnits))
+			d.publishDirect(&mqttapi.Event{Envelope: d.env(), Kind: mqttapi.EventProgress, Session: id, Machine: m.cfg.ID,
+				Units: &u, Unit: g.Unit, Amount: &vend.Amount{Minor: cost, Currency: g.Currency}})
+		}
+	}
+	var res machine.Result
+	var err error
+	switch m.cfg.Kind {
+	case vend.KindWater:
+		// Water starts at once: record the start with the counter reading.
+		snap := d.board.Snapshot()
+		meter := uint64(snap.Counters[m.cfg.Water.Flow])
+		if err := markStarted(meter); err != nil {
+			log.Error("start", "err", err)
+		}
+		res, err = m.water.Pour(ctx, g.CapUnits, progress)
+	case vend.KindWasher, vend.KindDryer:
+		credits := 1
+		res, err = m.washer.Cycle(ctx, credits, m.cfg.Kind == vend.KindDryer, func(p machine.Progress) {
+			if !started {
+				_ = markStarted(0)
+			}
+			p.Units = min(p.Units, g.CapUnits)
+			progress(p)
+		})
+	case vend.KindVending:
+		if err := markStarted(0); err != nil {
+			log.Error("start", "err", err)
+		}
+		res, err = m.vending.Vend(ctx, g.Slot, func(p machine.Progress) {})
+	}
+	if err != nil {
+		// Could not start at all (board fault, stuck sensor): nothing delivered.
+		log.Warn("session could not start", "err", err)
+		to := journal.Failed
+		if !started {
+			to = journal.Expired
+		}
+		if started {
+			d.finishRunning(id, vend.OutcomeFault, 0, res, log)
+			return
+		}
+		d.finish(id, to, vend.OutcomeFault, 0, err, log)
+		return
+	}
+	outcome := map[machine.StopReason]vend.Outcome{
+		machine.StopCap: vend.OutcomeCapReached, machine.StopNoFlow: vend.OutcomeNoFlow, machine.StopFault: vend.OutcomeFault,
+		machine.StopCompleted: vend.OutcomeCompleted, machine.StopJam: vend.OutcomeVendFailed, machine.StopNoStart: vend.OutcomeNotStarted,
+	}[res.Reason]
+	if res.Reason == machine.StopRequested {
+		m.mu.Lock()
+		outcome = m.stopAs
+		m.mu.Unlock()
+	}
+	if outcome == 0 {
+		outcome = vend.OutcomeInterrupted
+	}
+	if !started {
+		d.finish(id, journal.Expired, vend.OutcomeNotStarted, 0, nil, log)
+		return
+	}
+	if res.MeterEnd > 0 {
+		if err := d.j.Meter(id, res.Units, res.MeterEnd); err != nil {
+			log.Error("final meter", "err", err)
+		}
+	}
+	d.finishRunning(id, outcome, res.Units, res, log)
+	m.mu.Lock()
+	m.counters.UnitsTotal += res.Units
+	m.counters.SessionsTotal++
+	if outcome == vend.OutcomeFault {
+		m.counters.FaultsTotal++
+	}
+	m.mu.Unlock()
+}
+
+// finishRunning ends a running session: Ending with its outcome and final
+// reading, then the signed report.
+func (d *Daemon) finishRunning(id vend.SessionID, outcome vend.Outcome, units uint64, res machine.Result, log interface{ Error(string, ...any) }) {
+	to := journal.Ending
+	if outcome == vend.OutcomeVendFailed {
+		to = journal.Refunded
+	}
+	err := d.j.Transition(id, to, func(s *journal.Session) {
+		s.Outcome = outcome
+		if units > s.Units {
+			s.Units = units
+		}
+		if outcome == vend.OutcomeFault {
+			s.FaultCode = 1
+		}
+	})
+	if err != nil {
+		log.Error("end session", "err", err)
+		return
+	}
+	d.report(id, log)
+}
+
+// finish ends a session that never ran.
+func (d *Daemon) finish(id vend.SessionID, to journal.State, outcome vend.Outcome, units uint64, cause error, log interface{ Error(string, ...any) }) {
+	err := d.j.Transition(id, to, func(s *journal.Session) {
+		s.Outcome = outcome
+		if outcome == vend.OutcomeFault {
+			s.FaultCode = 1
+		}
+	})
+	if err != nil {
+		log.Error("end session", "err", err, "cause", cause)
+		return
+	}
+	d.report(id, log)
+}
+
+func (d *Daemon) report(id vend.SessionID, log interface{ Error(string, ...any) }) {
+	if _, err := d.j.EndSession(id, d.signer, d.endedEvent(id)...); err != nil {
+		log.Error("report session", "err", err)
+		return
+	}
+	d.kickDrain()
+}
+
+// Sentinels for command replies.
+var (
+	errMachineUnknown = vend.E(vend.NotFound, mqttapi.CodeMachineUnknown, "controller: no such machine")
+	errMachineBusy    = vend.E(vend.Conflict, mqttapi.CodeMachineBusy, "controller: machine busy")
+	errMachineFault   = vend.E(vend.Transient, mqttapi.CodeMachineFault, "controller: machine or board in fault")
+	errSessionUnknown = vend.E(vend.NotFound, mqttapi.CodeSessionUnknown, "controller: no such session")
+	errOutputUnknown  = vend.E(vend.NotFound, mqttapi.CodeOutputUnknown, "controller: no such output on this machine")
+	errGrantUnit      = vend.E(vend.Invalid, "grant.unit", "controller: grant unit does not match the machine")
+	errKeyMismatch    = vend.E(vend.Invalid, mqttapi.CodeKeyMismatch, "controller: key does not match the pending key")
+	errUnsupported    = vend.E(vend.Invalid, mqttapi.CodeUnsupported, "controller: command not supported")
+)

@@ -1,0 +1,245 @@
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/vend"
+)
+
+// Errors.
+var (
+	ErrOffline = vend.E(vend.Transient, "uplink.offline", "uplink: not connected to the broker")
+	ErrTimeout = vend.E(vend.Transient, "uplink.timeout", "uplink: broker did not acknowledge in time")
+)
+
+// Opts configures an Uplink.
+type Opts struct {
+	Broker   string      // tcp://host:1883, ssl://host:8883
+	DeviceID string      // also the MQTT client ID, so the broker keeps one persistent session per device
+	Username string      // default DeviceID
+	Password string      //
+	TLS      *tls.Config // for ssl:// brokers
+	Tree     mqttapi.Tree
+	Firmware string // reported in the online State
+
+	KeepAlive      time.Duration // default 30 s
+	ConnectTimeout time.Duration // default 10 s
+	MaxBackoff     time.Duration // reconnect backoff cap, default 60 s
+	PublishTimeout time.Duration // how long Publish waits for the PUBACK, default 10 s
+
+	// OnCommand receives every payload on the device's cmd topic, in
+	// order, from paho's delivery goroutine: it must hand the work off
+	// quickly (the daemon queues it).
+	OnCommand func(payload []byte)
+	// OnConnect runs after every (re)connection, once the cmd subscription
+	// is in place and the online state is published; the daemon drains its
+	// outbox from here.
+	OnConnect func()
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Uplink is the device's MQTT connection: a persistent session (clean
+// session off, client ID = device ID, QoS 1) that reconnects with backoff,
+// registers a retained offline State as last will, publishes a retained
+// online State on every connect, and subscribes to the device's cmd topic.
+//
+// It is not a queue. Publish fails fast when the link is down instead of
+// letting paho park the message in its in-memory store (which a power cut
+// loses, and whose tokens after a reconnect prove nothing); the controller's
+// journal outbox is the queue, and it keeps each message until the cloud
+// acknowledges it by message ID.
+type Uplink struct {
+	o      Opts
+	client mqtt.Client
+	log    *slog.Logger
+
+	connected  atomic.Bool
+	connects   atomic.Uint64
+	lost       atomic.Uint64
+	published  atomic.Uint64
+	pubErrors  atomic.Uint64
+	closeOnce  sync.Once
+	cmdTopic   string
+	stateTopic string
+}
+
+// Stats are counters for telemetry and tests.
+type Stats struct {
+	Connected bool
+	Connects  uint64
+	Lost      uint64
+	Published uint64
+	PubErrors uint64
+}
+
+// New builds the client; Start connects it.
+func New(o Opts) (*Uplink, error) {
+	if err := vend.ValidateDeviceID(o.DeviceID); err != nil {
+		return nil, err
+	}
+	if o.Username == "" {
+		o.Username = o.DeviceID
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.KeepAlive, 30*time.Second)
+	def(&o.ConnectTimeout, 10*time.Second)
+	def(&o.MaxBackoff, 60*time.Second)
+	def(&o.PublishTimeout, 10*time.Second)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Firmware == "" {
+		o.Firmware = "beaconvend"
+	}
+	u := &Uplink{o: o, log: o.Logger}
+	var err error
+	if u.cmdTopic, err = o.Tree.Topic(o.DeviceID, mqttapi.LeafCmd); err != nil {
+		return nil, err
+	}
+	if u.stateTopic, err = o.Tree.Topic(o.DeviceID, mqttapi.LeafState); err != nil {
+		return nil, err
+	}
+	will, err := o.Tree.LastWill(o.DeviceID, o.Now())
+	if err != nil {
+		return nil, err
+	}
+	co := mqtt.NewClientOptions().
+		AddBroker(o.Broker).
+		SetClientID(o.DeviceID).
+		SetUsername(o.Username).
+		SetPassword(o.Password).
+		SetCleanSession(false).
+		SetOrderMatters(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(o.MaxBackoff).
+		SetKeepAlive(o.KeepAlive).
+		SetConnectTimeout(o.ConnectTimeout).
+		SetWriteTimeout(o.PublishTimeout).
+		SetResumeSubs(true).
+		SetBinaryWill(will.Topic, will.Payload, will.QoS, will.Retain).
+		SetOnConnectHandler(u.onConnect).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			u.connected.Store(false)
+			u.lost.Add(1)
+			u.log.Warn("mqtt connection lost", "err", err)
+		})
+	if o.TLS != nil {
+		co.SetTLSConfig(o.TLS)
+	}
+	u.client = mqtt.NewClient(co)
+	return u, nil
+}
+
+// Start begins connecting in the background; paho retries with backoff
+// until Close.
+func (u *Uplink) Start() { u.client.Connect() }
+
+func (u *Uplink) onConnect(c mqtt.Client) {
+	u.connects.Add(1)
+	tok := c.Subscribe(u.cmdTopic, 1, func(_ mqtt.Client, m mqtt.Message) {
+		if u.o.OnCommand != nil {
+			u.o.OnCommand(m.Payload())
+		}
+	})
+	if !tok.WaitTimeout(u.o.PublishTimeout) || tok.Error() != nil {
+		u.log.Error("subscribe to commands failed; reconnecting", "topic", u.cmdTopic, "err", tok.Error())
+		return // paho keeps the connection; the next reconnect retries. Stay "not connected" so nothing is published.
+	}
+	if err := u.publishState(mqttapi.Online, ""); err != nil {
+		u.log.Warn("publish online state", "err", err)
+	}
+	u.connected.Store(true)
+	u.log.Info("mqtt connected", "broker", u.o.Broker, "device", u.o.DeviceID)
+	if u.o.OnConnect != nil {
+		go u.o.OnConnect()
+	}
+}
+
+func (u *Uplink) publishState(st mqttapi.Status, reason string) error {
+	m := &mqttapi.State{Envelope: mqttapi.NewEnvelope(u.o.Now()), Status: st, Reason: reason}
+	if st == mqttapi.Online {
+		m.Firmware = u.o.Firmware
+	}
+	p, err := u.o.Tree.Publication(u.o.DeviceID, m)
+	if err != nil {
+		return err
+	}
+	tok := u.client.Publish(p.Topic, p.QoS, p.Retain, p.Payload)
+	if !tok.WaitTimeout(u.o.PublishTimeout) {
+		return ErrTimeout
+	}
+	return tok.Error()
+}
+
+// Connected reports whether the session is up and subscribed.
+func (u *Uplink) Connected() bool { return u.connected.Load() && u.client.IsConnectionOpen() }
+
+// Publish sends one message at its leaf's QoS and retain flag and, for QoS
+// 1, waits for the broker's PUBACK (which says only that the broker has it;
+// delivery to the cloud is proven by the cloud's Ack). It returns
+// ErrOffline at once when the link is down.
+func (u *Uplink) Publish(ctx context.Context, p mqttapi.Publication) error {
+	if !u.Connected() {
+		return ErrOffline
+	}
+	tok := u.client.Publish(p.Topic, p.QoS, p.Retain, p.Payload)
+	t := time.NewTimer(u.o.PublishTimeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		u.pubErrors.Add(1)
+		return ctx.Err()
+	case <-t.C:
+		u.pubErrors.Add(1)
+		return ErrTimeout
+	}
+	if err := tok.Error(); err != nil {
+		u.pubErrors.Add(1)
+		if errors.Is(err, mqtt.ErrNotConnected) {
+			return ErrOffline
+		}
+		return vend.Errorf(ErrOffline, "%v", err)
+	}
+	u.published.Add(1)
+	return nil
+}
+
+// Stats returns counters.
+func (u *Uplink) Stats() Stats {
+	return Stats{Connected: u.Connected(), Connects: u.connects.Load(), Lost: u.lost.Load(), Published: u.published.Load(), PubErrors: u.pubErrors.Load()}
+}
+
+// Close publishes a retained offline State (reason "shutdown") when
+// connected and disconnects. After Close the Uplink is done.
+func (u *Uplink) Close() {
+	u.closeOnce.Do(func() {
+		if u.Connected() {
+			if err := u.publishState(mqttapi.Offline, "shutdown"); err != nil {
+				u.log.Warn("publish offline state", "err", err)
+			}
+		}
+		u.connected.Store(false)
+		u.client.Disconnect(250)
+	})
+}
