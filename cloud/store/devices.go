@@ -1,0 +1,584 @@
+package store
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"beaconvend/app-protocol/proxid"
+	"beaconvend/app-protocol/vend"
+)
+
+// DeviceState is whether a device may start sessions.
+type DeviceState string
+
+// Device states.
+const (
+	DeviceActive   DeviceState = "active"
+	DeviceDisabled DeviceState = "disabled"
+)
+
+// Device is a controller board with its keys and machines.
+type Device struct {
+	ID          string            // vend.ValidateDeviceID
+	OperatorID  string            // the tenant that owns it
+	Name        string            // operator's label
+	State       DeviceState       // "" means active on create
+	IdentityKey proxid.Key        // secret proximity identity key; encrypted at rest when Opts.KeyEncKey is set
+	K           uint8             // proximity rotation exponent, 0-15
+	SignKey     ed25519.PublicKey // current usage-signing key
+	SignKeyNext ed25519.PublicKey // next key during a rotation, or nil
+	MQTTHash    string            // hash of the device's MQTT credential (the broker chooses the scheme); never the secret
+	Machines    []Machine
+	Online      bool
+	Telemetry   json.RawMessage // last telemetry payload, "{}" when none
+	LastSeen    time.Time       // zero when never seen
+	Created     time.Time
+	Updated     time.Time
+}
+
+// Machine is one machine a device drives, with its price.
+type Machine struct {
+	ID       string           // vend.ValidateMachineID
+	Kind     vend.MachineKind // water, washer, dryer, vending
+	Name     string
+	Unit     vend.Unit     // what is metered; Kind.Unit() when zero on create
+	Price    vend.Price    // per Unit; slots may override
+	Currency vend.Currency // ISO 4217
+	Slots    []Slot        // vending products; none for other kinds
+}
+
+// Slot is a product slot of a vending machine with its own price.
+type Slot struct {
+	ID    string // vend.ValidateSlotID, non-empty
+	Name  string
+	Price vend.Price
+}
+
+// DeviceKey is what the proximity resolver and the usage verifier need
+// for one active device.
+type DeviceKey struct {
+	DeviceID    string
+	IdentityKey proxid.Key
+	K           uint8
+	SignKeys    []ed25519.PublicKey // current, then next when rotating
+}
+
+func (m *Machine) validate() error {
+	if err := vend.ValidateMachineID(m.ID); err != nil {
+		return fmt.Errorf("store: machine: %w", err)
+	}
+	if m.Unit == 0 {
+		m.Unit = m.Kind.Unit()
+	}
+	switch {
+	case m.Kind.Unit() == 0:
+		return vend.Errorf(ErrInput, "machine %s: kind %q", m.ID, clip(string(m.Kind)))
+	case !m.Unit.Valid():
+		return vend.Errorf(ErrInput, "machine %s: unit %d", m.ID, m.Unit)
+	case len(m.Name) > 200:
+		return vend.Errorf(ErrInput, "machine %s: name longer than 200 bytes", m.ID)
+	}
+	if err := m.Price.Validate(); err != nil {
+		return fmt.Errorf("store: machine %s: %w", m.ID, err)
+	}
+	if err := m.Currency.Validate(); err != nil {
+		return fmt.Errorf("store: machine %s: %w", m.ID, err)
+	}
+	seen := map[string]bool{}
+	for _, sl := range m.Slots {
+		if sl.ID == "" || vend.ValidateSlotID(sl.ID) != nil {
+			return vend.Errorf(ErrInput, "machine %s: slot id %q", m.ID, clip(sl.ID))
+		}
+		if seen[sl.ID] {
+			return vend.Errorf(ErrInput, "machine %s: slot %s twice", m.ID, sl.ID)
+		}
+		seen[sl.ID] = true
+		if err := sl.Price.Validate(); err != nil {
+			return fmt.Errorf("store: machine %s slot %s: %w", m.ID, sl.ID, err)
+		}
+	}
+	return nil
+}
+
+// sealKey encrypts an identity key for storage: 0x00 ‖ key in clear, or
+// 0x01 ‖ nonce ‖ AES-256-GCM(key) with the device ID as additional data.
+func (s *Store) sealKey(device string, k proxid.Key) ([]byte, error) {
+	if s.keyEnc == nil {
+		return append([]byte{0}, k[:]...), nil
+	}
+	g, err := gcm(s.keyEnc)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 1+g.NonceSize(), 1+g.NonceSize()+len(k)+g.Overhead())
+	out[0] = 1
+	if _, err := rand.Read(out[1:]); err != nil {
+		return nil, err
+	}
+	return g.Seal(out, out[1:], k[:], []byte(device)), nil
+}
+
+func (s *Store) openKey(device string, b []byte) (proxid.Key, error) {
+	var k proxid.Key
+	switch {
+	case len(b) == 1+proxid.KeySize && b[0] == 0:
+		copy(k[:], b[1:])
+		return k, nil
+	case len(b) > 0 && b[0] == 1:
+		if s.keyEnc == nil {
+			return k, fmt.Errorf("store: device %s: identity key is encrypted and no KeyEncKey is configured", device)
+		}
+		g, err := gcm(s.keyEnc)
+		if err != nil {
+			return k, err
+		}
+		n := g.NonceSize()
+		if len(b) < 1+n {
+			return k, fmt.Errorf("store: device %s: identity key ciphertext truncated", device)
+		}
+		p, err := g.Open(nil, b[1:1+n], b[1+n:], []byte(device))
+		if err != nil || len(p) != proxid.KeySize {
+			return k, fmt.Errorf("store: device %s: identity key does not decrypt (wrong KeyEncKey?)", device)
+		}
+		copy(k[:], p)
+		return k, nil
+	}
+	return k, fmt.Errorf("store: device %s: identity key has unknown format", device)
+}
+
+func gcm(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("store: key encryption: %w", err)
+	}
+	return cipher.NewGCM(b)
+}
+
+// CreateDevice registers a device and its machines for d.OperatorID in one
+// transaction. Errors: vend.ErrDeviceID, ErrInput, ErrOperatorNotFound,
+// ErrDeviceExists; nothing is written on error.
+func (s *Store) CreateDevice(ctx context.Context, d Device) error {
+	if err := vend.ValidateDeviceID(d.ID); err != nil {
+		return fmt.Errorf("store: create device: %w", err)
+	}
+	if d.State == "" {
+		d.State = DeviceActive
+	}
+	switch {
+	case d.State != DeviceActive && d.State != DeviceDisabled:
+		return vend.Errorf(ErrInput, "device %s: state %q", d.ID, clip(string(d.State)))
+	case proxid.ValidateK(d.K) != nil:
+		return vend.Errorf(ErrInput, "device %s: rotation exponent %d", d.ID, d.K)
+	case len(d.SignKey) != ed25519.PublicKeySize:
+		return vend.Errorf(ErrInput, "device %s: signing key of %d bytes", d.ID, len(d.SignKey))
+	case d.SignKeyNext != nil && len(d.SignKeyNext) != ed25519.PublicKeySize:
+		return vend.Errorf(ErrInput, "device %s: next signing key of %d bytes", d.ID, len(d.SignKeyNext))
+	case len(d.Name) > 200 || len(d.MQTTHash) > 500:
+		return vend.Errorf(ErrInput, "device %s: name or mqtt hash too long", d.ID)
+	}
+	seen := map[string]bool{}
+	for i := range d.Machines {
+		if err := d.Machines[i].validate(); err != nil {
+			return err
+		}
+		if seen[d.Machines[i].ID] {
+			return vend.Errorf(ErrInput, "device %s: machine %s twice", d.ID, d.Machines[i].ID)
+		}
+		seen[d.Machines[i].ID] = true
+	}
+	sealed, err := s.sealKey(d.ID, d.IdentityKey)
+	if err != nil {
+		return err
+	}
+	var next []byte
+	if d.SignKeyNext != nil {
+		next = d.SignKeyNext
+	}
+	return s.tx(ctx, "create device", func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM operators WHERE id = $1`, d.OperatorID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+			return vend.Errorf(ErrOperatorNotFound, "%q", clip(d.OperatorID))
+		} else if err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE id = $1`, d.ID).Scan(&one); err == nil {
+			return vend.Errorf(ErrDeviceExists, "%s", d.ID)
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		now := s.nowMs()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO devices (id, operator_id, name, state, identity_key, rotation_k,
+			sign_key, sign_key_next, mqtt_hash, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)`,
+			d.ID, d.OperatorID, d.Name, string(d.State), sealed, int(d.K), []byte(d.SignKey), next, d.MQTTHash, now); err != nil {
+			return err
+		}
+		for _, m := range d.Machines {
+			if err := s.putMachine(ctx, tx, d.ID, m, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) putMachine(ctx context.Context, tx *sql.Tx, device string, m Machine, now int64) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO machines (device_id, id, kind, name, unit, price_minor, price_per, currency, updated_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (device_id, id) DO UPDATE SET kind = excluded.kind, name = excluded.name, unit = excluded.unit,
+			price_minor = excluded.price_minor, price_per = excluded.price_per, currency = excluded.currency, updated_ms = excluded.updated_ms`,
+		device, m.ID, string(m.Kind), m.Name, int(m.Unit), m.Price.Minor, int64(m.Price.Per), string(m.Currency), now); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM machine_slots WHERE device_id = $1 AND machine_id = $2`, device, m.ID); err != nil {
+		return err
+	}
+	for _, sl := range m.Slots {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO machine_slots (device_id, machine_id, id, name, price_minor, price_per)
+			VALUES ($1, $2, $3, $4, $5, $6)`, device, m.ID, sl.ID, sl.Name, sl.Price.Minor, int64(sl.Price.Per)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PutMachine adds or replaces (with its slots) a machine on one of
+// operator's devices. Live sessions keep the price they started with.
+// Errors: ErrInput, ErrDeviceNotFound (also for another operator's device).
+func (s *Store) PutMachine(ctx context.Context, operator, device string, m Machine) error {
+	if err := m.validate(); err != nil {
+		return err
+	}
+	return s.tx(ctx, "put machine", func(tx *sql.Tx) error {
+		if err := ownDevice(ctx, tx, operator, device); err != nil {
+			return err
+		}
+		return s.putMachine(ctx, tx, device, m, s.nowMs())
+	})
+}
+
+func ownDevice(ctx context.Context, q queryer, operator, device string) error {
+	var one int
+	err := q.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE id = $1 AND operator_id = $2`, device, operator).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
+	}
+	return err
+}
+
+// SetPrices changes the price of a machine and, for the slots named in
+// slots, of those slots, on one of operator's own devices. The currency
+// does not change. Sessions already started keep their price. Errors:
+// vend.ErrPrice, ErrDeviceNotFound (also for another operator's device),
+// ErrMachineNotFound, ErrSlotNotFound; nothing is written on error.
+func (s *Store) SetPrices(ctx context.Context, operator, device, machine string, price vend.Price, slots map[string]vend.Price) error {
+	if err := price.Validate(); err != nil {
+		return fmt.Errorf("store: set prices: %w", err)
+	}
+	for id, p := range slots {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("store: set prices: slot %s: %w", clip(id), err)
+		}
+	}
+	ids := make([]string, 0, len(slots))
+	for id := range slots {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return s.tx(ctx, "set prices", func(tx *sql.Tx) error {
+		if err := ownDevice(ctx, tx, operator, device); err != nil {
+			return err
+		}
+		now := s.nowMs()
+		res, err := tx.ExecContext(ctx, `UPDATE machines SET price_minor = $1, price_per = $2, updated_ms = $3
+			WHERE device_id = $4 AND id = $5`, price.Minor, int64(price.Per), now, device, machine)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return vend.Errorf(ErrMachineNotFound, "%s/%s", device, clip(machine))
+		}
+		for _, id := range ids {
+			p := slots[id]
+			res, err := tx.ExecContext(ctx, `UPDATE machine_slots SET price_minor = $1, price_per = $2
+				WHERE device_id = $3 AND machine_id = $4 AND id = $5`, p.Minor, int64(p.Per), device, machine, id)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return vend.Errorf(ErrSlotNotFound, "%s/%s/%s", device, machine, clip(id))
+			}
+		}
+		return nil
+	})
+}
+
+const deviceCols = `id, operator_id, name, state, identity_key, rotation_k, sign_key, sign_key_next, mqtt_hash,
+	online, telemetry, last_seen_ms, created_ms, updated_ms`
+
+func (s *Store) scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
+	var d Device
+	var state, tel string
+	var key, sk, skn []byte
+	var k, online int
+	var seen, created, updated int64
+	if err := sc.Scan(&d.ID, &d.OperatorID, &d.Name, &state, &key, &k, &sk, &skn, &d.MQTTHash,
+		&online, &tel, &seen, &created, &updated); err != nil {
+		return Device{}, err
+	}
+	ik, err := s.openKey(d.ID, key)
+	if err != nil {
+		return Device{}, err
+	}
+	d.State, d.IdentityKey, d.K = DeviceState(state), ik, uint8(k)
+	d.SignKey = ed25519.PublicKey(sk)
+	if len(skn) > 0 {
+		d.SignKeyNext = ed25519.PublicKey(skn)
+	}
+	d.Online, d.Telemetry = online == 1, json.RawMessage(tel)
+	if seen != 0 {
+		d.LastSeen = time.UnixMilli(seen).UTC()
+	}
+	d.Created, d.Updated = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+	return d, nil
+}
+
+// GetDevice returns a device with its machines and keys, for the cloud's
+// own use (ingest, resolver, session start); it is not tenant-scoped, so
+// never hand its result to an operator as is. Errors: ErrDeviceNotFound.
+func (s *Store) GetDevice(ctx context.Context, id string) (Device, error) {
+	d, err := s.scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Device{}, vend.Errorf(ErrDeviceNotFound, "%q", clip(id))
+	}
+	if err != nil {
+		return Device{}, fmt.Errorf("store: get device: %w", err)
+	}
+	ms, err := s.machines(ctx, []string{id})
+	if err != nil {
+		return Device{}, err
+	}
+	d.Machines = ms[id]
+	return d, nil
+}
+
+// machines returns the machines (with slots) of the given devices.
+func (s *Store) machines(ctx context.Context, devices []string) (map[string][]Machine, error) {
+	out := map[string][]Machine{}
+	if len(devices) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(devices))
+	for i, d := range devices {
+		args[i] = d
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id, id, kind, name, unit, price_minor, price_per, currency
+		FROM machines WHERE device_id IN `+in(1, len(devices))+` ORDER BY device_id, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: machines: %w", err)
+	}
+	type key struct{ d, m string }
+	idx := map[key]int{}
+	for rows.Next() {
+		var dev, kind, cur string
+		var m Machine
+		var unit int
+		var per int64
+		if err := rows.Scan(&dev, &m.ID, &kind, &m.Name, &unit, &m.Price.Minor, &per, &cur); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: machines: %w", err)
+		}
+		m.Kind, m.Unit, m.Price.Per, m.Currency = vend.MachineKind(kind), vend.Unit(unit), uint32(per), vend.Currency(cur)
+		idx[key{dev, m.ID}] = len(out[dev])
+		out[dev] = append(out[dev], m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: machines: %w", err)
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT device_id, machine_id, id, name, price_minor, price_per
+		FROM machine_slots WHERE device_id IN `+in(1, len(devices))+` ORDER BY device_id, machine_id, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: slots: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var dev, mach string
+		var sl Slot
+		var per int64
+		if err := rows.Scan(&dev, &mach, &sl.ID, &sl.Name, &sl.Price.Minor, &per); err != nil {
+			return nil, fmt.Errorf("store: slots: %w", err)
+		}
+		sl.Price.Per = uint32(per)
+		if i, ok := idx[key{dev, mach}]; ok {
+			out[dev][i].Slots = append(out[dev][i].Slots, sl)
+		}
+	}
+	return out, rows.Err()
+}
+
+// DeviceKeys returns the keys of every active device: what a cloud
+// instance loads into its proximity resolver and usage verifier at start.
+func (s *Store) DeviceKeys(ctx context.Context) ([]DeviceKey, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, identity_key, rotation_k, sign_key, sign_key_next FROM devices WHERE state = 'active' ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: device keys: %w", err)
+	}
+	defer rows.Close()
+	var out []DeviceKey
+	for rows.Next() {
+		var dk DeviceKey
+		var key, sk, skn []byte
+		var k int
+		if err := rows.Scan(&dk.DeviceID, &key, &k, &sk, &skn); err != nil {
+			return nil, fmt.Errorf("store: device keys: %w", err)
+		}
+		if dk.IdentityKey, err = s.openKey(dk.DeviceID, key); err != nil {
+			return nil, err
+		}
+		dk.K = uint8(k)
+		dk.SignKeys = append(dk.SignKeys, ed25519.PublicKey(sk))
+		if len(skn) > 0 {
+			dk.SignKeys = append(dk.SignKeys, ed25519.PublicKey(skn))
+		}
+		out = append(out, dk)
+	}
+	return out, rows.Err()
+}
+
+// SetDeviceState enables or disables one of operator's devices. A disabled
+// device starts no new sessions; live ones finish and settle. Errors:
+// ErrInput, ErrDeviceNotFound.
+func (s *Store) SetDeviceState(ctx context.Context, operator, device string, st DeviceState) error {
+	if st != DeviceActive && st != DeviceDisabled {
+		return vend.Errorf(ErrInput, "device state %q", clip(string(st)))
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE devices SET state = $1, updated_ms = $2 WHERE id = $3 AND operator_id = $4`,
+		string(st), s.nowMs(), device, operator)
+	if err != nil {
+		return fmt.Errorf("store: set device state: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
+	}
+	return nil
+}
+
+// SetNextSignKey records the key a device will sign with after rotation;
+// reports under either key verify until PromoteSignKey. Errors: ErrInput,
+// ErrDeviceNotFound.
+func (s *Store) SetNextSignKey(ctx context.Context, device string, next ed25519.PublicKey) error {
+	if len(next) != ed25519.PublicKeySize {
+		return vend.Errorf(ErrInput, "signing key of %d bytes", len(next))
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE devices SET sign_key_next = $1, updated_ms = $2 WHERE id = $3`, []byte(next), s.nowMs(), device)
+	if err != nil {
+		return fmt.Errorf("store: next sign key: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
+	}
+	return nil
+}
+
+// PromoteSignKey makes the next signing key current and forgets the old
+// one; a no-op when there is no next key. Errors: ErrDeviceNotFound.
+func (s *Store) PromoteSignKey(ctx context.Context, device string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE devices SET sign_key = COALESCE(sign_key_next, sign_key), sign_key_next = NULL, updated_ms = $1 WHERE id = $2`,
+		s.nowMs(), device)
+	if err != nil {
+		return fmt.Errorf("store: promote sign key: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
+	}
+	return nil
+}
+
+// SetDeviceStatus records a device's online state (from its retained
+// state and last will), its last telemetry JSON when telemetry is non-nil,
+// and at as last seen. A status older than the one stored is ignored, so
+// out-of-order deliveries cannot flip a device back. Errors: ErrInput
+// (telemetry not a JSON object or over 16 KiB), ErrDeviceNotFound.
+func (s *Store) SetDeviceStatus(ctx context.Context, device string, online bool, telemetry json.RawMessage, at time.Time) error {
+	if telemetry != nil {
+		var m map[string]any
+		if len(telemetry) > 16<<10 || json.Unmarshal(telemetry, &m) != nil || m == nil {
+			return vend.Errorf(ErrInput, "telemetry must be a JSON object of at most 16 KiB")
+		}
+	}
+	on := 0
+	if online {
+		on = 1
+	}
+	var res sql.Result
+	var err error
+	if telemetry == nil {
+		res, err = s.db.ExecContext(ctx, `UPDATE devices SET online = $1, last_seen_ms = $2 WHERE id = $3 AND last_seen_ms <= $2`,
+			on, at.UnixMilli(), device)
+	} else {
+		res, err = s.db.ExecContext(ctx, `UPDATE devices SET online = $1, last_seen_ms = $2, telemetry = $3 WHERE id = $4 AND last_seen_ms <= $2`,
+			on, at.UnixMilli(), string(telemetry), device)
+	}
+	if err != nil {
+		return fmt.Errorf("store: device status: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var one int
+		if err := s.db.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE id = $1`, device).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+			return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
+		}
+	}
+	return nil
+}
+
+// DeviceStatus is an operator's view of a device: no keys.
+type DeviceStatus struct {
+	ID        string
+	Name      string
+	State     DeviceState
+	Online    bool
+	Telemetry json.RawMessage
+	LastSeen  time.Time
+	Machines  []Machine
+}
+
+// OperatorDevices returns operator's devices, ordered by ID, with online
+// state, last telemetry and machines.
+func (s *Store) OperatorDevices(ctx context.Context, operator string) ([]DeviceStatus, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE operator_id = $1 ORDER BY id`, operator)
+	if err != nil {
+		return nil, fmt.Errorf("store: operator devices: %w", err)
+	}
+	var out []DeviceStatus
+	var ids []string
+	for rows.Next() {
+		d, err := s.scanDevice(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: operator devices: %w", err)
+		}
+		out = append(out, DeviceStatus{ID: d.ID, Name: d.Name, State: d.State, Online: d.Online, Telemetry: d.Telemetry, LastSeen: d.LastSeen})
+		ids = append(ids, d.ID)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: operator devices: %w", err)
+	}
+	ms, err := s.machines(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Machines = ms[out[i].ID]
+	}
+	return out, nil
+}

@@ -1,0 +1,111 @@
+package store
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"modernc.org/sqlite"               // registers the "sqlite" database/sql driver
+)
+
+// dialect holds every difference between SQLite and PostgreSQL that the
+// store knows of. The SQL text of queries is otherwise shared: $n
+// placeholders, ON CONFLICT, RETURNING and partial indexes work in both.
+type dialect struct {
+	name         string // "sqlite" or "postgres"
+	driver       string // database/sql driver name
+	defaultConns int
+	// schema text substitutions: {{ID}} an auto-increment integer primary
+	// key, {{BYTES}} a byte string.
+	idType, bytesType string
+	retryable         func(error) bool // busy, deadlock, serialization failure
+	unique            func(error) bool // unique or primary key violation
+}
+
+var sqliteDialect = dialect{
+	name: "sqlite", driver: "sqlite", defaultConns: 8,
+	idType:    "INTEGER PRIMARY KEY",
+	bytesType: "BLOB",
+	retryable: func(err error) bool {
+		var e *sqlite.Error
+		if errors.As(err, &e) {
+			c := e.Code() & 0xff
+			return c == 5 || c == 6 // SQLITE_BUSY, SQLITE_LOCKED
+		}
+		return false
+	},
+	unique: func(err error) bool {
+		var e *sqlite.Error
+		if errors.As(err, &e) {
+			return e.Code() == 2067 || e.Code() == 1555 // SQLITE_CONSTRAINT_UNIQUE, _PRIMARYKEY
+		}
+		return false
+	},
+}
+
+var postgresDialect = dialect{
+	name: "postgres", driver: "pgx", defaultConns: 16,
+	idType:    "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+	bytesType: "BYTEA",
+	retryable: func(err error) bool {
+		var e *pgconn.PgError
+		if errors.As(err, &e) {
+			return e.Code == "40001" || e.Code == "40P01" // serialization_failure, deadlock_detected
+		}
+		return false
+	},
+	unique: func(err error) bool {
+		var e *pgconn.PgError
+		return errors.As(err, &e) && e.Code == "23505"
+	},
+}
+
+// schema returns migration text for this dialect.
+func (d dialect) schema(text string) string {
+	return strings.NewReplacer("{{ID}}", d.idType, "{{BYTES}}", d.bytesType).Replace(text)
+}
+
+// pickDialect chooses the driver from the DSN and returns the connection
+// string to hand it.
+func pickDialect(dsn string) (dialect, string, error) {
+	switch {
+	case dsn == "":
+		return dialect{}, "", errorf(ErrDSN, "empty")
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return postgresDialect, dsn, nil
+	case strings.Contains(dsn, "://"):
+		return dialect{}, "", errorf(ErrDSN, "scheme of %q: want postgres:// or sqlite:", redact(dsn))
+	}
+	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
+	query := ""
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path, query = path[:i], path[i+1:]
+	}
+	if path == "" || path == ":memory:" {
+		return dialect{}, "", errorf(ErrDSN, "sqlite needs a file path (in-memory databases are per connection)")
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return dialect{}, "", errorf(ErrDSN, "sqlite query: %v", err)
+	}
+	// Every connection: WAL, wait up to 10 s for the write lock, enforce
+	// foreign keys; every transaction begins IMMEDIATE so that concurrent
+	// writers queue on the lock instead of deadlocking on an upgrade.
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	return sqliteDialect, "file:" + path + "?" + q.Encode(), nil
+}
+
+// redact hides a password in a DSN for error text.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable dsn)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,256 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"beaconvend/app-protocol/vend"
+)
+
+// User is a phone user: the payer.
+type User struct {
+	ID      string // "usr_" + 16 hex digits
+	Email   string // lower-cased
+	Created time.Time
+}
+
+// Operator is a tenant: the business that runs devices and earns revenue.
+type Operator struct {
+	ID      string // "op_" + 16 hex digits
+	Name    string
+	Created time.Time
+}
+
+// OperatorAccount is a person who signs in to an operator's console.
+type OperatorAccount struct {
+	ID         string // "opa_" + 16 hex digits
+	OperatorID string
+	Email      string
+}
+
+func normEmail(e string) (string, error) {
+	e = strings.ToLower(strings.TrimSpace(e))
+	if len(e) > 254 {
+		return "", vend.Errorf(ErrInput, "email longer than 254 bytes")
+	}
+	a, err := mail.ParseAddress(e)
+	if err != nil || a.Address != e {
+		return "", vend.Errorf(ErrInput, "email %q", clip(e))
+	}
+	return e, nil
+}
+
+func (s *Store) hash(pw string) (string, error) {
+	if len(pw) < 8 || len(pw) > 72 {
+		return "", vend.Errorf(ErrInput, "password must be 8-72 bytes")
+	}
+	cost := s.cost
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
+	if err != nil {
+		return "", fmt.Errorf("store: hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+// CreateUser registers a phone user with a bcrypt hash of password (8-72
+// bytes). Errors: ErrInput, ErrEmailTaken.
+func (s *Store) CreateUser(ctx context.Context, email, password string) (User, error) {
+	e, err := normEmail(email)
+	if err != nil {
+		return User{}, err
+	}
+	h, err := s.hash(password)
+	if err != nil {
+		return User{}, err
+	}
+	u := User{ID: newID("usr"), Email: e, Created: time.UnixMilli(s.nowMs()).UTC()}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO users (id, email, pw_hash, created_ms) VALUES ($1, $2, $3, $4)`,
+		u.ID, u.Email, h, u.Created.UnixMilli())
+	if s.d.unique(err) {
+		return User{}, vend.Errorf(ErrEmailTaken, "%s", e)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("store: create user: %w", err)
+	}
+	return u, nil
+}
+
+// AuthenticateUser returns the user whose email and password match, or
+// ErrCredentials (the same error for an unknown email and a wrong password).
+func (s *Store) AuthenticateUser(ctx context.Context, email, password string) (User, error) {
+	e, _ := normEmail(email)
+	var u User
+	var h string
+	var ms int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, email, pw_hash, created_ms FROM users WHERE email = $1`, e).Scan(&u.ID, &u.Email, &h, &ms)
+	if errors.Is(err, sql.ErrNoRows) {
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password)) // same time as a wrong password
+		return User{}, ErrCredentials
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("store: authenticate: %w", err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(h), []byte(password)) != nil {
+		return User{}, ErrCredentials
+	}
+	u.Created = time.UnixMilli(ms).UTC()
+	return u, nil
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("dummy password"), bcrypt.MinCost)
+
+// GetUser returns a user by ID, or ErrUserNotFound.
+func (s *Store) GetUser(ctx context.Context, id string) (User, error) {
+	var u User
+	var ms int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, email, created_ms FROM users WHERE id = $1`, id).Scan(&u.ID, &u.Email, &ms)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, vend.Errorf(ErrUserNotFound, "%q", clip(id))
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("store: get user: %w", err)
+	}
+	u.Created = time.UnixMilli(ms).UTC()
+	return u, nil
+}
+
+func (s *Store) userExists(ctx context.Context, q queryer, id string) error {
+	var one int
+	err := q.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return vend.Errorf(ErrUserNotFound, "%q", clip(id))
+	}
+	return err
+}
+
+func tokenHash(token string) []byte { h := sha256.Sum256([]byte(token)); return h[:] }
+
+// IssueToken returns a new random bearer token for user, valid for ttl.
+// Only its SHA-256 is stored. Errors: ErrUserNotFound, ErrInput (ttl <= 0).
+func (s *Store) IssueToken(ctx context.Context, user string, ttl time.Duration) (string, error) {
+	if ttl <= 0 {
+		return "", vend.Errorf(ErrInput, "token ttl %s", ttl)
+	}
+	if err := s.userExists(ctx, s.db, user); err != nil {
+		return "", err
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("store: token: %w", err)
+	}
+	tok := "vt_" + base64.RawURLEncoding.EncodeToString(b[:])
+	now := s.nowMs()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, expires_ms, created_ms) VALUES ($1, $2, $3, $4)`,
+		tokenHash(tok), user, now+ttl.Milliseconds(), now)
+	if err != nil {
+		return "", fmt.Errorf("store: issue token: %w", err)
+	}
+	return tok, nil
+}
+
+// UserByToken returns the user a live bearer token belongs to, or ErrToken.
+func (s *Store) UserByToken(ctx context.Context, token string) (User, error) {
+	var id string
+	err := s.db.QueryRowContext(ctx, `SELECT user_id FROM tokens WHERE hash = $1 AND revoked = 0 AND expires_ms > $2`,
+		tokenHash(token), s.nowMs()).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, ErrToken
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("store: token: %w", err)
+	}
+	return s.GetUser(ctx, id)
+}
+
+// RevokeToken revokes a bearer token; revoking an unknown or revoked token is not an error.
+func (s *Store) RevokeToken(ctx context.Context, token string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE tokens SET revoked = 1 WHERE hash = $1`, tokenHash(token))
+	if err != nil {
+		return fmt.Errorf("store: revoke token: %w", err)
+	}
+	return nil
+}
+
+// CreateOperator creates a tenant. Errors: ErrInput (empty name).
+func (s *Store) CreateOperator(ctx context.Context, name string) (Operator, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 200 {
+		return Operator{}, vend.Errorf(ErrInput, "operator name must be 1-200 bytes")
+	}
+	o := Operator{ID: newID("op"), Name: name, Created: time.UnixMilli(s.nowMs()).UTC()}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO operators (id, name, created_ms) VALUES ($1, $2, $3)`, o.ID, o.Name, o.Created.UnixMilli())
+	if err != nil {
+		return Operator{}, fmt.Errorf("store: create operator: %w", err)
+	}
+	return o, nil
+}
+
+// CreateOperatorAccount adds a console login to operator. Errors:
+// ErrInput, ErrOperatorNotFound, ErrEmailTaken.
+func (s *Store) CreateOperatorAccount(ctx context.Context, operator, email, password string) (OperatorAccount, error) {
+	e, err := normEmail(email)
+	if err != nil {
+		return OperatorAccount{}, err
+	}
+	h, err := s.hash(password)
+	if err != nil {
+		return OperatorAccount{}, err
+	}
+	var one int
+	if err := s.db.QueryRowContext(ctx, `SELECT 1 FROM operators WHERE id = $1`, operator).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+		return OperatorAccount{}, vend.Errorf(ErrOperatorNotFound, "%q", clip(operator))
+	} else if err != nil {
+		return OperatorAccount{}, fmt.Errorf("store: operator account: %w", err)
+	}
+	a := OperatorAccount{ID: newID("opa"), OperatorID: operator, Email: e}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO operator_accounts (id, operator_id, email, pw_hash, created_ms) VALUES ($1, $2, $3, $4, $5)`,
+		a.ID, a.OperatorID, a.Email, h, s.nowMs())
+	if s.d.unique(err) {
+		return OperatorAccount{}, vend.Errorf(ErrEmailTaken, "%s", e)
+	}
+	if err != nil {
+		return OperatorAccount{}, fmt.Errorf("store: operator account: %w", err)
+	}
+	return a, nil
+}
+
+// AuthenticateOperator returns the operator account whose email and
+// password match, or ErrCredentials.
+func (s *Store) AuthenticateOperator(ctx context.Context, email, password string) (OperatorAccount, error) {
+	e, _ := normEmail(email)
+	var a OperatorAccount
+	var h string
+	err := s.db.QueryRowContext(ctx, `SELECT id, operator_id, email, pw_hash FROM operator_accounts WHERE email = $1`, e).
+		Scan(&a.ID, &a.OperatorID, &a.Email, &h)
+	if errors.Is(err, sql.ErrNoRows) {
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return OperatorAccount{}, ErrCredentials
+	}
+	if err != nil {
+		return OperatorAccount{}, fmt.Errorf("store: authenticate operator: %w", err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(h), []byte(password)) != nil {
+		return OperatorAccount{}, ErrCredentials
+	}
+	return a, nil
+}
