@@ -9,18 +9,19 @@ import (
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/controller/internal/testrig"
 	"beaconvend/controller/journal"
 )
 
 func TestWaterSessionEndToEnd(t *testing.T) {
 	r := newRig(t, "pulse-io-4", waterSim, waterCfg)
 	r.startDaemon()
-	g, gb := r.cloud.grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 300, time.Minute)
-	cmd := r.cloud.authorize("dev-1", "m1", gb)
-	if rep := r.cloud.waitReply(cmd); !rep.OK {
+	g, gb := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 300, time.Minute)
+	cmd := r.cloud.Authorize("dev-1", "m1", gb)
+	if rep := r.cloud.WaitReply(cmd); !rep.OK {
 		t.Fatalf("authorize refused: %+v", rep)
 	}
-	u := r.cloud.waitUsage(g.Session, r.devPub)
+	u := r.cloud.WaitUsage(g.Session, r.devPub)
 	if err := signed.CheckAgainstGrant(u, g); err != nil {
 		t.Fatal(err)
 	}
@@ -41,28 +42,28 @@ func TestWaterSessionEndToEnd(t *testing.T) {
 		s, err := r.d.Journal().Get(g.Session)
 		return err == nil && s.State == journal.Settled
 	})
-	r.cloud.mu.Lock()
+	r.cloud.Mu.Lock()
 	kinds := []string{}
-	for _, e := range r.cloud.events {
+	for _, e := range r.cloud.Events {
 		if e.Session == g.Session && e.Kind != mqttapi.EventProgress {
 			kinds = append(kinds, string(e.Kind))
 		}
 	}
-	r.cloud.mu.Unlock()
+	r.cloud.Mu.Unlock()
 	if strings.Join(kinds, ",") != "authorized,started,ended" {
 		t.Errorf("events %v", kinds)
 	}
 	// A replayed authorize with the same grant (a cloud retry) is answered
 	// OK but does not start a second session.
-	again := r.cloud.authorize("dev-1", "m1", gb)
-	if rep := r.cloud.waitReply(again); !rep.OK {
+	again := r.cloud.Authorize("dev-1", "m1", gb)
+	if rep := r.cloud.WaitReply(again); !rep.OK {
 		t.Errorf("idempotent re-authorize: %+v", rep)
 	}
 	time.Sleep(300 * time.Millisecond)
 	if opens := r.status().Machines[0].Water.Opens; opens != 1 {
 		t.Errorf("valve opened %d times", opens)
 	}
-	if n, _ := r.cloud.usageCount(g.Session); n != 1 {
+	if n, _ := r.cloud.UsageCount(g.Session); n != 1 {
 		t.Errorf("%d usage reports", n)
 	}
 }
@@ -70,16 +71,16 @@ func TestWaterSessionEndToEnd(t *testing.T) {
 func TestUserStop(t *testing.T) {
 	r := newRig(t, "pulse-io-4", waterSim, waterCfg)
 	r.startDaemon()
-	g, gb := r.cloud.grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 100_000, time.Minute)
-	if rep := r.cloud.waitReply(r.cloud.authorize("dev-1", "m1", gb)); !rep.OK {
+	g, gb := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 100_000, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "m1", gb)); !rep.OK {
 		t.Fatal(rep)
 	}
 	eventually(t, "water to flow", func() bool { return r.status().Machines[0].Water.DeliveredML > 100 })
-	stop := r.cloud.send("dev-1", &mqttapi.Stop{Envelope: mqttapi.NewEnvelope(time.Now()), Session: g.Session, Machine: "m1"})
-	if rep := r.cloud.waitReply(stop); !rep.OK {
+	stop := r.cloud.Send("dev-1", &mqttapi.Stop{Envelope: mqttapi.NewEnvelope(time.Now()), Session: g.Session, Machine: "m1"})
+	if rep := r.cloud.WaitReply(stop); !rep.OK {
 		t.Fatal(rep)
 	}
-	u := r.cloud.waitUsage(g.Session, r.devPub)
+	u := r.cloud.WaitUsage(g.Session, r.devPub)
 	w := r.status().Machines[0].Water
 	if u.Outcome != vend.OutcomeUserStop || u.Units == 0 || u.Units > uint64(w.DeliveredML) || w.ValveOpen {
 		t.Fatalf("usage %+v, emulator %+v", u, w)
@@ -92,15 +93,15 @@ func TestRefusedCommands(t *testing.T) {
 	r := newRig(t, "pulse-io-4", waterSim, waterCfg)
 	r.startDaemon()
 	price := vend.Price{Minor: 50, Per: 1000}
-	_, good := r.cloud.grant("dev-1", "m1", "", vend.UnitML, price, 100, time.Minute)
-	_, otherDev := r.cloud.grant("dev-2", "m1", "", vend.UnitML, price, 100, time.Minute)
-	_, expired := r.cloud.grant("dev-1", "m1", "", vend.UnitML, price, 100, time.Millisecond)
+	_, good := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, price, 100, time.Minute)
+	_, otherDev := r.cloud.Grant("dev-2", "m1", "", vend.UnitML, price, 100, time.Minute)
+	_, expired := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, price, 100, time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
-	_, forgerKey, _ := ed25519GenerateKey()
-	realKey := r.cloud.key
-	r.cloud.key = forgerKey
-	_, forged := r.cloud.grant("dev-1", "m1", "", vend.UnitML, price, 100, time.Minute)
-	r.cloud.key = realKey
+	_, forgerKey, _ := testrig.GenerateKey()
+	realKey := r.cloud.Key
+	r.cloud.Key = forgerKey
+	_, forged := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, price, 100, time.Minute)
+	r.cloud.Key = realKey
 	tampered := append([]byte(nil), good...)
 	tampered[len(tampered)-70] ^= 1 // a body byte under the signature
 
@@ -117,27 +118,27 @@ func TestRefusedCommands(t *testing.T) {
 		{"grant for m1 sent as m2", "m2", good, "machine.unknown"},
 	}
 	for _, tc := range cases {
-		id := r.cloud.authorize("dev-1", tc.machine, tc.grant)
-		rep := r.cloud.waitReply(id)
+		id := r.cloud.Authorize("dev-1", tc.machine, tc.grant)
+		rep := r.cloud.WaitReply(id)
 		if rep.OK || rep.Code != tc.code {
 			t.Errorf("%s: reply %+v, want code %s", tc.name, rep, tc.code)
 		}
 	}
 	// Malformed and oversized payloads: refused by the decoder, with the id when it can be read.
-	r.cloud.sendRaw("dev-1", []byte(`{"v":1,"id":"bad-json-1","ts":1,"type":"authorize","machine":"m1","grant":`))
+	r.cloud.SendRaw("dev-1", []byte(`{"v":1,"id":"bad-json-1","ts":1,"type":"authorize","machine":"m1","grant":`))
 	env := mqttapi.NewEnvelope(time.Now())
 	big, _ := json.Marshal(map[string]any{"v": 1, "id": "too-big-1", "ts": env.TS, "type": "stop", "machine": "m1", "pad": strings.Repeat("x", mqttapi.MaxPayload)})
-	r.cloud.sendRaw("dev-1", big)
-	r.cloud.sendRaw("dev-1", []byte(`{"v":9,"id":"future-1","ts":1,"type":"stop","session":"6b1f0c3e-8a52-4d07-9e31-2f4c5a6b7c8d","machine":"m1"}`))
-	if rep := r.cloud.waitReply("future-1"); rep.OK || rep.Code != "payload.version" {
+	r.cloud.SendRaw("dev-1", big)
+	r.cloud.SendRaw("dev-1", []byte(`{"v":9,"id":"future-1","ts":1,"type":"stop","session":"6b1f0c3e-8a52-4d07-9e31-2f4c5a6b7c8d","machine":"m1"}`))
+	if rep := r.cloud.WaitReply("future-1"); rep.OK || rep.Code != "payload.version" {
 		t.Errorf("unknown version: %+v", rep)
 	}
 	// Replayed grant for a new command id after the session ran: refused.
-	g2, gb2 := r.cloud.grant("dev-1", "m1", "", vend.UnitML, price, 50, time.Minute)
-	if rep := r.cloud.waitReply(r.cloud.authorize("dev-1", "m1", gb2)); !rep.OK {
+	g2, gb2 := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, price, 50, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "m1", gb2)); !rep.OK {
 		t.Fatal(rep)
 	}
-	r.cloud.waitUsage(g2.Session, r.devPub)
+	r.cloud.WaitUsage(g2.Session, r.devPub)
 	opens := r.status().Machines[0].Water.Opens
 	// Nothing but the one good session switched anything on.
 	if opens != 1 {
@@ -153,39 +154,39 @@ func TestRefusedCommands(t *testing.T) {
 func TestLinkLossFinishesWithinCap(t *testing.T) {
 	r := newRig(t, "pulse-io-4", waterSim, waterCfg)
 	r.startDaemon()
-	g, gb := r.cloud.grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 600, time.Minute)
-	if rep := r.cloud.waitReply(r.cloud.authorize("dev-1", "m1", gb)); !rep.OK {
+	g, gb := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 600, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "m1", gb)); !rep.OK {
 		t.Fatal(rep)
 	}
 	eventually(t, "flow", func() bool { return r.status().Machines[0].Water.DeliveredML > 50 })
-	r.broker.stop()
+	r.broker.Stop()
 	eventually(t, "cap reached offline", func() bool {
 		w := r.status().Machines[0].Water
 		return !w.ValveOpen && w.DeliveredML >= 600
 	})
-	if n, _ := r.cloud.usageCount(g.Session); n != 0 {
+	if n, _ := r.cloud.UsageCount(g.Session); n != 0 {
 		t.Fatal("usage arrived while the broker was down")
 	}
 	eventually(t, "the report to wait in the outbox", func() bool {
 		s, err := r.d.Journal().Get(g.Session)
 		return err == nil && s.State == journal.Reported && r.d.Stats().Outbox > 0
 	})
-	r.broker = startBroker(t, r.broker.addr)
-	u := r.cloud.waitUsage(g.Session, r.devPub)
+	r.broker = testrig.StartBroker(t, r.broker.Addr)
+	u := r.cloud.WaitUsage(g.Session, r.devPub)
 	if u.Units != 600 || u.Outcome != vend.OutcomeCapReached {
 		t.Fatalf("usage after reconnect: %+v", u)
 	}
 	eventually(t, "outbox drained", func() bool { return r.d.Stats().Outbox == 0 })
 	time.Sleep(500 * time.Millisecond)
-	n, ids := r.cloud.usageCount(g.Session)
+	n, ids := r.cloud.UsageCount(g.Session)
 	if ids != 1 {
 		t.Fatalf("%d distinct usage messages (%d deliveries)", ids, n)
 	}
 	// In queue order: EndSession queues the usage report, then the ended event.
-	r.cloud.mu.Lock()
-	defer r.cloud.mu.Unlock()
+	r.cloud.Mu.Lock()
+	defer r.cloud.Mu.Unlock()
 	endedAt, usageAt := -1, -1
-	for i, o := range r.cloud.order {
+	for i, o := range r.cloud.Order {
 		if strings.HasPrefix(o, "evt:ended:") && endedAt < 0 {
 			endedAt = i
 		}
@@ -194,7 +195,7 @@ func TestLinkLossFinishesWithinCap(t *testing.T) {
 		}
 	}
 	if endedAt < 0 || usageAt < 0 || endedAt < usageAt {
-		t.Errorf("uplink order %v", r.cloud.order)
+		t.Errorf("uplink order %v", r.cloud.Order)
 	}
 }
 
@@ -203,15 +204,15 @@ func TestLinkLossFinishesWithinCap(t *testing.T) {
 func TestBoardFaultMidSession(t *testing.T) {
 	r := newRig(t, "pulse-io-4", waterSim, waterCfg)
 	r.startDaemon()
-	g, gb := r.cloud.grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 100_000, time.Minute)
-	if rep := r.cloud.waitReply(r.cloud.authorize("dev-1", "m1", gb)); !rep.OK {
+	g, gb := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 100_000, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "m1", gb)); !rep.OK {
 		t.Fatal(rep)
 	}
 	eventually(t, "flow", func() bool { return r.status().Machines[0].Water.DeliveredML > 200 })
 	if err := r.ctl.NoReply(1_000_000); err != nil {
 		t.Fatal(err)
 	}
-	u := r.cloud.waitUsage(g.Session, r.devPub)
+	u := r.cloud.WaitUsage(g.Session, r.devPub)
 	delivered := uint64(r.status().Machines[0].Water.DeliveredML)
 	if u.Outcome != vend.OutcomeFault || u.Units == 0 || u.Units > delivered || u.FaultCode == 0 {
 		t.Fatalf("usage %+v, %d ml truly delivered", u, delivered)
@@ -229,11 +230,11 @@ func TestCommitBound(t *testing.T) {
 	r.startDaemon()
 	before := r.d.Stats().Journal
 	start := time.Now()
-	g, gb := r.cloud.grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 500, time.Minute)
-	if rep := r.cloud.waitReply(r.cloud.authorize("dev-1", "m1", gb)); !rep.OK {
+	g, gb := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 500, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "m1", gb)); !rep.OK {
 		t.Fatal(rep)
 	}
-	r.cloud.waitUsage(g.Session, r.devPub)
+	r.cloud.WaitUsage(g.Session, r.devPub)
 	ran := time.Since(start)
 	after := r.d.Stats().Journal
 	meter := after.MeterCommits - before.MeterCommits

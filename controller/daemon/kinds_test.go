@@ -30,11 +30,11 @@ machines:
 func TestLaundryCycleEndToEnd(t *testing.T) {
 	r := newRig(t, "generic-relay-8", laundrySim, laundryCfg)
 	r.startDaemon()
-	g, gb := r.cloud.grant("dev-1", "washer-2", "", vend.UnitCycle, vend.Price{Minor: 350, Per: 1}, 1, time.Minute)
-	if rep := r.cloud.waitReply(r.cloud.authorize("dev-1", "washer-2", gb)); !rep.OK {
+	g, gb := r.cloud.Grant("dev-1", "washer-2", "", vend.UnitCycle, vend.Price{Minor: 350, Per: 1}, 1, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "washer-2", gb)); !rep.OK {
 		t.Fatal(rep)
 	}
-	u := r.cloud.waitUsage(g.Session, r.devPub)
+	u := r.cloud.WaitUsage(g.Session, r.devPub)
 	if err := signed.CheckAgainstGrant(u, g); err != nil {
 		t.Fatal(err)
 	}
@@ -75,20 +75,20 @@ machines:
 func TestVendAndJamEndToEnd(t *testing.T) {
 	r := newRig(t, "generic-relay-16", vendingSim, vendingCfg)
 	r.startDaemon()
-	g, gb := r.cloud.grant("dev-1", "vm", "A1", vend.UnitItem, vend.Price{Minor: 150, Per: 1}, 1, time.Minute)
-	if rep := r.cloud.waitReply(r.cloud.authorize("dev-1", "vm", gb)); !rep.OK {
+	g, gb := r.cloud.Grant("dev-1", "vm", "A1", vend.UnitItem, vend.Price{Minor: 150, Per: 1}, 1, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "vm", gb)); !rep.OK {
 		t.Fatal(rep)
 	}
-	u := r.cloud.waitUsage(g.Session, r.devPub)
+	u := r.cloud.WaitUsage(g.Session, r.devPub)
 	if u.Outcome != vend.OutcomeCompleted || u.Units != 1 || u.Amount != 150 || u.Slot != "A1" {
 		t.Fatalf("vend: %+v", u)
 	}
 	// The jammed slot: the motor turns, nothing drops, nothing is charged.
-	g2, gb2 := r.cloud.grant("dev-1", "vm", "A2", vend.UnitItem, vend.Price{Minor: 120, Per: 1}, 1, time.Minute)
-	if rep := r.cloud.waitReply(r.cloud.authorize("dev-1", "vm", gb2)); !rep.OK {
+	g2, gb2 := r.cloud.Grant("dev-1", "vm", "A2", vend.UnitItem, vend.Price{Minor: 120, Per: 1}, 1, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "vm", gb2)); !rep.OK {
 		t.Fatal(rep)
 	}
-	u2 := r.cloud.waitUsage(g2.Session, r.devPub)
+	u2 := r.cloud.WaitUsage(g2.Session, r.devPub)
 	if u2.Outcome != vend.OutcomeVendFailed || u2.Units != 0 || u2.Amount != 0 {
 		t.Fatalf("jam: %+v", u2)
 	}
@@ -97,8 +97,8 @@ func TestVendAndJamEndToEnd(t *testing.T) {
 		t.Errorf("emulator: %+v coils %v", st.Machines[0].Vending, st.Coils)
 	}
 	// A slot the machine does not have.
-	_, gb3 := r.cloud.grant("dev-1", "vm", "Z9", vend.UnitItem, vend.Price{Minor: 120, Per: 1}, 1, time.Minute)
-	if rep := r.cloud.waitReply(r.cloud.authorize("dev-1", "vm", gb3)); rep.OK || rep.Code != "machine.unknown" {
+	_, gb3 := r.cloud.Grant("dev-1", "vm", "Z9", vend.UnitItem, vend.Price{Minor: 120, Per: 1}, 1, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "vm", gb3)); rep.OK || rep.Code != "machine.unknown" {
 		t.Errorf("unknown slot: %+v", rep)
 	}
 }

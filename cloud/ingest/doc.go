@@ -1,0 +1,79 @@
+// Package ingest is the cloud's MQTT client (eclipse/paho.mqtt.golang,
+// MQTT 3.1.1): it receives every device uplink from any broker — the
+// embedded one over loopback or Mosquitto — decodes it with mqttapi's
+// strict decoders, drops duplicates, hands it to a [Handler], acknowledges
+// it to the device, and publishes commands. The contract is
+// app-protocol/mqttapi (doc.go).
+//
+// # Session and reconnects
+//
+// Each instance connects with a fixed client id (Options.ClientID, e.g.
+// "_cloud-<instance>"; not a valid device id) and CleanSession false, so
+// the broker queues QoS 1 uplinks while the instance is away. Paho
+// reconnects on its own with a backoff doubling from 1 s up to
+// Options.MaxReconnectInterval. The subscriptions are made again after
+// every CONNACK (a broker that lost the session — restarted without
+// persistence, or Mosquitto with a $share subscription — would otherwise
+// send nothing), and messages that arrive from the stored session before
+// that SUBACK go through the same default handler. A SUBACK refusal is
+// retried a few times and then ends [Ingest.Run] with ErrSubscribe: it
+// means the broker ACL does not give the cloud its rights.
+//
+// # Shared subscriptions
+//
+// With Options.Group set, evt, usage, reply and telemetry are subscribed
+// as $share/<group>/prefix/+/<leaf>, so N instances split device traffic
+// (tested with 2 instances on mochi and Mosquitto 2). State is subscribed
+// unshared by every instance: a new shared subscription gets no retained
+// messages, and each instance needs every device's retained presence;
+// state handling is idempotent (keep the greatest ts).
+//
+// # Idempotency and acks
+//
+// Delivery is at least once: paho acks a PUBLISH once it is queued here,
+// a PUBACK lost in a disconnect brings the message again, a shared
+// subscription may redeliver to another instance, and devices resend
+// from their outbox until acked. So evt, usage and reply pass through a
+// [Deduper] keyed by (device, message id): Seen records atomically and
+// reports a duplicate; Forget undoes it when the Handler fails, so the
+// resend is handled. The store implements Deduper durably and shared by
+// all instances (ideally in the Handler's own transaction); [MemoryDedup]
+// is a bounded LRU for tests and a single instance. After the Handler
+// returns nil for an evt or usage message — and again for each duplicate
+// — the ingest publishes an [mqttapi.Ack] of its id to the device's cmd
+// topic (Options.DisableAutoAck leaves that to the Handler, with
+// [Ingest.Ack]). State and telemetry are not deduplicated or acked.
+//
+// # Bad input
+//
+// A bad topic, an oversized payload (over mqttapi.MaxPayload), bad JSON,
+// a wrong version, type or id, or a bad field is logged and counted in
+// Stats.Dropped under its stable code ("payload.too_large",
+// "payload.malformed", …) and dropped; nothing panics, and a panicking
+// Handler is recovered and counted.
+//
+// # Ordering and concurrency
+//
+// Paho's callback only parses the topic and queues; Options.Workers
+// goroutines, sharded by device id, decode and handle, so one device's
+// messages are handled in order while devices proceed in parallel. A full
+// queue holds paho back (backpressure). Automatic Acks are not waited for
+// on a worker (a worker waiting on paho while paho waits on that worker's
+// queue would deadlock); a watcher counts failures.
+//
+// # Metrics
+//
+// [Ingest.Stats] returns counters: received by leaf, dropped by reason,
+// handled, duplicates, handler errors, ack errors, connects, connections
+// lost and subscription failures; export them with prometheus CounterFuncs
+// in the cloud main.
+//
+// # What the lead wires
+//
+//   - a Handler that writes to the store (usage → settlement, evt →
+//     session events, reply → command replies, state → presence);
+//   - the store's durable Deduper;
+//   - cloud main: New with the broker URL and the cloud credential, go
+//     Run(ctx); [Ingest.Publish] for commands from whichever instance took
+//     the phone's request.
+package ingest
