@@ -7,6 +7,10 @@
 #   VEND_REQUIRE_SERVICES=1  suites that need a real service fail instead of
 #                            skipping when the service cannot be had (CI sets it)
 #   VEND_TEST_TIMEOUT        per-package go test timeout (default 20m)
+#
+# It makes the real services available first (PostgreSQL, Mosquitto, Node
+# for the independent Modbus peer), installing them with apt-get when absent
+# and running as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +18,28 @@ export PATH="/usr/local/go/bin:$PATH"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 
 step() { printf '\n== %s\n' "$*"; }
+
+# Real services the integration suites use. Each helper script installs
+# (apt-get, as root) or starts what is missing and prints VAR=value last.
+need() { # name script
+	local out
+	if out=$("$2" 2>/tmp/vend-$1.err); then
+		export "$(printf '%s\n' "$out" | tail -n1)"
+		echo "$1: $(printf '%s\n' "$out" | tail -n1)"
+	else
+		cat /tmp/vend-$1.err >&2
+		if [ "${VEND_REQUIRE_SERVICES:-}" = 1 ]; then
+			echo "FAIL: $1 is required (VEND_REQUIRE_SERVICES=1) and could not be made available" >&2
+			exit 1
+		fi
+		echo "!!! WARNING: $1 unavailable: its integration suites will be SKIPPED !!!" >&2
+	fi
+}
+
+step "services"
+need postgresql scripts/pg.sh
+need mosquitto scripts/mosquitto.sh
+need node scripts/node.sh
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*') 2>/dev/null || true)
