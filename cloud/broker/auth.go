@@ -119,9 +119,12 @@ func (h *authHook) certNames(cl *mqtt.Client, deviceID string) bool {
 	if h.b.opts.TLSClientCAFile == "" {
 		return true
 	}
-	tc, ok := cl.Net.Conn.(*tls.Conn)
-	if !ok {
+	if cl.Net.Listener != tlsListenerID {
 		return true // the plain listener: loopback, password only
+	}
+	tc, ok := cl.Net.Conn.(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		return false // a TLS listener connection without TLS state: refuse
 	}
 	st := tc.ConnectionState()
 	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {

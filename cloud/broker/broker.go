@@ -180,13 +180,13 @@ func New(opts Options) (*Broker, error) {
 			return nil, fmt.Errorf("broker: open store %s: %w", filepath.Join(opts.DataDir, "broker.db"), err)
 		}
 	}
-	b.tcp = newTCPListener("tcp", opts.Addr, nil)
+	b.tcp = newTCPListener(tcpListenerID, opts.Addr, nil)
 	if err := srv.AddListener(b.tcp); err != nil {
 		_ = srv.Close()
 		return nil, fmt.Errorf("broker: listen %s: %w", opts.Addr, err)
 	}
 	if tlsCfg != nil {
-		b.tls = newTCPListener("tls", opts.TLSAddr, tlsCfg)
+		b.tls = newTCPListener(tlsListenerID, opts.TLSAddr, tlsCfg)
 		if err := srv.AddListener(b.tls); err != nil {
 			_ = srv.Close()
 			return nil, fmt.Errorf("broker: listen tls %s: %w", opts.TLSAddr, err)

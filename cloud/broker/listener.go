@@ -19,9 +19,17 @@ type tcpListener struct {
 	tlsCfg   *tls.Config
 	log      *slog.Logger
 
-	mu     sync.Mutex
-	ln     net.Listener
-	closed bool
+	mu        sync.Mutex
+	ln        net.Listener
+	closed    bool
+	serveDone chan struct{} // closed when Serve's accept loop returns
+	// starting counts accepted connections whose establish has not yet
+	// read from the connection. mochi's attachClient calls
+	// ClientsWg.Add(1) before its first read, and Server.Close waits on
+	// ClientsWg: an Add racing that Wait is a data race (and may be
+	// missed), so Close waits for starting to drain before the clients are
+	// closed and the server waits.
+	starting sync.WaitGroup
 }
 
 var _ listeners.Listener = (*tcpListener)(nil)
@@ -63,10 +71,14 @@ func (l *tcpListener) Init(log *slog.Logger) error {
 func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 	l.mu.Lock()
 	ln, log := l.ln, l.log
-	l.mu.Unlock()
-	if ln == nil {
+	if ln == nil || l.closed {
+		l.mu.Unlock()
 		return
 	}
+	done := make(chan struct{})
+	l.serveDone = done
+	l.mu.Unlock()
+	defer close(done)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -75,12 +87,51 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 			}
 			return
 		}
-		go func(c net.Conn) {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			conn.Close()
+			return
+		}
+		l.starting.Add(1)
+		l.mu.Unlock()
+		go func(c *startConn) {
+			defer c.started()
 			if err := establish(l.id, c); err != nil {
 				log.Debug("broker: connection ended", "listener", l.id, "remote", c.RemoteAddr().String(), "err", err)
 			}
-		}(conn)
+		}(&startConn{Conn: conn, wg: &l.starting})
 	}
+}
+
+// startConn marks its connection as started at the first Read: by then
+// mochi has registered the client with its ClientsWg.
+type startConn struct {
+	net.Conn
+	once sync.Once
+	wg   *sync.WaitGroup
+}
+
+func (c *startConn) started() { c.once.Do(c.wg.Done) }
+
+// ConnectionState exposes the TLS state of a TLS connection (the zero
+// value otherwise), so the auth hook can read client certificates.
+func (c *startConn) ConnectionState() tls.ConnectionState {
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		return tc.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
+
+// Listener IDs: the auth hook asks for client certificates only on the TLS one.
+const (
+	tcpListenerID = "tcp"
+	tlsListenerID = "tls"
+)
+
+func (c *startConn) Read(p []byte) (int, error) {
+	c.started()
+	return c.Conn.Read(p)
 }
 
 // Close closes the clients of this listener, then the socket.
@@ -91,10 +142,16 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 		return
 	}
 	l.closed = true
-	ln := l.ln
+	ln, done := l.ln, l.serveDone
 	l.mu.Unlock()
-	closeClients(l.id)
+	// Stop accepting first, then let every accepted connection reach
+	// mochi's client registration, then close the clients.
 	if ln != nil {
 		_ = ln.Close()
 	}
+	if done != nil {
+		<-done
+	}
+	l.starting.Wait()
+	closeClients(l.id)
 }

@@ -53,7 +53,7 @@ const powerMachines = `machines:
 `
 
 // buildController compiles this package's program once per test run.
-func buildController(t *testing.T) string {
+func buildController(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "controller")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
@@ -79,13 +79,28 @@ type session struct {
 // more than the emulator says was delivered (and exactly that when the
 // session was not cut), and that after every restart the outputs are OFF
 // before the controller says anything.
-func TestPowerCut(t *testing.T) {
-	n := 100
-	if testing.Short() {
-		n = 20
-	}
-	bin := buildController(t)
-	dir := t.TempDir()
+// procRig runs the real controller program as a process against an
+// emulated board (a pty), a real broker and a cloud stand-in, all in this
+// test process, so the controller can be killed with real signals.
+type procRig struct {
+	t       testing.TB
+	bin     string
+	dir     string
+	cfgPath string
+	ctl     *emu.Control
+	cloud   *testrig.Cloud
+	devPub  ed25519.PublicKey
+	proc    *exec.Cmd
+	exited  chan struct{}
+	logf    *os.File
+}
+
+func newProcRig(t testing.TB) *procRig {
+	t.Helper()
+	r := &procRig{t: t}
+	r.bin = buildController(t)
+	r.dir = t.TempDir()
+	dir := r.dir
 	sim, err := emu.ParseSimConfig(strings.NewReader(powerSim))
 	if err != nil {
 		t.Fatal(err)
@@ -96,17 +111,15 @@ func TestPowerCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	ectx, ecancel := context.WithCancel(context.Background())
-	defer ecancel()
 	go e.Run(ectx)
-	defer e.Close()
 	ctl, err := emu.Dial(e.ControlPath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ctl.Close()
-
+	r.ctl = ctl
 	_, cloudKey, _ := ed25519.GenerateKey(rand.Reader)
 	devPub, devPriv, _ := ed25519.GenerateKey(rand.Reader)
+	r.devPub = devPub
 	idk := make([]byte, 16)
 	rand.Read(idk)
 	config.WriteSecret(filepath.Join(dir, "identity.key"), []byte(hex.EncodeToString(idk)))
@@ -120,80 +133,78 @@ board: {profile: pulse-io-4, port: %s, poll_interval: 50ms}
 beacon: {backend: none}
 grant_skew: 5s
 `, hex.EncodeToString(cloudKey.Public().(ed25519.PublicKey)), addr, e.BoardPath()) + powerMachines
-	cfgPath := filepath.Join(dir, "controller.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	r.cfgPath = filepath.Join(dir, "controller.yaml")
+	os.WriteFile(r.cfgPath, []byte(cfg), 0o644)
 	broker := testrig.StartBroker(t, addr)
-	defer broker.Stop()
-	cloud := testrig.NewCloud(t, addr, cloudKey)
+	r.cloud = testrig.NewCloud(t, addr, cloudKey)
+	r.logf, _ = os.Create(filepath.Join(dir, "controller.log"))
+	t.Cleanup(func() {
+		if r.proc != nil {
+			r.proc.Process.Signal(syscall.SIGTERM)
+			<-r.exited
+		}
+		r.logf.Close()
+		broker.Stop()
+		ctl.Close()
+		ecancel()
+		e.Close()
+	})
+	return r
+}
 
-	status := func() *emu.Status {
-		s, err := ctl.Status()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+func (r *procRig) status() *emu.Status {
+	r.t.Helper()
+	s, err := r.ctl.Status()
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	truth := func() (pulses uint64, items map[string]int) {
-		s := status()
-		items = map[string]int{}
-		for _, m := range s.Machines {
-			if m.Water != nil {
-				pulses = m.Water.Pulses
-			}
-			if m.Vending != nil {
-				for _, sl := range m.Vending.Slots {
-					items[sl.Name] = sl.Items
-				}
-			}
-		}
-		return
-	}
+	return s
+}
 
-	var proc *exec.Cmd
-	var exited chan struct{}
-	logf, _ := os.Create(filepath.Join(dir, "controller.log"))
-	defer logf.Close()
-	start := func() {
-		cloud.Mu.Lock()
-		before := len(cloud.States)
-		cloud.Mu.Unlock()
-		proc = exec.Command(bin, "-config", cfgPath, "-log-level", "debug")
-		proc.Stdout, proc.Stderr = logf, logf
-		if err := proc.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited = make(chan struct{})
-		go func(p *exec.Cmd, ch chan struct{}) { p.Wait(); close(ch) }(proc, exited)
-		// The first thing the cloud hears is the online state; by then
-		// every output must already be OFF.
-		testrig.Eventually(t, "controller online", func() bool {
-			cloud.Mu.Lock()
-			defer cloud.Mu.Unlock()
-			for _, s := range cloud.States[before:] {
-				if s.Status == mqttapi.Online {
-					return true
-				}
-			}
-			return false
-		})
-		for name, on := range status().Coils {
-			if on {
-				t.Fatalf("output %s ON when the restarted controller came online", name)
+// start runs the controller and waits for its online state; by then every
+// output must already be OFF.
+func (r *procRig) start() {
+	t := r.t
+	t.Helper()
+	r.cloud.Mu.Lock()
+	before := len(r.cloud.States)
+	r.cloud.Mu.Unlock()
+	r.proc = exec.Command(r.bin, "-config", r.cfgPath, "-log-level", "debug")
+	r.proc.Stdout, r.proc.Stderr = r.logf, r.logf
+	if err := r.proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.exited = make(chan struct{})
+	go func(p *exec.Cmd, ch chan struct{}) { p.Wait(); close(ch) }(r.proc, r.exited)
+	testrig.Eventually(t, "controller online", func() bool {
+		r.cloud.Mu.Lock()
+		defer r.cloud.Mu.Unlock()
+		for _, s := range r.cloud.States[before:] {
+			if s.Status == mqttapi.Online {
+				return true
 			}
 		}
-	}
-	kill := func() {
-		proc.Process.Signal(syscall.SIGKILL)
-		<-exited
-		proc = nil
-	}
-	defer func() {
-		if proc != nil {
-			proc.Process.Signal(syscall.SIGTERM)
-			<-exited
+		return false
+	})
+	for name, on := range r.status().Coils {
+		if on {
+			t.Fatalf("output %s ON when the restarted controller came online", name)
 		}
-	}()
+	}
+}
 
+func (r *procRig) kill() {
+	r.proc.Process.Signal(syscall.SIGKILL)
+	<-r.exited
+	r.proc = nil
+}
+
+func TestPowerCut(t *testing.T) {
+	n := 100
+	if testing.Short() {
+		n = 20
+	}
+	r := newProcRig(t)
 	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	var sessions []*session
 	kills := 0
@@ -203,7 +214,7 @@ grant_skew: 5s
 		// The truth of the previous session is what flowed or dropped
 		// between its start and now (the machines run one at a time and
 		// the restarted controller has switched everything off).
-		p, it := truth()
+		p, it := r.truth()
 		if s != nil {
 			if s.kind == "water" {
 				s.truth = (p - prevPulses) * 1_000_000 / 450_000
@@ -214,8 +225,8 @@ grant_skew: 5s
 		prevPulses, prevItems = p, it
 	}
 	for i := 0; i < n; i++ {
-		if proc == nil {
-			start()
+		if r.proc == nil {
+			r.start()
 		}
 		settle(prev)
 		s := &session{kind: "water", cap: 150}
@@ -223,42 +234,42 @@ grant_skew: 5s
 		var gb []byte
 		if i%2 == 1 {
 			s.kind, s.slot, s.cap = "vend", []string{"A1", "A2"}[rng.IntN(2)], 1
-			g, gb = cloud.Grant("dev-pc", "vm", s.slot, vend.UnitItem, vend.Price{Minor: 150, Per: 1}, 1, time.Minute)
+			g, gb = r.cloud.Grant("dev-pc", "vm", s.slot, vend.UnitItem, vend.Price{Minor: 150, Per: 1}, 1, time.Minute)
 		} else {
 			s.cap = uint64(100 + rng.IntN(200))
-			g, gb = cloud.Grant("dev-pc", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, s.cap, time.Minute)
+			g, gb = r.cloud.Grant("dev-pc", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, s.cap, time.Minute)
 		}
 		s.id = g.Session
 		machine := map[string]string{"water": "m1", "vend": "vm"}[s.kind]
-		cmdID := cloud.Authorize("dev-pc", machine, gb)
+		cmdID := r.cloud.Authorize("dev-pc", machine, gb)
 		sessions = append(sessions, s)
 		prev = s
 		if rng.IntN(3) == 0 {
 			time.Sleep(time.Duration(rng.IntN(700)) * time.Millisecond)
 			s.killed = true
 			kills++
-			kill()
-			cloud.Mu.Lock()
-			if r := cloud.Replies[cmdID]; r != nil && r.OK {
+			r.kill()
+			r.cloud.Mu.Lock()
+			if rep := r.cloud.Replies[cmdID]; rep != nil && rep.OK {
 				s.accepted = true
 			}
-			cloud.Mu.Unlock()
+			r.cloud.Mu.Unlock()
 			continue
 		}
-		r := cloud.WaitReply(cmdID)
-		if !r.OK {
-			t.Fatalf("session %d refused: %+v", i, r)
+		rep := r.cloud.WaitReply(cmdID)
+		if !rep.OK {
+			t.Fatalf("session %d refused: %+v", i, rep)
 		}
 		s.accepted = true
-		cloud.WaitUsage(s.id, devPub)
+		r.cloud.WaitUsage(s.id, r.devPub)
 	}
-	if proc == nil {
-		start()
+	if r.proc == nil {
+		r.start()
 	}
 	// Every session ended; let the recovered ones report.
 	testrig.Eventually(t, "recovered reports", func() bool {
 		for _, s := range sessions {
-			if n, _ := cloud.UsageCount(s.id); s.accepted && n == 0 {
+			if n, _ := r.cloud.UsageCount(s.id); s.accepted && n == 0 {
 				return false
 			}
 		}
@@ -269,7 +280,7 @@ grant_skew: 5s
 
 	reported := 0
 	for i, s := range sessions {
-		n, ids := cloud.UsageCount(s.id)
+		n, ids := r.cloud.UsageCount(s.id)
 		if ids > 1 {
 			t.Errorf("session %d (%s): %d different usage reports", i, s.kind, ids)
 		}
@@ -280,7 +291,7 @@ grant_skew: 5s
 			continue
 		}
 		reported++
-		u := cloud.WaitUsage(s.id, devPub)
+		u := r.cloud.WaitUsage(s.id, r.devPub)
 
 		if u.Units > s.cap {
 			t.Errorf("session %d: %d units above the cap %d", i, u.Units, s.cap)
@@ -296,16 +307,16 @@ grant_skew: 5s
 		t.Errorf("only %d kills in %d sessions", kills, n)
 	}
 	var seqs []uint64
-	cloud.Mu.Lock()
+	r.cloud.Mu.Lock()
 	seen := map[uint64]vend.SessionID{}
-	for _, u := range cloud.Usage {
+	for _, u := range r.cloud.Usage {
 		if other, dup := seen[u.Seq]; dup && other != u.Session {
 			t.Errorf("usage seq %d used by %s and %s", u.Seq, other, u.Session)
 		}
 		seen[u.Seq] = u.Session
 		seqs = append(seqs, u.Seq)
 	}
-	cloud.Mu.Unlock()
+	r.cloud.Mu.Unlock()
 	t.Logf("%d sessions, %d kills, %d reported; %d usage deliveries; max seq %d", len(sessions), kills, reported, len(seqs), maxOf(seqs))
 }
 
@@ -315,4 +326,20 @@ func maxOf(v []uint64) uint64 {
 		m = max(m, x)
 	}
 	return m
+}
+
+// truth is what the emulator says flowed and dropped, in all.
+func (r *procRig) truth() (pulses uint64, items map[string]int) {
+	items = map[string]int{}
+	for _, m := range r.status().Machines {
+		if m.Water != nil {
+			pulses = m.Water.Pulses
+		}
+		if m.Vending != nil {
+			for _, sl := range m.Vending.Slots {
+				items[sl.Name] = sl.Items
+			}
+		}
+	}
+	return
 }

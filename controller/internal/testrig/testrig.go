@@ -33,7 +33,7 @@ type Broker struct {
 }
 
 // FreeAddr returns a free loopback TCP address.
-func FreeAddr(t *testing.T) string {
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,7 +44,7 @@ func FreeAddr(t *testing.T) string {
 }
 
 // StartBroker starts a broker on addr and waits until it accepts.
-func StartBroker(t *testing.T, addr string) *Broker {
+func StartBroker(t testing.TB, addr string) *Broker {
 	t.Helper()
 	s := mochi.New(&mochi.Options{InlineClient: false, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
@@ -78,7 +78,7 @@ func (b *Broker) Stop() {
 // key, sends commands, collects replies, events and usage reports, and
 // acknowledges uplinks (unless told not to).
 type Cloud struct {
-	t      *testing.T
+	t      testing.TB
 	Key    ed25519.PrivateKey
 	client mqtt.Client
 	tree   mqttapi.Tree
@@ -94,7 +94,7 @@ type Cloud struct {
 }
 
 // NewCloud connects a cloud stand-in that signs grants with key.
-func NewCloud(t *testing.T, addr string, key ed25519.PrivateKey) *Cloud {
+func NewCloud(t testing.TB, addr string, key ed25519.PrivateKey) *Cloud {
 	t.Helper()
 	c := &Cloud{t: t, Key: key, Replies: map[string]*mqttapi.Reply{}}
 	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-cloud").

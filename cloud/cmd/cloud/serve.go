@@ -1,0 +1,398 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/cloud/broker"
+	"beaconvend/cloud/httpapi"
+	"beaconvend/cloud/ingest"
+	"beaconvend/cloud/service"
+	"beaconvend/cloud/store"
+)
+
+var errUsage = errors.New("cloud: usage")
+
+// Main is the cloud program: ParseFlags, Run, Close. Tests run it in
+// process (STYLE.md #3).
+type Main struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	Logger *slog.Logger
+
+	Cmd []string // "serve", "device add", …
+
+	// serve
+	DataDir       string
+	DSN           string
+	HTTPAddr      string
+	BrokerURL     string // "embedded" or tcp://… / ssl://…
+	MQTTListen    string
+	MQTTTLSListen string
+	MQTTTLSCert   string
+	MQTTTLSKey    string
+	Group         string
+	JSON          bool
+	// Service timing knobs, for tests; zero means the defaults.
+	ServiceOpts service.Options
+	HTTPOpts    httpapi.Options
+	StoreOpts   store.Opts
+
+	dev deviceFlags
+	op  operatorFlags
+
+	// Set by Run (serve) once listening; Ready is closed then.
+	HTTPURL string
+	MQTTURL string
+	MQTTTLS string
+	Ready   chan struct{}
+	Store   *store.Store
+	Service *service.Service
+	Ingest  *ingest.Ingest
+	Broker  *broker.Broker
+
+	closers []func() error
+}
+
+// NewMain returns a Main writing to the process's stdout and stderr.
+func NewMain() *Main {
+	return &Main{Stdout: os.Stdout, Stderr: os.Stderr, Ready: make(chan struct{})}
+}
+
+// ParseFlags parses the command line (without the program name).
+// It returns errUsage after printing help for -h or an unknown command.
+func (m *Main) ParseFlags(args []string) error {
+	if m.Stdout == nil {
+		m.Stdout = os.Stdout
+	}
+	if m.Stderr == nil {
+		m.Stderr = os.Stderr
+	}
+	if m.Ready == nil {
+		m.Ready = make(chan struct{})
+	}
+	usage := func() error {
+		fmt.Fprintln(m.Stderr, "usage: cloud serve | operator add | device add | device rotate-key | device disable  [-h for flags]")
+		return errUsage
+	}
+	if len(args) == 0 {
+		return usage()
+	}
+	var fs *flag.FlagSet
+	switch args[0] {
+	case "serve":
+		m.Cmd, args = args[:1], args[1:]
+		fs = flag.NewFlagSet("cloud serve", flag.ContinueOnError)
+		m.commonFlags(fs)
+		fs.StringVar(&m.HTTPAddr, "http", "127.0.0.1:8080", "HTTP listen address (port 0 picks a free one)")
+		fs.StringVar(&m.BrokerURL, "broker", "embedded", `"embedded" (mochi-mqtt in process) or the broker URL (tcp://host:1883, ssl://host:8883)`)
+		fs.StringVar(&m.MQTTListen, "mqtt-listen", "127.0.0.1:0", "embedded broker's plain TCP listener (loopback; the cloud's own client)")
+		fs.StringVar(&m.MQTTTLSListen, "mqtt-tls-listen", "", "embedded broker's TLS listener for devices, e.g. :8883")
+		fs.StringVar(&m.MQTTTLSCert, "mqtt-tls-cert", "", "PEM certificate chain of the TLS listener")
+		fs.StringVar(&m.MQTTTLSKey, "mqtt-tls-key", "", "PEM key of the TLS listener")
+		fs.StringVar(&m.Group, "group", "", "MQTT shared-subscription group of the cloud instances (empty: one instance)")
+		fs.BoolVar(&m.JSON, "json", false, `print {"http":…,"mqtt":…} as one JSON line once listening`)
+	case "operator", "device":
+		if len(args) < 2 {
+			return usage()
+		}
+		m.Cmd, args = args[:2], args[2:]
+		fs = flag.NewFlagSet("cloud "+strings.Join(m.Cmd, " "), flag.ContinueOnError)
+		m.commonFlags(fs)
+		switch strings.Join(m.Cmd, " ") {
+		case "operator add":
+			m.op.flags(fs)
+		case "device add":
+			m.dev.addFlags(fs)
+		case "device rotate-key":
+			fs.StringVar(&m.dev.ID, "id", "", "device id")
+			fs.StringVar(&m.dev.Out, "out", "", "directory of the device's controller config (device.key is replaced)")
+			fs.BoolVar(&m.dev.Promote, "promote", false, "make the next key current (after the board runs with it)")
+		case "device disable":
+			fs.StringVar(&m.dev.ID, "id", "", "device id")
+		default:
+			return usage()
+		}
+	default:
+		return usage()
+	}
+	fs.SetOutput(m.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errUsage
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("cloud: unexpected arguments %q", fs.Args())
+	}
+	if m.DSN == "" {
+		m.DSN = "sqlite:" + filepath.Join(m.DataDir, "cloud.db")
+	}
+	return nil
+}
+
+func (m *Main) commonFlags(fs *flag.FlagSet) {
+	fs.StringVar(&m.DataDir, "data", "./cloud-data", "data directory: cloud signing key, MQTT secret, default SQLite file")
+	fs.StringVar(&m.DSN, "db", "", "database: postgres://… or sqlite:PATH (default sqlite under -data)")
+}
+
+// Run runs the command. serve runs until ctx is done.
+func (m *Main) Run(ctx context.Context) error {
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
+		return fmt.Errorf("cloud: data dir: %w", err)
+	}
+	so := m.StoreOpts
+	if so.Logger == nil {
+		so.Logger = m.Logger
+	}
+	st, err := store.Open(ctx, m.DSN, &so)
+	if err != nil {
+		return err
+	}
+	m.Store = st
+	m.closers = append(m.closers, st.Close)
+	switch strings.Join(m.Cmd, " ") {
+	case "serve":
+		return m.serve(ctx)
+	case "operator add":
+		return m.operatorAdd(ctx)
+	case "device add":
+		return m.deviceAdd(ctx)
+	case "device rotate-key":
+		return m.deviceRotate(ctx)
+	case "device disable":
+		return m.deviceDisable(ctx)
+	}
+	return errUsage
+}
+
+// Close releases what Run opened, in reverse order.
+func (m *Main) Close() error {
+	var errs []error
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		errs = append(errs, m.closers[i]())
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+// secrets are the cloud's own keys in the data directory, made on first start.
+type secrets struct {
+	CloudKey     ed25519.PrivateKey
+	MQTTPassword string
+	OperatorKey  []byte
+}
+
+// readOrCreate returns the hex secret in file, creating it (0600) with n
+// random bytes when missing.
+func readOrCreate(file string, n int) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err == nil {
+		return hex.DecodeString(strings.TrimSpace(string(b)))
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	raw := make([]byte, n)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(file, []byte(hex.EncodeToString(raw)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+func writeFileAtomic(file string, b []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".tmp-"+filepath.Base(file))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err == nil {
+		if _, err = tmp.Write(b); err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			return os.Rename(tmp.Name(), file)
+		}
+		return err
+	} else {
+		tmp.Close()
+		return err
+	}
+}
+
+func (m *Main) secrets() (secrets, error) {
+	seed, err := readOrCreate(filepath.Join(m.DataDir, "cloud.key"), ed25519.SeedSize)
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return secrets{}, fmt.Errorf("cloud: cloud.key: %v", err)
+	}
+	pw, err := readOrCreate(filepath.Join(m.DataDir, "mqtt-cloud.secret"), 32)
+	if err != nil {
+		return secrets{}, fmt.Errorf("cloud: mqtt-cloud.secret: %w", err)
+	}
+	mac := hmac.New(sha256.New, seed)
+	mac.Write([]byte("beaconvend operator tokens v1"))
+	return secrets{CloudKey: ed25519.NewKeyFromSeed(seed), MQTTPassword: hex.EncodeToString(pw), OperatorKey: mac.Sum(nil)}, nil
+}
+
+func (m *Main) serve(ctx context.Context) error {
+	sec, err := m.secrets()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	goRun := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("cloud: %s: %w", name, err)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer cancel()
+
+	url := m.BrokerURL
+	if url == "embedded" {
+		hash, err := broker.HashPassword(sec.MQTTPassword)
+		if err != nil {
+			return err
+		}
+		b, err := broker.New(broker.Options{
+			Addr: m.MQTTListen, TLSAddr: m.MQTTTLSListen, TLSCertFile: m.MQTTTLSCert, TLSKeyFile: m.MQTTTLSKey,
+			Credentials: broker.CredentialsFunc(func(ctx context.Context, id string) (broker.Credential, error) {
+				d, err := m.Store.GetDevice(ctx, id)
+				if err != nil {
+					return broker.Credential{}, err
+				}
+				return broker.Credential{PasswordHash: d.MQTTHash, Enabled: d.State != store.DeviceDisabled}, nil
+			}),
+			CloudPasswordHash: hash,
+			Logger:            m.Logger.With("part", "broker"),
+		})
+		if err != nil {
+			return err
+		}
+		m.Broker = b
+		url = b.URL()
+		m.MQTTTLS = b.TLSAddr()
+		goRun("broker", b.Run)
+	}
+	m.MQTTURL = url
+
+	var svc *service.Service
+	clientID := "_cloud-" + randHex(6)
+	in, err := ingest.New(ingest.Options{
+		URL: url, ClientID: clientID, Username: broker.DefaultCloudUser, Password: sec.MQTTPassword, Group: m.Group,
+		Handler: ingest.HandlerFunc(func(ctx context.Context, dev string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
+			return svc.Handle(ctx, dev, leaf, msg)
+		}),
+		Logger: m.Logger.With("part", "ingest"),
+	})
+	if err != nil {
+		return err
+	}
+	m.Ingest = in
+
+	so := m.ServiceOpts
+	so.Store, so.Publisher, so.CloudKey = m.Store, in, sec.CloudKey
+	if so.Logger == nil {
+		so.Logger = m.Logger.With("part", "service")
+	}
+	svc, err = service.New(ctx, so)
+	if err != nil {
+		return err
+	}
+	m.Service = svc
+
+	ho := m.HTTPOpts
+	ho.Service, ho.OperatorKey, ho.BrokerConnected = svc, sec.OperatorKey, in.Connected
+	if ho.Logger == nil {
+		ho.Logger = m.Logger.With("part", "http")
+	}
+	api, err := httpapi.New(ho)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", m.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("cloud: http listen: %w", err)
+	}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	m.HTTPURL = "http://" + ln.Addr().String()
+
+	goRun("ingest", in.Run)
+	goRun("service", svc.Run)
+	goRun("http", func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+			defer c()
+			_ = srv.Shutdown(sctx)
+		}()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	err = in.WaitSubscribed(wctx)
+	wcancel()
+	if err != nil {
+		return fmt.Errorf("cloud: mqtt not subscribed: %w", err)
+	}
+	if m.JSON {
+		line := map[string]string{"http": m.HTTPURL, "mqtt": m.MQTTURL}
+		if m.MQTTTLS != "" {
+			line["mqtt_tls"] = m.MQTTTLS
+		}
+		b, _ := json.Marshal(line)
+		fmt.Fprintln(m.Stdout, string(b))
+	} else {
+		m.Logger.Info("cloud: serving", "http", m.HTTPURL, "mqtt", m.MQTTURL)
+	}
+	close(m.Ready)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,63 @@
+// Package service is the cloud's money flow, independent of HTTP: it
+// resolves proximity IDs, starts and stops paid sessions, handles the
+// devices' MQTT uplinks, releases expired holds and fans session events
+// out to the phone's event streams. cloud/httpapi puts the phone and
+// operator APIs in front of it; cloud/ingest feeds it uplinks (Handle has
+// the ingest Handler's signature) and publishes its commands (Publisher).
+// The flow and the invariants are in /ARCHITECTURE.md; the wire contracts
+// in app-protocol (openapi.yaml, asyncapi.yaml).
+//
+// # Starting a session
+//
+// StartSession re-resolves the phone's proximity ID (it must name the
+// requested device in the current window ± 1), holds the cap on the wallet
+// and signs the grant in one store transaction, publishes mqttapi.Authorize
+// and waits up to Options.ReplyTimeout (5 s) for the device's Reply. The
+// reply may be taken by another instance's ingest: every instance saves
+// replies with store.SaveCommandReply, and the waiting instance polls the
+// store (every Options.ReplyPoll) besides being woken in-process.
+//
+//   - ok: the session is authorized and returned;
+//   - refused: store.Fail releases the whole hold and the device's code is
+//     returned as a conflict (machine.busy, machine.fault, …);
+//   - no reply in time: the hold is kept, because the device may have the
+//     grant and run the machine (its signed usage then settles exactly what
+//     was delivered); the caller gets device.no_reply (transient) and may
+//     retry with the same idempotency key, which resends the Authorize with
+//     the same command id (the device answers a repeated id without acting
+//     twice). If the device never answers, Sweep (store.ExpireHolds)
+//     releases the hold after the grant's expiry plus the store's AckBound.
+//
+// # Uplinks and exactly-once
+//
+// Every uplink handler is idempotent on its own: store.Advance is monotonic
+// (a late "started" after "ended" changes nothing), store.Settle settles
+// each session once whatever the message id, and store.SaveCommandReply
+// keeps the first reply. store.MarkProcessed (device, message id) makes
+// the event fan-out happen once across instances. Handle returns nil for
+// anything done or undoable — duplicates and reports for sessions already
+// closed included — so the ingest acknowledges it and the device's outbox
+// drains; a usage report whose signature does not verify is refused,
+// counted in beaconvend_usage_signature_failures_total and not acked.
+//
+// # Session events
+//
+// Hub is an in-process fan-out with a short per-session buffer for
+// Last-Event-ID. An event handled by another instance does not reach this
+// instance's subscribers; the SSE endpoint polls the store every few
+// seconds and sends what changed, so a phone sees the state (and the
+// ended event) at worst one poll later, without progress totals.
+//
+// # Resolver
+//
+// Resolver keeps one proxid.Resolver per rotation exponent in use, built
+// from store.DeviceKeys at start and rebuilt by Refresh (called after a
+// device is added, re-keyed or disabled, and every Options.RefreshInterval),
+// plus a shadow resolver three windows behind that tells an expired ID
+// (proximity.expired) from an unknown one.
+//
+// # Metrics
+//
+// See Metrics for the Prometheus series; Registry returns the registry
+// that cloud/httpapi serves on /metrics.
+package service

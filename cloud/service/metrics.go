@@ -1,0 +1,91 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Metrics are the service's Prometheus collectors, all under the
+// "beaconvend_" namespace:
+//
+//	beaconvend_sessions_total{state}                  sessions that reached a final state on this instance (settled, refunded, failed, expired)
+//	beaconvend_authorize_latency_seconds               StartSession's wait from publishing Authorize to the device's reply
+//	beaconvend_ingest_messages_total{leaf,result}      uplinks handled: result ok, duplicate, ignored, refused, error
+//	beaconvend_usage_signature_failures_total          usage reports whose signature did not verify
+//	beaconvend_ledger_imbalance_minor                  sum of |imbalance| over currencies (store.LedgerImbalance); must read 0
+//	beaconvend_devices_online                          devices whose retained state is online
+type Metrics struct {
+	sessions  *prometheus.CounterVec
+	authorize prometheus.Histogram
+	ingest    *prometheus.CounterVec
+	sigFails  prometheus.Counter
+}
+
+func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "beaconvend_sessions_total", Help: "Sessions that reached a final state, by state.",
+		}, []string{"state"}),
+		authorize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "beaconvend_authorize_latency_seconds", Help: "Time from publishing Authorize to the device's reply.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10},
+		}),
+		ingest: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "beaconvend_ingest_messages_total", Help: "Device uplinks handled, by leaf and result.",
+		}, []string{"leaf", "result"}),
+		sigFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "beaconvend_usage_signature_failures_total", Help: "Usage reports refused because their signature did not verify.",
+		}),
+	}
+	imbalance := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "beaconvend_ledger_imbalance_minor", Help: "Sum over currencies of the absolute ledger imbalance in minor units; anything but 0 is a bug.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		imb, err := s.st.LedgerImbalance(ctx)
+		if err != nil {
+			s.log.Error("service: ledger imbalance", "err", err)
+			return -1
+		}
+		var sum int64
+		for _, v := range imb {
+			if v < 0 {
+				v = -v
+			}
+			sum += v
+		}
+		return float64(sum)
+	})
+	online := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "beaconvend_devices_online", Help: "Devices whose retained state is online.",
+	}, func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n := 0
+		for _, on := range s.online {
+			if on {
+				n++
+			}
+		}
+		return float64(n)
+	})
+	reg.MustRegister(m.sessions, m.authorize, m.ingest, m.sigFails, imbalance, online,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// SignatureFailures returns the usage signature failures counted so far.
+func (m *Metrics) SignatureFailures() float64 { return counterValue(m.sigFails) }
+
+func counterValue(c prometheus.Counter) float64 {
+	var out = make(chan prometheus.Metric, 1)
+	c.Collect(out)
+	mm := <-out
+	var d dto.Metric
+	_ = mm.Write(&d)
+	return d.GetCounter().GetValue()
+}

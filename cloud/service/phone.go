@@ -1,0 +1,231 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"beaconvend/app-protocol/phoneapi"
+	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/store"
+)
+
+// Channel is a payment channel money comes in through (a card acquirer,
+// WeChat Pay, Alipay…): the seam for real channels with their own limits
+// and reconciliation. Sessions are always held on the wallet; channels
+// fund the wallet (TopUp).
+type Channel interface {
+	// Source describes the channel to the phone.
+	Source() phoneapi.PaymentSource
+	// ClearingAccount names the ledger's channel_clearing account owner.
+	ClearingAccount() string
+	// Charge takes amount from the payer through the channel, once per key.
+	// It returns an error of code source.limit when a limit is hit.
+	Charge(ctx context.Context, user string, amount vend.Amount, key string) error
+}
+
+// SandboxCard is a test card channel that always pays, up to MaxPayment
+// minor units per top-up.
+type SandboxCard struct {
+	MaxPayment int64
+}
+
+// Source returns card_sandbox.
+func (c SandboxCard) Source() phoneapi.PaymentSource {
+	return phoneapi.PaymentSource{ID: "card_sandbox", Kind: phoneapi.SourceCard, Name: "Test card •••• 4242"}
+}
+
+// ClearingAccount returns "sandbox_card".
+func (SandboxCard) ClearingAccount() string { return "sandbox_card" }
+
+// Charge succeeds unless amount exceeds MaxPayment (source.limit).
+func (c SandboxCard) Charge(_ context.Context, _ string, amount vend.Amount, _ string) error {
+	if c.MaxPayment > 0 && amount.Minor > c.MaxPayment {
+		return vend.Errorf(ErrSourceLimit, "card_sandbox: %s is above the per-payment limit", amount)
+	}
+	return nil
+}
+
+// DefaultChannels returns the sandbox card with a 500.00 per-payment limit.
+func DefaultChannels() []Channel { return []Channel{SandboxCard{MaxPayment: 50000}} }
+
+// PaymentSources lists the wallet (the default) and every channel.
+func (s *Service) PaymentSources() phoneapi.PaymentSourceList {
+	out := phoneapi.PaymentSourceList{Sources: []phoneapi.PaymentSource{{ID: "wallet", Kind: phoneapi.SourceWallet, Name: "Wallet", Default: true}}}
+	for _, c := range s.opts.Channels {
+		out.Sources = append(out.Sources, c.Source())
+	}
+	return out
+}
+
+// Wallet returns the user's available and held balances in the wallet
+// currency.
+func (s *Service) Wallet(ctx context.Context, user string) (phoneapi.Wallet, error) {
+	avail, err := s.st.Wallet(ctx, user, s.opts.Currency)
+	if err != nil {
+		return phoneapi.Wallet{}, err
+	}
+	held, err := s.st.Balance(ctx, store.UserHolds, user, s.opts.Currency)
+	if err != nil {
+		return phoneapi.Wallet{}, err
+	}
+	return phoneapi.Wallet{Available: avail, Held: held}, nil
+}
+
+// TopUp charges the request's source and credits the wallet, once per key.
+// Errors: source.not_found, request.field (the wallet as source),
+// money.currency_mismatch, source.limit, and the store's.
+func (s *Service) TopUp(ctx context.Context, user, key string, req phoneapi.TopUpRequest) (phoneapi.Wallet, error) {
+	if req.Source == "wallet" {
+		return phoneapi.Wallet{}, vend.Errorf(ErrSourceUnusable, "the wallet cannot top up itself")
+	}
+	var ch Channel
+	for _, c := range s.opts.Channels {
+		if c.Source().ID == req.Source {
+			ch = c
+		}
+	}
+	if ch == nil {
+		return phoneapi.Wallet{}, vend.Errorf(ErrSourceNotFound, "%q", req.Source)
+	}
+	if req.Amount.Currency != s.opts.Currency {
+		return phoneapi.Wallet{}, vend.Errorf(vend.ErrMismatch, "the wallet is in %s", s.opts.Currency)
+	}
+	if err := ch.Charge(ctx, user, req.Amount, key); err != nil {
+		return phoneapi.Wallet{}, err
+	}
+	if _, err := s.st.TopUp(ctx, user, req.Amount, ch.ClearingAccount(), key); err != nil {
+		return phoneapi.Wallet{}, err
+	}
+	return s.Wallet(ctx, user)
+}
+
+// PhoneSession converts a stored session to the phone API's, with the last
+// progress this instance saw overlaid on a live session.
+func (s *Service) PhoneSession(ss store.Session) phoneapi.Session {
+	out := phoneapi.Session{
+		ID: ss.ID, Device: phoneapi.DeviceID(ss.Device), Machine: phoneapi.MachineID(ss.Machine),
+		Slot: phoneapi.MachineID(ss.Slot), State: phoneapi.SessionState(ss.State),
+		Unit: ss.Unit, Price: ss.Price, Currency: ss.Currency, Source: "wallet",
+		Hold:     vend.Amount{Minor: ss.Hold, Currency: ss.Currency},
+		CapUnits: ss.CapUnits, Units: ss.Units,
+		Amount:    vend.Amount{Minor: ss.Captured, Currency: ss.Currency},
+		Outcome:   ss.Outcome,
+		CreatedAt: ss.Created.UTC(), StartedAt: utc(ss.Started), EndedAt: utc(ss.Ended),
+	}
+	if ss.Outcome == vend.OutcomeFault {
+		out.FaultCode = ss.Fault
+	}
+	if ss.State.Live() {
+		if p := s.Hub.Progress(ss.ID); p != nil {
+			out.Units, out.Amount = p.Units, p.Amount
+		}
+	}
+	return out
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// Receipt returns the receipt of one of user's settled or refunded
+// sessions. Errors: session.not_found, session.not_settled.
+func (s *Service) Receipt(ctx context.Context, user string, id vend.SessionID) (phoneapi.Receipt, error) {
+	ss, err := s.st.UserSession(ctx, user, id)
+	if err != nil {
+		return phoneapi.Receipt{}, err
+	}
+	if ss.State != store.Settled && ss.State != store.Refunded {
+		return phoneapi.Receipt{}, vend.Errorf(ErrNotSettled, "session is %s", ss.State)
+	}
+	cur := ss.Currency
+	return phoneapi.Receipt{
+		Number: "R-" + ss.ID.String(), Session: ss.ID,
+		Device: phoneapi.DeviceID(ss.Device), Machine: phoneapi.MachineID(ss.Machine), Slot: phoneapi.MachineID(ss.Slot),
+		Units: ss.Units, Unit: ss.Unit, Price: ss.Price, Currency: cur,
+		Held:     vend.Amount{Minor: ss.Hold, Currency: cur},
+		Captured: vend.Amount{Minor: ss.Captured, Currency: cur},
+		Released: vend.Amount{Minor: ss.Released, Currency: cur},
+		Outcome:  ss.Outcome, Source: "wallet",
+		StartedAt: utc(ss.Started), EndedAt: ss.Ended.UTC(), SettledAt: ss.Updated.UTC(),
+	}, nil
+}
+
+// machineStates reads the machines' states from a device's last telemetry.
+func machineStates(tel json.RawMessage) map[string]string {
+	var t struct {
+		Machines []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		} `json:"machines"`
+	}
+	_ = json.Unmarshal(tel, &t)
+	m := map[string]string{}
+	for _, x := range t.Machines {
+		m[x.ID] = x.State
+	}
+	return m
+}
+
+// DeviceView returns a device with its machines, prices and states, as the
+// phone sees it: a device that is disabled or not online is offline, and
+// so are its machines; otherwise machines take the state of the last
+// telemetry (idle when unknown). Errors: device.not_found.
+func (s *Service) DeviceView(ctx context.Context, id string) (phoneapi.DeviceResponse, error) {
+	d, err := s.st.GetDevice(ctx, id)
+	if err != nil {
+		return phoneapi.DeviceResponse{}, err
+	}
+	return deviceView(d), nil
+}
+
+func deviceView(d store.Device) phoneapi.DeviceResponse {
+	offline := !d.Online || d.State == store.DeviceDisabled
+	states := machineStates(d.Telemetry)
+	out := phoneapi.DeviceResponse{Device: phoneapi.Device{ID: phoneapi.DeviceID(d.ID), Name: d.Name, State: phoneapi.DeviceOffline}, Machines: []phoneapi.Machine{}}
+	anyIdle, first := false, phoneapi.DeviceState("")
+	for _, m := range d.Machines {
+		st := phoneapi.MachineIdle
+		if offline {
+			st = phoneapi.MachineOffline
+		} else if v := phoneapi.MachineState(states[m.ID]); v.Valid() {
+			st = v
+		}
+		if st == phoneapi.MachineIdle {
+			anyIdle = true
+		}
+		if first == "" {
+			first = phoneapi.DeviceState(st)
+		}
+		pm := phoneapi.Machine{ID: phoneapi.MachineID(m.ID), Kind: m.Kind, Name: m.Name, Unit: m.Unit, Currency: m.Currency, Price: m.Price, State: st, Slots: []phoneapi.Slot{}}
+		for _, sl := range m.Slots {
+			pm.Slots = append(pm.Slots, phoneapi.Slot{ID: phoneapi.MachineID(sl.ID), Name: sl.Name, Price: sl.Price, Available: true})
+		}
+		out.Machines = append(out.Machines, pm)
+	}
+	switch {
+	case offline:
+	case anyIdle || first == "":
+		out.Device.State = phoneapi.DeviceIdle
+	default:
+		out.Device.State = first
+	}
+	return out
+}
+
+func machineOf(d store.Device, id string) (store.Machine, bool) {
+	for _, m := range d.Machines {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return store.Machine{}, false
+}
+
+func errf(e *vend.Error, format string, args ...any) error {
+	return vend.Errorf(e, "%s", fmt.Sprintf(format, args...))
+}

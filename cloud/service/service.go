@@ -1,0 +1,190 @@
+package service
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/store"
+)
+
+// Errors of the service. Each carries a vend kind and the stable code the
+// phone API answers with; the service wraps them with detail.
+var (
+	ErrProximityUnknown = vend.E(vend.NotFound, "proximity.unknown", "proximity: unknown id")
+	ErrProximityExpired = vend.E(vend.NotFound, "proximity.expired", "proximity: id is from an expired window")
+	ErrMachineOffline   = vend.E(vend.Conflict, "machine.offline", "sessions: the device has not been heard from")
+	ErrMachineFault     = vend.E(vend.Conflict, "machine.fault", "sessions: the machine reports a fault")
+	ErrCapTooSmall      = vend.E(vend.Invalid, "cap.too_small", "sessions: the cap does not buy one unit")
+	ErrSourceNotFound   = vend.E(vend.NotFound, "source.not_found", "payments: no such payment source")
+	ErrSourceUnusable   = vend.E(vend.Invalid, "request.field", "payments: invalid field: source")
+	ErrSourceLimit      = vend.E(vend.Conflict, "source.limit", "payments: the channel's limit is reached")
+	ErrDeviceNoReply    = vend.E(vend.Transient, "device.no_reply", "sessions: the device did not answer the grant in time")
+	ErrDeviceRefused    = vend.E(vend.Conflict, "device.refused", "sessions: the device refused the grant")
+	ErrUnavailable      = vend.E(vend.Transient, "service.unavailable", "cloud: command could not be sent")
+	ErrNotSettled       = vend.E(vend.Conflict, "session.not_settled", "sessions: no receipt before settlement")
+)
+
+// Publisher sends a command to one device's cmd topic at QoS 1 and returns
+// once the broker has it. *ingest.Ingest implements it.
+type Publisher interface {
+	Publish(ctx context.Context, deviceID string, cmd mqttapi.Message) error
+}
+
+// Options configure a Service. Store, Publisher and CloudKey are required.
+type Options struct {
+	Store     *store.Store
+	Publisher Publisher
+	CloudKey  ed25519.PrivateKey // signs grants
+	Logger    *slog.Logger       // discard when nil
+	Now       func() time.Time   // time.Now when nil
+	// Registry receives the metrics; a new registry when nil (see Service.Registry).
+	Registry *prometheus.Registry
+
+	Currency        vend.Currency // the wallet currency; "EUR" when empty
+	ReplyTimeout    time.Duration // how long StartSession waits for the device's reply; 5 s
+	ReplyPoll       time.Duration // how often the store is polled for a reply that landed on another instance; 200 ms
+	GrantTTL        time.Duration // how long the device may take to start; 60 s
+	SweepInterval   time.Duration // ExpireHolds period; 5 s
+	RefreshInterval time.Duration // full resolver rebuild period; 1 min
+	Channels        []Channel     // payment channels besides the wallet; DefaultChannels when nil
+}
+
+// Service is the money flow of the cloud: proximity resolution, session
+// start and stop, device uplink handling, the hold sweeper, the session
+// event hub and the metrics. It is safe for concurrent use.
+type Service struct {
+	opts    Options
+	st      *store.Store
+	pub     Publisher
+	log     *slog.Logger
+	now     func() time.Time
+	Metrics *Metrics  // Prometheus collectors
+	Hub     *Hub      // in-process session event fan-out
+	Res     *Resolver // proximity-ID resolver
+
+	mu      sync.Mutex
+	waiters map[string][]chan struct{} // command id → waiting StartSession calls
+	online  map[string]bool            // device → online, from retained state
+
+	wg sync.WaitGroup
+}
+
+// New checks opts, builds the resolver from the store's device keys and
+// returns a Service. Call Run to roll windows and sweep holds.
+func New(ctx context.Context, opts Options) (*Service, error) {
+	if opts.Store == nil || opts.Publisher == nil || len(opts.CloudKey) != ed25519.PrivateKeySize {
+		return nil, errors.New("service: Store, Publisher and CloudKey are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Currency == "" {
+		opts.Currency = "EUR"
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.ReplyTimeout, 5*time.Second)
+	def(&opts.ReplyPoll, 200*time.Millisecond)
+	def(&opts.GrantTTL, 60*time.Second)
+	def(&opts.SweepInterval, 5*time.Second)
+	def(&opts.RefreshInterval, time.Minute)
+	if opts.Channels == nil {
+		opts.Channels = DefaultChannels()
+	}
+	s := &Service{
+		opts: opts, st: opts.Store, pub: opts.Publisher, log: opts.Logger, now: opts.Now,
+		Hub:     NewHub(),
+		waiters: map[string][]chan struct{}{},
+		online:  map[string]bool{},
+	}
+	s.Res = NewResolver(opts.Store, opts.Now)
+	if err := s.Res.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	s.Metrics = newMetrics(s, opts.Registry)
+	return s, nil
+}
+
+// Registry returns the Prometheus registry holding the service's metrics.
+func (s *Service) Registry() *prometheus.Registry { return s.opts.Registry }
+
+// Store returns the store the service works on.
+func (s *Service) Store() *store.Store { return s.st }
+
+// Currency returns the wallet currency.
+func (s *Service) Currency() vend.Currency { return s.opts.Currency }
+
+// Run rolls the resolver's windows, rebuilds it every RefreshInterval,
+// releases expired holds every SweepInterval and prunes the event hub,
+// until ctx is done. It returns nil then.
+func (s *Service) Run(ctx context.Context) error {
+	stop := make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.Res.Run(stop)
+	}()
+	sweep := time.NewTicker(s.opts.SweepInterval)
+	refresh := time.NewTicker(s.opts.RefreshInterval)
+	defer func() {
+		sweep.Stop()
+		refresh.Stop()
+		close(stop)
+		s.wg.Wait()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sweep.C:
+			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("service: sweep", "err", err)
+			}
+			s.Hub.Prune(s.now())
+		case <-refresh.C:
+			if err := s.Res.Refresh(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("service: resolver refresh", "err", err)
+			}
+		}
+	}
+}
+
+// Sweep releases the holds of sessions that were never acknowledged or
+// started before their grant expired (store.ExpireHolds), tells their
+// subscribers, and returns how many it expired.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		done, err := s.st.ExpireHolds(ctx, 100)
+		for _, st := range done {
+			s.Metrics.sessions.WithLabelValues(string(store.Expired)).Inc()
+			s.publishSession(st.Session)
+		}
+		n += len(done)
+		if err != nil || len(done) < 100 {
+			return n, err
+		}
+	}
+}
+
+// Ready reports whether the store answers.
+func (s *Service) Ready(ctx context.Context) error {
+	return s.st.DB().PingContext(ctx)
+}

@@ -1,0 +1,136 @@
+package service_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/phoneapi"
+	"beaconvend/app-protocol/proxid"
+	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/service"
+	"beaconvend/cloud/store"
+)
+
+// FakePublisher records commands; Reply, when set, answers them through
+// the service as a device would.
+type FakePublisher struct {
+	mu   sync.Mutex
+	Sent []mqttapi.Message
+	Fn   func(device string, cmd mqttapi.Message)
+}
+
+var _ service.Publisher = (*FakePublisher)(nil)
+
+func (p *FakePublisher) Publish(_ context.Context, device string, cmd mqttapi.Message) error {
+	p.mu.Lock()
+	p.Sent = append(p.Sent, cmd)
+	fn := p.Fn
+	p.mu.Unlock()
+	if fn != nil {
+		go fn(device, cmd)
+	}
+	return nil
+}
+
+func setup(t *testing.T) (*service.Service, *store.Store, *FakePublisher, proxid.Key, string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "c.db"), &store.Opts{BcryptCost: 4, AckBound: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	op, _ := st.CreateOperator(ctx, "op")
+	var key proxid.Key
+	rand.Read(key[:])
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	if err := st.CreateDevice(ctx, store.Device{ID: "wd-1", OperatorID: op.ID, Name: "w", IdentityKey: key, K: 5, SignKey: pub, MQTTHash: "x",
+		Machines: []store.Machine{{ID: "tap1", Kind: vend.KindWater, Name: "t", Price: vend.Price{Minor: 50, Per: 1000}, Currency: "EUR"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetDeviceStatus(ctx, "wd-1", true, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := st.CreateUser(ctx, "a@example.com", "password-123")
+	if _, err := st.TopUp(ctx, u.ID, vend.Amount{Minor: 1000, Currency: "EUR"}, "sandbox_card", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	_, cloud, _ := ed25519.GenerateKey(rand.Reader)
+	pubr := &FakePublisher{}
+	svc, err := service.New(ctx, service.Options{Store: st, Publisher: pubr, CloudKey: cloud, ReplyTimeout: 300 * time.Millisecond, GrantTTL: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, st, pubr, key, u.ID
+}
+
+func startReq(key proxid.Key) phoneapi.StartSessionRequest {
+	return phoneapi.StartSessionRequest{Device: "wd-1", Machine: "tap1", Cap: phoneapi.Cap{Units: 2000}, Source: "wallet",
+		ProximityID: phoneapi.ProximityID(proxid.Compute(key, proxid.Counter(time.Now()), 5).String())}
+}
+
+// No reply within the bound keeps the hold; a retry with the same key
+// resends the same command; the sweeper releases the hold after expiry.
+func TestNoReplyKeepsHoldUntilSweep(t *testing.T) {
+	svc, st, pub, key, user := setup(t)
+	ctx := context.Background()
+	_, err := svc.StartSession(ctx, user, "key-00001", startReq(key))
+	if vend.CodeOf(err) != "device.no_reply" || vend.KindOf(err) != vend.Transient {
+		t.Fatalf("StartSession = %v, want device.no_reply", err)
+	}
+	if w, _ := svc.Wallet(ctx, user); w.Held.Minor != 100 {
+		t.Fatalf("held %d, want 100 kept", w.Held.Minor)
+	}
+	_, _ = svc.StartSession(ctx, user, "key-00001", startReq(key))
+	if len(pub.Sent) != 2 || pub.Sent[0].Head().ID != pub.Sent[1].Head().ID {
+		t.Fatalf("retry sent %d commands, ids must match", len(pub.Sent))
+	}
+	time.Sleep(400 * time.Millisecond) // grant TTL + AckBound
+	n, err := svc.Sweep(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want 1", n, err)
+	}
+	if w, _ := svc.Wallet(ctx, user); w.Held.Minor != 0 || w.Available.Minor != 1000 {
+		t.Fatalf("after sweep %+v", w)
+	}
+	if imb, _ := st.LedgerImbalance(ctx); len(imb) != 0 {
+		t.Fatalf("imbalance %v", imb)
+	}
+}
+
+// A reply handled by the ingest path wakes the waiting start.
+func TestReplyAuthorizes(t *testing.T) {
+	svc, _, pub, key, user := setup(t)
+	pub.Fn = func(device string, cmd mqttapi.Message) {
+		if _, ok := cmd.(*mqttapi.Authorize); ok {
+			svc.Handle(context.Background(), device, mqttapi.LeafReply, mqttapi.NewReply(mqttapi.NewEnvelope(time.Now()), cmd.Head().ID, nil))
+		}
+	}
+	ss, err := svc.StartSession(context.Background(), user, "key-00002", startReq(key))
+	if err != nil || ss.State != store.Authorized || ss.CapUnits != 2000 || ss.Hold != 100 {
+		t.Fatalf("StartSession = %+v, %v", ss, err)
+	}
+}
+
+func TestHubSince(t *testing.T) {
+	h := service.NewHub()
+	id := vend.NewSessionID()
+	for i := range 70 {
+		h.Publish(id, "progress", i)
+	}
+	if evs, ok := h.Since(id, 68); !ok || len(evs) != 2 || evs[0].ID != 69 {
+		t.Fatalf("Since(68) = %v, %v", evs, ok)
+	}
+	if _, ok := h.Since(id, 2); ok {
+		t.Fatal("Since(2) should need a snapshot: the buffer no longer holds it")
+	}
+	if evs, ok := h.Since(id, 70); !ok || len(evs) != 0 {
+		t.Fatalf("Since(70) = %v, %v", evs, ok)
+	}
+}

@@ -1,0 +1,356 @@
+package service
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/phoneapi"
+	"beaconvend/app-protocol/proxid"
+	"beaconvend/app-protocol/signed"
+	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/store"
+)
+
+// Resolve maps a heard proximity ID (16 hex digits) to its device, the
+// window it matched and the machines with prices and states. Errors:
+// proximity.unknown, proximity.expired, device.not_found.
+func (s *Service) Resolve(ctx context.Context, idText string) (phoneapi.ResolveResponse, error) {
+	id, err := proxid.ParseID(idText)
+	if err != nil {
+		return phoneapi.ResolveResponse{}, err
+	}
+	m, err := s.Res.Resolve(id)
+	if err != nil {
+		return phoneapi.ResolveResponse{}, err
+	}
+	d, err := s.st.GetDevice(ctx, m.Device)
+	if err != nil {
+		return phoneapi.ResolveResponse{}, err
+	}
+	v := deviceView(d)
+	return phoneapi.ResolveResponse{Device: v.Device, Window: phoneapi.ProximityWindow{Start: int64(m.Window), K: m.K}, Machines: v.Machines}, nil
+}
+
+// authorizeCmdID is the Authorize command's id for a session: the same for
+// every attempt, so a device that already answered replies again without
+// acting twice.
+func authorizeCmdID(id vend.SessionID) string { return "auth-" + hex.EncodeToString(id[:]) }
+
+func stopCmdID(id vend.SessionID) string { return "stop-" + hex.EncodeToString(id[:]) }
+
+// StartSession starts a paid session for user:
+//
+//  1. the proximity ID is resolved again and must name req.Device in the
+//     current window ± 1 (proximity.unknown / proximity.expired);
+//  2. the device must be online (machine.offline) and the machine not
+//     faulted by its last telemetry (machine.fault);
+//  3. store.StartSession holds the cap on the wallet and stores the grant,
+//     signed with the cloud key inside the same transaction;
+//  4. mqttapi.Authorize goes to the device (QoS 1) and StartSession waits up
+//     to ReplyTimeout for its Reply, which may be saved by another instance
+//     (store.GetCommandReply is polled besides the in-process wake-up).
+//
+// OK: the session is advanced to authorized and returned. Refused: the
+// hold is released in full (store.Fail) and the device's code returned as
+// a conflict (machine.busy, machine.fault, …). No reply in time: the hold
+// stays — the device may have the grant and start the machine, and its
+// usage report then settles the session — and ErrDeviceNoReply (transient)
+// is returned; a retry with the same idempotency key finds the session
+// and waits again (the Authorize is resent with the same command id).
+// If nothing arrives, Sweep releases the hold once the grant has expired
+// (plus store.Opts.AckBound).
+func (s *Service) StartSession(ctx context.Context, user, idemKey string, req phoneapi.StartSessionRequest) (store.Session, error) {
+	pid, err := proxid.ParseID(string(req.ProximityID))
+	if err != nil {
+		return store.Session{}, err
+	}
+	m, err := s.Res.Resolve(pid)
+	if err != nil {
+		return store.Session{}, err
+	}
+	if m.Device != string(req.Device) {
+		return store.Session{}, errf(ErrProximityUnknown, "%s does not belong to device %s", pid, req.Device)
+	}
+	if req.Source != "wallet" {
+		for _, c := range s.opts.Channels {
+			if c.Source().ID == req.Source {
+				return store.Session{}, errf(ErrSourceUnusable, "%s cannot hold funds; top up the wallet from it", req.Source)
+			}
+		}
+		return store.Session{}, errf(ErrSourceNotFound, "%q", req.Source)
+	}
+	d, err := s.st.GetDevice(ctx, m.Device)
+	if err != nil {
+		return store.Session{}, err
+	}
+	mach, ok := machineOf(d, string(req.Machine))
+	if !ok {
+		return store.Session{}, errf(store.ErrMachineNotFound, "no machine %s on device %s", req.Machine, d.ID)
+	}
+	if d.State == store.DeviceDisabled || !d.Online {
+		return store.Session{}, errf(ErrMachineOffline, "device %s is offline", d.ID)
+	}
+	if machineStates(d.Telemetry)[mach.ID] == string(mqttapi.MachineFault) {
+		return store.Session{}, errf(ErrMachineFault, "machine %s", mach.ID)
+	}
+	price := mach.Price
+	if req.Slot != "" {
+		found := false
+		for _, sl := range mach.Slots {
+			if sl.ID == string(req.Slot) {
+				price, found = sl.Price, true
+			}
+		}
+		if !found {
+			return store.Session{}, errf(store.ErrMachineNotFound, "no slot %s on machine %s", req.Slot, mach.ID)
+		}
+	}
+	capUnits := req.Cap.Units
+	if req.Cap.Amount != nil {
+		if req.Cap.Amount.Currency != mach.Currency {
+			return store.Session{}, errf(vend.ErrMismatch, "cap is in %s, the machine charges %s", req.Cap.Amount.Currency, mach.Currency)
+		}
+		if capUnits, err = price.UnitsFor(req.Cap.Amount.Minor); err != nil {
+			return store.Session{}, err
+		}
+	}
+	if capUnits == 0 {
+		return store.Session{}, errf(ErrCapTooSmall, "at %d per %d %s", price.Minor, price.Per, mach.Unit)
+	}
+	ss, err := s.st.StartSession(ctx, store.StartInput{
+		User: user, Device: d.ID, Machine: mach.ID, Slot: string(req.Slot), CapUnits: capUnits,
+		IdemKey: idemKey, Window: m.Window, WindowK: m.K, GrantTTL: s.opts.GrantTTL,
+		Sign: func(g signed.Grant) ([]byte, error) { return signed.SignGrant(s.opts.CloudKey, g) },
+	})
+	if err != nil {
+		return store.Session{}, err
+	}
+	if ss.State != store.Pending {
+		return s.finishedStart(ss)
+	}
+	return s.authorize(ctx, ss)
+}
+
+// finishedStart answers a retried start whose session is past pending.
+func (s *Service) finishedStart(ss store.Session) (store.Session, error) {
+	if ss.State == store.Failed {
+		return ss, refusal(ss.Fault, "")
+	}
+	return ss, nil
+}
+
+// refusal turns a device's reply code into the phone's error.
+func refusal(code, msg string) error {
+	switch code {
+	case mqttapi.CodeMachineBusy:
+		return errf(store.ErrMachineBusy, "the device reports the machine busy: %s", msg)
+	case mqttapi.CodeMachineFault:
+		return errf(ErrMachineFault, "the device reports a fault: %s", msg)
+	case mqttapi.CodeMachineUnknown:
+		return errf(store.ErrMachineNotFound, "the device does not know the machine: %s", msg)
+	}
+	if code != "" {
+		return &vend.Error{Kind: vend.Conflict, Code: code, Msg: "sessions: the device refused the grant: " + code + ": " + msg}
+	}
+	return errf(ErrDeviceRefused, "%s", msg)
+}
+
+func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Session, error) {
+	cmdID := authorizeCmdID(ss.ID)
+	wake := s.wait(cmdID)
+	defer s.unwait(cmdID, wake)
+	env := mqttapi.NewEnvelope(s.now())
+	env.ID = cmdID
+	t0 := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, s.opts.ReplyTimeout)
+	defer cancel()
+	if err := s.pub.Publish(pctx, ss.Device, &mqttapi.Authorize{Envelope: env, Machine: ss.Machine, Grant: ss.Grant}); err != nil {
+		if ctx.Err() != nil {
+			return ss, ctx.Err()
+		}
+		return ss, errf(ErrUnavailable, "authorize %s: %v", ss.ID, err)
+	}
+	poll := time.NewTicker(s.opts.ReplyPoll)
+	defer poll.Stop()
+	for {
+		r, err := s.st.GetCommandReply(ctx, cmdID)
+		if err == nil {
+			s.Metrics.authorize.Observe(time.Since(t0).Seconds())
+			return s.applyReply(ctx, ss, r)
+		}
+		if !errors.Is(err, store.ErrCommandNotFound) {
+			return ss, err
+		}
+		select {
+		case <-wake:
+		case <-poll.C:
+		case <-pctx.Done():
+			if ctx.Err() != nil {
+				return ss, ctx.Err()
+			}
+			// The device may still act on the grant: keep the hold
+			// (see StartSession) and tell the phone to retry.
+			if cur, err := s.st.GetSession(ctx, ss.ID); err == nil && cur.State != store.Pending {
+				return s.finishedStart(cur)
+			}
+			return ss, errf(ErrDeviceNoReply, "session %s: no reply within %s", ss.ID, s.opts.ReplyTimeout)
+		}
+	}
+}
+
+func (s *Service) applyReply(ctx context.Context, ss store.Session, r store.CommandReply) (store.Session, error) {
+	var rep mqttapi.Reply
+	_ = json.Unmarshal([]byte(r.Body), &rep)
+	if r.Status == "ok" {
+		if err := s.st.Advance(ctx, ss.ID, store.Authorized, s.now()); err != nil && !errors.Is(err, store.ErrSessionState) {
+			return ss, err
+		}
+		cur, err := s.st.GetSession(ctx, ss.ID)
+		if err != nil {
+			return ss, err
+		}
+		s.publishSession(cur)
+		return s.finishedStart(cur)
+	}
+	set, err := s.st.Fail(ctx, ss.ID, r.Status)
+	if err != nil {
+		if errors.Is(err, store.ErrSessionState) { // it started or ended meanwhile
+			cur, gerr := s.st.GetSession(ctx, ss.ID)
+			if gerr != nil {
+				return ss, gerr
+			}
+			return s.finishedStart(cur)
+		}
+		return ss, err
+	}
+	if !set.Duplicate {
+		s.Metrics.sessions.WithLabelValues(string(store.Failed)).Inc()
+	}
+	s.publishSession(set.Session)
+	return set.Session, refusal(r.Status, rep.Message)
+}
+
+func (s *Service) wait(cmdID string) chan struct{} {
+	c := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.waiters[cmdID] = append(s.waiters[cmdID], c)
+	s.mu.Unlock()
+	return c
+}
+
+func (s *Service) unwait(cmdID string, c chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiters[cmdID]
+	for i, w := range ws {
+		if w == c {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(s.waiters, cmdID)
+	} else {
+		s.waiters[cmdID] = ws
+	}
+}
+
+func (s *Service) notify(cmdID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.waiters[cmdID] {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// StopSession asks the device to end one of user's sessions now
+// (mqttapi.Stop, always with the same command id per session, so repeats
+// are harmless). A session that has ended is returned unchanged. A running
+// session is advanced to ending (the device reports its usage from its
+// outbox); one that never started stays as it is until the device's
+// not_started report or the sweeper ends it. Errors: session.not_found,
+// service.unavailable (the broker did not take the command).
+func (s *Service) StopSession(ctx context.Context, user string, id vend.SessionID) (store.Session, error) {
+	ss, err := s.st.UserSession(ctx, user, id)
+	if err != nil {
+		return store.Session{}, err
+	}
+	if !ss.State.Live() {
+		return ss, nil
+	}
+	env := mqttapi.NewEnvelope(s.now())
+	env.ID = stopCmdID(id)
+	pctx, cancel := context.WithTimeout(ctx, s.opts.ReplyTimeout)
+	defer cancel()
+	if err := s.pub.Publish(pctx, ss.Device, &mqttapi.Stop{Envelope: env, Session: id, Machine: ss.Machine}); err != nil {
+		return ss, errf(ErrUnavailable, "stop %s: %v", id, err)
+	}
+	if ss.State == store.Running {
+		if err := s.st.Advance(ctx, id, store.Ending, s.now()); err != nil && !errors.Is(err, store.ErrSessionState) {
+			return ss, err
+		}
+	}
+	cur, err := s.st.UserSession(ctx, user, id)
+	if err != nil {
+		return ss, err
+	}
+	if cur.State != ss.State {
+		s.publishSession(cur)
+	}
+	return cur, nil
+}
+
+// SetPrices changes a machine's (and the named slots') price on one of
+// operator's devices in the store, then sends the device its whole new
+// price table (mqttapi.SetPrices). Errors: the store's (device.not_found
+// also for another operator's device, machine.not_found, slot.not_found,
+// money.price) and service.unavailable when the command could not be
+// published (the store is changed; sending again is harmless).
+func (s *Service) SetPrices(ctx context.Context, operator, device, machine string, price vend.Price, slots map[string]vend.Price) error {
+	if err := s.st.SetPrices(ctx, operator, device, machine, price, slots); err != nil {
+		return err
+	}
+	d, err := s.st.GetDevice(ctx, device)
+	if err != nil {
+		return err
+	}
+	msg := &mqttapi.SetPrices{Envelope: mqttapi.NewEnvelope(s.now())}
+	for _, m := range d.Machines {
+		if msg.Currency == "" {
+			msg.Currency = m.Currency
+		}
+		if m.Currency != msg.Currency {
+			s.log.Error("service: device machines in several currencies; skipped in set_prices", "device", d.ID, "machine", m.ID)
+			continue
+		}
+		if len(m.Slots) == 0 {
+			msg.Prices = append(msg.Prices, mqttapi.PriceEntry{Machine: m.ID, Unit: m.Unit, Price: m.Price})
+		}
+		for _, sl := range m.Slots {
+			msg.Prices = append(msg.Prices, mqttapi.PriceEntry{Machine: m.ID, Slot: sl.ID, Unit: m.Unit, Price: sl.Price})
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.opts.ReplyTimeout)
+	defer cancel()
+	if err := s.pub.Publish(pctx, device, msg); err != nil {
+		return errf(ErrUnavailable, "set_prices %s: %v", device, err)
+	}
+	return nil
+}
+
+// publishSession sends a state event, or the ended event for a final
+// session, to the session's subscribers on this instance.
+func (s *Service) publishSession(ss store.Session) {
+	typ := phoneapi.EventState
+	if !ss.State.Live() {
+		typ = phoneapi.EventEnded
+	}
+	s.Hub.Publish(ss.ID, typ, s.PhoneSession(ss))
+}

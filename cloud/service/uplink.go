@@ -1,0 +1,210 @@
+package service
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/phoneapi"
+	"beaconvend/app-protocol/signed"
+	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/store"
+)
+
+// Ingest results, the "result" label of beaconvend_ingest_messages_total.
+const (
+	ResultOK        = "ok"        // handled
+	ResultDuplicate = "duplicate" // seen before; acknowledged again, nothing done
+	ResultIgnored   = "ignored"   // nothing to do (unknown session, already closed); acknowledged
+	ResultRefused   = "refused"   // bad signature or a report that can never settle
+	ResultError     = "error"     // a store failure; not acknowledged, the device resends
+)
+
+// Handle is the ingest handler for device uplinks (it has the signature of
+// cloud/ingest's Handler). The ingest acknowledges evt and usage messages
+// for which it returns nil, so it returns nil for everything that is done
+// or can never be done (duplicates, reports for sessions already closed),
+// and an error only when a retry may succeed (a store failure) or when a
+// usage report's signature does not verify (refused, counted, not acked).
+//
+//   - state: online/offline → store.SetDeviceStatus (older states ignored);
+//   - telemetry: store.SetDeviceStatus with the payload as last telemetry;
+//   - evt: authorized/started/ended advance the session (store.Advance is
+//     monotonic, so reordered events are harmless), progress and ended go
+//     to SSE subscribers; store.MarkProcessed makes the fan-out once per id;
+//   - usage: verified with the device's keys (signed.OpenUsage), settled
+//     with store.Settle (exactly once), the final session sent to
+//     subscribers;
+//   - reply: store.SaveCommandReply and a wake-up of a waiting StartSession.
+func (s *Service) Handle(ctx context.Context, device string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
+	result, err := s.handle(ctx, device, leaf, msg)
+	s.Metrics.ingest.WithLabelValues(string(leaf), result).Inc()
+	return err
+}
+
+func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, msg mqttapi.Message) (string, error) {
+	at := time.UnixMilli(msg.Head().TS)
+	switch m := msg.(type) {
+	case *mqttapi.State:
+		on := m.Status == mqttapi.Online
+		err := s.st.SetDeviceStatus(ctx, device, on, nil, at)
+		if errors.Is(err, store.ErrDeviceNotFound) {
+			return ResultIgnored, nil
+		}
+		if err != nil {
+			return ResultError, err
+		}
+		s.mu.Lock()
+		s.online[device] = on
+		s.mu.Unlock()
+		return ResultOK, nil
+	case *mqttapi.Telemetry:
+		b, err := json.Marshal(m)
+		if err != nil {
+			return ResultError, err
+		}
+		err = s.st.SetDeviceStatus(ctx, device, true, b, at)
+		if errors.Is(err, store.ErrDeviceNotFound) {
+			return ResultIgnored, nil
+		}
+		if err != nil {
+			return ResultError, err
+		}
+		return ResultOK, nil
+	case *mqttapi.Event:
+		return s.event(ctx, device, m, at)
+	case *mqttapi.Usage:
+		return s.usage(ctx, device, m)
+	case *mqttapi.Reply:
+		status := "ok"
+		if !m.OK {
+			status = m.Code
+			if status == "" {
+				status = "refused"
+			}
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return ResultError, err
+		}
+		first, err := s.st.SaveCommandReply(ctx, store.CommandReply{CommandID: m.CmdID, Device: device, Status: status, Body: string(b), At: s.now()})
+		if err != nil {
+			return ResultError, err
+		}
+		s.notify(m.CmdID)
+		if !first {
+			return ResultDuplicate, nil
+		}
+		return ResultOK, nil
+	}
+	return ResultIgnored, fmt.Errorf("service: unexpected %T on %s", msg, leaf)
+}
+
+func (s *Service) event(ctx context.Context, device string, m *mqttapi.Event, at time.Time) (string, error) {
+	if m.Session.IsZero() { // fault, door, power_restored: machine-wide, nothing to settle
+		return ResultOK, nil
+	}
+	ss, err := s.st.GetSession(ctx, m.Session)
+	if errors.Is(err, store.ErrSessionNotFound) {
+		return ResultIgnored, nil
+	}
+	if err != nil {
+		return ResultError, err
+	}
+	if ss.Device != device {
+		s.log.Warn("service: event for another device's session", "device", device, "session", m.Session)
+		return ResultRefused, nil
+	}
+	var to store.State
+	switch m.Kind {
+	case mqttapi.EventAuthorized:
+		to = store.Authorized
+	case mqttapi.EventStarted:
+		to = store.Running
+	case mqttapi.EventEnded:
+		to = store.Ending
+	}
+	if to != "" && ss.State.Live() {
+		if err := s.st.Advance(ctx, m.Session, to, at); err != nil && !errors.Is(err, store.ErrSessionState) {
+			return ResultError, err
+		}
+	}
+	first, err := s.st.MarkProcessed(ctx, device, m.ID)
+	if err != nil {
+		return ResultError, err
+	}
+	if !first {
+		return ResultDuplicate, nil
+	}
+	if m.Units != nil && m.Amount != nil && (m.Kind == mqttapi.EventProgress || m.Kind == mqttapi.EventEnded) {
+		state := phoneapi.StateRunning
+		if m.Kind == mqttapi.EventEnded {
+			state = phoneapi.StateEnding
+		}
+		if cur, err := s.st.GetSession(ctx, m.Session); err == nil && !cur.State.Live() {
+			return ResultOK, nil // settled already: its ended event was sent
+		}
+		s.Hub.Publish(m.Session, phoneapi.EventProgress, phoneapi.ProgressEvent{
+			Session: m.Session, State: state, Units: *m.Units, Amount: *m.Amount, TS: at.UTC(),
+		})
+	}
+	if to != "" {
+		if cur, err := s.st.GetSession(ctx, m.Session); err == nil && cur.State.Live() && cur.State != ss.State {
+			s.publishSession(cur)
+		}
+	}
+	return ResultOK, nil
+}
+
+func (s *Service) usage(ctx context.Context, device string, m *mqttapi.Usage) (string, error) {
+	named, err := signed.PeekUsageDevice(m.Report)
+	if err != nil || named != device {
+		s.Metrics.sigFails.Inc()
+		return ResultRefused, fmt.Errorf("service: usage report from %s names device %q: %v", device, named, err)
+	}
+	d, err := s.st.GetDevice(ctx, device)
+	if errors.Is(err, store.ErrDeviceNotFound) {
+		return ResultIgnored, nil
+	}
+	if err != nil {
+		return ResultError, err
+	}
+	pubs := []ed25519.PublicKey{d.SignKey}
+	if len(d.SignKeyNext) > 0 {
+		pubs = append(pubs, d.SignKeyNext)
+	}
+	keys, err := signed.NewKeys(pubs...)
+	if err != nil {
+		return ResultError, err
+	}
+	u, err := signed.OpenUsage(m.Report, keys)
+	if err != nil {
+		s.Metrics.sigFails.Inc()
+		s.log.Warn("service: usage report refused", "device", device, "id", m.ID, "err", err)
+		return ResultRefused, fmt.Errorf("service: usage report %s from %s: %w", m.ID, device, err)
+	}
+	set, err := s.st.Settle(ctx, u, m.Report)
+	switch {
+	case err == nil:
+	case vend.KindOf(err) == vend.Transient || vend.KindOf(err) == vend.Internal:
+		return ResultError, err
+	case errors.Is(err, store.ErrSessionNotFound), errors.Is(err, store.ErrSessionState):
+		// Closed without this report (expired, failed): nothing to capture
+		// any more; acknowledge so the outbox drains.
+		s.log.Warn("service: usage report for a closed or unknown session", "device", device, "session", u.Session, "err", err)
+		return ResultIgnored, nil
+	default: // usage.conflict, usage.seq_reused, usage.mismatch: can never settle
+		s.log.Error("service: usage report refused by the ledger", "device", device, "session", u.Session, "err", err)
+		return ResultRefused, nil
+	}
+	if set.Duplicate {
+		return ResultDuplicate, nil
+	}
+	s.Metrics.sessions.WithLabelValues(string(set.Session.State)).Inc()
+	s.publishSession(set.Session)
+	return ResultOK, nil
+}
