@@ -31,6 +31,8 @@ type rig struct {
 	cloud   *testrig.Cloud
 	cfgPath string
 	devPub  ed25519.PublicKey
+	ident   []byte // proximity identity key
+	reboots chan struct{}
 	d       *daemon.Daemon
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -50,6 +52,10 @@ machines:
 `
 
 func newRig(t *testing.T, profileName, simYAML, machinesYAML string) *rig {
+	return newRigBeacon(t, profileName, simYAML, machinesYAML, "{backend: none}")
+}
+
+func newRigBeacon(t *testing.T, profileName, simYAML, machinesYAML, beaconYAML string) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	sim, err := emu.ParseSimConfig(strings.NewReader(simYAML))
@@ -90,12 +96,12 @@ keys:
 mqtt: {broker: "tcp://%s", telemetry_interval: 1s, drain_rate: 50}
 journal: journal.db
 board: {profile: %s, port: %s, poll_interval: 50ms}
-beacon: {backend: none}
+beacon: %s
 grant_skew: 5s
-`, hex.EncodeToString(cloudKey.Public().(ed25519.PublicKey)), addr, profileName, e.BoardPath()) + machinesYAML
+`, hex.EncodeToString(cloudKey.Public().(ed25519.PublicKey)), addr, profileName, e.BoardPath(), beaconYAML) + machinesYAML
 	cfgPath := filepath.Join(dir, "controller.yaml")
 	must(os.WriteFile(cfgPath, []byte(cfg), 0o644))
-	r := &rig{t: t, dir: dir, emu: e, ctl: ctl, cfgPath: cfgPath, devPub: devPub}
+	r := &rig{t: t, dir: dir, emu: e, ctl: ctl, cfgPath: cfgPath, devPub: devPub, ident: id, reboots: make(chan struct{}, 4)}
 	r.broker = testrig.StartBroker(t, addr)
 	r.cloud = testrig.NewCloud(t, addr, cloudKey)
 	t.Cleanup(func() {
@@ -118,7 +124,7 @@ func (r *rig) startDaemon() {
 	if os.Getenv("VEND_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	d, err := daemon.Open(context.Background(), cfg, daemon.Opts{ProgressEvery: 200 * time.Millisecond, AckTimeout: 2 * time.Second, ShutdownGrace: 3 * time.Second, Logger: log})
+	d, err := daemon.Open(context.Background(), cfg, daemon.Opts{ProgressEvery: 200 * time.Millisecond, AckTimeout: 2 * time.Second, OnReboot: func() { r.reboots <- struct{}{} }, ShutdownGrace: 3 * time.Second, Logger: log})
 	if err != nil {
 		r.t.Fatal(err)
 	}
