@@ -26,8 +26,13 @@ var (
 // Opts configures a Board.
 type Opts struct {
 	// PollInterval is how often inputs, counters and coils are read, leases
-	// checked and the board watchdog refreshed. Default 100 ms.
+	// checked and the board watchdog refreshed while an output is meant to
+	// be ON or a driver waits for a poll. Default 100 ms.
 	PollInterval time.Duration
+	// IdlePollInterval is the poll interval while every output is OFF and
+	// nobody waits: the board is still watched (faults, inputs, watchdog)
+	// at a fraction of the CPU and bus time. Default 500 ms.
+	IdlePollInterval time.Duration
 	// MaxFailures is the number of consecutive failed polls after which
 	// every output is driven OFF and the board is in fault. Default 3.
 	MaxFailures int
@@ -37,14 +42,15 @@ type Opts struct {
 	// WatchdogTimeout is what the board's own watchdog (profile.Watchdog)
 	// is armed with on every poll: when the controller stops polling for
 	// this long, the board switches its outputs off by itself. Default
-	// 10 × PollInterval, at least 1 s.
+	// 10 × PollInterval or 3 × IdlePollInterval, whichever is longer, at
+	// least 1 s.
 	WatchdogTimeout time.Duration
 	Logger          *slog.Logger     // default: discard
 	Now             func() time.Time // default: time.Now
 }
 
 // DefaultOpts are the options used for nil.
-var DefaultOpts = Opts{PollInterval: 100 * time.Millisecond, MaxFailures: 3, RecoverPolls: 5}
+var DefaultOpts = Opts{PollInterval: 100 * time.Millisecond, IdlePollInterval: 500 * time.Millisecond, MaxFailures: 3, RecoverPolls: 5}
 
 // Snapshot is the board as one poll saw it.
 type Snapshot struct {
@@ -112,6 +118,8 @@ type Board struct {
 	inN      uint16
 	stopPoll context.CancelFunc
 	done     chan struct{}
+	waiters  int           // goroutines blocked in Next
+	wake     chan struct{} // nudges the poll loop to re-pick its interval
 }
 
 // Open takes over the board: every output is driven OFF and read back as
@@ -134,8 +142,12 @@ func Open(ctx context.Context, bus modbus.Bus, prof *profile.Profile, opts *Opts
 	if o.RecoverPolls <= 0 {
 		o.RecoverPolls = DefaultOpts.RecoverPolls
 	}
+	if o.IdlePollInterval <= 0 {
+		o.IdlePollInterval = max(DefaultOpts.IdlePollInterval, o.PollInterval)
+	}
+	o.IdlePollInterval = max(o.IdlePollInterval, o.PollInterval)
 	if o.WatchdogTimeout <= 0 {
-		o.WatchdogTimeout = max(10*o.PollInterval, time.Second)
+		o.WatchdogTimeout = max(10*o.PollInterval, 3*o.IdlePollInterval, time.Second)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -143,7 +155,7 @@ func Open(ctx context.Context, bus modbus.Bus, prof *profile.Profile, opts *Opts
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	b := &Board{bus: bus, prof: prof, opts: o, log: o.Logger, want: map[string]lease{}, tick: make(chan struct{})}
+	b := &Board{bus: bus, prof: prof, opts: o, log: o.Logger, want: map[string]lease{}, tick: make(chan struct{}), wake: make(chan struct{}, 1)}
 	b.coilLo, b.coilN = span(coilAddrs(prof))
 	b.inLo, b.inN = span(inputAddrs(prof))
 	if err := b.allOff(ctx); err != nil {
@@ -222,6 +234,9 @@ func (b *Board) Set(ctx context.Context, output string, on bool, lease time.Dura
 		delete(b.want, output)
 	}
 	b.mu.Unlock()
+	if on {
+		b.nudge()
+	}
 	if err := b.writeCoil(ctx, o.Coil, on); err != nil {
 		if on {
 			b.mu.Lock()
@@ -297,16 +312,43 @@ func (b *Board) Next(ctx context.Context, seq uint64) (Snapshot, error) {
 			return s, nil
 		}
 		tick := b.tick
-		b.mu.Unlock()
 		if tick == nil {
+			b.mu.Unlock()
 			return Snapshot{}, ErrClosed
 		}
+		b.waiters++
+		b.mu.Unlock()
+		b.nudge()
 		select {
 		case <-ctx.Done():
-			return Snapshot{}, ctx.Err()
 		case <-tick:
 		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if ctx.Err() != nil {
+			return Snapshot{}, ctx.Err()
+		}
 	}
+}
+
+// nudge wakes the poll loop so that it switches to the fast interval.
+func (b *Board) nudge() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// interval is the poll interval now: fast while an output is meant to be
+// ON or a driver waits on Next, slow otherwise.
+func (b *Board) interval() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.want) > 0 || b.waiters > 0 {
+		return b.opts.PollInterval
+	}
+	return b.opts.IdlePollInterval
 }
 
 // Status returns counters for telemetry.
@@ -318,14 +360,23 @@ func (b *Board) Status() Status {
 
 func (b *Board) run(ctx context.Context) {
 	defer close(b.done)
-	t := time.NewTicker(b.opts.PollInterval)
+	last := b.opts.Now()
+	t := time.NewTimer(b.opts.PollInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-b.wake:
+			// Re-pick the interval: poll now if the fast one has passed.
+			t.Stop()
+			if wait := b.opts.PollInterval - b.opts.Now().Sub(last); wait > 0 {
+				t.Reset(wait)
+				continue
+			}
 		}
+		last = b.opts.Now()
 		b.expireLeases(ctx)
 		snap := b.poll(ctx)
 		if ctx.Err() != nil {
@@ -341,6 +392,7 @@ func (b *Board) run(ctx context.Context) {
 		}
 		b.account(ctx, &snap)
 		b.publish(snap)
+		t.Reset(b.interval())
 	}
 }
 
