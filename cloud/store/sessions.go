@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -437,6 +438,17 @@ func (s *Store) Settle(ctx context.Context, u signed.Usage, signedUsage []byte) 
 			return err
 		}
 		if !ss.State.Live() {
+			// A concurrent Settle of the same report may have committed
+			// after this transaction's first look (READ COMMITTED): look
+			// again before calling the session ended without it.
+			var again []byte
+			if err := tx.QueryRowContext(ctx, `SELECT digest FROM usage_reports WHERE session_id = $1`, sid).Scan(&again); err == nil {
+				if !bytes.Equal(again, digest[:]) {
+					return vend.Errorf(ErrUsageConflict, "session %s", sid)
+				}
+				out = Settlement{Session: ss, Captured: ss.Captured, Released: ss.Released, Duplicate: true}
+				return nil
+			}
 			return vend.Errorf(ErrSessionState, "session %s is already %s", sid, ss.State)
 		}
 		capture := min(u.Amount, ss.Hold)
@@ -521,22 +533,22 @@ func (s *Store) moveHold(ctx context.Context, tx *sql.Tx, ss Session, capture, r
 	return nil
 }
 
+// matchUsage checks a verified report against its session: against the
+// signed grant when the session has one (signed.CheckAgainstGrant, the same
+// rule a relay or auditor applies), else against the session's own fields.
 func matchUsage(u signed.Usage, ss Session) error {
-	switch {
-	case u.Device != ss.Device:
-		return vend.Errorf(ErrUsageMismatch, "device %q, session %q", u.Device, ss.Device)
-	case u.Machine != ss.Machine:
-		return vend.Errorf(ErrUsageMismatch, "machine %q, session %q", u.Machine, ss.Machine)
-	case u.Slot != ss.Slot:
-		return vend.Errorf(ErrUsageMismatch, "slot %q, session %q", u.Slot, ss.Slot)
-	case u.Unit != ss.Unit:
-		return vend.Errorf(ErrUsageMismatch, "unit %s, session %s", u.Unit, ss.Unit)
-	case u.Price != ss.Price:
-		return vend.Errorf(ErrUsageMismatch, "price %d/%d, session %d/%d", u.Price.Minor, u.Price.Per, ss.Price.Minor, ss.Price.Per)
-	case u.Currency != ss.Currency:
-		return vend.Errorf(ErrUsageMismatch, "currency %s, session %s", u.Currency, ss.Currency)
-	case u.Units > ss.CapUnits:
-		return vend.Errorf(ErrUsageMismatch, "units %d above cap %d", u.Units, ss.CapUnits)
+	g := signed.Grant{
+		Session: ss.ID, Device: ss.Device, Machine: ss.Machine, Slot: ss.Slot, Unit: ss.Unit,
+		Price: ss.Price, Currency: ss.Currency, CapUnits: ss.CapUnits, CapMoney: math.MaxInt64,
+	}
+	if len(ss.Grant) > 64 {
+		var body signed.Grant
+		if err := body.UnmarshalBinary(ss.Grant[:len(ss.Grant)-64]); err == nil {
+			g = body
+		}
+	}
+	if err := signed.CheckAgainstGrant(u, g); err != nil {
+		return vend.Errorf(ErrUsageMismatch, "%v", err)
 	}
 	return nil
 }
