@@ -81,7 +81,11 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 		return s.usage(ctx, device, m)
 	case *mqttapi.Reply:
 		status := "ok"
-		if !m.OK {
+		// grant.replayed means the device already holds this session (it
+		// accepted the grant before, and our retry reached it after a
+		// restart emptied its reply cache): only the cloud issues session
+		// IDs, so that is an acceptance, not a refusal.
+		if !m.OK && m.Code != mqttapi.CodeGrantReplayed {
 			status = m.Code
 			if status == "" {
 				status = "refused"

@@ -53,11 +53,11 @@ func TestWaterSessionEndToEnd(t *testing.T) {
 	if strings.Join(kinds, ",") != "authorized,started,ended" {
 		t.Errorf("events %v", kinds)
 	}
-	// A replayed authorize with the same grant (a cloud retry) is answered
-	// OK but does not start a second session.
+	// The same grant again under a new command ID is a replay: refused,
+	// nothing switched on.
 	again := r.cloud.Authorize("dev-1", "m1", gb)
-	if rep := r.cloud.WaitReply(again); !rep.OK {
-		t.Errorf("idempotent re-authorize: %+v", rep)
+	if rep := r.cloud.WaitReply(again); rep.OK || rep.Code != mqttapi.CodeGrantReplayed {
+		t.Errorf("replayed grant: %+v", rep)
 	}
 	time.Sleep(300 * time.Millisecond)
 	if opens := r.status().Machines[0].Water.Opens; opens != 1 {
