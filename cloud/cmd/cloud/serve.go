@@ -312,7 +312,14 @@ func (m *Main) serve(ctx context.Context) error {
 	m.MQTTURL = url
 
 	var svc *service.Service
-	clientID := "_cloud-" + randHex(6)
+	// A stable client ID per data directory (per instance): a restarted
+	// cloud resumes its persistent broker session instead of leaving the
+	// old one, with its subscriptions and queued uplinks, to expire.
+	idRaw, err := readOrCreate(filepath.Join(m.DataDir, "mqtt-client-id"), 6)
+	if err != nil {
+		return err
+	}
+	clientID := "_cloud-" + hex.EncodeToString(idRaw)
 	in, err := ingest.New(ingest.Options{
 		URL: url, ClientID: clientID, Username: broker.DefaultCloudUser, Password: sec.MQTTPassword, Group: m.Group,
 		Handler: ingest.HandlerFunc(func(ctx context.Context, dev string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
