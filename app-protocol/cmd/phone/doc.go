@@ -1,0 +1,128 @@
+// Command phone is the reference beaconvend phone client: what a phone app
+// does, step by step, against the phone API (app-protocol/openapi.yaml,
+// Go client app-protocol/phoneapi). App teams porting it to Kotlin or Swift
+// can follow the steps below; each names the API calls it makes and the
+// error codes it branches on.
+//
+//	phone [-api URL] [-email E -password P [-signup]] [-topup 20.00]
+//	      [-device ID | -pick-nearest] [-machine M] [-slot S]
+//	      [-cap-units N | -cap-amount 2.00] [-stop-after-units U] [-json-receipt]
+//	phone -list     list the machines in range and exit
+//	phone -wallet   print the wallet and exit
+//
+// Without -device or -pick-nearest it lists the machines in range and asks
+// for one (and for a slot and a cap when missing); with the flags it runs
+// without a question, for scripts, tests and scripts/demo.sh.
+//
+// # 1. Sign in (SignUp, LogIn)
+//
+// A bearer token is needed for everything but Health. -token uses one as
+// given. Otherwise the client looks in its token cache (a 0600 JSON file,
+// beaconvend/phone-token.json under os.UserConfigDir, or -token-file; "-"
+// for none) for an unexpired token of this API and email and checks it with
+// GetWallet; a 401 (auth.token) drops it. Else it calls SignUp (with
+// -signup; auth.email_taken falls through to LogIn) or LogIn
+// (auth.credentials: wrong email or password) and caches the token.
+//
+// # 2. Top up (GetWallet, TopUp)
+//
+// -topup moves money from a payment source (-topup-source, default the
+// sandbox card "card_sandbox"; ListPaymentSources lists them) into the
+// wallet, in the wallet's currency. Sessions are always held on the wallet.
+// TopUp moves money, so it carries an Idempotency-Key: one
+// (NewIdempotencyKey) per user action, reused for every retry of it, so a
+// timeout never tops up twice. source.limit is the channel's limit.
+//
+// # 3. Listen for beacons (hw/ble)
+//
+// The phone scans for -scan (2 s) and decodes every advertisement with
+// beacon.Decode for the company ID (-company, 0xFFFF by default): the frame
+// carries the rotating 8-byte proximity ID, the machine state and TX power.
+// -ble air (the default) listens to the simulated air, the same advertising
+// bytes multicast on loopback (group -air, else $BEACONVEND_BLE_AIR, else
+// 239.255.66.1:47474); -ble hci -hci N listens with go-ble on a Linux HCI
+// adapter (root or CAP_NET_ADMIN+CAP_NET_RAW, bluetoothd stopped). A real
+// app uses CoreBluetooth or Android's BluetoothLeScanner and hands the
+// manufacturer data to the same decoding (see app-protocol/beacon's doc).
+// Reports are grouped by proximity ID; RSSI is averaged.
+//
+// # 4. Resolve (Resolve)
+//
+// Each heard ID goes to Resolve with its RSSI and company ID. The cloud
+// answers with the device, the machines with their prices, states and
+// vending slots, and the rotation window the ID matched. proximity.unknown
+// (another operator's beacon) and proximity.expired (an old window) are
+// skipped. A scan across a window boundary hears two IDs of one device;
+// they are merged, keeping the newest ID. Devices are listed strongest
+// signal first, one numbered row per machine, with name, state and price:
+//
+//	#  SIGNAL   DEVICE                        MACHINE    NAME       STATE      PRICE
+//	1  -48 dBm  demo-water (Water dispenser)  tap1       Water 1    idle       0.50 EUR per 1000 ml
+//	2  -61 dBm  demo-laundry (Laundromat)     washer1    washer 1   idle       3.50 EUR per cycle
+//	3  -70 dBm  demo-vending (Snack machine)  vm1        Vending    idle       10 slots
+//	                                            slot A1  Cola       available  1.50 EUR
+//
+// Nothing resolvable heard is "phone: no machine in range" (exit status 3).
+//
+// # 5. Choose, and set a cap
+//
+// -device picks a device in range (it must have been heard: the session
+// needs its proximity ID), -pick-nearest the strongest; -machine and -slot
+// pick within it (without -machine, the first idle machine). The cap is
+// the most the session may deliver: -cap-units (ml, s, cycles, items) or
+// -cap-amount in money ("2.00", or minor units "200"). Washers and vending
+// default to one cycle or item.
+//
+// # 6. Start (StartSession)
+//
+// StartSession sends device, machine, slot, the heard proximity ID (the
+// grant is bound to its window, so an ID copied off the air is useless
+// later), the cap and the source, with an Idempotency-Key reused for every
+// retry (transient errors, idempotency.in_flight, a Retry-After are
+// retried up to five times). The cloud holds the cap on the wallet and
+// authorizes the board over MQTT before answering. The error codes a user
+// sees, and the exit status:
+//
+//	machine.busy                                     "the machine is busy" (4)
+//	machine.offline, machine.fault, device.refused   "the machine cannot sell now" (4)
+//	funds.insufficient, source.limit                 "not enough money", with balance and hold (5)
+//	proximity.expired                                rescan and retry once with a fresh ID and key
+//
+// # 7. Follow (SessionEvents, StopSession)
+//
+// SessionEvents is a Server-Sent Events stream: a "state" snapshot first,
+// then "progress" (running totals of units and money) and "state"
+// events, and "ended" with the final session. Progress is drawn as a bar
+// of units against the cap with the money against the hold: redrawn in
+// place on a terminal by github.com/schollz/progressbar/v3, or as lines
+// (at most two a second, one per state change) in logs and pipes
+// (-progress bar|lines|auto). A dropped stream is reopened with the
+// Last-Event-ID after the server's retry delay; totals make that lossless.
+// Enter, Ctrl-C, or -stop-after-units calls StopSession (its own
+// Idempotency-Key); the board closes the valve, reports its signed usage,
+// and the stream goes on to "ended". A second Ctrl-C leaves the client
+// (the session still ends and settles on the cloud). -timeout bounds the
+// whole session.
+//
+// # 8. Receipt (GetReceipt, GetWallet)
+//
+// Once the session is settled (or refunded: nothing delivered, e.g. a
+// jammed vending slot, outcome vend_failed) GetReceipt returns it;
+// session.not_settled means the usage report is still on its way, so the
+// client polls. The receipt states units, price, held, captured
+// (units × price, rounded down, never above the hold) and released (held −
+// captured), which the client prints with the wallet before and after.
+// -json-receipt prints the receipt as one JSON line on stdout and all the
+// rest on stderr. A session that ends failed or expired has no receipt:
+// "session did not run; the hold was released" (exit 1).
+//
+// # Program structure
+//
+// main only wires signals to Main (ParseFlags, Run, Close); tests run Main
+// in process against real cloud, controller and hwsim processes over ptys
+// and the simulated air (e2e_test.go), and scripts/demo.sh in full. The
+// steps above are small functions: authenticate, topUp, scan (listen,
+// Resolve, mergeNearby), choose, capFor, buy (start, follow, receipt),
+// with the formatting (formatNearby, formatProgress, formatReceipt) kept
+// pure for unit tests.
+package main

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"beaconvend/app-protocol/beacon"
+	"beaconvend/app-protocol/phoneapi"
+	"beaconvend/app-protocol/vend"
+	"beaconvend/hw/ble"
+)
+
+// Main is the phone program: ParseFlags, Run, Close. Tests run it in
+// process with Stdin, Stdout and Stderr of their own and read the results
+// (Nearby, Session, Receipt, wallets) from its fields afterwards.
+type Main struct {
+	// Flags.
+	API            string        // -api: phone API base URL
+	Email          string        // -email
+	Password       string        // -password
+	SignUp         bool          // -signup: create the account (logs in if it exists)
+	Token          string        // -token: bearer token; skips log-in
+	TokenFile      string        // -token-file: token cache; "" the default under the user's config dir, "-" none
+	BLE            string        // -ble: air or hci
+	HCI            int           // -hci: adapter index for -ble hci
+	Air            string        // -air: simulated air group; "" $BEACONVEND_BLE_AIR or ble.DefaultAir
+	CompanyID      uint          // -company: Bluetooth SIG company ID of the beacons
+	ScanFor        time.Duration // -scan: how long to listen for beacons
+	List           bool          // -list: list nearby machines and exit
+	ShowWallet     bool          // -wallet: print the wallet (after -topup) and exit
+	Device         string        // -device: device ID to buy from (must be in range)
+	PickNearest    bool          // -pick-nearest: the strongest signal
+	Machine        string        // -machine
+	Slot           string        // -slot (vending)
+	CapUnits       uint64        // -cap-units
+	CapAmount      string        // -cap-amount: "2.00" or minor units "200"
+	Source         string        // -source: payment source ID, default wallet
+	TopUp          string        // -topup: amount to move into the wallet first
+	TopUpSource    string        // -topup-source, default card_sandbox
+	StopAfterUnits uint64        // -stop-after-units: StopSession once this much is metered
+	JSONReceipt    bool          // -json-receipt: the receipt as JSON on stdout, the rest on stderr
+	Progress       string        // -progress: auto, bar or lines
+	Timeout        time.Duration // -timeout: bound on one session, start to receipt
+
+	Stdin  io.Reader // prompts, and Enter to stop; nil: no input
+	Stdout io.Writer
+	Stderr io.Writer
+	// Interrupts delivers Ctrl-C: during a session the first stops the
+	// machine, otherwise (or the second time) Run ends. nil: none.
+	Interrupts <-chan os.Signal
+	// Scanner overrides the one -ble opens (tests).
+	Scanner    ble.Scanner
+	HTTPClient *http.Client // nil: a client with no overall timeout (SSE)
+
+	// Results, set by Run.
+	Nearby       []Nearby
+	Session      *phoneapi.Session
+	Receipt      *phoneapi.Receipt
+	WalletBefore *phoneapi.Wallet
+	WalletAfter  *phoneapi.Wallet
+
+	client    *phoneapi.Client
+	out       io.Writer // human output: Stdout, or Stderr with -json-receipt
+	input     *lineReader
+	inSession atomic.Bool
+	stopReq   chan struct{}
+	closers   []func() error
+}
+
+// Defaults.
+const (
+	DefaultAPI      = "http://127.0.0.1:8080"
+	DefaultScan     = 2 * time.Second
+	DefaultTimeout  = 10 * time.Minute
+	defaultCurrency = "EUR"
+)
+
+// Exit statuses, so scripts can branch without parsing the message.
+const (
+	ExitError     = 1 // anything else
+	ExitUsage     = 2 // bad flags
+	ExitNoMachine = 3 // no machine in range, or not the one asked for
+	ExitMachine   = 4 // the machine is busy, offline or faulty
+	ExitFunds     = 5 // not enough money for the cap
+)
+
+// NewMain returns a Main on the process's standard streams.
+func NewMain() *Main {
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+}
+
+// ParseFlags reads the command line (without the program name). It returns
+// flag.ErrHelp after printing the usage for -h.
+func (m *Main) ParseFlags(args []string) error {
+	m.Stdout, m.Stderr = stdio(m.Stdout, os.Stdout), stdio(m.Stderr, os.Stderr)
+	fs := flag.NewFlagSet("phone", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	api := os.Getenv("BEACONVEND_API")
+	if api == "" {
+		api = DefaultAPI
+	}
+	fs.StringVar(&m.API, "api", api, "phone API base `URL` (default $BEACONVEND_API, else "+DefaultAPI+")")
+	fs.StringVar(&m.Email, "email", "", "account email")
+	fs.StringVar(&m.Password, "password", "", "account password (prompted when missing)")
+	fs.BoolVar(&m.SignUp, "signup", false, "create the account first (logs in if it exists)")
+	fs.StringVar(&m.Token, "token", "", "bearer `token` from an earlier log-in (skips log-in)")
+	fs.StringVar(&m.TokenFile, "token-file", "", "token cache `file` (default: beaconvend/phone-token.json in the user's config dir; - for none)")
+	fs.StringVar(&m.BLE, "ble", ble.BackendAir, "beacon receiver: air (simulated, loopback multicast) or hci (go-ble, Linux, root)")
+	fs.IntVar(&m.HCI, "hci", 0, "HCI adapter `index` for -ble hci (-1: first free)")
+	fs.StringVar(&m.Air, "air", "", "simulated air `group` ip:port (default $"+ble.EnvAir+", else "+ble.DefaultAir+")")
+	fs.UintVar(&m.CompanyID, "company", uint(beacon.DefaultCompanyID), "Bluetooth SIG company `ID` of the beacons")
+	fs.DurationVar(&m.ScanFor, "scan", DefaultScan, "how long to listen for beacons")
+	fs.BoolVar(&m.List, "list", false, "list the machines in range and exit")
+	fs.BoolVar(&m.ShowWallet, "wallet", false, "print the wallet (after -topup) and exit")
+	fs.StringVar(&m.Device, "device", "", "buy from this device `ID` (it must be in range)")
+	fs.BoolVar(&m.PickNearest, "pick-nearest", false, "buy from the device with the strongest signal")
+	fs.StringVar(&m.Machine, "machine", "", "machine `ID` on the device (default: the only one, or with -pick-nearest the first idle)")
+	fs.StringVar(&m.Slot, "slot", "", "vending slot `ID`")
+	fs.Uint64Var(&m.CapUnits, "cap-units", 0, "cap in metered units (ml, s, cycles, items)")
+	fs.StringVar(&m.CapAmount, "cap-amount", "", "cap in money: `AMOUNT` as 2.00 (major.minor) or 200 (minor units)")
+	fs.StringVar(&m.Source, "source", "wallet", "payment source `ID` that holds the cap")
+	fs.StringVar(&m.TopUp, "topup", "", "first move `AMOUNT` (2.00 or 200 minor units) into the wallet from -topup-source")
+	fs.StringVar(&m.TopUpSource, "topup-source", "card_sandbox", "payment source `ID` of -topup")
+	fs.Uint64Var(&m.StopAfterUnits, "stop-after-units", 0, "stop the session once this many `units` are metered (0: run to the cap)")
+	fs.BoolVar(&m.JSONReceipt, "json-receipt", false, "print the receipt as one JSON line on stdout (everything else goes to stderr)")
+	fs.StringVar(&m.Progress, "progress", "auto", "progress display: bar (redrawn in place), lines, or auto (bar on a terminal)")
+	fs.DurationVar(&m.Timeout, "timeout", DefaultTimeout, "give up on a session that has no receipt after this long")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("phone: unexpected argument %q (see -h)", fs.Arg(0))
+	}
+	return m.check()
+}
+
+const usageText = `phone is the reference beaconvend phone client: it listens for machine
+beacons, resolves them through the cloud, pays for a session with a cap,
+shows its progress (Enter or Ctrl-C stops it) and prints the receipt.
+
+Usage: phone [flags]
+
+Without -device or -pick-nearest it lists the machines in range and asks.
+Example, fully scripted:
+  phone -api http://127.0.0.1:8080 -email a@example.com -password secret-pass -signup \
+        -topup 20.00 -pick-nearest -machine tap1 -cap-amount 2.00 -stop-after-units 1500
+
+Exit status: 0 ok, 1 error, 2 usage, 3 no machine in range, 4 machine busy,
+offline or faulty, 5 not enough funds.
+
+Flags:
+`
+
+// check validates flag combinations.
+func (m *Main) check() error {
+	if m.CapUnits > 0 && m.CapAmount != "" {
+		return errors.New("phone: give -cap-units or -cap-amount, not both")
+	}
+	if m.Device != "" && m.PickNearest {
+		return errors.New("phone: give -device or -pick-nearest, not both")
+	}
+	if m.CapAmount != "" {
+		if _, err := parseAmount(m.CapAmount); err != nil {
+			return fmt.Errorf("phone: -cap-amount: %w", err)
+		}
+	}
+	if m.TopUp != "" {
+		if _, err := parseAmount(m.TopUp); err != nil {
+			return fmt.Errorf("phone: -topup: %w", err)
+		}
+	}
+	switch m.BLE {
+	case ble.BackendAir, ble.BackendHCI:
+	default:
+		return fmt.Errorf("phone: -ble %q: want air or hci", m.BLE)
+	}
+	switch m.Progress {
+	case "auto", "bar", "lines":
+	default:
+		return fmt.Errorf("phone: -progress %q: want auto, bar or lines", m.Progress)
+	}
+	if m.CompanyID > 0xFFFF {
+		return fmt.Errorf("phone: -company %d: want 0-65535", m.CompanyID)
+	}
+	return nil
+}
+
+func (m *Main) defaults() {
+	m.Stdout, m.Stderr = stdio(m.Stdout, io.Discard), stdio(m.Stderr, io.Discard)
+	m.out = m.Stdout
+	if m.JSONReceipt {
+		m.out = m.Stderr
+	}
+	if m.BLE == "" {
+		m.BLE = ble.BackendAir
+	}
+	if m.CompanyID == 0 {
+		m.CompanyID = uint(beacon.DefaultCompanyID)
+	}
+	if m.ScanFor <= 0 {
+		m.ScanFor = DefaultScan
+	}
+	if m.Timeout <= 0 {
+		m.Timeout = DefaultTimeout
+	}
+	if m.Source == "" {
+		m.Source = "wallet"
+	}
+	if m.TopUpSource == "" {
+		m.TopUpSource = "card_sandbox"
+	}
+	if m.Progress == "" {
+		m.Progress = "auto"
+	}
+	if m.API == "" {
+		m.API = DefaultAPI
+	}
+	m.input = newLineReader(m.Stdin)
+	m.stopReq = make(chan struct{}, 1)
+}
+
+// Run does one purchase (or, with -list or -wallet, just that): log in,
+// top up, scan, resolve, choose, start, follow, stop, receipt. Errors are
+// one line; exitCode maps them to the exit status.
+func (m *Main) Run(ctx context.Context) error {
+	if err := m.check(); err != nil {
+		return err
+	}
+	m.defaults()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go m.watchInterrupts(ctx, cancel)
+
+	hc := m.HTTPClient
+	if hc == nil {
+		// No Timeout: it would cut the event stream. Requests are bounded
+		// by their contexts instead.
+		hc = &http.Client{}
+	}
+	m.client = phoneapi.New(strings.TrimRight(m.API, "/"), &phoneapi.Opts{HTTPClient: hc, UserAgent: "beaconvend-phone/1"})
+
+	if err := m.authenticate(ctx); err != nil {
+		return err
+	}
+	if m.TopUp != "" {
+		if err := m.topUp(ctx); err != nil {
+			return err
+		}
+	}
+	if m.ShowWallet {
+		w, err := m.wallet(ctx)
+		if err != nil {
+			return err
+		}
+		m.WalletBefore, m.WalletAfter = w, w
+		fmt.Fprintf(m.Stdout, "wallet: %s available, %s held\n", w.Available, w.Held)
+		return nil
+	}
+
+	nearby, err := m.scan(ctx)
+	if err != nil {
+		return err
+	}
+	m.Nearby = nearby
+	if m.List || m.Device == "" && !m.PickNearest {
+		fmt.Fprint(m.out, formatNearby(nearby))
+	} else {
+		fmt.Fprintln(m.out, formatInRange(nearby))
+	}
+	if m.List {
+		return nil
+	}
+	t, err := m.choose(ctx, nearby)
+	if err != nil {
+		return err
+	}
+	return m.buy(ctx, t)
+}
+
+// watchInterrupts turns Ctrl-C into a stop request during a session and
+// into cancelling Run otherwise.
+func (m *Main) watchInterrupts(ctx context.Context, cancel context.CancelFunc) {
+	if m.Interrupts == nil {
+		return
+	}
+	stopped := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.Interrupts:
+			if m.inSession.Load() && !stopped {
+				stopped = true
+				m.requestStop()
+				continue
+			}
+			fmt.Fprintln(m.Stderr, "phone: interrupted")
+			cancel()
+			return
+		}
+	}
+}
+
+func (m *Main) requestStop() {
+	select {
+	case m.stopReq <- struct{}{}:
+	default:
+	}
+}
+
+// Close releases the scanner.
+func (m *Main) Close() error {
+	var errs []error
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		errs = append(errs, m.closers[i]())
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+// wallet reads the wallet.
+func (m *Main) wallet(ctx context.Context) (*phoneapi.Wallet, error) {
+	w, err := retry(ctx, func(ctx context.Context) (*phoneapi.Wallet, error) { return m.client.GetWallet(ctx) })
+	if err != nil {
+		return nil, fmt.Errorf("phone: wallet: %w", err)
+	}
+	return w, nil
+}
+
+// topUp moves -topup from -topup-source into the wallet, in the wallet's
+// currency. One idempotency key covers every retry of this one top-up.
+func (m *Main) topUp(ctx context.Context) error {
+	minor, _ := parseAmount(m.TopUp)
+	w, err := m.wallet(ctx)
+	if err != nil {
+		return err
+	}
+	cur := w.Available.Currency
+	if cur == "" {
+		cur = defaultCurrency
+	}
+	key := phoneapi.NewIdempotencyKey()
+	req := &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: minor, Currency: cur}, Source: m.TopUpSource}
+	w, err = retry(ctx, func(ctx context.Context) (*phoneapi.Wallet, error) { return m.client.TopUp(ctx, key, req) })
+	if err != nil {
+		return mapAPIError(fmt.Errorf("phone: top-up %s from %s: %w", req.Amount, m.TopUpSource, err), nil)
+	}
+	fmt.Fprintf(m.out, "topped up %s from %s: wallet %s\n", req.Amount, m.TopUpSource, w.Available)
+	return nil
+}
+
+// retry calls f until it succeeds, fails with a non-transient error, or
+// five attempts have failed, waiting the server's Retry-After or a short
+// backoff in between. Callers reuse one idempotency key inside f.
+func retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	var zero T
+	wait := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		v, err := f(rctx)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		if vend.KindOf(err) != vend.Transient || attempt == 5 || ctx.Err() != nil {
+			return zero, err
+		}
+		d := wait
+		var ae *phoneapi.APIError
+		if errors.As(err, &ae) && ae.RetryAfter > 0 {
+			d = ae.RetryAfter
+		}
+		select {
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-time.After(d):
+		}
+		wait *= 2
+	}
+}

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests run the real cloud, controller and hwsim programs
+// as processes (their Mains live in package main of their own commands),
+// over real ptys, a real embedded MQTT broker and the simulated air, and
+// the phone's Main in process.
+
+var (
+	binDir    string
+	buildOnce sync.Once
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// repoRoot is the module root, three levels up from this package.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	d, err := filepath.Abs("../../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// bins builds cloud, controller and hwsim once per test binary.
+func bins(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "phone-e2e-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator),
+			"./cloud/cmd/cloud", "./controller/cmd/controller", "./hw/cmd/hwsim")
+		cmd.Dir = repoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// syncBuffer is an io.Writer safe for concurrent use that can wait for
+// its content to match.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitMatch waits until the content matches re, or fails the test.
+func (s *syncBuffer) waitMatch(t testing.TB, re *regexp.Regexp, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !re.MatchString(s.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output did not match %s within %s:\n%s", re, d, s.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// rig is a cloud with a water dispenser and a vending machine, each a
+// controller on an emulated board, on an air group of its own.
+type rig struct {
+	dir  string
+	bin  string
+	API  string
+	Air  string
+	Sock map[string]string // hwsim control socket by sim name
+	logs []string
+}
+
+// start runs a program in the background; the test's cleanup stops it
+// with SIGTERM (SIGKILL after 10 s).
+func (r *rig) start(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	outPath := filepath.Join(r.dir, name+".out")
+	logPath := filepath.Join(r.dir, name+".log")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(r.bin, args[0]), args[1:]...)
+	cmd.Stdout, cmd.Stderr = out, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.logs = append(r.logs, logPath)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		out.Close()
+		logf.Close()
+	})
+	return outPath
+}
+
+// jsonLine waits for the first line of path and decodes it.
+func (r *rig) jsonLine(t testing.TB, path string, v any) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if i := bytes.IndexByte(b, '\n'); i > 0 {
+			if err := json.Unmarshal(b[:i], v); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			r.dumpLogs(t)
+			t.Fatalf("%s: no line within 30s", path)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (r *rig) dumpLogs(t testing.TB) {
+	t.Helper()
+	for _, l := range r.logs {
+		b, _ := os.ReadFile(l)
+		if len(b) > 3000 {
+			b = b[len(b)-3000:]
+		}
+		t.Logf("--- %s\n%s", filepath.Base(l), b)
+	}
+}
+
+func (r *rig) run(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(r.bin, args[0]), args[1:]...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+const (
+	testWaterSim = `profile: pulse-io-4
+comm_timeout: 3s
+machines:
+  - {name: tap, kind: water, valve: out1, flow: count1, flow_lpm: 20, k_factor: 450}
+`
+	testVendingSim = `profile: generic-relay-16
+machines:
+  - name: snacks
+    kind: vending
+    drop: in16
+    drop_after: 300ms
+    drop_pulse: 300ms
+    slots:
+      - {name: A1, motor: relay1}
+      - {name: B5, motor: relay2}
+`
+)
+
+// newRig provisions and starts everything. Devices are added before
+// `cloud serve` starts, so its resolver knows them at once.
+func newRig(t testing.TB) *rig {
+	t.Helper()
+	r := &rig{dir: t.TempDir(), bin: bins(t), Sock: map[string]string{}}
+	r.Air = fmt.Sprintf("239.255.%d.%d:%d", 1+rand.IntN(250), 1+rand.IntN(250), 20000+rand.IntN(30000))
+	pty := map[string]string{}
+	for name, sim := range map[string]string{"water": testWaterSim, "vending": testVendingSim} {
+		p := filepath.Join(r.dir, name+".yaml")
+		if err := os.WriteFile(p, []byte(sim), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := r.start(t, "hwsim-"+name, "hwsim", "-sim", p, "-json", "-control", filepath.Join(r.dir, name+".sock"))
+		var paths struct{ Board, Control string }
+		r.jsonLine(t, out, &paths)
+		pty[name], r.Sock[name] = paths.Board, paths.Control
+	}
+	data := filepath.Join(r.dir, "cloud")
+	r.run(t, "cloud", "operator", "add", "-data", data, "-name", "test", "-email", "op@test.example", "-password", "test-operator-pw")
+	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-water", "-kind", "water",
+		"-out", filepath.Join(r.dir, "water"), "-port", pty["water"], "-mqtt-url", "tcp://127.0.0.1:1")
+	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-vending", "-kind", "vending",
+		"-slots", "A1:Cola:150,B5:Cookies:140", "-out", filepath.Join(r.dir, "vending"), "-port", pty["vending"], "-mqtt-url", "tcp://127.0.0.1:1")
+
+	out := r.start(t, "cloud", "cloud", "serve", "-data", data, "-http", "127.0.0.1:0", "-json")
+	var addrs struct{ HTTP, MQTT string }
+	r.jsonLine(t, out, &addrs)
+	r.API = addrs.HTTP
+
+	for i, dev := range []string{"water", "vending"} {
+		cfg := filepath.Join(r.dir, dev, "controller.yaml")
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.Replace(string(b), "broker: tcp://127.0.0.1:1", "broker: "+addrs.MQTT, 1)
+		s = strings.Replace(s, "\nbeacon:\n", fmt.Sprintf("\nbeacon:\n    sim_addr: %q\n    sim_rssi: %d\n", r.Air, -50-10*i), 1)
+		s = strings.Replace(s, "drop_timeout: 5s", "drop_timeout: 2s", 1)
+		if err := os.WriteFile(cfg, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r.start(t, "controller-"+dev, "controller", "-config", cfg)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			r.dumpLogs(t)
+		}
+	})
+	r.waitOnline(t)
+	return r
+}
+
+// waitOnline lists until both devices are heard and their machines idle.
+func (r *rig) waitOnline(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		m, _, err := r.phone(t, nil, "-email", "probe@test.example", "-password", "probe-password", "-signup", "-list", "-scan", "700ms")
+		idle := 0
+		for _, n := range m.Nearby {
+			for _, mc := range n.Machines {
+				if mc.State == "idle" {
+					idle++
+				}
+			}
+		}
+		if err == nil && idle == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.dumpLogs(t)
+			t.Fatalf("devices not online within 60s (last: %v, %d idle)", err, idle)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// phone runs the phone Main in process with the rig's API and air and
+// returns it with its combined output.
+func (r *rig) phone(t testing.TB, interrupts <-chan os.Signal, args ...string) (*Main, *syncBuffer, error) {
+	t.Helper()
+	return r.phoneWith(t, interrupts, nil, args...)
+}
+
+// phoneWith is phone that first sends its output buffer on started (when
+// not nil), so a test can watch a session while it runs.
+func (r *rig) phoneWith(t testing.TB, interrupts <-chan os.Signal, started chan<- *syncBuffer, args ...string) (*Main, *syncBuffer, error) {
+	t.Helper()
+	out := &syncBuffer{}
+	if started != nil {
+		started <- out
+	}
+	m := &Main{Stdout: out, Stderr: out, Interrupts: interrupts}
+	base := []string{"-api", r.API, "-air", r.Air, "-token-file", filepath.Join(r.dir, "tokens.json"), "-scan", "1500ms", "-timeout", "60s"}
+	if err := m.ParseFlags(append(base, args...)); err != nil {
+		t.Fatalf("phone %q: %v", args, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	err := m.Run(ctx)
+	if cerr := m.Close(); err == nil {
+		err = cerr
+	}
+	return m, out, err
+}
