@@ -67,12 +67,15 @@
 //
 // OpenHCI(n) calls linux.NewDevice(ble.OptDeviceID(n)), which brings hci<n>
 // down and binds it as an HCI user channel: the process then has the
-// adapter to itself and speaks raw HCI. It needs root or the capabilities
-// CAP_NET_ADMIN and CAP_NET_RAW (setcap cap_net_admin,cap_net_raw+ep on
-// the binary, or AmbientCapabilities= in the systemd unit), and bluetoothd
-// must not be using the adapter: stop bluetooth.service, or run the board
-// without BlueZ's daemon. While the program runs, hciconfig/bluetoothctl do
-// not see the adapter; after Close it stays down until brought up again.
+// adapter to itself and speaks raw HCI. It needs root or CAP_NET_ADMIN
+// (measured in the VM test, hw/ble/VM.md: CAP_NET_ADMIN alone suffices,
+// CAP_NET_RAW alone does not; setcap cap_net_admin+ep on the binary, or
+// AmbientCapabilities= in the systemd unit), and bluetoothd must not be
+// using the adapter: stop bluetooth.service, or run the board without
+// BlueZ's daemon. OpenHCI takes an adapter even while BlueZ tools use it
+// (they do not notice), so keep them off it. While the program runs,
+// hciconfig still lists the adapter as UP but cannot change it; after
+// Close it stays down until brought up again.
 //
 // # go-ble caveats (pinned v0.0.0-20240122180141-8c5522f54333)
 //

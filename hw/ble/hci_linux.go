@@ -84,7 +84,7 @@ type HCI struct {
 
 // OpenHCI opens adapter hci<index> (-1: the first one free) through go-ble's
 // linux.NewDevice, which binds the HCI user channel: the process needs root
-// or CAP_NET_ADMIN and CAP_NET_RAW, and bluetoothd must not hold the
+// or CAP_NET_ADMIN, and bluetoothd must not hold the
 // adapter (go-ble downs it first; stop bluetoothd or tell it to leave the
 // adapter alone). nil o means DefaultHCIOpts. Errors: ErrConfig, and
 // ErrRadio wrapping go-ble's.
@@ -98,7 +98,7 @@ func OpenHCI(index int, o *HCIOpts) (*HCI, error) {
 	}
 	dev, err := linux.NewDevice(ble.OptDeviceID(index))
 	if err != nil {
-		return nil, fmt.Errorf("%w: open hci%d (needs root or CAP_NET_ADMIN+CAP_NET_RAW, and bluetoothd not holding it): %w", ErrRadio, index, err)
+		return nil, fmt.Errorf("%w: open hci%d (needs root or CAP_NET_ADMIN, and bluetoothd not holding it): %w", ErrRadio, index, err)
 	}
 	return newHCI(dev.HCI, o, min, max), nil
 }
