@@ -46,8 +46,18 @@ func checkReceipt(t *testing.T, m *Main) *phoneapi.Receipt {
 // progressed matches a progress line with some units metered.
 var progressed = regexp.MustCompile(`\]\s+\d+%\s+[1-9]\d*/`)
 
+// TestPurchases runs the real programs (cloud, controllers, hwsim) as
+// processes over real ptys and the simulated air, once with the cloud's
+// embedded broker and once with Mosquitto on the ACL `cloud device add`
+// wrote, and buys from each kind of machine through the phone client.
 func TestPurchases(t *testing.T) {
-	r := newRig(t)
+	for _, b := range []string{"embedded", "mosquitto"} {
+		t.Run(b, func(t *testing.T) { purchases(t, b) })
+	}
+}
+
+func purchases(t *testing.T, brokerKind string) {
+	r := newRig(t, brokerKind)
 	user := []string{"-email", "alice@test.example", "-password", "alice-password"}
 	with := func(args ...string) []string { return append(append([]string{}, user...), args...) }
 
@@ -96,6 +106,17 @@ func TestPurchases(t *testing.T) {
 		rc := checkReceipt(t, res.m)
 		if rc.Outcome != vend.OutcomeUserStop || rc.Units == 0 || rc.Held.Minor != 300 || rc.Released.Minor <= 0 {
 			t.Errorf("receipt %+v: want a user stop with some water and the rest of 3.00 released\n%s", rc, res.out)
+		}
+	})
+
+	t.Run("laundry cycle", func(t *testing.T) {
+		m, out, err := r.phone(t, nil, with("-device", "t-laundry", "-machine", "washer2")...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		rc := checkReceipt(t, m)
+		if rc.Outcome != vend.OutcomeCompleted || rc.Units != 1 || rc.Captured.Minor != rc.Held.Minor || rc.Released.Minor != 0 {
+			t.Errorf("receipt %+v: want one completed cycle, charged in full\n%s", rc, out)
 		}
 	})
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"beaconvend/cloud/broker/brokertest"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -192,6 +193,11 @@ comm_timeout: 3s
 machines:
   - {name: tap, kind: water, valve: out1, flow: count1, flow_lpm: 20, k_factor: 450}
 `
+	testLaundrySim = `profile: generic-relay-8
+machines:
+  - {name: washer-1, kind: washer, coin: relay1, running: in1, credit: 1, cycle: 2s}
+  - {name: washer-2, kind: washer, coin: relay2, running: in2, credit: 1, cycle: 2s}
+`
 	testVendingSim = `profile: generic-relay-16
 machines:
   - name: snacks
@@ -207,12 +213,12 @@ machines:
 
 // newRig provisions and starts everything. Devices are added before
 // `cloud serve` starts, so its resolver knows them at once.
-func newRig(t testing.TB) *rig {
+func newRig(t testing.TB, brokerKind string) *rig {
 	t.Helper()
 	r := &rig{dir: t.TempDir(), bin: bins(t), Sock: map[string]string{}}
 	r.Air = fmt.Sprintf("239.255.%d.%d:%d", 1+rand.IntN(250), 1+rand.IntN(250), 20000+rand.IntN(30000))
 	pty := map[string]string{}
-	for name, sim := range map[string]string{"water": testWaterSim, "vending": testVendingSim} {
+	for name, sim := range map[string]string{"water": testWaterSim, "vending": testVendingSim, "laundry": testLaundrySim} {
 		p := filepath.Join(r.dir, name+".yaml")
 		if err := os.WriteFile(p, []byte(sim), 0o644); err != nil {
 			t.Fatal(err)
@@ -228,13 +234,22 @@ func newRig(t testing.TB) *rig {
 		"-out", filepath.Join(r.dir, "water"), "-port", pty["water"], "-mqtt-url", "tcp://127.0.0.1:1")
 	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-vending", "-kind", "vending",
 		"-slots", "A1:Cola:150,B5:Cookies:140", "-out", filepath.Join(r.dir, "vending"), "-port", pty["vending"], "-mqtt-url", "tcp://127.0.0.1:1")
+	mqttDir := filepath.Join(r.dir, "mosquitto")
+	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-laundry", "-kind", "washer", "-machines", "2",
+		"-out", filepath.Join(r.dir, "laundry"), "-port", pty["laundry"], "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mqttDir)
 
-	out := r.start(t, "cloud", "cloud", "serve", "-data", data, "-http", "127.0.0.1:0", "-json")
+	serve := []string{"cloud", "serve", "-data", data, "-http", "127.0.0.1:0", "-json"}
+	if brokerKind == "mosquitto" {
+		// A real Mosquitto with the password and ACL files the last
+		// device add wrote (they cover every device provisioned so far).
+		serve = append(serve, "-broker", brokertest.StartMosquittoFiles(t, mqttDir))
+	}
+	out := r.start(t, "cloud", serve...)
 	var addrs struct{ HTTP, MQTT string }
 	r.jsonLine(t, out, &addrs)
 	r.API = addrs.HTTP
 
-	for i, dev := range []string{"water", "vending"} {
+	for i, dev := range []string{"water", "vending", "laundry"} {
 		cfg := filepath.Join(r.dir, dev, "controller.yaml")
 		b, err := os.ReadFile(cfg)
 		if err != nil {
@@ -271,7 +286,7 @@ func (r *rig) waitOnline(t testing.TB) {
 				}
 			}
 		}
-		if err == nil && idle == 2 {
+		if err == nil && idle == 4 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,73 +22,6 @@ import (
 	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
 )
-
-// startMosquitto runs mosquitto on a free loopback port with the password
-// and ACL files in dir (as `cloud device add -mosquitto-dir` wrote them)
-// and returns its URL. Only the listener, the run-as user and the log are
-// this test's: mosquitto.conf's 0.0.0.0:1883 is not for a test.
-func startMosquitto(t *testing.T, dir string) string {
-	t.Helper()
-	bin := brokertest.MosquittoPath(t)
-	port := brokertest.FreePort(t)
-	logFile := filepath.Join(t.TempDir(), "mosquitto.log")
-	cfg := broker.MosquittoConfig{Addr: fmt.Sprintf("127.0.0.1:%d", port), PasswordFile: filepath.Join(dir, "passwords"),
-		ACLFile: filepath.Join(dir, "acl"), User: "root", LogFile: logFile}
-	var conf bytes.Buffer
-	if _, err := cfg.WriteTo(&conf); err != nil {
-		t.Fatal(err)
-	}
-	confPath := filepath.Join(t.TempDir(), "mosquitto.conf")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", confPath)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile)
-			t.Logf("mosquitto log:\n%s", tail(b, 4000))
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", cfg.Addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("mosquitto exited: %s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto not listening on %s: %v", cfg.Addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return "tcp://" + cfg.Addr
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
 
 // serveInProcess runs `cloud serve` in this process with short service
 // timings and returns it once ready.
@@ -185,7 +113,7 @@ func TestMosquittoEndToEnd(t *testing.T) {
 	if err != nil || !strings.Contains(string(acl), "pattern write bv/v1/dev/%u/usage") {
 		t.Fatalf("generated acl %q: %v", acl, err)
 	}
-	url := startMosquitto(t, mosq)
+	url := brokertest.StartMosquittoFiles(t, mosq)
 	m := serveInProcess(t, "-data", data, "-broker", url)
 	if m.MQTTURL != url || m.Broker != nil {
 		t.Fatalf("serve -broker %s: MQTTURL %q, embedded broker %v", url, m.MQTTURL, m.Broker)
