@@ -20,8 +20,12 @@ type dialect struct {
 	// schema text substitutions: {{ID}} an auto-increment integer primary
 	// key, {{BYTES}} a byte string.
 	idType, bytesType string
-	retryable         func(error) bool // busy, deadlock, serialization failure
-	unique            func(error) bool // unique or primary key violation
+	// lockRow ends a SELECT that must hold its row until commit: " FOR
+	// UPDATE" on PostgreSQL; empty on SQLite, whose write transactions
+	// (BEGIN IMMEDIATE) already run one at a time.
+	lockRow   string
+	retryable func(error) bool // busy, deadlock, serialization failure
+	unique    func(error) bool // unique or primary key violation
 }
 
 var sqliteDialect = dialect{
@@ -49,6 +53,7 @@ var postgresDialect = dialect{
 	name: "postgres", driver: "pgx", defaultConns: 16,
 	idType:    "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 	bytesType: "BYTEA",
+	lockRow:   " FOR UPDATE",
 	retryable: func(err error) bool {
 		var e *pgconn.PgError
 		if errors.As(err, &e) {

@@ -406,6 +406,17 @@ func (s *Store) Settle(ctx context.Context, u signed.Usage, signedUsage []byte) 
 	var out Settlement
 	err := s.tx(ctx, "settle", func(tx *sql.Tx) error {
 		out = Settlement{}
+		// Serialize settlements of one session: two deliveries of the same
+		// report racing under READ COMMITTED would otherwise each see the
+		// other's half-done work (its report row but not its state, or the
+		// reverse).
+		var state string
+		if err := tx.QueryRowContext(ctx, `SELECT state FROM sessions WHERE id = $1`+s.d.lockRow, sid).Scan(&state); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return vend.Errorf(ErrSessionNotFound, "%s", sid)
+			}
+			return err
+		}
 		var prev []byte
 		err := tx.QueryRowContext(ctx, `SELECT digest FROM usage_reports WHERE session_id = $1`, sid).Scan(&prev)
 		if err == nil {
