@@ -602,20 +602,43 @@ func (j *Journal) ByMachine(machine string) (Session, error) {
 // before, in one commit, and returns how many it deleted. Their seen
 // entries stay, so their grants are still refused as replays.
 func (j *Journal) Prune(before time.Time) (int, error) {
+	return j.deleteWhere(bucketSessions, "session", func(_ *bolt.Tx, k, v []byte) (bool, error) {
+		s, err := decodeSession(k, v)
+		if err != nil {
+			return false, err
+		}
+		return s.State == Settled && s.UpdatedAt.Before(before), nil
+	})
+}
+
+// PruneSeen deletes seen entries of sessions without a record whose grant
+// expired before before, in one commit, and returns how many. A grant past
+// its expiry is refused by signed.VerifyGrant (grant.expired) anyway, so
+// pass now minus the tolerated clock skew and a margin.
+func (j *Journal) PruneSeen(before time.Time) (int, error) {
+	return j.deleteWhere(bucketSeen, "seen", func(tx *bolt.Tx, k, v []byte) (bool, error) {
+		_, exp, err := decodeSeen(k, v)
+		if err != nil {
+			return false, err
+		}
+		return exp.Before(before) && tx.Bucket(bucketSessions).Get(k) == nil, nil
+	})
+}
+
+// deleteWhere deletes, in one commit, the records of bucket that match
+// says to, and returns how many. Nothing is written when none match.
+func (j *Journal) deleteWhere(bucket []byte, what string, match func(tx *bolt.Tx, k, v []byte) (bool, error)) (int, error) {
 	n := 0
 	err := j.update(kindOther, func(tx *bolt.Tx) error {
 		n = 0
-		b := tx.Bucket(bucketSessions)
+		b := tx.Bucket(bucket)
 		var del [][]byte
 		err := b.ForEach(func(k, v []byte) error {
-			s, err := decodeSession(k, v)
-			if err != nil {
-				return err
-			}
-			if s.State == Settled && s.UpdatedAt.Before(before) {
+			ok, err := match(tx, k, v)
+			if ok {
 				del = append(del, bytes.Clone(k))
 			}
-			return nil
+			return err
 		})
 		if err != nil {
 			return err
@@ -625,44 +648,7 @@ func (j *Journal) Prune(before time.Time) (int, error) {
 		}
 		for _, k := range del {
 			if err := b.Delete(k); err != nil {
-				return vend.Errorf(ErrStorage, "delete session: %v", err)
-			}
-		}
-		n = len(del)
-		return nil
-	})
-	return n, err
-}
-
-// PruneSeen deletes seen entries of sessions without a record whose grant
-// expired before before, in one commit, and returns how many. A grant past
-// its expiry is refused by signed.VerifyGrant (grant.expired) anyway, so
-// pass now minus the tolerated clock skew and a margin.
-func (j *Journal) PruneSeen(before time.Time) (int, error) {
-	n := 0
-	err := j.update(kindOther, func(tx *bolt.Tx) error {
-		n = 0
-		seen, sess := tx.Bucket(bucketSeen), tx.Bucket(bucketSessions)
-		var del [][]byte
-		err := seen.ForEach(func(k, v []byte) error {
-			_, exp, err := decodeSeen(k, v)
-			if err != nil {
-				return err
-			}
-			if exp.Before(before) && sess.Get(k) == nil {
-				del = append(del, bytes.Clone(k))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if len(del) == 0 {
-			return errNoop
-		}
-		for _, k := range del {
-			if err := seen.Delete(k); err != nil {
-				return vend.Errorf(ErrStorage, "delete seen: %v", err)
+				return vend.Errorf(ErrStorage, "delete %s: %v", what, err)
 			}
 		}
 		n = len(del)

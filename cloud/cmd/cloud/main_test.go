@@ -26,8 +26,6 @@ import (
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
-	"beaconvend/cloud/service"
-	"beaconvend/cloud/store"
 	"beaconvend/controller/config"
 )
 
@@ -315,32 +313,12 @@ func setup(t *testing.T) *env {
 		t.Fatalf("cloud.key: %v %v", st, err)
 	}
 
-	m := NewMain()
 	var stdout bytes.Buffer
-	m.Stdout, m.Stderr = &stdout, io.Discard
-	m.StoreOpts = store.Opts{BcryptCost: 4, AckBound: 500 * time.Millisecond}
-	m.ServiceOpts = service.Options{ReplyTimeout: 3 * time.Second, SweepInterval: 200 * time.Millisecond, GrantTTL: 2 * time.Second}
-	m.HTTPOpts.PollInterval = 200 * time.Millisecond
-	if err := m.ParseFlags([]string{"serve", "-data", data, "-http", "127.0.0.1:0", "-json"}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		m.Close()
-	})
-	select {
-	case <-m.Ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not start")
-	}
+	m := serveInProcessWith(t, func(m *Main) {
+		m.Stdout = &stdout
+		m.ServiceOpts.GrantTTL = 2 * time.Second
+	}, "-data", data, "-json")
+	ctx := context.Background()
 	var line map[string]string
 	if err := json.Unmarshal(stdout.Bytes(), &line); err != nil || line["http"] != m.HTTPURL || line["mqtt"] == "" {
 		t.Fatalf("-json line %q: %v", stdout.String(), err)

@@ -27,11 +27,21 @@ import (
 // timings and returns it once ready.
 func serveInProcess(t *testing.T, args ...string) *Main {
 	t.Helper()
+	return serveInProcessWith(t, nil, args...)
+}
+
+// serveInProcessWith is serveInProcess with a hook that adjusts the Main
+// before it runs (its output, its timings).
+func serveInProcessWith(t *testing.T, adjust func(*Main), args ...string) *Main {
+	t.Helper()
 	m := NewMain()
 	m.Stdout, m.Stderr = io.Discard, io.Discard
 	m.StoreOpts = store.Opts{BcryptCost: 4, AckBound: 500 * time.Millisecond}
 	m.ServiceOpts = service.Options{ReplyTimeout: 3 * time.Second, SweepInterval: 200 * time.Millisecond, GrantTTL: 5 * time.Second}
 	m.HTTPOpts.PollInterval = 200 * time.Millisecond
+	if adjust != nil {
+		adjust(m)
+	}
 	if err := m.ParseFlags(append([]string{"serve", "-http", "127.0.0.1:0"}, args...)); err != nil {
 		t.Fatal(err)
 	}
