@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -65,6 +66,8 @@ type Uplink struct {
 	log    *slog.Logger
 
 	connected  atomic.Bool
+	closing    atomic.Bool
+	gen        atomic.Uint64 // connection generation, so a stale establish gives up
 	connects   atomic.Uint64
 	lost       atomic.Uint64
 	published  atomic.Uint64
@@ -139,6 +142,7 @@ func New(o Opts) (*Uplink, error) {
 		SetBinaryWill(will.Topic, will.Payload, will.QoS, will.Retain).
 		SetOnConnectHandler(u.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			u.gen.Add(1)
 			u.connected.Store(false)
 			u.lost.Add(1)
 			u.log.Warn("mqtt connection lost", "err", err)
@@ -156,23 +160,61 @@ func (u *Uplink) Start() { u.client.Connect() }
 
 func (u *Uplink) onConnect(c mqtt.Client) {
 	u.connects.Add(1)
+	gen := u.gen.Add(1)
+	go u.establish(c, gen)
+}
+
+// establish subscribes to the command topic — retrying, because a broker
+// may refuse a subscribe right after a session takeover (mochi answers
+// 0x91 "packet identifier in use") and a refused SUBACK is not an error
+// to paho — then publishes the online state and reports the connection.
+// Until it succeeds the uplink stays "not connected", so nothing is
+// published to a device the cloud cannot command.
+func (u *Uplink) establish(c mqtt.Client, gen uint64) {
+	for attempt := 1; ; attempt++ {
+		if u.closing.Load() || u.gen.Load() != gen || !c.IsConnectionOpen() {
+			return
+		}
+		err := u.subscribe(c)
+		if err == nil {
+			break
+		}
+		u.log.Warn("subscribe to commands failed; retrying", "topic", u.cmdTopic, "attempt", attempt, "err", err)
+		time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
+	}
+	if err := u.publishState(mqttapi.Online, ""); err != nil {
+		u.log.Warn("publish online state", "err", err)
+	}
+	if u.gen.Load() != gen {
+		return
+	}
+	u.connected.Store(true)
+	u.log.Info("mqtt connected", "broker", u.o.Broker, "device", u.o.DeviceID)
+	if u.o.OnConnect != nil {
+		u.o.OnConnect()
+	}
+}
+
+func (u *Uplink) subscribe(c mqtt.Client) error {
 	tok := c.Subscribe(u.cmdTopic, 1, func(_ mqtt.Client, m mqtt.Message) {
 		if u.o.OnCommand != nil {
 			u.o.OnCommand(m.Payload())
 		}
 	})
-	if !tok.WaitTimeout(u.o.PublishTimeout) || tok.Error() != nil {
-		u.log.Error("subscribe to commands failed; reconnecting", "topic", u.cmdTopic, "err", tok.Error())
-		return // paho keeps the connection; the next reconnect retries. Stay "not connected" so nothing is published.
+	if !tok.WaitTimeout(u.o.PublishTimeout) {
+		return ErrTimeout
 	}
-	if err := u.publishState(mqttapi.Online, ""); err != nil {
-		u.log.Warn("publish online state", "err", err)
+	if err := tok.Error(); err != nil {
+		return err
 	}
-	u.connected.Store(true)
-	u.log.Info("mqtt connected", "broker", u.o.Broker, "device", u.o.DeviceID)
-	if u.o.OnConnect != nil {
-		go u.o.OnConnect()
+	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+		for topic, code := range st.Result() {
+			if code > 2 {
+				return fmt.Errorf("uplink: subscribe %s refused with code 0x%02X", topic, code)
+			}
+		}
 	}
+	return nil
 }
 
 func (u *Uplink) publishState(st mqttapi.Status, reason string) error {
@@ -234,6 +276,7 @@ func (u *Uplink) Stats() Stats {
 // connected and disconnects. After Close the Uplink is done.
 func (u *Uplink) Close() {
 	u.closeOnce.Do(func() {
+		u.closing.Store(true)
 		if u.Connected() {
 			if err := u.publishState(mqttapi.Offline, "shutdown"); err != nil {
 				u.log.Warn("publish offline state", "err", err)

@@ -143,6 +143,13 @@ grant_skew: 5s
 			r.proc.Process.Signal(syscall.SIGTERM)
 			<-r.exited
 		}
+		if t.Failed() {
+			b, _ := os.ReadFile(r.logf.Name())
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
+			}
+			t.Logf("controller log (tail):\n%s", b)
+		}
 		r.logf.Close()
 		broker.Stop()
 		ctl.Close()
