@@ -141,8 +141,15 @@ func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 	noAck := c.NoAck
 	c.Mu.Unlock()
-	if ackID != "" && !noAck && msg.(mqttapi.Message) != nil {
-		c.Send(dev, &mqttapi.Ack{Envelope: mqttapi.NewEnvelope(time.Now()), IDs: []string{ackID}})
+	if ackID != "" && !noAck {
+		// Never wait for a PUBACK inside paho's message handler: with
+		// ordered delivery the handler holds the router, and waiting here
+		// stalls every later message (the broker's PUBACK still arrives,
+		// but the states, replies and reports behind it queue up).
+		p, err := c.tree.Publication(dev, &mqttapi.Ack{Envelope: mqttapi.NewEnvelope(time.Now()), IDs: []string{ackID}})
+		if err == nil {
+			c.client.Publish(p.Topic, p.QoS, false, p.Payload)
+		}
 	}
 }
 
