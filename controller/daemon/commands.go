@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -145,7 +146,8 @@ func (d *Daemon) testOutput(m *mqttapi.TestOutput) error {
 	if !outputOf(mc.cfg, m.Output) {
 		return vend.Errorf(errOutputUnknown, "%q on %s", m.Output, m.Machine)
 	}
-	if d.board == nil || d.board.Status().Fault {
+	board, ok := d.boardReady()
+	if !ok {
 		return vend.Errorf(errMachineFault, "board not ready")
 	}
 	mc.mu.Lock()
@@ -157,7 +159,7 @@ func (d *Daemon) testOutput(m *mqttapi.TestOutput) error {
 	mc.mu.Unlock()
 	dur := time.Duration(m.DurationMS) * time.Millisecond
 	ctx, cancel := context.WithTimeout(d.ctx, 2*time.Second)
-	err := d.board.Set(ctx, m.Output, true, dur+500*time.Millisecond)
+	err := board.Set(ctx, m.Output, true, dur+500*time.Millisecond)
 	cancel()
 	if err != nil {
 		mc.mu.Lock()
@@ -172,7 +174,7 @@ func (d *Daemon) testOutput(m *mqttapi.TestOutput) error {
 		}
 		octx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = d.board.Set(octx, m.Output, false, 0)
+		_ = board.Set(octx, m.Output, false, 0)
 		mc.mu.Lock()
 		mc.testing = false
 		mc.mu.Unlock()
@@ -252,7 +254,7 @@ func envelopeID(payload []byte) string {
 	var e struct {
 		ID string `json:"id"`
 	}
-	if len(payload) > mqttapi.MaxPayload || jsonUnmarshal(payload, &e) != nil || mqttapi.ValidateMessageID(e.ID) != nil {
+	if len(payload) > mqttapi.MaxPayload || json.Unmarshal(payload, &e) != nil || mqttapi.ValidateMessageID(e.ID) != nil {
 		return ""
 	}
 	return e.ID

@@ -70,7 +70,7 @@ type Daemon struct {
 
 	j      *journal.Journal
 	master *modbus.Master
-	board  *machine.Board
+	board  atomic.Pointer[machine.Board] // nil until the board first answers (boardLoop retries)
 	modem  *modem.Monitor
 	up     *uplink.Uplink
 	bcn    Beacon
@@ -146,8 +146,8 @@ func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
 		d.machines[mc.ID] = newMach(mc)
 		d.order = append(d.order, mc.ID)
 	}
-	if d.board != nil {
-		if err := d.bindMachines(); err != nil {
+	if b := d.board.Load(); b != nil {
+		if err := d.bindMachines(b); err != nil {
 			d.closeHW()
 			d.j.Close()
 			return nil, err
@@ -200,15 +200,15 @@ func (d *Daemon) openBoard(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.board = b
+	d.board.Store(b)
 	return nil
 }
 
 // bindMachines builds the machine drivers on the open board.
-func (d *Daemon) bindMachines() error {
+func (d *Daemon) bindMachines(b *machine.Board) error {
 	for _, id := range d.order {
 		mc := d.machines[id]
-		if err := mc.bind(d.board); err != nil {
+		if err := mc.bind(b); err != nil {
 			return err
 		}
 	}
@@ -290,8 +290,8 @@ func (d *Daemon) Close() error {
 
 func (d *Daemon) closeHW() error {
 	var err error
-	if d.board != nil {
-		err = d.board.Close()
+	if b := d.board.Load(); b != nil {
+		err = b.Close()
 	}
 	if d.master != nil {
 		d.master.Close()
@@ -299,9 +299,16 @@ func (d *Daemon) closeHW() error {
 	return err
 }
 
+// boardReady returns the board when it has answered and is not in fault:
+// the only state in which anything may be switched on.
+func (d *Daemon) boardReady() (*machine.Board, bool) {
+	b := d.board.Load()
+	return b, b != nil && !b.Status().Fault
+}
+
 // boardLoop retries a board that did not answer at start.
 func (d *Daemon) boardLoop(ctx context.Context) {
-	for d.boardNil() {
+	for d.board.Load() == nil {
 		select {
 		case <-ctx.Done():
 			return
@@ -310,14 +317,12 @@ func (d *Daemon) boardLoop(ctx context.Context) {
 		if err := d.openBoard(ctx); err != nil {
 			continue
 		}
-		if err := d.bindMachines(); err != nil {
+		if err := d.bindMachines(d.board.Load()); err != nil {
 			d.log.Error("bind machines", "err", err)
 		}
 		d.log.Info("board answered; outputs confirmed OFF")
 	}
 }
-
-func (d *Daemon) boardNil() bool { return d.board == nil }
 
 func (d *Daemon) tlsConfig() (*tls.Config, error) {
 	t := d.cfg.MQTT.TLS
@@ -375,8 +380,8 @@ type Stats struct {
 // Stats returns counters.
 func (d *Daemon) Stats() Stats {
 	s := Stats{Journal: d.j.Stats(), Uplink: d.up.Stats()}
-	if d.board != nil {
-		s.Board = d.board.Status()
+	if b := d.board.Load(); b != nil {
+		s.Board = b.Status()
 	}
 	s.Outbox, _ = d.j.Depth()
 	return s
@@ -481,7 +486,7 @@ func (d *Daemon) beaconStateLoop(ctx context.Context) {
 }
 
 func (d *Daemon) beaconState() beacon.State {
-	if d.board == nil || d.board.Status().Fault {
+	if _, ok := d.boardReady(); !ok {
 		return beacon.Fault
 	}
 	if !d.up.Connected() {

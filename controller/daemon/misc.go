@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,8 +13,6 @@ import (
 	"beaconvend/app-protocol/signed"
 	"beaconvend/controller/config"
 )
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // extraCloudKeysFile holds cloud keys added by rotation, one hex key a line,
 // beside the device key file.
@@ -66,11 +63,11 @@ func (d *Daemon) telemetry() *mqttapi.Telemetry {
 	tm := &mqttapi.Telemetry{Envelope: d.env(), UptimeS: uint64(d.now().Sub(d.started) / time.Second)}
 	depth, _ := d.j.Depth()
 	tm.OutboxDepth = uint32(depth)
-	if d.board != nil {
-		st := d.board.Status()
+	if b := d.board.Load(); b != nil {
+		st := b.Status()
 		tm.Board = mqttapi.Board{Status: "ok", ConsecutiveFailures: uint32(st.ConsecutiveFailures)}
 		if st.Fault {
-			tm.Board.Status, tm.Board.FaultCode = "fault", "board.fault"
+			tm.Board.Status, tm.Board.FaultCode = "fault", faultCodeBoard
 		}
 	} else {
 		tm.Board = mqttapi.Board{Status: "fault", FaultCode: "board.absent"}
@@ -84,6 +81,7 @@ func (d *Daemon) telemetry() *mqttapi.Telemetry {
 		}
 		tm.Modem = mm
 	}
+	_, boardOK := d.boardReady()
 	for _, id := range d.order {
 		mc := d.machines[id]
 		mc.mu.Lock()
@@ -92,7 +90,7 @@ func (d *Daemon) telemetry() *mqttapi.Telemetry {
 			st.State = mqttapi.MachineBusy
 		}
 		mc.mu.Unlock()
-		if d.board == nil || d.board.Status().Fault {
+		if !boardOK {
 			st.State = mqttapi.MachineFault
 		}
 		tm.Machines = append(tm.Machines, st)

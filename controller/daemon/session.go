@@ -136,7 +136,7 @@ func (d *Daemon) endedEvent(id vend.SessionID) []journal.Outgoing {
 	ev := &mqttapi.Event{Envelope: d.env(), Kind: mqttapi.EventEnded, Session: id, Machine: s.Machine,
 		Units: &units, Unit: g.Unit, Amount: &vend.Amount{Minor: cost, Currency: g.Currency}, Outcome: out}
 	if out == vend.OutcomeFault {
-		ev.FaultCode = "board.fault"
+		ev.FaultCode = faultCodeBoard
 	}
 	o, err := d.outgoing(ev, vend.SessionID{})
 	if err != nil {
@@ -165,7 +165,7 @@ func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
 	if err != nil {
 		return err
 	}
-	if !m.bound() || d.board == nil || d.board.Status().Fault {
+	if _, ok := d.boardReady(); !m.bound() || !ok {
 		return vend.Errorf(errMachineFault, "board not ready")
 	}
 	if g.Unit != m.cfg.Kind.Unit() {
@@ -259,7 +259,7 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 	switch m.cfg.Kind {
 	case vend.KindWater:
 		// Water starts at once: record the start with the counter reading.
-		snap := d.board.Snapshot()
+		snap := d.board.Load().Snapshot() // set: authorize checked it
 		meter := uint64(snap.Counters[m.cfg.Water.Flow])
 		if err := markStarted(meter); err != nil {
 			log.Error("start", "err", err)
@@ -288,7 +288,7 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 			to = journal.Expired
 		}
 		if started {
-			d.finishRunning(id, vend.OutcomeFault, 0, res, log)
+			d.finishRunning(id, vend.OutcomeFault, 0, log)
 			return
 		}
 		d.finish(id, to, vend.OutcomeFault, 0, err, log)
@@ -315,7 +315,7 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 			log.Error("final meter", "err", err)
 		}
 	}
-	d.finishRunning(id, outcome, res.Units, res, log)
+	d.finishRunning(id, outcome, res.Units, log)
 	m.mu.Lock()
 	m.counters.UnitsTotal += res.Units
 	m.counters.SessionsTotal++
@@ -325,35 +325,26 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 	m.mu.Unlock()
 }
 
-// finishRunning ends a running session: Ending with its outcome and final
-// reading, then the signed report.
-func (d *Daemon) finishRunning(id vend.SessionID, outcome vend.Outcome, units uint64, res machine.Result, log interface{ Error(string, ...any) }) {
+// finishRunning ends a running session: Ending (Refunded for a failed
+// vend) with its outcome and final reading, then the signed report.
+func (d *Daemon) finishRunning(id vend.SessionID, outcome vend.Outcome, units uint64, log interface{ Error(string, ...any) }) {
 	to := journal.Ending
 	if outcome == vend.OutcomeVendFailed {
 		to = journal.Refunded
 	}
+	d.finish(id, to, outcome, units, nil, log)
+}
+
+// finish moves a session to the ended state to with its outcome (and its
+// units, never downwards), then reports it.
+func (d *Daemon) finish(id vend.SessionID, to journal.State, outcome vend.Outcome, units uint64, cause error, log interface{ Error(string, ...any) }) {
 	err := d.j.Transition(id, to, func(s *journal.Session) {
 		s.Outcome = outcome
 		if units > s.Units {
 			s.Units = units
 		}
 		if outcome == vend.OutcomeFault {
-			s.FaultCode = 1
-		}
-	})
-	if err != nil {
-		log.Error("end session", "err", err)
-		return
-	}
-	d.report(id, log)
-}
-
-// finish ends a session that never ran.
-func (d *Daemon) finish(id vend.SessionID, to journal.State, outcome vend.Outcome, units uint64, cause error, log interface{ Error(string, ...any) }) {
-	err := d.j.Transition(id, to, func(s *journal.Session) {
-		s.Outcome = outcome
-		if outcome == vend.OutcomeFault {
-			s.FaultCode = 1
+			s.FaultCode = faultBoard
 		}
 	})
 	if err != nil {
@@ -370,6 +361,13 @@ func (d *Daemon) report(id vend.SessionID, log interface{ Error(string, ...any) 
 	}
 	d.kickDrain()
 }
+
+// Fault codes of sessions ended by a board fault: the usage report's
+// numeric code and the event's dotted one.
+const (
+	faultBoard     uint16 = 1
+	faultCodeBoard        = "board.fault"
+)
 
 // Sentinels for command replies.
 var (
