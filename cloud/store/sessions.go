@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -449,17 +450,6 @@ func (s *Store) Settle(ctx context.Context, u signed.Usage, signedUsage []byte) 
 			return err
 		}
 		if !ss.State.Live() {
-			// A concurrent Settle of the same report may have committed
-			// after this transaction's first look (READ COMMITTED): look
-			// again before calling the session ended without it.
-			var again []byte
-			if err := tx.QueryRowContext(ctx, `SELECT digest FROM usage_reports WHERE session_id = $1`, sid).Scan(&again); err == nil {
-				if !bytes.Equal(again, digest[:]) {
-					return vend.Errorf(ErrUsageConflict, "session %s", sid)
-				}
-				out = Settlement{Session: ss, Captured: ss.Captured, Released: ss.Released, Duplicate: true}
-				return nil
-			}
 			return vend.Errorf(ErrSessionState, "session %s is already %s", sid, ss.State)
 		}
 		capture := min(u.Amount, ss.Hold)
@@ -552,9 +542,9 @@ func matchUsage(u signed.Usage, ss Session) error {
 		Session: ss.ID, Device: ss.Device, Machine: ss.Machine, Slot: ss.Slot, Unit: ss.Unit,
 		Price: ss.Price, Currency: ss.Currency, CapUnits: ss.CapUnits, CapMoney: math.MaxInt64,
 	}
-	if len(ss.Grant) > 64 {
+	if n := len(ss.Grant) - ed25519.SignatureSize; n > 0 {
 		var body signed.Grant
-		if err := body.UnmarshalBinary(ss.Grant[:len(ss.Grant)-64]); err == nil {
+		if err := body.UnmarshalBinary(ss.Grant[:n]); err == nil {
 			g = body
 		}
 	}
