@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"beaconvend/app-protocol/proxid"
@@ -90,7 +91,7 @@ func WriteSecret(path string, data []byte) error {
 }
 
 func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := dirOf(path)
+	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("config: write %s: %w", path, err)
@@ -124,13 +125,3 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 
 // WriteFile writes a non-secret file (a config) atomically with mode 0644.
 func WriteFile(path string, data []byte) error { return writeAtomic(path, data, 0o644) }
-
-func dirOf(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		if i == 0 {
-			return "/"
-		}
-		return p[:i]
-	}
-	return "."
-}

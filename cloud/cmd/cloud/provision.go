@@ -267,7 +267,7 @@ func (m *Main) deviceAdd(ctx context.Context) error {
 		{"controller.yaml", append([]byte("# beaconvend controller config made by `cloud device add`.\n"), yb...)},
 	}
 	for _, fl := range files {
-		if err := writeFileAtomic(filepath.Join(f.Out, fl.name), fl.data, 0o600); err != nil {
+		if err := config.WriteSecret(filepath.Join(f.Out, fl.name), fl.data); err != nil {
 			return err
 		}
 	}
@@ -323,7 +323,7 @@ func (m *Main) writeMosquitto(ctx context.Context, dir string) error {
 		return err
 	}
 	for name, b := range map[string][]byte{"passwords": pw.Bytes(), "acl": acl.Bytes(), "mosquitto.conf": conf.Bytes()} {
-		if err := writeFileAtomic(filepath.Join(dir, name), b, 0o600); err != nil {
+		if err := config.WriteSecret(filepath.Join(dir, name), b); err != nil {
 			return err
 		}
 	}
@@ -349,7 +349,7 @@ func (m *Main) deviceRotate(ctx context.Context) error {
 		return err
 	}
 	// Reports under either key verify until -promote.
-	if err := writeFileAtomic(filepath.Join(f.Out, "device.key"), []byte(hex.EncodeToString(priv.Seed())+"\n"), 0o600); err != nil {
+	if err := config.WriteSecret(filepath.Join(f.Out, "device.key"), []byte(hex.EncodeToString(priv.Seed())+"\n")); err != nil {
 		return err
 	}
 	return m.printJSON(map[string]string{"device": f.ID, "next_key": hex.EncodeToString(pub)})

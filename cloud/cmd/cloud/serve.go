@@ -1,6 +1,7 @@
 package main
 
 import (
+	"beaconvend/controller/config"
 	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
@@ -219,33 +220,10 @@ func readOrCreate(file string, n int) ([]byte, error) {
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(file, []byte(hex.EncodeToString(raw)+"\n"), 0o600); err != nil {
+	if err := config.WriteSecret(file, []byte(hex.EncodeToString(raw)+"\n")); err != nil {
 		return nil, err
 	}
 	return raw, nil
-}
-
-func writeFileAtomic(file string, b []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".tmp-"+filepath.Base(file))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err == nil {
-		if _, err = tmp.Write(b); err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			return os.Rename(tmp.Name(), file)
-		}
-		return err
-	} else {
-		tmp.Close()
-		return err
-	}
 }
 
 func (m *Main) secrets() (secrets, error) {
