@@ -3,13 +3,10 @@ package daemon_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -58,35 +55,8 @@ func newRig(t *testing.T, profileName, simYAML, machinesYAML string) *rig {
 func newRigBeacon(t *testing.T, profileName, simYAML, machinesYAML, beaconYAML string) *rig {
 	t.Helper()
 	dir := t.TempDir()
-	sim, err := emu.ParseSimConfig(strings.NewReader(simYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sim.ResolveProfile("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := emu.Open(p, sim, &emu.Opts{ControlPath: filepath.Join(dir, "emu.sock")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ectx, ecancel := context.WithCancel(context.Background())
-	go e.Run(ectx)
-	ctl, err := emu.Dial(e.ControlPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, cloudKey, _ := ed25519.GenerateKey(rand.Reader)
-	devPub, devPriv, _ := ed25519.GenerateKey(rand.Reader)
-	id := make([]byte, 16)
-	rand.Read(id)
-	must := func(err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(config.WriteSecret(filepath.Join(dir, "identity.key"), []byte(hex.EncodeToString(id))))
-	must(config.WriteSecret(filepath.Join(dir, "device.key"), []byte(hex.EncodeToString(devPriv.Seed()))))
+	e, ctl := testrig.StartEmulator(t, dir, simYAML)
+	keys := testrig.WriteKeys(t, dir)
 	addr := testrig.FreeAddr(t)
 	cfg := fmt.Sprintf(`device_id: dev-1
 keys:
@@ -98,18 +68,17 @@ journal: journal.db
 board: {profile: %s, port: %s, poll_interval: 50ms}
 beacon: %s
 grant_skew: 5s
-`, hex.EncodeToString(cloudKey.Public().(ed25519.PublicKey)), addr, profileName, e.BoardPath(), beaconYAML) + machinesYAML
+`, keys.CloudPublicHex(), addr, profileName, e.BoardPath(), beaconYAML) + machinesYAML
 	cfgPath := filepath.Join(dir, "controller.yaml")
-	must(os.WriteFile(cfgPath, []byte(cfg), 0o644))
-	r := &rig{t: t, dir: dir, emu: e, ctl: ctl, cfgPath: cfgPath, devPub: devPub, ident: id, reboots: make(chan struct{}, 4)}
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, dir: dir, emu: e, ctl: ctl, cfgPath: cfgPath, devPub: keys.DevicePub, ident: keys.Identity, reboots: make(chan struct{}, 4)}
 	r.broker = testrig.StartBroker(t, addr)
-	r.cloud = testrig.NewCloud(t, addr, cloudKey)
+	r.cloud = testrig.NewCloud(t, addr, keys.Cloud)
 	t.Cleanup(func() {
 		r.stopDaemon()
 		r.broker.Stop()
-		ctl.Close()
-		ecancel()
-		e.Close()
 	})
 	return r
 }

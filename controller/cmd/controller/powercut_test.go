@@ -1,17 +1,13 @@
 package main_test
 
 import (
-	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +15,6 @@ import (
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
-	"beaconvend/controller/config"
 	"beaconvend/controller/internal/testrig"
 	"beaconvend/hw/emu"
 )
@@ -101,29 +96,10 @@ func newProcRig(t testing.TB) *procRig {
 	r.bin = buildController(t)
 	r.dir = t.TempDir()
 	dir := r.dir
-	sim, err := emu.ParseSimConfig(strings.NewReader(powerSim))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, _ := sim.ResolveProfile("")
-	e, err := emu.Open(prof, sim, &emu.Opts{ControlPath: filepath.Join(dir, "emu.sock")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ectx, ecancel := context.WithCancel(context.Background())
-	go e.Run(ectx)
-	ctl, err := emu.Dial(e.ControlPath())
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, ctl := testrig.StartEmulator(t, dir, powerSim)
 	r.ctl = ctl
-	_, cloudKey, _ := ed25519.GenerateKey(rand.Reader)
-	devPub, devPriv, _ := ed25519.GenerateKey(rand.Reader)
-	r.devPub = devPub
-	idk := make([]byte, 16)
-	rand.Read(idk)
-	config.WriteSecret(filepath.Join(dir, "identity.key"), []byte(hex.EncodeToString(idk)))
-	config.WriteSecret(filepath.Join(dir, "device.key"), []byte(hex.EncodeToString(devPriv.Seed())))
+	keys := testrig.WriteKeys(t, dir)
+	r.devPub = keys.DevicePub
 	addr := testrig.FreeAddr(t)
 	cfg := fmt.Sprintf(`device_id: dev-pc
 keys: {identity_key_file: identity.key, device_key_file: device.key, cloud_public_keys: [%s]}
@@ -132,11 +108,13 @@ journal: journal.db
 board: {profile: pulse-io-4, port: %s, poll_interval: 50ms}
 beacon: {backend: none}
 grant_skew: 5s
-`, hex.EncodeToString(cloudKey.Public().(ed25519.PublicKey)), addr, e.BoardPath()) + powerMachines
+`, keys.CloudPublicHex(), addr, e.BoardPath()) + powerMachines
 	r.cfgPath = filepath.Join(dir, "controller.yaml")
-	os.WriteFile(r.cfgPath, []byte(cfg), 0o644)
+	if err := os.WriteFile(r.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	broker := testrig.StartBroker(t, addr)
-	r.cloud = testrig.NewCloud(t, addr, cloudKey)
+	r.cloud = testrig.NewCloud(t, addr, keys.Cloud)
 	r.logf, _ = os.Create(filepath.Join(dir, "controller.log"))
 	t.Cleanup(func() {
 		if r.proc != nil {
@@ -152,9 +130,6 @@ grant_skew: 5s
 		}
 		r.logf.Close()
 		broker.Stop()
-		ctl.Close()
-		ecancel()
-		e.Close()
 	})
 	return r
 }
