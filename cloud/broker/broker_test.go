@@ -15,6 +15,7 @@ import (
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/broker/brokertest"
+	"beaconvend/cloud/internal/svctest"
 )
 
 const devA, devB = "dev-a", "dev-b"
@@ -334,7 +335,7 @@ func TestMosquittoPasswdCompat(t *testing.T) {
 	bin := filepath.Join(filepath.Dir(brokertest.MosquittoPath(t)), "mosquitto_passwd")
 	if _, err := os.Stat(bin); err != nil {
 		if bin, err = exec.LookPath("mosquitto_passwd"); err != nil {
-			t.Skip("mosquitto_passwd not found")
+			svctest.Missing(t, "mosquitto_passwd", "it ships with Mosquitto: run scripts/mosquitto.sh")
 		}
 	}
 	f := filepath.Join(t.TempDir(), "pw")

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"beaconvend/cloud/internal/svctest"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -102,11 +103,7 @@ func backends(t testing.TB) []backend {
 	}}}
 	pg := backend{name: "postgres", dsn: func(t testing.TB) string {
 		if os.Getenv("VEND_PG_DSN") == "" {
-			if os.Getenv("VEND_REQUIRE_SERVICES") != "" {
-				t.Fatal("VEND_REQUIRE_SERVICES is set but VEND_PG_DSN is not: run `export \"$(scripts/pg.sh | tail -n1)\"` first")
-			}
-			t.Skip("!!!!!! SKIPPING the PostgreSQL half of cloud/store: VEND_PG_DSN is unset. " +
-				"Run `export \"$(scripts/pg.sh | tail -n1)\"` to test against PostgreSQL. !!!!!!")
+			svctest.Missing(t, "PostgreSQL (VEND_PG_DSN) for the PostgreSQL half of cloud/store", "run `export \"$(scripts/pg.sh | tail -n1)\"`")
 		}
 		base, err := pgScratch()
 		if err != nil {

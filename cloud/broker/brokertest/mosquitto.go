@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"beaconvend/cloud/broker"
+	"beaconvend/cloud/internal/svctest"
 )
 
 // MosquittoPath returns the mosquitto binary: $VEND_MOSQUITTO, then PATH,
@@ -33,12 +34,7 @@ func MosquittoPath(tb testing.TB) string {
 			return p
 		}
 	}
-	msg := "MOSQUITTO NOT FOUND: this test needs a real Mosquitto 2 broker; run scripts/mosquitto.sh " +
-		"(or set VEND_MOSQUITTO to the binary)"
-	if os.Getenv("VEND_REQUIRE_SERVICES") != "" {
-		tb.Fatal(msg + " — VEND_REQUIRE_SERVICES is set, so this is a failure")
-	}
-	tb.Skip("!!!!!!!! SKIPPED: " + msg + " !!!!!!!!")
+	svctest.Missing(tb, "Mosquitto 2", "run scripts/mosquitto.sh (or set VEND_MOSQUITTO to the binary)")
 	return ""
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"beaconvend/cloud/internal/svctest"
 	"bufio"
 	"context"
 	"database/sql"
@@ -39,10 +40,7 @@ func pgScratchDSN(t *testing.T) string {
 	t.Helper()
 	base := os.Getenv("VEND_PG_DSN")
 	if base == "" {
-		if os.Getenv("VEND_REQUIRE_SERVICES") != "" {
-			t.Fatal("VEND_REQUIRE_SERVICES is set but VEND_PG_DSN is not: run `export \"$(scripts/pg.sh | tail -n1)\"` first")
-		}
-		t.Skip("!!!!!! SKIPPING the PostgreSQL half: VEND_PG_DSN is unset. Run `export \"$(scripts/pg.sh | tail -n1)\"` to run it. !!!!!!")
+		svctest.Missing(t, "PostgreSQL (VEND_PG_DSN)", "run `export \"$(scripts/pg.sh | tail -n1)\"`")
 	}
 	db, err := sql.Open("pgx", base)
 	if err != nil {
