@@ -256,19 +256,11 @@ func (m *State) Validate() error {
 	default:
 		return fieldErr("status", "%q: want online or offline", clip(string(m.Status)))
 	}
-	if len(m.Machines) > MaxMachines {
-		return fieldErr("machines", "%d entries: want at most %d", len(m.Machines), MaxMachines)
+	if err := checkMachineIDs(len(m.Machines), func(i int) string { return m.Machines[i].ID }); err != nil {
+		return err
 	}
-	seen := map[string]bool{}
 	for i, s := range m.Machines {
 		p := fmt.Sprintf("machines[%d]", i)
-		if err := vend.ValidateMachineID(s.ID); err != nil {
-			return wrapField(p+".id", err)
-		}
-		if seen[s.ID] {
-			return fieldErr(p+".id", "%q: duplicate", s.ID)
-		}
-		seen[s.ID] = true
 		if s.Kind.Unit() == 0 {
 			return fieldErr(p+".kind", "%q: want water, washer, dryer or vending", clip(string(s.Kind)))
 		}
@@ -382,19 +374,11 @@ func (m *Telemetry) Validate() error {
 	default:
 		return fieldErr("board.status", "%q: want ok or fault", clip(m.Board.Status))
 	}
-	if len(m.Machines) > MaxMachines {
-		return fieldErr("machines", "%d entries: want at most %d", len(m.Machines), MaxMachines)
+	if err := checkMachineIDs(len(m.Machines), func(i int) string { return m.Machines[i].ID }); err != nil {
+		return err
 	}
-	seen := map[string]bool{}
 	for i, s := range m.Machines {
 		p := fmt.Sprintf("machines[%d]", i)
-		if err := vend.ValidateMachineID(s.ID); err != nil {
-			return wrapField(p+".id", err)
-		}
-		if seen[s.ID] {
-			return fieldErr(p+".id", "%q: duplicate", s.ID)
-		}
-		seen[s.ID] = true
 		if !s.State.valid() {
 			return fieldErr(p+".state", "%q: want idle, busy, fault or offline", clip(string(s.State)))
 		}
@@ -912,4 +896,24 @@ func clipText(s string, max int) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// checkMachineIDs checks the ids of a machines[] member of n entries: at
+// most MaxMachines, each valid, none twice.
+func checkMachineIDs(n int, id func(i int) string) error {
+	if n > MaxMachines {
+		return fieldErr("machines", "%d entries: want at most %d", n, MaxMachines)
+	}
+	seen := make(map[string]bool, n)
+	for i := 0; i < n; i++ {
+		p := fmt.Sprintf("machines[%d].id", i)
+		if err := vend.ValidateMachineID(id(i)); err != nil {
+			return wrapField(p, err)
+		}
+		if seen[id(i)] {
+			return fieldErr(p, "%q: duplicate", id(i))
+		}
+		seen[id(i)] = true
+	}
+	return nil
 }
