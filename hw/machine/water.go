@@ -10,7 +10,7 @@ import (
 	"beaconvend/hw/profile"
 )
 
-// Water errors.
+// Errors shared by the machine drivers.
 var (
 	ErrConfig = vend.E(vend.Invalid, "machine.config", "machine: invalid machine config")
 )
@@ -121,7 +121,7 @@ func (w *Water) Pour(ctx context.Context, capML uint64, progress func(Progress))
 		return Result{}, vend.Errorf(ErrBoardFault, "no good poll to start from")
 	}
 	meter := newMeter(w.ctr, start.Counters[w.cfg.Flow])
-	lease := w.lease()
+	lease := leaseFor(w.b)
 	if err := w.b.Set(ctx, w.cfg.Valve, true, lease); err != nil {
 		return Result{}, err
 	}
@@ -192,8 +192,6 @@ func (w *Water) finish(r Result, m *meter, capML uint64, seq uint64) (Result, er
 	r.MeterEnd = m.base + m.pulses
 	return r, nil
 }
-
-func (w *Water) lease() time.Duration { return leaseFor(w.b) }
 
 // leaseFor is how long an output stays on without renewal: a few polls.
 func leaseFor(b *Board) time.Duration { return max(5*b.opts.PollInterval, 500*time.Millisecond) }
