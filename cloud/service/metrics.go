@@ -18,11 +18,15 @@ import (
 //	beaconvend_usage_signature_failures_total          usage reports whose signature did not verify
 //	beaconvend_ledger_imbalance_minor                  sum of |imbalance| over currencies (store.LedgerImbalance); must read 0
 //	beaconvend_devices_online                          devices whose retained state is online
+//	beaconvend_telemetry_flush_seconds                 time of one coalesced telemetry write (one transaction)
+//	beaconvend_telemetry_dropped_total                 coalesced telemetry updates lost to a failed flush
 type Metrics struct {
-	sessions  *prometheus.CounterVec
-	authorize prometheus.Histogram
-	ingest    *prometheus.CounterVec
-	sigFails  prometheus.Counter
+	sessions   *prometheus.CounterVec
+	authorize  prometheus.Histogram
+	ingest     *prometheus.CounterVec
+	sigFails   prometheus.Counter
+	telFlush   prometheus.Histogram
+	telDropped prometheus.Counter
 }
 
 func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
@@ -39,6 +43,13 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 		}, []string{"leaf", "result"}),
 		sigFails: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "beaconvend_usage_signature_failures_total", Help: "Usage reports refused because their signature did not verify.",
+		}),
+		telFlush: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "beaconvend_telemetry_flush_seconds", Help: "Time of one coalesced telemetry write (one transaction).",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5},
+		}),
+		telDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "beaconvend_telemetry_dropped_total", Help: "Coalesced telemetry updates lost to a failed flush.",
 		}),
 	}
 	imbalance := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -73,7 +84,7 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 		}
 		return float64(n)
 	})
-	reg.MustRegister(m.sessions, m.authorize, m.ingest, m.sigFails, imbalance, online,
+	reg.MustRegister(m.sessions, m.authorize, m.ingest, m.sigFails, m.telFlush, m.telDropped, imbalance, online,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -54,6 +54,7 @@ type Options struct {
 	GrantTTL        time.Duration // how long the device may take to start; 60 s
 	SweepInterval   time.Duration // ExpireHolds period; 5 s
 	RefreshInterval time.Duration // full resolver rebuild period; 1 min
+	TelemetryFlush  time.Duration // how often coalesced telemetry is written; 1 s (see telemetryBuffer)
 	Channels        []Channel     // payment channels besides the wallet; DefaultChannels when nil
 }
 
@@ -73,6 +74,7 @@ type Service struct {
 	mu      sync.Mutex
 	waiters map[string][]chan struct{} // command id → waiting StartSession calls
 	online  map[string]bool            // device → online, from retained state
+	tel     *telemetryBuffer
 
 	wg sync.WaitGroup
 }
@@ -105,6 +107,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	def(&opts.GrantTTL, 60*time.Second)
 	def(&opts.SweepInterval, 5*time.Second)
 	def(&opts.RefreshInterval, time.Minute)
+	def(&opts.TelemetryFlush, time.Second)
 	if opts.Channels == nil {
 		opts.Channels = DefaultChannels()
 	}
@@ -113,6 +116,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		Hub:     NewHub(),
 		waiters: map[string][]chan struct{}{},
 		online:  map[string]bool{},
+		tel:     newTelemetryBuffer(),
 	}
 	s.Res = NewResolver(opts.Store, opts.Now)
 	if err := s.Res.Refresh(ctx); err != nil {
@@ -132,8 +136,9 @@ func (s *Service) Store() *store.Store { return s.st }
 func (s *Service) Currency() vend.Currency { return s.opts.Currency }
 
 // Run rolls the resolver's windows, rebuilds it every RefreshInterval,
-// releases expired holds every SweepInterval and prunes the event hub,
-// until ctx is done. It returns nil then.
+// releases expired holds every SweepInterval, prunes the event hub and
+// writes coalesced telemetry every TelemetryFlush, until ctx is done; it
+// writes what telemetry is left, then returns nil.
 func (s *Service) Run(ctx context.Context) error {
 	stop := make(chan struct{})
 	s.wg.Add(1)
@@ -143,16 +148,23 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	sweep := time.NewTicker(s.opts.SweepInterval)
 	refresh := time.NewTicker(s.opts.RefreshInterval)
+	flush := time.NewTicker(s.opts.TelemetryFlush)
 	defer func() {
 		sweep.Stop()
 		refresh.Stop()
+		flush.Stop()
 		close(stop)
 		s.wg.Wait()
 	}()
 	for {
 		select {
 		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.flushTelemetry(fctx)
+			cancel()
 			return nil
+		case <-flush.C:
+			s.flushTelemetry(ctx)
 		case <-sweep.C:
 			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("service: sweep", "err", err)

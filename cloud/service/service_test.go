@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,5 +133,63 @@ func TestHubSince(t *testing.T) {
 	}
 	if evs, ok := h.Since(id, 70); !ok || len(evs) != 0 {
 		t.Fatalf("Since(70) = %v, %v", evs, ok)
+	}
+}
+
+// Telemetry with unchanged states is coalesced and written by the next
+// flush; a change of machine state is written through at once, so a fault
+// refuses the next start without waiting for a flush.
+func TestTelemetryCoalescing(t *testing.T) {
+	svc, st, _, key, user := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	tel := func(state mqttapi.MachineState, units uint64) *mqttapi.Telemetry {
+		return &mqttapi.Telemetry{Envelope: mqttapi.NewEnvelope(time.Now()), Board: mqttapi.Board{Status: "ok"},
+			Machines: []mqttapi.MachineStatus{{ID: "tap1", State: state, Counters: mqttapi.Counters{Unit: vend.UnitML, UnitsTotal: units}}}}
+	}
+	stored := func() string {
+		d, err := st.GetDevice(ctx, "wd-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(d.Telemetry)
+	}
+	handle := func(m *mqttapi.Telemetry) {
+		t.Helper()
+		if err := svc.Handle(ctx, "wd-1", mqttapi.LeafTelemetry, m); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // distinct millisecond timestamps
+	}
+
+	handle(tel(mqttapi.MachineIdle, 1)) // first from the device: written through
+	first := stored()
+	if first == "" || first == "null" {
+		t.Fatalf("first telemetry not written: %q", first)
+	}
+	handle(tel(mqttapi.MachineIdle, 2)) // same states: queued
+	if stored() != first {
+		t.Fatal("unchanged telemetry was written through")
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for stored() == first {
+		if time.Now().After(deadline) {
+			t.Fatal("coalesced telemetry not flushed within 5 s (TelemetryFlush 1 s)")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	handle(tel(mqttapi.MachineFault, 3)) // a state change: written through
+	if _, err := svc.StartSession(ctx, user, "key-00003", startReq(key)); vend.CodeOf(err) != "machine.fault" {
+		t.Fatalf("start after fault telemetry = %v, want machine.fault at once", err)
+	}
+	handle(tel(mqttapi.MachineFault, 4)) // queued, flushed when Run stops
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := st.GetDevice(context.Background(), "wd-1"); !strings.Contains(string(d.Telemetry), `"units_total":4`) {
+		t.Fatalf("telemetry left at shutdown not flushed: %s", d.Telemetry)
 	}
 }

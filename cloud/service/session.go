@@ -176,15 +176,23 @@ func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Sessio
 	}
 	poll := time.NewTicker(s.opts.ReplyPoll)
 	defer poll.Stop()
+	// A new session's reply cannot be stored yet: wait for the in-process
+	// wake-up (the waiter was registered before publishing) or the first
+	// poll instead of asking the store at once. A retried start looks
+	// first: its reply may be there from the earlier attempt.
+	check := ss.Duplicate
 	for {
-		r, err := s.st.GetCommandReply(ctx, cmdID)
-		if err == nil {
-			s.Metrics.authorize.Observe(time.Since(t0).Seconds())
-			return s.applyReply(ctx, ss, r)
+		if check {
+			r, err := s.st.GetCommandReply(ctx, cmdID)
+			if err == nil {
+				s.Metrics.authorize.Observe(time.Since(t0).Seconds())
+				return s.applyReply(ctx, ss, r)
+			}
+			if !errors.Is(err, store.ErrCommandNotFound) {
+				return ss, err
+			}
 		}
-		if !errors.Is(err, store.ErrCommandNotFound) {
-			return ss, err
-		}
+		check = true
 		select {
 		case <-wake:
 		case <-poll.C:
@@ -206,11 +214,8 @@ func (s *Service) applyReply(ctx context.Context, ss store.Session, r store.Comm
 	var rep mqttapi.Reply
 	_ = json.Unmarshal([]byte(r.Body), &rep)
 	if r.Status == "ok" {
-		if err := s.st.Advance(ctx, ss.ID, store.Authorized, s.now()); err != nil && !errors.Is(err, store.ErrSessionState) {
-			return ss, err
-		}
-		cur, err := s.st.GetSession(ctx, ss.ID)
-		if err != nil {
+		cur, err := s.st.AdvanceSession(ctx, ss.ID, store.Authorized, s.now())
+		if err != nil && !errors.Is(err, store.ErrSessionState) {
 			return ss, err
 		}
 		s.publishSession(cur)

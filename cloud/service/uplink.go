@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +31,10 @@ const (
 // usage report's signature does not verify (refused, counted, not acked).
 //
 //   - state: online/offline → store.SetDeviceStatus (older states ignored);
-//   - telemetry: store.SetDeviceStatus with the payload as last telemetry;
+//   - telemetry: store.SetDeviceStatus with the payload as last telemetry,
+//     written through when board or machine states changed, otherwise
+//     coalesced per device and written once per TelemetryFlush
+//     (telemetryBuffer);
 //   - evt: authorized/started/ended advance the session (store.Advance is
 //     monotonic, so reordered events are harmless), progress and ended go
 //     to SSE subscribers; store.MarkProcessed makes the fan-out once per id;
@@ -67,6 +69,10 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 		if err != nil {
 			return ResultError, err
 		}
+		u, sig := store.StatusUpdate{Device: device, Online: true, Telemetry: b, At: at}, signature(m)
+		if s.tel.add(u, sig) {
+			return ResultOK, nil // written with the next flush
+		}
 		err = s.st.SetDeviceStatus(ctx, device, true, b, at)
 		if errors.Is(err, store.ErrDeviceNotFound) {
 			return ResultIgnored, nil
@@ -74,6 +80,7 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 		if err != nil {
 			return ResultError, err
 		}
+		s.tel.wrote(u, sig)
 		return ResultOK, nil
 	case *mqttapi.Event:
 		return s.event(ctx, device, m, at)
@@ -170,16 +177,12 @@ func (s *Service) usage(ctx context.Context, device string, m *mqttapi.Usage) (s
 		s.Metrics.sigFails.Inc()
 		return ResultRefused, fmt.Errorf("service: usage report from %s names device %q: %v", device, named, err)
 	}
-	d, err := s.st.GetDevice(ctx, device)
+	pubs, err := s.st.SignKeys(ctx, device)
 	if errors.Is(err, store.ErrDeviceNotFound) {
 		return ResultIgnored, nil
 	}
 	if err != nil {
 		return ResultError, err
-	}
-	pubs := []ed25519.PublicKey{d.SignKey}
-	if len(d.SignKeyNext) > 0 {
-		pubs = append(pubs, d.SignKeyNext)
 	}
 	keys, err := signed.NewKeys(pubs...)
 	if err != nil {

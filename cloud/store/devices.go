@@ -454,6 +454,25 @@ func (s *Store) DeviceKeys(ctx context.Context) ([]DeviceKey, error) {
 	return out, rows.Err()
 }
 
+// SignKeys returns a device's current signing key and, during a rotation,
+// its next one: what a usage report is verified with, in one small read.
+// Errors: ErrDeviceNotFound.
+func (s *Store) SignKeys(ctx context.Context, device string) ([]ed25519.PublicKey, error) {
+	var sk, skn []byte
+	err := s.db.QueryRowContext(ctx, `SELECT sign_key, sign_key_next FROM devices WHERE id = $1`, device).Scan(&sk, &skn)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: sign keys: %w", err)
+	}
+	keys := []ed25519.PublicKey{sk}
+	if len(skn) > 0 {
+		keys = append(keys, skn)
+	}
+	return keys, nil
+}
+
 // SetDeviceState enables or disables one of operator's devices. A disabled
 // device starts no new sessions; live ones finish and settle. Errors:
 // ErrInput, ErrDeviceNotFound.
@@ -509,35 +528,100 @@ func (s *Store) PromoteSignKey(ctx context.Context, device string) error {
 // out-of-order deliveries cannot flip a device back. Errors: ErrInput
 // (telemetry not a JSON object or over 16 KiB), ErrDeviceNotFound.
 func (s *Store) SetDeviceStatus(ctx context.Context, device string, online bool, telemetry json.RawMessage, at time.Time) error {
-	if telemetry != nil {
-		var m map[string]any
-		if len(telemetry) > 16<<10 || json.Unmarshal(telemetry, &m) != nil || m == nil {
-			return vend.Errorf(ErrInput, "telemetry must be a JSON object of at most 16 KiB")
-		}
-	}
-	on := 0
-	if online {
-		on = 1
+	u := StatusUpdate{Device: device, Online: online, Telemetry: telemetry, At: at}
+	if err := u.check(); err != nil {
+		return err
 	}
 	var res sql.Result
 	var err error
 	if telemetry == nil {
 		res, err = s.db.ExecContext(ctx, `UPDATE devices SET online = $1, last_seen_ms = $2 WHERE id = $3 AND last_seen_ms <= $2`,
-			on, at.UnixMilli(), device)
+			u.on(), at.UnixMilli(), device)
 	} else {
-		res, err = s.db.ExecContext(ctx, `UPDATE devices SET online = $1, last_seen_ms = $2, telemetry = $3 WHERE id = $4 AND last_seen_ms <= $2`,
-			on, at.UnixMilli(), string(telemetry), device)
+		res, err = s.db.ExecContext(ctx, statusTelemetrySQL, u.on(), at.UnixMilli(), string(telemetry), device)
 	}
 	if err != nil {
 		return fmt.Errorf("store: device status: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		var one int
-		if err := s.db.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE id = $1`, device).Scan(&one); errors.Is(err, sql.ErrNoRows) {
-			return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
+		return s.deviceExists(ctx, device)
+	}
+	return nil
+}
+
+const statusTelemetrySQL = `UPDATE devices SET online = $1, last_seen_ms = $2, telemetry = $3 WHERE id = $4 AND last_seen_ms <= $2`
+
+// StatusUpdate is one device's presence and last telemetry for
+// SetDeviceStatuses.
+type StatusUpdate struct {
+	Device    string
+	Online    bool
+	Telemetry json.RawMessage // nil keeps the stored telemetry
+	At        time.Time
+}
+
+func (u StatusUpdate) check() error {
+	if u.Telemetry != nil {
+		var m map[string]any
+		if len(u.Telemetry) > 16<<10 || json.Unmarshal(u.Telemetry, &m) != nil || m == nil {
+			return vend.Errorf(ErrInput, "telemetry must be a JSON object of at most 16 KiB")
 		}
 	}
 	return nil
+}
+
+func (u StatusUpdate) on() int {
+	if u.Online {
+		return 1
+	}
+	return 0
+}
+
+func (s *Store) deviceExists(ctx context.Context, device string) error {
+	var one int
+	if err := s.db.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE id = $1`, device).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
+	}
+	return nil
+}
+
+// SetDeviceStatuses applies many SetDeviceStatus updates in one
+// transaction: one commit (one WAL flush) for a whole batch of telemetry
+// instead of one per message. Updates older than what is stored are
+// ignored as in SetDeviceStatus, and unknown devices are skipped; an
+// invalid update fails the batch with ErrInput before anything is written.
+func (s *Store) SetDeviceStatuses(ctx context.Context, us []StatusUpdate) error {
+	for _, u := range us {
+		if err := u.check(); err != nil {
+			return vend.Errorf(ErrInput, "device %q: %v", clip(u.Device), err)
+		}
+	}
+	if len(us) == 0 {
+		return nil
+	}
+	return s.tx(ctx, "device statuses", func(tx *sql.Tx) error {
+		presence, err := tx.PrepareContext(ctx, `UPDATE devices SET online = $1, last_seen_ms = $2 WHERE id = $3 AND last_seen_ms <= $2`)
+		if err != nil {
+			return err
+		}
+		defer presence.Close()
+		tel, err := tx.PrepareContext(ctx, statusTelemetrySQL)
+		if err != nil {
+			return err
+		}
+		defer tel.Close()
+		for _, u := range us {
+			if u.Telemetry == nil {
+				_, err = presence.ExecContext(ctx, u.on(), u.At.UnixMilli(), u.Device)
+			} else {
+				_, err = tel.ExecContext(ctx, u.on(), u.At.UnixMilli(), string(u.Telemetry), u.Device)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // DeviceStatus is an operator's view of a device: no keys.

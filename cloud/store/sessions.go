@@ -158,8 +158,18 @@ func (s *Store) StartSession(ctx context.Context, in StartInput) (Session, error
 		if err := s.userExists(ctx, tx, in.User); err != nil {
 			return err
 		}
+		// The device, its machine and whether the machine has slots, in
+		// one round trip (the transaction holds no lock while it waits).
 		var op, dstate string
-		err = tx.QueryRowContext(ctx, `SELECT operator_id, state FROM devices WHERE id = $1`, in.Device).Scan(&op, &dstate)
+		var unit sql.NullInt64
+		var price vend.Price
+		var minor, per sql.NullInt64
+		var cur sql.NullString
+		var nslots int
+		err = tx.QueryRowContext(ctx, `SELECT d.operator_id, d.state, m.unit, m.price_minor, m.price_per, m.currency,
+			(SELECT COUNT(*) FROM machine_slots ms WHERE ms.device_id = d.id AND ms.machine_id = $2)
+			FROM devices d LEFT JOIN machines m ON m.device_id = d.id AND m.id = $2 WHERE d.id = $1`,
+			in.Device, in.Machine).Scan(&op, &dstate, &unit, &minor, &per, &cur, &nslots)
 		if errors.Is(err, sql.ErrNoRows) {
 			return vend.Errorf(ErrDeviceNotFound, "%q", in.Device)
 		}
@@ -169,34 +179,21 @@ func (s *Store) StartSession(ctx context.Context, in StartInput) (Session, error
 		if DeviceState(dstate) != DeviceActive {
 			return vend.Errorf(ErrDeviceDisabled, "%s", in.Device)
 		}
-		var unit int
-		var price vend.Price
-		var per int64
-		var cur string
-		err = tx.QueryRowContext(ctx, `SELECT unit, price_minor, price_per, currency FROM machines WHERE device_id = $1 AND id = $2`,
-			in.Device, in.Machine).Scan(&unit, &price.Minor, &per, &cur)
-		if errors.Is(err, sql.ErrNoRows) {
+		if !unit.Valid {
 			return vend.Errorf(ErrMachineNotFound, "%s/%s", in.Device, in.Machine)
 		}
-		if err != nil {
-			return err
-		}
-		price.Per = uint32(per)
-		var nslots int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM machine_slots WHERE device_id = $1 AND machine_id = $2`,
-			in.Device, in.Machine).Scan(&nslots); err != nil {
-			return err
-		}
+		price.Minor, price.Per = minor.Int64, uint32(per.Int64)
 		if nslots > 0 || in.Slot != "" {
+			var sper int64
 			err = tx.QueryRowContext(ctx, `SELECT price_minor, price_per FROM machine_slots WHERE device_id = $1 AND machine_id = $2 AND id = $3`,
-				in.Device, in.Machine, in.Slot).Scan(&price.Minor, &per)
+				in.Device, in.Machine, in.Slot).Scan(&price.Minor, &sper)
 			if errors.Is(err, sql.ErrNoRows) {
 				return vend.Errorf(ErrSlotNotFound, "%s/%s slot %q", in.Device, in.Machine, in.Slot)
 			}
 			if err != nil {
 				return err
 			}
-			price.Per = uint32(per)
+			price.Per = uint32(sper)
 		}
 		hold, err := price.Cost(in.CapUnits)
 		if err != nil {
@@ -213,7 +210,7 @@ func (s *Store) StartSession(ctx context.Context, in StartInput) (Session, error
 		}
 		now := time.UnixMilli(s.nowMs()).UTC()
 		ss := Session{ID: in.ID, User: in.User, Device: in.Device, Operator: op, Machine: in.Machine, Slot: in.Slot,
-			State: Pending, Unit: vend.Unit(unit), Price: price, Currency: vend.Currency(cur), CapUnits: in.CapUnits,
+			State: Pending, Unit: vend.Unit(unit.Int64), Price: price, Currency: vend.Currency(cur.String), CapUnits: in.CapUnits,
 			Hold: hold, GrantExp: now.Add(ttl), Window: in.Window, WindowK: in.WindowK, IdemKey: in.IdemKey,
 			Created: now, Updated: now}
 		ss.Deadline = ss.GrantExp.Add(s.ackBnd)
@@ -341,9 +338,17 @@ var transitions = map[State][]State{
 // returns nil. Errors: ErrInput (to is not one of those), ErrSessionNotFound,
 // ErrSessionState (the session is final).
 func (s *Store) Advance(ctx context.Context, id vend.SessionID, to State, at time.Time) error {
+	_, err := s.AdvanceSession(ctx, id, to, at)
+	return err
+}
+
+// AdvanceSession is Advance that also returns the session as it is
+// afterwards, read by the same statement (UPDATE … RETURNING) when the
+// state changed, so the caller saves a round trip.
+func (s *Store) AdvanceSession(ctx context.Context, id vend.SessionID, to State, at time.Time) (Session, error) {
 	from, ok := transitions[to]
 	if !ok {
-		return vend.Errorf(ErrInput, "advance to %q", to)
+		return Session{}, vend.Errorf(ErrInput, "advance to %q", to)
 	}
 	args := []any{string(to), s.nowMs(), id.String()}
 	for _, f := range from {
@@ -353,21 +358,21 @@ func (s *Store) Advance(ctx context.Context, id vend.SessionID, to State, at tim
 	if to == Running {
 		q += `, started_ms = ` + strconv.FormatInt(at.UnixMilli(), 10)
 	}
-	res, err := s.db.ExecContext(ctx, q+` WHERE id = $3 AND state IN `+in(4, len(from)), args...)
-	if err != nil {
-		return fmt.Errorf("store: advance: %w", err)
+	ss, err := s.scanSession(s.db.QueryRowContext(ctx, q+` WHERE id = $3 AND state IN `+in(4, len(from))+` RETURNING `+sessionCols, args...))
+	if err == nil {
+		return ss, nil
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		return nil
+	if !errors.Is(err, sql.ErrNoRows) {
+		return Session{}, fmt.Errorf("store: advance: %w", err)
 	}
-	ss, err := s.GetSession(ctx, id)
+	ss, err = s.GetSession(ctx, id)
 	if err != nil {
-		return err
+		return Session{}, err
 	}
 	if ss.State.Live() {
-		return nil // already there or further on
+		return ss, nil // already there or further on
 	}
-	return vend.Errorf(ErrSessionState, "session %s is %s", id, ss.State)
+	return ss, vend.Errorf(ErrSessionState, "session %s is %s", id, ss.State)
 }
 
 // Settlement is what Settle, Fail and ExpireHolds did to a session.

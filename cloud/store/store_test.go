@@ -151,9 +151,17 @@ func TestStartAndSettle(t *testing.T) {
 		_, err = e.start(e.user.ID, "w1", "", 100, "s2")
 		wantCode(t, err, "machine.busy")
 
-		must(t, e.s.Advance(e.ctx, ss.ID, store.Authorized, time.Time{}))
+		cur, err := e.s.AdvanceSession(e.ctx, ss.ID, store.Authorized, time.Time{})
+		must(t, err)
+		if cur.ID != ss.ID || cur.State != store.Authorized || cur.Hold != 500 || cur.User != e.user.ID {
+			t.Fatalf("AdvanceSession returned %+v", cur)
+		}
 		must(t, e.s.Advance(e.ctx, ss.ID, store.Running, e.clk.Now()))
-		must(t, e.s.Advance(e.ctx, ss.ID, store.Authorized, time.Time{})) // late event: no-op
+		cur, err = e.s.AdvanceSession(e.ctx, ss.ID, store.Authorized, time.Time{}) // late event: no-op
+		must(t, err)
+		if cur.State != store.Running {
+			t.Fatalf("late authorized moved the session back to %s", cur.State)
+		}
 
 		u, sig := e.usage(ss, 4321, vend.OutcomeUserStop) // 4.321 l → floor(216.05) = 216
 		st, err := e.s.Settle(e.ctx, u, sig)
@@ -666,6 +674,39 @@ func TestDevices(t *testing.T) {
 		err = e.s.SetDeviceStatus(e.ctx, "dev-a", true, json.RawMessage(`[1]`), e.clk.Now())
 		wantCode(t, err, "store.input")
 		err = e.s.SetDeviceStatus(e.ctx, "dev-zz", true, nil, e.clk.Now())
+		wantCode(t, err, "device.not_found")
+
+		// A batch: one commit, stale and unknown entries skipped, a bad
+		// entry refuses the whole batch before anything is written.
+		tel2 := json.RawMessage(`{"rssi":-60}`)
+		later := e.clk.Now().Add(time.Second)
+		must(t, e.s.SetDeviceStatuses(e.ctx, []store.StatusUpdate{
+			{Device: "dev-a", Online: true, Telemetry: tel2, At: later},
+			{Device: "dev-a", Online: false, At: e.clk.Now()}, // older than the first: ignored
+			{Device: "dev-zz", Online: true, At: later},      // unknown: skipped
+		}))
+		ds, err = e.s.OperatorDevices(e.ctx, e.opA.ID)
+		must(t, err)
+		if !ds[0].Online || string(ds[0].Telemetry) != string(tel2) || !ds[0].LastSeen.Equal(later) {
+			t.Fatalf("after batch: %+v", ds[0])
+		}
+		err = e.s.SetDeviceStatuses(e.ctx, []store.StatusUpdate{
+			{Device: "dev-a", Online: false, At: later.Add(time.Second)},
+			{Device: "dev-a", Online: true, Telemetry: json.RawMessage(`"x"`), At: later.Add(time.Second)},
+		})
+		wantCode(t, err, "store.input")
+		ds, err = e.s.OperatorDevices(e.ctx, e.opA.ID)
+		must(t, err)
+		if !ds[0].Online {
+			t.Fatal("a refused batch wrote its first entry")
+		}
+
+		sks, err := e.s.SignKeys(e.ctx, "dev-a")
+		must(t, err)
+		if len(sks) != 1 || string(sks[0]) != string(next) {
+			t.Fatalf("SignKeys = %x", sks)
+		}
+		_, err = e.s.SignKeys(e.ctx, "dev-zz")
 		wantCode(t, err, "device.not_found")
 	})
 }

@@ -1,0 +1,108 @@
+package service
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/cloud/store"
+)
+
+// telemetryBuffer coalesces device telemetry before it reaches the store.
+//
+// A fleet reports every few seconds per device, almost always the same
+// states with counters a little further on. Writing each message costs a
+// commit (a WAL flush on PostgreSQL, the single writer's turn on SQLite),
+// so at fleet scale telemetry alone would take more commits than every
+// money-moving step together. What matters at once is a change that
+// StartSession reads — a machine going to fault or back, a board link
+// failing — so a message whose board and machine states differ from what
+// this instance last wrote for the device is written through; the others
+// keep only the newest message per device and are written in one
+// transaction per TelemetryFlush. The stored telemetry is then at most one
+// flush behind on counters, never on states.
+type telemetryBuffer struct {
+	mu      sync.Mutex
+	pending map[string]store.StatusUpdate // device → newest coalesced update
+	written map[string]string             // device → signature last written
+}
+
+func newTelemetryBuffer() *telemetryBuffer {
+	return &telemetryBuffer{pending: map[string]store.StatusUpdate{}, written: map[string]string{}}
+}
+
+// signature is what decides write-through: the board status and every
+// machine's state.
+func signature(m *mqttapi.Telemetry) string {
+	var b strings.Builder
+	b.WriteString(m.Board.Status)
+	b.WriteByte('|')
+	b.WriteString(m.Board.FaultCode)
+	for _, ms := range m.Machines {
+		b.WriteByte('|')
+		b.WriteString(ms.ID)
+		b.WriteByte('=')
+		b.WriteString(string(ms.State))
+	}
+	return b.String()
+}
+
+// add queues u when its signature equals the one last written for the
+// device and reports whether it did; otherwise the caller writes u
+// through and calls wrote.
+func (t *telemetryBuffer) add(u store.StatusUpdate, sig string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if w, ok := t.written[u.Device]; !ok || w != sig {
+		return false
+	}
+	if p, ok := t.pending[u.Device]; !ok || !u.At.Before(p.At) {
+		t.pending[u.Device] = u
+	}
+	return true
+}
+
+// wrote records the signature of a written-through update and drops a
+// queued one it supersedes.
+func (t *telemetryBuffer) wrote(u store.StatusUpdate, sig string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.written[u.Device] = sig
+	if p, ok := t.pending[u.Device]; ok && !p.At.After(u.At) {
+		delete(t.pending, u.Device)
+	}
+}
+
+// take empties the queue and returns it ordered by device id, so that two
+// instances flushing overlapping devices lock rows in the same order.
+func (t *telemetryBuffer) take() []store.StatusUpdate {
+	t.mu.Lock()
+	out := make([]store.StatusUpdate, 0, len(t.pending))
+	for _, u := range t.pending {
+		out = append(out, u)
+	}
+	clear(t.pending)
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b store.StatusUpdate) int { return strings.Compare(a.Device, b.Device) })
+	return out
+}
+
+// flushTelemetry writes the coalesced telemetry in one transaction. A
+// failure is logged and the batch dropped: each device sends fresh
+// telemetry within its period.
+func (s *Service) flushTelemetry(ctx context.Context) {
+	batch := s.tel.take()
+	if len(batch) == 0 {
+		return
+	}
+	t0 := time.Now()
+	err := s.st.SetDeviceStatuses(ctx, batch)
+	s.Metrics.telFlush.Observe(time.Since(t0).Seconds())
+	if err != nil {
+		s.log.Error("service: telemetry flush", "devices", len(batch), "err", err)
+		s.Metrics.telDropped.Add(float64(len(batch)))
+	}
+}
