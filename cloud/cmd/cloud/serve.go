@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +53,7 @@ type Main struct {
 	MQTTTLSKey    string
 	Group         string
 	JSON          bool
+	DebugAddr     string // net/http/pprof listener; empty: none
 	// Service timing knobs, for tests; zero means the defaults.
 	ServiceOpts service.Options
 	HTTPOpts    httpapi.Options
@@ -110,6 +112,7 @@ func (m *Main) ParseFlags(args []string) error {
 		fs.StringVar(&m.MQTTTLSCert, "mqtt-tls-cert", "", "PEM certificate chain of the TLS listener")
 		fs.StringVar(&m.MQTTTLSKey, "mqtt-tls-key", "", "PEM key of the TLS listener")
 		fs.StringVar(&m.Group, "group", "", "MQTT shared-subscription group of the cloud instances (empty: one instance)")
+		fs.StringVar(&m.DebugAddr, "debug-addr", "", "serve Go's net/http/pprof profiles on this address (loopback, e.g. 127.0.0.1:6060); empty: off")
 		fs.BoolVar(&m.JSON, "json", false, `print {"http":…,"mqtt":…} as one JSON line once listening`)
 	case "operator", "device":
 		if len(args) < 2 {
@@ -351,6 +354,23 @@ func (m *Main) serve(ctx context.Context) error {
 		}
 		return nil
 	})
+	debugURL := ""
+	if m.DebugAddr != "" {
+		dln, err := net.Listen("tcp", m.DebugAddr)
+		if err != nil {
+			return fmt.Errorf("cloud: debug listen: %w", err)
+		}
+		dsrv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+		goRun("debug", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); _ = dsrv.Close() }()
+			if err := dsrv.Serve(dln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		debugURL = "http://" + dln.Addr().String()
+		m.Logger.Info("cloud: profiles", "url", debugURL+"/debug/pprof/")
+	}
 	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
 	err = in.WaitSubscribed(wctx)
 	wcancel()
@@ -361,6 +381,9 @@ func (m *Main) serve(ctx context.Context) error {
 		line := map[string]string{"http": m.HTTPURL, "mqtt": m.MQTTURL}
 		if m.MQTTTLS != "" {
 			line["mqtt_tls"] = m.MQTTTLS
+		}
+		if debugURL != "" {
+			line["debug"] = debugURL
 		}
 		b, _ := json.Marshal(line)
 		fmt.Fprintln(m.Stdout, string(b))
@@ -380,4 +403,17 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// pprofMux serves Go's runtime profiles (net/http/pprof) on their own
+// listener, apart from the phone and operator API, so they are never
+// reachable where the API is published.
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
