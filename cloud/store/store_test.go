@@ -683,7 +683,7 @@ func TestDevices(t *testing.T) {
 		must(t, e.s.SetDeviceStatuses(e.ctx, []store.StatusUpdate{
 			{Device: "dev-a", Online: true, Telemetry: tel2, At: later},
 			{Device: "dev-a", Online: false, At: e.clk.Now()}, // older than the first: ignored
-			{Device: "dev-zz", Online: true, At: later},      // unknown: skipped
+			{Device: "dev-zz", Online: true, At: later},       // unknown: skipped
 		}))
 		ds, err = e.s.OperatorDevices(e.ctx, e.opA.ID)
 		must(t, err)
