@@ -50,7 +50,7 @@ type Options struct {
 
 	Currency        vend.Currency // the wallet currency; "EUR" when empty
 	ReplyTimeout    time.Duration // how long StartSession waits for the device's reply; 5 s
-	ReplyPoll       time.Duration // how often the store is polled for a reply that landed on another instance; 200 ms
+	ReplyPoll       time.Duration // how often the store is polled for a reply that landed on another instance (besides PostgreSQL notifications); 200 ms
 	GrantTTL        time.Duration // how long the device may take to start; 60 s
 	SweepInterval   time.Duration // ExpireHolds period; 5 s
 	RefreshInterval time.Duration // full resolver rebuild period; 1 min
@@ -135,7 +135,8 @@ func (s *Service) Store() *store.Store { return s.st }
 // Currency returns the wallet currency.
 func (s *Service) Currency() vend.Currency { return s.opts.Currency }
 
-// Run rolls the resolver's windows, rebuilds it every RefreshInterval,
+// Run listens for replies saved by other instances (store.ListenReplies),
+// rolls the resolver's windows, rebuilds it every RefreshInterval,
 // releases expired holds every SweepInterval, prunes the event hub and
 // writes coalesced telemetry every TelemetryFlush, until ctx is done; it
 // writes what telemetry is left, then returns nil.
@@ -146,6 +147,17 @@ func (s *Service) Run(ctx context.Context) error {
 		defer s.wg.Done()
 		s.Res.Run(stop)
 	}()
+	// Replies saved by other instances wake this one's waiting starts
+	// (PostgreSQL LISTEN); the ReplyPoll remains the fallback.
+	lctx, lcancel := context.WithCancel(ctx)
+	defer lcancel()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.st.ListenReplies(lctx, s.notify); err != nil && !errors.Is(err, store.ErrNoNotify) {
+			s.log.Error("service: reply listener", "err", err)
+		}
+	}()
 	sweep := time.NewTicker(s.opts.SweepInterval)
 	refresh := time.NewTicker(s.opts.RefreshInterval)
 	flush := time.NewTicker(s.opts.TelemetryFlush)
@@ -154,6 +166,7 @@ func (s *Service) Run(ctx context.Context) error {
 		refresh.Stop()
 		flush.Stop()
 		close(stop)
+		lcancel()
 		s.wg.Wait()
 	}()
 	for {

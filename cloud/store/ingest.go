@@ -57,8 +57,14 @@ func (s *Store) SaveCommandReply(ctx context.Context, r CommandReply) (bool, err
 	if r.CommandID == "" || len(r.CommandID) > 128 || r.Device == "" || len(r.Body) > 64<<10 {
 		return false, vend.Errorf(ErrInput, "command reply needs a command id (1-128 bytes), a device and a body under 64 KiB")
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO command_replies (command_id, device_id, status, body, at_ms) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (command_id) DO NOTHING`, r.CommandID, r.Device, r.Status, r.Body, r.At.UnixMilli())
+	q := `INSERT INTO command_replies (command_id, device_id, status, body, at_ms) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (command_id) DO NOTHING`
+	if s.d.name == "postgres" {
+		// Tell every instance in the same statement (ListenReplies): the
+		// start waiting for this reply may run on another one.
+		q = `WITH ins AS (` + q + ` RETURNING command_id) SELECT pg_notify('` + replyChannel + `', command_id) FROM ins`
+	}
+	res, err := s.db.ExecContext(ctx, q, r.CommandID, r.Device, r.Status, r.Body, r.At.UnixMilli())
 	if err != nil {
 		return false, fmt.Errorf("store: command reply: %w", err)
 	}
