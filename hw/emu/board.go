@@ -25,6 +25,16 @@ type Opts struct {
 	Tick        time.Duration    // how often Run brings the models up to date (for timely event logs); 20ms when 0
 	Seed        uint64           // seed for probabilistic faults; 1 when 0
 	ControlPath string           // control socket path for Emulator; a fresh temporary directory's control.sock when ""
+
+	// OnCoil, when not nil, is told of every change of a coil's state: a
+	// Modbus write that switches it, a lapsed watchdog lease or
+	// communication timeout, or expire_lease. at is the instant on the
+	// Now clock (for a lapse, the moment it lapsed). It is called in the
+	// order the changes happen, with the board's lock held, so it must
+	// return quickly and must not call the Board (that deadlocks): record
+	// the change and signal another goroutine. Writes that leave a coil as
+	// it was are not reported.
+	OnCoil func(addr uint16, on bool, at time.Time)
 }
 
 func (o *Opts) withDefaults() Opts {
@@ -285,6 +295,9 @@ func (b *Board) setCoil(addr uint16, on bool, t time.Time) {
 		return
 	}
 	b.coils[addr] = on
+	if b.o.OnCoil != nil {
+		b.o.OnCoil(addr, on, t)
+	}
 	if m := b.coilUser[addr]; m != nil {
 		m.coil(addr, on, t)
 		m.advance(t) // an edge can change inputs at once (a washer starting)

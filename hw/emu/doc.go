@@ -108,4 +108,9 @@
 // lpm}; clear_faults. [Board.HandleCommand] lets a program add commands
 // (hwsim adds modem_* ones). [Dial] returns a typed Go client, [Control],
 // for other packages' tests; [Status] is the truth they compare against.
+//
+// A program that runs the board in process can also be told of every coil
+// change as it happens, with its instant on the Opts.Now clock
+// (Opts.OnCoil): a load harness times a phone's request to the moment a
+// valve opens this way.
 package emu

@@ -1,6 +1,8 @@
 package emu_test
 
 import (
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -204,6 +206,54 @@ func TestCommTimeoutOverride(t *testing.T) {
 		time.Sleep(600 * time.Millisecond)
 		if s := r.board.Status(); s.Coils["relay1"] || s.CommTrips != 1 {
 			t.Fatalf("coils %v, trips %d", s.Coils, s.CommTrips)
+		}
+	})
+}
+
+// Opts.OnCoil hears every change of a coil, in order, at the instant it
+// took effect: Modbus writes, a lapsed lease (at its deadline, not when it
+// is noticed) and expire_lease; a write that changes nothing is not heard.
+func TestOnCoil(t *testing.T) {
+	type change struct {
+		addr uint16
+		on   bool
+		at   time.Duration // since the test began
+	}
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		var mu sync.Mutex
+		var got []change
+		r := newRig(t, mustProfile(t, "pulse-io-4"), mustSim(t, `
+machines:
+  - {name: tap, kind: water, valve: out1, flow: count1, flow_lpm: 6, k_factor: 1000}
+`), &emu.Opts{OnCoil: func(addr uint16, on bool, at time.Time) {
+			mu.Lock()
+			got = append(got, change{addr, on, at.Sub(t0)})
+			mu.Unlock()
+		}})
+		r.writeReg(100, 10) // a 1 s lease
+		r.writeCoil(0, true)
+		r.writeCoil(0, true) // no change
+		time.Sleep(300 * time.Millisecond)
+		r.writeCoil(1, true)
+		r.writeCoil(1, false)
+		r.writeCoil(1, false) // no change
+		time.Sleep(2 * time.Second)
+		r.board.Status()
+		r.writeCoil(2, true)
+		r.do(emu.Request{Cmd: emu.CmdExpireLease})
+		want := []change{
+			{0, true, 0},
+			{1, true, 300 * time.Millisecond},
+			{1, false, 300 * time.Millisecond},
+			{0, false, time.Second}, // the lease's deadline
+			{2, true, 2300 * time.Millisecond},
+			{2, false, 2300 * time.Millisecond},
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(got, want) {
+			t.Fatalf("OnCoil heard %v, want %v", got, want)
 		}
 	})
 }
