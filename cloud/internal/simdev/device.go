@@ -43,6 +43,14 @@ type Options struct {
 	// OnAcked is called (outside the device's lock) when the usage report
 	// of a session is acknowledged the first time.
 	OnAcked func(d *Device, s vend.SessionID)
+	// OnGrant is called (outside the device's lock) when a verified grant
+	// for a new session arrives, with the instant its Authorize reached
+	// the device's message handler.
+	OnGrant func(d *Device, g signed.Grant, at time.Time)
+	// Telemetry, when positive, makes Run publish a telemetry message
+	// (QoS 0, like the controller's) every Telemetry, the first one after
+	// a random part of it so a fleet does not report in lockstep.
+	Telemetry time.Duration
 }
 
 // Identity is what provisioning gives a device: its id, keys and the
@@ -110,6 +118,7 @@ type Device struct {
 	replies  int
 	closed   bool
 	timers   []*time.Timer
+	started  time.Time
 }
 
 // New returns a Device for id; Connect it to a broker.
@@ -123,7 +132,7 @@ func New(id Identity, opts Options) *Device {
 	if opts.Units == nil {
 		opts.Units = func(g signed.Grant) uint64 { return rand.Uint64N(g.CapUnits + 1) }
 	}
-	return &Device{Identity: id, opts: opts, sessions: map[vend.SessionID]*Record{}}
+	return &Device{Identity: id, opts: opts, sessions: map[vend.SessionID]*Record{}, started: time.Now()}
 }
 
 // Connect connects to the broker at url as the real controller does
@@ -185,17 +194,67 @@ func (d *Device) Close() {
 }
 
 // Run resends unacknowledged uplinks, oldest first, every ResendAfter,
-// until ctx is done.
+// and publishes telemetry every Options.Telemetry, until ctx is done.
 func (d *Device) Run(ctx context.Context) {
 	t := time.NewTicker(d.opts.ResendAfter / 2)
 	defer t.Stop()
+	var tel <-chan time.Time
+	if p := d.opts.Telemetry; p > 0 {
+		first := time.NewTimer(time.Duration(rand.Int64N(int64(p))))
+		defer first.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-first.C:
+		}
+		d.publishTelemetry()
+		tt := time.NewTicker(p)
+		defer tt.Stop()
+		tel = tt.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			d.resend()
+		case <-tel:
+			d.publishTelemetry()
 		}
+	}
+}
+
+// Telemetry is the device's telemetry message now: one water machine,
+// idle or busy as its sessions say, a healthy board and modem.
+func (d *Device) Telemetry(now time.Time) *mqttapi.Telemetry {
+	d.mu.Lock()
+	busy, served := false, uint64(0)
+	for _, r := range d.sessions {
+		if !r.Reported {
+			busy = true
+		}
+		served += r.Units
+	}
+	pending := len(d.outbox)
+	d.mu.Unlock()
+	state := mqttapi.MachineIdle
+	if busy {
+		state = mqttapi.MachineBusy
+	}
+	rssi := -71
+	return &mqttapi.Telemetry{
+		Envelope: mqttapi.NewEnvelope(now), UptimeS: uint64(time.Since(d.started).Seconds()),
+		Modem:       &mqttapi.Modem{RSSIdBm: &rssi, CSQ: 21, Registration: mqttapi.RegHome, Operator: "26201", Tech: "lte-m"},
+		Board:       mqttapi.Board{Status: "ok"},
+		OutboxDepth: uint32(pending),
+		Machines:    []mqttapi.MachineStatus{{ID: "tap1", State: state, Counters: mqttapi.Counters{Unit: vend.KindWater.Unit(), UnitsTotal: served, SessionsTotal: uint64(len(d.sessions))}}},
+	}
+}
+
+func (d *Device) publishTelemetry() {
+	p, err := d.tree.Publication(d.ID, d.Telemetry(time.Now()))
+	if err == nil {
+		d.client.Publish(p.Topic, p.QoS, p.Retain, p.Payload)
 	}
 }
 
@@ -221,7 +280,7 @@ func (d *Device) resend() {
 }
 
 // ProximityID is the ID the device's beacon broadcasts at t.
-func (d *Device) ProximityID(at time.Time) phoneapi.ProximityID {
+func (d Identity) ProximityID(at time.Time) phoneapi.ProximityID {
 	return phoneapi.ProximityID(proxid.Compute(d.IDKey, proxid.Counter(at), d.K).String())
 }
 
@@ -253,7 +312,7 @@ func (d *Device) onCmd(_ paho.Client, m paho.Message) {
 		d.onAck(c)
 		return
 	case *mqttapi.Authorize:
-		err = d.onAuthorize(c)
+		err = d.onAuthorize(c, time.Now())
 	}
 	d.mu.Lock()
 	d.replies++
@@ -294,27 +353,36 @@ func (d *Device) onAck(c *mqttapi.Ack) {
 // errGrant is the refusal of a grant that does not verify.
 var errGrant = errors.New("simdev: grant does not verify")
 
-func (d *Device) onAuthorize(c *mqttapi.Authorize) error {
+func (d *Device) onAuthorize(c *mqttapi.Authorize, at time.Time) error {
 	g, err := signed.OpenGrant(c.Grant, d.Cloud)
 	if err != nil || g.Device != d.ID {
 		return &vend.Error{Kind: vend.Invalid, Code: "grant.invalid", Msg: errGrant.Error()}
 	}
+	if d.accept(g) && d.opts.OnGrant != nil {
+		d.opts.OnGrant(d, g, at)
+	}
+	return nil
+}
+
+// accept records a new session and schedules its usage report; false for
+// a resent Authorize (answered again, not acted on twice).
+func (d *Device) accept(g signed.Grant) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if r, ok := d.sessions[g.Session]; ok {
-		r.Grants++ // a resent Authorize: answer again, do not act twice
-		return nil
+		r.Grants++
+		return false
 	}
 	d.sessions[g.Session] = &Record{Grant: g, Grants: 1}
 	if d.closed {
-		return nil
+		return true
 	}
 	t := time.AfterFunc(d.opts.UsageDelay(), func() { d.finish(g) })
 	d.timers = append(d.timers, t)
 	if len(d.timers) > 64 {
 		d.timers = d.timers[len(d.timers)-64:]
 	}
-	return nil
+	return true
 }
 
 // finish meters the session and queues its events and signed usage report
