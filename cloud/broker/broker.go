@@ -27,6 +27,16 @@ const (
 	DefaultMaxPacketSize = 64 << 10           // bytes; mqttapi.MaxPayload is 16 KiB, the rest is headroom
 	DefaultSessionExpiry = 7 * 24 * time.Hour // how long the broker keeps a disconnected persistent session
 	DefaultLookupTimeout = 5 * time.Second    // bound on one Credentials lookup
+	// DefaultMaxPendingWrites bounds the packets queued for one client's
+	// connection. mochi allocates the queue per client up front (8 bytes a
+	// slot); its own default of 8192 cost 64 KiB per device, 650 MiB for
+	// 10,000 devices (cloud/LOAD.md). A device has a few commands in
+	// flight at most; the cloud's own client, which takes every uplink, is
+	// the one that can fill it, and only when it cannot keep up: then the
+	// broker drops, devices resend from their outboxes (usage, events),
+	// a start whose reply was dropped fails with device.no_reply and is
+	// retried, and telemetry is QoS 0 by contract.
+	DefaultMaxPendingWrites = 1024
 )
 
 // Broker errors.
@@ -91,7 +101,10 @@ type Options struct {
 	MaxPacketSize uint32        // largest MQTT packet accepted, bytes; default DefaultMaxPacketSize
 	SessionExpiry time.Duration // default DefaultSessionExpiry
 	LookupTimeout time.Duration // default DefaultLookupTimeout
-	Logger        *slog.Logger  // default: discard
+	// MaxPendingWrites is the per-client queue of outbound packets;
+	// default DefaultMaxPendingWrites.
+	MaxPendingWrites int
+	Logger           *slog.Logger // default: discard
 }
 
 // Broker is the embedded MQTT broker (mochi-mqtt). Create it with [New],
@@ -158,6 +171,10 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumPacketSize = opts.MaxPacketSize
 	caps.MaximumSessionExpiryInterval = uint32(min(opts.SessionExpiry/time.Second, 1<<32-1))
 	caps.MaximumQos = 1 // the contract uses QoS 0 and 1 only
+	if opts.MaxPendingWrites <= 0 {
+		opts.MaxPendingWrites = DefaultMaxPendingWrites
+	}
+	caps.MaximumClientWritesPending = int32(min(opts.MaxPendingWrites, 1<<20))
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 log.With("component", "mochi"),

@@ -809,8 +809,9 @@ func (s *samplers) stop() (cloudCPU float64, cloudRSS uint64, brokerCPU, dbCPU f
 	return c.CPUPercent, c.PeakRSS, brokerCPU, dbCPU
 }
 
-// profiler takes a CPU profile of the first instance over a step and an
-// allocation profile after it, from its -debug-addr listener.
+// profiler takes a CPU profile of the first instance over a step and
+// allocation and in-use heap profiles after it, from its -debug-addr
+// listener.
 type profiler struct {
 	base, dir, name string
 	cpu             chan error
@@ -856,6 +857,7 @@ func (p *profiler) fetch(ctx context.Context, path, kind string) error {
 func (p *profiler) finish(ctx context.Context) []string {
 	if err := <-p.cpu; err == nil {
 		_ = p.fetch(ctx, "/debug/pprof/allocs", "allocs")
+		_ = p.fetch(ctx, "/debug/pprof/heap?gc=1", "heap")
 	}
 	return p.files
 }
