@@ -62,6 +62,16 @@ func lookup(leaf Leaf, typ string) (Entry, bool) {
 	return Entry{}, false
 }
 
+// lookupBytes is lookup for a type name still in the payload's bytes.
+func lookupBytes(leaf Leaf, typ []byte) (Entry, bool) {
+	for _, e := range registry {
+		if e.Leaf == leaf && e.Type == string(typ) {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
 // Decode parses payload received on a topic with the given leaf and returns
 // the validated message (a pointer such as *Usage). Checks, in order, each
 // failing with its own error: size (ErrTooLarge, before any parsing), leaf
@@ -71,7 +81,27 @@ func lookup(leaf Leaf, typ string) (Entry, bool) {
 // *FieldError (ErrField) naming the member's JSON path. Members match their
 // names exactly (encoding/json alone would accept "ID" for "id"). Decode
 // never panics.
+//
+// A well-formed payload takes a fast path (fastFill): one scan and
+// one json.Unmarshal. Anything the fast path does not accept is decoded again
+// by the strict path, which alone decides the error, so both paths accept
+// and reject the same payloads with the same errors.
 func Decode(leaf Leaf, payload []byte) (Message, error) {
+	if len(payload) <= MaxPayload && leaf.Valid() {
+		if typ, ok := fastType(payload); ok {
+			if e, ok := lookupBytes(leaf, typ); ok {
+				if m := e.New(); fastFill(payload, m) {
+					return m, nil
+				}
+			}
+		}
+	}
+	return decodeStrict(leaf, payload)
+}
+
+// decodeStrict is Decode without the fast path: the reference the fast path
+// is tested against, and the path that reports every error.
+func decodeStrict(leaf Leaf, payload []byte) (Message, error) {
 	if len(payload) > MaxPayload {
 		return nil, vend.Errorf(ErrTooLarge, "%d bytes: limit %d", len(payload), MaxPayload)
 	}
@@ -98,29 +128,41 @@ func Decode(leaf Leaf, payload []byte) (Message, error) {
 
 // DecodeAs decodes payload as the message type M, such as
 // DecodeAs[Usage](b). It returns ErrType when payload's type is not M's, and
-// otherwise the errors of [Decode].
+// otherwise the errors of [Decode]. Like Decode it tries the fast path first.
 func DecodeAs[M any, PM interface {
 	*M
 	Message
 }](payload []byte) (PM, error) {
 	var m PM = new(M)
-	if len(payload) > MaxPayload {
-		return nil, vend.Errorf(ErrTooLarge, "%d bytes: limit %d", len(payload), MaxPayload)
+	if len(payload) <= MaxPayload {
+		if typ, ok := fastType(payload); ok && string(typ) == m.TypeName() && fastFill(payload, m) {
+			return m, nil
+		}
+		m = new(M) // the fast path may have filled part of it
 	}
-	if !json.Valid(payload) {
-		return nil, vend.Errorf(ErrMalformed, "not a JSON value")
-	}
-	head, err := readHead(payload)
-	if err != nil {
-		return nil, err
-	}
-	if head.Type != m.TypeName() {
-		return nil, vend.Errorf(ErrType, "%q: want %q", clip(head.Type), m.TypeName())
-	}
-	if err := decodeBody(payload, m); err != nil {
+	if err := decodeAsStrict(payload, m); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// decodeAsStrict is DecodeAs without the fast path, decoding into the zero
+// message m.
+func decodeAsStrict(payload []byte, m Message) error {
+	if len(payload) > MaxPayload {
+		return vend.Errorf(ErrTooLarge, "%d bytes: limit %d", len(payload), MaxPayload)
+	}
+	if !json.Valid(payload) {
+		return vend.Errorf(ErrMalformed, "not a JSON value")
+	}
+	head, err := readHead(payload)
+	if err != nil {
+		return err
+	}
+	if head.Type != m.TypeName() {
+		return vend.Errorf(ErrType, "%q: want %q", clip(head.Type), m.TypeName())
+	}
+	return decodeBody(payload, m)
 }
 
 // Encode sets msg's v to Version and type to its TypeName, validates it and
@@ -406,4 +448,290 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 	}
 	fieldCache.Store(t, m)
 	return m
+}
+
+// The fast path.
+//
+// The strict path above parses a payload four times, three of them through
+// json.Decoder.Token, which allocates for every token; on the cloud's ingest
+// it was nearly all the CPU. The fast path scans the bytes once with the
+// small hand-written walker below (encoding/json has no allocation-free way
+// to visit keys), checking exactly what checkKeys checks beyond what
+// json.Unmarshal and Validate check themselves, then runs one json.Unmarshal
+// and Validate. It does not report errors: on anything it is unsure of
+// (a syntax error, an unknown or escaped key, a duplicate, a value of the
+// wrong shape, a null where checkKeys would call UnmarshalText, a type member
+// after a container member, or any error from Unmarshal or Validate) it gives
+// up and the caller runs the strict path on the same bytes. So the set of
+// payloads it accepts is a subset of the strict path's, decoded by the same
+// encoding/json into the same value, and every error comes from the strict
+// path. The walker does not check syntax: json.Unmarshal does, after it. On
+// valid JSON it sees the same structure as encoding/json; on anything else it
+// only has to stop without panicking.
+
+// fastFill walks payload against m's plan and, if every key is one of m's
+// json names exactly, once per object, and every value has the shape
+// checkKeys wants, unmarshals payload into m and validates it. It reports
+// whether all of that succeeded; m is garbage when it did not.
+func fastFill(payload []byte, m Message) bool {
+	p := planOf(reflect.TypeOf(m), 0)
+	w := walker{b: payload}
+	if p.kind != planStruct || w.peek() != '{' || !w.object(p) || w.peek() != 0 {
+		return false
+	}
+	return json.Unmarshal(payload, m) == nil && m.Validate() == nil
+}
+
+// fastType returns the value of the top-level "type" member, a string
+// without escapes, if it comes before any member whose value is an object or
+// an array (Encode puts it fourth).
+func fastType(payload []byte) ([]byte, bool) {
+	w := walker{b: payload}
+	if w.peek() != '{' {
+		return nil, false
+	}
+	w.i++
+	for {
+		if w.peek() != '"' {
+			return nil, false
+		}
+		k, esc, ok := w.str()
+		if !ok || esc || w.peek() != ':' {
+			return nil, false
+		}
+		w.i++
+		c := w.peek()
+		if string(k) == "type" {
+			if c != '"' {
+				return nil, false
+			}
+			v, esc, ok := w.str()
+			return v, ok && !esc
+		}
+		if c == '"' {
+			if _, _, ok := w.str(); !ok {
+				return nil, false
+			}
+		} else if !w.lit() {
+			return nil, false // a container, or not JSON
+		}
+		if w.peek() != ',' {
+			return nil, false
+		}
+		w.i++
+	}
+}
+
+// planKind is how checkKeys treats a Go type.
+type planKind uint8
+
+const (
+	planOther  planKind = iota // a kind the fast path does not handle
+	planScalar                 // bool, number or string: a literal
+	planText                   // encoding.TextUnmarshaler: a string
+	planBytes                  // []byte: a base64 string or null
+	planStruct                 // an object of exactly its json fields, or null
+	planSlice                  // an array of elem, or null
+)
+
+// plan is a Go type as the walker needs it.
+type plan struct {
+	kind   planKind
+	elem   *plan    // planSlice
+	names  []string // planStruct: json names, at most 64
+	fields []*plan  // planStruct: plans of names
+}
+
+var (
+	planCache       sync.Map // reflect.Type → *plan
+	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+)
+
+// planOf returns t's plan, classifying t as checkKeys does. Types it cannot
+// vouch for are planOther, so payloads using them take the strict path.
+func planOf(t reflect.Type, depth int) *plan {
+	if p, ok := planCache.Load(t); ok {
+		return p.(*plan)
+	}
+	key, p := t, &plan{}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case depth > 32, reflect.PointerTo(t).Implements(jsonUnmarshaler):
+		// Too deep to be one of ours (or recursive), or decoded by its own
+		// UnmarshalJSON, which checkKeys does not look at.
+	case reflect.PointerTo(t).Implements(textUnmarshaler):
+		p.kind = planText
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		p.kind = planBytes
+	case t.Kind() == reflect.Struct:
+		fields := jsonFields(t)
+		if len(fields) > 64 {
+			break
+		}
+		p.kind = planStruct
+		for name, ft := range fields {
+			p.names = append(p.names, name)
+			p.fields = append(p.fields, planOf(ft, depth+1))
+		}
+	case t.Kind() == reflect.Slice:
+		p.kind = planSlice
+		p.elem = planOf(t.Elem(), depth+1)
+	case t.Kind() == reflect.Bool, t.Kind() == reflect.String,
+		t.Kind() >= reflect.Int && t.Kind() <= reflect.Float64:
+		p.kind = planScalar
+	}
+	q, _ := planCache.LoadOrStore(key, p)
+	return q.(*plan)
+}
+
+// walker reads JSON from b at i. It does not check syntax (see fastFill).
+type walker struct {
+	b []byte
+	i int
+}
+
+// peek skips white space and returns the next byte, or 0 at the end.
+func (w *walker) peek() byte {
+	for ; w.i < len(w.b); w.i++ {
+		switch c := w.b[w.i]; c {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return c
+		}
+	}
+	return 0
+}
+
+// str reads the string at i (which is '"') and returns its raw contents and
+// whether they hold an escape.
+func (w *walker) str() (raw []byte, esc, ok bool) {
+	start := w.i + 1
+	for j := start; j < len(w.b); j++ {
+		switch w.b[j] {
+		case '"':
+			w.i = j + 1
+			return w.b[start:j], esc, true
+		case '\\':
+			esc = true
+			j++
+		}
+	}
+	return nil, false, false
+}
+
+// lit reads a number, true, false or null.
+func (w *walker) lit() bool {
+	j := w.i
+	for j < len(w.b) {
+		c := w.b[j]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '+' || c == '.') {
+			break
+		}
+		j++
+	}
+	ok := j > w.i
+	w.i = j
+	return ok
+}
+
+// value reads one value of plan p's shape.
+func (w *walker) value(p *plan) bool {
+	c := w.peek()
+	if c == 'n' && p.kind != planOther && p.kind != planText {
+		// null: checkKeys accepts it for these, and so does encoding/json.
+		// (For a text type checkKeys calls UnmarshalText("").)
+		return w.lit()
+	}
+	switch p.kind {
+	case planScalar:
+		switch {
+		case c == '"':
+			_, _, ok := w.str()
+			return ok
+		case c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f':
+			return w.lit()
+		}
+	case planText, planBytes:
+		if c == '"' {
+			_, _, ok := w.str()
+			return ok
+		}
+	case planStruct:
+		if c == '{' {
+			return w.object(p)
+		}
+	case planSlice:
+		if c != '[' {
+			return false
+		}
+		w.i++
+		if w.peek() == ']' {
+			w.i++
+			return true
+		}
+		for {
+			if !w.value(p.elem) {
+				return false
+			}
+			switch w.peek() {
+			case ',':
+				w.i++
+			case ']':
+				w.i++
+				return true
+			default:
+				return false
+			}
+		}
+	}
+	return false
+}
+
+// object reads the object at i (which is '{') against struct plan p: every
+// key one of p's names exactly, unescaped, at most once.
+func (w *walker) object(p *plan) bool {
+	w.i++
+	if w.peek() == '}' {
+		w.i++
+		return true
+	}
+	var seen uint64
+	for {
+		if w.peek() != '"' {
+			return false
+		}
+		k, esc, ok := w.str()
+		if !ok || esc {
+			return false
+		}
+		f := -1
+		for j, name := range p.names {
+			if name == string(k) {
+				f = j
+				break
+			}
+		}
+		if f < 0 || seen&(1<<f) != 0 {
+			return false
+		}
+		seen |= 1 << f
+		if w.peek() != ':' {
+			return false
+		}
+		w.i++
+		if !w.value(p.fields[f]) {
+			return false
+		}
+		switch w.peek() {
+		case ',':
+			w.i++
+		case '}':
+			w.i++
+			return true
+		default:
+			return false
+		}
+	}
 }

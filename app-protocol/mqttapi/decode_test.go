@@ -131,18 +131,19 @@ func TestDecodeAs(t *testing.T) {
 // ok is a valid usage payload; the cases below break one thing at a time.
 const okUsage = `{"v":1,"id":"abc","ts":1767225600000,"type":"usage","session":"4c12ef51-7541-4eb9-9e31-1c83635c7a61","seq":1,"report":"AQID"}`
 
-func TestDecodeErrors(t *testing.T) {
-	if _, err := mqttapi.Decode(mqttapi.LeafUsage, []byte(okUsage)); err != nil {
-		t.Fatalf("Decode(okUsage) = %v", err)
-	}
+// decodeErrorCase is a payload Decode must refuse with err (naming field).
+type decodeErrorCase struct {
+	name    string
+	leaf    mqttapi.Leaf
+	payload string
+	err     *vend.Error
+	field   string // for ErrField
+}
+
+// decodeErrorCases breaks okUsage and other payloads one thing at a time.
+func decodeErrorCases() []decodeErrorCase {
 	big := `{"v":1,"id":"abc","ts":1,"type":"event","kind":"power_restored","detail":"` + strings.Repeat("x", mqttapi.MaxPayload) + `"}`
-	tests := []struct {
-		name    string
-		leaf    mqttapi.Leaf
-		payload string
-		err     *vend.Error
-		field   string // for ErrField
-	}{
+	return []decodeErrorCase{
 		{"oversized", mqttapi.LeafEvt, big, mqttapi.ErrTooLarge, ""},
 		{"oversized garbage", mqttapi.LeafEvt, strings.Repeat("{", mqttapi.MaxPayload+1), mqttapi.ErrTooLarge, ""},
 		{"bad leaf", "status", okUsage, mqttapi.ErrLeaf, ""},
@@ -214,6 +215,13 @@ func TestDecodeErrors(t *testing.T) {
 		{"reply control char", mqttapi.LeafReply, `{"v":1,"id":"a","ts":1,"type":"reply","cmd_id":"c","ok":false,"code":"x","message":"a\u0007b"}`, mqttapi.ErrField, "message"},
 		{"deep nesting", mqttapi.LeafEvt, `{"v":1,"id":"a","ts":1,"type":"event","kind":"power_restored","detail":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}`, mqttapi.ErrField, "detail"},
 	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	if _, err := mqttapi.Decode(mqttapi.LeafUsage, []byte(okUsage)); err != nil {
+		t.Fatalf("Decode(okUsage) = %v", err)
+	}
+	tests := decodeErrorCases()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := mqttapi.Decode(tt.leaf, []byte(tt.payload))
