@@ -81,6 +81,7 @@ type StepResult struct {
 	CloudRSS      uint64  // peak bytes, all instances
 	BrokerCPU     float64 // Mosquitto, percent of one core (embedded: inside CloudCPU)
 	DBCPU         float64 // PostgreSQL processes, percent of one core
+	DBCommits     float64 // PostgreSQL transactions (commits and rollbacks) per second, from pg_stat_database
 	Errors        map[string]int
 	Pass          bool // met the goals (FindMax)
 }
@@ -489,6 +490,7 @@ func (f *fleet) step(ctx context.Context, rate float64) StepResult {
 	settled0 := f.settled.Load()
 	tel0, _ := scrape(ctx, f.httpURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
 	samp := f.startSamplers()
+	commits0 := f.pgCommits(ctx)
 	sctx, scancel := context.WithTimeout(ctx, cfg.Duration)
 	defer scancel()
 	relayDone := make(chan [3]time.Duration, 1)
@@ -556,6 +558,9 @@ loop:
 	tel1, _ := scrape(ctx, f.httpURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
 	r.TelemetryIn = (tel1 - tel0) / loadEnd.Sub(start).Seconds()
 	r.CloudCPU, r.CloudRSS, r.BrokerCPU, r.DBCPU = samp.stop()
+	if commits0 >= 0 {
+		r.DBCommits = float64(f.pgCommits(ctx)-commits0) / loadEnd.Sub(start).Seconds()
+	}
 
 	target := settled0 + authzd.Load()
 	for deadline := time.Now().Add(cfg.Drain); f.settled.Load() < target && time.Now().Before(deadline); {
@@ -585,6 +590,20 @@ loop:
 	}
 	r.Pass = r.Answer[2] <= cfg.AuthSLO && hard == 0 && r.Authorized >= expected*95/100
 	return r
+}
+
+// pgCommits is PostgreSQL's count of transactions in the bench database
+// (every statement outside a transaction is one), or -1 on SQLite. The
+// statistics lag by up to a second.
+func (f *fleet) pgCommits(ctx context.Context) int64 {
+	if f.cfg.DB != "postgres" {
+		return -1
+	}
+	var n int64
+	if err := f.db.DB().QueryRowContext(ctx, `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&n); err != nil {
+		return -1
+	}
+	return n
 }
 
 // relayTaps starts sessions on the real controllers, one at a time per
