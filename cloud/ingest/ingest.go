@@ -248,6 +248,7 @@ func (in *Ingest) clientOptions() *paho.ClientOptions {
 		SetWriteTimeout(10 * time.Second).
 		SetResumeSubs(false). // we subscribe again on every connect instead
 		SetDefaultPublishHandler(in.onMessage).
+		SetCustomOpenConnectionFn(dialBuffered).
 		SetOnConnectHandler(in.onConnect).
 		SetConnectionLostHandler(in.onLost).
 		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
