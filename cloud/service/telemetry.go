@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -26,12 +27,20 @@ import (
 // flush behind on counters, never on states.
 type telemetryBuffer struct {
 	mu      sync.Mutex
-	pending map[string]store.StatusUpdate // device → newest coalesced update
-	written map[string]string             // device → signature last written
+	pending map[string]pendingTelemetry // device → newest coalesced message
+	written map[string]string           // device → signature last written
+}
+
+// pendingTelemetry is a coalesced message, encoded for the store only when
+// it is flushed: a device that reports faster than TelemetryFlush costs
+// one encoding per flush, not one per message.
+type pendingTelemetry struct {
+	msg *mqttapi.Telemetry
+	at  time.Time
 }
 
 func newTelemetryBuffer() *telemetryBuffer {
-	return &telemetryBuffer{pending: map[string]store.StatusUpdate{}, written: map[string]string{}}
+	return &telemetryBuffer{pending: map[string]pendingTelemetry{}, written: map[string]string{}}
 }
 
 // signature is what decides write-through: the board status and every
@@ -50,17 +59,17 @@ func signature(m *mqttapi.Telemetry) string {
 	return b.String()
 }
 
-// add queues u when its signature equals the one last written for the
-// device and reports whether it did; otherwise the caller writes u
+// add queues m when its signature equals the one last written for the
+// device and reports whether it did; otherwise the caller writes m
 // through and calls wrote.
-func (t *telemetryBuffer) add(u store.StatusUpdate, sig string) bool {
+func (t *telemetryBuffer) add(device string, m *mqttapi.Telemetry, at time.Time, sig string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if w, ok := t.written[u.Device]; !ok || w != sig {
+	if w, ok := t.written[device]; !ok || w != sig {
 		return false
 	}
-	if p, ok := t.pending[u.Device]; !ok || !u.At.Before(p.At) {
-		t.pending[u.Device] = u
+	if p, ok := t.pending[device]; !ok || !at.Before(p.at) {
+		t.pending[device] = pendingTelemetry{msg: m, at: at}
 	}
 	return true
 }
@@ -71,7 +80,7 @@ func (t *telemetryBuffer) wrote(u store.StatusUpdate, sig string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.written[u.Device] = sig
-	if p, ok := t.pending[u.Device]; ok && !p.At.After(u.At) {
+	if p, ok := t.pending[u.Device]; ok && !p.at.After(u.At) {
 		delete(t.pending, u.Device)
 	}
 }
@@ -80,12 +89,17 @@ func (t *telemetryBuffer) wrote(u store.StatusUpdate, sig string) {
 // instances flushing overlapping devices lock rows in the same order.
 func (t *telemetryBuffer) take() []store.StatusUpdate {
 	t.mu.Lock()
-	out := make([]store.StatusUpdate, 0, len(t.pending))
-	for _, u := range t.pending {
-		out = append(out, u)
-	}
-	clear(t.pending)
+	taken := t.pending
+	t.pending = make(map[string]pendingTelemetry, len(taken))
 	t.mu.Unlock()
+	out := make([]store.StatusUpdate, 0, len(taken))
+	for device, p := range taken {
+		b, err := json.Marshal(p.msg)
+		if err != nil {
+			continue // a decoded message always encodes
+		}
+		out = append(out, store.StatusUpdate{Device: device, Online: true, Telemetry: b, At: p.at})
+	}
 	slices.SortFunc(out, func(a, b store.StatusUpdate) int { return strings.Compare(a.Device, b.Device) })
 	return out
 }

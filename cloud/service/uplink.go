@@ -65,14 +65,15 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 		s.mu.Unlock()
 		return ResultOK, nil
 	case *mqttapi.Telemetry:
+		sig := signature(m)
+		if s.tel.add(device, m, at, sig) {
+			return ResultOK, nil // written with the next flush
+		}
 		b, err := json.Marshal(m)
 		if err != nil {
 			return ResultError, err
 		}
-		u, sig := store.StatusUpdate{Device: device, Online: true, Telemetry: b, At: at}, signature(m)
-		if s.tel.add(u, sig) {
-			return ResultOK, nil // written with the next flush
-		}
+		u := store.StatusUpdate{Device: device, Online: true, Telemetry: b, At: at}
 		err = s.st.SetDeviceStatus(ctx, device, true, b, at)
 		if errors.Is(err, store.ErrDeviceNotFound) {
 			return ResultIgnored, nil
