@@ -203,7 +203,8 @@ func printTable(w io.Writer, rs []simdev.BenchResult) {
 			r.Config.Name(), r.Provision.Round(time.Millisecond), r.Config.Devices+r.RelayCount, r.Connect.Round(time.Millisecond),
 			ledger, r.Lost, r.Doubled, strings.Join(st, " "))
 		if r.FloodSent > 0 {
-			fmt.Fprintf(w, "; flood %d msgs: cloud ingest %.0f/s, raw %s %.0f/s, ratio %.2f", r.FloodSent, r.Ingest, r.Config.Broker, r.Raw, r.Ingest/r.Raw)
+			fmt.Fprintf(w, "; flood %d msgs: cloud ingest %.0f/s (%d dropped), raw %s %.0f/s (%d dropped), ratio %.2f",
+				r.FloodSent, r.Ingest, r.FloodLost, r.Config.Broker, r.Raw, r.RawLost, r.Ingest/r.Raw)
 		}
 		if r.Config.FindMax {
 			fmt.Fprintf(w, "; highest step meeting the goals: %.0f/s", r.MaxRate)
