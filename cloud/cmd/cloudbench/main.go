@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.FindMax, "find-max", false, "after the -rate steps, keep adding -rate-step until a step misses the goals")
 	fs.Float64Var(&cfg.RateStep, "rate-step", 50, "find-max increment, starts per second")
 	fs.IntVar(&cfg.MaxSteps, "max-steps", 12, "find-max bound on steps")
-	fs.DurationVar(&cfg.AuthSLO, "slo", 50*time.Millisecond, "find-max: authorize p99 (phone answer) a step must stay under")
+	fs.DurationVar(&cfg.AuthSLO, "slo", 50*time.Millisecond, "find-max: authorize p99 (phone request to grant at the device) a step must stay under")
 	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "length of each load step")
 	fs.DurationVar(&cfg.Drain, "drain", 20*time.Second, "how long to wait after a step for its settlements")
 	fs.DurationVar(&cfg.UsageDelay, "usage-delay", 200*time.Millisecond, "mean time from grant to usage report")

@@ -45,7 +45,7 @@ type BenchConfig struct {
 	FindMax    bool          // keep stepping up by RateStep until a step misses the goals
 	RateStep   float64       // FindMax increment
 	MaxSteps   int           // FindMax bound
-	AuthSLO    time.Duration // FindMax: the authorize p99 a step must stay under
+	AuthSLO    time.Duration // FindMax: the authorize p99 (phone request → grant at the device) a step must stay under
 	Duration   time.Duration // length of each step
 	Drain      time.Duration // how long to wait after a step for outstanding settlements
 	UsageDelay time.Duration // mean time from grant to usage report (uniform 0..2×)
@@ -590,7 +590,12 @@ loop:
 			hard += v
 		}
 	}
-	r.Pass = r.Answer[2] <= cfg.AuthSLO && hard == 0 && r.Authorized >= expected*95/100
+	// A step meets the goals when authorize latency as the load goal
+	// defines it (request → grant at the device) stays under the SLO at
+	// p99, nothing failed, every authorized session settled within the
+	// drain, and at least 95 % of the target rate was started (the rest
+	// being ticks that found every phone busy: the cloud fell behind).
+	r.Pass = r.Grant[2] <= cfg.AuthSLO && hard == 0 && r.Authorized >= expected*95/100
 	return r
 }
 
