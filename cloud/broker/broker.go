@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -107,6 +108,20 @@ type Options struct {
 	Logger           *slog.Logger // default: discard
 }
 
+// Capabilities are the mochi server capabilities New gives the broker for
+// opts (zero fields take their defaults): the packet size and session
+// expiry limits, QoS 1 at most (the contract uses 0 and 1), and the
+// per-client outbound queue. Exported so that a bare mochi used as a
+// yardstick (cloudbench's raw broker rate) runs with the same ones.
+func Capabilities(opts Options) *mqtt.Capabilities {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = cmp.Or(opts.MaxPacketSize, DefaultMaxPacketSize)
+	caps.MaximumSessionExpiryInterval = uint32(min(cmp.Or(opts.SessionExpiry, DefaultSessionExpiry)/time.Second, 1<<32-1))
+	caps.MaximumQos = 1
+	caps.MaximumClientWritesPending = int32(min(cmp.Or(max(opts.MaxPendingWrites, 0), DefaultMaxPendingWrites), 1<<20))
+	return caps
+}
+
 // Broker is the embedded MQTT broker (mochi-mqtt). Create it with [New],
 // serve with [Broker.Run], stop with [Broker.Close].
 type Broker struct {
@@ -167,14 +182,7 @@ func New(opts Options) (*Broker, error) {
 		}
 	}
 
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = opts.MaxPacketSize
-	caps.MaximumSessionExpiryInterval = uint32(min(opts.SessionExpiry/time.Second, 1<<32-1))
-	caps.MaximumQos = 1 // the contract uses QoS 0 and 1 only
-	if opts.MaxPendingWrites <= 0 {
-		opts.MaxPendingWrites = DefaultMaxPendingWrites
-	}
-	caps.MaximumClientWritesPending = int32(min(opts.MaxPendingWrites, 1<<20))
+	caps := Capabilities(opts)
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 log.With("component", "mochi"),

@@ -34,6 +34,14 @@ type tcpListener struct {
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
+// NewListener returns the broker's plain TCP (tlsCfg nil) or TLS mochi
+// listener on addr, for a mochi server other than the broker's own (a
+// bare yardstick broker): unlike mochi's listeners.TCP it has no data race
+// on accept errors and closes without racing the server's client wait.
+func NewListener(id, addr string, tlsCfg *tls.Config) listeners.Listener {
+	return newTCPListener(id, addr, tlsCfg)
+}
+
 func newTCPListener(id, addr string, tlsCfg *tls.Config) *tcpListener {
 	return &tcpListener{id: id, addr: addr, tlsCfg: tlsCfg}
 }

@@ -21,7 +21,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/vend"
@@ -505,8 +504,8 @@ func FreeLoopbackAddr() (string, error) {
 }
 
 // StartPlainMochi runs an in-process mochi-mqtt broker with the
-// capabilities cloud/broker gives its own (packet size, session expiry,
-// QoS 1 at most, no $SYS updates), but letting every client connect,
+// capabilities and listener cloud/broker gives its own (broker.Capabilities,
+// broker.NewListener; no $SYS updates), but letting every client connect,
 // publish and subscribe (mochi's auth.AllowHook), on one plain TCP
 // listener at addr ("127.0.0.1:0" when empty: keep it on loopback). It
 // returns the URL for paho and a stop function, safe to call more than
@@ -515,20 +514,15 @@ func StartPlainMochi(addr string) (url string, stop func() error, err error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	// Kept in step with broker.New.
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = broker.DefaultMaxPacketSize
-	caps.MaximumSessionExpiryInterval = uint32(min(broker.DefaultSessionExpiry/time.Second, 1<<32-1))
-	caps.MaximumQos = 1
 	srv := mqtt.New(&mqtt.Options{
-		Capabilities:           caps,
+		Capabilities:           broker.Capabilities(broker.Options{}),
 		Logger:                 slog.New(slog.DiscardHandler),
 		SysTopicResendInterval: 0,
 	})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return "", nil, fmt.Errorf("simdev: mochi: add hook: %w", err)
 	}
-	ln := &plainListener{addr: addr}
+	ln := broker.NewListener("plain", addr, nil)
 	if err := srv.AddListener(ln); err != nil {
 		_ = srv.Close()
 		return "", nil, fmt.Errorf("simdev: mochi: listen %s: %w", addr, err)
@@ -538,112 +532,6 @@ func StartPlainMochi(addr string) (url string, stop func() error, err error) {
 		return "", nil, fmt.Errorf("simdev: mochi: serve: %w", err)
 	}
 	return "tcp://" + ln.Address(), sync.OnceValue(srv.Close), nil
-}
-
-// plainListener is a plain TCP mochi listener like cloud/broker's (whose
-// type is not exported): mochi's listeners.TCP writes one error variable
-// from every connection goroutine, a race the race detector reports, and
-// its Close can race the server's wait for clients being registered.
-type plainListener struct {
-	addr string
-
-	mu       sync.Mutex
-	ln       net.Listener
-	closed   bool
-	served   chan struct{} // closed when Serve's accept loop returns
-	starting sync.WaitGroup
-}
-
-var _ listeners.Listener = (*plainListener)(nil)
-
-func (l *plainListener) ID() string       { return "plain" }
-func (l *plainListener) Protocol() string { return "tcp" }
-
-func (l *plainListener) Address() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ln != nil {
-		return l.ln.Addr().String()
-	}
-	return l.addr
-}
-
-func (l *plainListener) Init(*slog.Logger) error {
-	ln, err := net.Listen("tcp", l.addr)
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	l.ln = ln
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *plainListener) Serve(establish listeners.EstablishFn) {
-	l.mu.Lock()
-	ln := l.ln
-	if ln == nil || l.closed {
-		l.mu.Unlock()
-		return
-	}
-	done := make(chan struct{})
-	l.served = done
-	l.mu.Unlock()
-	defer close(done)
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			conn.Close()
-			return
-		}
-		l.starting.Add(1)
-		l.mu.Unlock()
-		go func(c *startedConn) {
-			defer c.started()
-			_ = establish(l.ID(), c)
-		}(&startedConn{Conn: conn, wg: &l.starting})
-	}
-}
-
-// Close stops accepting, lets every accepted connection reach mochi's
-// client registration, then closes the clients.
-func (l *plainListener) Close(closeClients listeners.CloseFn) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	l.closed = true
-	ln, done := l.ln, l.served
-	l.mu.Unlock()
-	if ln != nil {
-		_ = ln.Close()
-	}
-	if done != nil {
-		<-done
-	}
-	l.starting.Wait()
-	closeClients(l.ID())
-}
-
-// startedConn marks its connection started at the first Read, when mochi
-// has registered the client with its wait group.
-type startedConn struct {
-	net.Conn
-	once sync.Once
-	wg   *sync.WaitGroup
-}
-
-func (c *startedConn) started() { c.once.Do(c.wg.Done) }
-
-func (c *startedConn) Read(p []byte) (int, error) {
-	c.started()
-	return c.Conn.Read(p)
 }
 
 // MosquittoBinary returns the mosquitto program as cloud/broker/brokertest
