@@ -4,14 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"testing"
 	"time"
-
-	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/proxid"
@@ -21,41 +15,12 @@ import (
 	"beaconvend/cloud/store"
 )
 
-// pgScratch returns a fresh PostgreSQL database for one test.
-func pgScratch(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("VEND_PG_DSN")
-	if base == "" {
-		svctest.Missing(t, "PostgreSQL (VEND_PG_DSN)", "run `export \"$(scripts/pg.sh | tail -n1)\"`")
-	}
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var b [4]byte
-	rand.Read(b[:])
-	name := "svc_" + hex.EncodeToString(b[:])
-	if _, err := db.Exec(`CREATE DATABASE ` + name); err != nil {
-		svctest.Missing(t, "PostgreSQL at VEND_PG_DSN", err.Error())
-	}
-	t.Cleanup(func() {
-		if db, err := sql.Open("pgx", base); err == nil {
-			db.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`)
-			db.Close()
-		}
-	})
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	return u.String()
-}
-
 // Two instances on one PostgreSQL: the device's reply reaches the other
 // instance (as a shared subscription may deliver it), and the waiting start
 // is woken by the database notification, not by the poll (set far beyond
 // the reply timeout here).
 func TestReplyOnOtherInstance(t *testing.T) {
-	dsn := pgScratch(t)
+	dsn := svctest.PostgresDSN(t, "svc")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	open := func() *store.Store {

@@ -1,12 +1,10 @@
 package store_test
 
 import (
-	"beaconvend/cloud/internal/svctest"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
@@ -21,6 +19,8 @@ import (
 
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/internal/pgscratch"
+	"beaconvend/cloud/internal/svctest"
 	"beaconvend/cloud/store"
 )
 
@@ -52,34 +52,9 @@ var (
 // VEND_PG_DSN; each test then gets its own schema in it.
 func pgScratch() (string, error) {
 	pgOnce.Do(func() {
-		base := os.Getenv("VEND_PG_DSN")
-		db, err := sql.Open("pgx", base)
-		if err != nil {
-			pgErr = err
-			return
-		}
-		defer db.Close()
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		name := "vend_store_test_" + hex.EncodeToString(b[:])
-		if _, err := db.Exec(`CREATE DATABASE ` + name); err != nil {
-			pgErr = fmt.Errorf("create scratch database (the role needs CREATEDB): %w", err)
-			return
-		}
-		u, err := url.Parse(base)
-		if err != nil {
-			pgErr = err
-			return
-		}
-		u.Path = "/" + name
-		pgBaseDSN = u.String()
-		dropPG = func() {
-			db, err := sql.Open("pgx", base)
-			if err != nil {
-				return
-			}
-			defer db.Close()
-			_, _ = db.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`)
+		var drop func() error
+		if pgBaseDSN, drop, pgErr = pgscratch.Create(os.Getenv("VEND_PG_DSN"), "vend_store_test"); pgErr == nil {
+			dropPG = func() { _ = drop() }
 		}
 	})
 	return pgBaseDSN, pgErr

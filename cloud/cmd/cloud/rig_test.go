@@ -1,15 +1,11 @@
 package main
 
 import (
-	"beaconvend/cloud/internal/svctest"
 	"bufio"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +16,7 @@ import (
 
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/internal/svctest"
 	"beaconvend/cloud/store"
 )
 
@@ -33,41 +30,9 @@ func buildCloud(t *testing.T) string {
 	return bin
 }
 
-// pgScratchDSN returns the DSN of a new PostgreSQL database made from
-// $VEND_PG_DSN and dropped at the end of the test. Without VEND_PG_DSN it
-// fails the test under VEND_REQUIRE_SERVICES and skips it loudly otherwise.
-func pgScratchDSN(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("VEND_PG_DSN")
-	if base == "" {
-		svctest.Missing(t, "PostgreSQL (VEND_PG_DSN)", "run `export \"$(scripts/pg.sh | tail -n1)\"`")
-	}
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	name := fmt.Sprintf("cloudcmd_%d_%d", os.Getpid(), rand.Uint32())
-	if _, err := db.Exec(`CREATE DATABASE ` + name); err != nil {
-		t.Fatalf("create scratch database from VEND_PG_DSN (the role needs CREATEDB): %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		if _, err := db.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`); err != nil {
-			t.Logf("drop %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
+// pgScratchDSN returns the DSN of a new PostgreSQL database, dropped at
+// the end of the test (svctest.PostgresDSN).
+func pgScratchDSN(t *testing.T) string { return svctest.PostgresDSN(t, "cloudcmd") }
 
 // cloudProc is `cloud serve` run as a process, restartable on the same
 // HTTP address, so it can be killed with real signals.

@@ -22,6 +22,7 @@ import (
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/broker"
+	"beaconvend/cloud/internal/pgscratch"
 	"beaconvend/cloud/store"
 )
 
@@ -222,8 +223,8 @@ func RunBench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error)
 		if cfg.PGDSN == "" {
 			return res, errors.New("simdev: postgres needs a DSN (-pg-dsn or VEND_PG_DSN)")
 		}
-		var drop func()
-		if f.dsn, drop, err = pgScratch(cfg.PGDSN); err != nil {
+		var drop func() error
+		if f.dsn, drop, err = pgscratch.Create(cfg.PGDSN, "cloudbench"); err != nil {
 			return res, err
 		}
 		defer drop()

@@ -14,7 +14,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -356,34 +355,6 @@ func scrape(ctx context.Context, urls []string, name string, labels ...string) (
 		}
 	}
 	return sum, nil
-}
-
-// pgScratch creates a database from base for one run; drop removes it.
-func pgScratch(base string) (string, func(), error) {
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		return "", nil, err
-	}
-	defer db.Close()
-	var b [4]byte
-	rand.Read(b[:])
-	name := "cloudbench_" + hex.EncodeToString(b[:])
-	if _, err := db.Exec(`CREATE DATABASE ` + name); err != nil {
-		return "", nil, fmt.Errorf("simdev: create scratch database: %w", err)
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	drop := func() {
-		db, err := sql.Open("pgx", base)
-		if err == nil {
-			db.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`)
-			db.Close()
-		}
-	}
-	return u.String(), drop, nil
 }
 
 // raiseFileLimit lifts the soft open-files limit to the hard one: ten
