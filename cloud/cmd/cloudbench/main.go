@@ -162,7 +162,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(
 
 func printTable(w io.Writer, rs []simdev.BenchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "deployment\tdevices\trate/s\tstarts\tauthorized\tsettled/s\tgrant p50 ms\tp95\tp99\tanswer p50 ms\tp99\trelay p50 ms\tp99\ttaps\ttelemetry/s\tcloud CPU %\tcloud RSS MiB\tbroker CPU %\tdb CPU %\tdb tx/s\terrors\t")
+	fmt.Fprintln(tw, "deployment\tdevices\trate/s\tstarts\tauthorized\tsettled/s\tgrant p50 ms\tp95\tp99\tanswer p50 ms\tp99\trelay p50 ms\tp99\ttaps\ttelemetry/s\tcloud CPU %\tcloud RSS MiB\tbroker CPU %\tdb CPU %\tdb tx/s\tbench CPU %\terrors\t")
 	for _, r := range rs {
 		for _, s := range r.Steps {
 			var errs []string
@@ -181,10 +181,10 @@ func printTable(w io.Writer, rs []simdev.BenchResult) {
 			if r.Config.DB == "postgres" {
 				dbtx = fmt.Sprintf("%.0f", s.DBCommits)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%s\t\n",
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%.0f\t%s\t\n",
 				r.Config.Name(), r.Config.Devices+r.RelayCount, s.Rate, s.Attempted, s.Authorized, s.SettledPerSec,
 				ms(s.Grant[0]), ms(s.Grant[1]), ms(s.Grant[2]), ms(s.Answer[0]), ms(s.Answer[2]), relay50, relay99, s.RelayTaps,
-				s.TelemetryIn, s.CloudCPU, float64(s.CloudRSS)/(1<<20), s.BrokerCPU, s.DBCPU, dbtx, strings.Join(errs, " "))
+				s.TelemetryIn, s.CloudCPU, float64(s.CloudRSS)/(1<<20), s.BrokerCPU, s.DBCPU, dbtx, s.BenchCPU, strings.Join(errs, " "))
 		}
 	}
 	tw.Flush()

@@ -83,6 +83,7 @@ type StepResult struct {
 	BrokerCPU     float64 // Mosquitto, percent of one core (embedded: inside CloudCPU)
 	DBCPU         float64 // PostgreSQL processes, percent of one core
 	DBCommits     float64 // PostgreSQL transactions (commits and rollbacks) per second, from pg_stat_database
+	BenchCPU      float64 // this process (devices, phones, emulated boards), percent of one core
 	Errors        map[string]int
 	Pass          bool // met the goals (FindMax)
 }
@@ -560,7 +561,7 @@ loop:
 	r.RelayTaps = int(relayTaps.Load())
 	tel1, _ := scrape(ctx, f.httpURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
 	r.TelemetryIn = (tel1 - tel0) / loadEnd.Sub(start).Seconds()
-	r.CloudCPU, r.CloudRSS, r.BrokerCPU, r.DBCPU = samp.stop()
+	r.CloudCPU, r.CloudRSS, r.BrokerCPU, r.DBCPU, r.BenchCPU = samp.stop()
 	if commits0 >= 0 {
 		r.DBCommits = float64(f.pgCommits(ctx)-commits0) / loadEnd.Sub(start).Seconds()
 	}
@@ -818,12 +819,12 @@ func eachRow(ctx context.Context, db *sql.DB, q string, f func(scan func(...any)
 	return rows.Err()
 }
 
-// samplers watch CPU and memory of the cloud instances, Mosquitto and
-// PostgreSQL during a step.
-type samplers struct{ cloud, mosq, pg *Sampler }
+// samplers watch CPU and memory of the cloud instances, Mosquitto,
+// PostgreSQL and the bench itself during a step.
+type samplers struct{ cloud, mosq, pg, bench *Sampler }
 
 func (f *fleet) startSamplers() *samplers {
-	s := &samplers{cloud: NewSampler(PIDs(f.cloudPID...), 500*time.Millisecond)}
+	s := &samplers{cloud: NewSampler(PIDs(f.cloudPID...), 500*time.Millisecond), bench: NewSampler(PIDs(os.Getpid()), 500*time.Millisecond)}
 	if f.mosq != nil {
 		s.mosq = NewSampler(PIDs(f.mosq.cmd.Process.Pid), 500*time.Millisecond)
 	}
@@ -833,15 +834,16 @@ func (f *fleet) startSamplers() *samplers {
 	return s
 }
 
-func (s *samplers) stop() (cloudCPU float64, cloudRSS uint64, brokerCPU, dbCPU float64) {
+func (s *samplers) stop() (cloudCPU float64, cloudRSS uint64, brokerCPU, dbCPU, benchCPU float64) {
 	c := s.cloud.Stop()
+	benchCPU = s.bench.Stop().CPUPercent
 	if s.mosq != nil {
 		brokerCPU = s.mosq.Stop().CPUPercent
 	}
 	if s.pg != nil {
 		dbCPU = s.pg.Stop().CPUPercent
 	}
-	return c.CPUPercent, c.PeakRSS, brokerCPU, dbCPU
+	return c.CPUPercent, c.PeakRSS, brokerCPU, dbCPU, benchCPU
 }
 
 // profiler takes a CPU profile of the first instance over a step and

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -238,45 +237,34 @@ func provision(ctx context.Context, dsn, prefix string, n, m int) ([]Identity, [
 		return nil, nil, err
 	}
 	ids := make([]Identity, n)
-	errc := make(chan error, n)
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			var idKey proxid.Key
-			rand.Read(idKey[:])
-			pub, priv, err := ed25519.GenerateKey(rand.Reader)
-			if err != nil {
-				errc <- err
-				return
-			}
-			pwb := make([]byte, 32)
-			rand.Read(pwb)
-			pw := hex.EncodeToString(pwb)
-			hash, err := broker.HashPassword(pw)
-			if err != nil {
-				errc <- err
-				return
-			}
-			id := fmt.Sprintf("%s-%05d", prefix, i)
-			price := vend.Price{Minor: 50, Per: 1000}
-			err = st.CreateDevice(ctx, store.Device{ID: id, OperatorID: op.ID, Name: id, IdentityKey: idKey, K: proxid.DefaultK, SignKey: pub, MQTTHash: hash,
-				Machines: []store.Machine{{ID: "tap1", Kind: vend.KindWater, Name: "Water 1", Unit: vend.KindWater.Unit(), Price: price, Currency: "EUR"}}})
-			if err != nil {
-				errc <- err
-				return
-			}
+	errs := make([]error, n)
+	parallel(n, 8, func(i int) {
+		var idKey proxid.Key
+		rand.Read(idKey[:])
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		pwb := make([]byte, 32)
+		rand.Read(pwb)
+		pw := hex.EncodeToString(pwb)
+		hash, err := broker.HashPassword(pw)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		id := fmt.Sprintf("%s-%05d", prefix, i)
+		price := vend.Price{Minor: 50, Per: 1000}
+		if errs[i] = st.CreateDevice(ctx, store.Device{ID: id, OperatorID: op.ID, Name: id, IdentityKey: idKey, K: proxid.DefaultK, SignKey: pub, MQTTHash: hash,
+			Machines: []store.Machine{{ID: "tap1", Kind: vend.KindWater, Name: "Water 1", Unit: vend.KindWater.Unit(), Price: price, Currency: "EUR"}}}); errs[i] == nil {
 			ids[i] = Identity{ID: id, IDKey: idKey, K: proxid.DefaultK, Sign: priv, Password: pw}
-		}()
-	}
-	wg.Wait()
-	close(errc)
-	if err := <-errc; err != nil {
-		return nil, nil, err
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 	var toks []string
 	for i := range m {
