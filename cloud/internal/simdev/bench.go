@@ -190,7 +190,6 @@ type fleet struct {
 	settled  atomic.Int64
 	idle     chan *Device
 	busy     map[string]*atomic.Bool
-	pidsMu   sync.Mutex
 	cloudPID []int
 }
 
