@@ -235,7 +235,7 @@ func (d *Device) Telemetry(now time.Time) *mqttapi.Telemetry {
 		}
 		served += r.Units
 	}
-	pending := len(d.outbox)
+	pending, sessions := len(d.outbox), len(d.sessions)
 	d.mu.Unlock()
 	state := mqttapi.MachineIdle
 	if busy {
@@ -247,7 +247,7 @@ func (d *Device) Telemetry(now time.Time) *mqttapi.Telemetry {
 		Modem:       &mqttapi.Modem{RSSIdBm: &rssi, CSQ: 21, Registration: mqttapi.RegHome, Operator: "26201", Tech: "lte-m"},
 		Board:       mqttapi.Board{Status: "ok"},
 		OutboxDepth: uint32(pending),
-		Machines:    []mqttapi.MachineStatus{{ID: "tap1", State: state, Counters: mqttapi.Counters{Unit: vend.KindWater.Unit(), UnitsTotal: served, SessionsTotal: uint64(len(d.sessions))}}},
+		Machines:    []mqttapi.MachineStatus{{ID: "tap1", State: state, Counters: mqttapi.Counters{Unit: vend.KindWater.Unit(), UnitsTotal: served, SessionsTotal: uint64(sessions)}}},
 	}
 }
 
