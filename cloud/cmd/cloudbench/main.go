@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.PGDSN, "pg-dsn", os.Getenv("VEND_PG_DSN"), "base PostgreSQL DSN (a scratch database is created and dropped)")
 	fs.StringVar(&cfg.CloudBin, "cloud", "", "cloud binary (default: go build beaconvend/cloud/cmd/cloud)")
 	fs.StringVar(&cfg.ControllerBin, "controller", "", "controller binary for -relay (default: go build beaconvend/controller/cmd/controller)")
-	fs.StringVar(&cfg.MosquittoBin, "mosquitto", "", "mosquitto binary (default: from PATH or /usr/sbin)")
+	fs.StringVar(&cfg.MosquittoBin, "mosquitto", "", "mosquitto binary (default: simdev.MosquittoBinary: $VEND_MOSQUITTO, PATH, /usr/sbin)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -113,8 +113,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if cfg.MosquittoBin == "" {
-		cfg.MosquittoBin = findMosquitto()
+	if cfg.MosquittoBin == "" && strings.Contains(*deploys, "mosquitto") {
+		if cfg.MosquittoBin, err = simdev.MosquittoBinary(); err != nil {
+			return err
+		}
 	}
 	var results []simdev.BenchResult
 	for _, name := range strings.Split(*deploys, ",") {
@@ -149,13 +151,6 @@ func build(dir, pkg string) (string, error) {
 		return "", fmt.Errorf("cloudbench: go build %s: %v\n%s", pkg, err, b)
 	}
 	return out, nil
-}
-
-func findMosquitto() string {
-	if p, err := exec.LookPath("mosquitto"); err == nil {
-		return p
-	}
-	return "/usr/sbin/mosquitto"
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }

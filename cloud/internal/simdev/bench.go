@@ -825,7 +825,7 @@ type samplers struct{ cloud, mosq, pg, bench *Sampler }
 func (f *fleet) startSamplers() *samplers {
 	s := &samplers{cloud: NewSampler(PIDs(f.cloudPID...), 500*time.Millisecond), bench: NewSampler(PIDs(os.Getpid()), 500*time.Millisecond)}
 	if f.mosq != nil {
-		s.mosq = NewSampler(PIDs(f.mosq.cmd.Process.Pid), 500*time.Millisecond)
+		s.mosq = NewSampler(PIDs(f.mosq.pid), 500*time.Millisecond)
 	}
 	if f.cfg.DB == "postgres" {
 		s.pg = NewSampler(func() []int { p, _ := PIDsByName("postgres"); return p }, 500*time.Millisecond)

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -134,16 +133,11 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
-// mosquittoProc is a Mosquitto started with the cloud's generated
-// password file, ACL and configuration (cloud/broker), the files a
-// deployment runs it with.
-type mosquittoProc struct {
-	cmd  *exec.Cmd
-	url  string
-	dir  string
-	done chan struct{}
-}
-
+// startMosquitto runs Mosquitto with the cloud's generated password file,
+// ACL and configuration (cloud/broker) for entries, the files a deployment
+// runs it with; like `cloud device add -mosquitto-dir` it logs to its
+// output (dir/mosquitto.out) with Mosquitto's default log types, not every
+// PUBLISH.
 func startMosquitto(bin, dir string, entries []broker.PasswordEntry) (*mosquittoProc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -162,65 +156,15 @@ func startMosquitto(bin, dir string, entries []broker.PasswordEntry) (*mosquitto
 	if err := os.WriteFile(aclFile, acl.Bytes(), 0o600); err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	cfg := broker.MosquittoConfig{Addr: addr, PasswordFile: pwFile, ACLFile: aclFile, LogFile: filepath.Join(dir, "mosquitto.log")}
-	if os.Geteuid() == 0 {
-		cfg.User = "root"
-	}
-	var conf bytes.Buffer
-	if _, err := cfg.WriteTo(&conf); err != nil {
-		return nil, err
-	}
-	confFile := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(confFile, conf.Bytes(), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "-c", confFile)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	m := &mosquittoProc{cmd: cmd, url: "tcp://" + addr, dir: dir, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(m.done) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return m, nil
+	return runMosquitto(bin, dir, func(port int) ([]byte, error) {
+		cfg := broker.MosquittoConfig{Addr: fmt.Sprintf("127.0.0.1:%d", port), PasswordFile: pwFile, ACLFile: aclFile}
+		if os.Geteuid() == 0 {
+			cfg.User = "root"
 		}
-		select {
-		case <-m.done:
-			return nil, fmt.Errorf("simdev: mosquitto exited: %s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			m.stop()
-			return nil, fmt.Errorf("simdev: mosquitto not listening on %s within 10 s", addr)
-		}
-	}
-}
-
-func (m *mosquittoProc) stop() {
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.done:
-	case <-time.After(10 * time.Second):
-		m.cmd.Process.Kill()
-		<-m.done
-	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+		var conf bytes.Buffer
+		_, err := cfg.WriteTo(&conf)
+		return conf.Bytes(), err
+	})
 }
 
 // provision writes an operator, n water devices named prefix-NNNN and m

@@ -224,9 +224,9 @@ func (d *Device) Run(ctx context.Context) {
 	}
 }
 
-// Telemetry is the device's telemetry message now: one water machine,
+// telemetry is the device's telemetry message now: one water machine,
 // idle or busy as its sessions say, a healthy board and modem.
-func (d *Device) Telemetry(now time.Time) *mqttapi.Telemetry {
+func (d *Device) telemetry(now time.Time) *mqttapi.Telemetry {
 	d.mu.Lock()
 	busy, served := false, uint64(0)
 	for _, r := range d.sessions {
@@ -241,18 +241,25 @@ func (d *Device) Telemetry(now time.Time) *mqttapi.Telemetry {
 	if busy {
 		state = mqttapi.MachineBusy
 	}
+	return waterTelemetry(now, time.Since(d.started), pending, state, served, sessions)
+}
+
+// waterTelemetry is the telemetry of a simulated board with one water
+// machine ("tap1"), a healthy board link and an LTE-M modem.
+func waterTelemetry(now time.Time, uptime time.Duration, outbox int, state mqttapi.MachineState, units uint64, sessions int) *mqttapi.Telemetry {
 	rssi := -71
 	return &mqttapi.Telemetry{
-		Envelope: mqttapi.NewEnvelope(now), UptimeS: uint64(time.Since(d.started).Seconds()),
+		Envelope: mqttapi.NewEnvelope(now), UptimeS: uint64(uptime.Seconds()),
 		Modem:       &mqttapi.Modem{RSSIdBm: &rssi, CSQ: 21, Registration: mqttapi.RegHome, Operator: "26201", Tech: "lte-m"},
 		Board:       mqttapi.Board{Status: "ok"},
-		OutboxDepth: uint32(pending),
-		Machines:    []mqttapi.MachineStatus{{ID: "tap1", State: state, Counters: mqttapi.Counters{Unit: vend.KindWater.Unit(), UnitsTotal: served, SessionsTotal: uint64(sessions)}}},
+		OutboxDepth: uint32(outbox),
+		Machines: []mqttapi.MachineStatus{{ID: "tap1", State: state,
+			Counters: mqttapi.Counters{Unit: vend.KindWater.Unit(), UnitsTotal: units, SessionsTotal: uint64(sessions)}}},
 	}
 }
 
 func (d *Device) publishTelemetry() {
-	p, err := d.tree.Publication(d.ID, d.Telemetry(time.Now()))
+	p, err := d.tree.Publication(d.ID, d.telemetry(time.Now()))
 	if err == nil {
 		d.client.Publish(p.Topic, p.QoS, p.Retain, p.Payload)
 	}

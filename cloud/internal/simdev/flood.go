@@ -472,18 +472,7 @@ wait:
 // modem), stamped now, encoded on its topic. Errors are those of
 // [mqttapi.Tree.Publication].
 func TelemetryPublication(tree mqttapi.Tree, deviceID string, now time.Time) (mqttapi.Publication, error) {
-	rssi := -71
-	tm := &mqttapi.Telemetry{
-		Envelope: mqttapi.NewEnvelope(now),
-		UptimeS:  86400,
-		Modem:    &mqttapi.Modem{RSSIdBm: &rssi, CSQ: 21, Registration: mqttapi.RegHome, Operator: "26201", Tech: "lte-m"},
-		Board:    mqttapi.Board{Status: "ok"},
-		Machines: []mqttapi.MachineStatus{{
-			ID: "tap1", State: mqttapi.MachineIdle,
-			Counters: mqttapi.Counters{Unit: vend.KindWater.Unit(), UnitsTotal: 1250000, SessionsTotal: 2500},
-		}},
-	}
-	return tree.Publication(deviceID, tm)
+	return tree.Publication(deviceID, waterTelemetry(now, 24*time.Hour, 0, mqttapi.MachineIdle, 1250000, 2500))
 }
 
 func randomHex(n int) string {
@@ -601,27 +590,55 @@ func StartPlainMosquitto(bin, dir string) (url string, stop func() error, err er
 			return "", nil, fmt.Errorf("simdev: mosquitto: %w", err)
 		}
 		cleanup = func() { _ = os.RemoveAll(dir) }
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", nil, fmt.Errorf("simdev: mosquitto: %w", err)
 	}
-	confFile, logFile, outFile := filepath.Join(dir, "mosquitto.conf"), filepath.Join(dir, "mosquitto.log"), filepath.Join(dir, "mosquitto.out")
+	logFile := filepath.Join(dir, "mosquitto.log")
+	m, err := runMosquitto(bin, dir, func(port int) ([]byte, error) {
+		return []byte(plainMosquittoConf(port, logFile, os.Geteuid() == 0)), nil
+	})
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return m.url, sync.OnceValue(func() error { defer cleanup(); return m.stop() }), nil
+}
+
+// mosquittoProc is a running Mosquitto.
+type mosquittoProc struct {
+	url  string // tcp://127.0.0.1:<port>
+	dir  string // its configuration, output and log
+	pid  int
+	stop func() error // SIGTERM, killed after brokerStopWait (an error then); safe to call again
+}
+
+// runMosquitto runs bin with the configuration conf returns for a free
+// loopback port, written to dir/mosquitto.conf, its output in
+// dir/mosquitto.out (and whatever log conf names). The process gets
+// SIGKILL if this one dies. It waits at most 10 s for the port to accept
+// connections, and tries another port (up to 5) when mosquitto exits
+// first, which it does when the port was taken meanwhile.
+func runMosquitto(bin, dir string, conf func(port int) ([]byte, error)) (*mosquittoProc, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("simdev: mosquitto: %w", err)
+	}
+	confFile, outFile := filepath.Join(dir, "mosquitto.conf"), filepath.Join(dir, "mosquitto.out")
 	var lastErr error
 	for range 5 {
 		addr, err := FreeLoopbackAddr()
 		if err != nil {
-			cleanup()
-			return "", nil, err
+			return nil, err
 		}
 		_, portStr, _ := net.SplitHostPort(addr)
 		port, _ := strconv.Atoi(portStr)
-		if err := os.WriteFile(confFile, []byte(plainMosquittoConf(port, logFile, os.Geteuid() == 0)), 0o600); err != nil {
-			cleanup()
-			return "", nil, fmt.Errorf("simdev: mosquitto: %w", err)
+		b, err := conf(port)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(confFile, b, 0o600); err != nil {
+			return nil, fmt.Errorf("simdev: mosquitto: %w", err)
 		}
 		out, err := os.Create(outFile)
 		if err != nil {
-			cleanup()
-			return "", nil, fmt.Errorf("simdev: mosquitto: %w", err)
+			return nil, fmt.Errorf("simdev: mosquitto: %w", err)
 		}
 		cmd := exec.Command(bin, "-c", confFile)
 		cmd.Stdout, cmd.Stderr = out, out
@@ -629,8 +646,7 @@ func StartPlainMosquitto(bin, dir string) (url string, stop func() error, err er
 		err = cmd.Start()
 		out.Close()
 		if err != nil {
-			cleanup()
-			return "", nil, fmt.Errorf("simdev: start %s: %w", bin, err)
+			return nil, fmt.Errorf("simdev: start %s: %w", bin, err)
 		}
 		exited := make(chan struct{}) // closed when Wait returns
 		go func() { _ = cmd.Wait(); close(exited) }()
@@ -638,12 +654,10 @@ func StartPlainMosquitto(bin, dir string) (url string, stop func() error, err er
 			_ = cmd.Process.Kill()
 			<-exited
 			o, _ := os.ReadFile(outFile)
-			l, _ := os.ReadFile(logFile)
-			lastErr = fmt.Errorf("simdev: mosquitto on %s: %w; output: %s; log: %s", addr, err, tailString(o, 2000), tailString(l, 2000))
+			lastErr = fmt.Errorf("simdev: mosquitto on %s: %w; output: %s", addr, err, tailString(o, 2000))
 			continue
 		}
 		stop := sync.OnceValue(func() error {
-			defer cleanup()
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-exited:
@@ -654,10 +668,9 @@ func StartPlainMosquitto(bin, dir string) (url string, stop func() error, err er
 				return fmt.Errorf("simdev: mosquitto did not stop within %v of SIGTERM; killed", brokerStopWait)
 			}
 		})
-		return "tcp://" + addr, stop, nil
+		return &mosquittoProc{url: "tcp://" + addr, dir: dir, pid: cmd.Process.Pid, stop: stop}, nil
 	}
-	cleanup()
-	return "", nil, lastErr
+	return nil, lastErr
 }
 
 // waitAccepting dials addr until it answers, the process exits or within
