@@ -184,12 +184,48 @@ func TestTelemetryCoalescing(t *testing.T) {
 	if _, err := svc.StartSession(ctx, user, "key-00003", startReq(key)); vend.CodeOf(err) != "machine.fault" {
 		t.Fatalf("start after fault telemetry = %v, want machine.fault at once", err)
 	}
-	handle(tel(mqttapi.MachineFault, 4)) // queued, flushed when Run stops
+	handle(tel(mqttapi.MachineIdle, 4)) // recovered: written through
+	handle(tel(mqttapi.MachineIdle, 5)) // queued, flushed when Run stops
+	if strings.Contains(stored(), `"units_total":5`) {
+		t.Fatal("unchanged telemetry after the recovery was written through")
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := st.GetDevice(context.Background(), "wd-1"); !strings.Contains(string(d.Telemetry), `"units_total":4`) {
+	if d, _ := st.GetDevice(context.Background(), "wd-1"); !strings.Contains(string(d.Telemetry), `"units_total":5`) {
 		t.Fatalf("telemetry left at shutdown not flushed: %s", d.Telemetry)
+	}
+}
+
+// With two instances a device's telemetry is dealt out between them: a
+// fault must reach the store at once even when the instance that receives
+// it last wrote the same fault and the other one has since stored the
+// device as healthy.
+func TestTelemetryFaultAcrossInstances(t *testing.T) {
+	a, st, pub, key, user := setup(t)
+	_, cloud, _ := ed25519.GenerateKey(rand.Reader)
+	b, err := service.New(context.Background(), service.Options{Store: st, Publisher: pub, CloudKey: cloud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	units := uint64(0)
+	send := func(svc *service.Service, state mqttapi.MachineState) {
+		t.Helper()
+		units++
+		m := &mqttapi.Telemetry{Envelope: mqttapi.NewEnvelope(time.Now()), Board: mqttapi.Board{Status: "ok"},
+			Machines: []mqttapi.MachineStatus{{ID: "tap1", State: state, Counters: mqttapi.Counters{Unit: vend.UnitML, UnitsTotal: units}}}}
+		if err := svc.Handle(ctx, "wd-1", mqttapi.LeafTelemetry, m); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // distinct millisecond timestamps
+	}
+	send(a, mqttapi.MachineFault) // a wrote fault
+	send(b, mqttapi.MachineFault) // b wrote fault
+	send(a, mqttapi.MachineIdle)  // a wrote idle: the store says healthy
+	send(b, mqttapi.MachineFault) // b last wrote this very fault; it must still be stored now
+	if _, err := a.StartSession(ctx, user, "key-00004", startReq(key)); vend.CodeOf(err) != "machine.fault" {
+		t.Fatalf("start after the fault reached the other instance = %v, want machine.fault at once", err)
 	}
 }

@@ -21,10 +21,19 @@ import (
 // money-moving step together. What matters at once is a change that
 // StartSession reads — a machine going to fault or back, a board link
 // failing — so a message whose board and machine states differ from what
-// this instance last wrote for the device is written through; the others
-// keep only the newest message per device and are written in one
-// transaction per TelemetryFlush. The stored telemetry is then at most one
-// flush behind on counters, never on states.
+// this instance last wrote for the device is written through, and so is
+// every message that reports a fault; the others keep only the newest
+// message per device and are written in one transaction per
+// TelemetryFlush. The stored telemetry is then at most one flush behind on
+// counters, and never behind on a fault.
+//
+// Faults are written through even when this instance last wrote the same
+// states because with several instances a device's messages are spread
+// over all of them (shared subscriptions deal out messages, not devices):
+// another instance may since have stored the device as healthy, and
+// comparing with what this one wrote would then hold the fault back for up
+// to a flush. A recovery can lag that way by one flush, which only delays
+// a start that would be refused anyway.
 type telemetryBuffer struct {
 	mu      sync.Mutex
 	pending map[string]pendingTelemetry // device → newest coalesced message
@@ -43,6 +52,19 @@ func newTelemetryBuffer() *telemetryBuffer {
 	return &telemetryBuffer{pending: map[string]pendingTelemetry{}, written: map[string]string{}}
 }
 
+// faulted reports whether m reports the board link or any machine faulted.
+func faulted(m *mqttapi.Telemetry) bool {
+	if m.Board.Status != "ok" {
+		return true
+	}
+	for _, ms := range m.Machines {
+		if ms.State == mqttapi.MachineFault {
+			return true
+		}
+	}
+	return false
+}
+
 // signature is what decides write-through: the board status and every
 // machine's state.
 func signature(m *mqttapi.Telemetry) string {
@@ -59,10 +81,13 @@ func signature(m *mqttapi.Telemetry) string {
 	return b.String()
 }
 
-// add queues m when its signature equals the one last written for the
-// device and reports whether it did; otherwise the caller writes m
-// through and calls wrote.
+// add queues m when it reports no fault and its signature equals the one
+// last written for the device, and reports whether it did; otherwise the
+// caller writes m through and calls wrote.
 func (t *telemetryBuffer) add(device string, m *mqttapi.Telemetry, at time.Time, sig string) bool {
+	if faulted(m) {
+		return false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if w, ok := t.written[device]; !ok || w != sig {
