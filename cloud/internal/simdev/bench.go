@@ -657,7 +657,7 @@ func (f *fleet) relayTaps(ctx context.Context, taps *atomic.Int64, countErr func
 				// Wait for the session to end before tapping this machine again.
 				for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 					cur, err := phone.GetSession(context.WithoutCancel(ctx), s.ID)
-					if err == nil && !live(cur.State) {
+					if err == nil && cur.State.Final() {
 						break
 					}
 				}
@@ -672,9 +672,6 @@ func (f *fleet) relayTaps(ctx context.Context, taps *atomic.Int64, countErr func
 	return percentiles(lat)
 }
 
-func live(s phoneapi.SessionState) bool {
-	return store.State(s).Live()
-}
 
 // floodPhase measures how fast the cloud ingests telemetry flooded by
 // FloodPublishers devices, then what a bare broker of the same kind

@@ -9,7 +9,6 @@ import (
 
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/vend"
-	"beaconvend/cloud/store"
 )
 
 // The relay rig end to end: the real cloud and two real controllers as
@@ -34,7 +33,11 @@ func TestRelayTapToValve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := relayPhone(ctx, t, dsn)
+	_, toks, err := provision(ctx, dsn, "relay", 0, 1) // a funded phone user, before the cloud starts
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := toks[0]
 
 	cloudLog := filepath.Join(dir, "cloud.log")
 	proc, err := startCloud(filepath.Join(bin, "cloud"), cloudLog, "-data", data, "-db", dsn, "-http", "127.0.0.1:0")
@@ -110,29 +113,6 @@ func relayBuild(t *testing.T, dir string) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// relayPhone makes a phone user with 100 EUR in its wallet, before the
-// cloud starts, and returns its bearer token.
-func relayPhone(ctx context.Context, t *testing.T, dsn string) string {
-	t.Helper()
-	st, err := store.Open(ctx, dsn, &store.Opts{BcryptCost: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	u, err := st.CreateUser(ctx, "phone@relay.example", "relay-phone-pw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := st.IssueToken(ctx, u.ID, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.TopUp(ctx, u.ID, vend.Amount{Minor: 10_000, Currency: "EUR"}, "card_sandbox", "relay-topup"); err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 // relayWaitFinal polls the session until its state is final (30 s at most).
