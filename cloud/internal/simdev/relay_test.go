@@ -107,7 +107,11 @@ func TestRelayTapToValve(t *testing.T) {
 func relayBuild(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "bin")
-	cmd := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cloud/cmd/cloud", "./controller/cmd/controller")
+	// Bounded, so a stuck build fails here with its output instead of
+	// running into the package's test timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./cloud/cmd/cloud", "./controller/cmd/controller")
 	cmd.Dir = filepath.Join("..", "..", "..")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
