@@ -672,7 +672,6 @@ func (f *fleet) relayTaps(ctx context.Context, taps *atomic.Int64, countErr func
 	return percentiles(lat)
 }
 
-
 // floodPhase measures how fast the cloud ingests telemetry flooded by
 // FloodPublishers devices, then what a bare broker of the same kind
 // delivers to one plain subscriber with the same publishers and payload.
