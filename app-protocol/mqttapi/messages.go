@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -66,6 +67,7 @@ const (
 	CodeMachineBusy    = "machine.busy"    // the machine runs another session or a test
 	CodeMachineFault   = "machine.fault"   // the machine or its I/O board is faulted
 	CodeSessionUnknown = "session.unknown" // Stop for a session this device never had
+	CodeGrantCancelled = "grant.cancelled" // the cloud cancelled this session (Stop) before the machine started
 	CodeOutputUnknown  = "output.unknown"  // TestOutput names an output the machine lacks
 	CodeKeyMismatch    = "key.mismatch"    // RotateKey commit does not match the pending key
 	CodeCmdStale       = "cmd.stale"       // the command waited too long in the broker
@@ -324,7 +326,15 @@ type MachineStatus struct {
 	State    MachineState   `json:"state"`            // idle, busy, fault or offline
 	Session  vend.SessionID `json:"session,omitzero"` // the running session, if any
 	Counters Counters       `json:"counters"`         // lifetime totals
+	// Jammed lists the slots of a vending machine that are out of service
+	// (a jammed spiral, a drop sensor that never saw the item), at most
+	// MaxJammedSlots, each once. A start for one of them is refused by the
+	// cloud (slot.jammed) instead of holding the payer's funds.
+	Jammed []string `json:"jammed,omitempty"`
 }
+
+// MaxJammedSlots bounds MachineStatus.Jammed.
+const MaxJammedSlots = 64
 
 // Counters are a machine's lifetime totals since commissioning, kept in the
 // journal, never reset, so the cloud can reconcile them against usage reports.
@@ -384,6 +394,20 @@ func (m *Telemetry) Validate() error {
 		}
 		if !s.Counters.Unit.Valid() {
 			return fieldErr(p+".counters.unit", "%d: want ml, s, cycle or item", uint8(s.Counters.Unit))
+		}
+		if len(s.Jammed) > MaxJammedSlots {
+			return fieldErr(p+".jammed", "%d slots: want at most %d", len(s.Jammed), MaxJammedSlots)
+		}
+		for j, slot := range s.Jammed {
+			if slot == "" {
+				return fieldErr(fmt.Sprintf("%s.jammed[%d]", p, j), "empty slot id")
+			}
+			if err := wrapField(fmt.Sprintf("%s.jammed[%d]", p, j), vend.ValidateSlotID(slot)); err != nil {
+				return err
+			}
+			if slices.Contains(s.Jammed[:j], slot) {
+				return fieldErr(fmt.Sprintf("%s.jammed[%d]", p, j), "%q listed twice", slot)
+			}
 		}
 	}
 	return nil
