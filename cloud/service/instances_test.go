@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/internal/svctest"
@@ -37,7 +38,12 @@ func TestReplyOnOtherInstance(t *testing.T) {
 	rand.Read(key[:])
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	if err := stA.CreateDevice(ctx, store.Device{ID: "wd-1", OperatorID: op.ID, Name: "w", IdentityKey: key, K: 5, SignKey: pub, MQTTHash: "x",
-		Machines: []store.Machine{{ID: "tap1", Kind: vend.KindWater, Name: "t", Price: vend.Price{Minor: 50, Per: 1000}, Currency: "EUR"}}}); err != nil {
+		Machines: []store.Machine{
+			{ID: "tap1", Kind: vend.KindWater, Name: "t", Price: vend.Price{Minor: 50, Per: 1000}, Currency: "EUR"},
+			{ID: "tap2", Kind: vend.KindWater, Name: "t", Price: vend.Price{Minor: 50, Per: 1000}, Currency: "EUR"},
+			{ID: "tap3", Kind: vend.KindWater, Name: "t", Price: vend.Price{Minor: 50, Per: 1000}, Currency: "EUR"},
+			{ID: "tap4", Kind: vend.KindWater, Name: "t", Price: vend.Price{Minor: 50, Per: 1000}, Currency: "EUR"},
+		}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := stA.SetDeviceStatus(ctx, "wd-1", true, nil, time.Now()); err != nil {
@@ -66,12 +72,16 @@ func TestReplyOnOtherInstance(t *testing.T) {
 	}
 	go a.Run(ctx)
 	go b.Run(ctx)
-	// The listener connects in the background; starts retry until one is woken.
+	// The listener connects in the background; starts retry until one is
+	// woken. An attempt that timed out leaves its session pending (its
+	// machine busy), so each attempt uses another machine.
 	var took time.Duration
 	for i := 0; ; i++ {
 		t0 := time.Now()
 		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-		ss, err := a.StartSession(rctx, u.ID, "key-0000"+string(rune('1'+i)), startReq(key))
+		req := startReq(key)
+		req.Machine = phoneapi.MachineID("tap" + string(rune('1'+i)))
+		ss, err := a.StartSession(rctx, u.ID, "key-0000"+string(rune('1'+i)), req)
 		rcancel()
 		if err == nil {
 			if ss.State != store.Authorized {
