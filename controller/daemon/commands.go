@@ -75,7 +75,9 @@ func (d *Daemon) handle(payload []byte) {
 		cerr = d.testOutput(m)
 	case *mqttapi.Reboot:
 		d.reply(id, nil)
-		if d.opts.OnReboot != nil {
+		// One reboot at a time: a second command while one waits is
+		// answered ok and joins it.
+		if d.opts.OnReboot != nil && d.rebooting.CompareAndSwap(false, true) {
 			go d.rebootWhenIdle(time.Duration(m.DelayS) * time.Second)
 		}
 		return

@@ -53,8 +53,9 @@ type Opts struct {
 	// before the outbox sends it again (a broker that lost its queue, a
 	// cloud that was not subscribed). Default 30 s.
 	AckTimeout time.Duration
-	// OnReboot is called after a Reboot command has been acknowledged;
-	// the main exits so that its supervisor restarts it.
+	// OnReboot is called after a Reboot command has been acknowledged and
+	// every machine is idle, at most once however many reboot commands
+	// come; the main exits so that its supervisor restarts it.
 	OnReboot func()
 }
 
@@ -85,6 +86,7 @@ type Daemon struct {
 	keysMu    sync.RWMutex
 	pendingDK []byte // proposed device key seed
 	stopping  atomic.Bool
+	rebooting atomic.Bool // a reboot command waits for the machines to be idle
 	wg        sync.WaitGroup
 	sessWG    sync.WaitGroup
 	cancel    context.CancelFunc
