@@ -60,7 +60,9 @@
 // # Session states
 //
 //	from         allowed to                    by
-//	authorized   running, expired, failed      Transition
+//	authorized   running, credited, expired,   Transition
+//	             failed
+//	credited     running, ending, failed       Transition
 //	running      ending, failed, refunded      Transition
 //	ending       reported                      EndSession
 //	expired      reported                      EndSession
@@ -68,6 +70,16 @@
 //	refunded     reported                      EndSession
 //	reported     settled                       Ack of the usage message (or Transition)
 //	settled      –                             Prune may delete the record; the seen entry stays
+//
+// Credited is "credit given": a coin-operated machine (washer, dryer) is
+// about to receive its coin pulses, and the controller commits this state
+// before the first pulse is driven, because from then on the credit may
+// be in the machine whatever happens next. A credited session is billable:
+// it goes to running when the machine is seen running, to ending with
+// outcome not_started (nothing billed) only when the machine's start
+// timeout passes with the controller watching, and after a power cut
+// recovery bills it (ending, outcome interrupted, the credit's units),
+// never as not_started.
 //
 // Accept creates a session in authorized, with its seen entry, in one
 // commit; it refuses a seen session ID (signed.ErrReplayed, code
@@ -124,7 +136,9 @@
 // the journal, and call Live. Live returns every session not yet reported
 // with its last committed reading (Units, MeterLast, at most one interval
 // old) and state. The controller finishes each: authorized ones expire (or
-// fail), running ones go to ending with outcome interrupted, ended ones are
+// fail), credited ones go to ending with outcome interrupted and the
+// credit's units (billed), running ones go to ending with outcome
+// interrupted, ended ones are
 // reported, each with EndSession, which signs and queues the report. The
 // outbox then drains when the link is up. TestCrashSafety kills a writing
 // subprocess with SIGKILL 30 times at random points and checks, after each

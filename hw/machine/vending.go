@@ -52,8 +52,11 @@ func NewVending(b *Board, cfg VendingConfig) (*Vending, error) {
 }
 
 // Vend runs a slot's motor until the drop sensor sees an item
-// (StopCompleted, Units 1), DropTimeout passes (StopJam, Units 0), ctx is
-// cancelled (StopRequested) or the board faults (StopFault). The drop must
+// (StopCompleted, Units 1), DropTimeout passes (StopJam, Units 0) or the
+// board faults (StopFault). A vend is atomic once the motor turns: ctx is
+// honoured only until the motor is switched on (StopRequested, nothing
+// turned); after that a cancelled ctx changes nothing, so a spiral is never
+// stopped mid-turn with its item half out. The drop must
 // be seen as a change from inactive to active after the motor started: a
 // sensor already active before the vend is refused as a fault, so a stuck
 // sensor never sells air. The motor is OFF when Vend returns.
@@ -81,8 +84,14 @@ func (v *Vending) Vend(ctx context.Context, slot string, progress func(Progress)
 			return Result{}, vend.Errorf(ErrBoardFault, "%v", s.Err)
 		}
 	}
+	if ctx.Err() != nil {
+		now := v.b.opts.Now()
+		return Result{Reason: StopRequested, Started: now, Ended: now}, nil
+	}
+	// From here on the vend runs to a drop, a jam or a fault.
+	bg := context.WithoutCancel(ctx)
 	lease := leaseFor(v.b)
-	if err := v.b.Set(ctx, out, true, lease); err != nil {
+	if err := v.b.Set(bg, out, true, lease); err != nil {
 		return Result{}, err
 	}
 	r := Result{Started: v.b.opts.Now()}
@@ -97,11 +106,8 @@ func (v *Vending) Vend(ctx context.Context, slot string, progress func(Progress)
 		return r, nil
 	}
 	for {
-		s, err := v.b.Next(ctx, seq)
+		s, err := v.b.Next(bg, seq)
 		if err != nil {
-			if ctx.Err() != nil {
-				return end(StopRequested, 0, nil)
-			}
 			return end(StopFault, 0, err)
 		}
 		seq = s.Seq

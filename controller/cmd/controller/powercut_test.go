@@ -30,6 +30,7 @@ machines:
     slots:
       - {name: A1, motor: out2}
       - {name: A2, motor: out3}
+  - {name: w1, kind: washer, coin: out4, running: in1, credit: 2, cycle: 2s}
 `
 
 const powerMachines = `machines:
@@ -45,6 +46,11 @@ const powerMachines = `machines:
     slots:
       - {id: A1, output: out2, price: {minor: 150, per: 1}}
       - {id: A2, output: out3, price: {minor: 150, per: 1}}
+  - id: w1
+    kind: washer
+    currency: EUR
+    price: {minor: 350, per: 1}
+    washer: {coin: out4, running: in1, pulses_per_credit: 2, pulse_width: 100ms, pulse_gap: 200ms, debounce: 300ms, start_timeout: 5s}
 `
 
 // buildController compiles this package's program once per test run.
