@@ -91,6 +91,8 @@ type Cloud struct {
 	Order   []string // uplink message types and ids in arrival order
 	States  []*mqttapi.State
 	Telem   int
+	// Telemetry holds every telemetry message, in arrival order.
+	Telemetry []*mqttapi.Telemetry
 }
 
 // NewCloud connects a cloud stand-in that signs grants with key.
@@ -138,6 +140,7 @@ func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 		c.States = append(c.States, x)
 	case *mqttapi.Telemetry:
 		c.Telem++
+		c.Telemetry = append(c.Telemetry, x)
 	}
 	noAck := c.NoAck
 	c.Mu.Unlock()
@@ -151,6 +154,16 @@ func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 			c.client.Publish(p.Topic, p.QoS, false, p.Payload)
 		}
 	}
+}
+
+// LastTelemetry returns the latest telemetry and how many arrived, or nil.
+func (c *Cloud) LastTelemetry() (*mqttapi.Telemetry, int) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if len(c.Telemetry) == 0 {
+		return nil, 0
+	}
+	return c.Telemetry[len(c.Telemetry)-1], len(c.Telemetry)
 }
 
 // Send publishes a command to a device and returns its message ID.
