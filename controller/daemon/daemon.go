@@ -19,6 +19,7 @@ import (
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/controller/config"
+	"beaconvend/controller/janitor"
 	"beaconvend/controller/journal"
 	"beaconvend/controller/uplink"
 	"beaconvend/hw/machine"
@@ -226,7 +227,8 @@ func (d *Daemon) bindMachines(b *machine.Board) error {
 }
 
 // Run serves until ctx is cancelled or Close: commands, sessions,
-// telemetry, outbox draining, beacon state, board retry.
+// telemetry, outbox draining, beacon state, board retry, and the journal's
+// janitor (settled sessions and old seen entries pruned hourly).
 func (d *Daemon) Run(ctx context.Context) error {
 	d.up.Start()
 	loops := []func(context.Context){d.commandLoop, d.drainLoop, d.telemetryLoop, d.beaconStateLoop, d.boardLoop}
@@ -236,6 +238,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); _ = d.j.Run(d.ctx) }()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		_ = janitor.New(d.j, janitor.Opts{Now: d.now, Logger: d.log}).Run(d.ctx)
+	}()
 	if d.modem != nil {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); _ = d.modem.Run(d.ctx) }()

@@ -76,7 +76,8 @@ func (b *Broker) Stop() {
 
 // Cloud is the tests' stand-in for the cloud: it signs grants with a test
 // key, sends commands, collects replies, events and usage reports, and
-// acknowledges uplinks (unless told not to).
+// acknowledges uplinks as the cloud does (every event but progress, and
+// usage reports), unless told not to.
 type Cloud struct {
 	t      testing.TB
 	Key    ed25519.PrivateKey
@@ -131,7 +132,9 @@ func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 	case *mqttapi.Event:
 		c.Events = append(c.Events, x)
 		c.Order = append(c.Order, "evt:"+string(x.Kind)+":"+x.ID)
-		ackID = x.ID
+		if x.Kind != mqttapi.EventProgress { // as the cloud: progress is never acknowledged
+			ackID = x.ID
+		}
 	case *mqttapi.Usage:
 		c.Usage = append(c.Usage, x)
 		c.Order = append(c.Order, "usage:"+x.ID)
