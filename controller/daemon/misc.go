@@ -44,18 +44,29 @@ func (d *Daemon) loadExtraCloudKeys() {
 }
 
 // telemetryLoop publishes health every telemetry interval (QoS 0), and at
-// once when stateChanged asks (a fault, a recovery, a jam, a reconnection).
+// once when stateChanged asks (a fault, a recovery, a jam, a reconnection),
+// at most once a second.
 func (d *Daemon) telemetryLoop(ctx context.Context) {
 	t := time.NewTicker(d.cfg.MQTT.TelemetryInterval.D())
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-d.telemKick:
+			// At most one a second, so a flapping link cannot flood.
+			if wait := time.Second - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
 		if d.up.Connected() {
+			last = time.Now()
 			d.publishDirect(d.telemetry())
 			if d.probe.CompareAndSwap(true, false) {
 				d.publishProbe()

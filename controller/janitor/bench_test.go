@@ -16,15 +16,13 @@ import (
 
 // BenchmarkJournalOpen measures journal.Open (and Close) on a journal
 // that has sold a history of settled sessions, plus the last week's 1000
-// (which the janitor keeps):
-//
-//   - unpruned: every settled session is still in the file (no janitor);
-//   - janitor: the janitor swept after every 10,000 sessions, as it would
-//     while the board sells (hourly sweeps, a week's retention), so freed
-//     pages were reused and the file stayed small;
-//   - pruned-once: the unpruned file swept once (a journal written before
-//     the janitor existed): the records are gone but bbolt never shrinks a
-//     file, so its free pages are still scanned at open.
+// (which the janitor keeps). Sub-benchmark "unpruned" has every settled
+// session still in the file (no janitor); "janitor" had the janitor sweep
+// after every 10,000 sessions, as it would while the board sells (hourly
+// sweeps, a week's retention), so freed pages were reused and the file
+// stayed small; "pruned-once" is the unpruned file swept once (a journal
+// written before the janitor existed): the records are gone but bbolt
+// never shrinks a file. Run it with
 //
 //	go test -run '^$' -bench JournalOpen -benchtime 5x ./controller/janitor/
 func BenchmarkJournalOpen(b *testing.B) {

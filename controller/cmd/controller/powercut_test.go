@@ -94,6 +94,7 @@ type procRig struct {
 	proc    *exec.Cmd
 	exited  chan struct{}
 	logf    *os.File
+	args    []string // extra command-line arguments
 }
 
 func newProcRig(t testing.TB) *procRig {
@@ -157,7 +158,7 @@ func (r *procRig) start() {
 	r.cloud.Mu.Lock()
 	before := len(r.cloud.States)
 	r.cloud.Mu.Unlock()
-	r.proc = exec.Command(r.bin, "-config", r.cfgPath, "-log-level", "debug")
+	r.proc = exec.Command(r.bin, append([]string{"-config", r.cfgPath, "-log-level", "debug"}, r.args...)...)
 	r.proc.Stdout, r.proc.Stderr = r.logf, r.logf
 	if err := r.proc.Start(); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/vend"
 )
 
 // Two reboot commands (the cloud retries, or an operator presses twice)
@@ -46,4 +47,25 @@ func tail(b []byte) []byte {
 		return b[len(b)-3000:]
 	}
 	return b
+}
+
+// -clock-skew (tests only) runs the controller with its clock 10 minutes
+// off; it still accepts a fresh 20-second grant (judged by the cloud's
+// clock, estimated from Acks) and reports the session.
+func TestClockSkewFlag(t *testing.T) {
+	r := newProcRig(t)
+	r.args = []string{"-clock-skew", "10m"}
+	r.start()
+	time.Sleep(time.Second) // the start-up probe's Ack
+	g, gb := r.cloud.Grant("dev-pc", "m1", "", vend.UnitML, vend.Price{Minor: 50, Per: 1000}, 150, 20*time.Second)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-pc", "m1", gb)); !rep.OK {
+		t.Fatalf("fresh grant on a controller 10 min ahead: %+v", rep)
+	}
+	u := r.cloud.WaitUsage(g.Session, r.devPub)
+	if u.Units != 150 {
+		t.Errorf("usage %+v", u)
+	}
+	if d := u.EndedAt.Sub(time.Now()); d < 9*time.Minute {
+		t.Errorf("report stamped %s from now; want the skewed clock (10 min ahead)", d)
+	}
 }
