@@ -69,6 +69,13 @@ func (v *Vending) Vend(ctx context.Context, slot string, progress func(Progress)
 	if !s.OK || s.Fault {
 		return Result{}, vend.Errorf(ErrBoardFault, "no good poll to start from")
 	}
+	requested := func() (Result, error) {
+		now := v.b.opts.Now()
+		return Result{Reason: StopRequested, Started: now, Ended: now}, nil
+	}
+	if ctx.Err() != nil {
+		return requested()
+	}
 	// The previous item's drop pulse may still be on: give the sensor
 	// time to clear; if it does not, it is stuck or the chute is blocked.
 	settle := v.b.opts.Now().Add(v.cfg.SettleTimeout)
@@ -78,6 +85,9 @@ func (v *Vending) Vend(ctx context.Context, slot string, progress func(Progress)
 		}
 		var err error
 		if s, err = v.b.Next(ctx, s.Seq); err != nil {
+			if ctx.Err() != nil {
+				return requested()
+			}
 			return Result{}, err
 		}
 		if s.Fault {
@@ -85,8 +95,7 @@ func (v *Vending) Vend(ctx context.Context, slot string, progress func(Progress)
 		}
 	}
 	if ctx.Err() != nil {
-		now := v.b.opts.Now()
-		return Result{Reason: StopRequested, Started: now, Ended: now}, nil
+		return requested()
 	}
 	// From here on the vend runs to a drop, a jam or a fault.
 	bg := context.WithoutCancel(ctx)
