@@ -566,9 +566,9 @@ func (j *Journal) Get(id vend.SessionID) (Session, error) {
 }
 
 // Live returns the committed records of the sessions that are not yet
-// reported (Authorized, Running, Ending, Expired, Failed, Refunded), oldest
-// accepted first: what the controller must finish at start, with their last
-// committed readings. Errors: ErrCorrupt, storage errors.
+// reported (Authorized, Credited, Running, Ending, Expired, Failed,
+// Refunded), oldest accepted first: what the controller must finish at
+// start, with their last committed readings. Errors: ErrCorrupt, storage errors.
 func (j *Journal) Live() ([]Session, error) {
 	j.mu.Lock()
 	ids := make([]vend.SessionID, 0, len(j.live))
