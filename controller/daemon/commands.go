@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -13,18 +14,57 @@ import (
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/controller/config"
+	"beaconvend/controller/journal"
 )
+
+// inCmd is a command payload waiting in the queue, with the board time it
+// arrived (an Ack's arrival time feeds the cloud-clock estimate).
+type inCmd struct {
+	payload []byte
+	at      time.Time
+}
 
 // enqueueCommand is the uplink's OnCommand: it queues the payload for the
 // command loop and returns at once, so paho's delivery goroutine never waits
 // on the board or the journal. A full queue drops the command; the cloud
-// resends commands it has no reply for.
+// resends commands it has no reply for. A Stop is noted by session as it
+// is queued, so that an Authorize for the same session handled before it
+// is refused (the Stop wins).
 func (d *Daemon) enqueueCommand(payload []byte) {
-	b := append([]byte(nil), payload...)
+	c := inCmd{payload: append([]byte(nil), payload...), at: d.now()}
+	var stop vend.SessionID
+	if msg, err := mqttapi.Decode(mqttapi.LeafCmd, c.payload); err == nil {
+		if m, ok := msg.(*mqttapi.Stop); ok {
+			stop = m.Session
+		}
+	}
+	if !stop.IsZero() {
+		d.stopsMu.Lock()
+		d.stops[stop]++
+		d.stopsMu.Unlock()
+	}
 	select {
-	case d.cmds <- b:
+	case d.cmds <- c:
 	default:
+		if !stop.IsZero() {
+			d.stopDequeued(stop)
+		}
 		d.log.Warn("command queue full; dropped (the cloud retries)")
+	}
+}
+
+// stopQueued reports whether a Stop for session waits in the queue.
+func (d *Daemon) stopQueued(session vend.SessionID) bool {
+	d.stopsMu.Lock()
+	defer d.stopsMu.Unlock()
+	return d.stops[session] > 0
+}
+
+func (d *Daemon) stopDequeued(session vend.SessionID) {
+	d.stopsMu.Lock()
+	defer d.stopsMu.Unlock()
+	if d.stops[session]--; d.stops[session] <= 0 {
+		delete(d.stops, session)
 	}
 }
 
@@ -33,8 +73,8 @@ func (d *Daemon) commandLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case p := <-d.cmds:
-			d.handle(p)
+		case c := <-d.cmds:
+			d.handle(c)
 		}
 	}
 }
@@ -42,7 +82,8 @@ func (d *Daemon) commandLoop(ctx context.Context) {
 // handle decodes and executes one command and publishes its reply. A
 // command whose ID was seen recently gets the same reply again without
 // being executed twice.
-func (d *Daemon) handle(payload []byte) {
+func (d *Daemon) handle(c inCmd) {
+	payload := c.payload
 	msg, err := mqttapi.Decode(mqttapi.LeafCmd, payload)
 	if err != nil {
 		// Reply to what can be identified; the reason names the problem.
@@ -52,7 +93,11 @@ func (d *Daemon) handle(payload []byte) {
 		d.log.Warn("refused command", "err", err)
 		return
 	}
+	if stop, ok := msg.(*mqttapi.Stop); ok {
+		defer d.stopDequeued(stop.Session)
+	}
 	if ack, ok := msg.(*mqttapi.Ack); ok {
+		d.clock.acked(ack.IDs, ack.TS, c.at)
 		if _, err := d.j.Ack(ack.IDs...); err != nil {
 			d.log.Error("ack", "err", err)
 		}
@@ -75,7 +120,9 @@ func (d *Daemon) handle(payload []byte) {
 		cerr = d.testOutput(m)
 	case *mqttapi.Reboot:
 		d.reply(id, nil)
-		if d.opts.OnReboot != nil {
+		// One reboot at a time: a second command while one waits is
+		// answered ok and joins it.
+		if d.opts.OnReboot != nil && d.rebooting.CompareAndSwap(false, true) {
 			go d.rebootWhenIdle(time.Duration(m.DelayS) * time.Second)
 		}
 		return
@@ -114,11 +161,33 @@ func (d *Daemon) stopSession(m *mqttapi.Stop) error {
 		return nil
 	}
 	// Stopping a session that already ended is fine.
-	if s, err := d.j.Get(m.Session); err == nil && s.Machine == m.Machine {
-		return nil
+	s, err := d.j.Get(m.Session)
+	if err == nil {
+		if s.Machine == m.Machine {
+			return nil
+		}
+		return vend.Errorf(errSessionUnknown, "%s is not on %s", m.Session, m.Machine)
 	}
-	return vend.Errorf(errSessionUnknown, "%s", m.Session)
+	if !errors.Is(err, journal.ErrNotFound) {
+		return err
+	}
+	// A session this board has not started (nor seen yet): the cloud
+	// cancels it. Remember it, so that its grant, if it comes later, is
+	// refused with grant.cancelled. A pruned session's seen entry says it
+	// was accepted: then it has ended already.
+	if _, err := d.j.Cancel(m.Session, d.cloudNow().Add(cancelHold+d.cfg.GrantSkew.D())); err != nil {
+		return err
+	}
+	d.log.Info("session cancelled before it started", "session", m.Session, "machine", m.Machine)
+	return nil
 }
+
+// cancelHold is how long a cancellation for a session whose grant this
+// board has not seen is remembered (judged by the cloud's clock, plus the
+// grant skew): longer than any grant's start-by bound (the cloud's grants
+// live 20 s by default). A grant that comes for it later extends the entry
+// to that grant's own expiry.
+const cancelHold = time.Hour
 
 func (d *Daemon) setPrices(m *mqttapi.SetPrices) error {
 	by := map[string][]mqttapi.PriceEntry{}
@@ -166,6 +235,11 @@ func (d *Daemon) testOutput(m *mqttapi.TestOutput) error {
 		mc.testing = false
 		mc.mu.Unlock()
 		return err
+	}
+	// A motor output that switched on and read back clears its slot's jam.
+	if mc.unjamOutput(m.Output) {
+		d.log.Info("jammed slot cleared by an output test", "machine", m.Machine, "output", m.Output)
+		d.stateChanged()
 	}
 	go func() {
 		select {

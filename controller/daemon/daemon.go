@@ -19,6 +19,7 @@ import (
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/controller/config"
+	"beaconvend/controller/janitor"
 	"beaconvend/controller/journal"
 	"beaconvend/controller/uplink"
 	"beaconvend/hw/machine"
@@ -53,8 +54,9 @@ type Opts struct {
 	// before the outbox sends it again (a broker that lost its queue, a
 	// cloud that was not subscribed). Default 30 s.
 	AckTimeout time.Duration
-	// OnReboot is called after a Reboot command has been acknowledged;
-	// the main exits so that its supervisor restarts it.
+	// OnReboot is called after a Reboot command has been acknowledged and
+	// every machine is idle, at most once however many reboot commands
+	// come; the main exits so that its supervisor restarts it.
 	OnReboot func()
 }
 
@@ -78,13 +80,20 @@ type Daemon struct {
 	machines map[string]*mach
 	order    []string
 
-	cmds      chan []byte
+	cmds      chan inCmd
 	kick      chan struct{}
+	telemKick chan struct{} // publish telemetry now (a state change)
+	clock     *cloudClock
+	jfault    atomic.Bool // a journal write failed: a board fault until restart
+	probe     atomic.Bool // the start-up clock probe is still to be sent
+	stopsMu   sync.Mutex
+	stops     map[vend.SessionID]int // Stops waiting in cmds, by session
 	started   time.Time
 	replies   *replyCache
 	keysMu    sync.RWMutex
 	pendingDK []byte // proposed device key seed
 	stopping  atomic.Bool
+	rebooting atomic.Bool // a reboot command waits for the machines to be idle
 	wg        sync.WaitGroup
 	sessWG    sync.WaitGroup
 	cancel    context.CancelFunc
@@ -121,9 +130,11 @@ func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
 	d := &Daemon{
 		cfg: cfg, sec: sec, opts: opts, log: opts.Logger, now: opts.Now,
 		tree: mqttapi.Tree{Prefix: cfg.MQTT.Prefix}, machines: map[string]*mach{},
-		cmds: make(chan []byte, 64), kick: make(chan struct{}, 1), started: opts.Now(), replies: newReplyCache(256),
+		cmds: make(chan inCmd, 64), kick: make(chan struct{}, 1), telemKick: make(chan struct{}, 1), clock: newCloudClock(),
+		stops: map[vend.SessionID]int{}, started: opts.Now(), replies: newReplyCache(256),
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.probe.Store(true)
 	d.loadExtraCloudKeys()
 
 	// 1. Outputs OFF.
@@ -216,7 +227,8 @@ func (d *Daemon) bindMachines(b *machine.Board) error {
 }
 
 // Run serves until ctx is cancelled or Close: commands, sessions,
-// telemetry, outbox draining, beacon state, board retry.
+// telemetry, outbox draining, beacon state, board retry, and the journal's
+// janitor (settled sessions and old seen entries pruned hourly).
 func (d *Daemon) Run(ctx context.Context) error {
 	d.up.Start()
 	loops := []func(context.Context){d.commandLoop, d.drainLoop, d.telemetryLoop, d.beaconStateLoop, d.boardLoop}
@@ -226,6 +238,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); _ = d.j.Run(d.ctx) }()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		_ = janitor.New(d.j, janitor.Opts{Now: d.now, Logger: d.log}).Run(d.ctx)
+	}()
 	if d.modem != nil {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); _ = d.modem.Run(d.ctx) }()
@@ -299,12 +316,18 @@ func (d *Daemon) closeHW() error {
 	return err
 }
 
-// boardReady returns the board when it has answered and is not in fault:
-// the only state in which anything may be switched on.
+// boardReady returns the board when it has answered and is not in fault,
+// and the journal can write: the only state in which anything may be
+// switched on.
 func (d *Daemon) boardReady() (*machine.Board, bool) {
 	b := d.board.Load()
-	return b, b != nil && !b.Status().Fault
+	return b, b != nil && !b.Status().Fault && d.journalOK()
 }
+
+// cloudNow is the cloud's clock as estimated from Acks (see cloudClock),
+// or the board's own clock without a fresh estimate. Grants are judged by
+// it: their start-by bound (ExpiresAt) and their issue time.
+func (d *Daemon) cloudNow() time.Time { return d.clock.now(d.now()) }
 
 // boardLoop retries a board that did not answer at start.
 func (d *Daemon) boardLoop(ctx context.Context) {
@@ -397,9 +420,13 @@ func (d *Daemon) kickDrain() {
 	}
 }
 
+// onConnect runs at every (re)connection: the outbox is sent again from
+// its oldest message, and telemetry goes out at once so that the cloud's
+// view of this board (faults, jams, recovery) is current from the start.
 func (d *Daemon) onConnect() {
 	d.j.RewindDrain()
 	d.kickDrain()
+	d.stateChanged()
 }
 
 // drainLoop sends the outbox in order whenever kicked or every second, and
@@ -438,6 +465,7 @@ func (d *Daemon) send(it journal.Item) error {
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()
+	d.clock.sentNow(it.MsgID, d.now())
 	return d.up.Publish(ctx, mqttapi.Publication{Topic: topic, Payload: it.Payload, QoS: 1})
 }
 
@@ -471,12 +499,19 @@ func (d *Daemon) outgoing(msg mqttapi.Message, session vend.SessionID) (journal.
 
 func (d *Daemon) env() mqttapi.Envelope { return mqttapi.NewEnvelope(d.now()) }
 
-// beaconStateLoop shows the controller's state on the beacon.
+// beaconStateLoop shows the controller's state on the beacon, and asks
+// for telemetry at once when the board's health changes (fault, recovery,
+// a failing link).
 func (d *Daemon) beaconStateLoop(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	last := d.healthSig()
 	for {
 		d.bcn.SetState(d.beaconState())
+		if sig := d.healthSig(); sig != last {
+			last = sig
+			d.stateChanged()
+		}
 		select {
 		case <-ctx.Done():
 			return

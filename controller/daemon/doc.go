@@ -9,20 +9,86 @@
 //     nothing, and is retried.
 //  2. The journal is opened, and sessions a power cut left open are
 //     finished with their last committed reading — authorized ones as
-//     not_started, running ones as interrupted — and reported: their signed
-//     usage goes to the outbox.
-//  3. Only then do the uplink, the modem monitor and the beacon start.
+//     not_started, credited ones (a washer's coin pulses may have been
+//     given) as interrupted and billed for the credit (a washer's cycle, a
+//     dryer's authorized time; never not_started, never disputed), running
+//     ones as interrupted — and reported: their signed usage goes to the
+//     outbox.
+//  3. Only then do the uplink, the modem monitor, the beacon and the
+//     journal's janitor (controller/janitor) start.
 //
 // # A session
 //
 // An Authorize command's grant is verified (signature under a trusted cloud
-// key, this device, the machine the command names, not expired, session
-// never seen: signed.VerifyGrant with the journal's seen log), the machine
-// must be idle and its board healthy, and the session is committed with its
+// key, this device, the machine the command names, not issued in the
+// future, start-by bound ExpiresAt not passed, session never seen:
+// signed.VerifyGrant with the journal's seen log), the session must not be
+// cancelled, the machine must be idle (a vending slot not jammed) and its
+// board and journal healthy, and the session is committed with its
 // "authorized" event in one journal transaction before the reply goes out.
+//
+// # Committed before energised (Invariant 7)
+//
+// No output switches on unless the step that makes the session billable is
+// committed: running (water, before the valve opens; vending, before the
+// motor turns) or credited (a washer or dryer, before the first coin
+// pulse). A start that cannot be committed switches nothing on. A journal
+// write that fails with a storage error (full or read-only flash) while
+// selling is a board fault: every running session is stopped with outcome
+// fault (outputs OFF; a washer already running cannot be stopped and is
+// metered to its end), a fault event (fault code board.journal) is
+// published directly, telemetry shows every machine in fault and every
+// start is refused with machine.fault until the controller restarts. Each
+// session's end and report are still attempted; what cannot be written is
+// finished from the last committed reading at the next start.
+//
+// # Stops and atomic steps
+//
+// A Stop ends a pour at once. A vend is atomic once the motor turns: the
+// Stop is answered ok and the vend ends on the drop (billed) or the jam
+// timeout (vend_failed, nothing billed). A washer's purchase is atomic once
+// the first coin pulse is driven: the whole pulse train is given, and the
+// session waits for the machine to run (the cycle is metered and billed) or
+// for its start timeout (outcome not_started, nothing billed). A credit
+// given but never seen running is billed only after a power cut, when the
+// controller could not watch.
+//
+// A Stop for a session this board has not started — authorized but not yet
+// switched on, or never seen (the grant is still in the broker) — is
+// answered ok: a live one ends not_started, an unseen one is recorded as
+// cancelled in the journal's seen set (journal.Cancel), kept for an hour
+// plus the grant skew by the cloud's clock and extended to the grant's
+// expiry when the grant comes. A later Authorize for it is refused with
+// grant.cancelled, across restarts. A Stop already waiting in the command
+// queue when its Authorize is handled wins the same way.
+//
+// # The cloud's clock
+//
+// A grant's start-by bound (ExpiresAt) and its issue time are judged by the
+// cloud's clock, so that a board whose own clock is minutes off neither
+// refuses a fresh grant nor starts a stale one. The estimate comes from
+// Acks: when an uplink sent by the outbox (or the power_restored event sent
+// directly after start, the first sample) is acknowledged within 2 s, the
+// Ack's envelope time is taken as the cloud's time at its arrival (error at
+// most the round trip), and cloud time later is that plus the board's
+// monotonic elapsed time. An estimate is fresh for 6 hours; without a fresh
+// one the board's clock is used. The controller's -clock-skew flag (tests
+// only) shifts the daemon's clock to exercise this.
+//
+// # Telemetry
+//
+// Telemetry is published every telemetry interval and at once on a change:
+// at every connection (so the first telemetry after a restart shows the
+// current, recovered state), a board fault or recovery, the board link
+// failing or recovering, a journal fault, a vending slot jammed or cleared.
+// A slot whose vend saw no drop is listed in MachineStatus.Jammed and
+// refused on this board until a successful test_output of its motor (a
+// technician freed the spiral and ran it) or a controller restart clears
+// it.
 // The machine driver then runs (a pour to the cap, a washer cycle, a vend);
 // metered readings reach the journal at most once a second; progress events
-// go out directly (lossy); the end — cap reached, user stop, no flow, cycle
+// go out directly, outside the outbox (lossy: never retried, and the cloud
+// does not acknowledge them); the end — cap reached, user stop, no flow, cycle
 // end, drop or jam, board fault, grant expiry — is committed with its
 // outcome, and the signed usage report and "ended" event are queued in the
 // outbox in the same commit. Everything runs without the cloud: a session
@@ -41,5 +107,7 @@
 // authorize, stop, set_prices, test_output, reboot and rotate_key are
 // answered on the reply topic by command ID; a command seen recently gets
 // its stored reply again without acting twice; malformed, oversized or
-// unknown-version payloads are refused with the decoder's code.
+// unknown-version payloads are refused with the decoder's code. A reboot
+// waits for every machine to be idle; further reboot commands while it
+// waits are answered ok and join it.
 package daemon

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type rig struct {
 	devPub  ed25519.PublicKey
 	ident   []byte // proximity identity key
 	reboots chan struct{}
+	now     func() time.Time // the daemon's clock; nil for time.Now
 	d       *daemon.Daemon
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -93,7 +95,7 @@ func (r *rig) startDaemon() {
 	if os.Getenv("VEND_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	d, err := daemon.Open(context.Background(), cfg, daemon.Opts{ProgressEvery: 200 * time.Millisecond, AckTimeout: 2 * time.Second, OnReboot: func() { r.reboots <- struct{}{} }, ShutdownGrace: 3 * time.Second, Logger: log})
+	d, err := daemon.Open(context.Background(), cfg, daemon.Opts{ProgressEvery: 200 * time.Millisecond, AckTimeout: 2 * time.Second, OnReboot: func() { r.reboots <- struct{}{} }, ShutdownGrace: 3 * time.Second, Logger: log, Now: r.now})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -101,6 +103,22 @@ func (r *rig) startDaemon() {
 	r.d, r.cancel, r.done = d, cancel, make(chan struct{})
 	go func() { defer close(r.done); d.Run(ctx) }()
 	eventually(r.t, "controller online", func() bool { return d.Stats().Uplink.Connected })
+}
+
+// setConfig replaces old with new in the controller's config file (before
+// startDaemon).
+func (r *rig) setConfig(old, new string) {
+	r.t.Helper()
+	b, err := os.ReadFile(r.cfgPath)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		r.t.Fatalf("config has no %q", old)
+	}
+	if err := os.WriteFile(r.cfgPath, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 func (r *rig) stopDaemon() {

@@ -43,20 +43,47 @@ func (d *Daemon) loadExtraCloudKeys() {
 	}
 }
 
-// telemetryLoop publishes health every telemetry interval (QoS 0).
+// telemetryLoop publishes health every telemetry interval (QoS 0), and at
+// once when stateChanged asks (a fault, a recovery, a jam, a reconnection),
+// at most once a second.
 func (d *Daemon) telemetryLoop(ctx context.Context) {
 	t := time.NewTicker(d.cfg.MQTT.TelemetryInterval.D())
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-d.telemKick:
+			// At most one a second, so a flapping link cannot flood.
+			if wait := time.Second - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
 		if d.up.Connected() {
+			last = time.Now()
 			d.publishDirect(d.telemetry())
+			if d.probe.CompareAndSwap(true, false) {
+				d.publishProbe()
+			}
 		}
 	}
+}
+
+// publishProbe publishes a power_restored event directly (not through the
+// outbox) after the controller starts. The cloud acknowledges it like every
+// event but progress, and its Ack is the first sample of the cloud's clock
+// (cloudClock), so that a board with a wrong clock judges its first grant
+// by the cloud's time.
+func (d *Daemon) publishProbe() {
+	ev := &mqttapi.Event{Envelope: d.env(), Kind: mqttapi.EventPowerRestored, Detail: "controller started"}
+	d.clock.sentNow(ev.ID, d.now())
+	d.publishDirect(ev)
 }
 
 func (d *Daemon) telemetry() *mqttapi.Telemetry {
@@ -90,6 +117,7 @@ func (d *Daemon) telemetry() *mqttapi.Telemetry {
 			st.State = mqttapi.MachineBusy
 		}
 		mc.mu.Unlock()
+		st.Jammed = mc.jammedSlots()
 		if !boardOK {
 			st.State = mqttapi.MachineFault
 		}

@@ -28,6 +28,7 @@ type mach struct {
 	testing  bool         // an output test runs
 	counters mqttapi.Counters
 	prices   []mqttapi.PriceEntry
+	jammed   map[string]bool // vending slots out of service (see jam)
 }
 
 func newMach(c config.Machine) *mach {
@@ -89,7 +90,9 @@ func (m *mach) stop(outcome vend.Outcome) bool {
 }
 
 // recover finishes sessions a power cut or crash left open, with their last
-// committed reading, and queues their reports. The board has already been
+// committed reading, and queues their reports: authorized ones as
+// not_started, credited ones (coin pulses may have been given) as
+// interrupted and billed for the credit, running ones as interrupted. The board has already been
 // driven OFF, so nothing a recovered session started is still running.
 func (d *Daemon) recover() error {
 	live, err := d.j.Live()
@@ -101,6 +104,15 @@ func (d *Daemon) recover() error {
 		switch s.State {
 		case journal.Authorized:
 			err = d.j.Transition(s.ID, journal.Expired, nil)
+		case journal.Credited:
+			// Credit may be in the machine: billed, never not_started.
+			units := d.creditUnits(s)
+			err = d.j.Transition(s.ID, journal.Ending, func(x *journal.Session) {
+				x.Outcome = vend.OutcomeInterrupted
+				if units > x.Units {
+					x.Units = units
+				}
+			})
 		case journal.Running:
 			err = d.j.Transition(s.ID, journal.Ending, func(x *journal.Session) {
 				x.Outcome = vend.OutcomeInterrupted
@@ -114,6 +126,16 @@ func (d *Daemon) recover() error {
 		}
 	}
 	return nil
+}
+
+// creditUnits is what an interrupted credit bills: the cycle a washer's
+// credit buys, or a dryer's whole authorized time (the machine's timer
+// runs what the credit bought; the cap is what the payer agreed to pay).
+func (d *Daemon) creditUnits(s journal.Session) uint64 {
+	if s.Unit == vend.UnitCycle {
+		return min(1, s.CapUnits)
+	}
+	return s.CapUnits
 }
 
 // endedEvent builds the outbox event for a session that has just ended,
@@ -153,10 +175,25 @@ func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
 	if !ok {
 		return vend.Errorf(errMachineUnknown, "%q", cmd.Machine)
 	}
+	// Judged by the cloud's clock (estimated from Acks): a board whose own
+	// clock is minutes off neither refuses good grants nor starts late ones.
+	cancelled := false
 	g, err := signed.VerifyGrant(cmd.Grant, signed.GrantCheck{
-		Keys: d.cloudKeys(), Device: d.cfg.DeviceID, Machine: cmd.Machine, Now: d.now(),
-		Skew: d.cfg.GrantSkew.D(), Seen: d.j.Seen,
+		Keys: d.cloudKeys(), Device: d.cfg.DeviceID, Machine: cmd.Machine, Now: d.cloudNow(),
+		Skew: d.cfg.GrantSkew.D(), Seen: func(id vend.SessionID) (bool, error) {
+			seen, c, err := d.j.SeenState(id)
+			cancelled = c
+			return seen && !c, err
+		},
 	})
+	// The cloud cancelled this session (Stop) before it started, or a Stop
+	// for it waits in the command queue: the Stop wins.
+	if err == nil && (cancelled || d.stopQueued(g.Session)) {
+		if _, cerr := d.j.Cancel(g.Session, g.ExpiresAt.Add(d.cfg.GrantSkew.D())); cerr != nil {
+			return cerr
+		}
+		return vend.Errorf(errGrantCancelled, "%s", g.Session)
+	}
 	// A replayed grant (a seen session ID) is refused with grant.replayed
 	// and switches nothing on. A cloud retrying its own Authorize after a
 	// lost reply gets the stored reply from the reply cache (same command
@@ -167,6 +204,9 @@ func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
 	}
 	if _, ok := d.boardReady(); !m.bound() || !ok {
 		return vend.Errorf(errMachineFault, "board not ready")
+	}
+	if m.cfg.Kind == vend.KindVending && m.isJammed(g.Slot) {
+		return vend.Errorf(errMachineFault, "slot %s on %s is jammed", g.Slot, m.cfg.ID)
 	}
 	if g.Unit != m.cfg.Kind.Unit() {
 		return vend.Errorf(errGrantUnit, "grant meters %s, machine %s meters %s", g.Unit, m.cfg.ID, m.cfg.Kind.Unit())
@@ -208,7 +248,10 @@ func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
 	return nil
 }
 
-// run drives one session to its end and reports it.
+// run drives one session to its end and reports it. Nothing is switched
+// on (no valve, motor or coin pulse) unless the transition that makes the
+// session billable (running, or credited for a coin pulse) is committed
+// first; a journal that cannot write is a fault (journalFailed).
 func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 	defer func() {
 		m.mu.Lock()
@@ -217,34 +260,47 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 	}()
 	id := g.Session
 	log := d.log.With("session", id, "machine", m.cfg.ID)
-	if d.now().After(g.ExpiresAt) {
+	// Stopped before anything was switched on, or past the grant's start-by
+	// bound judged by the cloud's clock: not started, nothing billed.
+	if ctx.Err() != nil || !d.cloudNow().Before(g.ExpiresAt) {
 		d.finish(id, journal.Expired, vend.OutcomeNotStarted, 0, nil, log)
 		return
 	}
-	started := false
+	started, credited := false, false
 	markStarted := func(meter uint64) error {
 		if started {
 			return nil
 		}
-		started = true
 		ev := &mqttapi.Event{Envelope: d.env(), Kind: mqttapi.EventStarted, Session: id, Machine: m.cfg.ID}
 		out, err := d.outgoing(ev, vend.SessionID{})
 		if err != nil {
 			return err
 		}
-		err = d.j.Transition(id, journal.Running, func(s *journal.Session) { s.MeterStart, s.MeterLast = meter, meter }, out)
+		if err := d.j.Transition(id, journal.Running, func(s *journal.Session) { s.MeterStart, s.MeterLast = meter, meter }, out); err != nil {
+			d.journalFailed(err, log)
+			return err
+		}
+		started = true
 		d.kickDrain()
-		return err
+		return nil
+	}
+	// notStarted ends a session whose outputs were never switched on
+	// because its start could not be committed.
+	notStarted := func(err error) {
+		log.Error("start not committed; nothing switched on", "err", err)
+		d.finish(id, journal.Failed, vend.OutcomeFault, 0, err, log)
 	}
 	var lastProgress time.Time
 	progress := func(p machine.Progress) {
 		if !started {
 			if err := markStarted(p.Meter); err != nil {
 				log.Error("start", "err", err)
+				return
 			}
 		}
 		if err := d.j.Meter(id, p.Units, p.Meter); err != nil {
 			log.Error("meter", "err", err)
+			d.journalFailed(err, log)
 		}
 		if p.At.Sub(lastProgress) >= d.opts.ProgressEvery {
 			lastProgress = p.At
@@ -262,36 +318,41 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 		snap := d.board.Load().Snapshot() // set: authorize checked it
 		meter := uint64(snap.Counters[m.cfg.Water.Flow])
 		if err := markStarted(meter); err != nil {
-			log.Error("start", "err", err)
+			notStarted(err)
+			return
 		}
 		res, err = m.water.Pour(ctx, g.CapUnits, progress)
 	case vend.KindWasher, vend.KindDryer:
+		// Credit given is billable: committed before the first coin pulse.
+		if err := d.j.Transition(id, journal.Credited, nil); err != nil {
+			d.journalFailed(err, log)
+			notStarted(err)
+			return
+		}
+		credited = true
 		credits := 1
 		res, err = m.washer.Cycle(ctx, credits, m.cfg.Kind == vend.KindDryer, func(p machine.Progress) {
-			if !started {
-				_ = markStarted(0)
-			}
 			p.Units = min(p.Units, g.CapUnits)
 			progress(p)
 		})
 	case vend.KindVending:
 		if err := markStarted(0); err != nil {
-			log.Error("start", "err", err)
+			notStarted(err)
+			return
 		}
 		res, err = m.vending.Vend(ctx, g.Slot, func(p machine.Progress) {})
 	}
 	if err != nil {
 		// Could not start at all (board fault, stuck sensor): nothing delivered.
 		log.Warn("session could not start", "err", err)
-		to := journal.Failed
-		if !started {
-			to = journal.Expired
-		}
-		if started {
+		switch {
+		case started:
 			d.finishRunning(id, vend.OutcomeFault, 0, log)
-			return
+		case credited:
+			d.finish(id, journal.Failed, vend.OutcomeFault, 0, err, log)
+		default:
+			d.finish(id, journal.Expired, vend.OutcomeFault, 0, err, log)
 		}
-		d.finish(id, to, vend.OutcomeFault, 0, err, log)
 		return
 	}
 	outcome := map[machine.StopReason]vend.Outcome{
@@ -306,13 +367,27 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 	if outcome == 0 {
 		outcome = vend.OutcomeInterrupted
 	}
+	if res.Reason == machine.StopJam {
+		m.jam(g.Slot)
+		d.stateChanged()
+	}
 	if !started {
+		if credited {
+			// Credit given, the machine never seen running (start timeout,
+			// fault) or no pulse driven at all: nothing billed.
+			if outcome != vend.OutcomeFault {
+				outcome = vend.OutcomeNotStarted
+			}
+			d.finish(id, journal.Ending, outcome, 0, nil, log)
+			return
+		}
 		d.finish(id, journal.Expired, vend.OutcomeNotStarted, 0, nil, log)
 		return
 	}
 	if res.MeterEnd > 0 {
 		if err := d.j.Meter(id, res.Units, res.MeterEnd); err != nil {
 			log.Error("final meter", "err", err)
+			d.journalFailed(err, log)
 		}
 	}
 	d.finishRunning(id, outcome, res.Units, log)
@@ -375,6 +450,7 @@ var (
 	errMachineBusy    = vend.E(vend.Conflict, mqttapi.CodeMachineBusy, "controller: machine busy")
 	errMachineFault   = vend.E(vend.Transient, mqttapi.CodeMachineFault, "controller: machine or board in fault")
 	errSessionUnknown = vend.E(vend.NotFound, mqttapi.CodeSessionUnknown, "controller: no such session")
+	errGrantCancelled = vend.E(vend.Conflict, mqttapi.CodeGrantCancelled, "controller: session cancelled before it started")
 	errOutputUnknown  = vend.E(vend.NotFound, mqttapi.CodeOutputUnknown, "controller: no such output on this machine")
 	errGrantUnit      = vend.E(vend.Invalid, "grant.unit", "controller: grant unit does not match the machine")
 	errKeyMismatch    = vend.E(vend.Invalid, mqttapi.CodeKeyMismatch, "controller: key does not match the pending key")

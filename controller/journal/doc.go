@@ -23,7 +23,8 @@
 //	meta            "format"                  u64 BE: file layout, [FormatVersion]
 //	                "usage_seq"               u64 BE: last usage sequence number handed out
 //	                "config_gen"              u64 BE: generation of the applied configuration
-//	seen            session ID, 16 bytes      version u8 (1) | accepted Unix ms i64 BE | grant expires Unix ms i64 BE
+//	seen            session ID, 16 bytes      accepted: version u8 (1) | accepted Unix ms i64 BE | grant expires Unix ms i64 BE
+//	                                          cancelled: version u8 (2) | cancelled Unix ms i64 BE | keep until Unix ms i64 BE | flags u8 (1)
 //
 // Outbox keys are big-endian, so a bbolt cursor walks them in queue order;
 // they come from the items bucket's own sequence (NextSequence), which is
@@ -48,9 +49,10 @@
 // the record size, so a tighter binary form would not save flash. What
 // must be byte-exact (the grant and the usage report, which are signed) is
 // stored as the canonical signed bytes, opaque to JSON. The seen entries,
-// of which there is one per session forever, use a fixed 17-byte binary
-// form. Decoders check the version, the key against the record and the
-// fields the journal relies on; a record that fails gives ErrCorrupt naming
+// of which there is one per session until the janitor prunes it, use a
+// fixed 17-byte binary form (18 bytes for a cancellation, see Cancel).
+// Decoders check the version, the key against the record and the fields
+// the journal relies on; a record that fails gives ErrCorrupt naming
 // the bucket and key ("journal: malformed record: bucket sessions key
 // <uuid>: …"), never a panic. Session records are decoded at Open (to
 // rebuild the live set), so a malformed one stops Open: the controller
@@ -60,7 +62,9 @@
 // # Session states
 //
 //	from         allowed to                    by
-//	authorized   running, expired, failed      Transition
+//	authorized   running, credited, expired,   Transition
+//	             failed
+//	credited     running, ending, failed       Transition
 //	running      ending, failed, refunded      Transition
 //	ending       reported                      EndSession
 //	expired      reported                      EndSession
@@ -68,6 +72,23 @@
 //	refunded     reported                      EndSession
 //	reported     settled                       Ack of the usage message (or Transition)
 //	settled      –                             Prune may delete the record; the seen entry stays
+//
+// Credited is "credit given": a coin-operated machine (washer, dryer) is
+// about to receive its coin pulses, and the controller commits this state
+// before the first pulse is driven, because from then on the credit may
+// be in the machine whatever happens next. A credited session is billable:
+// it goes to running when the machine is seen running, to ending with
+// outcome not_started (nothing billed) only when the machine's start
+// timeout passes with the controller watching, and after a power cut
+// recovery bills it (ending, outcome interrupted, the credit's units),
+// never as not_started.
+//
+// Cancel records a session the cloud cancelled before this device started
+// it (a Stop for a session not seen yet): a seen entry of version 2 marked
+// cancelled, kept until the given bound (PruneSeen deletes it after). Its
+// grant is then refused like a replay, and SeenState tells the caller it
+// was a cancellation (the controller answers grant.cancelled). A session
+// already accepted is not touched.
 //
 // Accept creates a session in authorized, with its seen entry, in one
 // commit; it refuses a seen session ID (signed.ErrReplayed, code
@@ -113,9 +134,12 @@
 // BenchmarkSession is a 60 s session metered every 100 ms: 60 meter
 // commits plus 5 for accept, start, end, report and ack. Bytes per commit
 // grow with the depth of the sessions tree (records accumulate in the
-// benchmark), which is why settled sessions should be pruned (Prune) after
-// a retention period; the seen set is kept for replay refusal and may be
-// pruned once grants have expired (PruneSeen).
+// benchmark), which is why settled sessions are pruned (Prune) after a
+// retention period; the seen set is kept for replay refusal and pruned once
+// grants have expired (PruneSeen). The controller's janitor
+// (controller/janitor) does both hourly; Open decodes every session record,
+// so without it the open time grows with every session ever sold (figures
+// in controller/BENCHMARKS.md).
 //
 // # Recovery at start
 //
@@ -124,7 +148,9 @@
 // the journal, and call Live. Live returns every session not yet reported
 // with its last committed reading (Units, MeterLast, at most one interval
 // old) and state. The controller finishes each: authorized ones expire (or
-// fail), running ones go to ending with outcome interrupted, ended ones are
+// fail), credited ones go to ending with outcome interrupted and the
+// credit's units (billed), running ones go to ending with outcome
+// interrupted, ended ones are
 // reported, each with EndSession, which signs and queues the report. The
 // outbox then drains when the link is up. TestCrashSafety kills a writing
 // subprocess with SIGKILL 30 times at random points and checks, after each

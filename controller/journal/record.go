@@ -23,11 +23,17 @@ const (
 	Expired    State = 6 // the grant expired (or was cancelled) before the machine started
 	Failed     State = 7 // the board or machine faulted
 	Refunded   State = 8 // the machine ran but delivered nothing billable (vend failed)
+	// Credited: credit is about to be given to a coin-operated machine (a
+	// washer's coin pulses), committed before the first pulse; the machine
+	// has not been seen running yet. A credited session is billable: if it
+	// is interrupted (power cut), recovery bills the credit.
+	Credited State = 9
 )
 
 var stateNames = map[State]string{
 	Authorized: "authorized", Running: "running", Ending: "ending", Reported: "reported",
 	Settled: "settled", Expired: "expired", Failed: "failed", Refunded: "refunded",
+	Credited: "credited",
 }
 
 // String returns the state's name, e.g. "running".
@@ -64,7 +70,7 @@ func (s *State) UnmarshalText(b []byte) error {
 // has not been reported yet. Such sessions are "live".
 func (s State) holdsMachine() bool {
 	switch s {
-	case Authorized, Running, Ending, Expired, Failed, Refunded:
+	case Authorized, Credited, Running, Ending, Expired, Failed, Refunded:
 		return true
 	}
 	return false
@@ -82,7 +88,8 @@ func (s State) ended() bool {
 // transitions is the table of allowed transitions. Reported is reached
 // only through EndSession, which signs the usage in the same commit.
 var transitions = map[State][]State{
-	Authorized: {Running, Expired, Failed},
+	Authorized: {Running, Credited, Expired, Failed},
+	Credited:   {Running, Ending, Failed},
 	Running:    {Ending, Failed, Refunded},
 	Ending:     {Reported},
 	Expired:    {Reported},
@@ -176,8 +183,25 @@ func decodeSession(k, v []byte) (*Session, error) {
 	return &s, nil
 }
 
-// seen records: version u8 | accepted ms i64 | grant expires ms i64.
-const seenLen = 17
+// seen records: version 1 (an accepted grant), 17 bytes:
+//
+//	u8 1 | accepted ms i64 | grant expires ms i64
+//
+// or version 2 (a cancellation, see Cancel), 18 bytes:
+//
+//	u8 2 | cancelled ms i64 | keep until ms i64 | flags u8 (1 = cancelled)
+const (
+	seenLen          = 17
+	seenCancelledLen = 18
+	seenCancelledV   = 2
+)
+
+// seenEntry is a decoded seen record.
+type seenEntry struct {
+	accepted  time.Time // accepted, or cancelled, at
+	expires   time.Time // the grant's expiry, or how long a cancellation is kept
+	cancelled bool
+}
 
 func encodeSeen(accepted, expires time.Time) []byte {
 	b := make([]byte, seenLen)
@@ -187,16 +211,28 @@ func encodeSeen(accepted, expires time.Time) []byte {
 	return b
 }
 
-func decodeSeen(k, v []byte) (accepted, expires time.Time, err error) {
+func encodeCancelled(at, until time.Time) []byte {
+	b := make([]byte, seenCancelledLen)
+	b[0] = seenCancelledV
+	binary.BigEndian.PutUint64(b[1:], uint64(at.UnixMilli()))
+	binary.BigEndian.PutUint64(b[9:], uint64(until.UnixMilli()))
+	b[17] = 1
+	return b
+}
+
+func decodeSeen(k, v []byte) (seenEntry, error) {
 	if len(k) != 16 {
-		return time.Time{}, time.Time{}, corrupt(bucketSeen, k, fmt.Errorf("key of %d bytes, want 16", len(k)))
+		return seenEntry{}, corrupt(bucketSeen, k, fmt.Errorf("key of %d bytes, want 16", len(k)))
 	}
-	if len(v) != seenLen || v[0] != RecordVersion {
-		return time.Time{}, time.Time{}, corrupt(bucketSeen, k, fmt.Errorf("seen record of %d bytes (version %d), want %d bytes version %d", len(v), first(v), seenLen, RecordVersion))
+	ok := (len(v) == seenLen && v[0] == RecordVersion) || (len(v) == seenCancelledLen && v[0] == seenCancelledV && v[17] == 1)
+	if !ok {
+		return seenEntry{}, corrupt(bucketSeen, k, fmt.Errorf("seen record of %d bytes (version %d), want %d bytes version %d or %d bytes version %d", len(v), first(v), seenLen, RecordVersion, seenCancelledLen, seenCancelledV))
 	}
-	accepted = time.UnixMilli(int64(binary.BigEndian.Uint64(v[1:]))).UTC()
-	expires = time.UnixMilli(int64(binary.BigEndian.Uint64(v[9:]))).UTC()
-	return accepted, expires, nil
+	return seenEntry{
+		accepted:  time.UnixMilli(int64(binary.BigEndian.Uint64(v[1:]))).UTC(),
+		expires:   time.UnixMilli(int64(binary.BigEndian.Uint64(v[9:]))).UTC(),
+		cancelled: v[0] == seenCancelledV,
+	}, nil
 }
 
 func first(b []byte) int {

@@ -79,22 +79,68 @@ func (j *Journal) Accept(grant signed.Grant, grantBytes []byte, emit ...Outgoing
 	return nil
 }
 
-// Seen reports whether session id was ever accepted. It has the signature
-// of signed.GrantCheck.Seen.
+// Seen reports whether session id was ever accepted or cancelled. It has
+// the signature of signed.GrantCheck.Seen.
 func (j *Journal) Seen(id vend.SessionID) (bool, error) {
-	var ok bool
-	err := j.view(func(tx *bolt.Tx) error {
+	seen, _, err := j.SeenState(id)
+	return seen, err
+}
+
+// SeenState reports whether session id has a seen entry and whether that
+// entry is a cancellation (Cancel) rather than an accepted grant.
+func (j *Journal) SeenState(id vend.SessionID) (seen, cancelled bool, err error) {
+	err = j.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketSeen).Get(id[:])
 		if v == nil {
 			return nil
 		}
-		if _, _, err := decodeSeen(id[:], v); err != nil {
+		e, err := decodeSeen(id[:], v)
+		if err != nil {
 			return err
 		}
-		ok = true
+		seen, cancelled = true, e.cancelled
 		return nil
 	})
-	return ok, err
+	return seen, cancelled, err
+}
+
+// Cancel records, in one commit, that the cloud cancelled session id
+// before this device started it: a seen entry marked cancelled that
+// PruneSeen may delete once until has passed, so a later Accept of its
+// grant is refused (signed.ErrReplayed) and the caller can tell a
+// cancellation (SeenState) from a replay. When id was already accepted it
+// writes nothing and returns accepted true (the caller stops the live
+// session, or it has ended). Cancelling again keeps the later bound.
+// Errors: ErrClosed; storage errors.
+func (j *Journal) Cancel(id vend.SessionID, until time.Time) (accepted bool, err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return false, vend.Errorf(ErrClosed, "cancel %s", id)
+	}
+	now := j.now().UTC()
+	err = j.update(kindTransition, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSeen)
+		if v := b.Get(id[:]); v != nil {
+			e, err := decodeSeen(id[:], v)
+			if err != nil {
+				return err
+			}
+			if !e.cancelled {
+				accepted = true
+				return errNoop
+			}
+			if !until.After(e.expires) {
+				return errNoop
+			}
+			now = e.accepted
+		}
+		if err := b.Put(bytes.Clone(id[:]), encodeCancelled(now, until)); err != nil {
+			return vend.Errorf(ErrStorage, "put seen %s: %v", id, err)
+		}
+		return nil
+	})
+	return accepted, err
 }
 
 // Transition moves session id to state to, if the transition table allows
@@ -520,9 +566,9 @@ func (j *Journal) Get(id vend.SessionID) (Session, error) {
 }
 
 // Live returns the committed records of the sessions that are not yet
-// reported (Authorized, Running, Ending, Expired, Failed, Refunded), oldest
-// accepted first: what the controller must finish at start, with their last
-// committed readings. Errors: ErrCorrupt, storage errors.
+// reported (Authorized, Credited, Running, Ending, Expired, Failed,
+// Refunded), oldest accepted first: what the controller must finish at
+// start, with their last committed readings. Errors: ErrCorrupt, storage errors.
 func (j *Journal) Live() ([]Session, error) {
 	j.mu.Lock()
 	ids := make([]vend.SessionID, 0, len(j.live))
@@ -617,11 +663,11 @@ func (j *Journal) Prune(before time.Time) (int, error) {
 // pass now minus the tolerated clock skew and a margin.
 func (j *Journal) PruneSeen(before time.Time) (int, error) {
 	return j.deleteWhere(bucketSeen, "seen", func(tx *bolt.Tx, k, v []byte) (bool, error) {
-		_, exp, err := decodeSeen(k, v)
+		e, err := decodeSeen(k, v)
 		if err != nil {
 			return false, err
 		}
-		return exp.Before(before) && tx.Bucket(bucketSessions).Get(k) == nil, nil
+		return e.expires.Before(before) && tx.Bucket(bucketSessions).Get(k) == nil, nil
 	})
 }
 

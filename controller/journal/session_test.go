@@ -121,10 +121,11 @@ func TestAcceptRefusesMismatchedBytes(t *testing.T) {
 
 func TestTransitionTable(t *testing.T) {
 	all := []journal.State{journal.Authorized, journal.Running, journal.Ending, journal.Reported,
-		journal.Settled, journal.Expired, journal.Failed, journal.Refunded}
+		journal.Settled, journal.Expired, journal.Failed, journal.Refunded, journal.Credited}
 	// path to reach each state from a fresh session
 	paths := map[journal.State][]journal.State{
 		journal.Authorized: nil,
+		journal.Credited:   {journal.Credited},
 		journal.Running:    {journal.Running},
 		journal.Ending:     {journal.Running, journal.Ending},
 		journal.Expired:    {journal.Expired},
@@ -172,8 +173,81 @@ func TestTransitionTable(t *testing.T) {
 			})
 		}
 	}
-	if n < 40 {
+	if n < 50 {
 		t.Fatalf("only %d illegal pairs checked", n)
+	}
+}
+
+// A credited session (coin pulses may be in the machine) goes to running
+// when the machine runs, or ends; it holds its machine until reported,
+// and is live for recovery.
+func TestCreditedSession(t *testing.T) {
+	clk := newClock()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := journal.Open(path, &journal.Opts{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, b := mustGrant(t, "w1", clk.Now())
+	if err := j.Accept(g, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Transition(g.Session, journal.Credited, nil); err != nil {
+		t.Fatalf("authorized → credited: %v", err)
+	}
+	g2, b2 := mustGrant(t, "w1", clk.Now())
+	wantCode(t, "Accept on a credited machine", j.Accept(g2, b2), journal.ErrBusy.Code, vend.Conflict)
+	j.Close()
+	j = mustOpen(t, path, &journal.Opts{Now: clk.Now})
+	live, err := j.Live()
+	if err != nil || len(live) != 1 || live[0].State != journal.Credited {
+		t.Fatalf("Live after reopen = %+v, %v; want the credited session", live, err)
+	}
+	if err := j.Transition(g.Session, journal.Ending, func(s *journal.Session) { s.Outcome = vend.OutcomeInterrupted; s.Units = 1 }); err != nil {
+		t.Fatalf("credited → ending: %v", err)
+	}
+	s, err := j.EndSession(g.Session, signer)
+	if err != nil || s.State != journal.Reported {
+		t.Fatalf("EndSession = %+v, %v", s, err)
+	}
+}
+
+// A cancellation is remembered as a seen entry that a later Accept of
+// the grant is refused by, and that SeenState tells from a replay; an
+// accepted session is not cancelled.
+func TestCancel(t *testing.T) {
+	clk := newClock()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := journal.Open(path, &journal.Opts{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, b := mustGrant(t, "m1", clk.Now())
+	if acc, err := j.Cancel(g.Session, clk.Now().Add(time.Hour)); acc || err != nil {
+		t.Fatalf("Cancel = %v, %v", acc, err)
+	}
+	j.Close()
+	j = mustOpen(t, path, &journal.Opts{Now: clk.Now})
+	if seen, c, err := j.SeenState(g.Session); !seen || !c || err != nil {
+		t.Fatalf("SeenState = %v %v %v, want seen and cancelled", seen, c, err)
+	}
+	wantCode(t, "Accept of a cancelled session", j.Accept(g, b), "grant.replayed", vend.Conflict)
+	g2, b2 := mustGrant(t, "m1", clk.Now())
+	if err := j.Accept(g2, b2); err != nil {
+		t.Fatal(err)
+	}
+	if acc, err := j.Cancel(g2.Session, clk.Now().Add(time.Hour)); !acc || err != nil {
+		t.Fatalf("Cancel of an accepted session = %v, %v; want accepted", acc, err)
+	}
+	if _, c, _ := j.SeenState(g2.Session); c {
+		t.Fatal("an accepted session was marked cancelled")
+	}
+	// Cancellations are pruned after their bound, not before.
+	if n, err := j.PruneSeen(clk.Now().Add(30 * time.Minute)); n != 0 || err != nil {
+		t.Fatalf("PruneSeen before the bound = %d, %v", n, err)
+	}
+	if n, err := j.PruneSeen(clk.Now().Add(2 * time.Hour)); n != 1 || err != nil {
+		t.Fatalf("PruneSeen after the bound = %d, %v; want the cancellation", n, err)
 	}
 }
 

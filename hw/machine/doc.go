@@ -38,6 +38,18 @@
 // that must close on power loss, use normally-closed valves: the relay off
 // is the valve closed.
 //
+// # Atomic steps
+//
+// Some steps, once begun, must finish whatever the caller says, or the
+// payer gets goods without paying (or pays for nothing): a vend is atomic
+// once its motor turns (Vending.Vend ignores cancellation from then on and
+// ends on the drop, the jam timeout or a fault, so a spiral never stops
+// mid-turn), and a washer's purchase is atomic once its first coin pulse is
+// driven (Washer.Cycle gives the whole credit and waits for the machine to
+// run, or for its start timeout). Before that point a cancelled context
+// ends the run with StopRequested and nothing switched on. The controller
+// commits the step that makes the session billable before calling them.
+//
 // # Metering
 //
 // Water is metered in pulses of the flow meter's hardware counter, extended

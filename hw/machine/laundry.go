@@ -2,7 +2,6 @@ package machine
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"beaconvend/app-protocol/vend"
@@ -87,9 +86,16 @@ func (w *Washer) Running() bool { return w.b.Snapshot().Inputs[w.cfg.Running] }
 // machine to report running, then meters the cycle in seconds until running
 // stays inactive for Debounce. Results: StopCompleted (Units = 1 cycle per
 // credit, or the seconds run when seconds is true, as for a dryer),
-// StopNoStart (never ran: nothing to bill), StopFault, StopRequested (ctx
-// cancelled before the machine started; once it runs, a washer cannot be
-// stopped from here and Cycle keeps metering it).
+// StopNoStart (the machine never reported running within StartTimeout:
+// nothing to bill), StopFault, StopRequested (ctx was cancelled before the
+// first pulse: nothing given).
+//
+// Buying is atomic once it begins: from the first coin pulse on, ctx is no
+// longer honoured. The whole pulse train is driven (a half-paid credit
+// left banked in the machine would make the next buyer's cycle free) and
+// Cycle waits for the machine to start, or for StartTimeout, and a started
+// cycle is metered to its end (a washer cannot be stopped from here). The
+// caller records the credit as given, durably, before calling Cycle.
 func (w *Washer) Cycle(ctx context.Context, credits int, seconds bool, progress func(Progress)) (Result, error) {
 	if credits < 1 {
 		return Result{}, vend.Errorf(ErrConfig, "washer: %d credits", credits)
@@ -102,31 +108,26 @@ func (w *Washer) Cycle(ctx context.Context, credits int, seconds bool, progress 
 		return Result{}, vend.Errorf(ErrConfig, "washer: machine already running")
 	}
 	r := Result{Started: w.b.opts.Now()}
+	if ctx.Err() != nil {
+		r.Reason, r.Ended = StopRequested, r.Started
+		return r, nil
+	}
+	// From the first pulse on, the purchase runs to its end whatever ctx says.
+	bg := context.WithoutCancel(ctx)
 	for i := 0; i < credits*w.cfg.PulsesPerCredit; i++ {
-		if err := w.b.Pulse(ctx, w.cfg.Coin, w.cfg.PulseWidth, w.cfg.PulseGap); err != nil {
-			r.Ended = w.b.opts.Now()
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				// Pulses already given may have bought a cycle: wait for it below rather than drop it.
-				break
-			}
-			r.Reason, r.Err = StopFault, err
+		if err := w.b.Pulse(bg, w.cfg.Coin, w.cfg.PulseWidth, w.cfg.PulseGap); err != nil {
+			r.Reason, r.Err, r.Ended = StopFault, err, w.b.opts.Now()
 			return r, nil
 		}
 	}
-	// Wait for the machine to start. Context cancellation is honoured only
-	// until it does: a paid, started cycle is metered to its end.
+	// Wait for the machine to start, or for the start timeout.
 	seq := w.b.Snapshot().Seq
 	startBy := w.b.opts.Now().Add(w.cfg.StartTimeout)
 	var runningSince time.Time
 	for runningSince.IsZero() {
-		s, err := w.b.Next(ctx, seq)
+		s, err := w.b.Next(bg, seq)
 		if err != nil {
-			r.Ended = w.b.opts.Now()
-			if ctx.Err() != nil {
-				r.Reason = StopRequested
-				return r, nil
-			}
-			r.Reason, r.Err = StopFault, err
+			r.Reason, r.Err, r.Ended = StopFault, err, w.b.opts.Now()
 			return r, nil
 		}
 		seq = s.Seq
@@ -145,7 +146,6 @@ func (w *Washer) Cycle(ctx context.Context, credits int, seconds bool, progress 
 	}
 	r.Started = runningSince
 	var idleSince time.Time
-	bg := context.WithoutCancel(ctx)
 	for {
 		s, err := w.b.Next(bg, seq)
 		if err != nil {

@@ -52,8 +52,11 @@ func NewVending(b *Board, cfg VendingConfig) (*Vending, error) {
 }
 
 // Vend runs a slot's motor until the drop sensor sees an item
-// (StopCompleted, Units 1), DropTimeout passes (StopJam, Units 0), ctx is
-// cancelled (StopRequested) or the board faults (StopFault). The drop must
+// (StopCompleted, Units 1), DropTimeout passes (StopJam, Units 0) or the
+// board faults (StopFault). A vend is atomic once the motor turns: ctx is
+// honoured only until the motor is switched on (StopRequested, nothing
+// turned); after that a cancelled ctx changes nothing, so a spiral is never
+// stopped mid-turn with its item half out. The drop must
 // be seen as a change from inactive to active after the motor started: a
 // sensor already active before the vend is refused as a fault, so a stuck
 // sensor never sells air. The motor is OFF when Vend returns.
@@ -66,6 +69,13 @@ func (v *Vending) Vend(ctx context.Context, slot string, progress func(Progress)
 	if !s.OK || s.Fault {
 		return Result{}, vend.Errorf(ErrBoardFault, "no good poll to start from")
 	}
+	requested := func() (Result, error) {
+		now := v.b.opts.Now()
+		return Result{Reason: StopRequested, Started: now, Ended: now}, nil
+	}
+	if ctx.Err() != nil {
+		return requested()
+	}
 	// The previous item's drop pulse may still be on: give the sensor
 	// time to clear; if it does not, it is stuck or the chute is blocked.
 	settle := v.b.opts.Now().Add(v.cfg.SettleTimeout)
@@ -75,14 +85,22 @@ func (v *Vending) Vend(ctx context.Context, slot string, progress func(Progress)
 		}
 		var err error
 		if s, err = v.b.Next(ctx, s.Seq); err != nil {
+			if ctx.Err() != nil {
+				return requested()
+			}
 			return Result{}, err
 		}
 		if s.Fault {
 			return Result{}, vend.Errorf(ErrBoardFault, "%v", s.Err)
 		}
 	}
+	if ctx.Err() != nil {
+		return requested()
+	}
+	// From here on the vend runs to a drop, a jam or a fault.
+	bg := context.WithoutCancel(ctx)
 	lease := leaseFor(v.b)
-	if err := v.b.Set(ctx, out, true, lease); err != nil {
+	if err := v.b.Set(bg, out, true, lease); err != nil {
 		return Result{}, err
 	}
 	r := Result{Started: v.b.opts.Now()}
@@ -97,11 +115,8 @@ func (v *Vending) Vend(ctx context.Context, slot string, progress func(Progress)
 		return r, nil
 	}
 	for {
-		s, err := v.b.Next(ctx, seq)
+		s, err := v.b.Next(bg, seq)
 		if err != nil {
-			if ctx.Err() != nil {
-				return end(StopRequested, 0, nil)
-			}
 			return end(StopFault, 0, err)
 		}
 		seq = s.Seq

@@ -5,6 +5,9 @@
 //
 //	controller -config /etc/beaconvend/controller.yaml
 //
+// -clock-skew D (tests only) shifts the controller's clock by D, so a
+// harness can run boards whose clocks are wrong; it is 0 in production.
+//
 // SIGTERM or SIGINT stops running sessions with every output OFF, queues
 // their reports and exits; a second signal exits at once (the board's
 // watchdog and the next start's recovery take over).
@@ -19,7 +22,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"beaconvend/controller/config"
 	"beaconvend/controller/daemon"
@@ -31,9 +36,14 @@ type Main struct {
 	LogLevel   slog.Level
 	JSONLogs   bool
 	Stderr     io.Writer
+	// ClockSkew shifts the daemon's clock (its Now) by this much. For tests
+	// only: a chaos harness runs boards whose clocks are minutes off. Zero
+	// in production.
+	ClockSkew time.Duration
 
-	d      *daemon.Daemon
-	reboot chan struct{}
+	d          *daemon.Daemon
+	reboot     chan struct{}
+	rebootOnce sync.Once
 }
 
 // ExitReboot is the exit status after a Reboot command: the supervisor
@@ -47,8 +57,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.ConfigPath, "config", "/etc/beaconvend/controller.yaml", "the controller's YAML config")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&m.JSONLogs, "json-logs", false, "log JSON lines instead of text")
+	fs.DurationVar(&m.ClockSkew, "clock-skew", 0, "TEST ONLY: shift the controller's clock by this duration (e.g. -10m) to simulate a board whose clock is wrong")
 	fs.Usage = func() {
-		fmt.Fprintf(m.Stderr, "usage: controller [-config FILE] [-log-level LEVEL] [-json-logs]\n\n"+
+		fmt.Fprintf(m.Stderr, "usage: controller [-config FILE] [-log-level LEVEL] [-json-logs] [-clock-skew D]\n\n"+
 			"Runs the beaconvend controller described by FILE (see controller/testdata/controller.example.yaml).\n\n")
 		fs.PrintDefaults()
 	}
@@ -70,7 +81,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.reboot = make(chan struct{})
-	m.d, err = daemon.Open(ctx, cfg, daemon.Opts{Logger: log, OnReboot: func() { close(m.reboot) }})
+	opts := daemon.Opts{Logger: log, OnReboot: func() { m.rebootOnce.Do(func() { close(m.reboot) }) }}
+	if skew := m.ClockSkew; skew != 0 {
+		log.Warn("clock skewed for testing", "skew", skew)
+		opts.Now = func() time.Time { return time.Now().Add(skew) }
+	}
+	m.d, err = daemon.Open(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}

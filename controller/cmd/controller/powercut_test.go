@@ -30,6 +30,7 @@ machines:
     slots:
       - {name: A1, motor: out2}
       - {name: A2, motor: out3}
+  - {name: w1, kind: washer, coin: out4, running: in1, credit: 2, cycle: 2s}
 `
 
 const powerMachines = `machines:
@@ -45,6 +46,11 @@ const powerMachines = `machines:
     slots:
       - {id: A1, output: out2, price: {minor: 150, per: 1}}
       - {id: A2, output: out3, price: {minor: 150, per: 1}}
+  - id: w1
+    kind: washer
+    currency: EUR
+    price: {minor: 350, per: 1}
+    washer: {coin: out4, running: in1, pulses_per_credit: 2, pulse_width: 100ms, pulse_gap: 200ms, debounce: 300ms, start_timeout: 5s}
 `
 
 // buildController compiles this package's program once per test run.
@@ -88,6 +94,7 @@ type procRig struct {
 	proc    *exec.Cmd
 	exited  chan struct{}
 	logf    *os.File
+	args    []string // extra command-line arguments
 }
 
 func newProcRig(t testing.TB) *procRig {
@@ -151,7 +158,7 @@ func (r *procRig) start() {
 	r.cloud.Mu.Lock()
 	before := len(r.cloud.States)
 	r.cloud.Mu.Unlock()
-	r.proc = exec.Command(r.bin, "-config", r.cfgPath, "-log-level", "debug")
+	r.proc = exec.Command(r.bin, append([]string{"-config", r.cfgPath, "-log-level", "debug"}, r.args...)...)
 	r.proc.Stdout, r.proc.Stderr = r.logf, r.logf
 	if err := r.proc.Start(); err != nil {
 		t.Fatal(err)

@@ -76,7 +76,8 @@ func (b *Broker) Stop() {
 
 // Cloud is the tests' stand-in for the cloud: it signs grants with a test
 // key, sends commands, collects replies, events and usage reports, and
-// acknowledges uplinks (unless told not to).
+// acknowledges uplinks as the cloud does (every event but progress, and
+// usage reports), unless told not to.
 type Cloud struct {
 	t      testing.TB
 	Key    ed25519.PrivateKey
@@ -91,6 +92,8 @@ type Cloud struct {
 	Order   []string // uplink message types and ids in arrival order
 	States  []*mqttapi.State
 	Telem   int
+	// Telemetry holds every telemetry message, in arrival order.
+	Telemetry []*mqttapi.Telemetry
 }
 
 // NewCloud connects a cloud stand-in that signs grants with key.
@@ -129,7 +132,9 @@ func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 	case *mqttapi.Event:
 		c.Events = append(c.Events, x)
 		c.Order = append(c.Order, "evt:"+string(x.Kind)+":"+x.ID)
-		ackID = x.ID
+		if x.Kind != mqttapi.EventProgress { // as the cloud: progress is never acknowledged
+			ackID = x.ID
+		}
 	case *mqttapi.Usage:
 		c.Usage = append(c.Usage, x)
 		c.Order = append(c.Order, "usage:"+x.ID)
@@ -138,6 +143,7 @@ func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 		c.States = append(c.States, x)
 	case *mqttapi.Telemetry:
 		c.Telem++
+		c.Telemetry = append(c.Telemetry, x)
 	}
 	noAck := c.NoAck
 	c.Mu.Unlock()
@@ -151,6 +157,16 @@ func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 			c.client.Publish(p.Topic, p.QoS, false, p.Payload)
 		}
 	}
+}
+
+// LastTelemetry returns the latest telemetry and how many arrived, or nil.
+func (c *Cloud) LastTelemetry() (*mqttapi.Telemetry, int) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if len(c.Telemetry) == 0 {
+		return nil, 0
+	}
+	return c.Telemetry[len(c.Telemetry)-1], len(c.Telemetry)
 }
 
 // Send publishes a command to a device and returns its message ID.
