@@ -211,7 +211,8 @@ func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Sessio
 			if cur, err := s.st.GetSession(ctx, ss.ID); err == nil && cur.State != store.Pending {
 				return s.finishedStart(cur)
 			}
-			return ss, errf(ErrDeviceNoReply, "session %s: no reply within %s", ss.ID, s.opts.ReplyTimeout)
+			return ss, errf(ErrDeviceNoReply, "session %s: no reply within %s: waiting for the machine; the hold stays until it answers "+
+				"or its start-by bound %s passes; POST /v1/sessions/%s/stop cancels", ss.ID, s.opts.ReplyTimeout, ss.GrantExp.Format(time.RFC3339), ss.ID)
 		}
 	}
 }
@@ -355,6 +356,40 @@ func (s *Service) StopSession(ctx context.Context, user string, id vend.SessionI
 		s.publishSession(cur)
 	}
 	return cur, nil
+}
+
+// OperatorSettle settles one of operator's unreported sessions by hand
+// (store.OperatorSettle: amount ≤ hold captured, the rest released, reason
+// kept) and tells the session's subscribers. Errors: money.currency_mismatch
+// and the store's.
+func (s *Service) OperatorSettle(ctx context.Context, operator string, id vend.SessionID, amount vend.Amount, reason string) (store.Session, error) {
+	cur, err := s.st.GetSession(ctx, id)
+	if err != nil {
+		return store.Session{}, err
+	}
+	if cur.Operator == operator && amount.Currency != cur.Currency {
+		return store.Session{}, vend.Errorf(store.ErrCurrency, "amount in %s, the session is in %s", amount.Currency, cur.Currency)
+	}
+	set, err := s.st.OperatorSettle(ctx, operator, id, amount.Minor, reason)
+	if err != nil {
+		return store.Session{}, err
+	}
+	s.Metrics.sessions.WithLabelValues(string(set.Session.State)).Inc()
+	s.publishSession(set.Session)
+	return set.Session, nil
+}
+
+// OperatorVoid releases one of operator's unreported sessions in full
+// (store.OperatorVoid, reason kept) and tells the session's subscribers.
+// Errors: the store's.
+func (s *Service) OperatorVoid(ctx context.Context, operator string, id vend.SessionID, reason string) (store.Session, error) {
+	set, err := s.st.OperatorVoid(ctx, operator, id, reason)
+	if err != nil {
+		return store.Session{}, err
+	}
+	s.Metrics.sessions.WithLabelValues(string(set.Session.State)).Inc()
+	s.publishSession(set.Session)
+	return set.Session, nil
 }
 
 // SetPrices changes a machine's (and the named slots') price on one of
