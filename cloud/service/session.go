@@ -434,7 +434,7 @@ func (s *Service) SetPrices(ctx context.Context, operator, device, machine strin
 // session, to the session's subscribers on this instance.
 func (s *Service) publishSession(ss store.Session) {
 	typ := phoneapi.EventState
-	if !ss.State.Live() {
+	if !ss.State.Holds() { // final; an unreported session may still settle
 		typ = phoneapi.EventEnded
 	}
 	s.Hub.Publish(ss.ID, typ, s.PhoneSession(ss))

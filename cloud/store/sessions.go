@@ -543,22 +543,22 @@ type Transition struct {
 // Anything not listed is refused with ErrSessionState (a final session) or
 // ignored as stale (an earlier live state: Advance is monotonic).
 var Transitions = []Transition{
-	{nil, EvStart, Pending, "hold: wallet → holds", "hold:<s>"},
+	{nil, EvStart, Pending, "hold wallet→holds", "hold:<s>"},
 	{[]State{Pending}, EvAck, Authorized, "", ""},
 	{[]State{Pending, Authorized}, EvStarted, Running, "", ""},
 	{[]State{Pending, Authorized, Running}, EvEnded, Ending, "", ""},
-	{[]State{Pending, Authorized}, EvRefused, Failed, "release: holds → wallet", "release:<s>"},
+	{[]State{Pending, Authorized}, EvRefused, Failed, "release holds→wallet", "release:<s>"},
 	{[]State{Pending, Authorized, Running, Ending, Unreported}, EvReport, Settled,
-		"capture: holds → revenue; release rest: holds → wallet", "capture:<s>, release:<s>"},
-	{[]State{Pending, Authorized, Running, Ending, Unreported}, EvReportNone, Refunded, "release: holds → wallet", "release:<s>"},
+		"capture holds→revenue, rest holds→wallet", "capture:<s>, release:<s>"},
+	{[]State{Pending, Authorized, Running, Ending, Unreported}, EvReportNone, Refunded, "release holds→wallet", "release:<s>"},
 	{[]State{Expired, Failed, Released, Voided, Settled}, EvLateReport, "",
-		"owed − captured: wallet → revenue, shortfall receivable → revenue (or excess revenue → wallet)", "late:<s>, late:<s>:receivable"},
-	{[]State{Pending}, EvStartBy, Expired, "release: holds → wallet", "release:<s>"},
+		"owed−captured wallet→revenue, shortfall receivable→revenue (excess: revenue→wallet)", "late:<s>, late:<s>:receivable"},
+	{[]State{Pending}, EvStartBy, Expired, "release holds→wallet", "release:<s>"},
 	{[]State{Authorized, Running, Ending}, EvRunBound, Unreported, "", ""},
-	{[]State{Unreported}, EvWindow, Released, "release: holds → wallet", "release:<s>"},
-	{[]State{Unreported}, EvWindowLast, Settled, "capture: holds → revenue; release rest: holds → wallet", "capture:<s>, release:<s>"},
-	{[]State{Unreported}, EvOperatorSettle, Settled, "capture: holds → revenue; release rest: holds → wallet", "capture:<s>, release:<s>"},
-	{[]State{Unreported}, EvOperatorVoid, Voided, "release: holds → wallet", "release:<s>"},
+	{[]State{Unreported}, EvWindow, Released, "release holds→wallet", "release:<s>"},
+	{[]State{Unreported}, EvWindowLast, Settled, "capture holds→revenue, rest holds→wallet", "capture:<s>, release:<s>"},
+	{[]State{Unreported}, EvOperatorSettle, Settled, "capture holds→revenue, rest holds→wallet", "capture:<s>, release:<s>"},
+	{[]State{Unreported}, EvOperatorVoid, Voided, "release holds→wallet", "release:<s>"},
 }
 
 // from returns the states ev applies to, by the state table.
@@ -588,7 +588,7 @@ func stateList(sts []State) string {
 // StateTable renders Transitions as the text table of the package doc.
 func StateTable() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-46s %-18s %-11s %s\n", "from", "event", "to", "money [idempotency keys]")
+	fmt.Fprintf(&b, "%-49s %-17s %-10s %s\n", "from", "event", "to", "money [idempotency keys]")
 	for _, t := range Transitions {
 		f := "—"
 		if t.From != nil {
@@ -606,7 +606,7 @@ func StateTable() string {
 		if t.Money != "" {
 			m = t.Money + " [" + t.Keys + "]"
 		}
-		fmt.Fprintf(&b, "%-46s %-18s %-11s %s\n", f, t.Event, to, m)
+		fmt.Fprintf(&b, "%-49s %-17s %-10s %s\n", f, t.Event, to, m)
 	}
 	return b.String()
 }
