@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/proxid"
+	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/internal/svctest"
 	"beaconvend/cloud/service"
@@ -226,6 +228,102 @@ func TestStartOnJammedSlotRefused(t *testing.T) {
 		}
 		if w, _ := r.svc.Wallet(ctx, r.user); w.Held.Minor != 0 {
 			t.Fatalf("held %d for a refused start", w.Held.Minor)
+		}
+	})
+}
+
+// usage signs the device's report for ss.
+func (r *rig) usage(t *testing.T, ss store.Session, units uint64, out vend.Outcome) *mqttapi.Usage {
+	t.Helper()
+	cost, _ := ss.Price.Cost(units)
+	seq := r.seq.Add(1)
+	u := signed.Usage{Device: ss.Device, Seq: seq, Session: ss.ID, Machine: ss.Machine, Slot: ss.Slot, Unit: ss.Unit, Units: units,
+		Price: ss.Price, Currency: ss.Currency, Amount: cost, StartedAt: r.clk.Now(), EndedAt: r.clk.Now().Add(time.Second), MeterEnd: units, Outcome: out}
+	b, err := signed.SignUsage(r.dev, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &mqttapi.Usage{Envelope: mqttapi.NewEnvelope(time.Now()), Session: ss.ID, Seq: seq, Report: b}
+}
+
+// A start the machine did not answer: the phone gets the pending session
+// (money held), cancels it, the cloud sends the board a Stop, and the
+// board's grant.cancelled (arriving after the start stopped waiting)
+// fails the session and releases the hold.
+func TestNoReplyCancelThenBoardRefuses(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		r := newRig(t, dsn, store.Opts{}, service.Options{ReplyTimeout: 200 * time.Millisecond})
+		ctx := context.Background()
+		ss, err := r.svc.StartSession(ctx, r.user, "nr-1", r.req("tap1", "", phoneapi.Cap{Units: 2000}))
+		if vend.CodeOf(err) != "device.no_reply" || ss.State != store.Pending || ss.ID.IsZero() {
+			t.Fatalf("StartSession = %s %v, want the pending session with device.no_reply", ss.State, err)
+		}
+		if ss.GrantExp.Sub(ss.Created) != 20*time.Second {
+			t.Fatalf("start-by bound %s after creation, want the 20 s default", ss.GrantExp.Sub(ss.Created))
+		}
+		cur, err := r.svc.StopSession(ctx, r.user, ss.ID)
+		if err != nil || cur.State != store.Pending {
+			t.Fatalf("cancel = %s, %v; want still pending until the board answers", cur.State, err)
+		}
+		r.pub.mu.Lock()
+		last := r.pub.Sent[len(r.pub.Sent)-1]
+		r.pub.mu.Unlock()
+		if st, ok := last.(*mqttapi.Stop); !ok || st.Session != ss.ID || st.ID != "stop-"+hex.EncodeToString(ss.ID[:]) {
+			t.Fatalf("cancel sent %#v, want mqttapi.Stop for the session", last)
+		}
+		if w, _ := r.svc.Wallet(ctx, r.user); w.Held.Minor != 100 {
+			t.Fatalf("held %d before the board answered, want 100", w.Held.Minor)
+		}
+		rep := mqttapi.NewReply(mqttapi.NewEnvelope(time.Now()), "auth-"+hex.EncodeToString(ss.ID[:]),
+			vend.E(vend.Conflict, mqttapi.CodeGrantCancelled, "cancelled"))
+		if err := r.svc.Handle(ctx, "wd-1", mqttapi.LeafReply, rep); err != nil {
+			t.Fatal(err)
+		}
+		cur, _ = r.st.GetSession(ctx, ss.ID)
+		if cur.State != store.Failed || cur.Fault != mqttapi.CodeGrantCancelled {
+			t.Fatalf("after grant.cancelled: %s (%q), want failed", cur.State, cur.Fault)
+		}
+		if w, _ := r.svc.Wallet(ctx, r.user); w.Held.Minor != 0 || w.Available.Minor != 100000 {
+			t.Fatalf("after the refusal: %+v", w)
+		}
+	})
+}
+
+// A pending session nobody answers is released only after its start-by
+// bound plus AckBound; its report arriving later (the board did start) is
+// captured late, exactly once, and counted.
+func TestNoReplyExpiryThenLateReport(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		r := newRig(t, dsn, store.Opts{}, service.Options{ReplyTimeout: 100 * time.Millisecond})
+		ctx := context.Background()
+		ss, _ := r.svc.StartSession(ctx, r.user, "nr-2", r.req("tap1", "", phoneapi.Cap{Units: 2000}))
+		r.clk.Add(29 * time.Second) // 20 s start-by + 10 s AckBound not yet passed
+		if n, err := r.svc.Sweep(ctx); err != nil || n != 0 {
+			t.Fatalf("Sweep inside the bound = %d, %v", n, err)
+		}
+		r.clk.Add(2 * time.Second)
+		if n, err := r.svc.Sweep(ctx); err != nil || n != 1 {
+			t.Fatalf("Sweep past the bound = %d, %v", n, err)
+		}
+		cur, _ := r.st.GetSession(ctx, ss.ID)
+		if cur.State != store.Expired || cur.Reason != store.ReasonUnacknowledged {
+			t.Fatalf("%s (%q), want expired grant.unacknowledged", cur.State, cur.Reason)
+		}
+		u := r.usage(t, ss, 1500, vend.OutcomeCompleted)
+		for i := 0; i < 2; i++ {
+			if err := r.svc.Handle(ctx, "wd-1", mqttapi.LeafUsage, u); err != nil {
+				t.Fatalf("delivery %d: %v", i, err)
+			}
+		}
+		if r.svc.Metrics.LateCaptures() != 1 {
+			t.Fatalf("late captures counted %v, want 1", r.svc.Metrics.LateCaptures())
+		}
+		if w, _ := r.svc.Wallet(ctx, r.user); w.Available.Minor != 100000-75 {
+			t.Fatalf("wallet %d, want %d", w.Available.Minor, 100000-75)
+		}
+		cur, _ = r.st.GetSession(ctx, ss.ID)
+		if !cur.Late || cur.LateAmount != 75 {
+			t.Fatalf("session late=%v amount %d", cur.Late, cur.LateAmount)
 		}
 	})
 }

@@ -1,8 +1,11 @@
 package store_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,4 +257,212 @@ func TestStateTableDoc(t *testing.T) {
 	if !strings.Contains(string(b), doc.String()) {
 		t.Fatalf("doc.go does not contain the state table; put this in its Sessions section:\n%s", doc.String())
 	}
+}
+
+// A late report whose charge the wallet cannot cover books the shortfall
+// as a receivable; the ledger still balances; a second delivery moves
+// nothing.
+func TestLateCaptureShortfallAndDuplicate(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, &store.Opts{AckBound: 10 * time.Second})
+		e.topUp(e.user.ID, 100)
+		ss, err := e.start(e.user.ID, "w1", "", 2000, "short-1") // holds all 100
+		must(t, err)
+		e.clk.Add(time.Minute)
+		if _, err := e.s.ExpireHolds(e.ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		// The payer spends 70 of the released 100 meanwhile.
+		ss2, err := e.start(e.user.ID, "wash1", "", 0, "x")
+		if err == nil || ss2.ID != (vend.SessionID{}) {
+			t.Fatalf("start without a cap = %v, want an input error", err)
+		}
+		other, err := e.s.StartSession(e.ctx, store.StartInput{User: e.user.ID, Device: "dev-a", Machine: "v1", Slot: "A2", CapAmount: 90, CapCurrency: "EUR", IdemKey: "spend"})
+		must(t, err)
+		if other.Hold != 80 || other.CapUnits != 1 {
+			t.Fatalf("0.90 cap at 0.80 an item holds %d for %d items, want 80 for 1", other.Hold, other.CapUnits)
+		}
+		u, sig := e.usage(ss, 2000, vend.OutcomeCapReached) // owes 100, the wallet has 20
+		st, err := e.s.Settle(e.ctx, u, sig)
+		must(t, err)
+		if !st.Late || st.LateAmount != 100 || st.Receivable != 80 || st.Session.State != store.Expired || !st.Session.Late {
+			t.Fatalf("late settle = %+v", st)
+		}
+		if e.wallet(e.user.ID) != 0 || e.revenue(e.opA.ID) != 100 {
+			t.Fatalf("wallet %d revenue %d, want 0 and 100", e.wallet(e.user.ID), e.revenue(e.opA.ID))
+		}
+		rcv, err := e.s.Balance(e.ctx, store.UserReceivable, e.user.ID, "EUR")
+		must(t, err)
+		if rcv.Minor != -80 {
+			t.Fatalf("receivable %d, want -80 (owed)", rcv.Minor)
+		}
+		again, err := e.s.Settle(e.ctx, u, sig)
+		must(t, err)
+		if !again.Duplicate || e.revenue(e.opA.ID) != 100 {
+			t.Fatalf("second delivery = %+v, revenue %d", again, e.revenue(e.opA.ID))
+		}
+		// Another report for the session is refused.
+		u2, sig2 := e.usage(ss, 10, vend.OutcomeCompleted)
+		_, err = e.s.Settle(e.ctx, u2, sig2)
+		wantCode(t, err, "usage.conflict")
+		e.checkLedger()
+	})
+}
+
+// A late report for a session an operator settled by hand moves only the
+// difference: the rest when it owes more, a refund when it owes less.
+func TestLateReportAfterOperatorSettle(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		for _, tc := range []struct {
+			units      uint64
+			late, wall int64
+		}{{1600, 80 - 30, 10000 - 80}, {200, 10 - 30, 10000 - 10}} {
+			e := newEnv(t, b, &store.Opts{AckBound: 10 * time.Second})
+			e.topUp(e.user.ID, 10000)
+			ss := e.reach(store.Settled, "op-1") // operator captured 30 of 100
+			u, sig := e.usage(ss, tc.units, vend.OutcomeCompleted)
+			st, err := e.s.Settle(e.ctx, u, sig)
+			must(t, err)
+			if !st.Late || st.LateAmount != tc.late || st.Session.State != store.Settled {
+				t.Fatalf("%d units after a settle of 30: %+v", tc.units, st)
+			}
+			if e.wallet(e.user.ID) != tc.wall || e.revenue(e.opA.ID) != 10000-tc.wall {
+				t.Fatalf("%d units: wallet %d revenue %d", tc.units, e.wallet(e.user.ID), e.revenue(e.opA.ID))
+			}
+			e.checkLedger()
+		}
+	})
+}
+
+// The sweeper closing an unreported session and its report racing in:
+// whichever wins, the report's charge is taken exactly once.
+func TestSettleRacesSweeper(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		for i := 0; i < 8; i++ {
+			e := newEnv(t, b, &store.Opts{AckBound: 10 * time.Second})
+			e.topUp(e.user.ID, 10000)
+			ss := e.reach(store.Unreported, "race")
+			e.clk.Add(73 * time.Hour)
+			u, sig := e.usage(ss, 1000, vend.OutcomeCompleted)
+			var wg sync.WaitGroup
+			var serr, cerr error
+			wg.Add(2)
+			go func() { defer wg.Done(); _, serr = e.s.Settle(e.ctx, u, sig) }()
+			go func() { defer wg.Done(); _, cerr = e.s.CloseUnreported(e.ctx, 0) }()
+			wg.Wait()
+			must(t, serr)
+			must(t, cerr)
+			cur, err := e.s.GetSession(e.ctx, ss.ID)
+			must(t, err)
+			if cur.State != store.Settled && !(cur.State == store.Released && cur.Late) {
+				t.Fatalf("round %d: session %s late=%v", i, cur.State, cur.Late)
+			}
+			if e.revenue(e.opA.ID) != 50 || e.wallet(e.user.ID) != 9950 || e.holds(e.user.ID) != 0 {
+				t.Fatalf("round %d (%s): revenue %d wallet %d holds %d", i, cur.State, e.revenue(e.opA.ID), e.wallet(e.user.ID), e.holds(e.user.ID))
+			}
+			e.checkLedger()
+		}
+	})
+}
+
+// Operators settle or void only their own unreported sessions, with a
+// reason, never above the hold.
+func TestOperatorSettleVoidRules(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, &store.Opts{AckBound: 10 * time.Second})
+		e.topUp(e.user.ID, 10000)
+		ss := e.reach(store.Unreported, "rules")
+		opB, err := e.s.CreateOperator(e.ctx, "Operator B")
+		must(t, err)
+		_, err = e.s.OperatorVoid(e.ctx, opB.ID, ss.ID, "not mine")
+		wantCode(t, err, "session.not_found")
+		_, err = e.s.OperatorSettle(e.ctx, e.opA.ID, ss.ID, 101, "too much")
+		wantCode(t, err, "money.amount")
+		_, err = e.s.OperatorSettle(e.ctx, e.opA.ID, ss.ID, -1, "negative")
+		wantCode(t, err, "money.amount")
+		_, err = e.s.OperatorVoid(e.ctx, e.opA.ID, ss.ID, "")
+		wantCode(t, err, "store.input")
+		list, err := e.s.UnreportedSessions(e.ctx, e.opA.ID, 0)
+		must(t, err)
+		if len(list) != 1 || list[0].ID != ss.ID {
+			t.Fatalf("UnreportedSessions = %d sessions", len(list))
+		}
+		if l, _ := e.s.UnreportedSessions(e.ctx, opB.ID, 0); len(l) != 0 {
+			t.Fatalf("operator B sees %d unreported sessions of A", len(l))
+		}
+		st, err := e.s.OperatorVoid(e.ctx, e.opA.ID, ss.ID, "board replaced")
+		must(t, err)
+		if st.Session.State != store.Voided || st.Session.Reason != "operator.voided: board replaced" || st.Released != 100 {
+			t.Fatalf("void = %+v", st)
+		}
+		_, err = e.s.OperatorSettle(e.ctx, e.opA.ID, ss.ID, 10, "again")
+		wantCode(t, err, "session.state")
+		live := e.reach(store.Running, "rules-2")
+		_, err = e.s.OperatorVoid(e.ctx, e.opA.ID, live.ID, "running")
+		wantCode(t, err, "session.state")
+		e.checkLedger()
+	})
+}
+
+// The price is read once, in the start's transaction: a price the payer
+// was not shown is price.changed with the new price, and a money cap
+// never holds more than itself, whatever price changes race the start.
+func TestStartPriceOnceCapAmount(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, nil)
+		e.topUp(e.user.ID, 1000000)
+		shown := vend.Price{Minor: 50, Per: 1000}
+		must(t, e.s.SetPrices(e.ctx, e.opA.ID, "dev-a", "w1", vend.Price{Minor: 60, Per: 1000}, nil))
+		_, err := e.s.StartSession(e.ctx, store.StartInput{User: e.user.ID, Device: "dev-a", Machine: "w1",
+			CapAmount: 100, CapCurrency: "EUR", ExpectedPrice: &shown, IdemKey: "p-1"})
+		var pc *store.PriceChangedError
+		if !errors.As(err, &pc) || pc.Price != (vend.Price{Minor: 60, Per: 1000}) || vend.CodeOf(err) != "price.changed" {
+			t.Fatalf("start at a changed price = %v, want price.changed carrying 60/1000", err)
+		}
+		if e.holds(e.user.ID) != 0 {
+			t.Fatal("a refused start held money")
+		}
+		_, err = e.s.StartSession(e.ctx, store.StartInput{User: e.user.ID, Device: "dev-a", Machine: "w1",
+			CapAmount: 100, CapCurrency: "USD", IdemKey: "p-2"})
+		wantCode(t, err, "money.currency_mismatch")
+		_, err = e.s.StartSession(e.ctx, store.StartInput{User: e.user.ID, Device: "dev-a", Machine: "wash1",
+			CapAmount: 349, CapCurrency: "EUR", IdemKey: "p-3"})
+		wantCode(t, err, "cap.too_small")
+		// Concurrent price flips between 0.50 and 50.00 a litre.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = e.s.SetPrices(e.ctx, e.opA.ID, "dev-a", "w1", vend.Price{Minor: []int64{50, 5000}[i%2], Per: 1000}, nil)
+			}
+		}()
+		for i := 0; i < 40; i++ {
+			ss, err := e.s.StartSession(e.ctx, store.StartInput{User: e.user.ID, Device: "dev-a", Machine: "w1",
+				CapAmount: 100, CapCurrency: "EUR", IdemKey: fmt.Sprintf("flip-%d", i)})
+			must(t, err)
+			if ss.Hold > 100 || ss.CapAmount != 100 {
+				t.Fatalf("start %d: hold %d for a cap of 100 (price %v, %d units)", i, ss.Hold, ss.Price, ss.CapUnits)
+			}
+			if c, _ := ss.Price.Cost(ss.CapUnits); c != ss.Hold {
+				t.Fatalf("start %d: hold %d is not the cost %d of %d units at %v", i, ss.Hold, c, ss.CapUnits, ss.Price)
+			}
+			again, err := e.s.StartSession(e.ctx, store.StartInput{User: e.user.ID, Device: "dev-a", Machine: "w1",
+				CapAmount: 100, CapCurrency: "EUR", IdemKey: fmt.Sprintf("flip-%d", i)})
+			if err != nil || !again.Duplicate || again.ID != ss.ID {
+				t.Fatalf("retry of start %d = %v, %v", i, again.ID, err)
+			}
+			_, err = e.s.Fail(e.ctx, ss.ID, "test")
+			must(t, err)
+		}
+		close(stop)
+		wg.Wait()
+		e.checkLedger()
+	})
 }
