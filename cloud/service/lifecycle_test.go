@@ -99,7 +99,7 @@ func newRig(t *testing.T, dsn string, sopts store.Opts, opts service.Options) *r
 // the current window.
 func (r *rig) req(machine, slot string, c phoneapi.Cap) phoneapi.StartSessionRequest {
 	return phoneapi.StartSessionRequest{Device: "wd-1", Machine: phoneapi.MachineID(machine), Slot: phoneapi.MachineID(slot), Cap: c, Source: "wallet",
-		ProximityID: phoneapi.ProximityID(proxid.Compute(r.key, proxid.Counter(time.Now()), 5).String())}
+		ProximityID: phoneapi.ProximityID(proxid.Compute(r.key, proxid.Counter(r.clk.Now()), 5).String())}
 }
 
 // answer makes the fake device answer every Authorize with ok.
@@ -139,6 +139,7 @@ func TestPriceChangeMidStartNeverOverHolds(t *testing.T) {
 					t.Error(err)
 					return
 				}
+				time.Sleep(200 * time.Microsecond) // leave SQLite's one writer to the starts now and then
 			}
 		}()
 		defer func() { close(stop); wg.Wait() }()

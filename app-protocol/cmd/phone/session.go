@@ -183,6 +183,11 @@ func (m *Main) buy(ctx context.Context, t target) error {
 			if vend.CodeOf(err) == "funds.insufficient" {
 				return fmt.Sprintf("%s available, the cap holds up to %s", m.WalletBefore.Available, capCost(c, t.price(), t.m.Currency))
 			}
+			if errors.As(err, &ae) && ae.Price != nil {
+				one, _ := ae.Price.Cost(uint64(ae.Price.Per))
+				return fmt.Sprintf("now %s per %s (was %s)", vend.Amount{Minor: one, Currency: t.m.Currency},
+					formatUnits(uint64(ae.Price.Per), t.m.Unit), vend.Amount{Minor: shown.Minor, Currency: t.m.Currency})
+			}
 			return ""
 		})
 	}
