@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -464,5 +465,90 @@ func TestStartPriceOnceCapAmount(t *testing.T) {
 		close(stop)
 		wg.Wait()
 		e.checkLedger()
+	})
+}
+
+// Migration 0002 keeps every row of a version-1 database (on SQLite it
+// rebuilds five tables): balances, ledger, sessions and reports survive,
+// foreign keys still hold, and a live session gets an unreported bound.
+func TestMigration0002KeepsRows(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		dsn := b.dsn(t)
+		db, err := store.OpenAtVersion(ctx, dsn, 1)
+		must(t, err)
+		sid, done := vend.NewSessionID(), vend.NewSessionID()
+		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
+		ov := "" // explicit IDs for identity columns
+		if b.name == "postgres" {
+			ov = " OVERRIDING SYSTEM VALUE"
+		}
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO operators (id, name, created_ms) VALUES ('op_1', 'op', $1)`, []any{now}},
+			{`INSERT INTO devices (id, operator_id, name, state, identity_key, rotation_k, sign_key, mqtt_hash, created_ms, updated_ms)
+				VALUES ('dev-a', 'op_1', 'd', 'active', $1, 5, $1, 'x', $2, $2)`, []any{make([]byte, 16), now}},
+			{`INSERT INTO machines (device_id, id, kind, name, unit, price_minor, price_per, currency, updated_ms)
+				VALUES ('dev-a', 'w1', 'water', 'w', 1, 50, 1000, 'EUR', $1)`, []any{now}},
+			{`INSERT INTO users (id, email, pw_hash, created_ms) VALUES ('usr_1', 'a@example.com', 'x', $1)`, []any{now}},
+			{`INSERT INTO accounts (id, kind, owner, currency, balance, may_go_negative, created_ms)` + ov + ` VALUES
+				(1, 'channel_clearing', 'sandbox_card', 'EUR', -1000, 1, $1), (2, 'user_wallet', 'usr_1', 'EUR', 850, 0, $1),
+				(3, 'user_holds', 'usr_1', 'EUR', 100, 0, $1), (4, 'operator_revenue', 'op_1', 'EUR', 50, 0, $1)`, []any{now}},
+			{`INSERT INTO sessions (id, user_id, device_id, operator_id, machine_id, state, unit, price_minor, price_per, currency,
+				cap_units, hold_minor, grant_exp_ms, deadline_ms, idem_key, created_ms, updated_ms, captured, released)
+				VALUES ($1, 'usr_1', 'dev-a', 'op_1', 'w1', 'running', 1, 50, 1000, 'EUR', 2000, 100, $3, $3, 'k1', $3, $3, 0, 0),
+				($2, 'usr_1', 'dev-a', 'op_1', 'w1', 'settled', 1, 50, 1000, 'EUR', 2000, 100, $3, $3, 'k2', $3, $3, 50, 50)`,
+				[]any{sid.String(), done.String(), now}},
+			{`INSERT INTO ledger_tx (id, kind, idem_key, session_id, created_ms)` + ov + ` VALUES (1, 'topup', 'topup:usr_1:k', NULL, $1),
+				(2, 'hold', $2, $3, $1), (3, 'hold', $4, $5, $1), (4, 'capture', $6, $5, $1), (5, 'release', $7, $5, $1)`,
+				[]any{now, "hold:" + sid.String(), sid.String(), "hold:" + done.String(), done.String(), "capture:" + done.String(), "release:" + done.String()}},
+			{`INSERT INTO entries (tx_id, account_id, amount, currency) VALUES (1, 1, -1000, 'EUR'), (1, 2, 1000, 'EUR'),
+				(2, 2, -100, 'EUR'), (2, 3, 100, 'EUR'), (3, 2, -100, 'EUR'), (3, 3, 100, 'EUR'),
+				(4, 3, -50, 'EUR'), (4, 4, 50, 'EUR'), (5, 3, -50, 'EUR'), (5, 2, 50, 'EUR')`, nil},
+			{`INSERT INTO usage_reports (session_id, device_id, seq, digest, signed, received_ms) VALUES ($1, 'dev-a', 1, $2, $2, $3)`,
+				[]any{done.String(), []byte{1, 2, 3}, now}},
+		} {
+			if _, err := db.ExecContext(ctx, q.sql, q.args...); err != nil {
+				t.Fatalf("%.60s: %v", q.sql, err)
+			}
+		}
+		db.Close()
+		clk := newClock()
+		s := mustOpen(t, dsn, clk, nil)
+		v, err := s.Version(ctx)
+		must(t, err)
+		if v != store.SchemaVersion() {
+			t.Fatalf("version %d", v)
+		}
+		live, err := s.GetSession(ctx, sid)
+		must(t, err)
+		if live.State != store.Running || live.Hold != 100 || live.Unreported.IsZero() || live.LastUnits != -1 {
+			t.Fatalf("live session after migration: %+v", live)
+		}
+		old, err := s.GetSession(ctx, done)
+		must(t, err)
+		if old.State != store.Settled || old.Captured != 50 || old.Released != 50 {
+			t.Fatalf("settled session after migration: %+v", old)
+		}
+		for kind, want := range map[store.AccountKind]int64{store.UserWallet: 850, store.UserHolds: 100} {
+			a, err := s.Balance(ctx, kind, "usr_1", "EUR")
+			must(t, err)
+			if a.Minor != want {
+				t.Fatalf("%s = %d, want %d", kind, a.Minor, want)
+			}
+		}
+		e := &env{t: t, ctx: ctx, s: s, clk: clk}
+		e.checkLedger()
+		if _, err := s.DB().ExecContext(ctx, `INSERT INTO entries (tx_id, account_id, amount, currency) VALUES (1, 99, 5, 'EUR')`); err == nil {
+			t.Fatal("an entry for a missing account was accepted: foreign keys lost")
+		}
+		if n := e.count("ledger_tx"); n != 5 {
+			t.Fatalf("%d ledger transactions, want 5", n)
+		}
+		// The machine is still busy with the live session.
+		_, err = s.StartSession(ctx, store.StartInput{User: "usr_1", Device: "dev-a", Machine: "w1", CapUnits: 10, IdemKey: "k3"})
+		wantCode(t, err, "machine.busy")
 	})
 }

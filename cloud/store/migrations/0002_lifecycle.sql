@@ -165,5 +165,10 @@ CREATE INDEX sessions_pending_deadline ON sessions (deadline_ms) WHERE state = '
 CREATE INDEX sessions_live_unreported ON sessions (unreported_ms) WHERE state IN ('authorized', 'running', 'ending');
 CREATE INDEX sessions_unreported_deadline ON sessions (deadline_ms) WHERE state = 'unreported';
 CREATE INDEX sessions_unreported_operator ON sessions (operator_id, deadline_ms) WHERE state = 'unreported';
+-- Sessions live when this migration runs get the longest bound the
+-- defaults allow (24 h run + 30 min allowance after their old deadline)
+-- before they can become unreported.
+UPDATE sessions SET unreported_ms = deadline_ms + 88200000
+	WHERE unreported_ms = 0 AND state IN ('pending', 'authorized', 'running', 'ending');
 -- The receivable kind may go negative (the payer owes it).
 UPDATE accounts SET may_go_negative = 1 WHERE kind = 'user_receivable';
