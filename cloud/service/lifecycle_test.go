@@ -230,6 +230,31 @@ func TestStartOnJammedSlotRefused(t *testing.T) {
 		if w, _ := r.svc.Wallet(ctx, r.user); w.Held.Minor != 0 {
 			t.Fatalf("held %d for a refused start", w.Held.Minor)
 		}
+		// The other slot sells (the device answers it).
+		r.answerOK()
+		if ss, err := r.svc.StartSession(ctx, r.user, "jam-2", r.req("v1", "A2", phoneapi.Cap{Units: 1})); err != nil || ss.State != store.Authorized {
+			t.Fatalf("start on the free slot = %v, %v", ss.State, err)
+		}
+		// A faulted machine and an offline device answer at once, too.
+		tel.Machines = append(tel.Machines, mqttapi.MachineStatus{ID: "wash1", State: mqttapi.MachineFault, Counters: mqttapi.Counters{Unit: vend.UnitCycle}})
+		b, _ = json.Marshal(tel)
+		if err := r.st.SetDeviceStatus(ctx, "wd-1", true, b, r.clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		r.pub.mu.Lock()
+		r.pub.Fn = nil
+		r.pub.mu.Unlock()
+		t0 = time.Now()
+		if _, err := r.svc.StartSession(ctx, r.user, "jam-3", r.req("wash1", "", phoneapi.Cap{Units: 1})); vend.CodeOf(err) != "machine.fault" || time.Since(t0) > 2*time.Second {
+			t.Fatalf("start on a faulted machine = %v after %s", err, time.Since(t0))
+		}
+		if err := r.st.SetDeviceStatus(ctx, "wd-1", false, nil, r.clk.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		t0 = time.Now()
+		if _, err := r.svc.StartSession(ctx, r.user, "jam-4", r.req("tap1", "", phoneapi.Cap{Units: 1000})); vend.CodeOf(err) != "machine.offline" || time.Since(t0) > 2*time.Second {
+			t.Fatalf("start on an offline device = %v after %s", err, time.Since(t0))
+		}
 	})
 }
 
