@@ -954,10 +954,11 @@ func (s *Store) Fail(ctx context.Context, id vend.SessionID, code string) (Settl
 
 // close applies ev, one of the state table's events that close or park a
 // session without a report, in one transaction: the session must be in
-// one of ev's From states (and, for the sweeps, past its bound); capture
-// (-1: none) goes to revenue and the rest of the hold back to the wallet
-// (nothing moves for sweep.run_bound). A session already in ev's target
-// state returns Duplicate.
+// one of ev's From states and, for the sweeps, past its bound (bound is
+// the SQL condition for the time-bounded closes, $6 being now; the run
+// bound has its own); capture (-1: none) goes to revenue and the rest of
+// the hold back to the wallet (nothing moves for sweep.run_bound). A
+// refusal of a session already failed returns Duplicate.
 func (s *Store) close(ctx context.Context, id vend.SessionID, ev Event, fault, reason string, capture int64, bound string) (Settlement, error) {
 	var to State
 	for _, t := range Transitions {
@@ -1111,7 +1112,7 @@ func (s *Store) MarkUnreported(ctx context.Context, limit int) ([]Settlement, er
 		return nil, err
 	}
 	return sweep(ids, func(id vend.SessionID) (Settlement, error) {
-		return s.close(ctx, id, EvRunBound, "", ReasonUnreported, -1, "due")
+		return s.close(ctx, id, EvRunBound, "", ReasonUnreported, -1, "")
 	})
 }
 
