@@ -83,6 +83,11 @@ type APIError struct {
 	Code       string        // stable dotted code, e.g. "machine.busy"; "http.<status>" when the body has none
 	Message    string        // the server's message, for logs
 	RetryAfter time.Duration // from a Retry-After header in seconds, or 0
+	// Session is the pending session of a device.no_reply answer (see
+	// ErrorBody.Session), when the body carried a valid one.
+	Session *Session
+	// Price is the current price of a price.changed answer, when valid.
+	Price *Price
 }
 
 // Error returns "phoneapi: <status> <kind> <code>: <message>".
@@ -112,6 +117,12 @@ func DecodeError(status int, body []byte) *APIError {
 			e.Code = r.Error.Code
 		}
 		e.Message = r.Error.Message
+		if ss := r.Error.Session; ss != nil && ss.Validate() == nil {
+			e.Session = ss
+		}
+		if p := r.Error.Price; p != nil && p.Validate() == nil {
+			e.Price = p
+		}
 	} else {
 		e.Message = string(body)
 	}

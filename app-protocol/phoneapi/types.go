@@ -73,6 +73,14 @@ type ErrorBody struct {
 	Kind    ErrorKind `json:"kind"`    // what the app can do; fixes the HTTP status
 	Code    string    `json:"code"`    // stable dotted code, e.g. "machine.busy"
 	Message string    `json:"message"` // for logs, not for users
+	// Session is set with device.no_reply: the pending session whose
+	// grant the machine has not acknowledged yet. Money is held and the
+	// machine may still start until the session is final; follow it
+	// (GetSession or SessionEvents) and cancel it with StopSession.
+	Session *Session `json:"session,omitempty"`
+	// Price is set with price.changed: the price now in force, in the
+	// machine's currency.
+	Price *Price `json:"price,omitempty"`
 }
 
 // Validate returns an error of kind invalid naming the bad field.
@@ -381,6 +389,11 @@ type StartSessionRequest struct {
 	ProximityID ProximityID `json:"proximity_id"`   // the ID the phone heard; binds the grant to its window
 	Cap         Cap         `json:"cap"`
 	Source      string      `json:"source"` // a PaymentSource id, e.g. "wallet"
+	// ExpectedPrice is the price the phone showed the payer (the machine's
+	// or the slot's, from Resolve or GetDevice). When it is set and the
+	// price has changed since, the start is refused with price.changed
+	// (409) and the error carries the new price; nothing is held.
+	ExpectedPrice *Price `json:"expected_price,omitempty"`
 }
 
 // Validate returns an error of kind invalid naming the bad field.
@@ -400,6 +413,11 @@ func (r *StartSessionRequest) Validate() error {
 	if err := r.Cap.Validate(); err != nil {
 		return err
 	}
+	if r.ExpectedPrice != nil {
+		if err := r.ExpectedPrice.Validate(); err != nil {
+			return prefix("expected_price", err)
+		}
+	}
 	return validateSource(r.Source)
 }
 
@@ -413,23 +431,29 @@ func validateSource(s string) error {
 // SessionState is where a session is in its life (schema SessionState).
 type SessionState string
 
-// Session states. Settled, Refunded, Failed and Expired are final.
+// Session states. Settled, Refunded, Failed, Expired, Released and Voided
+// are final. Until a session is final, money may still be charged: in
+// particular a pending session whose start answered device.no_reply may
+// still start the machine until its start-by bound has passed.
 const (
-	StatePending    SessionState = "pending"    // the hold is being placed
+	StatePending    SessionState = "pending"    // funds held; the device has not acknowledged the grant yet (it may still start the machine until the start-by bound passes)
 	StateAuthorized SessionState = "authorized" // the grant is sent; the machine has not started
 	StateRunning    SessionState = "running"    // the machine delivers
 	StateEnding     SessionState = "ending"     // stopped or capped; waiting for the usage report
+	StateUnreported SessionState = "unreported" // no usage report in time: the machine is free, the hold stays for a settlement window
 	StateSettled    SessionState = "settled"    // usage captured, the rest released
 	StateRefunded   SessionState = "refunded"   // nothing delivered; the hold released
 	StateFailed     SessionState = "failed"     // could not hold or authorize
-	StateExpired    SessionState = "expired"    // never started in time
+	StateExpired    SessionState = "expired"    // never acknowledged by its start-by bound; the hold released
+	StateReleased   SessionState = "released"   // unreported through its settlement window; the hold released
+	StateVoided     SessionState = "voided"     // unreported, released in full by the operator
 )
 
 // Valid reports whether s is a known state.
 func (s SessionState) Valid() bool {
 	switch s {
-	case StatePending, StateAuthorized, StateRunning, StateEnding,
-		StateSettled, StateRefunded, StateFailed, StateExpired:
+	case StatePending, StateAuthorized, StateRunning, StateEnding, StateUnreported,
+		StateSettled, StateRefunded, StateFailed, StateExpired, StateReleased, StateVoided:
 		return true
 	}
 	return false
@@ -437,7 +461,8 @@ func (s SessionState) Valid() bool {
 
 // Final reports whether s is a state a session never leaves.
 func (s SessionState) Final() bool {
-	return s == StateSettled || s == StateRefunded || s == StateFailed || s == StateExpired
+	return s == StateSettled || s == StateRefunded || s == StateFailed || s == StateExpired ||
+		s == StateReleased || s == StateVoided
 }
 
 // Session is a paid session on one machine (schema Session).

@@ -24,6 +24,17 @@ import (
 //	PUT  /v1/operator/devices/{device}/machines/{machine}/price   OperatorPriceRequest → OperatorDevice (and mqttapi.SetPrices to the device)
 //	GET  /v1/operator/sessions?device=&since=&until=&limit=       {"sessions": [OperatorSession]} (RFC 3339 times)
 //	GET  /v1/operator/revenue?from=YYYY-MM-DD&to=YYYY-MM-DD       {"revenue": [OperatorRevenue]} (to exclusive; default the last 30 days)
+//	GET  /v1/operator/sessions/unreported?limit=                  {"sessions": [OperatorSession]} (settlement window ending first, first)
+//	POST /v1/operator/sessions/{session}/settle                   OperatorSettleRequest → OperatorSession (unreported → settled)
+//	POST /v1/operator/sessions/{session}/void                     OperatorVoidRequest → OperatorSession (unreported → voided)
+//
+// An unreported session is one the device acknowledged but never reported
+// within the machine's longest run plus the offline allowance: its
+// machine is free again, its hold is kept until settle_by, then the
+// cloud's unreported policy applies. Settling captures amount (≤ hold)
+// and releases the rest; voiding releases it all; both need a reason,
+// kept on the session for the audit. A device report arriving afterwards
+// is still captured (late), for the difference.
 //
 // Another operator's device is device.not_found, never forbidden.
 type (
@@ -83,6 +94,18 @@ type (
 		Outcome  vend.Outcome   `json:"outcome,omitzero"`
 		Created  time.Time      `json:"created_at"`
 		Ended    time.Time      `json:"ended_at,omitzero"`
+		Reason   string         `json:"reason,omitempty"`      // audit reason of the last transition the cloud or an operator made
+		SettleBy time.Time      `json:"settle_by,omitzero"`    // unreported: when the unreported policy applies
+		Late     *vend.Amount   `json:"late_amount,omitempty"` // set when a report came after the session was closed: captured late
+	}
+	// OperatorSettleRequest settles an unreported session by hand.
+	OperatorSettleRequest struct {
+		Amount vend.Amount `json:"amount"` // captured; 0 ≤ amount ≤ hold, in the session's currency
+		Reason string      `json:"reason"` // 1-200 bytes, kept for the audit
+	}
+	// OperatorVoidRequest releases an unreported session in full.
+	OperatorVoidRequest struct {
+		Reason string `json:"reason"` // 1-200 bytes, kept for the audit
 	}
 	// OperatorRevenue is what one device earned on one UTC day.
 	OperatorRevenue struct {
@@ -275,13 +298,83 @@ func (s *Server) opSessions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": operatorSessions(ss)})
+}
+
+func operatorSessions(ss []store.Session) []OperatorSession {
 	out := []OperatorSession{}
 	for _, x := range ss {
-		out = append(out, OperatorSession{ID: x.ID, Device: x.Device, Machine: x.Machine, Slot: x.Slot, State: string(x.State),
-			Units: x.Units, Hold: vend.Amount{Minor: x.Hold, Currency: x.Currency}, Captured: vend.Amount{Minor: x.Captured, Currency: x.Currency},
-			Outcome: x.Outcome, Created: x.Created.UTC(), Ended: utcOrZero(x.Ended)})
+		out = append(out, operatorSession(x))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	return out
+}
+
+func operatorSession(x store.Session) OperatorSession {
+	o := OperatorSession{ID: x.ID, Device: x.Device, Machine: x.Machine, Slot: x.Slot, State: string(x.State),
+		Units: x.Units, Hold: vend.Amount{Minor: x.Hold, Currency: x.Currency}, Captured: vend.Amount{Minor: x.Captured, Currency: x.Currency},
+		Outcome: x.Outcome, Created: x.Created.UTC(), Ended: utcOrZero(x.Ended), Reason: x.Reason}
+	if x.State == store.Unreported {
+		o.SettleBy = x.Deadline.UTC()
+	}
+	if x.Late {
+		o.Late = &vend.Amount{Minor: x.LateAmount, Currency: x.Currency}
+	}
+	return o
+}
+
+func (s *Server) opUnreported(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		var err error
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
+			s.fail(w, r, vend.Errorf(ErrField, "limit: want a positive integer"))
+			return
+		}
+	}
+	ss, err := s.st.UnreportedSessions(r.Context(), operatorOf(r), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": operatorSessions(ss)})
+}
+
+func (s *Server) opSettle(w http.ResponseWriter, r *http.Request) {
+	var req OperatorSettleRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	id, err := parseSession(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ss, err := s.svc.OperatorSettle(r.Context(), operatorOf(r), id, req.Amount, req.Reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, operatorSession(ss))
+}
+
+func (s *Server) opVoid(w http.ResponseWriter, r *http.Request) {
+	var req OperatorVoidRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	id, err := parseSession(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ss, err := s.svc.OperatorVoid(r.Context(), operatorOf(r), id, req.Reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, operatorSession(ss))
 }
 
 func utcOrZero(t time.Time) time.Time {

@@ -3,10 +3,12 @@ package httpapi
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
 )
 
@@ -107,7 +109,23 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, key string
 	}
 	ss, err := s.svc.StartSession(r.Context(), userOf(r).ID, key, req)
 	if err != nil {
-		s.fail(w, r, err)
+		st, body := s.errorBody(r, err)
+		if vend.CodeOf(err) == service.ErrDeviceNoReply.Code && !ss.ID.IsZero() {
+			// The truth: money is held and the machine may still start
+			// until the session is final. The phone waits for it (or
+			// cancels it with StopSession), never says nothing was charged.
+			ps := s.svc.PhoneSession(ss)
+			body.Error.Session = &ps
+		}
+		var pc *store.PriceChangedError
+		if errors.As(err, &pc) {
+			p := pc.Price
+			body.Error.Price = &p
+		}
+		if st == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeJSON(w, st, body)
 		return
 	}
 	writeJSON(w, http.StatusCreated, s.svc.PhoneSession(ss))

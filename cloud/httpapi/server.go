@@ -117,6 +117,9 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/price", s.operator(s.opSetPrice))
 	m.HandleFunc("GET /v1/operator/sessions", s.operator(s.opSessions))
 	m.HandleFunc("GET /v1/operator/revenue", s.operator(s.opRevenue))
+	m.HandleFunc("GET /v1/operator/sessions/unreported", s.operator(s.opUnreported))
+	m.HandleFunc("POST /v1/operator/sessions/{session}/settle", s.operator(s.opSettle))
+	m.HandleFunc("POST /v1/operator/sessions/{session}/void", s.operator(s.opVoid))
 
 	m.Handle("GET /metrics", promhttp.HandlerFor(s.svc.Registry(), promhttp.HandlerOpts{}))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

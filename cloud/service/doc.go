@@ -1,6 +1,6 @@
 // Package service is the cloud's money flow, independent of HTTP: it
 // resolves proximity IDs, starts and stops paid sessions, handles the
-// devices' MQTT uplinks, releases expired holds and fans session events
+// devices' MQTT uplinks, sweeps sessions to their bounded exits and fans session events
 // out to the phone's event streams. cloud/httpapi puts the phone and
 // operator APIs in front of it; cloud/ingest feeds it uplinks (Handle has
 // the ingest Handler's signature) and publishes its commands (Publisher).
@@ -10,8 +10,11 @@
 // # Starting a session
 //
 // StartSession re-resolves the phone's proximity ID (it must name the
-// requested device in the current window ± 1), holds the cap on the wallet
-// and signs the grant in one store transaction, publishes mqttapi.Authorize
+// requested device in the current window ± 1), refuses at once an offline
+// device, a faulted machine or a jammed slot (by the last telemetry),
+// then in one store transaction reads the price (refusing one the phone
+// was not shown: price.changed), turns a money cap into units, holds the
+// cost (never above the money cap) and signs the grant; it publishes mqttapi.Authorize
 // and waits up to Options.ReplyTimeout (5 s) for the device's Reply. The
 // reply may be taken by another instance's ingest: every instance saves
 // replies with store.SaveCommandReply, and the waiting instance polls the
@@ -20,13 +23,30 @@
 //   - ok: the session is authorized and returned;
 //   - refused: store.Fail releases the whole hold and the device's code is
 //     returned as a conflict (machine.busy, machine.fault, …);
-//   - no reply in time: the hold is kept, because the device may have the
-//     grant and run the machine (its signed usage then settles exactly what
-//     was delivered); the caller gets device.no_reply (transient) and may
-//     retry with the same idempotency key, which resends the Authorize with
-//     the same command id (the device answers a repeated id without acting
+//   - no reply in time: the hold is kept, because the device may still get
+//     the grant and run the machine before its start-by bound (GrantTTL,
+//     20 s; its signed usage then settles exactly what was delivered); the
+//     caller gets the pending session with device.no_reply (transient),
+//     and the phone waits for it or cancels it (StopSession sends
+//     mqttapi.Stop; the board refuses the grant afterwards with
+//     grant.cancelled, which ReplyArrived applies even when no start waits).
+//     A retry with the same idempotency key resends the Authorize with the
+//     same command id (the device answers a repeated id without acting
 //     twice). If the device never answers, Sweep (store.ExpireHolds)
-//     releases the hold after the grant's expiry plus the store's AckBound.
+//     releases the hold after the start-by bound plus the store's AckBound.
+//
+// # Bounded exits
+//
+// Sweep (every SweepInterval, on every instance) applies the store's
+// state table: pending past its start-by bound is expired; an
+// acknowledged session without a report past its machine's longest run
+// plus the offline allowance becomes unreported (the machine is free, the
+// hold kept for the settlement window; the gauge
+// beaconvend_sessions_unreported counts them); an unreported one past its
+// window gets the unreported policy. A valid report for a session closed
+// without one is a late capture (beaconvend_late_captures_total).
+// Operators settle or void unreported sessions (OperatorSettle,
+// OperatorVoid).
 //
 // # Uplinks and exactly-once
 //

@@ -20,13 +20,19 @@ import (
 //	beaconvend_devices_online                          devices whose retained state is online
 //	beaconvend_telemetry_flush_seconds                 time of one coalesced telemetry write (one transaction)
 //	beaconvend_telemetry_dropped_total                 coalesced telemetry updates lost to a failed flush
+//	beaconvend_sessions_unreported                     sessions in state unreported (hold kept, machine freed), as the last sweep counted them
+//	beaconvend_late_captures_total                     valid reports that came after their session was closed without one, captured late
+//	beaconvend_late_receivable_minor_total             minor units of late captures the wallet could not cover (booked as receivable)
 type Metrics struct {
-	sessions   *prometheus.CounterVec
-	authorize  prometheus.Histogram
-	ingest     *prometheus.CounterVec
-	sigFails   prometheus.Counter
-	telFlush   prometheus.Histogram
-	telDropped prometheus.Counter
+	unreported     prometheus.Gauge
+	lateCaptures   prometheus.Counter
+	lateReceivable prometheus.Counter
+	sessions       *prometheus.CounterVec
+	authorize      prometheus.Histogram
+	ingest         *prometheus.CounterVec
+	sigFails       prometheus.Counter
+	telFlush       prometheus.Histogram
+	telDropped     prometheus.Counter
 }
 
 func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
@@ -52,6 +58,16 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 			Name: "beaconvend_telemetry_dropped_total", Help: "Coalesced telemetry updates lost to a failed flush.",
 		}),
 	}
+	m.unreported = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "beaconvend_sessions_unreported", Help: "Sessions in state unreported (hold kept, machine freed), as the last sweep counted them.",
+	})
+	m.lateCaptures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "beaconvend_late_captures_total", Help: "Valid usage reports that came after their session was closed without one, captured late.",
+	})
+	m.lateReceivable = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "beaconvend_late_receivable_minor_total", Help: "Minor units of late captures the wallet could not cover, booked as owed by the payer.",
+	})
+	reg.MustRegister(m.unreported, m.lateCaptures, m.lateReceivable)
 	imbalance := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "beaconvend_ledger_imbalance_minor", Help: "Sum over currencies of the absolute ledger imbalance in minor units; anything but 0 is a bug.",
 	}, func() float64 {
@@ -87,6 +103,16 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 	reg.MustRegister(m.sessions, m.authorize, m.ingest, m.sigFails, m.telFlush, m.telDropped, imbalance, online,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// LateCaptures returns the late captures counted so far.
+func (m *Metrics) LateCaptures() float64 { return counterValue(m.lateCaptures) }
+
+// Unreported returns the unreported sessions the last sweep counted.
+func (m *Metrics) Unreported() float64 {
+	var d dto.Metric
+	_ = m.unreported.Write(&d)
+	return d.GetGauge().GetValue()
 }
 
 // SignatureFailures returns the usage signature failures counted so far.

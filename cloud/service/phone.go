@@ -110,7 +110,7 @@ func (s *Service) PhoneSession(ss store.Session) phoneapi.Session {
 		Unit: ss.Unit, Price: ss.Price, Currency: ss.Currency, Source: "wallet",
 		Hold:     vend.Amount{Minor: ss.Hold, Currency: ss.Currency},
 		CapUnits: ss.CapUnits, Units: ss.Units,
-		Amount:    vend.Amount{Minor: ss.Captured, Currency: ss.Currency},
+		Amount:    vend.Amount{Minor: ss.Captured + ss.LateAmount, Currency: ss.Currency}, // a late capture included
 		Outcome:   ss.Outcome,
 		CreatedAt: ss.Created.UTC(), StartedAt: utc(ss.Started), EndedAt: utc(ss.Ended),
 	}

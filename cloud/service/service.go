@@ -30,6 +30,7 @@ var (
 	ErrDeviceRefused    = vend.E(vend.Conflict, "device.refused", "sessions: the device refused the grant")
 	ErrUnavailable      = vend.E(vend.Transient, "service.unavailable", "cloud: command could not be sent")
 	ErrNotSettled       = vend.E(vend.Conflict, "session.not_settled", "sessions: no receipt before settlement")
+	ErrSlotJammed       = vend.E(vend.Conflict, "slot.jammed", "sessions: the slot is jammed")
 )
 
 // Publisher sends a command to one device's cmd topic at QoS 1 and returns
@@ -51,8 +52,8 @@ type Options struct {
 	Currency        vend.Currency // the wallet currency; "EUR" when empty
 	ReplyTimeout    time.Duration // how long StartSession waits for the device's reply; 5 s
 	ReplyPoll       time.Duration // how often the store is polled for a reply that landed on another instance (besides PostgreSQL notifications); 200 ms
-	GrantTTL        time.Duration // how long the device may take to start; 60 s
-	SweepInterval   time.Duration // ExpireHolds period; 5 s
+	GrantTTL        time.Duration // the grant's start-by bound: how long the device may take to start the machine; 20 s
+	SweepInterval   time.Duration // the sweeper's period (expired holds, unreported sessions); 5 s
 	RefreshInterval time.Duration // full resolver rebuild period; 1 min
 	TelemetryFlush  time.Duration // how often coalesced telemetry is written; 1 s (see telemetryBuffer)
 	Channels        []Channel     // payment channels besides the wallet; DefaultChannels when nil
@@ -104,7 +105,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	def(&opts.ReplyTimeout, 5*time.Second)
 	def(&opts.ReplyPoll, 200*time.Millisecond)
-	def(&opts.GrantTTL, 60*time.Second)
+	def(&opts.GrantTTL, store.DefaultGrantTTL)
 	def(&opts.SweepInterval, 5*time.Second)
 	def(&opts.RefreshInterval, time.Minute)
 	def(&opts.TelemetryFlush, time.Second)
@@ -191,22 +192,43 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep releases the holds of sessions that were never acknowledged or
-// started before their grant expired (store.ExpireHolds), tells their
-// subscribers, and returns how many it expired.
+// Sweep applies the bounded exits of the session state table, each
+// batch-wise and safe on several instances at once: pending sessions past
+// their start-by bound plus AckBound are expired (store.ExpireHolds);
+// acknowledged ones without a report past their longest run plus the
+// offline allowance become unreported, freeing the machine
+// (store.MarkUnreported); unreported ones past their settlement window
+// get the unreported policy (store.CloseUnreported). It tells each
+// session's subscribers, refreshes the unreported gauge, and returns how
+// many sessions it changed.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	n := 0
-	for {
-		done, err := s.st.ExpireHolds(ctx, 100)
-		for _, st := range done {
-			s.Metrics.sessions.WithLabelValues(string(store.Expired)).Inc()
-			s.publishSession(st.Session)
-		}
-		n += len(done)
-		if err != nil || len(done) < 100 {
-			return n, err
+	for _, step := range []func(context.Context, int) ([]store.Settlement, error){
+		s.st.ExpireHolds, s.st.MarkUnreported, s.st.CloseUnreported,
+	} {
+		for {
+			done, err := step(ctx, 100)
+			for _, st := range done {
+				if !st.Session.State.Live() && st.Session.State != store.Unreported {
+					s.Metrics.sessions.WithLabelValues(string(st.Session.State)).Inc()
+				}
+				s.publishSession(st.Session)
+			}
+			n += len(done)
+			if err != nil {
+				return n, err
+			}
+			if len(done) < 100 {
+				break
+			}
 		}
 	}
+	c, err := s.st.CountUnreported(ctx)
+	if err != nil {
+		return n, err
+	}
+	s.Metrics.unreported.Set(float64(c))
+	return n, nil
 }
 
 // Ready reports whether the store answers.

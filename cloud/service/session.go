@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"beaconvend/app-protocol/mqttapi"
@@ -46,23 +48,30 @@ func stopCmdID(id vend.SessionID) string { return "stop-" + hex.EncodeToString(i
 //
 //  1. the proximity ID is resolved again and must name req.Device in the
 //     current window ± 1 (proximity.unknown / proximity.expired);
-//  2. the device must be online (machine.offline) and the machine not
-//     faulted by its last telemetry (machine.fault);
-//  3. store.StartSession holds the cap on the wallet and stores the grant,
-//     signed with the cloud key inside the same transaction;
+//  2. the device must be online (machine.offline), the machine not
+//     faulted (machine.fault) and the slot not jammed (slot.jammed) by its
+//     last telemetry: each answered at once, nothing held;
+//  3. store.StartSession reads the price, turns a money cap into units,
+//     holds the cost (never above the money cap) and stores the grant,
+//     signed with the cloud key, all in one transaction; a price other
+//     than req.ExpectedPrice is price.changed (*store.PriceChangedError);
 //  4. mqttapi.Authorize goes to the device (QoS 1) and StartSession waits up
 //     to ReplyTimeout for its Reply, which may be saved by another instance
 //     (store.GetCommandReply is polled besides the in-process wake-up).
 //
 // OK: the session is advanced to authorized and returned. Refused: the
 // hold is released in full (store.Fail) and the device's code returned as
-// a conflict (machine.busy, machine.fault, …). No reply in time: the hold
-// stays — the device may have the grant and start the machine, and its
-// usage report then settles the session — and ErrDeviceNoReply (transient)
-// is returned; a retry with the same idempotency key finds the session
-// and waits again (the Authorize is resent with the same command id).
-// If nothing arrives, Sweep releases the hold once the grant has expired
-// (plus store.Opts.AckBound).
+// a conflict (machine.busy, machine.fault, …). No reply in time: the
+// pending session is returned WITH ErrDeviceNoReply (transient): the hold
+// stays, because the device may still receive the grant and start the
+// machine before its start-by bound (GrantTTL); the phone is told to wait
+// for the machine, may cancel (StopSession sends mqttapi.Stop, and the
+// board then refuses the grant with grant.cancelled), and may say nothing
+// was charged only once the session is failed or expired. A retry with
+// the same idempotency key finds the session and waits again (the
+// Authorize is resent with the same command id). If nothing arrives,
+// Sweep releases the hold once the start-by bound plus
+// store.Opts.AckBound has passed.
 func (s *Service) StartSession(ctx context.Context, user, idemKey string, req phoneapi.StartSessionRequest) (store.Session, error) {
 	pid, err := proxid.ParseID(string(req.ProximityID))
 	if err != nil {
@@ -97,35 +106,21 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 	if machineStates(d.Telemetry)[mach.ID] == string(mqttapi.MachineFault) {
 		return store.Session{}, errf(ErrMachineFault, "machine %s", mach.ID)
 	}
-	price := mach.Price
-	if req.Slot != "" {
-		found := false
-		for _, sl := range mach.Slots {
-			if sl.ID == string(req.Slot) {
-				price, found = sl.Price, true
-			}
-		}
-		if !found {
-			return store.Session{}, errf(store.ErrMachineNotFound, "no slot %s on machine %s", req.Slot, mach.ID)
-		}
+	if req.Slot != "" && slices.Contains(jammedSlots(d.Telemetry)[mach.ID], string(req.Slot)) {
+		return store.Session{}, errf(ErrSlotJammed, "slot %s of machine %s", req.Slot, mach.ID)
 	}
-	capUnits := req.Cap.Units
-	if req.Cap.Amount != nil {
-		if req.Cap.Amount.Currency != mach.Currency {
-			return store.Session{}, errf(vend.ErrMismatch, "cap is in %s, the machine charges %s", req.Cap.Amount.Currency, mach.Currency)
-		}
-		if capUnits, err = price.UnitsFor(req.Cap.Amount.Minor); err != nil {
-			return store.Session{}, err
-		}
-	}
-	if capUnits == 0 {
-		return store.Session{}, errf(ErrCapTooSmall, "at %d per %d %s", price.Minor, price.Per, mach.Unit)
-	}
-	ss, err := s.st.StartSession(ctx, store.StartInput{
-		User: user, Device: d.ID, Machine: mach.ID, Slot: string(req.Slot), CapUnits: capUnits,
-		IdemKey: idemKey, Window: m.Window, WindowK: m.K, GrantTTL: s.opts.GrantTTL,
+	// The price, the units a money cap buys and the hold are decided by
+	// the store in one transaction (a price changed meanwhile cannot
+	// inflate the hold); the phone's expected price is checked there.
+	in := store.StartInput{
+		User: user, Device: d.ID, Machine: mach.ID, Slot: string(req.Slot), CapUnits: req.Cap.Units,
+		IdemKey: idemKey, Window: m.Window, WindowK: m.K, GrantTTL: s.opts.GrantTTL, ExpectedPrice: req.ExpectedPrice,
 		Sign: func(g signed.Grant) ([]byte, error) { return signed.SignGrant(s.opts.CloudKey, g) },
-	})
+	}
+	if req.Cap.Amount != nil {
+		in.CapUnits, in.CapAmount, in.CapCurrency = 0, req.Cap.Amount.Minor, req.Cap.Amount.Currency
+	}
+	ss, err := s.st.StartSession(ctx, in)
 	if err != nil {
 		return store.Session{}, err
 	}
@@ -141,6 +136,17 @@ func (s *Service) finishedStart(ss store.Session) (store.Session, error) {
 		return ss, refusal(ss.Fault, "")
 	}
 	return ss, nil
+}
+
+// jammedSlots reads each machine's jammed slots from a device's last telemetry.
+func jammedSlots(tel json.RawMessage) map[string][]string {
+	var t mqttapi.Telemetry
+	_ = json.Unmarshal(tel, &t)
+	out := map[string][]string{}
+	for _, m := range t.Machines {
+		out[m.ID] = m.Jammed
+	}
+	return out
 }
 
 // refusal turns a device's reply code into the phone's error.
@@ -205,9 +211,45 @@ func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Sessio
 			if cur, err := s.st.GetSession(ctx, ss.ID); err == nil && cur.State != store.Pending {
 				return s.finishedStart(cur)
 			}
-			return ss, errf(ErrDeviceNoReply, "session %s: no reply within %s", ss.ID, s.opts.ReplyTimeout)
+			return ss, errf(ErrDeviceNoReply, "session %s: no reply within %s: waiting for the machine; the hold stays until it answers "+
+				"or its start-by bound %s passes; POST /v1/sessions/%s/stop cancels", ss.ID, s.opts.ReplyTimeout, ss.GrantExp.Format(time.RFC3339), ss.ID)
 		}
 	}
+}
+
+// ReplyArrived applies a device's reply to an Authorize that no start is
+// waiting for any more (it came after ReplyTimeout): a refusal —
+// grant.cancelled after the phone cancelled, grant.expired, any other code
+// — fails the pending session and releases its hold; an acceptance
+// advances it to authorized. The ingest path calls it for every saved
+// reply; replies to other commands are ignored.
+func (s *Service) ReplyArrived(ctx context.Context, device, cmdID, status string) error {
+	hexID, ok := strings.CutPrefix(cmdID, "auth-")
+	if !ok {
+		return nil
+	}
+	raw, err := hex.DecodeString(hexID)
+	if err != nil || len(raw) != len(vend.SessionID{}) {
+		return nil
+	}
+	var id vend.SessionID
+	copy(id[:], raw)
+	ss, err := s.st.GetSession(ctx, id)
+	if errors.Is(err, store.ErrSessionNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ss.Device != device || ss.State != store.Pending {
+		return nil
+	}
+	body, _ := json.Marshal(mqttapi.Reply{})
+	_, err = s.applyReply(ctx, ss, store.CommandReply{CommandID: cmdID, Device: device, Status: status, Body: string(body)})
+	if vend.KindOf(err) == vend.Internal || vend.KindOf(err) == vend.Transient {
+		return err
+	}
+	return nil
 }
 
 func (s *Service) applyReply(ctx context.Context, ss store.Session, r store.CommandReply) (store.Session, error) {
@@ -277,11 +319,15 @@ func (s *Service) notify(cmdID string) {
 
 // StopSession asks the device to end one of user's sessions now
 // (mqttapi.Stop, always with the same command id per session, so repeats
-// are harmless). A session that has ended is returned unchanged. A running
-// session is advanced to ending (the device reports its usage from its
-// outbox); one that never started stays as it is until the device's
-// not_started report or the sweeper ends it. Errors: session.not_found,
-// service.unavailable (the broker did not take the command).
+// are harmless). A session that has ended (or is unreported) is returned
+// unchanged. A running session is advanced to ending (the device reports
+// its usage from its outbox). A pending one is a cancel: the board, on
+// Stop for a session it has not started, refuses that grant afterwards
+// (grant.cancelled, which fails the session and releases the hold); the
+// session stays pending until the board answers or its start-by bound
+// plus AckBound passes and the sweeper releases it. Errors:
+// session.not_found, service.unavailable (the broker did not take the
+// command).
 func (s *Service) StopSession(ctx context.Context, user string, id vend.SessionID) (store.Session, error) {
 	ss, err := s.st.UserSession(ctx, user, id)
 	if err != nil {
@@ -310,6 +356,40 @@ func (s *Service) StopSession(ctx context.Context, user string, id vend.SessionI
 		s.publishSession(cur)
 	}
 	return cur, nil
+}
+
+// OperatorSettle settles one of operator's unreported sessions by hand
+// (store.OperatorSettle: amount ≤ hold captured, the rest released, reason
+// kept) and tells the session's subscribers. Errors: money.currency_mismatch
+// and the store's.
+func (s *Service) OperatorSettle(ctx context.Context, operator string, id vend.SessionID, amount vend.Amount, reason string) (store.Session, error) {
+	cur, err := s.st.GetSession(ctx, id)
+	if err != nil {
+		return store.Session{}, err
+	}
+	if cur.Operator == operator && amount.Currency != cur.Currency {
+		return store.Session{}, vend.Errorf(store.ErrCurrency, "amount in %s, the session is in %s", amount.Currency, cur.Currency)
+	}
+	set, err := s.st.OperatorSettle(ctx, operator, id, amount.Minor, reason)
+	if err != nil {
+		return store.Session{}, err
+	}
+	s.Metrics.sessions.WithLabelValues(string(set.Session.State)).Inc()
+	s.publishSession(set.Session)
+	return set.Session, nil
+}
+
+// OperatorVoid releases one of operator's unreported sessions in full
+// (store.OperatorVoid, reason kept) and tells the session's subscribers.
+// Errors: the store's.
+func (s *Service) OperatorVoid(ctx context.Context, operator string, id vend.SessionID, reason string) (store.Session, error) {
+	set, err := s.st.OperatorVoid(ctx, operator, id, reason)
+	if err != nil {
+		return store.Session{}, err
+	}
+	s.Metrics.sessions.WithLabelValues(string(set.Session.State)).Inc()
+	s.publishSession(set.Session)
+	return set.Session, nil
 }
 
 // SetPrices changes a machine's (and the named slots') price on one of
@@ -354,7 +434,7 @@ func (s *Service) SetPrices(ctx context.Context, operator, device, machine strin
 // session, to the session's subscribers on this instance.
 func (s *Service) publishSession(ss store.Session) {
 	typ := phoneapi.EventState
-	if !ss.State.Live() {
+	if !ss.State.Holds() { // final; an unreported session may still settle
 		typ = phoneapi.EventEnded
 	}
 	s.Hub.Publish(ss.ID, typ, s.PhoneSession(ss))

@@ -108,6 +108,13 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 			return ResultError, err
 		}
 		s.notify(m.CmdID)
+		if first {
+			// A reply no start waits for any more (it came late) still
+			// decides a pending session (grant.cancelled, grant.expired…).
+			if err := s.ReplyArrived(ctx, device, m.CmdID, status); err != nil {
+				return ResultError, err
+			}
+		}
 		if !first {
 			return ResultDuplicate, nil
 		}
@@ -142,6 +149,12 @@ func (s *Service) event(ctx context.Context, device string, m *mqttapi.Event, at
 	}
 	if to != "" && ss.State.Live() {
 		if err := s.st.Advance(ctx, m.Session, to, at); err != nil && !errors.Is(err, store.ErrSessionState) {
+			return ResultError, err
+		}
+	}
+	if m.Kind == mqttapi.EventEnded && m.Units != nil && ss.State.Holds() {
+		// Kept for the unreported policy capture_last.
+		if err := s.st.RecordEnded(ctx, m.Session, *m.Units); err != nil {
 			return ResultError, err
 		}
 	}
@@ -201,8 +214,8 @@ func (s *Service) usage(ctx context.Context, device string, m *mqttapi.Usage) (s
 	case vend.KindOf(err) == vend.Transient || vend.KindOf(err) == vend.Internal:
 		return ResultError, err
 	case errors.Is(err, store.ErrSessionNotFound), errors.Is(err, store.ErrSessionState):
-		// Closed without this report (expired, failed): nothing to capture
-		// any more; acknowledge so the outbox drains.
+		// Unknown, or closed in a way no report can change: acknowledge
+		// so the outbox drains.
 		s.log.Warn("service: usage report for a closed or unknown session", "device", device, "session", u.Session, "err", err)
 		return ResultIgnored, nil
 	default: // usage.conflict, usage.seq_reused, usage.mismatch: can never settle
@@ -212,7 +225,18 @@ func (s *Service) usage(ctx context.Context, device string, m *mqttapi.Usage) (s
 	if set.Duplicate {
 		return ResultDuplicate, nil
 	}
-	s.Metrics.sessions.WithLabelValues(string(set.Session.State)).Inc()
+	if set.Late {
+		// The session was closed without this report (expired, released,
+		// voided…): captured late, once (store key late:<session>).
+		s.Metrics.lateCaptures.Inc()
+		if set.Receivable > 0 {
+			s.Metrics.lateReceivable.Add(float64(set.Receivable))
+		}
+		s.log.Warn("service: late capture", "device", device, "session", u.Session, "state", set.Session.State,
+			"amount", set.LateAmount, "receivable", set.Receivable)
+	} else {
+		s.Metrics.sessions.WithLabelValues(string(set.Session.State)).Inc()
+	}
 	s.publishSession(set.Session)
 	return ResultOK, nil
 }

@@ -24,7 +24,7 @@
 //	retried errors        SQLITE_BUSY, SQLITE_LOCKED      40001, 40P01
 //	unique violation      2067, 1555                      23505
 //	connection            WAL, foreign_keys, synchronous  pool of 16 by default
-//	                      NORMAL; pool of 8
+//	                      FULL; pool of 8
 //
 // Times are BIGINT Unix milliseconds (UTC) and money is BIGINT minor
 // units in both, so no type mapping differs. Every write operation runs
@@ -37,7 +37,26 @@
 // Schema migrations are numbered files under migrations/ (embedded), each
 // applied in a transaction together with its schema_migrations row; Open
 // applies the missing ones and refuses ([ErrSchemaNewer]) a database newer
-// than the binary.
+// than the binary. A block between the lines "-- only sqlite" (or "--
+// only postgres") and "-- end only" runs on that dialect alone: SQLite
+// cannot change a CHECK constraint, so 0002 rebuilds its tables there.
+//
+// SQLite runs with synchronous=FULL: in WAL mode NORMAL may lose the last
+// committed transactions on a power loss, and a board deletes a usage
+// report from its outbox once the cloud acknowledged the commit, so a
+// lost commit would be lost money. The cost, measured with the benchmark
+// below in one run (the "sqlite-normal" case opens the same store with
+// synchronous=NORMAL), on the 2-core development machine (ext4 on a
+// virtual disk, shared with other jobs), three runs each:
+//
+//	go test -run XXX -bench 'StartSettle/sqlite' -benchtime 3s -count 3 ./cloud/store/
+//	BenchmarkStartSettle/sqlite-2          FULL     1.62, 1.78, 1.82 ms/op  (549-618 sessions/s)
+//	BenchmarkStartSettle/sqlite-normal-2   NORMAL   1.56, 1.56, 1.88 ms/op  (532-641 sessions/s)
+//
+// that is about 10 % (one more fsync of the WAL per commit, two per
+// session), within the noise of a shared machine; one run under heavy load
+// from other jobs measured 7.0 ms/op against 2.3 ms/op. A disk with a slow
+// fsync pays more: measure it there with the command above.
 //
 // # Tenants
 //
@@ -61,14 +80,19 @@
 // transaction as the entries. Every ledger transaction has exactly two
 // entries that sum to zero. Positive balances are what the platform owes
 // (wallets, holds, revenue); a channel's clearing account goes negative
-// by what it has paid in, and is the only kind allowed to.
+// by what it has paid in, and a payer's receivable goes negative by what
+// a late capture could not take from the wallet: those two kinds alone
+// may.
 //
 //	operation     ledger_tx kind   debit (−)          credit (+)         idempotency key
 //	TopUp         topup            channel_clearing   user_wallet        topup:<user>:<key>
 //	StartSession  hold             user_wallet        user_holds         hold:<session>
 //	Settle        capture          user_holds         operator_revenue   capture:<session>
 //	Settle        release          user_holds         user_wallet        release:<session>
-//	Fail, Expire  release          user_holds         user_wallet        release:<session>
+//	Fail, sweeps  release          user_holds         user_wallet        release:<session>
+//	Settle late   late_capture     user_wallet        operator_revenue   late:<session>
+//	Settle late   late_capture     user_receivable    operator_revenue   late:<session>:receivable
+//	Settle late   refund           operator_revenue   user_wallet        late:<session>
 //
 // A wallet never goes negative: the balance changes with
 // "UPDATE accounts SET balance = balance + $d WHERE id = $a AND
@@ -81,20 +105,64 @@
 //
 // # Sessions
 //
-//	pending ──► authorized ──► running ──► ending
-//	   │  ╲          │            │          │
-//	   │   ╲─────────┴────────────┴──────────┴──► settled   (usage, capture > 0)
-//	   │                                      └─► refunded  (usage, nothing to charge:
-//	   │                                                      jam, not started, 0 units)
-//	   ├──► failed   (device refused the grant; Fail)
-//	   └──► expired  (pending/authorized past grant expiry + AckBound; ExpireHolds)
+// The session state machine is one table, [Transitions]; the code takes
+// each transition's From set from it, TestStateTableWalk walks every row
+// on both databases, and TestStateTableDoc keeps this copy equal to
+// [StateTable] (<s> is the session ID):
 //
-// pending, authorized, running and ending are live: they hold funds, and
-// a partial unique index on sessions(device_id, machine_id) WHERE state
-// is live lets a machine have only one ([ErrMachineBusy]). The start
-// request's idempotency key is UNIQUE per user. StartSession builds the
-// grant from the session it writes and, given a signer, stores the signed
-// grant with it, so what is held and what the device is told always agree.
+//	from                                              event             to         money [idempotency keys]
+//	—                                                 start             pending    hold wallet→holds [hold:<s>]
+//	pending                                           ack               authorized none
+//	pending, authorized                               started           running    none
+//	pending, authorized, running                      ended             ending     none
+//	pending, authorized                               refused           failed     release holds→wallet [release:<s>]
+//	pending, authorized, running, ending, unreported  report            settled    capture holds→revenue, rest holds→wallet [capture:<s>, release:<s>]
+//	pending, authorized, running, ending, unreported  report.nothing    refunded   release holds→wallet [release:<s>]
+//	expired, failed, released, voided, settled        report.late       (same)     owed−captured wallet→revenue, shortfall receivable→revenue (excess: revenue→wallet) [late:<s>, late:<s>:receivable]
+//	pending                                           sweep.start_by    expired    release holds→wallet [release:<s>]
+//	authorized, running, ending                       sweep.run_bound   unreported none
+//	unreported                                        sweep.window      released   release holds→wallet [release:<s>]
+//	unreported                                        sweep.window.last settled    capture holds→revenue, rest holds→wallet [capture:<s>, release:<s>]
+//	unreported                                        operator.settle   settled    capture holds→revenue, rest holds→wallet [capture:<s>, release:<s>]
+//	unreported                                        operator.void     voided     release holds→wallet [release:<s>]
+//
+// pending, authorized, running and ending are live: they hold funds, and a
+// partial unique index on sessions(device_id, machine_id) WHERE state is
+// live lets a machine have only one ([ErrMachineBusy]). unreported holds
+// funds but not the machine. Every state that holds funds has a bounded
+// exit with an audit reason (Session.Reason):
+//
+//   - pending: the grant's ExpiresAt is its start-by bound (GrantTTL,
+//     default 20 s); a session never acknowledged is expired after
+//     ExpiresAt + Opts.AckBound (default 10 s: the allowed skew of a
+//     board's clock estimate), reason grant.unacknowledged;
+//   - authorized, running, ending: an acknowledged grant is never released
+//     at its expiry (the board may be running the machine offline); after
+//     the start-by bound + AckBound + the machine's longest run
+//     (Lifecycle.PerUnit × cap units: water 2 ml/s, dryer its seconds,
+//     washer 2 h a cycle, vending 1 min an item; at most 24 h) + the
+//     offline allowance (30 min) without a report it becomes unreported,
+//     reason unreported, and its machine is free;
+//   - unreported: keeps the hold for Lifecycle.SettleWindow (72 h),
+//     waiting for the late report (which settles it exactly once, from the
+//     hold) or an operator (OperatorSettle, OperatorVoid, with a reason);
+//     then the policy applies: PolicyRelease (default) releases it in full,
+//     reason unreported.released; PolicyCaptureLast captures the units of
+//     the board's ended event, if it sent one, reason
+//     unreported.captured_last.
+//
+// A valid report for a session closed without one is a late capture,
+// flagged on the session (Late, LateAmount, Receivable): what it owes up
+// to the hold, less what was captured, is taken from the wallet, the rest
+// booked to the payer's user_receivable account, exactly once.
+//
+// StartSession reads the price once and decides from it the units (a
+// money cap turned into units), the hold (never above the money cap) and
+// the grant; a price other than the one the phone showed is
+// [PriceChangedError]. The start request's idempotency key is UNIQUE per
+// user. StartSession builds the grant from the session it writes and,
+// given a signer, stores the signed grant with it, so what is held and
+// what the device is told always agree.
 //
 // # Exactly-once settlement
 //
@@ -113,8 +181,11 @@
 // hold), where amount is Price.Cost(units) as the device signed it and the
 // price and currency must equal the session's.
 //
-// ExpireHolds is safe to run from every instance at once: each candidate
-// is closed by a conditional UPDATE that only one transaction can win.
+// The sweeps (ExpireHolds, MarkUnreported, CloseUnreported) and the
+// operator's settle and void are safe to run from every instance at once,
+// and against a report arriving: each locks the session row (FOR UPDATE on
+// PostgreSQL; one writer on SQLite) and changes it with a conditional
+// UPDATE that only one transaction can win.
 //
 // # Other idempotency records
 //

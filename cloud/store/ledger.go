@@ -16,12 +16,14 @@ type AccountKind string
 // Ledger account kinds. Balances are minor units; positive means the
 // platform owes the owner (a wallet, a hold, revenue), negative means the
 // platform has received money from outside (a payment channel's clearing
-// account, the only kind that may go negative).
+// account) or is owed it (a payer's receivable); these two kinds alone may
+// go negative.
 const (
 	UserWallet      AccountKind = "user_wallet"      // owner: user ID; spendable funds
 	UserHolds       AccountKind = "user_holds"       // owner: user ID; funds held for live sessions
 	OperatorRevenue AccountKind = "operator_revenue" // owner: operator ID; captured from sessions
 	ChannelClearing AccountKind = "channel_clearing" // owner: channel name ("sandbox_card"); money in from outside
+	UserReceivable  AccountKind = "user_receivable"  // owner: user ID; negative by what the payer owes after a late capture the wallet could not cover
 )
 
 // TxKind is the kind of a ledger transaction.
@@ -33,7 +35,11 @@ const (
 	TxHold    TxKind = "hold"    // user_wallet → user_holds
 	TxCapture TxKind = "capture" // user_holds → operator_revenue
 	TxRelease TxKind = "release" // user_holds → user_wallet
-	TxRefund  TxKind = "refund"  // operator_revenue → user_wallet (reserved)
+	TxRefund  TxKind = "refund"  // operator_revenue → user_wallet (a late report owing less than was captured)
+	// TxLateCapture is a valid report's charge for a session already
+	// closed without it: user_wallet → operator_revenue, and what the
+	// wallet cannot cover user_receivable → operator_revenue.
+	TxLateCapture TxKind = "late_capture"
 )
 
 // Account is one ledger account with its stored balance.
@@ -59,7 +65,7 @@ type transfer struct {
 // account returns the ID of the (kind, owner, currency) account, creating it.
 func (s *Store) account(ctx context.Context, q queryer, kind AccountKind, owner string, cur vend.Currency) (int64, error) {
 	neg := 0
-	if kind == ChannelClearing {
+	if kind == ChannelClearing || kind == UserReceivable {
 		neg = 1
 	}
 	if _, err := q.ExecContext(ctx, `INSERT INTO accounts (kind, owner, currency, may_go_negative, created_ms)

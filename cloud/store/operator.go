@@ -84,3 +84,40 @@ func (s *Store) RevenueByDeviceDay(ctx context.Context, operator string, from, t
 	}
 	return out, rows.Err()
 }
+
+// UnreportedSessions returns operator's unreported sessions (acknowledged,
+// no report within the longest run plus the offline allowance: the hold
+// is kept, the machine is free), those whose settlement window ends first
+// first; at most limit (0 means 100, capped at 1000).
+func (s *Store) UnreportedSessions(ctx context.Context, operator string, limit int) ([]Session, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+sessionCols+` FROM sessions
+		WHERE operator_id = $1 AND state = 'unreported' ORDER BY deadline_ms, id LIMIT $2`, operator, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: unreported sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []Session
+	for rows.Next() {
+		ss, err := s.scanSession(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: unreported sessions: %w", err)
+		}
+		ss.Grant = nil
+		out = append(out, ss)
+	}
+	return out, rows.Err()
+}
+
+// CountUnreported returns how many sessions are unreported, all operators
+// together (the sweeper's gauge).
+func (s *Store) CountUnreported(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sessions WHERE state = 'unreported'`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count unreported: %w", err)
+	}
+	return n, nil
+}

@@ -58,9 +58,13 @@ type Opts struct {
 	// BcryptCost is the bcrypt cost for passwords; 0 means bcrypt.DefaultCost (10).
 	// Tests use bcrypt.MinCost (4).
 	BcryptCost int
-	// AckBound is how long after a grant's expiry a pending or authorized
-	// session's hold stays before ExpireHolds releases it; 0 means 30 s.
+	// AckBound is how long after a grant's expiry (its start-by bound) a
+	// pending session's hold stays before ExpireHolds releases it: the
+	// allowance for a device clock behind the cloud's; 0 means 10 s.
 	AckBound time.Duration
+	// Lifecycle bounds the acknowledged states (longest runs, offline
+	// allowance, settlement window, the unreported policy); zero: defaults.
+	Lifecycle Lifecycle
 }
 
 // Store is the cloud's database: devices, users, sessions, the ledger.
@@ -74,6 +78,7 @@ type Store struct {
 	keyEnc  []byte
 	cost    int
 	ackBnd  time.Duration
+	life    Lifecycle
 	Dialect string // "sqlite" or "postgres"
 }
 
@@ -103,7 +108,7 @@ func Open(ctx context.Context, dsn string, opts *Opts) (*Store, error) {
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	s := &Store{db: db, d: d, log: opts.Logger, now: opts.Now, keyEnc: opts.KeyEncKey,
-		cost: opts.BcryptCost, ackBnd: opts.AckBound, Dialect: d.name}
+		cost: opts.BcryptCost, ackBnd: opts.AckBound, life: opts.Lifecycle.withDefaults(), Dialect: d.name}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -111,7 +116,7 @@ func Open(ctx context.Context, dsn string, opts *Opts) (*Store, error) {
 		s.now = time.Now
 	}
 	if s.ackBnd == 0 {
-		s.ackBnd = 30 * time.Second
+		s.ackBnd = 10 * time.Second
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()

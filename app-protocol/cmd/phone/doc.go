@@ -7,6 +7,7 @@
 //	phone [-api URL] [-email E -password P [-signup]] [-topup 20.00]
 //	      [-device ID | -pick-nearest] [-machine M] [-slot S]
 //	      [-cap-units N | -cap-amount 2.00] [-stop-after-units U] [-json-receipt]
+//	      [-cancel-if-no-reply]
 //	phone -list     list the machines in range and exit
 //	phone -wallet   print the wallet and exit
 //
@@ -77,7 +78,8 @@
 //
 // StartSession sends device, machine, slot, the heard proximity ID (the
 // grant is bound to its window, so an ID copied off the air is useless
-// later), the cap and the source, with an Idempotency-Key reused for every
+// later), the cap, the source and the price shown (expected_price: a
+// changed price is price.changed, nothing held), with an Idempotency-Key reused for every
 // retry (transient errors, idempotency.in_flight, a Retry-After are
 // retried up to five times). The cloud holds the cap on the wallet and
 // authorizes the board over MQTT before answering. The error codes a user
@@ -87,6 +89,18 @@
 //	machine.offline, machine.fault, device.refused   "the machine cannot sell now" (4)
 //	funds.insufficient, source.limit                 "not enough money", with balance and hold (5)
 //	proximity.expired                                rescan and retry once with a fresh ID and key
+//	slot.jammed                                      "the machine cannot sell now" (4)
+//	price.changed                                    "the price changed", with the new price (1)
+//	device.no_reply (with the pending session)       "waiting for the machine", then step 7
+//
+// device.no_reply is not an end: money is held and the machine may still
+// start until the grant's start-by bound has passed. The client says
+// "waiting for the machine", follows the session (step 7) until it is
+// authorized or running (and goes on as usual) or final, and cancels it
+// on Ctrl-C or at once with -cancel-if-no-reply (StopSession on a pending
+// session: the board refuses the grant with grant.cancelled). Only a
+// session that ends failed, expired, released or voided is reported as
+// "nothing was charged".
 //
 // # 7. Follow (SessionEvents, StopSession)
 //
@@ -114,7 +128,7 @@
 // captured), which the client prints with the wallet before and after.
 // -json-receipt prints the receipt as one JSON line on stdout and all the
 // rest on stderr. A session that ends failed or expired has no receipt:
-// "session did not run; the hold was released" (exit 1).
+// "session … ended failed; the hold was released, nothing was charged" (exit 1).
 //
 // # Program structure
 //

@@ -42,6 +42,7 @@ type Main struct {
 	Slot           string        // -slot (vending)
 	CapUnits       uint64        // -cap-units
 	CapAmount      string        // -cap-amount: "2.00" or minor units "200"
+	CancelNoReply  bool          // -cancel-if-no-reply: cancel a start the machine did not answer, instead of waiting for it
 	Source         string        // -source: payment source ID, default wallet
 	TopUp          string        // -topup: amount to move into the wallet first
 	TopUpSource    string        // -topup-source, default card_sandbox
@@ -127,6 +128,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Uint64Var(&m.CapUnits, "cap-units", 0, "cap in metered units (ml, s, cycles, items)")
 	fs.StringVar(&m.CapAmount, "cap-amount", "", "cap in money: `AMOUNT` as 2.00 (major.minor) or 200 (minor units)")
 	fs.StringVar(&m.Source, "source", "wallet", "payment source `ID` that holds the cap")
+	fs.BoolVar(&m.CancelNoReply, "cancel-if-no-reply", false, "when the machine does not answer the start, cancel it (and wait until the cancel is final) instead of waiting for the machine")
 	fs.StringVar(&m.TopUp, "topup", "", "first move `AMOUNT` (2.00 or 200 minor units) into the wallet from -topup-source")
 	fs.StringVar(&m.TopUpSource, "topup-source", "card_sandbox", "payment source `ID` of -topup")
 	fs.Uint64Var(&m.StopAfterUnits, "stop-after-units", 0, "stop the session once this many `units` are metered (0: run to the cap)")
@@ -374,7 +376,9 @@ func retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, e
 		if err == nil {
 			return v, nil
 		}
-		if vend.KindOf(err) != vend.Transient || attempt == 5 || ctx.Err() != nil {
+		// device.no_reply is transient but not retried here: the session
+		// exists and money is held; the caller follows it instead.
+		if vend.KindOf(err) != vend.Transient || vend.CodeOf(err) == "device.no_reply" || attempt == 5 || ctx.Err() != nil {
 			return zero, err
 		}
 		d := wait

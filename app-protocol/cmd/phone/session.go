@@ -142,8 +142,10 @@ func (m *Main) buy(ctx context.Context, t target) error {
 	if m.WalletBefore, err = m.wallet(ctx); err != nil {
 		return err
 	}
+	shown := t.price()
 	req := &phoneapi.StartSessionRequest{
 		Device: t.n.Device.ID, Machine: t.m.ID, ProximityID: t.n.ProximityID, Cap: c, Source: m.Source,
+		ExpectedPrice: &shown,
 	}
 	if t.slot != nil {
 		req.Slot = t.slot.ID
@@ -158,10 +160,33 @@ func (m *Main) buy(ctx context.Context, t target) error {
 	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
 	defer cancel()
 	s, err := m.start(ctx, req)
+	var ae *phoneapi.APIError
+	if err != nil && vend.CodeOf(err) == "device.no_reply" && errors.As(err, &ae) && ae.Session != nil {
+		// The machine has not answered, but the session exists and money
+		// is held: it may still start until its start-by bound passes.
+		// Never say "nothing was charged" before the session is final.
+		s, err = ae.Session, nil
+		fmt.Fprintf(m.out, "waiting for the machine: session %s is %s and %s is held; the machine may still start.\n", s.ID, s.State, s.Hold)
+		if m.CancelNoReply {
+			if cur, cerr := m.cancel(ctx, s.ID); cerr != nil {
+				return cerr
+			} else {
+				s = cur
+			}
+			fmt.Fprintf(m.out, "cancel sent: waiting for the machine or the start-by bound to confirm it\n")
+		} else if m.input.terminal() {
+			fmt.Fprintln(m.out, "press Ctrl-C to cancel")
+		}
+	}
 	if err != nil {
 		return mapAPIError(fmt.Errorf("phone: start %s: %w", what, err), func() string {
 			if vend.CodeOf(err) == "funds.insufficient" {
 				return fmt.Sprintf("%s available, the cap holds up to %s", m.WalletBefore.Available, capCost(c, t.price(), t.m.Currency))
+			}
+			if errors.As(err, &ae) && ae.Price != nil {
+				one, _ := ae.Price.Cost(uint64(ae.Price.Per))
+				return fmt.Sprintf("now %s per %s (was %s)", vend.Amount{Minor: one, Currency: t.m.Currency},
+					formatUnits(uint64(ae.Price.Per), t.m.Unit), vend.Amount{Minor: shown.Minor, Currency: t.m.Currency})
 			}
 			return ""
 		})
@@ -182,7 +207,13 @@ func (m *Main) buy(ctx context.Context, t target) error {
 		if final.FaultCode != "" {
 			msg += " fault " + final.FaultCode
 		}
-		return vend.Errorf(ErrSession, "%s; the hold was released", msg)
+		switch final.State {
+		case phoneapi.StateFailed, phoneapi.StateExpired, phoneapi.StateReleased, phoneapi.StateVoided:
+			msg += "; the hold was released, nothing was charged"
+		default:
+			msg += fmt.Sprintf("; charged %s", final.Amount)
+		}
+		return vend.Errorf(ErrSession, "%s", msg)
 	}
 	r, err := m.receipt(ctx, final.ID)
 	if err != nil {
@@ -202,6 +233,18 @@ func (m *Main) buy(ctx context.Context, t target) error {
 		fmt.Fprintln(m.Stdout, string(b))
 	}
 	return nil
+}
+
+// cancel stops a pending session (StopSession): the cloud sends the board
+// a stop, and the board refuses the grant afterwards; the session stays
+// pending until then.
+func (m *Main) cancel(ctx context.Context, id phoneapi.SessionID) (*phoneapi.Session, error) {
+	key := phoneapi.NewIdempotencyKey()
+	s, err := retry(ctx, func(ctx context.Context) (*phoneapi.Session, error) { return m.client.StopSession(ctx, key, id) })
+	if err != nil {
+		return nil, fmt.Errorf("phone: cancel %s: %w", id, err)
+	}
+	return s, nil
 }
 
 func capText(c phoneapi.Cap, u phoneapi.Unit) string {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/httpapi"
 	"beaconvend/cloud/ingest"
@@ -114,6 +115,7 @@ func (m *Main) ParseFlags(args []string) error {
 		fs.StringVar(&m.Group, "group", "", "MQTT shared-subscription group of the cloud instances (empty: one instance)")
 		fs.StringVar(&m.DebugAddr, "debug-addr", "", "serve Go's net/http/pprof profiles on this address (loopback, e.g. 127.0.0.1:6060); empty: off")
 		fs.BoolVar(&m.JSON, "json", false, `print {"http":…,"mqtt":…} as one JSON line once listening`)
+		m.lifecycleFlags(fs)
 	case "operator", "device":
 		if len(args) < 2 {
 			return usage()
@@ -416,4 +418,38 @@ func pprofMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// lifecycleFlags are the session bounds of serve (store.Lifecycle and the
+// grant's start-by bound); a value set on m before ParseFlags is the
+// default, so tests keep theirs.
+func (m *Main) lifecycleFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&m.ServiceOpts.GrantTTL, "grant-ttl", m.ServiceOpts.GrantTTL, "a grant's start-by bound: the board must start the machine within it (0: 20s)")
+	fs.DurationVar(&m.StoreOpts.AckBound, "ack-bound", m.StoreOpts.AckBound, "allowed skew after the start-by bound before an unacknowledged (pending) session is released (0: 10s)")
+	fs.DurationVar(&m.StoreOpts.Lifecycle.OfflineAllowance, "offline-allowance", m.StoreOpts.Lifecycle.OfflineAllowance,
+		"added to a machine's longest run before an acknowledged session without a report becomes unreported (0: 30m)")
+	fs.DurationVar(&m.StoreOpts.Lifecycle.SettleWindow, "settle-window", m.StoreOpts.Lifecycle.SettleWindow,
+		"how long an unreported session keeps its hold before the unreported policy applies (0: 72h)")
+	fs.Func("unreported-policy", "after the settle window: release (in full; default) or capture_last (the units of the board's ended event)", func(v string) error {
+		switch p := store.UnreportedPolicy(v); p {
+		case store.PolicyRelease, store.PolicyCaptureLast:
+			m.StoreOpts.Lifecycle.Policy = p
+			return nil
+		}
+		return fmt.Errorf("want release or capture_last, not %q", v)
+	})
+	fs.Func("run-per-unit", "longest time one cap unit may take, per machine kind, e.g. water=500ms,washer=2h,dryer=1s,vending=1m (defaults those)", func(v string) error {
+		if m.StoreOpts.Lifecycle.PerUnit == nil {
+			m.StoreOpts.Lifecycle.PerUnit = map[vend.MachineKind]time.Duration{}
+		}
+		for _, kv := range strings.Split(v, ",") {
+			k, d, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			dur, err := time.ParseDuration(d)
+			if !ok || err != nil || dur <= 0 {
+				return fmt.Errorf("%q: want kind=duration", kv)
+			}
+			m.StoreOpts.Lifecycle.PerUnit[vend.MachineKind(k)] = dur
+		}
+		return nil
+	})
 }

@@ -1,0 +1,34 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// OpenAtVersion opens dsn and applies only the first version migrations,
+// for tests of a later migration on existing rows; the caller closes the
+// returned pool.
+func OpenAtVersion(ctx context.Context, dsn string, version int) (*sql.DB, error) {
+	d, conn, err := pickDialect(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open(d.driver, conn)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, d: d, log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
+	ms, err := loadMigrations(migrationFS)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.applyMigrations(ctx, ms[:version]); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
