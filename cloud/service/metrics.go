@@ -146,7 +146,9 @@ func (m *Metrics) ClockSkewed() float64 { return counterValue(m.skewed) }
 func (m *Metrics) DeadLetters() float64 { return vecSum(m.deadLetters) }
 
 // Offline returns the devices marked offline for cause so far.
-func (m *Metrics) Offline(cause string) float64 { return counterValue(m.offline.WithLabelValues(cause)) }
+func (m *Metrics) Offline(cause string) float64 {
+	return counterValue(m.offline.WithLabelValues(cause))
+}
 
 // Pruned returns the rows the janitor deleted from table so far.
 func (m *Metrics) Pruned(table string) float64 { return counterValue(m.pruned.WithLabelValues(table)) }

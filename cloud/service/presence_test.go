@@ -201,4 +201,3 @@ func TestReplyFromAnotherDeviceDoesNotDecide(t *testing.T) {
 		}
 	})
 }
-
