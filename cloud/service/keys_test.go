@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/service"
@@ -17,18 +20,33 @@ import (
 // authorized starts a session on the rig's tap that the device accepts.
 func (r *rig) authorized(t *testing.T, idem string) store.Session {
 	t.Helper()
+	return r.authorizedOn(t, idem, "tap1")
+}
+
+// authorizedOn is authorized on machine, which it adds when missing.
+func (r *rig) authorizedOn(t *testing.T, idem, machine string) store.Session {
+	t.Helper()
 	ctx := context.Background()
+	if machine != "tap1" {
+		if err := r.st.PutMachine(ctx, r.device(t).OperatorID, "wd-1", store.Machine{ID: machine, Kind: vend.KindWater, Name: machine,
+			Price: vend.Price{Minor: 50, Per: 1000}, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r.handle(t, mqttapi.LeafState, state(r.clk.Now(), mqttapi.Online, ""))
 	r.pub.Fn = func(device string, cmd mqttapi.Message) {
 		if _, ok := cmd.(*mqttapi.Authorize); ok {
 			_ = r.svc.Handle(ctx, device, mqttapi.LeafReply, mqttapi.NewReply(mqttapi.NewEnvelope(time.Now()), cmd.Head().ID, nil))
 		}
 	}
-	ss, err := r.svc.StartSession(ctx, r.user, idem, startReq(r.key))
+	req := startReq(r.key)
+	req.Machine = phoneapi.MachineID(machine)
+	prev := r.pub.Fn
+	defer func() { r.pub.Fn = prev }()
+	ss, err := r.svc.StartSession(ctx, r.user, idem, req)
 	if err != nil {
 		t.Fatalf("StartSession: %v", err)
 	}
-	r.pub.Fn = nil
 	return ss
 }
 
@@ -95,6 +113,128 @@ func TestGarbageReportDeadLettered(t *testing.T) {
 		}
 		if got, _ := r.st.GetSession(ctx, ss.ID); got.State != store.Authorized {
 			t.Fatalf("session %s after a garbage report, want it untouched (authorized)", got.State)
+		}
+	})
+}
+
+// fakeBoard answers RotateKey the way controller/daemon's rotateKey does:
+// propose makes (or repeats) a pending key and replies with its public
+// key; commit of the pending key switches to it; a restart forgets the
+// pending key, and a commit then gets key.mismatch. Replies are cached by
+// command id like the daemon's reply cache.
+type fakeBoard struct {
+	mu      sync.Mutex
+	key     ed25519.PrivateKey
+	pending ed25519.PrivateKey
+	replies map[string]*mqttapi.Reply
+}
+
+func (b *fakeBoard) command(cmd mqttapi.Message) *mqttapi.Reply {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id := cmd.Head().ID
+	if r, ok := b.replies[id]; ok {
+		return r
+	}
+	m := cmd.(*mqttapi.RotateKey)
+	var r *mqttapi.Reply
+	switch {
+	case m.PublicKey == nil:
+		if b.pending == nil {
+			_, b.pending, _ = ed25519.GenerateKey(rand.Reader)
+		}
+		r = mqttapi.NewReply(mqttapi.NewEnvelope(time.Now()), id, nil)
+		r.PublicKey = b.pending.Public().(ed25519.PublicKey)
+	case b.pending == nil || !b.pending.Public().(ed25519.PublicKey).Equal(ed25519.PublicKey(m.PublicKey)):
+		r = mqttapi.NewReply(mqttapi.NewEnvelope(time.Now()), id, vend.Errorf(vend.E(vend.Conflict, mqttapi.CodeKeyMismatch, "daemon: key mismatch"), "no pending key"))
+	default:
+		b.key, b.pending = b.pending, nil
+		r = mqttapi.NewReply(mqttapi.NewEnvelope(time.Now()), id, nil)
+	}
+	b.replies[id] = r
+	return r
+}
+
+func (b *fakeBoard) restart() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pending, b.replies = nil, map[string]*mqttapi.Reply{}
+}
+
+func (b *fakeBoard) signing() ed25519.PrivateKey {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.key
+}
+
+// The cloud drives the device's in-band rotation end to end: propose,
+// commit (again after the board lost its pending key in a restart), and
+// promotion only at the first report under the new key; a report the
+// board queued under the old key, delivered after the promotion, still
+// settles.
+func TestKeyRotationDriven(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		r := newRig(t, dsn, service.Options{})
+		ctx := context.Background()
+		queued := r.authorized(t, "key-00001") // its report will be signed under the old key
+		board := &fakeBoard{key: r.priv, replies: map[string]*mqttapi.Reply{}}
+		var dropCommit atomic.Bool
+		dropCommit.Store(true)
+		r.pub.Fn = func(device string, cmd mqttapi.Message) {
+			if _, ok := cmd.(*mqttapi.RotateKey); !ok {
+				return
+			}
+			if rk := cmd.(*mqttapi.RotateKey); rk.PublicKey != nil && dropCommit.CompareAndSwap(true, false) {
+				board.restart() // the board reboots before the commit reaches it
+			}
+			_ = r.svc.Handle(ctx, device, mqttapi.LeafReply, board.command(cmd))
+		}
+		rot := r.svc.KeyRotator(service.KeyRotatorOptions{Resend: time.Hour})
+		if _, err := r.st.RequestRotation(ctx, "wd-1"); err != nil {
+			t.Fatal(err)
+		}
+		oldReport := report(t, r.priv, queued, 1, 1000) // signed before the switch, still in the outbox
+		var got store.Rotation
+		for i := 0; i < 50; i++ {
+			if err := rot.Step(ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond) // the fake's reply goroutine
+			got, _ = r.st.GetRotation(ctx, "wd-1")
+			if got.State == store.RotationCommitted {
+				break
+			}
+		}
+		if got.State != store.RotationCommitted || got.N != 2 {
+			t.Fatalf("rotation = %+v, want committed on attempt 2 (after key.mismatch)", got)
+		}
+		if !board.signing().Public().(ed25519.PublicKey).Equal(got.Next) {
+			t.Fatal("the cloud's next key is not the key the board signs with")
+		}
+		if d := r.device(t); !d.SignKey.Equal(r.priv.Public()) {
+			t.Fatal("promoted before the device reported under the new key")
+		}
+		// A new session, reported under the new key: promotes it.
+		r.clk.Add(time.Second)
+		fresh := r.authorizedOn(t, "key-00002", "tap2")
+		if err := r.svc.Handle(ctx, "wd-1", mqttapi.LeafUsage, report(t, board.signing(), fresh, 2, 500)); err != nil {
+			t.Fatal(err)
+		}
+		if d := r.device(t); !d.SignKey.Equal(board.signing().Public()) || d.SignKeyNext != nil {
+			t.Fatal("not promoted after the first report under the new key")
+		}
+		if got, _ = r.st.GetRotation(ctx, "wd-1"); got.State != store.RotationNone {
+			t.Fatalf("rotation after promotion = %+v", got)
+		}
+		// The old report arrives now.
+		if err := r.svc.Handle(ctx, "wd-1", mqttapi.LeafUsage, oldReport); err != nil {
+			t.Fatalf("queued report under the retired key: %v", err)
+		}
+		if ss, _ := r.st.GetSession(ctx, queued.ID); ss.State != store.Settled {
+			t.Fatalf("queued session %s, want settled", ss.State)
+		}
+		if r.svc.Metrics.DeadLetters() != 0 {
+			t.Fatal("a valid report was dead-lettered")
 		}
 	})
 }

@@ -25,7 +25,7 @@ import (
 //	beaconvend_dead_letters_total{code}                usage reports no key verifies, dead-lettered and acknowledged (alert on any)
 //	beaconvend_janitor_pruned_total{table}             rows the janitor deleted past their retention window
 //	beaconvend_janitor_errors_total                    janitor runs that failed
-//	beaconvend_key_rotation_steps_total{step}          device-key rotation steps: requested, proposed, committed, restarted, promoted
+//	beaconvend_key_rotation_steps_total{step}          device-key rotation steps: propose_sent, proposed, refused, commit_sent, committed, restarted, promoted
 type Metrics struct {
 	sessions   *prometheus.CounterVec
 	authorize  prometheus.Histogram

@@ -248,6 +248,7 @@ func (s *Service) usage(ctx context.Context, device string, m *mqttapi.Usage) (s
 		if err := s.st.PromoteSignKey(ctx, device); err != nil {
 			return ResultError, err
 		}
+		s.Metrics.rotation.WithLabelValues("promoted").Inc()
 		s.log.Info("service: device key promoted after the first report under it", "device", device, "key", u.KeyID)
 	}
 	set, err := s.st.Settle(ctx, u, m.Report)

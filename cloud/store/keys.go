@@ -279,3 +279,10 @@ func (s *Store) UsageKeys(ctx context.Context, device string, session vend.Sessi
 	}
 	return k, rows.Err()
 }
+
+// RotationAbort ends attempt n of a rotation that is still "requested"
+// (the device refused to propose a key): nothing changes for the
+// device's keys. Errors: ErrRotation, ErrDeviceNotFound.
+func (s *Store) RotationAbort(ctx context.Context, device string, n int64) error {
+	return s.rotationStep(ctx, device, n, RotationRequested, RotationNone, ``)
+}
