@@ -31,7 +31,51 @@ type presenceHook struct {
 
 func (h *presenceHook) ID() string { return "beaconvend-presence" }
 
-func (h *presenceHook) Provides(b byte) bool { return b == mqtt.OnDisconnect }
+func (h *presenceHook) Provides(b byte) bool { return b == mqtt.OnDisconnect || b == mqtt.OnWill }
+
+// droppedWillTopic is where the will of a taken-over connection goes
+// instead of the device's state topic: a $ topic no filter of the
+// contract matches, not retained, so nobody receives it.
+const droppedWillTopic = "$beaconvend/dropped-will"
+
+// replaced reports whether cl's connection was taken over by a newer
+// one of the same client id, waiting up to takeoverSettle for the
+// takeover to show (mochi closes the old connection before it marks it
+// taken over and registers the new one).
+func (h *presenceHook) replaced(cl *mqtt.Client) bool {
+	deadline := time.Now().Add(takeoverSettle)
+	for {
+		if takenOver(cl, nil) {
+			return true
+		}
+		if cur, ok := h.b.srv.Clients.Get(cl.ID); ok && cur != cl && !cur.Closed() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-h.b.done:
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// OnWill drops the will of a device connection that a newer connection
+// of the same device took over: mochi publishes it from the old
+// connection's goroutine, which can be after the new connection's online
+// state, and it would then mark a connected device offline. Every other
+// will (the connection died) goes out unchanged, at most takeoverSettle
+// later.
+func (h *presenceHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if vend.ValidateDeviceID(cl.ID) != nil || !h.replaced(cl) {
+		return will, nil
+	}
+	h.b.log.Info("broker: will of a taken-over connection dropped", "device", cl.ID)
+	will.TopicName, will.Retain = droppedWillTopic, false
+	return will, nil
+}
 
 func takenOver(cl *mqtt.Client, err error) bool {
 	return cl.IsTakenOver() || errors.Is(err, packets.ErrSessionTakenOver) || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver)

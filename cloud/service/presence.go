@@ -15,12 +15,6 @@ const (
 	// be before it is counted and clamped: device clocks are allowed to be
 	// wrong by up to ten minutes.
 	MaxClockSkew = 10 * time.Minute
-	// WillGrace: a last will heard less than this after the device's
-	// current connection epoch began is the will of the connection it
-	// replaced (a broker publishes a taken-over connection's will late),
-	// not of the current one. A connection that really dies that soon is
-	// caught by the staleness bound instead.
-	WillGrace = 5 * time.Second
 	// DefaultTelemetryPeriod is the controller's default telemetry period
 	// (controller/config mqtt.telemetry_interval).
 	DefaultTelemetryPeriod = 60 * time.Second

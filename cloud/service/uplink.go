@@ -41,8 +41,8 @@ const (
 // clock wherever a device time is kept (session start and end).
 //
 //   - state: online begins a connection epoch, offline shutdown/reboot
-//     ends it, offline lost (the last will) ends the epoch it belongs to
-//     (store.SetDeviceLost with WillGrace);
+//     ends it, offline lost (the last will) ends the epoch it belongs to,
+//     the one the cloud holds when it hears the will (store.SetDeviceLost);
 //   - telemetry: store.SetDeviceStatus with the payload as last telemetry,
 //     written through when board or machine states changed, otherwise
 //     coalesced per device and written once per TelemetryFlush
@@ -79,7 +79,11 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 			err = s.st.SetDeviceStatus(ctx, device, true, nil, now)
 		case m.Reason == mqttapi.ReasonLost:
 			var changed bool
-			if changed, err = s.st.SetDeviceLost(ctx, device, now, WillGrace); changed {
+			// The broker publishes a taken-over connection's will before
+			// the new connection's online state (Mosquitto during the new
+			// CONNECT; the embedded broker drops such a will), so a will
+			// heard now ends the epoch the cloud holds now.
+			if changed, err = s.st.SetDeviceLost(ctx, device, now, 0); changed {
 				cause = "will"
 			}
 		default:

@@ -58,6 +58,7 @@ type Main struct {
 	ServiceOpts service.Options
 	HTTPOpts    httpapi.Options
 	StoreOpts   store.Opts
+	Upkeep      upkeepOptions // presence sweeper, janitor, key rotation (main.go)
 
 	dev deviceFlags
 	op  operatorFlags
@@ -114,6 +115,7 @@ func (m *Main) ParseFlags(args []string) error {
 		fs.StringVar(&m.Group, "group", "", "MQTT shared-subscription group of the cloud instances (empty: one instance)")
 		fs.StringVar(&m.DebugAddr, "debug-addr", "", "serve Go's net/http/pprof profiles on this address (loopback, e.g. 127.0.0.1:6060); empty: off")
 		fs.BoolVar(&m.JSON, "json", false, `print {"http":…,"mqtt":…} as one JSON line once listening`)
+		m.upkeepFlags(fs)
 	case "operator", "device":
 		if len(args) < 2 {
 			return usage()
@@ -127,9 +129,7 @@ func (m *Main) ParseFlags(args []string) error {
 		case "device add":
 			m.dev.addFlags(fs)
 		case "device rotate-key":
-			fs.StringVar(&m.dev.ID, "id", "", "device id")
-			fs.StringVar(&m.dev.Out, "out", "", "directory of the device's controller config (device.key is replaced)")
-			fs.BoolVar(&m.dev.Promote, "promote", false, "make the next key current (after the board runs with it)")
+			m.dev.rotateFlags(fs)
 		case "device disable":
 			fs.StringVar(&m.dev.ID, "id", "", "device id")
 		default:
@@ -264,6 +264,7 @@ func (m *Main) serve(ctx context.Context) error {
 	defer wg.Wait()
 	defer cancel()
 
+	onDisconnect, presenceTo := disconnectHook()
 	url := m.BrokerURL
 	if url == "embedded" {
 		hash, err := broker.HashPassword(sec.MQTTPassword)
@@ -280,6 +281,7 @@ func (m *Main) serve(ctx context.Context) error {
 				return broker.Credential{PasswordHash: d.MQTTHash, Enabled: d.State != store.DeviceDisabled}, nil
 			}),
 			CloudPasswordHash: hash,
+			OnDisconnect:      onDisconnect,
 			Logger:            m.Logger.With("part", "broker"),
 		})
 		if err != nil {
@@ -323,6 +325,7 @@ func (m *Main) serve(ctx context.Context) error {
 		return err
 	}
 	m.Service = svc
+	presenceTo(svc)
 
 	ho := m.HTTPOpts
 	ho.Service, ho.OperatorKey, ho.BrokerConnected = svc, sec.OperatorKey, in.Connected
@@ -342,6 +345,7 @@ func (m *Main) serve(ctx context.Context) error {
 
 	goRun("ingest", in.Run)
 	goRun("service", svc.Run)
+	goRun("upkeep", runUpkeep(svc, m.Upkeep))
 	goRun("http", func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
