@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -301,5 +303,65 @@ func TestControllerHungShowsOfflineAtBound(t *testing.T) {
 			_ = r.controller.cmd.Process.Signal(syscall.SIGCONT)
 			r.waitOnline(t, true, 30*time.Second, "after SIGCONT")
 		})
+	}
+}
+
+// `cloud device rotate-key` drives the real controller's in-band
+// rotation: the board makes the key pair and proposes it, the cloud
+// records it and commits, and the board writes the new seed to its key
+// file; the cloud's next key is exactly that key (the promotion waits for
+// the board's first report under it).
+func TestRotateKeyDrivesController(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes; run without -short")
+	}
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "cloud.db")
+	r := newPresenceRig(t, "embedded", dsn)
+	r.waitOnline(t, true, 60*time.Second, "controller start")
+	keyFile := filepath.Join(r.dir, "water", "device.key")
+	before, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotate := func(args ...string) map[string]any {
+		t.Helper()
+		out, err := exec.Command(filepath.Join(r.bin, "cloud"), append([]string{"device", "rotate-key", "-data", r.data, "-db", dsn, "-id", "p-water"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("rotate-key %v: %v %s", args, err, out)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("rotate-key printed %q", out)
+		}
+		return m
+	}
+	if m := rotate(); m["rotation"] != "requested" {
+		t.Fatalf("rotate-key = %v, want requested", m)
+	}
+	var m map[string]any
+	deadline := time.Now().Add(30 * time.Second)
+	for m = rotate("-status"); m["rotation"] != "committed"; m = rotate("-status") {
+		if time.Now().After(deadline) {
+			t.Fatalf("rotation not committed within 30 s: %v", m)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	after, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(before, after) {
+		t.Fatal("the board's key file did not change")
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(after)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		t.Fatalf("board key file: %v", err)
+	}
+	pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	if m["next_key"] != hex.EncodeToString(pub) {
+		t.Fatalf("cloud's next key %v, the board signs with %x", m["next_key"], pub)
+	}
+	if m["key"] == hex.EncodeToString(pub) {
+		t.Fatal("promoted before the board reported under the new key")
 	}
 }
