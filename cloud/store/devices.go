@@ -501,9 +501,9 @@ func (s *Store) SetDeviceState(ctx context.Context, operator, device string, st 
 // (heard_ms; with several instances the later receipt wins). A lost
 // connection (the broker's last will, the embedded broker's disconnect
 // hook) ends only the epoch it belongs to: SetDeviceLost applies only when
-// the current epoch began at or before the loss (minus a grace for a
-// will the broker publishes late for a connection already taken over), so
-// a late will never takes down the connection that replaced it. Telemetry
+// the current epoch began at or before the loss (minus an optional
+// grace), so a loss reported late, after the device reconnected and the
+// cloud heard it, never takes down the connection that replaced it. Telemetry
 // heard before the device was marked offline, but written after (a
 // coalesced flush), refreshes the stored telemetry but cannot bring the
 // device back online. A device not heard from for the staleness bound is

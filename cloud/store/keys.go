@@ -27,7 +27,10 @@ import (
 //	committed  first report verified under sign_key_next ""          PromoteSignKey
 //
 // From "proposed" on, reports under either key verify, so nothing the
-// device signs is ever under a key the cloud does not know. The old key is
+// device signs is ever under a key the cloud does not know; a key an
+// earlier attempt proposed (the device may have committed it and the
+// reply been lost) keeps verifying too, as a retired key dated at the
+// promotion. The old key is
 // promoted away only after the device has reported under the new one, and
 // it is then kept as a retired key: a report the board queued under it
 // before the switch (for a session created before the promotion) still
@@ -157,14 +160,50 @@ func (s *Store) rotationStep(ctx context.Context, device string, n int64, from, 
 	return nil
 }
 
+// pendingRetired is the retired_ms of a key an earlier attempt of a
+// rotation under way proposed: it verifies every report until the
+// rotation's promotion dates it (PromoteSignKey).
+const pendingRetired = int64(1) << 62
+
 // RotationProposed records the key the device proposed for attempt n:
-// from now on reports under it verify. Errors: ErrInput, ErrRotation,
-// ErrDeviceNotFound.
+// from now on reports under it verify. A key an earlier attempt proposed
+// (the device may have committed it before its commit reply was lost)
+// keeps verifying: it is kept as retired, dated at the promotion. Errors:
+// ErrInput, ErrRotation, ErrDeviceNotFound.
 func (s *Store) RotationProposed(ctx context.Context, device string, n int64, next ed25519.PublicKey) error {
 	if len(next) != ed25519.PublicKeySize {
 		return vend.Errorf(ErrInput, "proposed signing key of %d bytes", len(next))
 	}
-	return s.rotationStep(ctx, device, n, RotationRequested, RotationProposed, `, sign_key_next = $6`, []byte(next))
+	return s.tx(ctx, "rotation proposed", func(tx *sql.Tx) error {
+		var st string
+		var rn int64
+		var prev []byte
+		err := tx.QueryRowContext(ctx, `SELECT rotation, rotation_n, sign_key_next FROM devices WHERE id = $1`, device).Scan(&st, &rn, &prev)
+		if errors.Is(err, sql.ErrNoRows) {
+			return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
+		}
+		if err != nil {
+			return err
+		}
+		if RotationState(st) != RotationRequested || rn != n {
+			return vend.Errorf(ErrRotation, "%s attempt %d is not %q", device, n, RotationRequested)
+		}
+		if len(prev) > 0 && !bytes.Equal(prev, next) {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO retired_sign_keys (device_id, sign_key, retired_ms) VALUES ($1, $2, $3)
+				ON CONFLICT (device_id, sign_key) DO NOTHING`, device, prev, pendingRetired); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET rotation = 'proposed', sign_key_next = $1, rotation_sent_ms = 0, updated_ms = $2
+			WHERE id = $3 AND rotation = 'requested' AND rotation_n = $4`, []byte(next), s.nowMs(), device, n)
+		if err != nil {
+			return err
+		}
+		if k, _ := res.RowsAffected(); k != 1 {
+			return vend.Errorf(ErrRotation, "%s attempt %d is not %q", device, n, RotationRequested)
+		}
+		return nil
+	})
 }
 
 // RotationCommitted records that the device signs with the proposed key.
@@ -222,6 +261,13 @@ func (s *Store) PromoteSignKey(ctx context.Context, device string) error {
 				ON CONFLICT (device_id, sign_key) DO UPDATE SET retired_ms = excluded.retired_ms`, device, cur, now); err != nil {
 				return err
 			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE retired_sign_keys SET retired_ms = $1 WHERE device_id = $2 AND retired_ms = $3`,
+			now, device, pendingRetired); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM retired_sign_keys WHERE device_id = $1 AND sign_key = $2`, device, next); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET sign_key = sign_key_next, sign_key_next = NULL, rotation = '', rotation_sent_ms = 0,
 			updated_ms = $1 WHERE id = $2`, now, device)

@@ -220,11 +220,32 @@ func TestRotationStatesAndDeadLetters(t *testing.T) {
 		if r.State != store.RotationRequested || r.N != 2 {
 			t.Fatalf("after restart %+v", r)
 		}
-		must(t, e.s.RotationProposed(e.ctx, "dev-a", 2, next))
+		// The board proposes another key on attempt 2 (the first may have
+		// been committed before its reply was lost): both verify.
+		next2, _, _ := ed25519.GenerateKey(rand.Reader)
+		must(t, e.s.RotationProposed(e.ctx, "dev-a", 2, next2))
+		if k, _ := e.s.UsageKeys(e.ctx, "dev-a", vend.NewSessionID()); !k.Next.Equal(next2) {
+			t.Fatalf("second proposal not the next key: %+v", k)
+		}
+		e.topUp(e.user.ID, 1000)
+		ss, err := e.start(e.user.ID, "w1", "", 1000, "k-rot")
+		must(t, err)
+		if k, _ := e.s.UsageKeys(e.ctx, "dev-a", ss.ID); len(k.Retired) != 1 || !k.Retired[0].Equal(next) {
+			t.Fatalf("the first attempt's key no longer verifies during the rotation: %+v", k)
+		}
 		must(t, e.s.RotationCommitted(e.ctx, "dev-a", 2))
 		must(t, e.s.PromoteSignKey(e.ctx, "dev-a"))
 		if r, _ = e.s.GetRotation(e.ctx, "dev-a"); r.State != store.RotationNone {
 			t.Fatalf("after promote %+v", r)
+		}
+		e.clk.Add(time.Second)
+		later, err := e.start(e.user.ID, "wash1", "", 1, "k-rot2")
+		must(t, err)
+		if k, _ := e.s.UsageKeys(e.ctx, "dev-a", ss.ID); len(k.Retired) != 2 || !k.Current.Equal(next2) {
+			t.Fatalf("after promote, a session from before: %+v; want the old key and the first attempt's retired", k)
+		}
+		if k, _ := e.s.UsageKeys(e.ctx, "dev-a", later.ID); len(k.Retired) != 0 {
+			t.Fatalf("after promote, a later session: %+v; want no retired key", k)
 		}
 
 		d := store.DeadLetter{Device: "dev-a", MessageID: "m1", Leaf: "usage", Code: "signed.unknown_key", Detail: "x", Payload: []byte{1, 2}, At: e.clk.Now()}
