@@ -204,3 +204,29 @@ func TestReplyFromAnotherDeviceDoesNotDecide(t *testing.T) {
 		}
 	})
 }
+
+// Nothing heard for the staleness bound: offline, counted, whatever the
+// retained state said; the next telemetry brings the device back.
+func TestPresenceStaleBound(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		r := newRig(t, dsn, service.Options{})
+		p := r.svc.Presence(service.PresenceOptions{StaleAfter: time.Minute})
+		ctx := context.Background()
+		r.handle(t, mqttapi.LeafState, state(r.clk.Now(), mqttapi.Online, ""))
+		r.clk.Add(59 * time.Second)
+		if ids, err := p.Sweep(ctx); err != nil || len(ids) != 0 {
+			t.Fatalf("Sweep within the bound = %v, %v", ids, err)
+		}
+		r.clk.Add(2 * time.Second)
+		if ids, err := p.Sweep(ctx); err != nil || len(ids) != 1 || r.device(t).Online {
+			t.Fatalf("Sweep past the bound = %v, %v; online %v", ids, err, r.device(t).Online)
+		}
+		if n := r.svc.Metrics.Offline("stale"); n != 1 {
+			t.Fatalf("offline{stale} = %v, want 1", n)
+		}
+		r.handle(t, mqttapi.LeafTelemetry, telemetryAt(r.clk.Now(), mqttapi.MachineIdle))
+		if !r.device(t).Online {
+			t.Fatal("fresh telemetry did not bring the device back")
+		}
+	})
+}
