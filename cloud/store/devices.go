@@ -643,8 +643,10 @@ func (s *Store) SetDeviceLost(ctx context.Context, device string, at time.Time, 
 // reaching the cloud, or whose broker went away with it), and returns
 // their ids.
 func (s *Store) ExpirePresence(ctx context.Context, before time.Time) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `UPDATE devices SET online = 0, offline_ms = $1
-		WHERE online = 1 AND heard_ms < $2 RETURNING id`, s.nowMs(), before.UnixMilli())
+	// The loss is dated at the last uplink: anything heard after it
+	// (a coalesced flush included) proves the device alive again.
+	rows, err := s.db.QueryContext(ctx, `UPDATE devices SET online = 0, offline_ms = heard_ms
+		WHERE online = 1 AND heard_ms < $1 RETURNING id`, before.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("store: expire presence: %w", err)
 	}

@@ -5,7 +5,8 @@
 
 -- online_since_ms: when the current connection epoch began (the cloud
 -- received the device's online state, or its first message after being
--- offline); offline_ms: when the device was last marked offline; heard_ms:
+-- offline); offline_ms: when the connection was lost (the will or the
+-- disconnect was heard; for the staleness bound, the last uplink); heard_ms:
 -- the last uplink of any kind, which the staleness bound is measured from.
 ALTER TABLE devices ADD COLUMN online_since_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN offline_ms BIGINT NOT NULL DEFAULT 0;
