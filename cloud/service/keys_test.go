@@ -114,6 +114,18 @@ func TestGarbageReportDeadLettered(t *testing.T) {
 		if got, _ := r.st.GetSession(ctx, ss.ID); got.State != store.Authorized {
 			t.Fatalf("session %s after a garbage report, want it untouched (authorized)", got.State)
 		}
+		// A report naming another device can never verify either.
+		other := report(t, r.priv, ss, 2, 1000)
+		if err := r.svc.Handle(ctx, "wd-9", mqttapi.LeafUsage, other); err != nil {
+			t.Fatalf("report from wd-9 naming wd-1: %v (not acked)", err)
+		}
+		dl, err := r.st.DeadLetters(ctx, "wd-9", 0)
+		if err != nil || len(dl) != 1 || dl[0].Code != "usage.unverifiable" {
+			t.Fatalf("dead letters of wd-9 = %+v, %v", dl, err)
+		}
+		if n := r.svc.Metrics.DeadLetters(); n != 2 {
+			t.Fatalf("dead letters counted %v, want 2 (each once)", n)
+		}
 	})
 }
 
