@@ -216,9 +216,10 @@ func (t Tree) Publication(deviceID string, msg Message) (Publication, error) {
 }
 
 // LastWill returns the will a device registers in its CONNECT: a retained
-// QoS 1 offline State with reason "lost" on its state topic, stamped now (the
-// connect time: the broker publishes the payload unchanged when the
-// connection drops). Errors are those of [Tree.Publication].
+// QoS 1 offline State with reason "lost" on its state topic, stamped now
+// (the broker publishes the payload unchanged when the connection drops, so
+// consumers take the time from their own clock). Errors are those of
+// [Tree.Publication].
 func (t Tree) LastWill(deviceID string, now time.Time) (Publication, error) {
 	return t.Publication(deviceID, &State{Envelope: NewEnvelope(now), Status: Offline, Reason: ReasonLost})
 }

@@ -84,14 +84,23 @@
 // CONNACK it publishes a retained State{status: online, firmware, machines},
 // and before an orderly DISCONNECT a retained State{offline, shutdown or
 // reboot} (MQTT 3.1.1 brokers do not publish the will on a clean DISCONNECT).
-// The will's ts is the connect time, because the broker publishes the
-// payload unchanged; consumers take the "offline since" time from their own
-// clock. When a device reconnects before the broker has noticed the old
-// connection dying, the broker takes the session over and may publish the
-// old connection's will after the new online state; consumers therefore keep
-// the state with the greatest ts (the old will carries the older connect
-// time), and the device publishes its online state a second time a few
-// seconds after connecting, which overwrites such a stale retained will.
+// The broker publishes the will's payload unchanged, so its ts is when the
+// device made it (the controller: at process start), older than the
+// telemetry the connection sent since.
+//
+// Consumers therefore decide presence by their own clock and the
+// connection, never by ts (a board's clock may be minutes off, or years
+// after a reset without a real-time clock). The cloud holds a connection
+// epoch per device, begun when it hears an online state (or telemetry
+// from a device it holds offline); an offline state the device published,
+// its will, or the embedded broker's report of the connection closing ends
+// the epoch the cloud holds when it hears it. This relies on no broker
+// delivering a taken-over connection's will after the new connection's
+// online state: Mosquitto 2.0 publishes no will on a takeover, and the
+// embedded broker (cloud/broker) drops it. A device from which nothing was
+// heard for a staleness bound (by default three telemetry periods) is
+// offline whatever its retained state says, and a ts more than ten minutes
+// ahead of the consumer's clock is counted and clamped.
 //
 // # Payloads
 //
@@ -138,16 +147,20 @@
 // once, and retransmissions, replays after a reconnect and a broker
 // redelivering to another shared subscriber are all the same id.
 //
-//   - Uplinks that matter (evt, usage) sit in the device's bbolt outbox until
+//   - Uplinks that matter (usage, events but progress) sit in the device's bbolt outbox until
 //     the cloud names their id in an [Ack] on cmd, sent after the cloud has
 //     stored them. A PUBACK only says the broker has the message, which can
 //     still be lost with a broker or a cloud instance. The outbox drains in
 //     order after every reconnect; the cloud records ids it has handled and
 //     acks duplicates again without acting twice. The device does not reply
 //     to an Ack and ignores ids it does not hold.
-//   - Progress events may be left out of the outbox (they are superseded by
-//     the next one and by the usage report); the cloud acks them like any
-//     other event.
+//   - Progress events are left out of the outbox (they are superseded by
+//     the next one and by the usage report) and the cloud neither records
+//     nor acks them; it acks exactly what the device keeps in its outbox.
+//   - A usage report no key of the device verifies (nor a retired key, for a
+//     session created before that key was replaced) can never settle: the
+//     cloud keeps it as a dead letter and acks it once, so the device stops
+//     resending it.
 //   - Commands are answered by a [Reply] naming the command's id, ok or with
 //     a reason code (grant.expired, machine.busy, payload.field…). The device
 //     keeps the reply of each recent command id and sends the same reply

@@ -212,9 +212,10 @@ func (s MachineState) valid() bool {
 }
 
 // State is the device's retained presence on leaf state. The device
-// publishes it online right after connecting (and again a few seconds later,
-// see the package doc), offline before an orderly disconnect, and registers
-// an offline State with Reason "lost" as its MQTT last will.
+// publishes it online right after connecting, offline before an orderly
+// disconnect, and registers an offline State with Reason "lost" as its MQTT
+// last will. Consumers order presence by their own clock, not by ts (see
+// the package doc).
 type State struct {
 	Envelope
 	Status   Status           `json:"status"`             // online or offline

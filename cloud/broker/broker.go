@@ -106,6 +106,15 @@ type Options struct {
 	// default DefaultMaxPendingWrites.
 	MaxPendingWrites int
 	Logger           *slog.Logger // default: discard
+
+	// OnDisconnect, when set, is called (from its own goroutine) when a
+	// device's connection ends other than by a takeover by a newer
+	// connection of the same device or by the broker's shutdown, with the
+	// time it ended (Now): the cloud marks the device offline for the
+	// connection epoch that ended (cloud/service DeviceDisconnected). A
+	// will, if the device registered one, is published as well.
+	OnDisconnect func(deviceID string, at time.Time)
+	Now          func() time.Time // default time.Now
 }
 
 // Capabilities are the mochi server capabilities New gives the broker for
@@ -135,6 +144,14 @@ type Broker struct {
 	closed  bool
 	served  bool
 	err     error
+	hooks   sync.WaitGroup // presence reports in flight
+}
+
+func (b *Broker) now() time.Time {
+	if b.opts.Now != nil {
+		return b.opts.Now()
+	}
+	return time.Now()
 }
 
 // New validates opts, opens the store (when DataDir is set) and binds the
@@ -192,6 +209,9 @@ func New(opts Options) (*Broker, error) {
 
 	if err := srv.AddHook(&authHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
+	}
+	if err := srv.AddHook(&presenceHook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("broker: add presence hook: %w", err)
 	}
 	if opts.DataDir != "" {
 		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
@@ -296,6 +316,7 @@ func (b *Broker) Close() error {
 	if err := b.srv.Close(); err != nil {
 		b.err = fmt.Errorf("broker: close: %w", err)
 	}
+	b.hooks.Wait()
 	return b.err
 }
 

@@ -26,23 +26,30 @@
 // (tested with 2 instances on mochi and Mosquitto 2). State is subscribed
 // unshared by every instance: a new shared subscription gets no retained
 // messages, and each instance needs every device's retained presence;
-// state handling is idempotent (keep the greatest ts).
+// state handling is idempotent (the cloud orders presence by its own
+// clock and the connection epoch, never by the device's ts).
 //
 // # Idempotency and acks
 //
 // Delivery is at least once: paho acks a PUBLISH once it is queued here,
 // a PUBACK lost in a disconnect brings the message again, a shared
 // subscription may redeliver to another instance, and devices resend
-// from their outbox until acked. So evt, usage and reply pass through a
+// from their outbox until acked. So usage, reply and every event but
+// progress pass through a
 // [Deduper] keyed by (device, message id): Seen records atomically and
 // reports a duplicate; Forget undoes it when the Handler fails, so the
 // resend is handled. The store implements Deduper durably and shared by
 // all instances (ideally in the Handler's own transaction); [MemoryDedup]
-// is a bounded LRU for tests and a single instance. After the Handler
-// returns nil for an evt or usage message — and again for each duplicate
-// — the ingest publishes an [mqttapi.Ack] of its id to the device's cmd
-// topic (Options.DisableAutoAck leaves that to the Handler, with
-// [Ingest.Ack]). State and telemetry are not deduplicated or acked.
+// is a bounded LRU for tests and a single instance. The ack decision is
+// [Acked]: exactly what the device keeps in its outbox, usage reports and
+// every event but progress. After the Handler returns nil for such a
+// message — and again for each duplicate — the ingest publishes an
+// [mqttapi.Ack] of its id to the device's cmd topic
+// (Options.DisableAutoAck leaves that to the Handler, with [Ingest.Ack]).
+// State, telemetry and replies are not acked; progress events are
+// neither deduplicated nor acked: the board publishes them outside its
+// outbox, each supersedes the last, and an ack would cost a cellular
+// downlink per second per running machine.
 //
 // # Bad input
 //

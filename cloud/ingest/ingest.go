@@ -73,8 +73,9 @@ type Options struct {
 	Handler Handler // required
 	Dedup   Deduper // default: NewMemoryDedup(DefaultDedupCapacity)
 	// DisableAutoAck stops the ingest from sending the application-level
-	// Ack for evt and usage messages the Handler stored (and for their
-	// duplicates). The Handler then acks with [Ingest.Ack] itself.
+	// Ack for the messages [Acked] names (usage, events but progress) the
+	// Handler stored, and for their duplicates. The Handler then acks with
+	// [Ingest.Ack] itself.
 	DisableAutoAck bool
 
 	Workers              int           // concurrent handlers, sharded by device; default DefaultWorkers
@@ -399,16 +400,42 @@ func (in *Ingest) work(ctx context.Context, q <-chan job) {
 	}
 }
 
-// deduped reports whether messages on leaf are checked against the
-// Deduper: the ones that are work. State and telemetry are superseded by
-// the next one and every instance must see the retained state, so they go
-// straight to the Handler.
-func deduped(l mqttapi.Leaf) bool {
-	return l == mqttapi.LeafEvt || l == mqttapi.LeafUsage || l == mqttapi.LeafReply
+// deduped reports whether msg on leaf is checked against the Deduper:
+// the messages that are work. State and telemetry are superseded by the
+// next one and every instance must see the retained state, so they go
+// straight to the Handler; so do progress events, which are idempotent
+// (the next one supersedes them) and not acknowledged: remembering their
+// ids would only push useful ones out.
+func deduped(l mqttapi.Leaf, msg mqttapi.Message) bool {
+	switch l {
+	case mqttapi.LeafEvt:
+		return !isProgress(msg)
+	case mqttapi.LeafUsage, mqttapi.LeafReply:
+		return true
+	}
+	return false
 }
 
-// acked reports whether the device waits for an Ack of messages on leaf.
-func acked(l mqttapi.Leaf) bool { return l == mqttapi.LeafEvt || l == mqttapi.LeafUsage }
+// Acked reports whether the cloud acknowledges msg, received on leaf:
+// exactly what the device keeps in its outbox until acknowledged, that
+// is usage reports and every event but progress. Progress events travel
+// outside the outbox (no retry); acknowledging them would cost a downlink
+// per second per running machine for nothing. State, telemetry and
+// replies are never acknowledged.
+func Acked(l mqttapi.Leaf, msg mqttapi.Message) bool {
+	switch l {
+	case mqttapi.LeafUsage:
+		return true
+	case mqttapi.LeafEvt:
+		return !isProgress(msg)
+	}
+	return false
+}
+
+func isProgress(msg mqttapi.Message) bool {
+	e, ok := msg.(*mqttapi.Event)
+	return ok && e.Kind == mqttapi.EventProgress
+}
 
 func (in *Ingest) process(ctx context.Context, j job) {
 	defer func() {
@@ -423,7 +450,7 @@ func (in *Ingest) process(ctx context.Context, j job) {
 		return
 	}
 	id := msg.Head().ID
-	if deduped(j.leaf) {
+	if deduped(j.leaf, msg) {
 		dup, err := in.opts.Dedup.Seen(j.device, id)
 		if err != nil {
 			in.stats.add(func(s *Stats) { s.Dropped[DropDedupError]++ })
@@ -433,7 +460,7 @@ func (in *Ingest) process(ctx context.Context, j job) {
 		if dup {
 			in.stats.add(func(s *Stats) { s.Duplicates++ })
 			in.log.Debug("ingest: duplicate", "device", j.device, "leaf", j.leaf, "id", id)
-			if acked(j.leaf) && !in.opts.DisableAutoAck {
+			if Acked(j.leaf, msg) && !in.opts.DisableAutoAck {
 				in.autoAck(j.device, id)
 			}
 			return
@@ -442,7 +469,7 @@ func (in *Ingest) process(ctx context.Context, j job) {
 	if err := in.opts.Handler.Handle(ctx, j.device, j.leaf, msg); err != nil {
 		in.stats.add(func(s *Stats) { s.HandlerErrors++ })
 		in.log.Error("ingest: handler failed", "device", j.device, "leaf", j.leaf, "id", id, "err", err)
-		if deduped(j.leaf) {
+		if deduped(j.leaf, msg) {
 			if ferr := in.opts.Dedup.Forget(j.device, id); ferr != nil {
 				in.log.Error("ingest: dedup forget failed; a retransmission will be taken for a duplicate", "device", j.device, "id", id, "err", ferr)
 			}
@@ -450,7 +477,7 @@ func (in *Ingest) process(ctx context.Context, j job) {
 		return
 	}
 	in.stats.add(func(s *Stats) { s.Handled++ })
-	if acked(j.leaf) && !in.opts.DisableAutoAck {
+	if Acked(j.leaf, msg) && !in.opts.DisableAutoAck {
 		in.autoAck(j.device, id)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"beaconvend/app-protocol/mqttapi"
+	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/broker/brokertest"
 	"beaconvend/cloud/ingest"
@@ -451,5 +452,71 @@ func TestMemoryDedup(t *testing.T) {
 	_ = d.Forget("a", "1")
 	if got, _ := d.Seen("a", "1"); got {
 		t.Error("Seen after Forget = true, want false")
+	}
+}
+
+// Progress events are handled but neither deduplicated nor acknowledged;
+// every other event and usage report is acknowledged. Counted over a
+// running machine's minute of progress (one a second): before this rule
+// it cost 60 acks (and 60 dedup records); now it costs none.
+func TestProgressNotAcked(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			acc := brokertest.NewAccounts(t, devices[0])
+			srv := k.start(t, acc)
+			rec, dedup := newRecorder(), ingest.NewMemoryDedup(1000)
+			in := startIngest(t, srv, acc, "_cloud-1", "", rec.handler("1"), dedup)
+			d0 := device(t, srv, acc, devices[0])
+			var ackMu sync.Mutex
+			acked := map[string]int{}
+			cmd, _ := mqttapi.Topic("", devices[0], mqttapi.LeafCmd)
+			if err := brokertest.Done(d0.Subscribe(cmd, 1, func(_ paho.Client, m paho.Message) {
+				a, err := mqttapi.DecodeAs[mqttapi.Ack](m.Payload())
+				if err != nil {
+					t.Errorf("device got a bad cmd: %v", err)
+					return
+				}
+				ackMu.Lock()
+				for _, id := range a.IDs {
+					acked[id]++
+				}
+				ackMu.Unlock()
+			})); err != nil {
+				t.Fatal(err)
+			}
+			session := vend.NewSessionID()
+			var keys []string
+			for i := range 60 {
+				units := uint64(100 * (i + 1))
+				amount := vend.Amount{Minor: int64(5 * (i + 1)), Currency: "EUR"}
+				id := fmt.Sprintf("p-%d", i)
+				b, err := mqttapi.Encode(&mqttapi.Event{Envelope: mqttapi.Envelope{ID: id, TS: time.Now().UnixMilli()}, Kind: mqttapi.EventProgress,
+					Session: session, Machine: "tap1", Units: &units, Unit: vend.UnitML, Amount: &amount})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := brokertest.Done(d0.Publish(evtTopic(devices[0]), 1, false, b)); err != nil {
+					t.Fatal(err)
+				}
+				keys = append(keys, devices[0]+"/"+id)
+			}
+			keys = append(keys, publishEvents(t, d0, devices[0], "e", 1)...)
+			waitUntil(t, "61 events handled", rec.notify, func() bool { return rec.handled(keys) })
+			waitUntil(t, "the ack of the other event", rec.notify, func() bool {
+				ackMu.Lock()
+				defer ackMu.Unlock()
+				return acked["e-0"] == 1
+			})
+			ackMu.Lock()
+			progressAcks := len(acked) - 1
+			ackMu.Unlock()
+			t.Logf("60 progress events (one running machine, one minute): %d acks, %d dedup records", progressAcks, dedup.Len()-1)
+			if progressAcks != 0 || dedup.Len() != 1 {
+				t.Fatalf("progress acked %d times, %d dedup records; want 0 and only the other event's", progressAcks, dedup.Len())
+			}
+			if s := in.in.Stats(); s.Handled != 61 {
+				t.Fatalf("handled %d, want 61", s.Handled)
+			}
+		})
 	}
 }

@@ -53,12 +53,25 @@
 // Every uplink handler is idempotent on its own: store.Advance is monotonic
 // (a late "started" after "ended" changes nothing), store.Settle settles
 // each session once whatever the message id, and store.SaveCommandReply
-// keeps the first reply. store.MarkProcessed (device, message id) makes
-// the event fan-out happen once across instances. Handle returns nil for
-// anything done or undoable — duplicates and reports for sessions already
-// closed included — so the ingest acknowledges it and the device's outbox
-// drains; a usage report whose signature does not verify is refused,
-// counted in beaconvend_usage_signature_failures_total and not acked.
+// keeps the first reply per (device, command id). store.MarkProcessed
+// (device, message id) makes the event fan-out happen once across
+// instances; progress events are not recorded (they are idempotent and not
+// acknowledged). Handle returns nil for anything done or undoable —
+// duplicates and reports for sessions already closed included — so the
+// ingest acknowledges it and the device's outbox drains; a usage report
+// no key of the device verifies is dead-lettered once
+// (store.SaveDeadLetter), counted in beaconvend_usage_signature_failures_total
+// and beaconvend_dead_letters_total, logged as an error, and acknowledged.
+//
+// # Presence, retention and keys
+//
+// Presence is ordered by the cloud's clock and the connection epoch (see
+// Handle and store.SetDeviceLost); the embedded broker's disconnect hook
+// calls DeviceDisconnected; Presence marks devices offline after the
+// staleness bound. Janitor prunes bookkeeping tables past their windows
+// (store.Retention). KeyRotator drives device-key rotations over the
+// device's RotateKey protocol; Handle promotes the new key at the first
+// report under it. Each has its own Run; cloud serve runs them.
 //
 // # Session events
 //

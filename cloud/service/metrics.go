@@ -23,6 +23,12 @@ import (
 //	beaconvend_sessions_unreported                     sessions in state unreported (hold kept, machine freed), as the last sweep counted them
 //	beaconvend_late_captures_total                     valid reports that came after their session was closed without one, captured late
 //	beaconvend_late_receivable_minor_total             minor units of late captures the wallet could not cover (booked as receivable)
+//	beaconvend_envelope_ts_skewed_total                uplinks whose envelope ts was more than MaxClockSkew ahead of the cloud's clock (clamped)
+//	beaconvend_presence_offline_total{cause}           devices marked offline: will, disconnect (embedded broker hook), stale (no uplink within the bound), state (the device said so)
+//	beaconvend_dead_letters_total{code}                usage reports no key verifies, dead-lettered and acknowledged (alert on any)
+//	beaconvend_janitor_pruned_total{table}             rows the janitor deleted past their retention window
+//	beaconvend_janitor_errors_total                    janitor runs that failed
+//	beaconvend_key_rotation_steps_total{step}          device-key rotation steps: propose_sent, proposed, refused, commit_sent, committed, restarted, promoted
 type Metrics struct {
 	unreported     prometheus.Gauge
 	lateCaptures   prometheus.Counter
@@ -33,6 +39,14 @@ type Metrics struct {
 	sigFails       prometheus.Counter
 	telFlush       prometheus.Histogram
 	telDropped     prometheus.Counter
+
+	skewed      prometheus.Counter
+	offline     *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	pruned      *prometheus.CounterVec
+	janitorErrs prometheus.Counter
+	rotation    *prometheus.CounterVec
+	onlineGauge prometheus.GaugeFunc
 }
 
 func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
@@ -68,6 +82,25 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 		Name: "beaconvend_late_receivable_minor_total", Help: "Minor units of late captures the wallet could not cover, booked as owed by the payer.",
 	})
 	reg.MustRegister(m.unreported, m.lateCaptures, m.lateReceivable)
+	m.skewed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "beaconvend_envelope_ts_skewed_total", Help: "Uplinks whose envelope ts was more than MaxClockSkew ahead of the cloud's clock; clamped.",
+	})
+	m.offline = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "beaconvend_presence_offline_total", Help: "Devices marked offline, by cause: will, disconnect, stale, state.",
+	}, []string{"cause"})
+	m.deadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "beaconvend_dead_letters_total", Help: "Usage reports no key verifies: dead-lettered and acknowledged. Alert on any.",
+	}, []string{"code"})
+	m.pruned = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "beaconvend_janitor_pruned_total", Help: "Rows the janitor deleted past their retention window, by table.",
+	}, []string{"table"})
+	m.janitorErrs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "beaconvend_janitor_errors_total", Help: "Janitor runs that failed.",
+	})
+	m.rotation = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "beaconvend_key_rotation_steps_total", Help: "Device-key rotation steps taken, by step.",
+	}, []string{"step"})
+	reg.MustRegister(m.skewed, m.offline, m.deadLetters, m.pruned, m.janitorErrs, m.rotation)
 	imbalance := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "beaconvend_ledger_imbalance_minor", Help: "Sum over currencies of the absolute ledger imbalance in minor units; anything but 0 is a bug.",
 	}, func() float64 {
@@ -87,19 +120,21 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 		}
 		return float64(sum)
 	})
+	// Read from the database, the one place presence is decided, so the
+	// gauge and the operator API always agree, on every instance.
 	online := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "beaconvend_devices_online", Help: "Devices whose retained state is online.",
+		Name: "beaconvend_devices_online", Help: "Devices the database holds online (connected within the presence bound).",
 	}, func() float64 {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		n := 0
-		for _, on := range s.online {
-			if on {
-				n++
-			}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		n, err := s.st.OnlineDevices(ctx)
+		if err != nil {
+			s.log.Error("service: online devices", "err", err)
+			return -1
 		}
 		return float64(n)
 	})
+	m.onlineGauge = online
 	reg.MustRegister(m.sessions, m.authorize, m.ingest, m.sigFails, m.telFlush, m.telDropped, imbalance, online,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -125,4 +160,41 @@ func counterValue(c prometheus.Counter) float64 {
 	var d dto.Metric
 	_ = mm.Write(&d)
 	return d.GetCounter().GetValue()
+}
+
+// DevicesOnline returns what the beaconvend_devices_online gauge reads now.
+func (m *Metrics) DevicesOnline() float64 { return gaugeValue(m.onlineGauge) }
+
+// ClockSkewed returns the uplinks counted with an envelope ts too far ahead.
+func (m *Metrics) ClockSkewed() float64 { return counterValue(m.skewed) }
+
+// DeadLetters returns the usage reports dead-lettered so far (all codes).
+func (m *Metrics) DeadLetters() float64 { return vecSum(m.deadLetters) }
+
+// Offline returns the devices marked offline for cause so far.
+func (m *Metrics) Offline(cause string) float64 {
+	return counterValue(m.offline.WithLabelValues(cause))
+}
+
+// Pruned returns the rows the janitor deleted from table so far.
+func (m *Metrics) Pruned(table string) float64 { return counterValue(m.pruned.WithLabelValues(table)) }
+
+func gaugeValue(g prometheus.Collector) float64 {
+	out := make(chan prometheus.Metric, 1)
+	g.Collect(out)
+	var d dto.Metric
+	_ = (<-out).Write(&d)
+	return d.GetGauge().GetValue()
+}
+
+func vecSum(v *prometheus.CounterVec) float64 {
+	out := make(chan prometheus.Metric, 64)
+	go func() { v.Collect(out); close(out) }()
+	var sum float64
+	for mm := range out {
+		var d dto.Metric
+		_ = mm.Write(&d)
+		sum += d.GetCounter().GetValue()
+	}
+	return sum
 }

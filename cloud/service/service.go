@@ -74,7 +74,6 @@ type Service struct {
 
 	mu      sync.Mutex
 	waiters map[string][]chan struct{} // command id → waiting StartSession calls
-	online  map[string]bool            // device → online, from retained state
 	tel     *telemetryBuffer
 
 	wg sync.WaitGroup
@@ -116,7 +115,6 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		opts: opts, st: opts.Store, pub: opts.Publisher, log: opts.Logger, now: opts.Now,
 		Hub:     NewHub(),
 		waiters: map[string][]chan struct{}{},
-		online:  map[string]bool{},
 		tel:     newTelemetryBuffer(),
 	}
 	s.Res = NewResolver(opts.Store, opts.Now)

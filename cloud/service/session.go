@@ -189,7 +189,7 @@ func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Sessio
 	check := ss.Duplicate
 	for {
 		if check {
-			r, err := s.st.GetCommandReply(ctx, cmdID)
+			r, err := s.st.GetCommandReply(ctx, ss.Device, cmdID)
 			if err == nil {
 				s.Metrics.authorize.Observe(time.Since(t0).Seconds())
 				return s.applyReply(ctx, ss, r)

@@ -491,55 +491,39 @@ func (s *Store) SetDeviceState(ctx context.Context, operator, device string, st 
 	return nil
 }
 
-// SetNextSignKey records the key a device will sign with after rotation;
-// reports under either key verify until PromoteSignKey. Errors: ErrInput,
-// ErrDeviceNotFound.
-func (s *Store) SetNextSignKey(ctx context.Context, device string, next ed25519.PublicKey) error {
-	if len(next) != ed25519.PublicKeySize {
-		return vend.Errorf(ErrInput, "signing key of %d bytes", len(next))
-	}
-	res, err := s.db.ExecContext(ctx, `UPDATE devices SET sign_key_next = $1, updated_ms = $2 WHERE id = $3`, []byte(next), s.nowMs(), device)
-	if err != nil {
-		return fmt.Errorf("store: next sign key: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
-	}
-	return nil
-}
+// Presence is decided by the cloud's clock and the connection, never by
+// a device's timestamp (a board's clock may be wrong by minutes, or years
+// after a reset). Every presence write below takes at from the cloud's
+// clock when the message was received. A device has a connection epoch:
+// online_since, when the cloud received its online state (or its first
+// message after being offline). An online state, telemetry or an offline
+// state the device published itself are ordered by when they were heard
+// (heard_ms; with several instances the later receipt wins). A lost
+// connection (the broker's last will, the embedded broker's disconnect
+// hook) ends only the epoch it belongs to: SetDeviceLost applies only when
+// the current epoch began at or before the loss (minus an optional
+// grace), so a loss reported late, after the device reconnected and the
+// cloud heard it, never takes down the connection that replaced it. Telemetry
+// heard before the device was marked offline, but written after (a
+// coalesced flush), refreshes the stored telemetry but cannot bring the
+// device back online. A device not heard from for the staleness bound is
+// marked offline by ExpirePresence.
 
-// PromoteSignKey makes the next signing key current and forgets the old
-// one; a no-op when there is no next key. Errors: ErrDeviceNotFound.
-func (s *Store) PromoteSignKey(ctx context.Context, device string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE devices SET sign_key = COALESCE(sign_key_next, sign_key), sign_key_next = NULL, updated_ms = $1 WHERE id = $2`,
-		s.nowMs(), device)
-	if err != nil {
-		return fmt.Errorf("store: promote sign key: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
-	}
-	return nil
-}
-
-// SetDeviceStatus records a device's online state (from its retained
-// state and last will), its last telemetry JSON when telemetry is non-nil,
-// and at as last seen. A status older than the one stored is ignored, so
-// out-of-order deliveries cannot flip a device back. Errors: ErrInput
-// (telemetry not a JSON object or over 16 KiB), ErrDeviceNotFound.
+// SetDeviceStatus records a device's presence heard at at (the cloud's
+// clock): online with telemetry nil is an online state (a new connection
+// epoch begins), online with telemetry is telemetry (which proves the
+// connection; the stored telemetry is replaced), and offline is an
+// offline state the device published itself (shutdown, reboot). A status
+// heard before the one stored is ignored, so out-of-order deliveries and
+// other instances cannot flip a device back. Errors: ErrInput (telemetry
+// not a JSON object or over 16 KiB), ErrDeviceNotFound.
 func (s *Store) SetDeviceStatus(ctx context.Context, device string, online bool, telemetry json.RawMessage, at time.Time) error {
 	u := StatusUpdate{Device: device, Online: online, Telemetry: telemetry, At: at}
 	if err := u.check(); err != nil {
 		return err
 	}
-	var res sql.Result
-	var err error
-	if telemetry == nil {
-		res, err = s.db.ExecContext(ctx, `UPDATE devices SET online = $1, last_seen_ms = $2 WHERE id = $3 AND last_seen_ms <= $2`,
-			u.on(), at.UnixMilli(), device)
-	} else {
-		res, err = s.db.ExecContext(ctx, statusTelemetrySQL, u.on(), at.UnixMilli(), string(telemetry), device)
-	}
+	q, args := u.stmt()
+	res, err := s.db.ExecContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("store: device status: %w", err)
 	}
@@ -549,10 +533,30 @@ func (s *Store) SetDeviceStatus(ctx context.Context, device string, online bool,
 	return nil
 }
 
-const statusTelemetrySQL = `UPDATE devices SET online = $1, last_seen_ms = $2, telemetry = $3 WHERE id = $4 AND last_seen_ms <= $2`
+// The three presence updates of StatusUpdate, $1 = at (ms), $2 = device,
+// $3 = telemetry.
+const (
+	// An online state: a new epoch, unless the device was marked offline
+	// after at (this state is older than that loss).
+	statusOnlineSQL = `UPDATE devices SET
+		online = CASE WHEN offline_ms <= $1 THEN 1 ELSE online END,
+		online_since_ms = CASE WHEN offline_ms <= $1 THEN $1 ELSE online_since_ms END,
+		heard_ms = $1, last_seen_ms = $1
+		WHERE id = $2 AND heard_ms <= $1`
+	// Telemetry: online again only when heard after the last loss; a
+	// device that was offline starts a new epoch.
+	statusTelemetrySQL = `UPDATE devices SET
+		online_since_ms = CASE WHEN online = 0 AND offline_ms < $1 THEN $1 ELSE online_since_ms END,
+		online = CASE WHEN offline_ms < $1 THEN 1 ELSE online END,
+		heard_ms = $1, last_seen_ms = $1, telemetry = $3
+		WHERE id = $2 AND heard_ms <= $1`
+	// An offline state the device published on its own connection.
+	statusOfflineSQL = `UPDATE devices SET online = 0, offline_ms = $1, heard_ms = $1, last_seen_ms = $1
+		WHERE id = $2 AND heard_ms <= $1`
+)
 
 // StatusUpdate is one device's presence and last telemetry for
-// SetDeviceStatuses.
+// SetDeviceStatuses; At is the cloud's clock when it was heard.
 type StatusUpdate struct {
 	Device    string
 	Online    bool
@@ -570,11 +574,15 @@ func (u StatusUpdate) check() error {
 	return nil
 }
 
-func (u StatusUpdate) on() int {
-	if u.Online {
-		return 1
+func (u StatusUpdate) stmt() (string, []any) {
+	at := u.At.UnixMilli()
+	switch {
+	case !u.Online:
+		return statusOfflineSQL, []any{at, u.Device}
+	case u.Telemetry == nil:
+		return statusOnlineSQL, []any{at, u.Device}
 	}
-	return 0
+	return statusTelemetrySQL, []any{at, u.Device, string(u.Telemetry)}
 }
 
 func (s *Store) deviceExists(ctx context.Context, device string) error {
@@ -587,7 +595,7 @@ func (s *Store) deviceExists(ctx context.Context, device string) error {
 
 // SetDeviceStatuses applies many SetDeviceStatus updates in one
 // transaction: one commit (one WAL flush) for a whole batch of telemetry
-// instead of one per message. Updates older than what is stored are
+// instead of one per message. Updates heard before what is stored are
 // ignored as in SetDeviceStatus, and unknown devices are skipped; an
 // invalid update fails the batch with ErrInput before anything is written.
 func (s *Store) SetDeviceStatuses(ctx context.Context, us []StatusUpdate) error {
@@ -600,28 +608,71 @@ func (s *Store) SetDeviceStatuses(ctx context.Context, us []StatusUpdate) error 
 		return nil
 	}
 	return s.tx(ctx, "device statuses", func(tx *sql.Tx) error {
-		presence, err := tx.PrepareContext(ctx, `UPDATE devices SET online = $1, last_seen_ms = $2 WHERE id = $3 AND last_seen_ms <= $2`)
-		if err != nil {
-			return err
-		}
-		defer presence.Close()
-		tel, err := tx.PrepareContext(ctx, statusTelemetrySQL)
-		if err != nil {
-			return err
-		}
-		defer tel.Close()
 		for _, u := range us {
-			if u.Telemetry == nil {
-				_, err = presence.ExecContext(ctx, u.on(), u.At.UnixMilli(), u.Device)
-			} else {
-				_, err = tel.ExecContext(ctx, u.on(), u.At.UnixMilli(), string(u.Telemetry), u.Device)
-			}
-			if err != nil {
+			q, args := u.stmt()
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// SetDeviceLost marks a device offline because its connection was lost at
+// at (the cloud's clock): the broker published its last will, or the
+// embedded broker saw the connection end. It applies only to the epoch
+// the loss belongs to: when the current epoch began after at-grace, the
+// loss is of an older connection (a will the broker published late, after
+// the device had reconnected) and is ignored. It reports whether the
+// device went from online to offline. Errors: ErrDeviceNotFound.
+func (s *Store) SetDeviceLost(ctx context.Context, device string, at time.Time, grace time.Duration) (bool, error) {
+	ms := at.UnixMilli()
+	res, err := s.db.ExecContext(ctx, `UPDATE devices SET online = 0, offline_ms = $1
+		WHERE id = $2 AND online = 1 AND online_since_ms <= $3`, ms, device, ms-grace.Milliseconds())
+	if err != nil {
+		return false, fmt.Errorf("store: device lost: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, nil
+	}
+	return false, s.deviceExists(ctx, device)
+}
+
+// ExpirePresence marks offline every online device not heard from since
+// before (the staleness bound: a board that died without its will
+// reaching the cloud, or whose broker went away with it), and returns
+// their ids.
+func (s *Store) ExpirePresence(ctx context.Context, before time.Time) ([]string, error) {
+	// The loss is dated at the last uplink: anything heard after it
+	// (a coalesced flush included) proves the device alive again.
+	rows, err := s.db.QueryContext(ctx, `UPDATE devices SET online = 0, offline_ms = heard_ms
+		WHERE online = 1 AND heard_ms < $1 RETURNING id`, before.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("store: expire presence: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: expire presence: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: expire presence: %w", err)
+	}
+	return ids, nil
+}
+
+// OnlineDevices counts the devices the database holds online: what the
+// beaconvend_devices_online gauge reads, so the two always agree.
+func (s *Store) OnlineDevices(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices WHERE online = 1`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: online devices: %w", err)
+	}
+	return n, nil
 }
 
 // DeviceStatus is an operator's view of a device: no keys.

@@ -191,9 +191,10 @@
 //
 // processed_messages (device, message id) makes MQTT ingest idempotent
 // ([Store.MarkProcessed]); command_replies keeps the first reply per
-// command ID; idempotency (user, key, request hash, status, response)
+// (device, command ID); idempotency (user, key, request hash, status, response)
 // lets the phone API answer a retried POST with its first response and
-// refuse the same key with a different body ([ErrIdemConflict]).
+// refuse the same key with a different body ([ErrIdemConflict]). How long
+// each is kept is in [Retention] ([Store.Prune]).
 //
 // # Tests and benchmark
 //

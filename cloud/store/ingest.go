@@ -50,15 +50,17 @@ type CommandReply struct {
 	At        time.Time
 }
 
-// SaveCommandReply stores a reply by command ID and reports whether it
-// was the first; a redelivered reply keeps the first one stored.
+// SaveCommandReply stores a reply under (device, command ID) and reports
+// whether it was the first; a redelivered reply keeps the first one
+// stored. A reply another device publishes under the same command ID is
+// stored under that device and never answers this one's command.
 // Errors: ErrInput.
 func (s *Store) SaveCommandReply(ctx context.Context, r CommandReply) (bool, error) {
 	if r.CommandID == "" || len(r.CommandID) > 128 || r.Device == "" || len(r.Body) > 64<<10 {
 		return false, vend.Errorf(ErrInput, "command reply needs a command id (1-128 bytes), a device and a body under 64 KiB")
 	}
 	q := `INSERT INTO command_replies (command_id, device_id, status, body, at_ms) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (command_id) DO NOTHING`
+		ON CONFLICT (device_id, command_id) DO NOTHING`
 	if s.d.name == "postgres" {
 		// Tell every instance in the same statement (ListenReplies): the
 		// start waiting for this reply may run on another one.
@@ -72,14 +74,17 @@ func (s *Store) SaveCommandReply(ctx context.Context, r CommandReply) (bool, err
 	return n == 1, err
 }
 
-// GetCommandReply returns the reply to a command, or ErrCommandNotFound.
-func (s *Store) GetCommandReply(ctx context.Context, commandID string) (CommandReply, error) {
+// GetCommandReply returns device's reply to a command, or
+// ErrCommandNotFound (also when only another device replied under that
+// command ID).
+func (s *Store) GetCommandReply(ctx context.Context, device, commandID string) (CommandReply, error) {
 	var r CommandReply
 	var at int64
-	err := s.db.QueryRowContext(ctx, `SELECT command_id, device_id, status, body, at_ms FROM command_replies WHERE command_id = $1`, commandID).
+	err := s.db.QueryRowContext(ctx, `SELECT command_id, device_id, status, body, at_ms FROM command_replies
+		WHERE device_id = $1 AND command_id = $2`, device, commandID).
 		Scan(&r.CommandID, &r.Device, &r.Status, &r.Body, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return CommandReply{}, vend.Errorf(ErrCommandNotFound, "%q", clip(commandID))
+		return CommandReply{}, vend.Errorf(ErrCommandNotFound, "%q from %q", clip(commandID), clip(device))
 	}
 	if err != nil {
 		return CommandReply{}, fmt.Errorf("store: command reply: %w", err)

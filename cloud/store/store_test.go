@@ -829,12 +829,12 @@ func TestIdempotencyAndIngest(t *testing.T) {
 		if !ok || dup {
 			t.Fatalf("SaveCommandReply first %v, again %v", ok, dup)
 		}
-		cr, err := e.s.GetCommandReply(e.ctx, "c1")
+		cr, err := e.s.GetCommandReply(e.ctx, "dev-a", "c1")
 		must(t, err)
 		if cr.Status != "ok" {
 			t.Fatalf("reply status %q, want the first one", cr.Status)
 		}
-		_, err = e.s.GetCommandReply(e.ctx, "c2")
+		_, err = e.s.GetCommandReply(e.ctx, "dev-a", "c2")
 		wantCode(t, err, "command.not_found")
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -40,7 +41,14 @@ type deviceFlags struct {
 	Machines                                         int
 	K                                                uint
 	Out, MosquittoDir, MQTTURL, Port                 string
-	Promote                                          bool
+	Status                                           bool          // rotate-key: only print where the rotation stands
+	Wait                                             time.Duration // rotate-key: wait this long for the promotion
+}
+
+func (d *deviceFlags) rotateFlags(fs *flag.FlagSet) {
+	fs.StringVar(&d.ID, "id", "", "device id")
+	fs.BoolVar(&d.Status, "status", false, "print where the device's key rotation stands; change nothing")
+	fs.DurationVar(&d.Wait, "wait", 0, "wait up to this long for the running cloud to complete the rotation (0: return at once)")
 }
 
 func (d *deviceFlags) addFlags(fs *flag.FlagSet) {
@@ -330,29 +338,58 @@ func (m *Main) writeMosquitto(ctx context.Context, dir string) error {
 	return nil
 }
 
+// deviceRotate asks for a rotation of the device's signing key. The
+// running cloud (`cloud serve`, its key-rotation driver) carries it out
+// over the device's in-band protocol: the board makes the new key pair
+// itself and proposes its public key, the cloud records it and commits,
+// and the new key is promoted at the board's first report under it; the
+// old key stays valid for reports of sessions created before (store
+// RetiredKeyWindow). No private key ever leaves the board. It prints the
+// rotation's state, after waiting with -wait.
 func (m *Main) deviceRotate(ctx context.Context) error {
 	f := m.dev
 	if f.ID == "" {
 		return errors.New("cloud: device rotate-key needs -id")
 	}
-	if f.Promote {
-		return m.Store.PromoteSignKey(ctx, f.ID)
+	var r store.Rotation
+	var err error
+	if f.Status {
+		r, err = m.Store.GetRotation(ctx, f.ID)
+	} else {
+		r, err = m.Store.RequestRotation(ctx, f.ID)
 	}
-	if f.Out == "" {
-		return errors.New("cloud: device rotate-key needs -out (or -promote)")
-	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
 	}
-	if err := m.Store.SetNextSignKey(ctx, f.ID, pub); err != nil {
-		return err
+	if f.Wait > 0 && !f.Status {
+		deadline := time.Now().Add(f.Wait)
+		for r.State != store.RotationNone && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+			if r, err = m.Store.GetRotation(ctx, f.ID); err != nil {
+				return err
+			}
+		}
 	}
-	// Reports under either key verify until -promote.
-	if err := config.WriteSecret(filepath.Join(f.Out, "device.key"), []byte(hex.EncodeToString(priv.Seed())+"\n")); err != nil {
-		return err
+	state := string(r.State)
+	if state == "" {
+		state = "none"
 	}
-	return m.printJSON(map[string]string{"device": f.ID, "next_key": hex.EncodeToString(pub)})
+	out := map[string]any{"device": f.ID, "rotation": state, "attempt": r.N}
+	if r.Next != nil {
+		out["next_key"] = hex.EncodeToString(r.Next)
+	}
+	if d, err := m.Store.GetDevice(ctx, f.ID); err == nil {
+		out["key"] = hex.EncodeToString(d.SignKey)
+	}
+	if f.Wait > 0 && !f.Status && r.State != store.RotationNone {
+		_ = m.printJSON(out)
+		return fmt.Errorf("cloud: rotation of %s not complete after %v (state %s): is `cloud serve` running and the device online? It goes on in the background", f.ID, f.Wait, state)
+	}
+	return m.printJSON(out)
 }
 
 func (m *Main) deviceDisable(ctx context.Context) error {

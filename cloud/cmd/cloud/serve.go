@@ -59,6 +59,7 @@ type Main struct {
 	ServiceOpts service.Options
 	HTTPOpts    httpapi.Options
 	StoreOpts   store.Opts
+	Upkeep      upkeepOptions // presence sweeper, janitor, key rotation (main.go)
 
 	dev deviceFlags
 	op  operatorFlags
@@ -116,6 +117,7 @@ func (m *Main) ParseFlags(args []string) error {
 		fs.StringVar(&m.DebugAddr, "debug-addr", "", "serve Go's net/http/pprof profiles on this address (loopback, e.g. 127.0.0.1:6060); empty: off")
 		fs.BoolVar(&m.JSON, "json", false, `print {"http":…,"mqtt":…} as one JSON line once listening`)
 		m.lifecycleFlags(fs)
+		m.upkeepFlags(fs)
 	case "operator", "device":
 		if len(args) < 2 {
 			return usage()
@@ -129,9 +131,7 @@ func (m *Main) ParseFlags(args []string) error {
 		case "device add":
 			m.dev.addFlags(fs)
 		case "device rotate-key":
-			fs.StringVar(&m.dev.ID, "id", "", "device id")
-			fs.StringVar(&m.dev.Out, "out", "", "directory of the device's controller config (device.key is replaced)")
-			fs.BoolVar(&m.dev.Promote, "promote", false, "make the next key current (after the board runs with it)")
+			m.dev.rotateFlags(fs)
 		case "device disable":
 			fs.StringVar(&m.dev.ID, "id", "", "device id")
 		default:
@@ -266,6 +266,7 @@ func (m *Main) serve(ctx context.Context) error {
 	defer wg.Wait()
 	defer cancel()
 
+	onDisconnect, presenceTo := disconnectHook()
 	url := m.BrokerURL
 	if url == "embedded" {
 		hash, err := broker.HashPassword(sec.MQTTPassword)
@@ -282,6 +283,7 @@ func (m *Main) serve(ctx context.Context) error {
 				return broker.Credential{PasswordHash: d.MQTTHash, Enabled: d.State != store.DeviceDisabled}, nil
 			}),
 			CloudPasswordHash: hash,
+			OnDisconnect:      onDisconnect,
 			Logger:            m.Logger.With("part", "broker"),
 		})
 		if err != nil {
@@ -325,6 +327,7 @@ func (m *Main) serve(ctx context.Context) error {
 		return err
 	}
 	m.Service = svc
+	presenceTo(svc)
 
 	ho := m.HTTPOpts
 	ho.Service, ho.OperatorKey, ho.BrokerConnected = svc, sec.OperatorKey, in.Connected
@@ -344,6 +347,7 @@ func (m *Main) serve(ctx context.Context) error {
 
 	goRun("ingest", in.Run)
 	goRun("service", svc.Run)
+	goRun("upkeep", runUpkeep(svc, m.Upkeep))
 	goRun("http", func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
