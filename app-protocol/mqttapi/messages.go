@@ -428,6 +428,10 @@ const (
 	EventFault         EventKind = "fault"          // the board or a machine faulted: fault_code
 	EventDoor          EventKind = "door"           // a door opened or closed: detail is "open" or "closed"
 	EventPowerRestored EventKind = "power_restored" // the controller came back after a power cut
+	// EventClock is a clock probe: a board without a fresh estimate of the
+	// cloud's clock sends it to have it acknowledged, and takes the Ack's
+	// envelope time as the cloud's time. It has no body and changes nothing.
+	EventClock EventKind = "clock"
 )
 
 // Event is a session or machine event on leaf evt. Which members are
@@ -471,9 +475,9 @@ func (m *Event) Validate() error {
 		if m.Detail != "open" && m.Detail != "closed" {
 			return fieldErr("detail", "%q: a door event says open or closed", clip(m.Detail))
 		}
-	case EventPowerRestored:
+	case EventPowerRestored, EventClock:
 	default:
-		return fieldErr("kind", "%q: want authorized, started, progress, ended, fault, door or power_restored", clip(string(m.Kind)))
+		return fieldErr("kind", "%q: want authorized, started, progress, ended, fault, door, power_restored or clock", clip(string(m.Kind)))
 	}
 	if needSession && m.Session.IsZero() {
 		return fieldErr("session", "required for %s", m.Kind)

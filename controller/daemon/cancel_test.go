@@ -102,3 +102,29 @@ func TestSkewedBoardClockUsesCloudTime(t *testing.T) {
 		})
 	}
 }
+
+// A board whose clock is 10 min behind and whose start-up clock sample was
+// lost (its power_restored event went unacknowledged) still judges a fresh
+// grant by the cloud's clock: it probes the cloud's clock before judging
+// the grant, instead of refusing every grant as not yet valid until some
+// other uplink happens to be acknowledged.
+func TestSkewedBoardWithoutClockSampleProbes(t *testing.T) {
+	r := newRig(t, "pulse-io-4", waterSim, waterCfg)
+	r.now = func() time.Time { return time.Now().Add(-10 * time.Minute) }
+	r.cloud.Mu.Lock()
+	r.cloud.NoAck = true
+	r.cloud.Mu.Unlock()
+	r.startDaemon()
+	time.Sleep(1500 * time.Millisecond) // the start-up probe goes out, unacknowledged
+	r.cloud.Mu.Lock()
+	r.cloud.NoAck = false
+	r.cloud.Mu.Unlock()
+	price := vend.Price{Minor: 50, Per: 1000}
+	g, gb := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, price, 200, 20*time.Second)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "m1", gb)); !rep.OK {
+		t.Fatalf("fresh grant on a board 10 min behind without a clock sample: %+v", rep)
+	}
+	if u := r.cloud.WaitUsage(g.Session, r.devPub); u.Units != 200 {
+		t.Errorf("usage %+v", u)
+	}
+}

@@ -24,12 +24,13 @@ type cloudClock struct {
 	rtt      time.Duration
 	maxRTT   time.Duration
 	freshFor time.Duration
+	changed  chan struct{} // closed (and replaced) when a new estimate is taken
 }
 
 const maxSentTracked = 256
 
 func newCloudClock() *cloudClock {
-	return &cloudClock{sent: map[string]time.Time{}, maxRTT: 2 * time.Second, freshFor: 6 * time.Hour}
+	return &cloudClock{sent: map[string]time.Time{}, maxRTT: 2 * time.Second, freshFor: 6 * time.Hour, changed: make(chan struct{})}
 }
 
 // sentNow records that message id was sent at t.
@@ -70,6 +71,24 @@ func (c *cloudClock) acked(ids []string, ackTS int64, recv time.Time) {
 		return
 	}
 	c.haveEst, c.cloudAt, c.recvAt, c.rtt = true, time.UnixMilli(ackTS), recv, best
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// fresh reports whether there is an estimate younger than freshFor at
+// board time boardNow.
+func (c *cloudClock) fresh(boardNow time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el := boardNow.Sub(c.recvAt)
+	return c.haveEst && el >= 0 && el <= c.freshFor
+}
+
+// next returns a channel closed when the next estimate is taken.
+func (c *cloudClock) next() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
 }
 
 // now returns the cloud's time estimated at board time boardNow, or

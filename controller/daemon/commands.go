@@ -34,8 +34,14 @@ func (d *Daemon) enqueueCommand(payload []byte) {
 	c := inCmd{payload: append([]byte(nil), payload...), at: d.now()}
 	var stop vend.SessionID
 	if msg, err := mqttapi.Decode(mqttapi.LeafCmd, c.payload); err == nil {
-		if m, ok := msg.(*mqttapi.Stop); ok {
+		switch m := msg.(type) {
+		case *mqttapi.Stop:
 			stop = m.Session
+		case *mqttapi.Ack:
+			// The clock sample is taken as the Ack arrives, not when the
+			// command loop reaches it: an Authorize being judged may be
+			// waiting for exactly this sample (syncClock).
+			d.clock.acked(m.IDs, m.TS, c.at)
 		}
 	}
 	if !stop.IsZero() {
@@ -97,7 +103,6 @@ func (d *Daemon) handle(c inCmd) {
 		defer d.stopDequeued(stop.Session)
 	}
 	if ack, ok := msg.(*mqttapi.Ack); ok {
-		d.clock.acked(ack.IDs, ack.TS, c.at)
 		if _, err := d.j.Ack(ack.IDs...); err != nil {
 			d.log.Error("ack", "err", err)
 		}

@@ -71,9 +71,13 @@
 // directly after start, the first sample) is acknowledged within 2 s, the
 // Ack's envelope time is taken as the cloud's time at its arrival (error at
 // most the round trip), and cloud time later is that plus the board's
-// monotonic elapsed time. An estimate is fresh for 6 hours; without a fresh
-// one the board's clock is used. The controller's -clock-skew flag (tests
-// only) shifts the daemon's clock to exercise this.
+// monotonic elapsed time. An estimate is fresh for 6 hours. While there is
+// no fresh one the board asks for it: each telemetry publication comes
+// with a clock probe (an event of kind clock, sent directly, which the cloud
+// acknowledges), and a grant waits up to 2 s for a probe's Ack before it is
+// judged; without any answer the board's own clock is used. The
+// controller's -clock-skew flag (tests only) shifts the daemon's clock to
+// exercise this.
 //
 // # Telemetry
 //

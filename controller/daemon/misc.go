@@ -70,6 +70,8 @@ func (d *Daemon) telemetryLoop(ctx context.Context) {
 			d.publishDirect(d.telemetry())
 			if d.probe.CompareAndSwap(true, false) {
 				d.publishProbe()
+			} else if !d.clock.fresh(d.now()) {
+				d.publishClockProbe()
 			}
 		}
 	}
@@ -80,6 +82,12 @@ func (d *Daemon) telemetryLoop(ctx context.Context) {
 // event but progress, and its Ack is the first sample of the cloud's clock
 // (cloudClock), so that a board with a wrong clock judges its first grant
 // by the cloud's time.
+//
+// A sample lost that way (the link dropped, the cloud was down) is asked
+// for again: while the board has no fresh estimate, every telemetry
+// publication (each connection, each state change, each period) comes
+// with a clock probe (publishClockProbe), and a grant waits for one
+// (syncClock).
 func (d *Daemon) publishProbe() {
 	ev := &mqttapi.Event{Envelope: d.env(), Kind: mqttapi.EventPowerRestored, Detail: "controller started"}
 	d.clock.sentNow(ev.ID, d.now())
@@ -146,4 +154,33 @@ func tech(t string) string {
 		return "lte-m"
 	}
 	return "unknown"
+}
+
+// publishClockProbe publishes a clock event directly: the cloud
+// acknowledges it, and the Ack is a sample of the cloud's clock.
+func (d *Daemon) publishClockProbe() {
+	ev := &mqttapi.Event{Envelope: d.env(), Kind: mqttapi.EventClock}
+	d.clock.sentNow(ev.ID, d.now())
+	d.publishDirect(ev)
+}
+
+// clockProbeWait bounds how long a grant waits for a clock sample: the
+// longest round trip a sample may have (cloudClock.maxRTT).
+const clockProbeWait = 2 * time.Second
+
+// syncClock makes sure a grant is judged by the cloud's clock: without a
+// fresh estimate and with a link, it sends a clock probe and waits up to
+// clockProbeWait for its Ack (taken as it arrives, see enqueueCommand).
+// Without an answer the board's own clock is used, as before.
+func (d *Daemon) syncClock() {
+	if d.clock.fresh(d.now()) || !d.up.Connected() {
+		return
+	}
+	next := d.clock.next()
+	d.publishClockProbe()
+	select {
+	case <-next:
+	case <-time.After(clockProbeWait):
+		d.log.Warn("no sample of the cloud's clock; judging the grant by the board's clock")
+	}
 }

@@ -177,6 +177,7 @@ func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
 	}
 	// Judged by the cloud's clock (estimated from Acks): a board whose own
 	// clock is minutes off neither refuses good grants nor starts late ones.
+	d.syncClock()
 	cancelled := false
 	g, err := signed.VerifyGrant(cmd.Grant, signed.GrantCheck{
 		Keys: d.cloudKeys(), Device: d.cfg.DeviceID, Machine: cmd.Machine, Now: d.cloudNow(),
