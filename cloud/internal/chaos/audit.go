@@ -96,6 +96,7 @@ type truth struct {
 	units      uint64 // mL, cycles or items of the session's slot
 	deliveries int
 	otherSlot  int // vending items from another slot than the session's
+	credit     int // washer: valid coin pulses the machine took as credit
 }
 
 // audit checks every session, machine and the ledger, and returns the
@@ -142,10 +143,15 @@ func audit(ctx context.Context, db *sql.DB, sessions []*dbSession, devs []*devic
 		}
 		sort.SliceStable(mine, func(i, j int) bool { return mine[i].Created.Before(mine[j].Created) })
 		for _, del := range dels {
-			if !gave(del) {
+			credit := del.Kind == emu.KindWasher && del.Valid && !del.Ignored
+			if !gave(del) && !credit {
 				continue
 			}
 			i := sort.Search(len(mine), func(i int) bool { return mine[i].Created.After(del.Start) }) - 1
+			if i < 0 && !gave(del) {
+				add("credit_given_unbilled", nil, d.ID, "a coin pulse at %s before any session", del.Start.Format(time.RFC3339Nano))
+				continue
+			}
 			if i < 0 {
 				add("delivered_without_session", nil, d.ID, "%s at %s before any session", describe(del), del.Start.Format(time.RFC3339Nano))
 				continue
@@ -157,7 +163,12 @@ func audit(ctx context.Context, db *sql.DB, sessions []*dbSession, devs []*devic
 			case vend.KindWater:
 				t.units += uint64(del.DeliveredUL) // µL until converted below
 			case vend.KindWasher:
-				t.units++
+				if del.CycleStarted {
+					t.units++
+				}
+				if credit {
+					t.credit++
+				}
 			case vend.KindVending:
 				if del.Slot == s.Slot {
 					t.units += uint64(del.Items)
@@ -201,6 +212,10 @@ func audit(ctx context.Context, db *sql.DB, sessions []*dbSession, devs []*devic
 			add("late_end", s, "", "ended %s after it was created, bound %s", end.Sub(s.Created).Round(time.Second), bound)
 		}
 		t := truths[s.ID]
+		if t.credit > 0 && t.units == 0 && s.Captured == 0 && !policyStates[s.State] {
+			add("credit_given_unbilled", s, "", "%s/%s: %d valid coin pulse(s) credited to the washer, no cycle started in the session, nothing captured: the credit stays banked for the next payer",
+				s.State, s.Outcome, t.credit)
+		}
 		if t.otherSlot > 0 {
 			add("wrong_slot", s, "", "%d item(s) dropped from another slot than %s", t.otherSlot, s.Slot)
 		}

@@ -25,7 +25,16 @@ func TestChaosSoakShort(t *testing.T) {
 	if err != nil {
 		svctest.Missing(t, "Mosquitto 2", "run scripts/mosquitto.sh (or set VEND_MOSQUITTO to the binary)")
 	}
-	dir := t.TempDir()
+	// Kept when the test fails, for reading a violation against the logs.
+	dir, err := os.MkdirTemp("", "chaos-soak-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cloudBin, ctlBin, err := BuildPrograms(ctx, filepath.Join(dir, "bin"))
@@ -34,9 +43,9 @@ func TestChaosSoakShort(t *testing.T) {
 	}
 	cfg := Config{
 		CloudBin: cloudBin, ControllerBin: ctlBin, MosquittoBin: mosq, Dir: dir,
-		Duration: 45 * time.Second, Devices: 3, Phones: 3, Seed: 12,
+		Duration: 45 * time.Second, Devices: 6, Phones: 4, Seed: 12,
 		Rates: DefaultRates, Skew: true,
-		SessionBound: 2 * time.Minute, QuiesceWithin: 40 * time.Second,
+		SessionBound: 2 * time.Minute, QuiesceWithin: 25 * time.Second,
 		Log: t.Output(),
 	}
 	if os.Getenv("VEND_CHAOS_DB") == "postgres" {

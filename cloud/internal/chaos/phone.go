@@ -105,10 +105,14 @@ func (p *phones) run(ctx context.Context, i int, rng *rand.Rand) {
 		}
 		a := p.attempt(ctx, c, i, p.r.devs[di], rng, false)
 		p.locks.release(di)
+		pause := time.Duration(200+rng.IntN(1300)) * time.Millisecond
 		if a != nil {
 			p.record(a)
+			if a.StartCode != "ok" {
+				pause += 2 * time.Second // a person turned away walks off for a while
+			}
 		}
-		sleep(ctx, time.Duration(200+rng.IntN(1300))*time.Millisecond)
+		sleep(ctx, pause)
 	}
 }
 
@@ -180,7 +184,11 @@ func (p *phones) attempt(ctx context.Context, c *phoneapi.Client, phone int, d *
 		time.Sleep(stopDelay(d.spec.kind, a, rng))
 		p.stop(ctx, c, a)
 	}
-	a.finish(p.waitFinal(ctx, c, a, p.r.cfg.SessionBound))
+	within := p.r.cfg.SessionBound
+	if probe {
+		within = probeWithin
+	}
+	a.finish(p.waitFinal(ctx, c, a, within))
 	return a
 }
 
@@ -252,8 +260,8 @@ func (p *phones) waitFinal(ctx context.Context, c *phoneapi.Client, a *attempt, 
 				return s
 			}
 		}
-		if ctx.Err() != nil && time.Now().After(deadline.Add(-within/2)) {
-			break
+		if ctx.Err() != nil && !a.Probe {
+			break // the run is over; the audit reads the end from the store
 		}
 	}
 	return last

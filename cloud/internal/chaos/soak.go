@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	// Every machine is free again: a probe start on each succeeds.
 	probes := runProbes(bctx, p, rng)
-	quiesce(bctx, cfg, st, 30*time.Second)
+	quiesce(bctx, cfg, st, 10*time.Second)
 
 	sessions, err := loadSessions(bctx, st.DB())
 	if err != nil {
@@ -190,8 +190,12 @@ func quiesce(ctx context.Context, cfg Config, st *store.Store, within time.Durat
 	}
 }
 
+// probeWithin bounds the probe starts' retries, and the wait for each
+// probe session's end.
+const probeWithin = 15 * time.Second
+
 // runProbes starts a small session on every machine (retrying busy and
-// unreachable answers for 30 s), and follows it to its end.
+// unreachable answers for probeWithin), and follows it to its end.
 func runProbes(ctx context.Context, p *phones, rng *rand.Rand) []*attempt {
 	c := phoneapi.New(p.r.httpURL, &phoneapi.Opts{Token: p.r.toks[0]})
 	out := make([]*attempt, len(p.r.devs))
@@ -202,7 +206,7 @@ func runProbes(ctx context.Context, p *phones, rng *rand.Rand) []*attempt {
 		go func() {
 			defer wg.Done()
 			var a *attempt
-			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+			for deadline := time.Now().Add(probeWithin); ; time.Sleep(time.Second) {
 				a = p.attempt(ctx, c, 0, d, prng, true)
 				if (a != nil && a.StartCode == "ok") || time.Now().After(deadline) {
 					break
