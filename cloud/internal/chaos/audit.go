@@ -99,9 +99,36 @@ type truth struct {
 	credit     int // washer: valid coin pulses the machine took as credit
 }
 
+// machineTruth is one machine's truth at the end of a soak: its emulated
+// board's delivery log and state.
+type machineTruth struct {
+	device, machine string
+	kind            vend.MachineKind
+	deliveries      []emu.Delivery
+	dropped         uint64
+	status          emu.Status
+}
+
+func truthOf(devs []*device) []machineTruth {
+	var out []machineTruth
+	for _, d := range devs {
+		dels, dropped := d.emu.Board.Deliveries(0)
+		out = append(out, machineTruth{device: d.ID, machine: d.spec.machine, kind: d.spec.kind, deliveries: dels, dropped: dropped, status: d.emu.Board.Status()})
+	}
+	return out
+}
+
 // audit checks every session, machine and the ledger, and returns the
 // violations.
-func audit(ctx context.Context, db *sql.DB, sessions []*dbSession, devs []*device, attempts []*attempt, bound time.Duration) ([]Violation, error) {
+func audit(ctx context.Context, db *sql.DB, sessions []*dbSession, machines []machineTruth, attempts []*attempt, bound time.Duration) ([]Violation, error) {
+	vs := auditSessions(sessions, machines, attempts, bound)
+	lv, err := auditLedger(ctx, db, sessions)
+	return append(vs, lv...), err
+}
+
+// auditSessions checks every session against its machine's truth and the
+// phone's view, and every machine's end state.
+func auditSessions(sessions []*dbSession, machines []machineTruth, attempts []*attempt, bound time.Duration) []Violation {
 	var vs []Violation
 	add := func(kind string, s *dbSession, dev, format string, args ...any) {
 		v := Violation{Kind: kind, Device: dev, Detail: fmt.Sprintf(format, args...)}
@@ -130,14 +157,14 @@ func audit(ctx context.Context, db *sql.DB, sessions []*dbSession, devs []*devic
 	// from one session's creation to the next one's on the same machine
 	// (the cloud allows one live session per machine).
 	truths := map[string]truth{}
-	for _, d := range devs {
-		dels, dropped := d.emu.Board.Deliveries(0)
+	for _, d := range machines {
+		dels, dropped := d.deliveries, d.dropped
 		if dropped > 0 {
-			add("truth_log_overflow", nil, d.ID, "%d deliveries dropped from the emulator's log", dropped)
+			add("truth_log_overflow", nil, d.device, "%d deliveries dropped from the emulator's log", dropped)
 		}
 		var mine []*dbSession
 		for _, s := range sessions {
-			if s.Device == d.ID && s.Machine == d.spec.machine {
+			if s.Device == d.device && s.Machine == d.machine {
 				mine = append(mine, s)
 			}
 		}
@@ -149,17 +176,17 @@ func audit(ctx context.Context, db *sql.DB, sessions []*dbSession, devs []*devic
 			}
 			i := sort.Search(len(mine), func(i int) bool { return mine[i].Created.After(del.Start) }) - 1
 			if i < 0 && !gave(del) {
-				add("credit_given_unbilled", nil, d.ID, "a coin pulse at %s before any session", del.Start.Format(time.RFC3339Nano))
+				add("credit_given_unbilled", nil, d.device, "a coin pulse at %s before any session", del.Start.Format(time.RFC3339Nano))
 				continue
 			}
 			if i < 0 {
-				add("delivered_without_session", nil, d.ID, "%s at %s before any session", describe(del), del.Start.Format(time.RFC3339Nano))
+				add("delivered_without_session", nil, d.device, "%s at %s before any session", describe(del), del.Start.Format(time.RFC3339Nano))
 				continue
 			}
 			s := mine[i]
 			t := truths[s.ID]
 			t.deliveries++
-			switch d.spec.kind {
+			switch d.kind {
 			case vend.KindWater:
 				t.units += uint64(del.DeliveredUL) // µL until converted below
 			case vend.KindWasher:
@@ -178,22 +205,22 @@ func audit(ctx context.Context, db *sql.DB, sessions []*dbSession, devs []*devic
 			}
 			truths[s.ID] = t
 		}
-		if d.spec.kind == vend.KindWater {
+		if d.kind == vend.KindWater {
 			for _, s := range mine {
 				t := truths[s.ID]
 				t.units /= 1000
 				truths[s.ID] = t
 			}
 		}
-		st := d.emu.Board.Status()
+		st := d.status
 		for name, on := range st.Coils {
 			if on {
-				add("output_on_at_end", nil, d.ID, "output %s still ON after quiescence", name)
+				add("output_on_at_end", nil, d.device, "output %s still ON after quiescence", name)
 			}
 		}
 		for _, m := range st.Machines {
 			if m.Washer != nil && m.Washer.Credit > 0 {
-				add("washer_credit_banked", nil, d.ID, "%d coin pulse(s) of credit left banked in the washer: a cycle partly paid and never billed", m.Washer.Credit)
+				add("washer_credit_banked", nil, d.device, "%d coin pulse(s) of credit left banked in the washer: a cycle partly paid and never billed", m.Washer.Credit)
 			}
 		}
 	}
@@ -257,8 +284,7 @@ func audit(ctx context.Context, db *sql.DB, sessions []*dbSession, devs []*devic
 				s.State, s.Outcome, t.units, unitName(s), t.deliveries, s.Captured, hi, s.Hold, s.Price.Minor, s.Price.Per, s.Units)
 		}
 	}
-	lv, err := auditLedger(ctx, db, sessions)
-	return append(vs, lv...), err
+	return vs
 }
 
 // gave reports whether a delivery gave the payer anything.

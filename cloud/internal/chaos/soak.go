@@ -120,7 +120,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	p.mu.Lock()
 	attempts := append(append([]*attempt(nil), p.attempts...), probes...)
 	p.mu.Unlock()
-	vs, err := audit(bctx, st.DB(), sessions, r.devs, attempts, cfg.SessionBound)
+	vs, err := audit(bctx, st.DB(), sessions, truthOf(r.devs), attempts, cfg.SessionBound)
 	if err != nil {
 		return nil, err
 	}
