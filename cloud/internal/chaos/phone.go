@@ -30,6 +30,7 @@ type attempt struct {
 	CapAmount int64  // 0 when the cap is units
 	Shown     vend.Price
 	Probe     bool // the end-of-soak check that the machine is free again
+	Repriced  bool // the first start answered price.changed; the phone accepted the new price
 
 	StartCode string             // "ok", or the error code of the start (e.g. device.no_reply)
 	Session   phoneapi.SessionID // the session the phone learnt, if any (zero: none)
@@ -165,6 +166,20 @@ func (p *phones) attempt(ctx context.Context, c *phoneapi.Client, phone int, d *
 		go p.changePrice(ctx, d, a, time.Duration(rng.IntN(40))*time.Millisecond)
 	}
 	res := p.start(ctx, c, a, req)
+	if res.code == "price.changed" {
+		// The phone shows the new price and the payer accepts it once.
+		a.Repriced = true
+		if dr, err := c.GetDevice(ctx, phoneapi.DeviceID(d.ID)); err == nil && len(dr.Machines) > 0 {
+			a.Shown = dr.Machines[0].Price
+			for _, s := range dr.Machines[0].Slots {
+				if string(s.ID) == a.Slot {
+					a.Shown = s.Price
+				}
+			}
+			a.IdemKey = phoneapi.NewIdempotencyKey()
+			res = p.start(ctx, c, a, req)
+		}
+	}
 	a.StartCode = res.code
 	if res.session == nil {
 		return a
@@ -256,8 +271,8 @@ func (p *phones) waitFinal(ctx context.Context, c *phoneapi.Client, a *attempt, 
 		s, err := c.GetSession(context.WithoutCancel(ctx), a.Session)
 		if err == nil {
 			last = s
-			if s.State.Final() {
-				return s
+			if s.State.Final() || policyStates[string(s.State)] {
+				return s // unreported: the machine is free, the money follows the policy
 			}
 		}
 		if ctx.Err() != nil && !a.Probe {

@@ -262,7 +262,7 @@ func (r *rig) startDevice(d *device) error {
 	}
 	args := []string{"-config", cfgPath}
 	if r.skewOK {
-		args = append(args, "-clock-skew", d.skew.String())
+		args = append(args, "-clock-skew="+d.skew.String())
 	}
 	d.ctl = &proc{name: "controller " + d.ID, bin: r.cfg.ControllerBin, logPath: filepath.Join(d.dir, "controller.log"), args: args}
 	return d.ctl.start()

@@ -28,6 +28,7 @@ type Report struct {
 	Attempts   int            // phone starts (probes excluded)
 	Starts     map[string]int // start answers by code ("ok", "machine.busy", …)
 	Stops      int            // Stops the phones sent
+	Repriced   int            // starts answered price.changed and made again at the new price
 	Sessions   int            // sessions in the store
 	States     map[string]int // sessions by final state
 	Outcomes   map[string]int // settled sessions by outcome
@@ -138,6 +139,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if a.Stopped {
 				rep.Stops++
 			}
+			if a.Repriced {
+				rep.Repriced++
+			}
 		}
 	}
 	rep.Sessions = len(sessions)
@@ -241,6 +245,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(tw, "phone starts\t%d\n", r.Attempts)
 	section("start answers", r.Starts)
 	fmt.Fprintf(tw, "stops sent by phones\t%d\n", r.Stops)
+	fmt.Fprintf(tw, "starts repriced (price.changed)\t%d\n", r.Repriced)
 	fmt.Fprintf(tw, "sessions in the store\t%d\n", r.Sessions)
 	section("sessions by state", r.States)
 	section("settled/refunded by outcome", r.Outcomes)
