@@ -104,3 +104,35 @@ machines:
 		}
 	})
 }
+
+// The control socket's deliveries command, through the Go client: a valve
+// opened over Modbus on the pty shows as one delivery with its volume.
+func TestDeliveriesOverControlSocket(t *testing.T) {
+	e := startEmulator(t, mustProfile(t, "pulse-io-4"), mustSim(t, `
+machines:
+  - {name: tap, kind: water, valve: out1, flow: count1, flow_lpm: 60}
+`), nil)
+	c := newSimonvetter(t, e.BoardPath(), 1)
+	ctl, err := emu.Dial(e.ControlPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	if err := c.WriteCoil(0, true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := c.WriteCoil(0, false); err != nil {
+		t.Fatal(err)
+	}
+	got, dropped, err := ctl.Deliveries(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || dropped != 0 || got[0].Machine != "tap" || got[0].DeliveredUL < 100_000 || got[0].End.IsZero() {
+		t.Fatalf("deliveries after a ≥100 ms opening at 1 L/s: %+v (dropped %d)", got, dropped)
+	}
+	if more, _, err := ctl.Deliveries(got[0].Seq); err != nil || len(more) != 0 {
+		t.Fatalf("deliveries since the last: %+v, %v", more, err)
+	}
+}
