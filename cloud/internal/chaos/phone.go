@@ -163,7 +163,14 @@ func (p *phones) attempt(ctx context.Context, c *phoneapi.Client, phone int, d *
 		req["cap"] = map[string]any{"amount": map[string]any{"minor": a.CapAmount, "currency": string(m.Currency)}}
 	}
 	if !probe && rng.Float64() < p.rates.PriceChange {
-		go p.changePrice(ctx, d, a, time.Duration(rng.IntN(40))*time.Millisecond)
+		// Half the time the price moves after the phone showed it and
+		// before the start (the payer saw the old price), half the time
+		// it races the start inside the cloud.
+		if rng.IntN(2) == 0 {
+			p.changePrice(ctx, d, a, 0)
+		} else {
+			go p.changePrice(ctx, d, a, time.Duration(rng.IntN(40))*time.Millisecond)
+		}
 	}
 	res := p.start(ctx, c, a, req)
 	if res.code == "price.changed" {
