@@ -258,8 +258,8 @@ func auditSessions(sessions []*dbSession, machines []machineTruth, attempts []*a
 					s.Hold, capMoney, capText(a), a.Shown.Minor, a.Shown.Per, s.Price.Minor, s.Price.Per)
 			}
 			if a.StartCode != "ok" && a.Session.IsZero() && (t.units > 0 || s.Captured > 0) {
-				add("ran_after_failed_start", s, "", "the phone was told %s (no session), yet the machine gave %d %s and %d was captured",
-					a.StartCode, t.units, unitName(s), s.Captured)
+				add("ran_after_failed_start", s, "", "the phone was told %s (no session; asked again after %v), yet the machine gave %d %s and %d was captured",
+					a.StartCode, a.Retried, t.units, unitName(s), s.Captured)
 			}
 			if a.Final.Final() && string(a.Final) != s.State {
 				add("phone_told_other_end", s, "", "the phone saw %s, the store ends in %s", a.Final, s.State)

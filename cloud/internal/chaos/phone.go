@@ -30,7 +30,8 @@ type attempt struct {
 	CapAmount int64  // 0 when the cap is units
 	Shown     vend.Price
 	Probe     bool // the end-of-soak check that the machine is free again
-	Repriced  bool // the first start answered price.changed; the phone accepted the new price
+	Repriced  bool     // the first start answered price.changed; the phone accepted the new price
+	Retried   []string // answers that made the phone ask again with the same key (transport, service.unavailable)
 
 	StartCode string             // "ok", or the error code of the start (e.g. device.no_reply)
 	Session   phoneapi.SessionID // the session the phone learnt, if any (zero: none)
@@ -173,6 +174,14 @@ func (p *phones) attempt(ctx context.Context, c *phoneapi.Client, phone int, d *
 		}
 	}
 	res := p.start(ctx, c, a, req)
+	for try := 0; try < 3 && (res.code == "transport" || res.code == "service.unavailable") && ctx.Err() == nil; try++ {
+		// No answer, or the cloud was unavailable: ask again with the
+		// same idempotency key, as a careful client does, so a session
+		// the cloud did make is learnt rather than lost.
+		a.Retried = append(a.Retried, res.code)
+		sleep(ctx, time.Duration(1+try)*time.Second)
+		res = p.start(ctx, c, a, req)
+	}
 	if res.code == "price.changed" {
 		// The phone shows the new price and the payer accepts it once.
 		a.Repriced = true
