@@ -29,7 +29,7 @@ type attempt struct {
 	CapUnits  uint64 // 0 when the cap is an amount
 	CapAmount int64  // 0 when the cap is units
 	Shown     vend.Price
-	Probe     bool // the end-of-soak check that the machine is free again
+	Probe     bool     // the end-of-soak check that the machine is free again
 	Repriced  bool     // the first start answered price.changed; the phone accepted the new price
 	Retried   []string // answers that made the phone ask again with the same key (transport, service.unavailable)
 
