@@ -131,7 +131,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep.Violations = vs
-	writeAttempts(filepath.Join(cfg.Dir, "attempts.jsonl"), attempts)
+	writeJSONLines(filepath.Join(cfg.Dir, "attempts.jsonl"), attempts)
+	writeJSONLines(filepath.Join(cfg.Dir, "violations.jsonl"), vs)
 	for _, a := range attempts {
 		if !a.Probe {
 			rep.Attempts++
@@ -164,17 +165,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// writeAttempts keeps what every phone saw, one JSON line per start, for
-// reading a violation against the logs.
-func writeAttempts(path string, attempts []*attempt) {
+// writeJSONLines keeps what every phone saw (one line per start) and
+// every violation in the working directory, for reading a violation
+// against the logs.
+func writeJSONLines[T any](path string, items []T) {
 	f, err := os.Create(path)
 	if err != nil {
 		return
 	}
 	defer f.Close()
 	enc := json.NewEncoder(f)
-	for _, a := range attempts {
-		_ = enc.Encode(a)
+	for _, it := range items {
+		_ = enc.Encode(it)
 	}
 }
 
