@@ -129,6 +129,7 @@ type Board struct {
 	stats  Stats
 	faults FaultStatus
 	rnd    *rand.Rand
+	dlog   deliveryLog
 
 	extraMu sync.RWMutex
 	extra   map[string]func(Request) error
@@ -136,7 +137,7 @@ type Board struct {
 
 var builtinCmds = map[string]bool{
 	CmdStatus: true, CmdCorruptCRC: true, CmdNoReply: true, CmdDelay: true, CmdStuckInput: true,
-	CmdExpireLease: true, CmdJam: true, CmdFlowRate: true, CmdClearFaults: true,
+	CmdExpireLease: true, CmdJam: true, CmdFlowRate: true, CmdClearFaults: true, CmdDeliveries: true,
 }
 
 // HandleCommand adds control command name, answered by fn (called without
@@ -218,14 +219,14 @@ func NewBoard(p *profile.Profile, cfg *SimConfig, o *Opts) (*Board, error) {
 		switch mc.Kind {
 		case KindWater:
 			out, _ := p.Output(mc.Valve)
-			m = newWater(mc, out.Coil, byName[mc.Flow], b.last, b.log)
+			m = newWater(mc, out.Coil, byName[mc.Flow], b.last, b.log, &b.dlog)
 			b.coilUser[out.Coil] = m
 		case KindWasher:
 			out, _ := p.Output(mc.Coin)
-			m = &washer{cfg: mc, coinOut: out.Coil, run: b.inByName[mc.Running], log: b.log}
+			m = &washer{cfg: mc, coinOut: out.Coil, run: b.inByName[mc.Running], log: b.log, dlog: &b.dlog}
 			b.coilUser[out.Coil] = m
 		case KindVending:
-			v := &vending{cfg: mc, drop: b.inByName[mc.Drop], log: b.log}
+			v := &vending{cfg: mc, drop: b.inByName[mc.Drop], log: b.log, dlog: &b.dlog}
 			for _, sc := range mc.Slots {
 				out, _ := p.Output(sc.Motor)
 				v.slots = append(v.slots, &slot{name: sc.Name, motor: sc.Motor, addr: out.Coil, jammed: sc.Jammed})
@@ -564,6 +565,7 @@ const (
 	CmdJam         = "jam"          // machine, slot, jammed (default true): a jammed slot's motor turns, nothing drops
 	CmdFlowRate    = "flow_rate"    // machine, lpm: a water machine's flow rate from now on
 	CmdClearFaults = "clear_faults" // clear corrupt_crc, no_reply, delay and stuck inputs (not jams or flow rates)
+	CmdDeliveries  = "deliveries"   // since: the delivery log's entries after that sequence number (Response.Deliveries)
 )
 
 // Request is one control command, one JSON object per line on the
@@ -579,6 +581,7 @@ type Request struct {
 	Slot        string   `json:"slot,omitempty"`
 	Jammed      *bool    `json:"jammed,omitempty"`
 	LPM         *float64 `json:"lpm,omitempty"`
+	Since       uint64   `json:"since,omitempty"` // deliveries: entries after this Seq
 
 	// For commands a program adds with HandleCommand (hwsim's modem_* commands).
 	Value   *int   `json:"value,omitempty"`
@@ -593,6 +596,11 @@ type Response struct {
 	OK     bool    `json:"ok"`
 	Error  string  `json:"error,omitempty"`
 	Status *Status `json:"status,omitempty"`
+
+	// Deliveries answers the deliveries command (see Delivery); Dropped
+	// is how many of the oldest entries the bounded log no longer holds.
+	Deliveries []Delivery `json:"deliveries,omitempty"`
+	Dropped    uint64     `json:"dropped,omitempty"`
 }
 
 // Do applies a control request and returns the response; errors (unknown
@@ -610,7 +618,11 @@ func (b *Board) Do(req Request) Response {
 		return Response{Error: err.Error()}
 	}
 	s := b.Status()
-	return Response{OK: true, Status: &s}
+	r := Response{OK: true, Status: &s}
+	if req.Cmd == CmdDeliveries {
+		r.Deliveries, r.Dropped = b.Deliveries(req.Since)
+	}
+	return r
 }
 
 func (b *Board) do(req Request) error {
@@ -628,7 +640,7 @@ func (b *Board) do(req Request) error {
 	}
 	f := &b.faults
 	switch req.Cmd {
-	case CmdStatus:
+	case CmdStatus, CmdDeliveries:
 	case CmdCorruptCRC:
 		if err := prob(); err != nil {
 			return err
@@ -706,7 +718,7 @@ func (b *Board) do(req Request) error {
 		}
 		b.faults = FaultStatus{}
 	default:
-		return bad("unknown command (want status, corrupt_crc, no_reply, delay, stuck_input, expire_lease, jam, flow_rate or clear_faults)")
+		return bad("unknown command (want status, deliveries, corrupt_crc, no_reply, delay, stuck_input, expire_lease, jam, flow_rate or clear_faults)")
 	}
 	return nil
 }

@@ -203,3 +203,13 @@ func (c *Control) SetFlowRate(machine string, lpm float64) error {
 
 // ClearFaults clears CRC corruption, withheld and delayed replies and stuck inputs.
 func (c *Control) ClearFaults() error { return c.do(Request{Cmd: CmdClearFaults}) }
+
+// Deliveries returns the delivery log's entries after seq (see Delivery)
+// and how many of the oldest entries the bounded log dropped.
+func (c *Control) Deliveries(since uint64) ([]Delivery, uint64, error) {
+	r, err := c.Do(Request{Cmd: CmdDeliveries, Since: since})
+	if err != nil {
+		return nil, 0, err
+	}
+	return r.Deliveries, r.Dropped, nil
+}

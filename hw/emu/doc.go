@@ -105,9 +105,21 @@
 // constants): status; corrupt_crc {count | probability}; no_reply {count |
 // probability}; delay {delay_ms}; stuck_input {input, level} (no level
 // releases); expire_lease; jam {machine, slot, jammed}; flow_rate {machine,
-// lpm}; clear_faults. [Board.HandleCommand] lets a program add commands
+// lpm}; clear_faults; deliveries {since} (the delivery log, below).
+// [Board.HandleCommand] lets a program add commands
 // (hwsim adds modem_* ones). [Dial] returns a typed Go client, [Control],
 // for other packages' tests; [Status] is the truth they compare against.
+//
+// # Delivery log
+//
+// Besides the running totals in [Status], each board keeps a bounded log
+// of what its machines gave, one [Delivery] per valve opening (with the
+// volume that flowed), vending motor run (with the items dropped) and
+// washer coin pulse (valid or not, swallowed during a cycle, or the one
+// that started a cycle), with start and end on the Opts.Now clock. It is
+// the truth a soak harness compares each session's bill with
+// ([Board.Deliveries], or the deliveries command with since = the last
+// Seq already read).
 //
 // A program that runs the board in process can also be told of every coil
 // change as it happens, with its instant on the Opts.Now clock

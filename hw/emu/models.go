@@ -37,11 +37,15 @@ type water struct {
 	pulses  uint64
 	opens   int
 	openFor time.Duration
+
+	dlog   *deliveryLog
+	cur    *Delivery // the open valve's delivery
+	ulOpen int64     // delivered µL when it opened
 }
 
-func newWater(c MachineConfig, valve uint16, counter *counterState, now time.Time, log *slog.Logger) *water {
+func newWater(c MachineConfig, valve uint16, counter *counterState, now time.Time, log *slog.Logger, dlog *deliveryLog) *water {
 	return &water{
-		nm: c.Name, valve: valve, counter: counter, log: log, last: now,
+		nm: c.Name, valve: valve, counter: counter, log: log, last: now, dlog: dlog,
 		rate:   int64(math.Round(c.FlowLPM * flowRateScale)),
 		kMilli: int64(math.Round(c.KFactor * kFactorScale)),
 		acc:    new(big.Int),
@@ -59,6 +63,9 @@ func (w *water) advance(to time.Time) {
 		w.openFor += to.Sub(w.last)
 		w.acc.Add(w.acc, new(big.Int).Mul(big.NewInt(w.rate), big.NewInt(dt)))
 		w.recount()
+		if w.cur != nil {
+			w.cur.DeliveredUL = w.deliveredUL() - w.ulOpen
+		}
 	}
 	w.last = to
 }
@@ -78,6 +85,12 @@ func (w *water) coil(addr uint16, on bool, at time.Time) {
 	w.on = on
 	if on {
 		w.opens++
+		w.ulOpen = w.deliveredUL()
+		w.cur = w.dlog.add(&Delivery{Machine: w.nm, Kind: KindWater, Start: at})
+	} else if w.cur != nil {
+		w.cur.DeliveredUL = w.deliveredUL() - w.ulOpen
+		w.cur.End = at
+		w.cur = nil
 	}
 	w.log.Debug("emu: valve", "machine", w.nm, "open", on, "delivered_ml", w.deliveredML(), "pulses", w.pulses)
 }
@@ -115,6 +128,8 @@ type washer struct {
 	coinOut uint16
 	run     *inputState
 	log     *slog.Logger
+	dlog    *deliveryLog
+	cur     *Delivery // the coin pulse in progress
 
 	coinOn   bool
 	onAt     time.Time
@@ -148,8 +163,15 @@ func (w *washer) coil(addr uint16, on bool, at time.Time) {
 	if on {
 		w.edges++
 		w.onAt = at
+		w.cur = w.dlog.add(&Delivery{Machine: w.cfg.Name, Kind: KindWasher, Start: at})
 		return
 	}
+	cur := w.cur
+	if cur == nil {
+		cur = &Delivery{}
+	}
+	w.cur = nil
+	cur.End = at
 	d := at.Sub(w.onAt)
 	switch {
 	case d < w.cfg.PulseMin || d > w.cfg.PulseMax:
@@ -157,11 +179,14 @@ func (w *washer) coil(addr uint16, on bool, at time.Time) {
 		w.log.Info("emu: washer coin pulse out of range", "machine", w.cfg.Name, "ms", d.Milliseconds())
 	case w.running:
 		w.ignored++
+		cur.Valid, cur.Ignored = true, true
 		w.log.Info("emu: washer coin pulse while running ignored", "machine", w.cfg.Name)
 	default:
 		w.valid++
 		w.credit++
+		cur.Valid = true
 		if w.credit >= w.cfg.Credit {
+			cur.CycleStarted = true
 			w.credit = 0
 			w.running = true
 			w.run.active = true
@@ -192,6 +217,7 @@ type slot struct {
 	addr   uint16
 	on     bool
 	next   time.Time // when the running motor drops its next item
+	cur    *Delivery // the motor run in progress
 	jammed bool
 	items  int
 	runs   int
@@ -202,6 +228,7 @@ type vending struct {
 	drop  *inputState
 	slots []*slot
 	log   *slog.Logger
+	dlog  *deliveryLog
 
 	hasDrop  bool
 	lastDrop time.Time
@@ -216,6 +243,9 @@ func (v *vending) advance(to time.Time) {
 		}
 		for !s.next.After(to) {
 			s.items++
+			if s.cur != nil {
+				s.cur.Items++
+			}
 			if !v.hasDrop || s.next.After(v.lastDrop) {
 				v.lastDrop = s.next
 			}
@@ -236,6 +266,10 @@ func (v *vending) coil(addr uint16, on bool, at time.Time) {
 		if on {
 			s.runs++
 			s.next = at.Add(v.cfg.DropAfter)
+			s.cur = v.dlog.add(&Delivery{Machine: v.cfg.Name, Kind: KindVending, Slot: s.name, Start: at})
+		} else if s.cur != nil {
+			s.cur.End = at
+			s.cur = nil
 		}
 	}
 }

@@ -156,6 +156,8 @@ Commands:
   {"cmd":"jam","machine":"snacks","slot":"A1","jammed":true}
   {"cmd":"flow_rate","machine":"tap","lpm":4.5}
   {"cmd":"clear_faults"}                             clear crc/no_reply/delay/stuck faults
+  {"cmd":"deliveries","since":0}                     the delivery log after that seq: each valve
+                                                     opening (µL), motor run (items), coin pulse
  With -modem also:
   {"cmd":"modem_signal","value":12}                  +CSQ rssi 0-31 or 99
   {"cmd":"modem_lose_signal"}    {"cmd":"modem_deny"}
