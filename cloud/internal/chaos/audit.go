@@ -19,6 +19,8 @@ type dbSession struct {
 	Price                                                  vend.Price
 	CapUnits, Units                                        uint64
 	Hold, Captured, Released                               int64
+	Late                                                   bool  // a report came after the session was closed without one
+	LateMinor                                              int64 // what the late capture moved (negative: an excess refunded)
 	Outcome                                                vend.Outcome
 	Created, Updated, Ended                                time.Time
 	HasHold                                                bool
@@ -28,10 +30,12 @@ type dbSession struct {
 var liveStates = map[string]bool{"pending": true, "authorized": true, "running": true, "ending": true}
 
 // policyStates are the states whose money follows a documented policy
-// rather than the delivery: unreported (no usage report came; the hold is
-// kept for a settlement window, then released or the last signed progress
-// captured) and disputed.
-var policyStates = map[string]bool{"unreported": true, "disputed": true}
+// rather than the delivery (cloud/store doc): unreported (no usage report
+// came; the hold is kept for a settlement window), released (the window
+// passed, policy release) and voided (an operator released it with a
+// reason). A valid report that comes later still settles them, as a late
+// capture, and is then audited against the delivery.
+var policyStates = map[string]bool{"unreported": true, "released": true, "voided": true}
 
 // Violation is one broken invariant found by the audit.
 type Violation struct {
@@ -58,7 +62,7 @@ func openDB(ctx context.Context, dsn string) (*store.Store, error) {
 
 func loadSessions(ctx context.Context, db *sql.DB) ([]*dbSession, error) {
 	rows, err := db.QueryContext(ctx, `SELECT s.id, s.user_id, s.device_id, s.machine_id, s.slot_id, s.state, s.idem_key, s.fault,
-		s.price_minor, s.price_per, s.cap_units, s.units, s.hold_minor, s.captured, s.released, s.outcome,
+		s.price_minor, s.price_per, s.cap_units, s.units, s.hold_minor, s.captured, s.released, s.late, s.late_minor, s.outcome,
 		s.created_ms, s.updated_ms, s.ended_ms,
 		(SELECT COUNT(*) FROM ledger_tx t WHERE t.session_id = s.id AND t.kind = 'hold')
 		FROM sessions s ORDER BY s.created_ms, s.id`)
@@ -69,9 +73,9 @@ func loadSessions(ctx context.Context, db *sql.DB) ([]*dbSession, error) {
 	var out []*dbSession
 	for rows.Next() {
 		var s dbSession
-		var per, capU, units, outcome, c, u, e, holds int64
+		var per, capU, units, late, outcome, c, u, e, holds int64
 		if err := rows.Scan(&s.ID, &s.User, &s.Device, &s.Machine, &s.Slot, &s.State, &s.IdemKey, &s.Fault,
-			&s.Price.Minor, &per, &capU, &units, &s.Hold, &s.Captured, &s.Released, &outcome, &c, &u, &e, &holds); err != nil {
+			&s.Price.Minor, &per, &capU, &units, &s.Hold, &s.Captured, &s.Released, &late, &s.LateMinor, &outcome, &c, &u, &e, &holds); err != nil {
 			return nil, err
 		}
 		s.Price.Per, s.CapUnits, s.Units, s.Outcome = uint32(per), uint64(capU), uint64(units), vend.Outcome(outcome)
@@ -80,6 +84,7 @@ func loadSessions(ctx context.Context, db *sql.DB) ([]*dbSession, error) {
 			s.Ended = time.UnixMilli(e)
 		}
 		s.HasHold = holds > 0
+		s.Late = late != 0
 		out = append(out, &s)
 	}
 	return out, rows.Err()
@@ -231,11 +236,13 @@ func auditSessions(sessions []*dbSession, machines []machineTruth, attempts []*a
 			add("not_terminal", s, "", "state %s after quiescence (created %s ago)", s.State, time.Since(s.Created).Round(time.Second))
 			continue
 		}
-		end := s.Ended
-		if end.IsZero() {
-			end = s.Updated
-		}
-		if end.Sub(s.Created) > bound {
+		// By the cloud's clock: ended_ms of a settled session is the
+		// device's signed end time, and a device's clock may be minutes
+		// off; updated_ms is when the cloud closed it.
+		// A late capture changes a session closed in time (updated_ms moves
+		// with it); it is judged on its money below.
+		end := s.Updated
+		if !s.Late && end.Sub(s.Created) > bound {
 			add("late_end", s, "", "ended %s after it was created, bound %s", end.Sub(s.Created).Round(time.Second), bound)
 		}
 		t := truths[s.ID]
@@ -265,7 +272,7 @@ func auditSessions(sessions []*dbSession, machines []machineTruth, attempts []*a
 				add("phone_told_other_end", s, "", "the phone saw %s, the store ends in %s", a.Final, s.State)
 			}
 		}
-		if policyStates[s.State] {
+		if policyStates[s.State] && !s.Late {
 			if s.Captured != 0 && s.State == "unreported" {
 				add("policy_capture", s, "", "unreported with %d captured (policy release captures 0)", s.Captured)
 			}
@@ -275,13 +282,14 @@ func auditSessions(sessions []*dbSession, machines []machineTruth, attempts []*a
 			add("hold_stranded", s, "", "%s with hold %d, captured %d, released %d", s.State, s.Hold, s.Captured, s.Released)
 		}
 		lo, hi := expectedCapture(s, t)
+		charged := s.Captured + s.LateMinor // a late capture adds to (or refunds from) what was captured
 		switch {
-		case s.Captured < lo:
+		case charged < lo:
 			add("undercharged", s, "", "%s/%s: the machine gave %d %s (%d deliveries), captured %d, want %d (hold %d, price %d/%d, metered %d)",
-				s.State, s.Outcome, t.units, unitName(s), t.deliveries, s.Captured, lo, s.Hold, s.Price.Minor, s.Price.Per, s.Units)
-		case s.Captured > hi:
+				s.State, s.Outcome, t.units, unitName(s), t.deliveries, charged, lo, s.Hold, s.Price.Minor, s.Price.Per, s.Units)
+		case charged > hi:
 			add("overcharged", s, "", "%s/%s: the machine gave %d %s (%d deliveries), captured %d, want %d (hold %d, price %d/%d, metered %d)",
-				s.State, s.Outcome, t.units, unitName(s), t.deliveries, s.Captured, hi, s.Hold, s.Price.Minor, s.Price.Per, s.Units)
+				s.State, s.Outcome, t.units, unitName(s), t.deliveries, charged, hi, s.Hold, s.Price.Minor, s.Price.Per, s.Units)
 		}
 	}
 	return vs
@@ -396,7 +404,8 @@ func auditLedger(ctx context.Context, db *sql.DB, sessions []*dbSession) ([]Viol
 	if holds != want {
 		add("holds_mismatch", "user_holds accounts hold %d, the sessions' open holds sum to %d", holds, want)
 	}
-	rows, err = db.QueryContext(ctx, `SELECT session_id, kind, COUNT(*) FROM ledger_tx WHERE session_id IS NOT NULL GROUP BY session_id, kind HAVING COUNT(*) > 1`)
+	rows, err = db.QueryContext(ctx, `SELECT session_id, kind, COUNT(*) FROM ledger_tx WHERE session_id IS NOT NULL AND kind IN ('hold', 'capture', 'release')
+		GROUP BY session_id, kind HAVING COUNT(*) > 1`)
 	if err != nil {
 		return nil, err
 	}

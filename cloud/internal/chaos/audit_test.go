@@ -29,7 +29,7 @@ func kinds(vs []Violation) []string {
 
 func water(id string, state string, created, ended int, hold, captured int64) *dbSession {
 	return &dbSession{ID: id, Device: "d1", Machine: "tap1", State: state, Price: vend.Price{Minor: 50, Per: 1000},
-		Hold: hold, Captured: captured, Released: hold - captured, Created: at(created), Ended: at(ended), HasHold: true, IdemKey: "k-" + id}
+		Hold: hold, Captured: captured, Released: hold - captured, Created: at(created), Ended: at(ended), Updated: at(ended), HasHold: true, IdemKey: "k-" + id}
 }
 
 // The audit bills each session with what its machine gave in its window
@@ -76,7 +76,7 @@ func TestAuditSessionsWasher(t *testing.T) {
 	w.status.Machines = []emu.MachineStatus{{Name: "washer1", Kind: emu.KindWasher, Washer: &emu.WasherStatus{Credit: 1}}}
 	mk := func(id, state string, created int, captured int64) *dbSession {
 		return &dbSession{ID: id, Device: "w", Machine: "washer1", State: state, Price: vend.Price{Minor: 350, Per: 1},
-			Hold: 350, Captured: captured, Released: 350 - captured, Created: at(created), Ended: at(created + 9000), HasHold: true}
+			Hold: 350, Captured: captured, Released: 350 - captured, Created: at(created), Ended: at(created + 9000), Updated: at(created + 9000), HasHold: true}
 	}
 	sessions := []*dbSession{mk("s1", "settled", 0, 350), mk("s2", "refunded", 10000, 0), mk("s3", "refunded", 20000, 0)}
 	got := kinds(auditSessions(sessions, []machineTruth{w}, nil, time.Minute))
@@ -107,6 +107,27 @@ func TestAuditSessionsPhone(t *testing.T) {
 	want := []string{"hold_above_cap", "hold_stranded", "late_end", "ran_after_failed_start"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("violations %v, want %v", got, want)
+	}
+	// A board whose clock is 10 min ahead signs an end time 10 min late;
+	// the cloud closed the session in time: no late_end.
+	s4 := water("s4", "refunded", 500000, 501000, 40, 0)
+	s4.Ended = at(501000 + 600000)
+	if got := kinds(auditSessions([]*dbSession{s4}, []machineTruth{{device: "d1", machine: "tap1", kind: vend.KindWater}}, nil, time.Minute)); len(got) != 0 {
+		t.Fatalf("session closed in time by a board 10 min ahead: %v", got)
+	}
+	// A session expired (hold released), then its report came late and
+	// was captured from the wallet: judged on what it was charged in all,
+	// not as late, and its two closing transactions are not a double
+	// settlement.
+	s5 := water("s5", "expired", 0, 3000, 60, 0)
+	s5.Released, s5.Updated = 60, at(600000)
+	s5.Late, s5.LateMinor = true, 5
+	if got := kinds(auditSessions([]*dbSession{s5}, []machineTruth{tap}, nil, time.Minute)); len(got) != 0 {
+		t.Fatalf("late capture of a delivered 100 mL: %v", got)
+	}
+	s5.LateMinor = 0
+	if got := kinds(auditSessions([]*dbSession{s5}, []machineTruth{tap}, nil, time.Minute)); !slices.Equal(got, []string{"undercharged"}) {
+		t.Fatalf("expired session whose delivery was never charged: %v", got)
 	}
 	s3.Captured = 3
 	tap.deliveries = nil

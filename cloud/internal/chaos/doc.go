@@ -44,8 +44,9 @@
 // session on every machine, and then checks, reading the database
 // directly:
 //
-//   - every session is final (not_terminal) and ended within
-//     Config.SessionBound of its creation (late_end);
+//   - every session is final (not_terminal) and was closed within
+//     Config.SessionBound of its creation, by the cloud's clock (updated_ms,
+//     not the device's signed end time) (late_end);
 //   - captured = min(delivered × price, hold), delivered being the
 //     emulator's truth (hw/emu delivery log: each valve opening's volume,
 //     each washer cycle started, each item dropped) within the session's
