@@ -35,7 +35,7 @@ type Opts struct {
 
 	KeepAlive      time.Duration // default 30 s
 	ConnectTimeout time.Duration // default 10 s
-	MaxBackoff     time.Duration // reconnect backoff cap, default 60 s
+	MaxBackoff     time.Duration // reconnect backoff cap, default 15 s: a board is back within 15 s of its link returning
 	PublishTimeout time.Duration // how long Publish waits for the PUBACK, default 10 s
 
 	// OnCommand receives every payload on the device's cmd topic, in
@@ -101,7 +101,7 @@ func New(o Opts) (*Uplink, error) {
 	}
 	def(&o.KeepAlive, 30*time.Second)
 	def(&o.ConnectTimeout, 10*time.Second)
-	def(&o.MaxBackoff, 60*time.Second)
+	def(&o.MaxBackoff, 15*time.Second)
 	def(&o.PublishTimeout, 10*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
