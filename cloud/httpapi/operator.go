@@ -287,11 +287,9 @@ func (s *Server) opSessions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 {
-			s.fail(w, r, vend.Errorf(ErrField, "limit: want a positive integer"))
-			return
-		}
+	if f.Limit, err = queryLimit(r); err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	ss, err := s.st.OperatorSessions(r.Context(), operatorOf(r), f)
 	if err != nil {
@@ -299,6 +297,20 @@ func (s *Server) opSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"sessions": operatorSessions(ss)})
+}
+
+// queryLimit reads the optional limit query parameter: 0 when absent, else
+// a positive integer (request.field otherwise).
+func queryLimit(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, vend.Errorf(ErrField, "limit: want a positive integer")
+	}
+	return n, nil
 }
 
 func operatorSessions(ss []store.Session) []OperatorSession {
@@ -323,13 +335,10 @@ func operatorSession(x store.Session) OperatorSession {
 }
 
 func (s *Server) opUnreported(w http.ResponseWriter, r *http.Request) {
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		var err error
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
-			s.fail(w, r, vend.Errorf(ErrField, "limit: want a positive integer"))
-			return
-		}
+	limit, err := queryLimit(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	ss, err := s.st.UnreportedSessions(r.Context(), operatorOf(r), limit)
 	if err != nil {

@@ -17,12 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/internal/simdev"
-	"beaconvend/controller/config"
 	"beaconvend/hw/emu"
 )
 
@@ -272,26 +269,11 @@ func (r *rig) startDevice(d *device) error {
 // at the link and the board's pty, turns its beacon off and sets the
 // soak's machine settings.
 func controllerConfig(path, brokerURL, port string, machine map[string]any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var y map[string]any
-	if err := yaml.Unmarshal(b, &y); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	set := func(section, key string, v any) {
-		m, _ := y[section].(map[string]any)
-		if m == nil {
-			m = map[string]any{}
-			y[section] = m
+	return simdev.ControllerConfig(path, brokerURL, port, func(y map[string]any) {
+		ms, _ := y["machines"].([]any)
+		if len(ms) == 0 || machine == nil {
+			return
 		}
-		m[key] = v
-	}
-	set("mqtt", "broker", brokerURL)
-	set("board", "port", port)
-	set("beacon", "backend", "none")
-	if ms, _ := y["machines"].([]any); len(ms) > 0 && machine != nil {
 		m, _ := ms[0].(map[string]any)
 		for _, sec := range []string{"washer", "vending", "water"} {
 			if s, ok := m[sec].(map[string]any); ok {
@@ -300,16 +282,7 @@ func controllerConfig(path, brokerURL, port string, machine map[string]any) erro
 				}
 			}
 		}
-	}
-	out, err := yaml.Marshal(y)
-	if err != nil {
-		return err
-	}
-	if err := config.WriteSecret(path, out); err != nil {
-		return err
-	}
-	_, err = config.Load(path)
-	return err
+	})
 }
 
 // operatorToken logs the operator in.

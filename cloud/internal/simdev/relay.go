@@ -280,7 +280,7 @@ func (r *Relay) startDevice(d *RelayDevice, brokerURL string) error {
 	}()
 
 	cfgPath := filepath.Join(d.Dir, "controller.yaml")
-	if err := relayControllerConfig(cfgPath, brokerURL, e.BoardPath()); err != nil {
+	if err := ControllerConfig(cfgPath, brokerURL, e.BoardPath(), nil); err != nil {
 		return fmt.Errorf("simdev: %s: %w", d.ID, err)
 	}
 	logf, err := os.Create(d.logPath)
@@ -302,9 +302,13 @@ func (r *Relay) startDevice(d *RelayDevice, brokerURL string) error {
 	return nil
 }
 
-// relayControllerConfig points the controller config `cloud device add`
-// wrote at the broker and the board's pty, and turns its beacon off.
-func relayControllerConfig(path, brokerURL, port string) error {
+// ControllerConfig points the controller config `cloud device add` wrote
+// at path at the broker and the board's pty and turns its beacon off;
+// edit, when set, changes the parsed YAML further (a harness's machine
+// settings). The file is rewritten with the controller's own secret-file
+// writer and loaded back, so a config the controller would refuse is an
+// error here.
+func ControllerConfig(path, brokerURL, port string, edit func(y map[string]any)) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -324,6 +328,9 @@ func relayControllerConfig(path, brokerURL, port string) error {
 	set("mqtt", "broker", brokerURL)
 	set("board", "port", port)
 	set("beacon", "backend", "none")
+	if edit != nil {
+		edit(y)
+	}
 	out, err := yaml.Marshal(y)
 	if err != nil {
 		return err
