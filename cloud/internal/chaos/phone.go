@@ -336,8 +336,7 @@ func postStart(ctx context.Context, base, tok, key string, req map[string]any) s
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var out struct {
 		phoneapi.Session
-		Error   *phoneapi.ErrorBody `json:"error"`
-		Wrapped *phoneapi.Session   `json:"session"`
+		Error *phoneapi.ErrorBody `json:"error"`
 	}
 	_ = json.Unmarshal(body, &out)
 	r := startResult{status: resp.StatusCode, code: "ok"}
@@ -348,8 +347,8 @@ func postStart(ctx context.Context, base, tok, key string, req map[string]any) s
 		}
 	}
 	switch {
-	case out.Wrapped != nil && !out.Wrapped.ID.IsZero():
-		r.session = out.Wrapped
+	case out.Error != nil && out.Error.Session != nil && !out.Error.Session.ID.IsZero():
+		r.session = out.Error.Session // 503 device.no_reply: the pending session
 	case !out.Session.ID.IsZero():
 		s := out.Session
 		r.session = &s
