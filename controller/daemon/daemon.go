@@ -94,6 +94,7 @@ type Daemon struct {
 	pendingDK []byte // proposed device key seed
 	stopping  atomic.Bool
 	rebooting atomic.Bool // a reboot command waits for the machines to be idle
+	resume    []resumed   // credited sessions recovery left to complete (Run starts them)
 	wg        sync.WaitGroup
 	sessWG    sync.WaitGroup
 	cancel    context.CancelFunc
@@ -164,11 +165,13 @@ func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	if err := d.recover(); err != nil {
+	resume, err := d.recover()
+	if err != nil {
 		d.closeHW()
 		d.j.Close()
 		return nil, err
 	}
+	d.holdResumed(resume)
 
 	// 4. Uplink, modem, beacon.
 	tlsCfg, err := d.tlsConfig()
@@ -254,6 +257,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Error("beacon stopped", "err", err)
 		}
 	}()
+	d.startResumed()
 	d.kickDrain()
 	select {
 	case <-ctx.Done():
