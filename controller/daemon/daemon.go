@@ -104,8 +104,10 @@ type Daemon struct {
 // Open starts a controller in the order the invariants want: outputs OFF
 // first (the board is opened, which drives and reads back every output
 // OFF), then the journal, then sessions left open by a power cut are
-// finished with their last committed reading and reported (queued in the
-// outbox), then the uplink, modem and beacon start. A board that does not
+// finished and reported (queued in the outbox): with their last committed
+// reading, or what the board's flow counter says when it answers, while
+// credited sessions it can complete are kept for Run (package doc,
+// Recovery); then the uplink, modem and beacon start. A board that does not
 // answer does not stop the controller: it runs with the board in fault,
 // sells nothing, and retries.
 func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
