@@ -150,8 +150,7 @@ type resumed struct {
 }
 
 // holdResumed marks the machines of sessions to resume busy, so nothing
-// else starts on them before Run completes their credit. A session whose
-// grant cannot be decoded is billed as the crash policy says.
+// else starts on them before Run completes their credit.
 func (d *Daemon) holdResumed(ss []journal.Session) {
 	for _, s := range ss {
 		m := d.machines[s.Machine]
@@ -163,7 +162,9 @@ func (d *Daemon) holdResumed(ss []journal.Session) {
 	}
 }
 
-// startResumed runs the sessions holdResumed kept (once, from Run).
+// startResumed runs the sessions holdResumed kept (once, from Run). A
+// session whose grant cannot be decoded is billed as the crash policy
+// says.
 func (d *Daemon) startResumed() {
 	rs := d.resume
 	d.resume = nil
