@@ -10,7 +10,10 @@
 //  2. The journal is opened, and sessions a power cut left open are
 //     finished — authorized ones as not_started, running ones as
 //     interrupted, credited ones as below — and reported: their signed
-//     usage goes to the outbox.
+//     usage goes to the outbox. A running washer or dryer (seen running:
+//     it cannot be stopped from here and runs what its credit bought) is
+//     billed for its credit, a washer's cycle or a dryer's authorized time,
+//     even when the crash came before a metered reading was committed.
 //  3. Only then do the uplink, the modem monitor, the beacon and the
 //     journal's janitor (controller/janitor) start, and credited sessions
 //     being completed (below) resume.

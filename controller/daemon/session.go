@@ -91,8 +91,9 @@ func (m *mach) stop(outcome vend.Outcome) bool {
 
 // recover finishes sessions a power cut or crash left open, and queues
 // their reports: authorized ones as not_started, running ones as
-// interrupted, credited ones (coin pulses may have been given) as
-// interrupted and billed for the credit. The board has already been
+// interrupted (a washer or dryer seen running billed for its credit),
+// credited ones (coin pulses may have been given) as interrupted and
+// billed for the credit. The board has already been
 // driven OFF. When it answers (a controller killed while the board kept
 // its power), two cases use what it says rather than the last journaled
 // reading:
@@ -125,10 +126,16 @@ func (d *Daemon) recover() (resume []journal.Session, err error) {
 			if ok {
 				d.log.Warn("billing what the flow counter counted", "session", s.ID, "journaled", s.Units, "counted", units)
 			}
+			// A washer or dryer seen running runs what its credit bought
+			// (it cannot be stopped from here), whatever was journaled.
+			coin := d.coinOperated(s.Machine)
 			err = d.j.Transition(s.ID, journal.Ending, func(x *journal.Session) {
 				x.Outcome = vend.OutcomeInterrupted
 				if ok {
 					x.Units, x.MeterLast = max(x.Units, units), max(x.MeterLast, meter)
+				}
+				if coin {
+					x.Units = max(x.Units, d.creditUnits(s))
 				}
 			})
 		}
@@ -186,6 +193,12 @@ func (d *Daemon) startResumed() {
 			d.run(r.ctx, r.m, g, &r.s)
 		}()
 	}
+}
+
+// coinOperated reports whether machine is a washer or dryer.
+func (d *Daemon) coinOperated(machine string) bool {
+	m := d.machines[machine]
+	return m != nil && (m.cfg.Kind == vend.KindWasher || m.cfg.Kind == vend.KindDryer)
 }
 
 // billCredit ends a credited session the controller cannot complete (no

@@ -166,7 +166,8 @@
 // credit's units (billed), running ones go to ending with outcome
 // interrupted (a water session with what the board's flow counter counted
 // since MeterStart when the board answers and its counter is consistent:
-// the update raises Units and MeterLast), ended ones are reported, each
+// the update raises Units and MeterLast; a washer or dryer with at least
+// its credit's units), ended ones are reported, each
 // with EndSession, which signs and queues the report. The
 // outbox then drains when the link is up. TestCrashSafety kills a writing
 // subprocess with SIGKILL 30 times at random points and checks, after each

@@ -151,3 +151,30 @@ func TestKillInCoinPulseTrainCompletesTheCredit(t *testing.T) {
 		})
 	}
 }
+
+// A controller killed just after the washer was seen running (before the
+// cycle's first metered reading reached the journal) bills the cycle: a
+// washer cannot be stopped from the controller and runs it to its end.
+func TestKillAfterWasherStartsBillsTheCycle(t *testing.T) {
+	r := newProcRig(t)
+	r.start()
+	g, gb := r.cloud.Grant("dev-pc", "w1", "", vend.UnitCycle, vend.Price{Minor: 350, Per: 1}, 1, time.Minute)
+	r.cloud.Authorize("dev-pc", "w1", gb)
+	for deadline := time.Now().Add(10 * time.Second); r.washer().CyclesStarted < 1; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the washer never started")
+		}
+	}
+	time.Sleep(450 * time.Millisecond) // seen running, not yet a second of it
+	r.kill()
+	r.start()
+	u := r.cloud.WaitUsage(g.Session, r.devPub)
+	w := r.washer()
+	t.Logf("report %d cycle(s) %d (%s); washer: %d cycles started", u.Units, u.Amount, u.Outcome, w.CyclesStarted)
+	if u.Units != 1 || u.Amount != 350 {
+		t.Errorf("report %+v, want the cycle the washer ran billed (1, 350)", u)
+	}
+	if w.CyclesStarted != 1 {
+		t.Errorf("washer ran %d cycles, want 1", w.CyclesStarted)
+	}
+}
