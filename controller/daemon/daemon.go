@@ -94,6 +94,7 @@ type Daemon struct {
 	pendingDK []byte // proposed device key seed
 	stopping  atomic.Bool
 	rebooting atomic.Bool // a reboot command waits for the machines to be idle
+	resume    []resumed   // credited sessions recovery left to complete (Run starts them)
 	wg        sync.WaitGroup
 	sessWG    sync.WaitGroup
 	cancel    context.CancelFunc
@@ -103,8 +104,10 @@ type Daemon struct {
 // Open starts a controller in the order the invariants want: outputs OFF
 // first (the board is opened, which drives and reads back every output
 // OFF), then the journal, then sessions left open by a power cut are
-// finished with their last committed reading and reported (queued in the
-// outbox), then the uplink, modem and beacon start. A board that does not
+// finished and reported (queued in the outbox): with their last committed
+// reading, or what the board's flow counter says when it answers, while
+// credited sessions it can complete are kept for Run (package doc,
+// Recovery); then the uplink, modem and beacon start. A board that does not
 // answer does not stop the controller: it runs with the board in fault,
 // sells nothing, and retries.
 func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
@@ -164,11 +167,13 @@ func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	if err := d.recover(); err != nil {
+	resume, err := d.recover()
+	if err != nil {
 		d.closeHW()
 		d.j.Close()
 		return nil, err
 	}
+	d.holdResumed(resume)
 
 	// 4. Uplink, modem, beacon.
 	tlsCfg, err := d.tlsConfig()
@@ -254,6 +259,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Error("beacon stopped", "err", err)
 		}
 	}()
+	d.startResumed()
 	d.kickDrain()
 	select {
 	case <-ctx.Done():

@@ -8,14 +8,56 @@
 //     a board that does not answer leaves the controller up, selling
 //     nothing, and is retried.
 //  2. The journal is opened, and sessions a power cut left open are
-//     finished with their last committed reading — authorized ones as
-//     not_started, credited ones (a washer's coin pulses may have been
-//     given) as interrupted and billed for the credit (a washer's cycle, a
-//     dryer's authorized time; never not_started, never disputed), running
-//     ones as interrupted — and reported: their signed usage goes to the
-//     outbox.
+//     finished — authorized ones as not_started, running ones as
+//     interrupted, credited ones as below — and reported: their signed
+//     usage goes to the outbox. A running washer or dryer (seen running:
+//     it cannot be stopped from here and runs what its credit bought) is
+//     billed for its credit, a washer's cycle or a dryer's authorized time,
+//     even when the crash came before a metered reading was committed.
 //  3. Only then do the uplink, the modem monitor, the beacon and the
-//     journal's janitor (controller/janitor) start.
+//     journal's janitor (controller/janitor) start, and credited sessions
+//     being completed (below) resume.
+//
+// # Recovery: what the board says after a crash
+//
+// A power cut resets the I/O board with the controller: its outputs drop
+// at once and its counters restart from zero. A crash, an out-of-memory
+// kill or a SIGKILL of the controller alone does not: the board keeps its
+// power, a valve keeps flowing until the board's own watchdog drops it
+// (machine.Opts.WatchdogTimeout) or the restarted controller drives it
+// OFF, and the flow counter keeps counting. When the board answers at
+// start and is not in fault, recovery therefore asks it:
+//
+//   - A running water session is billed what the flow counter counted
+//     since the session's start (journaled MeterStart, the raw counter
+//     when the valve opened), capped at the grant's cap, instead of the
+//     last journaled reading (up to a second old). The counter is read
+//     only once the valve reads OFF and it has not moved for 300 ms (at
+//     most 5 s; still moving then, its reading is taken as it is), and
+//     only when it is consistent with the journal: not below the last
+//     journaled reading modulo the counter's width (a counter that went
+//     backwards was reset by a power cut, which closed the valve at once,
+//     or belongs to another board) and not below the journaled units.
+//     Otherwise, and without a board, the last journaled reading is billed.
+//   - A credited session (a washer or dryer whose coin pulses may have
+//     been given) is completed, not ended. Every coin pulse is committed
+//     (journal.CoinPulse) before it is driven, so the journal knows pulses
+//     1 to n-1 were given and pulse n may have been (a pulse cut by the
+//     crash may also have been too long for the coin input). The
+//     remaining pulses are driven (each committed first); if the machine
+//     does not start within its start timeout and pulse n was in doubt,
+//     that one pulse is driven again, once. A machine already running
+//     with the whole train recorded is the session's cycle. The cycle is
+//     then metered and billed as any other (outcome completed); a machine
+//     that never starts ends not_started, nothing billed, as in a session
+//     the controller watched. The session holds its machine from start.
+//     Without a board, with a board in fault, for a record without a
+//     pulse count (written before it existed), or when the completion
+//     cannot begin (a machine running with part of the train not given,
+//     a board fault while pulsing), the crash policy applies: ended
+//     interrupted and billed for the credit (a washer's cycle, a dryer's
+//     authorized time; never not_started, never disputed), since the
+//     credit may be in the machine.
 //
 // # A session
 //
@@ -50,8 +92,9 @@
 // the first coin pulse is driven: the whole pulse train is given, and the
 // session waits for the machine to run (the cycle is metered and billed) or
 // for its start timeout (outcome not_started, nothing billed). A credit
-// given but never seen running is billed only after a power cut, when the
-// controller could not watch.
+// given but never seen running is billed only after a crash the
+// controller cannot complete it from (see Recovery), when it could not
+// watch.
 //
 // A Stop for a session this board has not started — authorized but not yet
 // switched on, or never seen (the grant is still in the broker) — is

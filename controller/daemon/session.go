@@ -89,43 +89,191 @@ func (m *mach) stop(outcome vend.Outcome) bool {
 	return true
 }
 
-// recover finishes sessions a power cut or crash left open, with their last
-// committed reading, and queues their reports: authorized ones as
-// not_started, credited ones (coin pulses may have been given) as
-// interrupted and billed for the credit, running ones as interrupted. The board has already been
-// driven OFF, so nothing a recovered session started is still running.
-func (d *Daemon) recover() error {
+// recover finishes sessions a power cut or crash left open, and queues
+// their reports: authorized ones as not_started, running ones as
+// interrupted (a washer or dryer seen running billed for its credit),
+// credited ones (coin pulses may have been given) as interrupted and
+// billed for the credit. The board has already been
+// driven OFF. When it answers (a controller killed while the board kept
+// its power), two cases use what it says rather than the last journaled
+// reading:
+//
+//   - a running water session is billed what the flow counter says flowed
+//     (waterFlowed), the valve having run on until the board dropped it;
+//   - a credited session whose pulse count was journaled is resumed, not
+//     ended (returned in resume; Run starts it): the rest of its coin
+//     pulses are driven so the machine gets exactly its credit, and the
+//     cycle is metered as any other.
+func (d *Daemon) recover() (resume []journal.Session, err error) {
 	live, err := d.j.Live()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, s := range live {
-		d.log.Warn("finishing a session left open", "session", s.ID, "machine", s.Machine, "state", s.State, "units", s.Units)
+		d.log.Warn("finishing a session left open", "session", s.ID, "machine", s.Machine, "state", s.State, "units", s.Units, "coin_pulses", s.CoinPulses)
 		switch s.State {
 		case journal.Authorized:
 			err = d.j.Transition(s.ID, journal.Expired, nil)
 		case journal.Credited:
-			// Credit may be in the machine: billed, never not_started.
-			units := d.creditUnits(s)
-			err = d.j.Transition(s.ID, journal.Ending, func(x *journal.Session) {
-				x.Outcome = vend.OutcomeInterrupted
-				if units > x.Units {
-					x.Units = units
-				}
-			})
+			if d.resumable(s) {
+				d.log.Warn("completing the credit of a session left open", "session", s.ID, "machine", s.Machine, "coin_pulses", s.CoinPulses)
+				resume = append(resume, s)
+				continue
+			}
+			err = d.billCredit(s)
 		case journal.Running:
+			units, meter, ok := d.waterFlowed(s)
+			if ok {
+				d.log.Warn("billing what the flow counter counted", "session", s.ID, "journaled", s.Units, "counted", units)
+			}
+			// A washer or dryer seen running runs what its credit bought
+			// (it cannot be stopped from here), whatever was journaled.
+			coin := d.coinOperated(s.Machine)
 			err = d.j.Transition(s.ID, journal.Ending, func(x *journal.Session) {
 				x.Outcome = vend.OutcomeInterrupted
+				if ok {
+					x.Units, x.MeterLast = max(x.Units, units), max(x.MeterLast, meter)
+				}
+				if coin {
+					x.Units = max(x.Units, d.creditUnits(s))
+				}
 			})
 		}
 		if err != nil {
-			return fmt.Errorf("controller: recover session %s: %w", s.ID, err)
+			return nil, fmt.Errorf("controller: recover session %s: %w", s.ID, err)
 		}
 		if _, err := d.j.EndSession(s.ID, d.signer, d.endedEvent(s.ID)...); err != nil {
-			return fmt.Errorf("controller: report session %s: %w", s.ID, err)
+			return nil, fmt.Errorf("controller: report session %s: %w", s.ID, err)
 		}
 	}
-	return nil
+	return resume, nil
+}
+
+// resumed is a credited session recovery left to complete on its machine.
+type resumed struct {
+	m   *mach
+	s   journal.Session
+	ctx context.Context
+}
+
+// holdResumed marks the machines of sessions to resume busy, so nothing
+// else starts on them before Run completes their credit.
+func (d *Daemon) holdResumed(ss []journal.Session) {
+	for _, s := range ss {
+		m := d.machines[s.Machine]
+		ctx, cancel := context.WithCancel(d.ctx)
+		m.mu.Lock()
+		m.session, m.cancel, m.stopAs = s.ID, cancel, vend.OutcomeUserStop
+		m.mu.Unlock()
+		d.resume = append(d.resume, resumed{m: m, s: s, ctx: ctx})
+	}
+}
+
+// startResumed runs the sessions holdResumed kept (once, from Run). A
+// session whose grant cannot be decoded is billed as the crash policy
+// says.
+func (d *Daemon) startResumed() {
+	rs := d.resume
+	d.resume = nil
+	for _, r := range rs {
+		g, err := r.s.DecodeGrant()
+		if err != nil {
+			d.log.Error("session left open has no readable grant; billed", "session", r.s.ID, "err", err)
+			if err := d.billCredit(r.s); err == nil {
+				d.report(r.s.ID, d.log)
+			}
+			r.m.mu.Lock()
+			r.m.session, r.m.cancel = vend.SessionID{}, nil
+			r.m.mu.Unlock()
+			continue
+		}
+		d.sessWG.Add(1)
+		go func() {
+			defer d.sessWG.Done()
+			d.run(r.ctx, r.m, g, &r.s)
+		}()
+	}
+}
+
+// coinOperated reports whether machine is a washer or dryer.
+func (d *Daemon) coinOperated(machine string) bool {
+	m := d.machines[machine]
+	return m != nil && (m.cfg.Kind == vend.KindWasher || m.cfg.Kind == vend.KindDryer)
+}
+
+// billCredit ends a credited session the controller cannot complete (no
+// board, no journaled pulse count, a resume that could not begin): the
+// credit may be in the machine, so it is billed (outcome interrupted),
+// never not_started.
+func (d *Daemon) billCredit(s journal.Session) error {
+	units := d.creditUnits(s)
+	return d.j.Transition(s.ID, journal.Ending, func(x *journal.Session) {
+		x.Outcome = vend.OutcomeInterrupted
+		if units > x.Units {
+			x.Units = units
+		}
+	})
+}
+
+// resumable reports whether credited session s can be completed: its
+// machine is a bound washer or dryer, the board answers and is not in
+// fault, and the journal knows how many coin pulses were given.
+func (d *Daemon) resumable(s journal.Session) bool {
+	m := d.machines[s.Machine]
+	b := d.board.Load()
+	if m == nil || b == nil || b.Status().Fault || s.CoinPulses < 1 {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.washer != nil
+}
+
+// Bounds of the wait for a flow counter to settle at recovery.
+const (
+	flowQuiet = 300 * time.Millisecond
+	flowBound = 5 * time.Second
+)
+
+// waterFlowed is what running water session s delivered by the board's
+// flow counter, read once the valve is OFF and the counter has stopped:
+// the units (capped at the session's cap) and the meter reading. ok is
+// false, and the journaled reading stands, when the machine is not water,
+// the board does not answer or is in fault, or the counter is not
+// consistent with the journal (it went backwards: the board lost power,
+// which resets its counters and closed the valve at once, or it is
+// another board), or it counted less than the journal already has.
+func (d *Daemon) waterFlowed(s journal.Session) (units, meter uint64, ok bool) {
+	m := d.machines[s.Machine]
+	b := d.board.Load()
+	if m == nil || b == nil || b.Status().Fault {
+		return 0, 0, false
+	}
+	m.mu.Lock()
+	w := m.water
+	m.mu.Unlock()
+	if w == nil {
+		return 0, 0, false
+	}
+	raw, stable, err := w.Settled(context.Background(), flowQuiet, flowBound)
+	if err != nil {
+		d.log.Warn("flow counter unreadable at recovery; billing the journaled reading", "session", s.ID, "err", err)
+		return 0, 0, false
+	}
+	if !stable {
+		d.log.Warn("flow counter still moving with the valve off; billing what it counted so far", "session", s.ID)
+	}
+	pulses, ok := w.Flowed(s.MeterStart, s.MeterLast, raw)
+	if !ok {
+		d.log.Warn("flow counter not consistent with the journal (reset or another board); billing the journaled reading",
+			"session", s.ID, "counter", raw, "meter_start", s.MeterStart, "meter_last", s.MeterLast)
+		return 0, 0, false
+	}
+	units = min(w.MLFor(pulses), s.CapUnits)
+	if units < s.Units {
+		return 0, 0, false
+	}
+	return units, s.MeterStart + pulses, true
 }
 
 // creditUnits is what an interrupted credit bills: the cycle a washer's
@@ -244,7 +392,7 @@ func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
 	d.sessWG.Add(1)
 	go func() {
 		defer d.sessWG.Done()
-		d.run(ctx, m, g)
+		d.run(ctx, m, g, nil)
 	}()
 	return nil
 }
@@ -252,8 +400,10 @@ func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
 // run drives one session to its end and reports it. Nothing is switched
 // on (no valve, motor or coin pulse) unless the transition that makes the
 // session billable (running, or credited for a coin pulse) is committed
-// first; a journal that cannot write is a fault (journalFailed).
-func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
+// first; a journal that cannot write is a fault (journalFailed). resume,
+// when set, is a credited session recovery left open (see recover): its
+// purchase is completed rather than begun.
+func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant, resume *journal.Session) {
 	defer func() {
 		m.mu.Lock()
 		m.session, m.cancel = vend.SessionID{}, nil
@@ -263,7 +413,7 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 	log := d.log.With("session", id, "machine", m.cfg.ID)
 	// Stopped before anything was switched on, or past the grant's start-by
 	// bound judged by the cloud's clock: not started, nothing billed.
-	if ctx.Err() != nil || !d.cloudNow().Before(g.ExpiresAt) {
+	if resume == nil && (ctx.Err() != nil || !d.cloudNow().Before(g.ExpiresAt)) {
 		d.finish(id, journal.Expired, vend.OutcomeNotStarted, 0, nil, log)
 		return
 	}
@@ -324,18 +474,45 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant) {
 		}
 		res, err = m.water.Pour(ctx, g.CapUnits, progress)
 	case vend.KindWasher, vend.KindDryer:
-		// Credit given is billable: committed before the first coin pulse.
-		if err := d.j.Transition(id, journal.Credited, nil); err != nil {
+		// Credit given is billable: committed, with the first coin pulse,
+		// before that pulse; every further pulse is committed before it is
+		// driven, so recovery knows how much of the credit was given.
+		p := machine.Purchase{Credits: 1, Seconds: m.cfg.Kind == vend.KindDryer,
+			BeforePulse: func(n int) error {
+				if err := d.j.CoinPulse(id, n); err != nil {
+					d.journalFailed(err, log)
+					return err
+				}
+				return nil
+			},
+			Progress: func(p machine.Progress) {
+				p.Units = min(p.Units, g.CapUnits)
+				progress(p)
+			}}
+		if resume != nil {
+			credited = true
+			res, err = m.washer.Resume(ctx, p, resume.CoinPulses)
+			if err != nil || (res.Reason == machine.StopFault && !started) {
+				// The credit could not be completed (board fault, a
+				// machine running with part of it not given): the
+				// crash policy, billed.
+				log.Warn("credit left open could not be completed; billed", "err", err, "result", res.Err)
+				if berr := d.billCredit(*resume); berr != nil {
+					log.Error("end session", "err", berr)
+					return
+				}
+				d.report(id, log)
+				return
+			}
+			break
+		}
+		if err := d.j.Transition(id, journal.Credited, func(s *journal.Session) { s.CoinPulses = 1 }); err != nil {
 			d.journalFailed(err, log)
 			notStarted(err)
 			return
 		}
 		credited = true
-		credits := 1
-		res, err = m.washer.Cycle(ctx, credits, m.cfg.Kind == vend.KindDryer, func(p machine.Progress) {
-			p.Units = min(p.Units, g.CapUnits)
-			progress(p)
-		})
+		res, err = m.washer.Buy(ctx, p)
 	case vend.KindVending:
 		if err := markStarted(0); err != nil {
 			notStarted(err)

@@ -36,7 +36,7 @@
 //	{"v":1,"id":"<uuid>","device":"dev-1","machine":"m1","unit":"ml","cap_units":5000,
 //	 "grant":"<base64 signed grant>","state":"running","units":420,"meter_start":1000,
 //	 "meter_last":1420,"accepted_at":"…","started_at":"…","ended_at":"…",
-//	 "outcome":"user_stop","fault_code":0,"usage_seq":7,"usage":"<base64 signed usage>",
+//	 "outcome":"user_stop","fault_code":0,"coin_pulses":0,"usage_seq":7,"usage":"<base64 signed usage>",
 //	 "usage_msg_id":"…","updated_at":"…","steps":[{"state":"authorized","at":"…"},…]}
 //
 //	{"v":1,"seq":12,"leaf":"usage","id":"<msg id>","payload":"<base64>","session":"<uuid>",
@@ -80,8 +80,21 @@
 // it goes to running when the machine is seen running, to ending with
 // outcome not_started (nothing billed) only when the machine's start
 // timeout passes with the controller watching, and after a power cut
-// recovery bills it (ending, outcome interrupted, the credit's units),
-// never as not_started.
+// recovery completes it or bills it (ending, outcome interrupted, the
+// credit's units), never as not_started.
+//
+// A credited record counts its coin pulses (coin_pulses, omitted while
+// zero): the credited transition records pulse 1 and CoinPulse records
+// each further pulse n, in its own commit, before it is driven, so the
+// count never falls below the pulses driven: pulses 1 to n-1 were given,
+// pulse n may have been. That is one commit per coin pulse (a machine
+// set to 4 coins a wash costs 3 commits more per session than one
+// counted by state alone), the price of knowing, after a crash, how much
+// of a credit the machine has. The controller drives the rest (and the
+// pulse in doubt at most once more) when the board answers at recovery,
+// and bills the credit without completing it otherwise (controller/daemon
+// documents the policy). Records written before the count existed have
+// zero, read as "unknown".
 //
 // Cancel records a session the cloud cancelled before this device started
 // it (a Stop for a session not seen yet): a seen entry of version 2 marked
@@ -148,10 +161,14 @@
 // the journal, and call Live. Live returns every session not yet reported
 // with its last committed reading (Units, MeterLast, at most one interval
 // old) and state. The controller finishes each: authorized ones expire (or
-// fail), credited ones go to ending with outcome interrupted and the
+// fail), credited ones are completed (their remaining coin pulses driven,
+// the cycle metered) or go to ending with outcome interrupted and the
 // credit's units (billed), running ones go to ending with outcome
-// interrupted, ended ones are
-// reported, each with EndSession, which signs and queues the report. The
+// interrupted (a water session with what the board's flow counter counted
+// since MeterStart when the board answers and its counter is consistent:
+// the update raises Units and MeterLast; a washer or dryer with at least
+// its credit's units), ended ones are reported, each
+// with EndSession, which signs and queues the report. The
 // outbox then drains when the link is up. TestCrashSafety kills a writing
 // subprocess with SIGKILL 30 times at random points and checks, after each
 // kill, that the file opens, every session and reading whose call returned

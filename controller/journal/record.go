@@ -132,11 +132,16 @@ type Session struct {
 	EndedAt    time.Time      `json:"ended_at"`         // session ended; zero while open
 	Outcome    vend.Outcome   `json:"outcome,omitzero"` // set on entering an ended state
 	FaultCode  uint16         `json:"fault_code,omitempty"`
-	UsageSeq   uint64         `json:"usage_seq,omitempty"`    // set by EndSession
-	Usage      []byte         `json:"usage,omitempty"`        // signed usage report, set by EndSession
-	UsageMsgID string         `json:"usage_msg_id,omitempty"` // outbox message ID of the usage report
-	UpdatedAt  time.Time      `json:"updated_at"`             // last commit of this record
-	Steps      []Step         `json:"steps"`                  // every state entered, in order
+	// CoinPulses, for a credited session, is the coin pulse committed as
+	// about to be driven (see Journal.CoinPulse): pulses 1 to CoinPulses-1
+	// were driven in full, pulse CoinPulses may or may not have been. Zero
+	// in records written before it existed (nothing known).
+	CoinPulses int       `json:"coin_pulses,omitempty"`
+	UsageSeq   uint64    `json:"usage_seq,omitempty"`    // set by EndSession
+	Usage      []byte    `json:"usage,omitempty"`        // signed usage report, set by EndSession
+	UsageMsgID string    `json:"usage_msg_id,omitempty"` // outbox message ID of the usage report
+	UpdatedAt  time.Time `json:"updated_at"`             // last commit of this record
+	Steps      []Step    `json:"steps"`                  // every state entered, in order
 }
 
 // Live reports whether the session still holds its machine (not yet reported).

@@ -146,7 +146,8 @@ func (j *Journal) Cancel(id vend.SessionID, until time.Time) (accepted bool, err
 // Transition moves session id to state to, if the transition table allows
 // it, in one commit that also stores the latest pending meter reading,
 // applies update (which may set StartedAt, MeterStart, Outcome, FaultCode,
-// EndedAt and Units upwards, and nothing else) and enqueues emit. Entering
+// EndedAt, and Units, MeterLast and CoinPulses upwards, and nothing else)
+// and enqueues emit. Entering
 // Running sets StartedAt to now if update left it zero; entering an ended
 // state sets EndedAt to now if zero and a default Outcome (expired:
 // not_started, failed: fault, refunded: vend_failed; ending needs one from
@@ -208,6 +209,39 @@ func (j *Journal) Transition(id vend.SessionID, to State, update func(*Session),
 	}
 	j.afterWrite(out, now)
 	return nil
+}
+
+// CoinPulse records, in one commit, that coin pulse n (1-based) of
+// credited session id is about to be driven, so that after a crash the
+// journal never counts fewer pulses than were driven (pulse n itself may
+// not have been). Call it before each pulse; the credited transition may
+// record the first (update sets CoinPulses). A count not above the
+// recorded one writes nothing. Errors: ErrNotFound; ErrState for a session
+// not credited; ErrInvalid for n < 1; ErrClosed; storage errors.
+func (j *Journal) CoinPulse(id vend.SessionID, n int) error {
+	if n < 1 {
+		return vend.Errorf(ErrInvalid, "session %s: coin pulse %d", id, n)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return vend.Errorf(ErrClosed, "coin pulse %s", id)
+	}
+	now := j.now().UTC()
+	return j.update(kindTransition, func(tx *bolt.Tx) error {
+		s, err := getSession(tx, id)
+		if err != nil {
+			return err
+		}
+		if s.State != Credited {
+			return vend.Errorf(ErrState, "session %s is %s, not credited", id, s.State)
+		}
+		if n <= s.CoinPulses {
+			return errNoop
+		}
+		s.CoinPulses, s.UpdatedAt = n, now
+		return putSession(tx, s)
+	})
 }
 
 // enter sets the state and its defaults and appends the step.
@@ -272,6 +306,12 @@ func applyUpdate(s *Session, update func(*Session)) error {
 	}
 	if s.Units < before.Units {
 		return vend.Errorf(ErrMeter, "session %s: units %d below %d", s.ID, s.Units, before.Units)
+	}
+	if s.MeterLast < before.MeterLast {
+		return vend.Errorf(ErrMeter, "session %s: meter reading %d below %d", s.ID, s.MeterLast, before.MeterLast)
+	}
+	if s.CoinPulses < before.CoinPulses {
+		return vend.Errorf(ErrInvalid, "session %s: coin pulses %d below %d", s.ID, s.CoinPulses, before.CoinPulses)
 	}
 	s.StartedAt, s.EndedAt = s.StartedAt.UTC(), s.EndedAt.UTC()
 	return nil

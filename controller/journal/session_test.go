@@ -212,6 +212,49 @@ func TestCreditedSession(t *testing.T) {
 	}
 }
 
+// The coin pulse count of a credited session is committed before each
+// pulse, survives a reopen, never goes down, and is refused outside the
+// credited state.
+func TestCoinPulse(t *testing.T) {
+	clk := newClock()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j := mustOpen(t, path, &journal.Opts{Now: clk.Now})
+	g, b := mustGrant(t, "w1", clk.Now())
+	if err := j.Accept(g, b); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "CoinPulse on an authorized session", j.CoinPulse(g.Session, 1), journal.ErrState.Code, vend.Conflict)
+	if err := j.Transition(g.Session, journal.Credited, func(s *journal.Session) { s.CoinPulses = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "CoinPulse 0", j.CoinPulse(g.Session, 0), journal.ErrInvalid.Code, vend.Invalid)
+	before := j.Stats()
+	if err := j.CoinPulse(g.Session, 1); err != nil {
+		t.Fatal(err)
+	}
+	if after := j.Stats(); after != before {
+		t.Errorf("CoinPulse of the recorded count wrote: %+v → %+v", before, after)
+	}
+	if err := j.CoinPulse(g.Session, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.CoinPulse(g.Session, 1); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j = mustOpen(t, path, &journal.Opts{Now: clk.Now})
+	live, err := j.Live()
+	if err != nil || len(live) != 1 || live[0].CoinPulses != 2 {
+		t.Fatalf("Live after reopen = %+v, %v; want the credited session with 2 coin pulses", live, err)
+	}
+	err = j.Transition(g.Session, journal.Running, func(s *journal.Session) { s.CoinPulses = 1 })
+	wantCode(t, "Transition lowering the coin pulses", err, journal.ErrInvalid.Code, vend.Invalid)
+	if err := j.Transition(g.Session, journal.Running, nil); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "CoinPulse on a running session", j.CoinPulse(g.Session, 3), journal.ErrState.Code, vend.Conflict)
+}
+
 // A cancellation is remembered as a seen entry that a later Accept of
 // the grant is refused by, and that SeenState tells from a replay; an
 // accepted session is not cancelled.

@@ -50,6 +50,18 @@
 // ends the run with StopRequested and nothing switched on. The controller
 // commits the step that makes the session billable before calling them.
 //
+// Washer.Buy is Cycle with a hook called before each coin pulse, so the
+// controller can journal every pulse before it is driven. After a crash of
+// the controller alone (the board kept its power), Washer.Resume completes
+// a purchase from the last pulse recorded: it drives the rest of the
+// train, and the pulse in doubt once more, at most once, if the machine
+// does not start, so the machine ends with exactly the purchase's credit.
+// Water.Settled reads the flow counter once the valve is off and the
+// counter still, and Water.Flowed adds what it counted after the last
+// journaled reading, refusing a counter that went backwards (a power cut
+// resets a board's counters), so recovery bills what flowed while the
+// valve ran on until the board's watchdog dropped it.
+//
 // # Metering
 //
 // Water is metered in pulses of the flow meter's hardware counter, extended

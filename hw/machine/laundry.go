@@ -82,6 +82,18 @@ func NewWasher(b *Board, cfg WasherConfig) (*Washer, error) {
 // latest poll.
 func (w *Washer) Running() bool { return w.b.Snapshot().Inputs[w.cfg.Running] }
 
+// Purchase is what Buy and Resume are asked for.
+type Purchase struct {
+	Credits int  // credits bought, each PulsesPerCredit coin pulses
+	Seconds bool // meter whole seconds run (a dryer) rather than cycles
+	// BeforePulse, when set, is called before coin pulse n (1-based, of the
+	// whole purchase) is driven, and must make n durable (the journal's
+	// CoinPulse); an error stops the train there with StopFault and that
+	// error, and pulse n is not driven.
+	BeforePulse func(n int) error
+	Progress    func(Progress) // called after every poll while the cycle runs
+}
+
 // Cycle buys cycles (credits × PulsesPerCredit coin pulses), waits for the
 // machine to report running, then meters the cycle in seconds until running
 // stays inactive for Debounce. Results: StopCompleted (Units = 1 cycle per
@@ -97,8 +109,14 @@ func (w *Washer) Running() bool { return w.b.Snapshot().Inputs[w.cfg.Running] }
 // cycle is metered to its end (a washer cannot be stopped from here). The
 // caller records the credit as given, durably, before calling Cycle.
 func (w *Washer) Cycle(ctx context.Context, credits int, seconds bool, progress func(Progress)) (Result, error) {
-	if credits < 1 {
-		return Result{}, vend.Errorf(ErrConfig, "washer: %d credits", credits)
+	return w.Buy(ctx, Purchase{Credits: credits, Seconds: seconds, Progress: progress})
+}
+
+// Buy is Cycle with a hook before each coin pulse (Purchase.BeforePulse),
+// so that a caller can journal how many pulses it has driven.
+func (w *Washer) Buy(ctx context.Context, p Purchase) (Result, error) {
+	if p.Credits < 1 {
+		return Result{}, vend.Errorf(ErrConfig, "washer: %d credits", p.Credits)
 	}
 	s := w.b.Snapshot()
 	if !s.OK || s.Fault {
@@ -114,16 +132,88 @@ func (w *Washer) Cycle(ctx context.Context, credits int, seconds bool, progress 
 	}
 	// From the first pulse on, the purchase runs to its end whatever ctx says.
 	bg := context.WithoutCancel(ctx)
-	for i := 0; i < credits*w.cfg.PulsesPerCredit; i++ {
-		if err := w.b.Pulse(bg, w.cfg.Coin, w.cfg.PulseWidth, w.cfg.PulseGap); err != nil {
-			r.Reason, r.Err, r.Ended = StopFault, err, w.b.opts.Now()
-			return r, nil
+	if err := w.pulses(bg, p, 1, p.Credits*w.cfg.PulsesPerCredit); err != nil {
+		r.Reason, r.Err, r.Ended = StopFault, err, w.b.opts.Now()
+		return r, nil
+	}
+	return w.await(bg, r, p, w.cfg.StartTimeout, time.Time{})
+}
+
+// Resume completes a purchase that a crash interrupted after the caller
+// had recorded coin pulse committed as about to be driven (pulses 1 to
+// committed-1 were driven, pulse committed may or may not have reached
+// the machine, or may have been cut to an invalid width). The machine
+// must end with exactly the purchase's credit, so:
+//
+//   - a machine already running when the whole train was recorded is the
+//     purchase's cycle: it is metered;
+//   - otherwise the rest of the train (committed+1 onwards) is driven
+//     and the machine has StartTimeout to run; if it does not and the
+//     last recorded pulse was in doubt, that one pulse is driven again
+//     (recorded first, as pulse total+1), once in the purchase's life,
+//     and the machine has StartTimeout again.
+//
+// The cycle is then metered as by Buy; StopNoStart when it never ran.
+// ctx is not honoured (the purchase began before the crash). Errors (for a
+// resume that cannot begin, so the caller keeps its crash policy):
+// ErrConfig for committed < 1 or a machine already running with part of
+// the train not driven; ErrBoardFault without a good poll.
+func (w *Washer) Resume(ctx context.Context, p Purchase, committed int) (Result, error) {
+	total := p.Credits * w.cfg.PulsesPerCredit
+	if p.Credits < 1 || committed < 1 {
+		return Result{}, vend.Errorf(ErrConfig, "washer: resume %d credits from pulse %d", p.Credits, committed)
+	}
+	s := w.b.Snapshot()
+	if !s.OK || s.Fault {
+		return Result{}, vend.Errorf(ErrBoardFault, "no good poll to resume from")
+	}
+	bg := context.WithoutCancel(ctx)
+	r := Result{Started: w.b.opts.Now()}
+	if s.Inputs[w.cfg.Running] {
+		if committed < total {
+			return Result{}, vend.Errorf(ErrConfig, "washer: machine running with pulses %d-%d of its credit not driven", committed+1, total)
+		}
+		return w.await(bg, r, p, 0, s.At)
+	}
+	if err := w.pulses(bg, p, committed+1, total); err != nil {
+		r.Reason, r.Err, r.Ended = StopFault, err, w.b.opts.Now()
+		return r, nil
+	}
+	r, err := w.await(bg, r, p, w.cfg.StartTimeout, time.Time{})
+	if err != nil || r.Reason != StopNoStart || committed > total {
+		return r, err
+	}
+	// The pulse in doubt did not count: give it again, once.
+	if err := w.pulses(bg, p, total+1, total+1); err != nil {
+		r.Reason, r.Err, r.Ended = StopFault, err, w.b.opts.Now()
+		return r, nil
+	}
+	return w.await(bg, Result{Started: w.b.opts.Now()}, p, w.cfg.StartTimeout, time.Time{})
+}
+
+// pulses drives coin pulses from to to (1-based, inclusive), each recorded
+// by BeforePulse first.
+func (w *Washer) pulses(ctx context.Context, p Purchase, from, to int) error {
+	for n := from; n <= to; n++ {
+		if p.BeforePulse != nil {
+			if err := p.BeforePulse(n); err != nil {
+				return err
+			}
+		}
+		if err := w.b.Pulse(ctx, w.cfg.Coin, w.cfg.PulseWidth, w.cfg.PulseGap); err != nil {
+			return err
 		}
 	}
-	// Wait for the machine to start, or for the start timeout.
+	return nil
+}
+
+// await waits up to startTimeout for the machine to report running
+// (unless runningSince says it already does), then meters the cycle to
+// its end.
+func (w *Washer) await(bg context.Context, r Result, p Purchase, startTimeout time.Duration, runningSince time.Time) (Result, error) {
+	credits, seconds, progress := p.Credits, p.Seconds, p.Progress
 	seq := w.b.Snapshot().Seq
-	startBy := w.b.opts.Now().Add(w.cfg.StartTimeout)
-	var runningSince time.Time
+	startBy := w.b.opts.Now().Add(startTimeout)
 	for runningSince.IsZero() {
 		s, err := w.b.Next(bg, seq)
 		if err != nil {

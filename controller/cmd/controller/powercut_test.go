@@ -95,6 +95,9 @@ type procRig struct {
 	exited  chan struct{}
 	logf    *os.File
 	args    []string // extra command-line arguments
+	// resumes: the restarted controller completes a washer's credit left
+	// open, so the coin output may already pulse when it comes online.
+	resumes bool
 }
 
 func newProcRig(t testing.TB) *procRig {
@@ -176,7 +179,7 @@ func (r *procRig) start() {
 		return false
 	})
 	for name, on := range r.status().Coils {
-		if on {
+		if on && !(r.resumes && name == "out4") {
 			t.Fatalf("output %s ON when the restarted controller came online", name)
 		}
 	}
