@@ -226,7 +226,7 @@ func NewBoard(p *profile.Profile, cfg *SimConfig, o *Opts) (*Board, error) {
 			m = &washer{cfg: mc, coinOut: out.Coil, run: b.inByName[mc.Running], log: b.log, dlog: &b.dlog}
 			b.coilUser[out.Coil] = m
 		case KindVending:
-			v := &vending{cfg: mc, drop: b.inByName[mc.Drop], log: b.log, dlog: &b.dlog}
+			v := &vending{cfg: mc, drop: b.inByName[mc.Drop], counter: byName[mc.DropCounter], log: b.log, dlog: &b.dlog}
 			for _, sc := range mc.Slots {
 				out, _ := p.Output(sc.Motor)
 				v.slots = append(v.slots, &slot{name: sc.Name, motor: sc.Motor, addr: out.Coil, jammed: sc.Jammed})

@@ -85,7 +85,10 @@ type MachineConfig struct {
 	Drop      string        `yaml:"drop,omitempty"`       // shared drop-sensor input
 	DropAfter time.Duration `yaml:"drop_after,omitempty"` // continuous motor ON time that vends one item (default 800ms)
 	DropPulse time.Duration `yaml:"drop_pulse,omitempty"` // how long the drop sensor stays active per item (default 300ms)
-	Slots     []SlotConfig  `yaml:"slots,omitempty"`
+	// DropCounter, when set, is a counter of the board that counts the
+	// drop sensor's pulses in hardware: one per item dropped.
+	DropCounter string       `yaml:"drop_counter,omitempty"`
+	Slots       []SlotConfig `yaml:"slots,omitempty"`
 }
 
 // SlotConfig is one vending slot: a motor output, and whether it starts
@@ -227,7 +230,7 @@ func (c *SimConfig) validate(p *profile.Profile) ([]MachineConfig, error) {
 		}
 		water := map[string]bool{"valve": m.Valve != "", "flow": m.Flow != "", "flow_lpm": m.FlowLPM != 0, "k_factor": m.KFactor != 0}
 		washer := map[string]bool{"coin": m.Coin != "", "running": m.Running != "", "credit": m.Credit != 0, "cycle": m.Cycle != 0, "pulse_min": m.PulseMin != 0, "pulse_max": m.PulseMax != 0}
-		vending := map[string]bool{"drop": m.Drop != "", "drop_after": m.DropAfter != 0, "drop_pulse": m.DropPulse != 0, "slots": len(m.Slots) > 0}
+		vending := map[string]bool{"drop": m.Drop != "", "drop_after": m.DropAfter != 0, "drop_pulse": m.DropPulse != 0, "drop_counter": m.DropCounter != "", "slots": len(m.Slots) > 0}
 		switch m.Kind {
 		case KindWater:
 			if err := only(m.Kind, washer); err != nil {
@@ -301,6 +304,15 @@ func (c *SimConfig) validate(p *profile.Profile) ([]MachineConfig, error) {
 			}
 			if err := useIn(f+".drop", m.Drop); err != nil {
 				return nil, err
+			}
+			if m.DropCounter != "" {
+				if _, ok := p.Counter(m.DropCounter); !ok {
+					return nil, cfgErr(f+".drop_counter", "no counter %q on %s", m.DropCounter, p.Name)
+				}
+				if prev, ok := usedIn["counter/"+m.DropCounter]; ok {
+					return nil, cfgErr(f+".drop_counter", "counter %q is already used by %s", m.DropCounter, prev)
+				}
+				usedIn["counter/"+m.DropCounter] = f
 			}
 			if len(m.Slots) == 0 {
 				return nil, cfgErr(f+".slots", "a vending machine needs at least one slot")

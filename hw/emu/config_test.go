@@ -45,6 +45,9 @@ func TestSimConfigErrors(t *testing.T) {
 		{"generic-relay-4", "machines: [{name: a, kind: washer, coin: relay1, running: in1, pulse_min: 300ms}]", "pulse_min <= pulse_max"},
 		{"generic-relay-4", "machines: [{name: a, kind: washer, coin: relay1, running: in1}, {name: a, kind: washer, coin: relay2, running: in2}]", `machines[1].name: "a" is used twice`},
 		{"pulse-io-4", "machines: [{name: a, kind: water, valve: out1, flow: count1, k_factor: -1}]", "machines[0].k_factor"},
+		{"generic-relay-4", "machines: [{name: a, kind: vending, drop: in4, drop_counter: count1, slots: [{name: A1, motor: relay1}]}]", `machines[0].drop_counter: no counter "count1"`},
+		{"pulse-io-4", "machines: [{name: a, kind: water, valve: out1, flow: count1}, {name: b, kind: vending, drop: in1, drop_counter: count1, slots: [{name: A1, motor: out2}]}]", `machines[1].drop_counter: counter "count1" is already used by machines[0]`},
+		{"pulse-io-4", "machines: [{name: a, kind: water, valve: out1, flow: count1, drop_counter: count2}]", "machines[0].drop_counter: not used by a water machine"},
 	}
 	for _, tt := range tests {
 		_, err := emu.NewBoard(mustProfile(t, tt.profile), mustSim(t, tt.yaml), nil)

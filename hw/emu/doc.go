@@ -71,7 +71,10 @@
 //     motor that stays ON for drop_after drops one item (and another every
 //     further drop_after), making the drop sensor active for drop_pulse
 //     (300ms by default, long enough for a 50-100ms poll). A jammed slot's
-//     motor turns and nothing drops.
+//     motor turns and nothing drops. With drop_counter (a counter of the
+//     profile, e.g. count1 of pulse-io-4) the board also counts each item
+//     dropped on that counter, as a DI board counting its drop input's
+//     pulses in hardware does.
 //
 // Any number of machines share one board, e.g. four washers on
 // generic-relay-8 or ten slots on generic-relay-16 (testdata/*.yaml).
@@ -89,6 +92,7 @@
 //	  - name: snacks
 //	    kind: vending
 //	    drop: in4
+//	    drop_counter: count4     # optional: one pulse per item dropped
 //	    drop_after: 800ms
 //	    drop_pulse: 300ms
 //	    slots: [{name: A1, motor: out3}, {name: A2, motor: out4, jammed: true}]

@@ -224,11 +224,14 @@ type slot struct {
 }
 
 type vending struct {
-	cfg   MachineConfig
-	drop  *inputState
-	slots []*slot
-	log   *slog.Logger
-	dlog  *deliveryLog
+	cfg  MachineConfig
+	drop *inputState
+	// counter, when the config names a drop_counter, counts one pulse
+	// per item dropped (a board counting its drop input in hardware).
+	counter *counterState
+	slots   []*slot
+	log     *slog.Logger
+	dlog    *deliveryLog
 
 	hasDrop  bool
 	lastDrop time.Time
@@ -250,6 +253,9 @@ func (v *vending) advance(to time.Time) {
 				v.lastDrop = s.next
 			}
 			v.hasDrop = true
+			if v.counter != nil {
+				v.counter.raw++
+			}
 			v.log.Info("emu: item dropped", "machine", v.cfg.Name, "slot", s.name, "items", s.items)
 			s.next = s.next.Add(v.cfg.DropAfter)
 		}

@@ -145,6 +145,39 @@ machines:
 	})
 }
 
+// A vending machine that names a drop_counter counts one pulse on it per
+// item dropped, so a controller that missed the drop input (it was not
+// polling) can still tell how many items fell; a jammed slot counts none.
+func TestVendingDropCounter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, mustProfile(t, "pulse-io-4"), mustSim(t, `
+machines:
+  - name: snacks
+    kind: vending
+    drop: in1
+    drop_counter: count1
+    drop_after: 800ms
+    slots:
+      - {name: A1, motor: out1}
+      - {name: A2, motor: out2, jammed: true}
+`), nil)
+		r.writeCoil(0, true)
+		time.Sleep(2500 * time.Millisecond) // three drops: at 0.8, 1.6 and 2.4 s
+		r.writeCoil(0, false)
+		r.writeCoil(1, true)
+		time.Sleep(2 * time.Second)
+		r.writeCoil(1, false)
+		time.Sleep(time.Second)
+		if got := r.readInputRegs(0, 2); got[0] != 0 || got[1] != 3 {
+			t.Fatalf("count1 registers = %v, want [0 3]", got)
+		}
+		s := r.board.Status()
+		if v := machine(t, s, "snacks").Vending; v.Items != 3 || s.Counters["count1"] != 3 {
+			t.Fatalf("vending status %+v, counter %d; want 3 items counted", *v, s.Counters["count1"])
+		}
+	})
+}
+
 func TestWatchdogLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, mustProfile(t, "pulse-io-4"), mustSim(t, `
