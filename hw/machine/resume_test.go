@@ -2,6 +2,7 @@ package machine_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -132,5 +133,67 @@ func TestWaterSettledAndFlowed(t *testing.T) {
 	// Past a 32-bit wrap the counter's advance still counts.
 	if p, ok := w.Flowed(0xFFFF_FF00, 0xFFFF_FFF0, 0x10); !ok || p != 0x110 {
 		t.Errorf("Flowed across the wrap = %d, %v; want %d", p, ok, 0x110)
+	}
+}
+
+const vendingCounterSim = `profile: pulse-io-4
+machines:
+  - name: snacks
+    kind: vending
+    drop: in1
+    drop_counter: count1
+    drop_after: 300ms
+    slots: [{name: A1, motor: out1}, {name: A2, motor: out2}]
+`
+
+// A motor left turning (a crashed controller) drops items the drop
+// counter counts: Settled waits for every motor to read OFF and the
+// counter to be still, and Dropped returns what fell since the journaled
+// start; a counter gone backwards is refused.
+func TestVendingSettledAndDropped(t *testing.T) {
+	r := newRig(t, vendingCounterSim, -1)
+	b := r.open(t, fastOpts())
+	v, err := machine.NewVending(b, machine.VendingConfig{Motors: map[string]string{"A1": "out1", "A2": "out2"}, Drop: "in1", DropCounter: "count1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := machine.NewVending(b, machine.VendingConfig{Motors: map[string]string{"A1": "out1"}, Drop: "in1", DropCounter: "count9"}); !errors.Is(err, machine.ErrConfig) {
+		t.Errorf("NewVending with drop counter count9: %v, want ErrConfig", err)
+	}
+	name, raw0, ok := v.DropCounter(b.Snapshot())
+	if !ok || name != "count1" {
+		t.Fatalf("DropCounter = %q, %d, %v", name, raw0, ok)
+	}
+	start := uint64(raw0)
+	if err := b.Set(context.Background(), "out2", true, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two items dropped", func() bool { return r.status(t).Machines[0].Vending.Items >= 2 })
+	if _, _, err := v.Settled(context.Background(), 200*time.Millisecond, 500*time.Millisecond); err == nil {
+		t.Error("Settled with a motor on: no error")
+	}
+	if err := b.Set(context.Background(), "out2", false, 0); err != nil {
+		t.Fatal(err)
+	}
+	raw, stable, err := v.Settled(context.Background(), 200*time.Millisecond, 3*time.Second)
+	if err != nil || !stable {
+		t.Fatalf("Settled = %d, %v, %v", raw, stable, err)
+	}
+	truth := uint64(r.status(t).Machines[0].Vending.Items)
+	if items, ok := v.Dropped(start, start, raw); !ok || items != truth {
+		t.Errorf("Dropped(%d, %d, %d) = %d, %v; the emulator dropped %d", start, start, raw, items, ok, truth)
+	}
+	if _, ok := v.Dropped(start+100, start+100, raw); ok {
+		t.Error("a counter below the journaled start was accepted")
+	}
+	plain, err := machine.NewVending(b, machine.VendingConfig{Motors: map[string]string{"A1": "out1"}, Drop: "in1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := plain.DropCounter(b.Snapshot()); ok {
+		t.Error("DropCounter of a machine without one: ok")
+	}
+	if _, _, err := plain.Settled(context.Background(), time.Millisecond, time.Millisecond); !errors.Is(err, machine.ErrConfig) {
+		t.Errorf("Settled without a drop counter: %v, want ErrConfig", err)
 	}
 }

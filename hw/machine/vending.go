@@ -2,9 +2,11 @@ package machine
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"beaconvend/app-protocol/vend"
+	"beaconvend/hw/profile"
 )
 
 // VendingConfig wires a vending machine: one motor output per slot and a
@@ -12,6 +14,11 @@ import (
 type VendingConfig struct {
 	Motors map[string]string // slot ID → output
 	Drop   string            // input that goes active when an item falls
+	// DropCounter, optional, is a counter of the board that counts the
+	// drop input's pulses in hardware, one per item. It keeps counting
+	// while no controller polls (a crashed one), so recovery can tell
+	// what fell (see Settled and Dropped).
+	DropCounter string
 	// DropTimeout is how long a motor runs without a drop before the vend
 	// counts as failed (a jam or an empty spiral). Default 5 s.
 	DropTimeout time.Duration
@@ -24,6 +31,7 @@ type VendingConfig struct {
 type Vending struct {
 	b   *Board
 	cfg VendingConfig
+	ctr profile.Counter // the drop counter, when cfg names one
 }
 
 // NewVending checks cfg against the board's profile.
@@ -42,13 +50,63 @@ func NewVending(b *Board, cfg VendingConfig) (*Vending, error) {
 	if _, ok := b.prof.Input(cfg.Drop); !ok {
 		return nil, vend.Errorf(ErrConfig, "vending drop: no input %q in profile %s", cfg.Drop, b.prof.Name)
 	}
+	var ctr profile.Counter
+	if cfg.DropCounter != "" {
+		c, ok := b.prof.Counter(cfg.DropCounter)
+		if !ok {
+			return nil, vend.Errorf(ErrConfig, "vending drop_counter: no counter %q in profile %s", cfg.DropCounter, b.prof.Name)
+		}
+		ctr = c
+	}
 	if cfg.DropTimeout <= 0 {
 		cfg.DropTimeout = 5 * time.Second
 	}
 	if cfg.SettleTimeout <= 0 {
 		cfg.SettleTimeout = 2 * time.Second
 	}
-	return &Vending{b: b, cfg: cfg}, nil
+	return &Vending{b: b, cfg: cfg, ctr: ctr}, nil
+}
+
+// DropCounter returns the drop counter's name and its raw reading in s;
+// ok is false when the machine has no drop counter or s is not a good
+// poll. A vend journals this reading as its start.
+func (v *Vending) DropCounter(s Snapshot) (name string, raw uint32, ok bool) {
+	if v.cfg.DropCounter == "" || !s.OK || s.Fault {
+		return v.cfg.DropCounter, 0, false
+	}
+	return v.cfg.DropCounter, s.Counters[v.cfg.DropCounter], true
+}
+
+// Settled waits until every motor output reads OFF and the drop counter
+// has not moved for quiet (at least two polls), and returns the counter's
+// raw reading then. It gives up after bound with stable false and the
+// latest reading. Recovery reads what a motor a crashed controller left
+// turning dropped, once the board has dropped the motor. Errors: ErrConfig
+// without a drop counter; ErrBoardFault when the board is in fault, gives
+// no good poll within bound, or a motor still reads ON at the bound; ctx's
+// error.
+func (v *Vending) Settled(ctx context.Context, quiet, bound time.Duration) (raw uint32, stable bool, err error) {
+	if v.cfg.DropCounter == "" {
+		return 0, false, vend.Errorf(ErrConfig, "vending: no drop counter")
+	}
+	outs := make([]string, 0, len(v.cfg.Motors))
+	for _, o := range v.cfg.Motors {
+		outs = append(outs, o)
+	}
+	slices.Sort(outs)
+	return settled(ctx, v.b, outs, v.cfg.DropCounter, quiet, bound)
+}
+
+// Dropped returns the items the drop counter counted from meterStart to
+// its raw reading raw, given meterLast, a later journaled reading of the
+// same vend (meterStart when none was). ok is false when raw is not
+// consistent with them: the counter went backwards (the board lost power,
+// which resets its counters, or was replaced).
+func (v *Vending) Dropped(meterStart, meterLast uint64, raw uint32) (items uint64, ok bool) {
+	if v.cfg.DropCounter == "" {
+		return 0, false
+	}
+	return counted(v.ctr, meterStart, meterLast, raw)
 }
 
 // Vend runs a slot's motor until the drop sensor sees an item

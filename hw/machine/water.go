@@ -229,44 +229,7 @@ func (m *meter) observe(v uint32) {
 // when the board is in fault or gives no good poll within bound, or when
 // the valve still reads ON at the bound; ctx's error.
 func (w *Water) Settled(ctx context.Context, quiet, bound time.Duration) (raw uint32, stable bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
-	s := w.b.Snapshot()
-	var since time.Time
-	polls, have, valveOn := 0, false, false
-	for {
-		if s.Fault {
-			return 0, false, vend.Errorf(ErrBoardFault, "%v", s.Err)
-		}
-		if s.OK {
-			valveOn = s.Outputs[w.cfg.Valve]
-		}
-		if s.OK && !valveOn {
-			v := s.Counters[w.cfg.Flow]
-			if !have || v != raw {
-				raw, have, since, polls = v, true, s.At, 0
-			} else {
-				polls++
-			}
-			if polls >= 2 && s.At.Sub(since) >= quiet {
-				return raw, true, nil
-			}
-		}
-		next, err := w.b.Next(ctx, s.Seq)
-		if err != nil {
-			switch {
-			case !errors.Is(err, context.DeadlineExceeded):
-			case valveOn:
-				return 0, false, vend.Errorf(ErrBoardFault, "valve %s still reads ON after %s", w.cfg.Valve, bound)
-			case have:
-				return raw, false, nil
-			default:
-				return 0, false, vend.Errorf(ErrBoardFault, "no good poll in %s", bound)
-			}
-			return 0, false, err
-		}
-		s = next
-	}
+	return settled(ctx, w.b, []string{w.cfg.Valve}, w.cfg.Flow, quiet, bound)
 }
 
 // Flowed returns the pulses counted from meterStart to the raw counter
@@ -277,17 +240,5 @@ func (w *Water) Settled(ctx context.Context, quiet, bound time.Duration) (raw ui
 // board lost power, which resets its counters, or was replaced), or
 // meterLast is below meterStart.
 func (w *Water) Flowed(meterStart, meterLast uint64, raw uint32) (pulses uint64, ok bool) {
-	if meterLast < meterStart {
-		return 0, false
-	}
-	var d int64
-	if w.ctr.Width == 16 {
-		d = int64(int16(uint16(raw) - uint16(meterLast)))
-	} else {
-		d = int64(int32(raw - uint32(meterLast)))
-	}
-	if d < 0 {
-		return 0, false
-	}
-	return meterLast - meterStart + uint64(d), true
+	return counted(w.ctr, meterStart, meterLast, raw)
 }
