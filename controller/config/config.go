@@ -137,6 +137,12 @@ type Washer struct {
 type Vending struct {
 	Drop        string   `yaml:"drop"`
 	DropTimeout Duration `yaml:"drop_timeout"`
+	// DropCounter, optional, is a counter of the board that counts the
+	// drop input's pulses in hardware (one per item; wire the drop sensor
+	// to that counter's input). With it, a vend journals the counter at
+	// its start, and recovery after a crash bills the items the counter
+	// counted while the motor was left turning.
+	DropCounter string `yaml:"drop_counter"`
 }
 
 // Slot is one vending slot.
@@ -381,6 +387,11 @@ func (m *Machine) validate(f string, p *profile.Profile) error {
 		}
 		if err := in(f+".vending.drop", m.Vending.Drop); err != nil {
 			return err
+		}
+		if c := m.Vending.DropCounter; c != "" {
+			if _, ok := p.Counter(c); !ok {
+				return bad(f+".vending.drop_counter", "no counter %q on board %s", c, p.Name)
+			}
 		}
 		if len(m.Slots) == 0 {
 			return bad(f+".slots", "a vending machine needs slots")

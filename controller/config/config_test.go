@@ -141,3 +141,28 @@ func TestParseKFactor(t *testing.T) {
 		}
 	}
 }
+
+// A vending machine may name the counter its drop input is counted on;
+// a counter the board does not have is refused, naming the field.
+func TestVendingDropCounter(t *testing.T) {
+	text, dir := fixture(t)
+	const water = "    water: {valve: out1, flow: count1, k_factor: \"450.5\", no_flow: 5s}\n"
+	vm := func(counter string) string {
+		return water + "  - id: vm\n    kind: vending\n    currency: EUR\n    vending: {drop: in2, drop_counter: " + counter + "}\n" +
+			"    slots: [{id: A1, output: out2, price: {minor: 150, per: 1}}]\n"
+	}
+	if !strings.Contains(text, water) {
+		t.Fatalf("fixture lacks %q", water)
+	}
+	c, err := config.Parse(strings.NewReader(strings.Replace(text, water, vm("count2"), 1)), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Machines[1].Vending.DropCounter; got != "count2" {
+		t.Errorf("drop_counter = %q, want count2", got)
+	}
+	_, err = config.Parse(strings.NewReader(strings.Replace(text, water, vm("count9"), 1)), dir)
+	if err == nil || !strings.Contains(err.Error(), "machines[1].vending.drop_counter") {
+		t.Errorf("drop_counter count9: error %v, want one naming machines[1].vending.drop_counter", err)
+	}
+}
