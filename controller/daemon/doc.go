@@ -39,6 +39,19 @@
 //     backwards was reset by a power cut, which closed the valve at once,
 //     or belongs to another board) and not below the journaled units.
 //     Otherwise, and without a board, the last journaled reading is billed.
+//   - A running vending session whose machine has a drop counter
+//     (config vending.drop_counter: a board counter that counts the drop
+//     input's pulses in hardware, one per item) is billed the items the
+//     counter counted since the vend's start (journaled MeterStart, with
+//     MeterCounter naming the counter), capped at the grant's cap: a motor
+//     left turning by the crash drops items until the board drops it, and
+//     the drop input alone cannot tell the restarted controller what fell.
+//     The counter is read once every motor output reads OFF and it has not
+//     moved for 300 ms (at most 5 s), and only when it is consistent with
+//     the journal (not gone backwards, the same counter as journaled).
+//     Otherwise, without a drop counter, and without a board, the
+//     journaled units are billed (0 for a vend that had not yet seen its
+//     drop).
 //   - A credited session (a washer or dryer whose coin pulses may have
 //     been given) is completed, not ended. Every coin pulse is committed
 //     (journal.CoinPulse) before it is driven, so the journal knows pulses

@@ -57,7 +57,8 @@ func (m *mach) bind(b *machine.Board) error {
 		for _, s := range m.cfg.Slots {
 			motors[s.ID] = s.Output
 		}
-		m.vending, err = machine.NewVending(b, machine.VendingConfig{Motors: motors, Drop: m.cfg.Vending.Drop, DropTimeout: m.cfg.Vending.DropTimeout.D()})
+		m.vending, err = machine.NewVending(b, machine.VendingConfig{Motors: motors, Drop: m.cfg.Vending.Drop,
+			DropCounter: m.cfg.Vending.DropCounter, DropTimeout: m.cfg.Vending.DropTimeout.D()})
 	}
 	if err != nil {
 		return fmt.Errorf("controller: machine %s: %w", m.cfg.ID, err)
@@ -125,6 +126,8 @@ func (d *Daemon) recover() (resume []journal.Session, err error) {
 			units, meter, ok := d.waterFlowed(s)
 			if ok {
 				d.log.Warn("billing what the flow counter counted", "session", s.ID, "journaled", s.Units, "counted", units)
+			} else if units, meter, ok = d.vendDropped(s); ok {
+				d.log.Warn("billing what the drop counter counted", "session", s.ID, "journaled", s.Units, "counted", units)
 			}
 			// A washer or dryer seen running runs what its credit bought
 			// (it cannot be stopped from here), whatever was journaled.
@@ -276,6 +279,52 @@ func (d *Daemon) waterFlowed(s journal.Session) (units, meter uint64, ok bool) {
 	return units, s.MeterStart + pulses, true
 }
 
+// vendDropped is what running vending session s dropped by the board's
+// drop counter, read once every motor is OFF and the counter has stopped:
+// the items (capped at the session's cap) and the meter reading. ok is
+// false, and the journaled units stand, when the machine is not vending or
+// has no drop counter, the session's start was not journaled against that
+// counter, the board does not answer or is in fault, or the counter is not
+// consistent with the journal (it went backwards: the board lost power,
+// which resets its counters and stops its motors at once, or it is
+// another board).
+func (d *Daemon) vendDropped(s journal.Session) (units, meter uint64, ok bool) {
+	m := d.machines[s.Machine]
+	b := d.board.Load()
+	if m == nil || b == nil || b.Status().Fault || s.MeterCounter == "" {
+		return 0, 0, false
+	}
+	m.mu.Lock()
+	v := m.vending
+	m.mu.Unlock()
+	if v == nil {
+		return 0, 0, false
+	}
+	if c := v.DropCounter(); c != s.MeterCounter {
+		d.log.Warn("drop counter changed since the vend started; billing the journaled units", "session", s.ID, "journaled", s.MeterCounter, "configured", c)
+		return 0, 0, false
+	}
+	raw, stable, err := v.Settled(context.Background(), flowQuiet, flowBound)
+	if err != nil {
+		d.log.Warn("drop counter unreadable at recovery; billing the journaled units", "session", s.ID, "err", err)
+		return 0, 0, false
+	}
+	if !stable {
+		d.log.Warn("drop counter still moving with the motors off; billing what it counted so far", "session", s.ID)
+	}
+	items, ok := v.Dropped(s.MeterStart, s.MeterLast, raw)
+	if !ok {
+		d.log.Warn("drop counter not consistent with the journal (reset or another board); billing the journaled units",
+			"session", s.ID, "counter", raw, "meter_start", s.MeterStart, "meter_last", s.MeterLast)
+		return 0, 0, false
+	}
+	units = min(items, s.CapUnits)
+	if units < s.Units {
+		return 0, 0, false
+	}
+	return units, s.MeterStart + items, true
+}
+
 // creditUnits is what an interrupted credit bills: the cycle a washer's
 // credit buys, or a dryer's whole authorized time (the machine's timer
 // runs what the credit bought; the cap is what the payer agreed to pay).
@@ -418,6 +467,7 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant, resume *journ
 		return
 	}
 	started, credited := false, false
+	meterCounter := "" // the counter markStarted's reading is of, when journaled (vending)
 	markStarted := func(meter uint64) error {
 		if started {
 			return nil
@@ -427,7 +477,9 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant, resume *journ
 		if err != nil {
 			return err
 		}
-		if err := d.j.Transition(id, journal.Running, func(s *journal.Session) { s.MeterStart, s.MeterLast = meter, meter }, out); err != nil {
+		if err := d.j.Transition(id, journal.Running, func(s *journal.Session) {
+			s.MeterStart, s.MeterLast, s.MeterCounter = meter, meter, meterCounter
+		}, out); err != nil {
 			d.journalFailed(err, log)
 			return err
 		}
@@ -514,11 +566,27 @@ func (d *Daemon) run(ctx context.Context, m *mach, g signed.Grant, resume *journ
 		credited = true
 		res, err = m.washer.Buy(ctx, p)
 	case vend.KindVending:
-		if err := markStarted(0); err != nil {
+		// With a drop counter the running commit records its reading, so
+		// that recovery can bill what a motor a crash left turning dropped.
+		var meter uint64
+		if c := m.vending.DropCounter(); c != "" {
+			raw, ok := m.vending.DropCount(d.board.Load().Snapshot())
+			if !ok {
+				notStarted(vend.Errorf(machine.ErrBoardFault, "no good poll of drop counter %s", c))
+				return
+			}
+			meter, meterCounter = uint64(raw), c
+		}
+		if err := markStarted(meter); err != nil {
 			notStarted(err)
 			return
 		}
 		res, err = m.vending.Vend(ctx, g.Slot, func(p machine.Progress) {})
+		if meterCounter != "" {
+			// The journal keeps the counter's reading at the start (the
+			// vend's own reading is its item count, not the counter's).
+			res.MeterEnd = 0
+		}
 	}
 	if err != nil {
 		// Could not start at all (board fault, stuck sensor): nothing delivered.

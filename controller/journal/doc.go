@@ -35,7 +35,7 @@
 //
 //	{"v":1,"id":"<uuid>","device":"dev-1","machine":"m1","unit":"ml","cap_units":5000,
 //	 "grant":"<base64 signed grant>","state":"running","units":420,"meter_start":1000,
-//	 "meter_last":1420,"accepted_at":"…","started_at":"…","ended_at":"…",
+//	 "meter_last":1420,"meter_counter":"","accepted_at":"…","started_at":"…","ended_at":"…",
 //	 "outcome":"user_stop","fault_code":0,"coin_pulses":0,"usage_seq":7,"usage":"<base64 signed usage>",
 //	 "usage_msg_id":"…","updated_at":"…","steps":[{"state":"authorized","at":"…"},…]}
 //
@@ -165,9 +165,10 @@
 // the cycle metered) or go to ending with outcome interrupted and the
 // credit's units (billed), running ones go to ending with outcome
 // interrupted (a water session with what the board's flow counter counted
-// since MeterStart when the board answers and its counter is consistent:
-// the update raises Units and MeterLast; a washer or dryer with at least
-// its credit's units), ended ones are reported, each
+// since MeterStart when the board answers and its counter is consistent,
+// a vending session likewise with what its drop counter counted when
+// MeterCounter names it: the update raises Units and MeterLast; a washer
+// or dryer with at least its credit's units), ended ones are reported, each
 // with EndSession, which signs and queues the report. The
 // outbox then drains when the link is up. TestCrashSafety kills a writing
 // subprocess with SIGKILL 30 times at random points and checks, after each

@@ -117,21 +117,27 @@ type Step struct {
 // Session is the durable record of one session. Times are UTC.
 type Session struct {
 	ID         vend.SessionID `json:"id"`
-	Device     string         `json:"device"`           // from the grant
-	Machine    string         `json:"machine"`          // from the grant
-	Slot       string         `json:"slot,omitempty"`   // from the grant
-	Unit       vend.Unit      `json:"unit"`             // from the grant
-	CapUnits   uint64         `json:"cap_units"`        // from the grant
-	Grant      []byte         `json:"grant"`            // the verified signed grant (body ‖ signature)
-	State      State          `json:"state"`            // current state
-	Units      uint64         `json:"units"`            // metered units so far, in Unit
-	MeterStart uint64         `json:"meter_start"`      // raw meter reading at start
-	MeterLast  uint64         `json:"meter_last"`       // last committed raw meter reading
-	AcceptedAt time.Time      `json:"accepted_at"`      // when Accept committed
-	StartedAt  time.Time      `json:"started_at"`       // machine started; zero if it never did
-	EndedAt    time.Time      `json:"ended_at"`         // session ended; zero while open
-	Outcome    vend.Outcome   `json:"outcome,omitzero"` // set on entering an ended state
-	FaultCode  uint16         `json:"fault_code,omitempty"`
+	Device     string         `json:"device"`         // from the grant
+	Machine    string         `json:"machine"`        // from the grant
+	Slot       string         `json:"slot,omitempty"` // from the grant
+	Unit       vend.Unit      `json:"unit"`           // from the grant
+	CapUnits   uint64         `json:"cap_units"`      // from the grant
+	Grant      []byte         `json:"grant"`          // the verified signed grant (body ‖ signature)
+	State      State          `json:"state"`          // current state
+	Units      uint64         `json:"units"`          // metered units so far, in Unit
+	MeterStart uint64         `json:"meter_start"`    // raw meter reading at start
+	MeterLast  uint64         `json:"meter_last"`     // last committed raw meter reading
+	// MeterCounter names the board counter MeterStart and MeterLast are
+	// readings of, when the driver records it (a vending machine's drop
+	// counter); recovery trusts the readings only against that counter.
+	// Empty for water (its flow counter) and in records written before it
+	// existed.
+	MeterCounter string       `json:"meter_counter,omitempty"`
+	AcceptedAt   time.Time    `json:"accepted_at"`      // when Accept committed
+	StartedAt    time.Time    `json:"started_at"`       // machine started; zero if it never did
+	EndedAt      time.Time    `json:"ended_at"`         // session ended; zero while open
+	Outcome      vend.Outcome `json:"outcome,omitzero"` // set on entering an ended state
+	FaultCode    uint16       `json:"fault_code,omitempty"`
 	// CoinPulses, for a credited session, is the coin pulse committed as
 	// about to be driven (see Journal.CoinPulse): pulses 1 to CoinPulses-1
 	// were driven in full, pulse CoinPulses may or may not have been. Zero

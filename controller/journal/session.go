@@ -145,7 +145,7 @@ func (j *Journal) Cancel(id vend.SessionID, until time.Time) (accepted bool, err
 
 // Transition moves session id to state to, if the transition table allows
 // it, in one commit that also stores the latest pending meter reading,
-// applies update (which may set StartedAt, MeterStart, Outcome, FaultCode,
+// applies update (which may set StartedAt, MeterStart, MeterCounter, Outcome, FaultCode,
 // EndedAt, and Units, MeterLast and CoinPulses upwards, and nothing else)
 // and enqueues emit. Entering
 // Running sets StartedAt to now if update left it zero; entering an ended

@@ -60,7 +60,13 @@
 // counter still, and Water.Flowed adds what it counted after the last
 // journaled reading, refusing a counter that went backwards (a power cut
 // resets a board's counters), so recovery bills what flowed while the
-// valve ran on until the board's watchdog dropped it.
+// valve ran on until the board's watchdog dropped it. A vending machine
+// may name a DropCounter, a board counter that counts the drop input's
+// pulses in hardware (one per item; pulse-io-4 counts in1-in4 on
+// count1-count4): Vending.Settled reads it once every motor is off and the
+// counter still, and Vending.Dropped returns the items it counted since
+// the journaled start, so recovery bills what a motor left turning
+// dropped, which the drop input polled by a dead controller cannot tell.
 //
 // # Metering
 //
@@ -71,5 +77,6 @@
 // arrive while the valve closes are reported as Delivered but Units (what is
 // billed) never exceeds the cap. A washer is metered in cycles (or, for a
 // dryer, in seconds of running); a vend in items, counted only on a drop
-// sensor transition after the motor started.
+// sensor transition after the motor started (the drop counter serves
+// recovery only).
 package machine

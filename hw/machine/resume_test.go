@@ -160,9 +160,9 @@ func TestVendingSettledAndDropped(t *testing.T) {
 	if _, err := machine.NewVending(b, machine.VendingConfig{Motors: map[string]string{"A1": "out1"}, Drop: "in1", DropCounter: "count9"}); !errors.Is(err, machine.ErrConfig) {
 		t.Errorf("NewVending with drop counter count9: %v, want ErrConfig", err)
 	}
-	name, raw0, ok := v.DropCounter(b.Snapshot())
-	if !ok || name != "count1" {
-		t.Fatalf("DropCounter = %q, %d, %v", name, raw0, ok)
+	raw0, ok := v.DropCount(b.Snapshot())
+	if !ok || v.DropCounter() != "count1" {
+		t.Fatalf("DropCount = %d, %v; DropCounter = %q", raw0, ok, v.DropCounter())
 	}
 	start := uint64(raw0)
 	if err := b.Set(context.Background(), "out2", true, time.Hour); err != nil {
@@ -190,8 +190,8 @@ func TestVendingSettledAndDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok := plain.DropCounter(b.Snapshot()); ok {
-		t.Error("DropCounter of a machine without one: ok")
+	if _, ok := plain.DropCount(b.Snapshot()); ok || plain.DropCounter() != "" {
+		t.Error("DropCount of a machine without a drop counter: ok")
 	}
 	if _, _, err := plain.Settled(context.Background(), time.Millisecond, time.Millisecond); !errors.Is(err, machine.ErrConfig) {
 		t.Errorf("Settled without a drop counter: %v, want ErrConfig", err)

@@ -67,14 +67,18 @@ func NewVending(b *Board, cfg VendingConfig) (*Vending, error) {
 	return &Vending{b: b, cfg: cfg, ctr: ctr}, nil
 }
 
-// DropCounter returns the drop counter's name and its raw reading in s;
-// ok is false when the machine has no drop counter or s is not a good
-// poll. A vend journals this reading as its start.
-func (v *Vending) DropCounter(s Snapshot) (name string, raw uint32, ok bool) {
+// DropCounter returns the name of the drop counter, "" when the machine
+// has none.
+func (v *Vending) DropCounter() string { return v.cfg.DropCounter }
+
+// DropCount returns the drop counter's raw reading in s; ok is false when
+// the machine has no drop counter or s is not a good poll. A vend
+// journals this reading as its start.
+func (v *Vending) DropCount(s Snapshot) (raw uint32, ok bool) {
 	if v.cfg.DropCounter == "" || !s.OK || s.Fault {
-		return v.cfg.DropCounter, 0, false
+		return 0, false
 	}
-	return v.cfg.DropCounter, s.Counters[v.cfg.DropCounter], true
+	return s.Counters[v.cfg.DropCounter], true
 }
 
 // Settled waits until every motor output reads OFF and the drop counter

@@ -25,6 +25,7 @@ machines:
   - name: vm
     kind: vending
     drop: in4
+    drop_counter: count4
     drop_after: 250ms
     drop_pulse: 200ms
     slots:
@@ -102,6 +103,13 @@ type procRig struct {
 
 func newProcRig(t testing.TB) *procRig {
 	t.Helper()
+	return newProcRigMachines(t, powerMachines)
+}
+
+// newProcRigMachines is newProcRig with the controller's machines section
+// machines (powerMachines, edited) instead of powerMachines.
+func newProcRigMachines(t testing.TB, machines string) *procRig {
+	t.Helper()
 	r := &procRig{t: t}
 	r.bin = buildController(t)
 	r.dir = t.TempDir()
@@ -118,7 +126,7 @@ journal: journal.db
 board: {profile: pulse-io-4, port: %s, poll_interval: 50ms}
 beacon: {backend: none}
 grant_skew: 5s
-`, keys.CloudPublicHex(), addr, e.BoardPath()) + powerMachines
+`, keys.CloudPublicHex(), addr, e.BoardPath()) + machines
 	r.cfgPath = filepath.Join(dir, "controller.yaml")
 	if err := os.WriteFile(r.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

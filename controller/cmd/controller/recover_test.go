@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -177,4 +178,73 @@ func TestKillAfterWasherStartsBillsTheCycle(t *testing.T) {
 	if w.CyclesStarted != 1 {
 		t.Errorf("washer ran %d cycles, want 1", w.CyclesStarted)
 	}
+}
+
+// A controller killed with SIGKILL while a vending motor turns leaves the
+// motor turning until the board drops it (its output watchdog, or the
+// restarted controller's all-OFF), and items fall that no controller saw
+// on the drop input. With the drop sensor also counted by the board
+// (drop_counter), recovery bills the items the counter counted since the
+// vend's journaled start: exactly what the emulator dropped, capped at the
+// grant's cap.
+func TestKillDuringVendBillsWhatDropped(t *testing.T) {
+	const old = "vending: {drop: in4, drop_timeout: 1500ms}"
+	if !strings.Contains(powerMachines, old) {
+		t.Fatalf("powerMachines lacks %q", old)
+	}
+	r := newProcRigMachines(t, strings.Replace(powerMachines, old, "vending: {drop: in4, drop_counter: count4, drop_timeout: 1500ms}", 1))
+	r.start()
+	price := vend.Price{Minor: 150, Per: 1}
+	for i, c := range []struct {
+		name      string
+		capItems  uint64
+		waitMotor bool // let the board's watchdog stop the motor before the restart
+	}{
+		{"cap 1, watchdog stops the motor", 1, true},
+		{"cap 9, watchdog stops the motor", 9, true},
+		{"cap 5, restart stops the motor", 5, false},
+	} {
+		before := r.deliverySeq()
+		g, gb := r.cloud.Grant("dev-pc", "vm", "A1", vend.UnitItem, price, c.capItems, time.Minute)
+		if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-pc", "vm", gb)); !rep.OK {
+			t.Fatalf("%s: refused: %+v", c.name, rep)
+		}
+		testrig.Eventually(t, "motor A1 turning", func() bool { return r.status().Coils["out2"] })
+		r.kill()
+		if c.waitMotor {
+			testrig.Eventually(t, "the board's watchdog stops the motor", func() bool { return !r.status().Coils["out2"] })
+		} else {
+			time.Sleep(300 * time.Millisecond) // an item falls before the restart
+		}
+		r.start()
+		u := r.cloud.WaitUsage(g.Session, r.devPub)
+		dropped := r.vendDropped(before)
+		t.Logf("%s: reported %d item(s) %d (%s), the board dropped %d", c.name, u.Units, u.Amount, u.Outcome, dropped)
+		if dropped < 1 {
+			t.Fatalf("case %d (%s): the motor dropped nothing; the kill came too late to test recovery", i, c.name)
+		}
+		if want := min(dropped, c.capItems); u.Units != want {
+			t.Errorf("case %d (%s): reported %d item(s), the board dropped %d (cap %d): want %d", i, c.name, u.Units, dropped, c.capItems, want)
+		}
+		if cost, _ := price.Cost(u.Units); u.Amount != cost {
+			t.Errorf("case %d: amount %d for %d item(s), want %d", i, u.Amount, u.Units, cost)
+		}
+		testrig.Eventually(t, "drop sensor clear", func() bool { return !r.status().Inputs["in4"] })
+	}
+}
+
+// vendDropped is the items the board's vending motors dropped in the
+// motor runs after delivery seq.
+func (r *procRig) vendDropped(seq uint64) uint64 {
+	ds, _, err := r.ctl.Deliveries(seq)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var n uint64
+	for _, d := range ds {
+		if d.Kind == emu.KindVending {
+			n += uint64(d.Items)
+		}
+	}
+	return n
 }
