@@ -38,6 +38,7 @@ func (o *operatorFlags) flags(fs *flag.FlagSet) {
 
 type deviceFlags struct {
 	ID, Operator, Kind, Name, Currency, Price, Slots string
+	Board                                            string // vending: the I/O board profile
 	Machines                                         int
 	K                                                uint
 	Out, MosquittoDir, MQTTURL, Port                 string
@@ -60,6 +61,8 @@ func (d *deviceFlags) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&d.Currency, "currency", "EUR", "ISO 4217 currency")
 	fs.StringVar(&d.Price, "price", "", "price MINOR/PER, e.g. 50/1000 (0.50 per litre); default by kind")
 	fs.StringVar(&d.Slots, "slots", "A1:Item A1:150,A2:Item A2:150", "vending slots ID:NAME:MINOR,…")
+	fs.StringVar(&d.Board, "board", "generic-relay-16", "vending: I/O board profile, generic-relay-16 (drop sensor in16, motors relay1-15) "+
+		"or pulse-io-4 (drop sensor in1, counted by count1 as the drop_counter, motors out1-4)")
 	fs.UintVar(&d.K, "k", proxid.DefaultK, "proximity-ID rotation exponent (2^k s windows)")
 	fs.StringVar(&d.Out, "out", "", "directory for the controller config and its key files (required)")
 	fs.StringVar(&d.MQTTURL, "mqtt-url", "tcp://127.0.0.1:1883", "broker URL written into the controller config")
@@ -218,13 +221,26 @@ func (m *Main) deviceAdd(ctx context.Context) error {
 				"price": price, "washer": map[string]any{"coin": fmt.Sprintf("relay%d", i), "running": fmt.Sprintf("in%d", i)}})
 		}
 	case vend.KindVending:
-		y.Board.Profile = "generic-relay-16"
+		// The drop sensor and the motors by board; on a board that counts
+		// its inputs the drop sensor's counter is named too, so that the
+		// controller's recovery can count what a motor left turning dropped.
+		vending := map[string]any{"drop": "in16", "drop_timeout": "5s"}
+		motor, maxSlots := "relay%d", 15
+		switch f.Board {
+		case "generic-relay-16":
+		case "pulse-io-4":
+			vending = map[string]any{"drop": "in1", "drop_counter": "count1", "drop_timeout": "5s"}
+			motor, maxSlots = "out%d", 4
+		default:
+			return fmt.Errorf("cloud: -board %q: want generic-relay-16 or pulse-io-4", f.Board)
+		}
+		y.Board.Profile = f.Board
 		mach := store.Machine{ID: "vm1", Kind: kind, Name: "Vending", Unit: kind.Unit(), Price: price, Currency: cur}
 		var slots []map[string]any
 		for i, spec := range strings.Split(f.Slots, ",") {
 			parts := strings.Split(spec, ":")
-			if len(parts) != 3 || i >= 15 {
-				return fmt.Errorf("cloud: -slots %q: want up to 15 ID:NAME:MINOR", spec)
+			if len(parts) != 3 || i >= maxSlots {
+				return fmt.Errorf("cloud: -slots %q: want up to %d ID:NAME:MINOR on %s", spec, maxSlots, f.Board)
 			}
 			minor, err := strconv.ParseInt(parts[2], 10, 64)
 			if err != nil || minor < 0 {
@@ -232,11 +248,11 @@ func (m *Main) deviceAdd(ctx context.Context) error {
 			}
 			sp := vend.Price{Minor: minor, Per: 1}
 			mach.Slots = append(mach.Slots, store.Slot{ID: parts[0], Name: parts[1], Price: sp})
-			slots = append(slots, map[string]any{"id": parts[0], "name": parts[1], "output": fmt.Sprintf("relay%d", i+1), "price": sp})
+			slots = append(slots, map[string]any{"id": parts[0], "name": parts[1], "output": fmt.Sprintf(motor, i+1), "price": sp})
 		}
 		machines = append(machines, mach)
 		y.Machines = append(y.Machines, map[string]any{"id": "vm1", "kind": "vending", "name": "Vending", "currency": string(cur),
-			"vending": map[string]any{"drop": "in16", "drop_timeout": "5s"}, "slots": slots})
+			"vending": vending, "slots": slots})
 	}
 
 	var idKey proxid.Key

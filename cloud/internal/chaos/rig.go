@@ -29,20 +29,23 @@ type machineSpec struct {
 	machine string // machine id `cloud device add` gives it
 	sim     string // the emulated board (hw/emu sim config)
 	ctl     map[string]any
+	add     []string // further `cloud device add` flags
 }
 
 // The soak's machines. Water flows at 6 L/min (100 mL/s) so a random
 // Stop lands inside a run; the washer needs two coin pulses per cycle,
 // which opens the coin-pulse window (a Stop between the pulses); the
-// vending motor takes 800 ms per item, the motor window.
+// vending motor takes 800 ms per item, the motor window; its drop sensor
+// is on a counted input (drop_counter), so items a motor left turning by
+// a killed controller drops are counted and billed.
 var specs = []machineSpec{
 	{kind: vend.KindWater, machine: "tap1",
 		sim: "profile: pulse-io-4\ncomm_timeout: 3s\nmachines:\n  - {name: tap1, kind: water, valve: out1, flow: count1, flow_lpm: 6, k_factor: 450}\n"},
 	{kind: vend.KindWasher, machine: "washer1",
 		sim: "profile: generic-relay-8\ncomm_timeout: 3s\nmachines:\n  - {name: washer1, kind: washer, coin: relay1, running: in1, credit: 2, cycle: 6s}\n",
 		ctl: map[string]any{"pulses_per_credit": 2, "start_timeout": "10s"}},
-	{kind: vend.KindVending, machine: "vm1",
-		sim: "profile: generic-relay-16\ncomm_timeout: 3s\nmachines:\n  - name: vm1\n    kind: vending\n    drop: in16\n    drop_after: 800ms\n    slots: [{name: A1, motor: relay1}, {name: A2, motor: relay2}]\n"},
+	{kind: vend.KindVending, machine: "vm1", add: []string{"-board", "pulse-io-4"},
+		sim: "profile: pulse-io-4\ncomm_timeout: 3s\nmachines:\n  - name: vm1\n    kind: vending\n    drop: in1\n    drop_counter: count1\n    drop_after: 800ms\n    slots: [{name: A1, motor: out1}, {name: A2, motor: out2}]\n"},
 }
 
 // device is one real controller on its emulated board, behind its link.
@@ -110,8 +113,9 @@ func newRig(ctx context.Context, cfg Config, rng *rand.Rand) (*rig, error) {
 		sp := specs[i%len(specs)]
 		id := fmt.Sprintf("chaos-%s-%02d", sp.kind, i)
 		dir := filepath.Join(cfg.Dir, "dev", id)
-		if _, err := r.cloudCmd(ctx, "device", "add", "-operator", op.Operator, "-id", id, "-kind", string(sp.kind),
-			"-out", dir, "-port", "/dev/null", "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", r.mqttDir); err != nil {
+		args := append([]string{"device", "add", "-operator", op.Operator, "-id", id, "-kind", string(sp.kind),
+			"-out", dir, "-port", "/dev/null", "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", r.mqttDir}, sp.add...)
+		if _, err := r.cloudCmd(ctx, args...); err != nil {
 			return nil, err
 		}
 		ident, err := simdev.IdentityFromDir(dir)
