@@ -131,6 +131,7 @@ Sim config (-sim): a YAML file, or the name of a built-in one (%s).
       drop: in16
       drop_after: 800ms      # default 800ms
       drop_pulse: 300ms      # default 300ms
+      # drop_counter: count1 # a profile counter that also counts each item dropped
       slots:
         - {name: A1, motor: relay1}
         - {name: A2, motor: relay2, jammed: true}
