@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -168,6 +169,41 @@ func startIngest(t *testing.T, srv brokertest.Server, acc *brokertest.Accounts, 
 	return instance{in: in, stop: stop}
 }
 
+// ackCounts counts the Acks a device received, by message id.
+type ackCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// counts returns a copy of the counts so far.
+func (a *ackCounts) counts() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.n)
+}
+
+// listenAcks subscribes d to its own cmd topic and counts the Acks on it.
+func listenAcks(t *testing.T, d paho.Client, dev string) *ackCounts {
+	t.Helper()
+	a := &ackCounts{n: map[string]int{}}
+	cmd, _ := mqttapi.Topic("", dev, mqttapi.LeafCmd)
+	if err := brokertest.Done(d.Subscribe(cmd, 1, func(_ paho.Client, m paho.Message) {
+		ack, err := mqttapi.DecodeAs[mqttapi.Ack](m.Payload())
+		if err != nil {
+			t.Errorf("device got a bad cmd: %v", err)
+			return
+		}
+		a.mu.Lock()
+		for _, id := range ack.IDs {
+			a.n[id]++
+		}
+		a.mu.Unlock()
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 func device(t *testing.T, srv brokertest.Server, acc *brokertest.Accounts, dev string) paho.Client {
 	t.Helper()
 	return brokertest.MustConnect(t, brokertest.ClientOptions(srv.URL(), dev, dev, acc.Password(dev), nil))
@@ -214,23 +250,7 @@ func TestSharedSplitDedupAck(t *testing.T) {
 
 			// Device 0 listens for its Acks.
 			d0 := device(t, srv, acc, devices[0])
-			var ackMu sync.Mutex
-			acked := map[string]int{}
-			cmd, _ := mqttapi.Topic("", devices[0], mqttapi.LeafCmd)
-			if err := brokertest.Done(d0.Subscribe(cmd, 1, func(_ paho.Client, m paho.Message) {
-				a, err := mqttapi.DecodeAs[mqttapi.Ack](m.Payload())
-				if err != nil {
-					t.Errorf("device got a bad cmd: %v", err)
-					return
-				}
-				ackMu.Lock()
-				for _, id := range a.IDs {
-					acked[id]++
-				}
-				ackMu.Unlock()
-			})); err != nil {
-				t.Fatal(err)
-			}
+			acks := listenAcks(t, d0, devices[0])
 
 			var keys []string
 			for _, dev := range devices {
@@ -263,8 +283,7 @@ func TestSharedSplitDedupAck(t *testing.T) {
 			rec.checkOnce(t, dupKey)
 
 			waitUntil(t, "acks of device 0's messages", rec.notify, func() bool {
-				ackMu.Lock()
-				defer ackMu.Unlock()
+				acked := acks.counts()
 				for i := range 50 {
 					if acked[fmt.Sprintf("m-%d", i)] == 0 {
 						return false
@@ -467,23 +486,7 @@ func TestProgressNotAcked(t *testing.T) {
 			rec, dedup := newRecorder(), ingest.NewMemoryDedup(1000)
 			in := startIngest(t, srv, acc, "_cloud-1", "", rec.handler("1"), dedup)
 			d0 := device(t, srv, acc, devices[0])
-			var ackMu sync.Mutex
-			acked := map[string]int{}
-			cmd, _ := mqttapi.Topic("", devices[0], mqttapi.LeafCmd)
-			if err := brokertest.Done(d0.Subscribe(cmd, 1, func(_ paho.Client, m paho.Message) {
-				a, err := mqttapi.DecodeAs[mqttapi.Ack](m.Payload())
-				if err != nil {
-					t.Errorf("device got a bad cmd: %v", err)
-					return
-				}
-				ackMu.Lock()
-				for _, id := range a.IDs {
-					acked[id]++
-				}
-				ackMu.Unlock()
-			})); err != nil {
-				t.Fatal(err)
-			}
+			acks := listenAcks(t, d0, devices[0])
 			session := vend.NewSessionID()
 			var keys []string
 			for i := range 60 {
@@ -503,13 +506,9 @@ func TestProgressNotAcked(t *testing.T) {
 			keys = append(keys, publishEvents(t, d0, devices[0], "e", 1)...)
 			waitUntil(t, "61 events handled", rec.notify, func() bool { return rec.handled(keys) })
 			waitUntil(t, "the ack of the other event", rec.notify, func() bool {
-				ackMu.Lock()
-				defer ackMu.Unlock()
-				return acked["e-0"] == 1
+				return acks.counts()["e-0"] == 1
 			})
-			ackMu.Lock()
-			progressAcks := len(acked) - 1
-			ackMu.Unlock()
+			progressAcks := len(acks.counts()) - 1
 			t.Logf("60 progress events (one running machine, one minute): %d acks, %d dedup records", progressAcks, dedup.Len()-1)
 			if progressAcks != 0 || dedup.Len() != 1 {
 				t.Fatalf("progress acked %d times, %d dedup records; want 0 and only the other event's", progressAcks, dedup.Len())
