@@ -258,25 +258,7 @@ func (d *Daemon) waterFlowed(s journal.Session) (units, meter uint64, ok bool) {
 	if w == nil {
 		return 0, 0, false
 	}
-	raw, stable, err := w.Settled(context.Background(), flowQuiet, flowBound)
-	if err != nil {
-		d.log.Warn("flow counter unreadable at recovery; billing the journaled reading", "session", s.ID, "err", err)
-		return 0, 0, false
-	}
-	if !stable {
-		d.log.Warn("flow counter still moving with the valve off; billing what it counted so far", "session", s.ID)
-	}
-	pulses, ok := w.Flowed(s.MeterStart, s.MeterLast, raw)
-	if !ok {
-		d.log.Warn("flow counter not consistent with the journal (reset or another board); billing the journaled reading",
-			"session", s.ID, "counter", raw, "meter_start", s.MeterStart, "meter_last", s.MeterLast)
-		return 0, 0, false
-	}
-	units = min(w.MLFor(pulses), s.CapUnits)
-	if units < s.Units {
-		return 0, 0, false
-	}
-	return units, s.MeterStart + pulses, true
+	return d.recount(s, "flow counter", w.Settled, w.Flowed, w.MLFor)
 }
 
 // vendDropped is what running vending session s dropped by the board's
@@ -304,25 +286,40 @@ func (d *Daemon) vendDropped(s journal.Session) (units, meter uint64, ok bool) {
 		d.log.Warn("drop counter changed since the vend started; billing the journaled units", "session", s.ID, "journaled", s.MeterCounter, "configured", c)
 		return 0, 0, false
 	}
-	raw, stable, err := v.Settled(context.Background(), flowQuiet, flowBound)
+	return d.recount(s, "drop counter", v.Settled, v.Dropped, func(items uint64) uint64 { return items })
+}
+
+// recount is the recovery of a session from a board counter (what, for
+// the log): it waits until the machine's outputs are OFF and the counter
+// has stopped (settled), counts the pulses since the session's journaled
+// start (counted), and turns them into units (capped at the session's
+// cap). ok is false, and the journaled units stand, when the counter
+// cannot be read, is not consistent with the journal, or counts less
+// than the journal already has.
+func (d *Daemon) recount(s journal.Session, what string,
+	settled func(ctx context.Context, quiet, bound time.Duration) (uint32, bool, error),
+	counted func(meterStart, meterLast uint64, raw uint32) (uint64, bool),
+	toUnits func(pulses uint64) uint64,
+) (units, meter uint64, ok bool) {
+	raw, stable, err := settled(context.Background(), flowQuiet, flowBound)
 	if err != nil {
-		d.log.Warn("drop counter unreadable at recovery; billing the journaled units", "session", s.ID, "err", err)
+		d.log.Warn(what+" unreadable at recovery; billing the journaled units", "session", s.ID, "err", err)
 		return 0, 0, false
 	}
 	if !stable {
-		d.log.Warn("drop counter still moving with the motors off; billing what it counted so far", "session", s.ID)
+		d.log.Warn(what+" still moving with the outputs off; billing what it counted so far", "session", s.ID)
 	}
-	items, ok := v.Dropped(s.MeterStart, s.MeterLast, raw)
+	pulses, ok := counted(s.MeterStart, s.MeterLast, raw)
 	if !ok {
-		d.log.Warn("drop counter not consistent with the journal (reset or another board); billing the journaled units",
+		d.log.Warn(what+" not consistent with the journal (reset or another board); billing the journaled units",
 			"session", s.ID, "counter", raw, "meter_start", s.MeterStart, "meter_last", s.MeterLast)
 		return 0, 0, false
 	}
-	units = min(items, s.CapUnits)
+	units = min(toUnits(pulses), s.CapUnits)
 	if units < s.Units {
 		return 0, 0, false
 	}
-	return units, s.MeterStart + items, true
+	return units, s.MeterStart + pulses, true
 }
 
 // creditUnits is what an interrupted credit bills: the cycle a washer's
