@@ -243,10 +243,17 @@ func (r *presenceRig) waitOnline(t *testing.T, want bool, bound time.Duration, w
 	return time.Since(t0)
 }
 
-func presenceBackends(t *testing.T) []struct{ name, broker, dsn string } {
-	return []struct{ name, broker, dsn string }{
-		{"embedded-sqlite", "embedded", "sqlite:" + filepath.Join(t.TempDir(), "cloud.db")},
-		{"mosquitto-postgres", "mosquitto", ""},
+// presenceBackend is a broker and a database; db makes the database for
+// one subtest.
+type presenceBackend struct {
+	name, broker string
+	db           func(t *testing.T) string
+}
+
+func presenceBackends() []presenceBackend {
+	return []presenceBackend{
+		{"embedded-sqlite", "embedded", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "cloud.db") }},
+		{"mosquitto-postgres", "mosquitto", pgScratchDSN},
 	}
 }
 
@@ -257,12 +264,9 @@ func TestControllerKilledShowsOffline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes; run without -short")
 	}
-	for _, b := range presenceBackends(t) {
+	for _, b := range presenceBackends() {
 		t.Run(b.name, func(t *testing.T) {
-			dsn := b.dsn
-			if dsn == "" {
-				dsn = pgScratchDSN(t)
-			}
+			dsn := b.db(t)
 			r := newPresenceRig(t, b.broker, dsn)
 			r.waitOnline(t, true, 60*time.Second, "controller start")
 			time.Sleep(3 * time.Second) // several telemetry periods: telemetry newer than the will's stamp
@@ -283,12 +287,9 @@ func TestControllerHungShowsOfflineAtBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes; run without -short")
 	}
-	for _, b := range presenceBackends(t) {
+	for _, b := range presenceBackends() {
 		t.Run(b.name, func(t *testing.T) {
-			dsn := b.dsn
-			if dsn == "" {
-				dsn = pgScratchDSN(t)
-			}
+			dsn := b.db(t)
 			r := newPresenceRig(t, b.broker, dsn, "-presence-stale", "4s")
 			r.waitOnline(t, true, 60*time.Second, "controller start")
 			time.Sleep(6 * time.Second) // beyond the bound: a healthy board stays online
