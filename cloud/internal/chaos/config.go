@@ -33,7 +33,7 @@ type Config struct {
 	Phones        int
 	Seed          uint64
 	Rates         Rates
-	Skew          bool          // skew controller clocks by up to ±10 min when the controller has -clock-skew
+	Skew          bool          // skew controller clocks by up to ±10 min (the controller's test-only -clock-skew flag)
 	SessionBound  time.Duration // a session must be final this long after it was created
 	QuiesceWithin time.Duration // how long the soak waits, after the faults stop, for every session to end
 	Log           io.Writer     // progress lines; discarded when nil

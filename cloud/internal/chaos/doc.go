@@ -19,8 +19,7 @@
 // Each phone picks a machine no other phone is at, reads its price
 // (GET /v1/devices/{id}), and starts a session with a units or money cap
 // and the proximity ID the beacon would broadcast. The start carries
-// expected_price when the cloud accepts that field (learnt from the
-// first answer); a 503 device.no_reply that carries a pending session is
+// the price the phone showed (expected_price); a 503 device.no_reply that carries a pending session is
 // followed until the machine takes it or it ends (and cancelled
 // sometimes). A share of sessions is stopped at a random moment: during
 // the water run, in the washer's coin-pulse window, in the vending
@@ -33,9 +32,8 @@
 // for 2-45 s (connections closed, new ones refused), the broker killed
 // or stopped and started again, a controller SIGKILLed and restarted on
 // its journal, the cloud SIGKILLed and restarted. Each kind with a rate
-// fires at least once. Device clocks are skewed by up to ±10 min when the
-// controller program has the test-only -clock-skew flag (found with
-// `controller -h`; off otherwise, and the report says so).
+// fires at least once. Device clocks are skewed by up to ±10 min through
+// the controller's test-only -clock-skew flag (Config.Skew).
 //
 // # The audit
 //

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,12 +77,11 @@ func (m *machineLocks) release(i int) {
 
 // phones drives the soak's phones and records their attempts.
 type phones struct {
-	r        *rig
-	rates    Rates
-	locks    machineLocks
-	expected atomic.Int32 // 1: send expected_price, -1: the cloud refuses it, 0: unknown
-	opTok    atomic.Value // string: operator token for price changes
-	faults   *counter
+	r      *rig
+	rates  Rates
+	locks  machineLocks
+	opTok  atomic.Value // string: operator token for price changes
+	faults *counter
 
 	mu       sync.Mutex
 	attempts []*attempt
@@ -298,26 +296,12 @@ func (p *phones) waitFinal(ctx context.Context, c *phoneapi.Client, a *attempt, 
 	return last
 }
 
-// start posts the start request: with expected_price when the cloud takes
-// it (learnt from the first answer), and reads a session from an error
-// answer that carries one (503 device.no_reply with the pending session).
+// start posts the start request with the price the phone showed
+// (expected_price), and reads a session from an error answer that carries
+// one (503 device.no_reply with the pending session).
 func (p *phones) start(ctx context.Context, c *phoneapi.Client, a *attempt, req map[string]any) startResult {
-	if p.expected.Load() >= 0 {
-		req["expected_price"] = map[string]any{"minor": a.Shown.Minor, "per": a.Shown.Per}
-	}
-	res := postStart(ctx, p.r.httpURL, c.Token(), a.IdemKey, req)
-	if _, sent := req["expected_price"]; sent && res.status == http.StatusBadRequest && res.code == "request.field" && strings.Contains(res.msg, "expected_price") {
-		// Today's cloud does not know the field: start again without it,
-		// under a new idempotency key (the request differs).
-		p.expected.Store(-1)
-		delete(req, "expected_price")
-		a.IdemKey = phoneapi.NewIdempotencyKey()
-		return postStart(ctx, p.r.httpURL, c.Token(), a.IdemKey, req)
-	}
-	if _, sent := req["expected_price"]; sent && res.status/100 == 2 {
-		p.expected.CompareAndSwap(0, 1)
-	}
-	return res
+	req["expected_price"] = map[string]any{"minor": a.Shown.Minor, "per": a.Shown.Per}
+	return postStart(ctx, p.r.httpURL, c.Token(), a.IdemKey, req)
 }
 
 func postStart(ctx context.Context, base, tok, key string, req map[string]any) startResult {

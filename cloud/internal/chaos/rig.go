@@ -71,7 +71,6 @@ type rig struct {
 	httpURL string
 	opEmail string
 	opPass  string
-	skewOK  bool
 
 	mosq  *proc
 	cloud *proc
@@ -108,7 +107,6 @@ func newRig(ctx context.Context, cfg Config, rng *rand.Rand) (*rig, error) {
 	if err := json.Unmarshal(out, &op); err != nil || op.Operator == "" {
 		return nil, fmt.Errorf("chaos: cloud operator add printed %q", out)
 	}
-	r.skewOK = cfg.Skew && controllerHasSkew(cfg.ControllerBin)
 	for i := range cfg.Devices {
 		sp := specs[i%len(specs)]
 		id := fmt.Sprintf("chaos-%s-%02d", sp.kind, i)
@@ -123,7 +121,7 @@ func newRig(ctx context.Context, cfg Config, rng *rand.Rand) (*rig, error) {
 			return nil, err
 		}
 		d := &device{Identity: ident, spec: sp, dir: dir}
-		if r.skewOK {
+		if r.cfg.Skew {
 			d.skew = time.Duration(rng.Int64N(int64(20*time.Minute))) - 10*time.Minute
 		}
 		r.devs = append(r.devs, d)
@@ -154,13 +152,6 @@ func newRig(ctx context.Context, cfg Config, rng *rand.Rand) (*rig, error) {
 		return nil, err
 	}
 	return r, nil
-}
-
-// controllerHasSkew reports whether the controller program takes the
-// test-only -clock-skew flag.
-func controllerHasSkew(bin string) bool {
-	out, _ := exec.Command(bin, "-h").CombinedOutput()
-	return bytes.Contains(out, []byte("-clock-skew"))
 }
 
 func (r *rig) cloudCmd(ctx context.Context, args ...string) ([]byte, error) {
@@ -262,7 +253,7 @@ func (r *rig) startDevice(d *device) error {
 		return fmt.Errorf("chaos: %s: %w", d.ID, err)
 	}
 	args := []string{"-config", cfgPath}
-	if r.skewOK {
+	if r.cfg.Skew {
 		args = append(args, "-clock-skew="+d.skew.String())
 	}
 	d.ctl = &proc{name: "controller " + d.ID, bin: r.cfg.ControllerBin, logPath: filepath.Join(d.dir, "controller.log"), args: args}
