@@ -685,35 +685,3 @@ type DeviceStatus struct {
 	LastSeen  time.Time
 	Machines  []Machine
 }
-
-// OperatorDevices returns operator's devices, ordered by ID, with online
-// state, last telemetry and machines.
-func (s *Store) OperatorDevices(ctx context.Context, operator string) ([]DeviceStatus, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE operator_id = $1 ORDER BY id`, operator)
-	if err != nil {
-		return nil, fmt.Errorf("store: operator devices: %w", err)
-	}
-	var out []DeviceStatus
-	var ids []string
-	for rows.Next() {
-		d, err := s.scanDevice(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("store: operator devices: %w", err)
-		}
-		out = append(out, DeviceStatus{ID: d.ID, Name: d.Name, State: d.State, Online: d.Online, Telemetry: d.Telemetry, LastSeen: d.LastSeen})
-		ids = append(ids, d.ID)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: operator devices: %w", err)
-	}
-	ms, err := s.machines(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i].Machines = ms[out[i].ID]
-	}
-	return out, nil
-}

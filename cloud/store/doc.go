@@ -67,6 +67,16 @@
 // "forbidden", so IDs cannot be probed. Phone users are a separate table
 // from operator accounts. GetDevice, GetSession and DeviceKeys are for the
 // cloud's own use (ingest, resolver) and are not tenant-scoped.
+// Operator names are unique, compared case-insensitively
+// ([ErrOperatorExists]). The operator's device views (OperatorDevices,
+// OperatorDevice) read no keys.
+//
+// Operator console log-ins are server-side sessions (StartConsoleSession):
+// the client holds a random 256-bit token, the store its SHA-256, and
+// every request checks it (ConsoleSessionByToken): not revoked, within its
+// absolute expiry and idle bound, account enabled. Log-out revokes one
+// session; a password change revokes every other session of the account;
+// disabling an account revokes them all and refuses its log-ins.
 //
 // Device identity keys (the proximity secret) are encrypted at rest with
 // AES-256-GCM when [Opts].KeyEncKey is set (device ID as associated data);

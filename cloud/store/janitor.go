@@ -17,6 +17,7 @@ import (
 //	idempotency         IdemWindow (72 h)        the phone API promises a retried POST the first answer for 24 h;
 //	                                             72 h leaves room for a phone that was off for a weekend
 //	tokens              expiry + TokenGrace (1 h) an expired token is refused anyway; the row goes after a grace
+//	console_sessions    expiry + TokenGrace (1 h) the same for operator console sessions, revoked ones included
 //	command_replies     ReplyWindow (24 h)       a start waits seconds for its reply; a retried start (same
 //	                                             idempotency key) within the grant's life looks it up again
 //	retired_sign_keys   RetiredKeyWindow (7 d)   then they verify nothing (UsageKeys) and go
@@ -74,6 +75,7 @@ var prunes = []struct {
 	{"processed_messages", "device_id, message_id", "at_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.ProcessedWindow) }},
 	{"idempotency", "user_id, idem_key", "created_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.IdemWindow) }},
 	{"tokens", "hash", "expires_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.TokenGrace) }},
+	{"console_sessions", "hash", "expires_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.TokenGrace) }},
 	{"command_replies", "device_id, command_id", "at_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.ReplyWindow) }},
 	{"retired_sign_keys", "device_id, sign_key", "retired_ms", func(r Retention, now time.Time) time.Time { return now.Add(-RetiredKeyWindow) }},
 }
@@ -90,7 +92,7 @@ func (s *Store) Prune(ctx context.Context, r Retention) (Pruned, error) {
 		q := `DELETE FROM ` + p.table + ` WHERE (` + p.key + `) IN (SELECT ` + p.key + ` FROM ` + p.table +
 			` WHERE ` + p.at + ` < $1 LIMIT $2)`
 		if p.key == "hash" {
-			q = `DELETE FROM tokens WHERE hash IN (SELECT hash FROM tokens WHERE expires_ms < $1 LIMIT $2)`
+			q = `DELETE FROM ` + p.table + ` WHERE hash IN (SELECT hash FROM ` + p.table + ` WHERE expires_ms < $1 LIMIT $2)`
 		}
 		before := p.horizon(r, now).UnixMilli()
 		for range r.MaxBatches {

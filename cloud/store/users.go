@@ -24,20 +24,6 @@ type User struct {
 	Created time.Time
 }
 
-// Operator is a tenant: the business that runs devices and earns revenue.
-type Operator struct {
-	ID      string // "op_" + 16 hex digits
-	Name    string
-	Created time.Time
-}
-
-// OperatorAccount is a person who signs in to an operator's console.
-type OperatorAccount struct {
-	ID         string // "opa_" + 16 hex digits
-	OperatorID string
-	Email      string
-}
-
 func normEmail(e string) (string, error) {
 	e = strings.ToLower(strings.TrimSpace(e))
 	if len(e) > 254 {
@@ -189,68 +175,4 @@ func (s *Store) RevokeToken(ctx context.Context, token string) error {
 		return fmt.Errorf("store: revoke token: %w", err)
 	}
 	return nil
-}
-
-// CreateOperator creates a tenant. Errors: ErrInput (empty name).
-func (s *Store) CreateOperator(ctx context.Context, name string) (Operator, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 200 {
-		return Operator{}, vend.Errorf(ErrInput, "operator name must be 1-200 bytes")
-	}
-	o := Operator{ID: newID("op"), Name: name, Created: time.UnixMilli(s.nowMs()).UTC()}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO operators (id, name, created_ms) VALUES ($1, $2, $3)`, o.ID, o.Name, o.Created.UnixMilli())
-	if err != nil {
-		return Operator{}, fmt.Errorf("store: create operator: %w", err)
-	}
-	return o, nil
-}
-
-// CreateOperatorAccount adds a console login to operator. Errors:
-// ErrInput, ErrOperatorNotFound, ErrEmailTaken.
-func (s *Store) CreateOperatorAccount(ctx context.Context, operator, email, password string) (OperatorAccount, error) {
-	e, err := normEmail(email)
-	if err != nil {
-		return OperatorAccount{}, err
-	}
-	h, err := s.hash(password)
-	if err != nil {
-		return OperatorAccount{}, err
-	}
-	var one int
-	if err := s.db.QueryRowContext(ctx, `SELECT 1 FROM operators WHERE id = $1`, operator).Scan(&one); errors.Is(err, sql.ErrNoRows) {
-		return OperatorAccount{}, vend.Errorf(ErrOperatorNotFound, "%q", clip(operator))
-	} else if err != nil {
-		return OperatorAccount{}, fmt.Errorf("store: operator account: %w", err)
-	}
-	a := OperatorAccount{ID: newID("opa"), OperatorID: operator, Email: e}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO operator_accounts (id, operator_id, email, pw_hash, created_ms) VALUES ($1, $2, $3, $4, $5)`,
-		a.ID, a.OperatorID, a.Email, h, s.nowMs())
-	if s.d.unique(err) {
-		return OperatorAccount{}, vend.Errorf(ErrEmailTaken, "%s", e)
-	}
-	if err != nil {
-		return OperatorAccount{}, fmt.Errorf("store: operator account: %w", err)
-	}
-	return a, nil
-}
-
-// AuthenticateOperator returns the operator account whose email and
-// password match, or ErrCredentials.
-func (s *Store) AuthenticateOperator(ctx context.Context, email, password string) (OperatorAccount, error) {
-	e, _ := normEmail(email)
-	var a OperatorAccount
-	var h string
-	err := s.db.QueryRowContext(ctx, `SELECT id, operator_id, email, pw_hash FROM operator_accounts WHERE email = $1`, e).
-		Scan(&a.ID, &a.OperatorID, &a.Email, &h)
-	if errors.Is(err, sql.ErrNoRows) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-		return OperatorAccount{}, ErrCredentials
-	}
-	if err != nil {
-		return OperatorAccount{}, fmt.Errorf("store: authenticate operator: %w", err)
-	}
-	if bcrypt.CompareHashAndPassword([]byte(h), []byte(password)) != nil {
-		return OperatorAccount{}, ErrCredentials
-	}
-	return a, nil
 }
