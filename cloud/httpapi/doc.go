@@ -36,8 +36,16 @@
 //
 // Phone users: bearer tokens issued by the store (SignUp, LogIn), revoked by
 // LogOut. Passwords longer than bcrypt's 72 bytes are pre-hashed (SHA-256,
-// base64) at sign-up and log-in alike. Operators: stateless HMAC tokens (see
-// Options.OperatorKey), because the store keeps only phone-user tokens.
+// base64) at sign-up and log-in alike. Operators: server-side console
+// sessions (store.StartConsoleSession): an opaque 256-bit bearer token
+// whose SHA-256 the store keeps, checked against the database on every
+// request (no cache, so a revocation holds from the next request on every
+// instance); it ends after Options.OperatorSessionTTL (12 h) from log-in,
+// after Options.OperatorIdleTimeout (1 h) without a request, at
+// POST /v1/operator/auth/logout, when the account's password is changed
+// from another session (POST /v1/operator/auth/password keeps the session
+// that made the change and revokes the others), and when the account is
+// disabled (`cloud operator disable`). No signing key is involved.
 //
 // # Session events
 //

@@ -35,7 +35,7 @@ func TestRequestErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := httpapi.New(httpapi.Options{Service: svc, OperatorKey: make([]byte, 32)})
+	api, err := httpapi.New(httpapi.Options{Service: svc})
 	if err != nil {
 		t.Fatal(err)
 	}

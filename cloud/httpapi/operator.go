@@ -2,14 +2,9 @@ package httpapi
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"beaconvend/app-protocol/vend"
@@ -18,7 +13,9 @@ import (
 
 // Operator API types. Routes (bearer token from OperatorLogIn):
 //
-//	POST /v1/operator/auth/login                                  OperatorLogInRequest → OperatorToken
+//	POST /v1/operator/auth/login                                  OperatorLogInRequest → OperatorToken (no bearer)
+//	POST /v1/operator/auth/logout                                 204; the token is refused from then on
+//	POST /v1/operator/auth/password                               OperatorPasswordRequest → OperatorPasswordChanged
 //	GET  /v1/operator/devices                                     {"devices": [OperatorDevice]}
 //	GET  /v1/operator/devices/{device}                            OperatorDevice
 //	PUT  /v1/operator/devices/{device}/machines/{machine}/price   OperatorPriceRequest → OperatorDevice (and mqttapi.SetPrices to the device)
@@ -37,18 +34,39 @@ import (
 // is still captured (late), for the difference.
 //
 // Another operator's device is device.not_found, never forbidden.
+//
+// Log-in errors: auth.credentials (unknown email or wrong password, alike),
+// auth.account_disabled (right password, disabled account). A token that is
+// unknown, expired, idle too long, logged out, revoked by a password
+// change or of a disabled account is auth.token. A password change with a
+// wrong current password is auth.current_password (400: the session stays).
 type (
 	// OperatorLogInRequest is an operator account's email and password.
 	OperatorLogInRequest struct {
 		Email    string `json:"email"`
 		Password string `json:"password"`
 	}
-	// OperatorToken answers OperatorLogIn.
+	// OperatorToken answers OperatorLogIn: the bearer token of a new
+	// console session, which ends at ExpiresAt, after IdleTimeout seconds
+	// without a request, at log-out, when another session of the account
+	// changes the password, or when the account is disabled.
 	OperatorToken struct {
-		Token     string    `json:"token"`
-		ExpiresAt time.Time `json:"expires_at"`
-		Operator  string    `json:"operator"`
-		Account   string    `json:"account"`
+		Token       string    `json:"token"`
+		ExpiresAt   time.Time `json:"expires_at"`
+		IdleTimeout int64     `json:"idle_timeout_s"`
+		Operator    string    `json:"operator"`
+		Account     string    `json:"account"`
+	}
+	// OperatorPasswordRequest changes the logged-in account's password.
+	OperatorPasswordRequest struct {
+		CurrentPassword string `json:"current_password"`
+		NewPassword     string `json:"new_password"` // 8 bytes or more
+	}
+	// OperatorPasswordChanged answers a password change: the session that
+	// made it stays valid; RevokedSessions other sessions of the account
+	// were ended.
+	OperatorPasswordChanged struct {
+		RevokedSessions int `json:"revoked_sessions"`
 	}
 	// OperatorMachine is a machine with its price and slots.
 	OperatorMachine struct {
@@ -116,44 +134,17 @@ type (
 	}
 )
 
-const operatorTokenTTL = 12 * time.Hour
-
-// Operator tokens are stateless (the store keeps only phone-user tokens):
-// "bvo1." + base64url(account|operator|expiry unix) + "." + base64url(HMAC-SHA256),
-// under Options.OperatorKey, shared by every instance. They cannot be
-// revoked before they expire (12 h); disabling an account takes effect then.
-func (s *Server) operatorToken(acc store.OperatorAccount, exp time.Time) string {
-	payload := acc.ID + "|" + acc.OperatorID + "|" + strconv.FormatInt(exp.Unix(), 10)
-	mac := hmac.New(sha256.New, s.opts.OperatorKey)
-	mac.Write([]byte(payload))
-	enc := base64.RawURLEncoding
-	return "bvo1." + enc.EncodeToString([]byte(payload)) + "." + enc.EncodeToString(mac.Sum(nil))
+// consoleAuth is what the operator middleware puts in the request's
+// context: the checked session and its token.
+type consoleAuth struct {
+	session store.ConsoleSession
+	token   string
 }
 
-func (s *Server) checkOperatorToken(t string) (string, error) {
-	parts := strings.Split(t, ".")
-	if len(s.opts.OperatorKey) < 32 || len(parts) != 3 || parts[0] != "bvo1" {
-		return "", vend.Errorf(ErrAuthToken, "not an operator token")
-	}
-	enc := base64.RawURLEncoding
-	payload, err1 := enc.DecodeString(parts[1])
-	sig, err2 := enc.DecodeString(parts[2])
-	mac := hmac.New(sha256.New, s.opts.OperatorKey)
-	mac.Write(payload)
-	if err1 != nil || err2 != nil || !hmac.Equal(sig, mac.Sum(nil)) {
-		return "", vend.Errorf(ErrAuthToken, "bad operator token")
-	}
-	f := strings.Split(string(payload), "|")
-	if len(f) != 3 {
-		return "", vend.Errorf(ErrAuthToken, "bad operator token")
-	}
-	exp, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil || s.now().Unix() >= exp {
-		return "", vend.Errorf(ErrAuthToken, "operator token expired")
-	}
-	return f[1], nil
-}
-
+// operator wraps a handler of the operator API: the bearer token must be a
+// live console session (store.ConsoleSessionByToken, checked against the
+// database on every request, so a revocation holds from the next request
+// on every instance).
 func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		t, err := bearer(r)
@@ -161,16 +152,18 @@ func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
-		op, err := s.checkOperatorToken(t)
+		cs, err := s.st.ConsoleSessionByToken(r.Context(), t)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), operatorKey, op)))
+		h(w, r.WithContext(context.WithValue(r.Context(), operatorKey, consoleAuth{session: cs, token: t})))
 	}
 }
 
-func operatorOf(r *http.Request) string { return r.Context().Value(operatorKey).(string) }
+func consoleOf(r *http.Request) consoleAuth { return r.Context().Value(operatorKey).(consoleAuth) }
+
+func operatorOf(r *http.Request) string { return consoleOf(r).session.Account.OperatorID }
 
 func (s *Server) operatorLogIn(w http.ResponseWriter, r *http.Request) {
 	var req OperatorLogInRequest
@@ -178,17 +171,40 @@ func (s *Server) operatorLogIn(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if len(s.opts.OperatorKey) < 32 {
-		s.fail(w, r, errors.New("httpapi: operator API without an OperatorKey"))
-		return
-	}
 	acc, err := s.st.AuthenticateOperator(r.Context(), req.Email, storePassword(req.Password))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	exp := s.now().Add(operatorTokenTTL).UTC().Truncate(time.Second)
-	writeJSON(w, http.StatusOK, OperatorToken{Token: s.operatorToken(acc, exp), ExpiresAt: exp, Operator: acc.OperatorID, Account: acc.ID})
+	tok, cs, err := s.st.StartConsoleSession(r.Context(), acc.ID, store.ConsoleLimits{TTL: s.opts.OperatorSessionTTL, Idle: s.opts.OperatorIdleTimeout})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, OperatorToken{Token: tok, ExpiresAt: cs.Expires, IdleTimeout: int64(cs.Idle / time.Second),
+		Operator: acc.OperatorID, Account: acc.ID})
+}
+
+func (s *Server) operatorLogOut(w http.ResponseWriter, r *http.Request) {
+	if err := s.st.EndConsoleSession(r.Context(), consoleOf(r).token); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) operatorPassword(w http.ResponseWriter, r *http.Request) {
+	var req OperatorPasswordRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	n, err := s.st.ChangeOperatorPassword(r.Context(), consoleOf(r).token, storePassword(req.CurrentPassword), storePassword(req.NewPassword))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, OperatorPasswordChanged{RevokedSessions: n})
 }
 
 func opDevice(d store.DeviceStatus) OperatorDevice {
@@ -210,16 +226,11 @@ func opDevice(d store.DeviceStatus) OperatorDevice {
 }
 
 func (s *Server) findDevice(r *http.Request, id string) (OperatorDevice, error) {
-	ds, err := s.st.OperatorDevices(r.Context(), operatorOf(r))
+	d, err := s.st.OperatorDevice(r.Context(), operatorOf(r), id)
 	if err != nil {
 		return OperatorDevice{}, err
 	}
-	for _, d := range ds {
-		if d.ID == id {
-			return opDevice(d), nil
-		}
-	}
-	return OperatorDevice{}, vend.Errorf(store.ErrDeviceNotFound, "%s", id)
+	return opDevice(d), nil
 }
 
 func (s *Server) opDevices(w http.ResponseWriter, r *http.Request) {

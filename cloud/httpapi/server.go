@@ -26,6 +26,9 @@ const (
 	DefaultTokenTTL     = 30 * 24 * time.Hour // phone bearer tokens
 	DefaultKeepAlive    = 15 * time.Second    // SSE keepalive comments
 	DefaultPollInterval = 2 * time.Second     // SSE store polls
+
+	DefaultOperatorSessionTTL  = 12 * time.Hour // operator console sessions, from log-in
+	DefaultOperatorIdleTimeout = time.Hour      // operator console sessions, between requests
 )
 
 // Errors of the HTTP layer.
@@ -49,9 +52,12 @@ type Options struct {
 	TokenTTL     time.Duration    // DefaultTokenTTL when 0
 	KeepAlive    time.Duration    // DefaultKeepAlive when 0
 	PollInterval time.Duration    // DefaultPollInterval when 0
-	// OperatorKey is the HMAC key of operator tokens (at least 32 bytes);
-	// every instance must have the same. Required for the operator API.
-	OperatorKey []byte
+	// OperatorSessionTTL bounds an operator console session from its
+	// log-in; DefaultOperatorSessionTTL when 0.
+	OperatorSessionTTL time.Duration
+	// OperatorIdleTimeout ends a console session not used for this long;
+	// DefaultOperatorIdleTimeout when 0.
+	OperatorIdleTimeout time.Duration
 	// BrokerConnected reports whether the MQTT client is connected, for
 	// /readyz; nil means always.
 	BrokerConnected func() bool
@@ -94,6 +100,12 @@ func New(opts Options) (*Server, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
+	if opts.OperatorSessionTTL <= 0 {
+		opts.OperatorSessionTTL = DefaultOperatorSessionTTL
+	}
+	if opts.OperatorIdleTimeout <= 0 {
+		opts.OperatorIdleTimeout = DefaultOperatorIdleTimeout
+	}
 	s := &Server{opts: opts, svc: opts.Service, st: opts.Service.Store(), log: opts.Logger, now: opts.Now, mux: http.NewServeMux(), inflight: map[string]bool{}}
 	m := s.mux
 	m.HandleFunc("GET /v1/health", s.health)
@@ -112,6 +124,8 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/payment-sources", s.user(s.listSources))
 
 	m.HandleFunc("POST /v1/operator/auth/login", s.operatorLogIn)
+	m.HandleFunc("POST /v1/operator/auth/logout", s.operator(s.operatorLogOut))
+	m.HandleFunc("POST /v1/operator/auth/password", s.operator(s.operatorPassword))
 	m.HandleFunc("GET /v1/operator/devices", s.operator(s.opDevices))
 	m.HandleFunc("GET /v1/operator/devices/{device}", s.operator(s.opDevice))
 	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/price", s.operator(s.opSetPrice))

@@ -330,7 +330,7 @@ func (m *Main) serve(ctx context.Context) error {
 	presenceTo(svc)
 
 	ho := m.HTTPOpts
-	ho.Service, ho.OperatorKey, ho.BrokerConnected = svc, sec.OperatorKey, in.Connected
+	ho.Service, ho.BrokerConnected = svc, in.Connected
 	if ho.Logger == nil {
 		ho.Logger = m.Logger.With("part", "http")
 	}
