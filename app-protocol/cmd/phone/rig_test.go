@@ -229,7 +229,11 @@ func newRig(t testing.TB, brokerKind string) *rig {
 		pty[name], r.Sock[name] = paths.Board, paths.Control
 	}
 	data := filepath.Join(r.dir, "cloud")
-	r.run(t, "cloud", "operator", "add", "-data", data, "-name", "test", "-email", "op@test.example", "-password", "test-operator-pw")
+	pwFile := filepath.Join(r.dir, "operator.pw")
+	if err := os.WriteFile(pwFile, []byte("test-operator-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.run(t, "cloud", "operator", "add", "-data", data, "-name", "test", "-email", "op@test.example", "-password-file", pwFile)
 	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-water", "-kind", "water",
 		"-out", filepath.Join(r.dir, "water"), "-port", pty["water"], "-mqtt-url", "tcp://127.0.0.1:1")
 	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-vending", "-kind", "vending",

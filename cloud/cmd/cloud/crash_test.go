@@ -81,7 +81,7 @@ func cliRun(t *testing.T, bin string, args ...string) map[string]string {
 func provisionFleet(t *testing.T, bin, data, dsn string, n int) ([]string, broker.CredentialsFunc, string) {
 	t.Helper()
 	common := []string{"-data", data, "-db", dsn}
-	op := cliRun(t, bin, append([]string{"operator", "add", "-name", "Crash Co", "-email", "ops@crash.example", "-password", "crash-password-1"}, common...)...)
+	op := cliRun(t, bin, append([]string{"operator", "add", "-name", "Crash Co", "-email", "ops@crash.example", "-password-file", passwordFile(t, "crash-password-1")}, common...)...)
 	out := t.TempDir()
 	var dirs []string
 	for i := range n {

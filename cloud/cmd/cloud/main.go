@@ -2,7 +2,10 @@
 //
 //	cloud serve [-data DIR] [-db DSN] [-http ADDR] [-broker embedded|URL] [-mqtt-listen ADDR]
 //	            [-mqtt-tls-listen ADDR -mqtt-tls-cert FILE -mqtt-tls-key FILE] [-group NAME] [-json]
-//	cloud operator add -name NAME -email EMAIL -password PW
+//	cloud operator add -name NAME -email EMAIL (-password-file FILE | -password-stdin)
+//	cloud operator add-account -operator OPERATOR -email EMAIL (-password-file FILE | -password-stdin)
+//	cloud operator password -email EMAIL (-password-file FILE | -password-stdin)
+//	cloud operator disable|enable -email EMAIL
 //	cloud device add -id ID -operator OPERATOR -kind water|washer|dryer|vending -out DIR [...]
 //	cloud device rotate-key -id ID [-status] [-wait DURATION]
 //	cloud device disable -id ID

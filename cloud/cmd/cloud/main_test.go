@@ -296,8 +296,8 @@ type env struct {
 func setup(t *testing.T) *env {
 	data := t.TempDir()
 	out := t.TempDir()
-	op1 := runCLI(t, data, "operator", "add", "-name", "Acme Water", "-email", "ops@acme.example", "-password", "acme-password-1")
-	runCLI(t, data, "operator", "add", "-name", "Other Co", "-email", "ops@other.example", "-password", "other-password-1")
+	op1 := runCLI(t, data, "operator", "add", "-name", "Acme Water", "-email", "ops@acme.example", "-password-file", passwordFile(t, "acme-password-1"))
+	runCLI(t, data, "operator", "add", "-name", "Other Co", "-email", "ops@other.example", "-password-file", passwordFile(t, "other-password-1"))
 	runCLI(t, data, "device", "add", "-id", "wd-1", "-operator", op1["operator"], "-kind", "water", "-out", filepath.Join(out, "wd-1"), "-mosquitto-dir", filepath.Join(out, "mosq"))
 	runCLI(t, data, "device", "add", "-id", "vm-1", "-operator", "Acme Water", "-kind", "vending", "-out", filepath.Join(out, "vm-1"))
 	runCLI(t, data, "device", "add", "-id", "ow-1", "-operator", "Other Co", "-kind", "washer", "-out", filepath.Join(out, "ow-1"))

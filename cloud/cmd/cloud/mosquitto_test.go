@@ -115,7 +115,7 @@ func TestMosquittoEndToEnd(t *testing.T) {
 	brokertest.MosquittoPath(t) // skip loudly, or fail under VEND_REQUIRE_SERVICES
 	data, out := t.TempDir(), t.TempDir()
 	mosq := filepath.Join(out, "mosq")
-	op := runCLI(t, data, "operator", "add", "-name", "Mosq Co", "-email", "ops@mosq.example", "-password", "mosq-password-1")
+	op := runCLI(t, data, "operator", "add", "-name", "Mosq Co", "-email", "ops@mosq.example", "-password-file", passwordFile(t, "mosq-password-1"))
 	for _, id := range []string{"wd-m1", "acl-a", "acl-b"} {
 		runCLI(t, data, "device", "add", "-id", id, "-operator", op["operator"], "-kind", "water", "-out", filepath.Join(out, id), "-mosquitto-dir", mosq)
 	}

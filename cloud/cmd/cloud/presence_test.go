@@ -163,7 +163,7 @@ func newPresenceRig(t *testing.T, brokerKind, dsn string, serveArgs ...string) *
 			t.Fatalf("cloud %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	cli("operator", "add", "-name", "test", "-email", "op@test.example", "-password", "test-operator-pw")
+	cli("operator", "add", "-name", "test", "-email", "op@test.example", "-password-file", passwordFile(t, "test-operator-pw"))
 	mosq := filepath.Join(r.dir, "mosquitto")
 	cli("device", "add", "-operator", "test", "-id", "p-water", "-kind", "water", "-out", filepath.Join(r.dir, "water"),
 		"-port", paths.Board, "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mosq)

@@ -26,16 +26,6 @@ import (
 	"beaconvend/controller/config"
 )
 
-type operatorFlags struct {
-	Name, Email, Password string
-}
-
-func (o *operatorFlags) flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Name, "name", "", "operator (tenant) name")
-	fs.StringVar(&o.Email, "email", "", "console login email of its first account")
-	fs.StringVar(&o.Password, "password", "", "console login password (8-72 bytes)")
-}
-
 type deviceFlags struct {
 	ID, Operator, Kind, Name, Currency, Price, Slots string
 	Board                                            string // vending: the I/O board profile
@@ -77,47 +67,6 @@ func (m *Main) printJSON(v any) error {
 	}
 	_, err = fmt.Fprintln(m.Stdout, string(b))
 	return err
-}
-
-func (m *Main) operatorAdd(ctx context.Context) error {
-	o := m.op
-	if o.Name == "" || o.Email == "" || o.Password == "" {
-		return errors.New("cloud: operator add needs -name, -email and -password")
-	}
-	op, err := m.Store.CreateOperator(ctx, o.Name)
-	if err != nil {
-		return err
-	}
-	acc, err := m.Store.CreateOperatorAccount(ctx, op.ID, o.Email, o.Password)
-	if err != nil {
-		return err
-	}
-	return m.printJSON(map[string]string{"operator": op.ID, "account": acc.ID, "email": acc.Email})
-}
-
-// operatorID accepts an operator id or a unique name. The store has no
-// lookup by name, so this reads the operators table directly (read-only).
-func (m *Main) operatorID(ctx context.Context, s string) (string, error) {
-	if strings.HasPrefix(s, "op_") {
-		return s, nil
-	}
-	rows, err := m.Store.DB().QueryContext(ctx, `SELECT id FROM operators WHERE name = $1`, s)
-	if err != nil {
-		return "", err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return "", err
-		}
-		ids = append(ids, id)
-	}
-	if len(ids) != 1 {
-		return "", fmt.Errorf("cloud: %d operators named %q; pass the id", len(ids), s)
-	}
-	return ids[0], rows.Err()
 }
 
 func parsePrice(s string) (vend.Price, error) {

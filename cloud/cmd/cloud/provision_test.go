@@ -12,7 +12,7 @@ import (
 // and that counter named as the drop counter; an unknown board is refused.
 func TestDeviceAddVendingBoard(t *testing.T) {
 	data, out := t.TempDir(), t.TempDir()
-	runCLI(t, data, "operator", "add", "-name", "Acme", "-email", "ops@acme.example", "-password", "acme-password-1")
+	runCLI(t, data, "operator", "add", "-name", "Acme", "-email", "ops@acme.example", "-password-file", passwordFile(t, "acme-password-1"))
 	for _, c := range []struct {
 		board, drop, counter, motor string
 	}{

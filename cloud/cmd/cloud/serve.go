@@ -95,7 +95,7 @@ func (m *Main) ParseFlags(args []string) error {
 		m.Ready = make(chan struct{})
 	}
 	usage := func() error {
-		fmt.Fprintln(m.Stderr, "usage: cloud serve | operator add | device add | device rotate-key | device disable  [-h for flags]")
+		fmt.Fprintln(m.Stderr, "usage: cloud serve | operator add|add-account|password|disable|enable | device add | device rotate-key | device disable  [-h for flags]")
 		return errUsage
 	}
 	if len(args) == 0 {
@@ -126,8 +126,8 @@ func (m *Main) ParseFlags(args []string) error {
 		fs = flag.NewFlagSet("cloud "+strings.Join(m.Cmd, " "), flag.ContinueOnError)
 		m.commonFlags(fs)
 		switch strings.Join(m.Cmd, " ") {
-		case "operator add":
-			m.op.flags(fs)
+		case "operator add", "operator add-account", "operator password", "operator disable", "operator enable":
+			m.op.flags(fs, m.Cmd[1])
 		case "device add":
 			m.dev.addFlags(fs)
 		case "device rotate-key":
@@ -182,8 +182,8 @@ func (m *Main) Run(ctx context.Context) error {
 	switch strings.Join(m.Cmd, " ") {
 	case "serve":
 		return m.serve(ctx)
-	case "operator add":
-		return m.operatorAdd(ctx)
+	case "operator add", "operator add-account", "operator password", "operator disable", "operator enable":
+		return m.operatorRun(ctx, m.Cmd[1])
 	case "device add":
 		return m.deviceAdd(ctx)
 	case "device rotate-key":

@@ -99,7 +99,14 @@ func newRig(ctx context.Context, cfg Config, rng *rand.Rand) (*rig, error) {
 
 	// Provision before the cloud starts: it loads device keys at start.
 	r.opEmail, r.opPass = fmt.Sprintf("chaos-%d@chaos.example", rng.Uint32()), fmt.Sprintf("chaos-pw-%016x", rng.Uint64())
-	out, err := r.cloudCmd(ctx, "operator", "add", "-name", "chaos soak", "-email", r.opEmail, "-password", r.opPass)
+	pwFile := filepath.Join(r.data, "operator.pw") // passwords never go on a command line
+	if err := os.MkdirAll(r.data, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(pwFile, []byte(r.opPass+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	out, err := r.cloudCmd(ctx, "operator", "add", "-name", "chaos soak", "-email", r.opEmail, "-password-file", pwFile)
 	if err != nil {
 		return nil, err
 	}

@@ -165,7 +165,14 @@ func ProvisionRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	tag := relayRandHex(4)
 	r := &Relay{cfg: cfg, email: "relay-rig-" + tag + "@relay.example", password: relayRandHex(16)}
 	t0 := time.Now()
-	out, err := r.cloud(ctx, "operator", "add", "-name", "relay rig "+tag, "-email", r.email, "-password", r.password)
+	pwFile := filepath.Join(cfg.Dir, "operator.pw") // passwords never go on a command line
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(pwFile, []byte(r.password+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	out, err := r.cloud(ctx, "operator", "add", "-name", "relay rig "+tag, "-email", r.email, "-password-file", pwFile)
 	if err != nil {
 		return nil, err
 	}
