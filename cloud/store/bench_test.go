@@ -41,3 +41,55 @@ func BenchmarkStartSettle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOperatorDeviceLookup compares finding one device of an
+// operator with 1,000 devices (identity keys encrypted) by OperatorDevice
+// with what the operator API did before: list the fleet (OperatorDevices)
+// and pick one.
+func BenchmarkOperatorDeviceLookup(b *testing.B) {
+	for _, be := range backends(b) {
+		b.Run(be.name, func(b *testing.B) {
+			e := newEnv(b, be, &store.Opts{KeyEncKey: make([]byte, 32)})
+			for i := range 999 {
+				d := e.devA
+				d.ID, d.Machines = fmt.Sprintf("dev-%04d", i), testMachines()[:1]
+				must(b, e.s.CreateDevice(e.ctx, d))
+			}
+			b.Run("one", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := e.s.OperatorDevice(e.ctx, e.opA.ID, "dev-0500"); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("fleet", func(b *testing.B) {
+				for b.Loop() {
+					ds, err := e.s.OperatorDevices(e.ctx, e.opA.ID)
+					if err != nil || len(ds) != 1000 {
+						b.Fatal(len(ds), err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkConsoleSessionByToken measures the check every operator API
+// request makes (one read by primary key; the last use is recorded at
+// most once a minute per session, so not here).
+func BenchmarkConsoleSessionByToken(b *testing.B) {
+	for _, be := range backends(b) {
+		b.Run(be.name, func(b *testing.B) {
+			e := newEnv(b, be, nil)
+			a, err := e.s.CreateOperatorAccount(e.ctx, e.opA.ID, "ops@example.com", "operator pass")
+			must(b, err)
+			tok, _, err := e.s.StartConsoleSession(e.ctx, a.ID, store.ConsoleLimits{TTL: time.Hour, Idle: time.Hour})
+			must(b, err)
+			for b.Loop() {
+				if _, err := e.s.ConsoleSessionByToken(e.ctx, tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
