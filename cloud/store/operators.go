@@ -19,7 +19,7 @@ import (
 
 // Errors of operators and their console accounts.
 var (
-	ErrOperatorExists  = vend.E(vend.Conflict, "operator.name_taken", "store: an operator with this name exists")
+	ErrOperatorExists  = vend.E(vend.Conflict, "operator.name_taken", "store: an operator with this name exists (names are compared case-insensitively)")
 	ErrAccountNotFound = vend.E(vend.NotFound, "operator_account.not_found", "store: operator account not found")
 	ErrAccountDisabled = vend.E(vend.Unauthorized, "auth.account_disabled", "store: operator account is disabled")
 	ErrCurrentPassword = vend.E(vend.Invalid, "auth.current_password", "store: current password is wrong")
