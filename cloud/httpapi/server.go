@@ -55,6 +55,10 @@ type Options struct {
 	// BrokerConnected reports whether the MQTT client is connected, for
 	// /readyz; nil means always.
 	BrokerConnected func() bool
+
+	// Connection bounds of NewHTTPServer and the abuse limits; see
+	// limits.go for their defaults (DefaultReadTimeout, ...).
+	Limits
 }
 
 // Server is the phone and operator HTTP API. It is an http.Handler.
@@ -68,6 +72,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool // user + operation + key of POSTs running now
+
+	guard *guard // rate limits, lock-outs and stream caps
 }
 
 // New returns a Server with every route of app-protocol/openapi.yaml, the
@@ -94,11 +100,13 @@ func New(opts Options) (*Server, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{opts: opts, svc: opts.Service, st: opts.Service.Store(), log: opts.Logger, now: opts.Now, mux: http.NewServeMux(), inflight: map[string]bool{}}
+	s.guard = newGuard(opts.Limits, opts.Now)
 	m := s.mux
 	m.HandleFunc("GET /v1/health", s.health)
-	m.HandleFunc("POST /v1/auth/signup", s.signUp)
-	m.HandleFunc("POST /v1/auth/login", s.logIn)
+	m.HandleFunc("POST /v1/auth/signup", s.throttle(scopeUser, s.guard.signUp, false, s.signUp))
+	m.HandleFunc("POST /v1/auth/login", s.throttle(scopeUser, s.guard.logIn, true, s.logIn))
 	m.HandleFunc("POST /v1/auth/logout", s.user(s.logOut))
 	m.HandleFunc("POST /v1/resolve", s.user(s.resolve))
 	m.HandleFunc("GET /v1/devices/{device}", s.user(s.getDevice))
@@ -111,7 +119,7 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("POST /v1/wallet/topups", s.user(s.idempotent("topup", s.topUp)))
 	m.HandleFunc("GET /v1/payment-sources", s.user(s.listSources))
 
-	m.HandleFunc("POST /v1/operator/auth/login", s.operatorLogIn)
+	m.HandleFunc("POST /v1/operator/auth/login", s.throttle(scopeOperator, s.guard.logIn, true, s.operatorLogIn))
 	m.HandleFunc("GET /v1/operator/devices", s.operator(s.opDevices))
 	m.HandleFunc("GET /v1/operator/devices/{device}", s.operator(s.opDevice))
 	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/price", s.operator(s.opSetPrice))
@@ -176,8 +184,11 @@ var codeMap = map[string]string{
 // not sent.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	st, body := s.errorBody(r, err)
-	if st == http.StatusServiceUnavailable {
+	if (st == http.StatusServiceUnavailable || st == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
+	}
+	if st == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="beaconvend"`)
 	}
 	writeJSON(w, st, body)
 }
@@ -195,7 +206,7 @@ func (s *Server) errorBody(r *http.Request, err error) (int, phoneapi.ErrorRespo
 		s.log.Error("httpapi: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		kind, code, msg = vend.Internal, "internal", "internal error"
 	}
-	return phoneapi.HTTPStatus(kind), phoneapi.ErrorResponse{Error: phoneapi.ErrorBody{Kind: kind, Code: code, Message: msg}}
+	return phoneapi.ErrorStatus(kind, code), phoneapi.ErrorResponse{Error: phoneapi.ErrorBody{Kind: kind, Code: code, Message: msg}}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
