@@ -31,6 +31,7 @@ type apiEnv struct {
 	svc *service.Service
 	api *httpapi.Server
 	url string
+	hc  *http.Client // checks every phone API answer against openapi.yaml
 	key proxid.Key
 	now atomic.Int64 // Unix ms of the cloud's clock
 }
@@ -42,7 +43,7 @@ func (e *apiEnv) advance(d time.Duration) { e.now.Add(d.Milliseconds()) }
 // newAPIEnv starts the environment; tweak may change the API options.
 func newAPIEnv(t *testing.T, tweak func(*httpapi.Options)) *apiEnv {
 	t.Helper()
-	e := &apiEnv{t: t, ctx: context.Background()}
+	e := &apiEnv{t: t, ctx: context.Background(), hc: &http.Client{Transport: newSpecChecker(t)}}
 	e.now.Store(time.Now().UnixMilli())
 	st, err := store.Open(e.ctx, filepath.Join(t.TempDir(), "c.db"), &store.Opts{BcryptCost: 4, Now: e.clock})
 	if err != nil {
@@ -101,7 +102,7 @@ var phoneSeq atomic.Int64
 // phone signs up a new user with 10.00 EUR in the wallet.
 func (e *apiEnv) phone() *phoneapi.Client {
 	e.t.Helper()
-	c := phoneapi.New(e.url, nil)
+	c := phoneapi.New(e.url, &phoneapi.Opts{HTTPClient: e.hc})
 	if _, err := c.SignUp(e.ctx, &phoneapi.SignUpRequest{Email: fmt.Sprintf("p%d@example.com", phoneSeq.Add(1)), Password: "password-123"}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func (e *apiEnv) do(req *http.Request, token string) *http.Response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.hc.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}

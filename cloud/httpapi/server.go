@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -110,13 +111,14 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("POST /v1/auth/logout", s.user(s.logOut))
 	m.HandleFunc("POST /v1/resolve", s.user(s.resolve))
 	m.HandleFunc("GET /v1/devices/{device}", s.user(s.getDevice))
-	m.HandleFunc("POST /v1/sessions", s.user(s.idempotent("start", s.startSession)))
+	m.HandleFunc("GET /v1/sessions", s.user(s.listSessions))
+	m.HandleFunc("POST /v1/sessions", s.user(s.idempotent("start", func() any { return &phoneapi.StartSessionRequest{} }, s.startSession)))
 	m.HandleFunc("GET /v1/sessions/{session}", s.user(s.getSession))
 	m.HandleFunc("GET /v1/sessions/{session}/events", s.user(s.sessionEvents))
-	m.HandleFunc("POST /v1/sessions/{session}/stop", s.user(s.idempotent("stop", s.stopSession)))
+	m.HandleFunc("POST /v1/sessions/{session}/stop", s.user(s.idempotent("stop", nil, s.stopSession)))
 	m.HandleFunc("GET /v1/sessions/{session}/receipt", s.user(s.getReceipt))
 	m.HandleFunc("GET /v1/wallet", s.user(s.getWallet))
-	m.HandleFunc("POST /v1/wallet/topups", s.user(s.idempotent("topup", s.topUp)))
+	m.HandleFunc("POST /v1/wallet/topups", s.user(s.idempotent("topup", func() any { return &phoneapi.TopUpRequest{} }, s.topUp)))
 	m.HandleFunc("GET /v1/payment-sources", s.user(s.listSources))
 
 	m.HandleFunc("POST /v1/operator/auth/login", s.throttle(scopeOperator, s.guard.logIn, true, s.operatorLogIn))
@@ -225,11 +227,30 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // unknown fields (request.field naming it), bad JSON and trailing data
 // (request.json), then runs v's Validate method when it has one.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if err := jsonBody(r); err != nil {
+		return err
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
 	if err != nil {
 		return vend.Errorf(ErrJSON, "body over %d bytes", s.opts.MaxBody)
 	}
 	return s.decodeBytes(b, v)
+}
+
+// jsonBody refuses a request body declared as anything but
+// application/json (request.content_type, 415): text/plain and form
+// bodies are what a browser posts cross-origin without asking. A request
+// without a Content-Type is read as JSON (clients such as curl scripts
+// and older apps send none).
+func jsonBody(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return vend.Errorf(ErrContentType, "got %.64q", ct)
+	}
+	return nil
 }
 
 func (s *Server) decodeBytes(b []byte, v any) error {
@@ -318,12 +339,16 @@ func (rec *recorder) Write(b []byte) (int, error) {
 
 // idempotent wraps a money-moving POST: it requires an Idempotency-Key,
 // replays the stored response of an earlier request with the same key and
-// body (header Idempotent-Replayed: true), refuses the key with another
-// body (409 idempotency.key_reused) or while the first request still runs
-// on this instance (503 idempotency.in_flight), and stores every final
-// response (2xx and 4xx; not 5xx, which the client retries). Keys are
-// scoped to the user and the operation.
-func (s *Server) idempotent(op string, h func(w http.ResponseWriter, r *http.Request, key string, body []byte)) http.HandlerFunc {
+// parameters (header Idempotent-Replayed: true), refuses the key with
+// other parameters (409 idempotency.key_reused) or while the first request
+// still runs on this instance (503 idempotency.in_flight), and stores
+// every final response (2xx and 4xx; not 5xx, which the client retries).
+// Keys are scoped to the user and the operation. The request hash covers
+// method, path and the parsed request (newReq's type, re-encoded), so the
+// same request with other JSON spacing or key order is the same request;
+// a body that does not parse is refused before the key is looked at. A
+// nil newReq takes no body.
+func (s *Server) idempotent(op string, newReq func() any, h func(w http.ResponseWriter, r *http.Request, key string, body []byte)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
 		if err := phoneapi.ValidateIdempotencyKey(key); err != nil {
@@ -335,9 +360,29 @@ func (s *Server) idempotent(op string, h func(w http.ResponseWriter, r *http.Req
 			s.fail(w, r, vend.Errorf(ErrJSON, "body over %d bytes", s.opts.MaxBody))
 			return
 		}
+		var canon []byte
+		switch {
+		case newReq == nil && len(body) > 0:
+			s.fail(w, r, vend.Errorf(ErrJSON, "%s takes no body", op))
+			return
+		case newReq != nil:
+			if err := jsonBody(r); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			v := newReq()
+			if err := s.decodeBytes(body, v); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			if canon, err = json.Marshal(v); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
 		u := userOf(r)
 		scoped := op + ":" + key
-		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\n" + string(body)))
+		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\n" + string(canon)))
 		hash := sum[:]
 		prev, err := s.st.LookupIdempotent(r.Context(), u.ID, scoped, hash)
 		switch {

@@ -1,10 +1,13 @@
 package store_test
 
 import (
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"beaconvend/app-protocol/signed"
+	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/store"
 )
 
@@ -76,4 +79,88 @@ func TestLoginThrottle(t *testing.T) {
 			t.Fatalf("pruned %d, want 1", n)
 		}
 	})
+}
+
+// A user's sessions come newest first, a page at a time, across sessions
+// created in the same millisecond, and never another user's.
+func TestUserSessions(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, nil)
+		e.topUp(e.user.ID, 100000)
+		other, err := e.s.CreateUser(e.ctx, "other@example.com", "correct horse")
+		must(t, err)
+		e.topUp(other.ID, 100000)
+		var ids []string
+		for i := range 5 {
+			if i%2 == 0 {
+				e.clk.Add(time.Millisecond) // sessions 1-2 and 3-4 share a millisecond
+			}
+			ss, err := e.s.StartSession(e.ctx, store.StartInput{User: e.user.ID, Device: "dev-a", Machine: "w1", CapUnits: 1000,
+				IdemKey: "key-" + strconv.Itoa(i), Window: 1, WindowK: 5, Sign: func(signed.Grant) ([]byte, error) { return []byte("g"), nil }})
+			must(t, err)
+			if _, err := e.s.Fail(e.ctx, ss.ID, "test.failed"); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, ss.ID.String())
+		}
+		if _, err := e.s.StartSession(e.ctx, store.StartInput{User: other.ID, Device: "dev-a", Machine: "w1", CapUnits: 1000,
+			IdemKey: "key-x", Window: 1, WindowK: 5, Sign: func(signed.Grant) ([]byte, error) { return []byte("g"), nil }}); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		var cur store.SessionCursor
+		for page := 0; ; page++ {
+			ss, next, err := e.s.UserSessions(e.ctx, e.user.ID, cur, 2)
+			must(t, err)
+			for _, s := range ss {
+				if s.User != e.user.ID || s.Grant != nil {
+					t.Fatalf("listed %+v", s)
+				}
+				got = append(got, s.ID.String())
+			}
+			if next == (store.SessionCursor{}) {
+				break
+			}
+			if page > 5 {
+				t.Fatal("no end of the list")
+			}
+			cur = next
+		}
+		if len(got) != 5 {
+			t.Fatalf("listed %d sessions %v, want 5", len(got), got)
+		}
+		for i := 1; i < len(got); i++ {
+			a, _ := e.s.GetSession(e.ctx, mustSID(t, got[i-1]))
+			b, _ := e.s.GetSession(e.ctx, mustSID(t, got[i]))
+			if a.Created.Before(b.Created) {
+				t.Fatalf("not newest first: %v before %v", a.Created, b.Created)
+			}
+		}
+		seen := map[string]bool{}
+		for _, id := range got {
+			seen[id] = true
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				t.Fatalf("session %s missing from %v", id, got)
+			}
+		}
+		ss, err := e.s.UserSessionByKey(e.ctx, e.user.ID, "key-3")
+		if err != nil || ss.ID.String() != ids[3] {
+			t.Fatalf("by key = %v %v, want %s", ss.ID, err, ids[3])
+		}
+		if _, err := e.s.UserSessionByKey(e.ctx, other.ID, "key-3"); err == nil {
+			t.Fatal("another user's key found")
+		}
+		if _, _, err := e.s.UserSessions(e.ctx, e.user.ID, store.SessionCursor{}, 0); err == nil {
+			t.Fatal("limit 0 accepted")
+		}
+	})
+}
+
+func mustSID(t *testing.T, s string) vend.SessionID {
+	t.Helper()
+	id, err := vend.ParseSessionID(s)
+	must(t, err)
+	return id
 }
