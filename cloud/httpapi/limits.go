@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/store"
 )
 
 // Defaults of Limits.
@@ -77,7 +78,8 @@ type Limits struct {
 	// The lock-out, kept in the store so that it holds across instances
 	// and restarts: after LockoutAfter consecutive failed log-ins of one
 	// account, the account is locked for LockoutBase, doubled by each
-	// further failure up to LockoutMax. A successful log-in clears it.
+	// further failure up to LockoutMax (at most store.ThrottleReset). A
+	// successful log-in clears it.
 	LockoutAfter int
 	LockoutBase  time.Duration
 	LockoutMax   time.Duration
@@ -126,6 +128,7 @@ func (l Limits) withDefaults() Limits {
 	num(&l.LockoutAfter, DefaultLockoutAfter)
 	dur(&l.LockoutBase, DefaultLockoutBase)
 	dur(&l.LockoutMax, DefaultLockoutMax)
+	l.LockoutMax = min(l.LockoutMax, store.ThrottleReset) // the store forgets failures after that
 	num(&l.MaxStreamsPerUser, DefaultStreamsPerUser)
 	num(&l.MaxStreams, DefaultStreams)
 	return l

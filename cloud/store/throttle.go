@@ -17,7 +17,8 @@ type LoginThrottleState struct {
 }
 
 // ThrottleReset is how long after its last failure an account's count
-// starts again from zero.
+// starts again from zero. Prune deletes records two ThrottleResets after
+// their last failure (locks must be shorter than that).
 const ThrottleReset = 24 * time.Hour
 
 func validThrottle(scope, account string) error {
@@ -101,15 +102,4 @@ func (s *Store) ClearLoginFailures(ctx context.Context, scope, account string) e
 		return fmt.Errorf("store: clear login failures: %w", err)
 	}
 	return nil
-}
-
-// PruneLoginThrottle deletes the records whose last failure is before
-// before and whose lock is over, and returns how many. Errors: the
-// database's.
-func (s *Store) PruneLoginThrottle(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM login_throttle WHERE updated_ms < $1 AND locked_until_ms < $2`, before.UnixMilli(), s.nowMs())
-	if err != nil {
-		return 0, fmt.Errorf("store: prune login throttle: %w", err)
-	}
-	return res.RowsAffected()
 }

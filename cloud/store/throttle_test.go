@@ -72,10 +72,14 @@ func TestLoginThrottle(t *testing.T) {
 		if _, err := e.s.RecordLoginFailure(e.ctx, "user", "acct-2", lock); err != nil {
 			t.Fatal(err)
 		}
-		e.clk.Add(store.ThrottleReset)
-		n, err := e.s.PruneLoginThrottle(e.ctx, e.clk.Now().Add(-store.ThrottleReset/2))
+		e.clk.Add(2*store.ThrottleReset - time.Minute)
+		if _, err := e.s.RecordLoginFailure(e.ctx, "user", "acct-3", lock); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Add(2 * time.Minute)
+		p, err := e.s.Prune(e.ctx, store.Retention{})
 		must(t, err)
-		if n != 1 {
+		if n := p["login_throttle"]; n != 1 {
 			t.Fatalf("pruned %d, want 1", n)
 		}
 	})
