@@ -62,7 +62,8 @@
 // account is locked for a time that doubles with each further failure.
 // The failure count and the lock live in the store (store.LoginThrottle),
 // so they hold on every instance and across restarts. Event streams are
-// capped per user and per instance.
+// capped per user and per instance. Every refusal counts in
+// beaconvend_http_limited_total{code} on the service's registry.
 //
 // # Session events
 //

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"testing"
 	"time"
@@ -30,5 +32,42 @@ func TestLimiterTableBounded(t *testing.T) {
 	}
 	if d := tb2.take("new", now.Add(time.Minute)); d <= 0 {
 		t.Fatal("second take of a 1-burst bucket was allowed")
+	}
+}
+
+// The client address is the peer's unless the peer is a trusted proxy;
+// IPv6 clients count by their /64.
+func TestClientAddr(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	for _, tc := range []struct {
+		remote  string
+		xff     []string
+		trusted bool
+		want    string
+	}{
+		{"192.0.2.1:5000", nil, false, "192.0.2.1"},
+		{"192.0.2.1:5000", []string{"198.51.100.1"}, false, "192.0.2.1"},
+		{"10.1.2.3:5000", []string{"198.51.100.1"}, false, "10.1.2.3"},
+		{"10.1.2.3:5000", []string{"198.51.100.1"}, true, "198.51.100.1"},
+		{"10.1.2.3:5000", []string{"203.0.113.9, 198.51.100.1, 10.9.9.9"}, true, "198.51.100.1"},
+		{"10.1.2.3:5000", []string{"203.0.113.9", "198.51.100.1"}, true, "198.51.100.1"},
+		{"10.1.2.3:5000", []string{"garbage, 10.9.9.9"}, true, "10.9.9.9"},
+		{"10.1.2.3:5000", []string{"10.9.9.9"}, true, "10.9.9.9"},
+		{"[2001:db8:1:2:3:4:5:6]:5000", nil, false, "2001:db8:1:2::/64"},
+		{"[fd00::1]:5000", []string{"2001:db8:aa:bb::7"}, true, "2001:db8:aa:bb::/64"},
+		{"[::ffff:192.0.2.7]:5000", nil, false, "192.0.2.7"},
+	} {
+		s := &Server{}
+		if tc.trusted {
+			s.opts.TrustedProxies = proxies
+		}
+		r := httptest.NewRequest("POST", "/v1/auth/login", nil)
+		r.RemoteAddr = tc.remote
+		for _, h := range tc.xff {
+			r.Header.Add("X-Forwarded-For", h)
+		}
+		if got := s.clientAddr(r); got != tc.want {
+			t.Errorf("clientAddr(%s, XFF %q, trusted %v) = %s, want %s", tc.remote, tc.xff, tc.trusted, got, tc.want)
+		}
 	}
 }

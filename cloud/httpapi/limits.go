@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"beaconvend/app-protocol/vend"
@@ -64,8 +66,10 @@ type Limits struct {
 	MaxHeaderBytes    int           // DefaultMaxHeaderBytes
 
 	// Per client address (see TrustedProxies): sign-ups and log-ins
-	// (phone and operator). Defaults: 5 sign-ups then one per minute;
-	// 20 log-ins then one per 6 s.
+	// (phone and operator share one budget). Generous, because carrier
+	// NAT puts many phones behind one address; the per-account limit and
+	// the lock-out stop password guessing. Defaults: 20 sign-ups then one
+	// per 10 s; 50 log-ins then one per second.
 	SignUpPerIP RateLimit
 	LogInPerIP  RateLimit
 	// Per account (the email of a sign-up or log-in), on every instance
@@ -121,8 +125,8 @@ func (l Limits) withDefaults() Limits {
 	dur(&l.WriteTimeout, DefaultWriteTimeout)
 	dur(&l.IdleTimeout, DefaultIdleTimeout)
 	num(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
-	rl(&l.SignUpPerIP, time.Minute, 5)
-	rl(&l.LogInPerIP, 6*time.Second, 20)
+	rl(&l.SignUpPerIP, 10*time.Second, 20)
+	rl(&l.LogInPerIP, time.Second, 50)
 	rl(&l.PerAccount, 12*time.Second, 5)
 	num(&l.MaxLimiters, DefaultMaxLimiters)
 	num(&l.LockoutAfter, DefaultLockoutAfter)
@@ -223,19 +227,31 @@ func (t *limiterTable) len() int {
 type guard struct {
 	l       Limits
 	now     func() time.Time
-	signUp  *limiterTable // per client address
-	logIn   *limiterTable // per client address, phone and operator
-	account *limiterTable // per scope + account
+	refused *prometheus.CounterVec // by code
+	signUp  *limiterTable          // per client address
+	logIn   *limiterTable          // per client address, phone and operator
+	account *limiterTable          // per scope + account
 
 	mu      sync.Mutex
 	streams map[string]int // open event streams per user
 	total   int
 }
 
-func newGuard(l Limits, now func() time.Time) *guard {
-	return &guard{l: l, now: now,
+func newGuard(l Limits, now func() time.Time, reg prometheus.Registerer) *guard {
+	g := &guard{l: l, now: now,
 		signUp: newLimiterTable(l.SignUpPerIP, l.MaxLimiters), logIn: newLimiterTable(l.LogInPerIP, l.MaxLimiters),
 		account: newLimiterTable(l.PerAccount, l.MaxLimiters), streams: map[string]int{}}
+	g.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "beaconvend_http_limited_total",
+		Help: "Requests refused by a limit, by code (rate.limited, auth.locked, stream.limit)."}, []string{"code"})
+	if reg != nil {
+		if err := reg.Register(g.refused); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				g.refused = are.ExistingCollector.(*prometheus.CounterVec) // another Server on the same service
+			}
+		}
+	}
+	return g
 }
 
 // openStream counts an event stream of user; it returns the release
@@ -330,6 +346,7 @@ const (
 
 // limited answers a 429 for err with Retry-After of wait (at least 1 s).
 func (s *Server) limited(w http.ResponseWriter, r *http.Request, err error, wait time.Duration) {
+	s.guard.refused.WithLabelValues(vend.CodeOf(err)).Inc()
 	w.Header().Set("Retry-After", strconv.FormatInt(retrySeconds(wait), 10))
 	s.fail(w, r, err)
 }

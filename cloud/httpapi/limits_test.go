@@ -64,6 +64,9 @@ func TestRateLimitPerAddress(t *testing.T) {
 	if st, code, _ := e.post("/v1/operator/auth/login", login("op@example.com", "operator-password"), nil); st != 429 || code != "rate.limited" {
 		t.Fatalf("operator log-in from a throttled address = %d %s, want 429 rate.limited", st, code)
 	}
+	if n := refusedCount(t, e, "rate.limited"); n != 2 {
+		t.Fatalf("beaconvend_http_limited_total{code=rate.limited} = %v, want 2", n)
+	}
 	e.advance(time.Minute)
 	if st, code, _ := e.post("/v1/auth/login", login("y@example.com", "wrong-password"), nil); st != 401 {
 		t.Fatalf("a minute later = %d %s, want 401 (one token back)", st, code)
@@ -239,4 +242,27 @@ func TestEventStreamCaps(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// refusedCount reads the limits counter of one code from the service's registry.
+func refusedCount(t *testing.T, e *apiEnv, code string) float64 {
+	t.Helper()
+	mfs, err := e.svc.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "beaconvend_http_limited_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && l.GetValue() == code {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no beaconvend_http_limited_total{code=%q}", code)
+	return 0
 }

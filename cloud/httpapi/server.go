@@ -103,7 +103,7 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{opts: opts, svc: opts.Service, st: opts.Service.Store(), log: opts.Logger, now: opts.Now, mux: http.NewServeMux(), inflight: map[string]bool{}}
-	s.guard = newGuard(opts.Limits, opts.Now)
+	s.guard = newGuard(opts.Limits, opts.Now, s.svc.Registry())
 	m := s.mux
 	m.HandleFunc("GET /v1/health", s.health)
 	m.HandleFunc("POST /v1/auth/signup", s.throttle(scopeUser, s.guard.signUp, false, s.signUp))
