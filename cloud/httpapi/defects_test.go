@@ -109,6 +109,12 @@ func TestStartRetryAfterWindowFindsSession(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Code != "device.no_reply" || ae.Session == nil || ae.Session.ID != first {
 		t.Fatalf("retry after the window = %v, want device.no_reply with session %s", err, first)
 	}
+	// The same key with another cap is another request.
+	other := *req
+	other.Cap = phoneapi.Cap{Units: 2000}
+	if _, err := c.StartSession(e.ctx, key, &other); !errors.As(err, &ae) || ae.Status != 409 || ae.Code != "idempotency.key_reused" {
+		t.Fatalf("same key, another cap = %v, want 409 idempotency.key_reused", err)
+	}
 	// Another key with the stale ID is still refused.
 	if _, err := c.StartSession(e.ctx, phoneapi.NewIdempotencyKey(), req); !errors.As(err, &ae) || ae.Code != "proximity.expired" && ae.Code != "proximity.unknown" {
 		t.Fatalf("new start with the stale ID = %v, want proximity.*", err)
@@ -168,6 +174,10 @@ func TestProtocolAnswers(t *testing.T) {
 	var ae *phoneapi.APIError
 	if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != "request.field" || !strings.Contains(ae.Message, "slot") {
 		t.Fatalf("vending start without a slot = %v, want 400 request.field naming the slot", err)
+	}
+	// A malformed device id is the 400 the spec declares.
+	if resp, _, eb := e.call("GET", "/v1/devices/Bad!Id", c.Token(), "", "", nil); resp.StatusCode != 400 || eb.Code != "request.field" || !strings.Contains(eb.Message, "device") {
+		t.Errorf("GET /v1/devices/Bad!Id = %d %+v, want 400 request.field naming the device", resp.StatusCode, eb)
 	}
 	// An ID a few windows old is expired, not unknown.
 	for _, back := range []time.Duration{5 * 32 * time.Second, 8 * 32 * time.Second} {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -434,13 +435,16 @@ func (s *Server) throttle(scope string, perIP *limiterTable, lockout bool, h htt
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		h(sw, r)
+		// Counted even when the client has gone: hanging up early must
+		// not save a guess from the count.
+		ctx := context.WithoutCancel(r.Context())
 		switch {
 		case sw.status == http.StatusUnauthorized:
-			if _, err := s.st.RecordLoginFailure(r.Context(), scope, acct, s.lockFor); err != nil {
+			if _, err := s.st.RecordLoginFailure(ctx, scope, acct, s.lockFor); err != nil {
 				s.log.Error("httpapi: record failed log-in", "err", err)
 			}
 		case sw.status >= 200 && sw.status < 300 && th.Failures > 0:
-			if err := s.st.ClearLoginFailures(r.Context(), scope, acct); err != nil {
+			if err := s.st.ClearLoginFailures(ctx, scope, acct); err != nil {
 				s.log.Error("httpapi: clear failed log-ins", "err", err)
 			}
 		}

@@ -46,11 +46,18 @@ func stopCmdID(id vend.SessionID) string { return "stop-" + hex.EncodeToString(i
 
 // StartSession starts a paid session for user:
 //
+//  0. a session already started with idemKey answers a retry at once
+//     (store.UserSessionByKey): the same request gets it (pending: the
+//     Authorize is resent and waited for again), another request is
+//     idempotency.conflict; nothing below is checked again, so a retry
+//     after the proximity window or while the device is offline still
+//     finds its session;
 //  1. the proximity ID is resolved again and must name req.Device in the
 //     current window ± 1 (proximity.unknown / proximity.expired);
 //  2. the device must be online (machine.offline), the machine not
 //     faulted (machine.fault) and the slot not jammed (slot.jammed) by its
-//     last telemetry: each answered at once, nothing held;
+//     last telemetry, and a machine with slots needs req.Slot
+//     (ErrSlotRequired): each answered at once, nothing held;
 //  3. store.StartSession reads the price, turns a money cap into units,
 //     holds the cost (never above the money cap) and stores the grant,
 //     signed with the cloud key, all in one transaction; a price other
