@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -70,4 +71,36 @@ func TestClientAddr(t *testing.T) {
 			t.Errorf("clientAddr(%s, XFF %q, trusted %v) = %s, want %s", tc.remote, tc.xff, tc.trusted, got, tc.want)
 		}
 	}
+}
+
+// BenchmarkLimiterFlood: one take per new key in a full table (the
+// eviction path a flood of addresses drives).
+func BenchmarkLimiterFlood(b *testing.B) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	tb := newLimiterTable(RateLimit{Per: time.Second, Burst: 20}, DefaultMaxLimiters)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tb.take("k"+strconv.Itoa(i), now)
+		i++
+	}
+}
+
+// BenchmarkLimiterMemory reports the heap of a full table.
+func BenchmarkLimiterMemory(b *testing.B) {
+	var before, after runtime.MemStats
+	var tb *limiterTable
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tb = newLimiterTable(RateLimit{Per: time.Second, Burst: 20}, DefaultMaxLimiters)
+		now := time.Now()
+		for i := range DefaultMaxLimiters {
+			tb.take("203.0."+strconv.Itoa(i>>8)+"."+strconv.Itoa(i&255), now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB")
+	runtime.KeepAlive(tb)
 }

@@ -50,7 +50,7 @@ var (
 )
 
 // RateLimit is a token bucket: Burst requests at once, then one per Per.
-// A zero Per disables the limit.
+// A zero Per takes the default; a negative Per disables the limit.
 type RateLimit struct {
 	Per   time.Duration
 	Burst int
@@ -114,11 +114,11 @@ func (l Limits) withDefaults() Limits {
 		}
 	}
 	rl := func(r *RateLimit, per time.Duration, burst int) {
-		if *r == (RateLimit{}) {
-			*r = RateLimit{Per: per, Burst: burst}
+		if r.Per == 0 {
+			r.Per = per
 		}
 		if r.Burst <= 0 {
-			r.Burst = 1
+			r.Burst = burst
 		}
 	}
 	dur(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
