@@ -21,6 +21,16 @@ func TestLimiterTableBounded(t *testing.T) {
 			t.Fatalf("after %d keys the table holds %d, want at most 1000", i+1, n)
 		}
 	}
+	// A throttled key outlives a flood of fresh ones.
+	tb3 := newLimiterTable(RateLimit{Per: time.Minute, Burst: 2}, 1000)
+	tb3.take("attacker", now)
+	tb3.take("attacker", now)
+	for i := range 50_000 {
+		tb3.take("flood"+strconv.Itoa(i), now)
+	}
+	if d := tb3.take("attacker", now); d <= 0 {
+		t.Fatal("a flood of new keys reset a throttled key")
+	}
 	// Refilled entries are evicted first: after a quiet minute the
 	// table empties down to what is still in use.
 	tb2 := newLimiterTable(RateLimit{Per: time.Second, Burst: 1}, 10)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -198,22 +200,30 @@ func (t *limiterTable) take(key string, now time.Time) time.Duration {
 }
 
 // evict drops the entries whose bucket has refilled (forgetting them
-// changes nothing); when none has, it drops an eighth of the table,
-// arbitrary entries (map order), so memory stays bounded under a flood of
-// keys. Called with mu held.
+// changes nothing); when that frees no room, it drops the eighth of the
+// table whose buckets are fullest, so memory stays bounded under a flood
+// of keys and the keys being throttled are the last to be forgotten.
+// Called with mu held.
 func (t *limiterTable) evict(now time.Time) {
 	for k, l := range t.m {
 		if l.TokensAt(now) >= float64(t.lim.Burst) {
 			delete(t.m, k)
 		}
 	}
-	n := len(t.m) - t.max + 1 + t.max/8
-	for k := range t.m {
-		if n <= 0 {
-			break
-		}
-		delete(t.m, k)
-		n--
+	if len(t.m) < t.max {
+		return
+	}
+	type entry struct {
+		key    string
+		tokens float64
+	}
+	all := make([]entry, 0, len(t.m))
+	for k, l := range t.m {
+		all = append(all, entry{k, l.TokensAt(now)})
+	}
+	slices.SortFunc(all, func(a, b entry) int { return cmp.Compare(b.tokens, a.tokens) })
+	for _, e := range all[:len(all)-t.max+1+t.max/8] {
+		delete(t.m, e.key)
 	}
 }
 
