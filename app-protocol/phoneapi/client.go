@@ -141,17 +141,63 @@ func (c *Client) Resolve(ctx context.Context, req *ResolveRequest) (*ResolveResp
 	return &out, nil
 }
 
-// GetDevice returns a device with its machines and prices. Errors: invalid
-// id, not_found (device.not_found), unauthorized, transient.
-func (c *Client) GetDevice(ctx context.Context, id DeviceID) (*DeviceResponse, error) {
+// GetDevice returns a device. With a proximity ID heard from it (at most
+// one) the answer has its machines, prices and states; without one, only
+// the device's public fields (id, name, state) and no machines. Errors:
+// invalid id, not_found (device.not_found; proximity.unknown or
+// proximity.expired for the proximity ID), unauthorized, transient.
+func (c *Client) GetDevice(ctx context.Context, id DeviceID, proximity ...ProximityID) (*DeviceResponse, error) {
 	if err := id.Validate(); err != nil {
 		return nil, prefix("device", err)
 	}
+	q := url.Values{}
+	switch len(proximity) {
+	case 0:
+	case 1:
+		if err := proximity[0].Validate(); err != nil {
+			return nil, prefix("proximity_id", err)
+		}
+		q.Set("proximity_id", string(proximity[0]))
+	default:
+		return nil, fieldErr("proximity_id", "at most one")
+	}
 	var out DeviceResponse
-	if err := c.do(ctx, http.MethodGet, "/v1/devices/"+url.PathEscape(string(id)), "", nil, &out); err != nil {
+	if err := c.doQuery(ctx, "/v1/devices/"+url.PathEscape(string(id)), q, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// ListSessions returns the user's sessions, newest first, a page of at
+// most p.Limit (DefaultSessionPage when 0, at most MaxSessionPage); pass
+// the answer's Next as p.Cursor for the next page. p may be nil. Errors:
+// invalid (a bad limit or cursor), unauthorized, transient.
+func (c *Client) ListSessions(ctx context.Context, p *ListSessionsParams) (*SessionList, error) {
+	q := url.Values{}
+	if p != nil {
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+		if p.Limit > 0 {
+			q.Set("limit", strconv.Itoa(p.Limit))
+		}
+		if p.Cursor != "" {
+			q.Set("cursor", p.Cursor)
+		}
+	}
+	var out SessionList
+	if err := c.doQuery(ctx, "/v1/sessions", q, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// doQuery is a GET of path with query q.
+func (c *Client) doQuery(ctx context.Context, path string, q url.Values, out any) error {
+	if len(q) == 0 {
+		return c.do(ctx, http.MethodGet, path, "", nil, out)
+	}
+	return c.do(ctx, http.MethodGet, path+"?"+q.Encode(), "", nil, out)
 }
 
 // StartSession holds the cap and authorizes the machine. key is the
@@ -356,7 +402,9 @@ func (c *Client) newRequest(ctx context.Context, method, path, key string, in an
 		body = bytes.NewReader(b)
 	}
 	u := *c.base
+	path, query, _ := strings.Cut(path, "?")
 	u.Path += path
+	u.RawQuery = query
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return nil, fmt.Errorf("phoneapi: %s %s: %w", method, path, err)

@@ -158,7 +158,10 @@ var calls = map[string]call{
 		return c.Resolve(ctx, &phoneapi.ResolveRequest{ProximityID: "3fa8c2d10b9e4471", RSSI: &rssi})
 	},
 	"GetDevice": func(ctx context.Context, c *phoneapi.Client, _ string) (any, error) {
-		return c.GetDevice(ctx, "vm-0193")
+		return c.GetDevice(ctx, "vm-0193", "91c04e7ab23d5f60")
+	},
+	"ListSessions": func(ctx context.Context, c *phoneapi.Client, _ string) (any, error) {
+		return c.ListSessions(ctx, &phoneapi.ListSessionsParams{Limit: 20, Cursor: "1772357400000.5f0c6a2e-3b1d-4c8e-9a7f-2d4b6e8c1a90"})
 	},
 	"StartSession": func(ctx context.Context, c *phoneapi.Client, key string) (any, error) {
 		return c.StartSession(ctx, key, &phoneapi.StartSessionRequest{
@@ -400,6 +403,16 @@ func TestClientRefusesBadRequestsWithoutSending(t *testing.T) {
 			return err
 		}},
 		{"bad device", "device", func() error { _, err := c.GetDevice(ctx, "Dev/1"); return err }},
+		{"bad proximity for a device", "proximity_id", func() error { _, err := c.GetDevice(ctx, "vm-0193", "zz"); return err }},
+		{"two proximity IDs", "proximity_id", func() error {
+			_, err := c.GetDevice(ctx, "vm-0193", "3fa8c2d10b9e4471", "3fa8c2d10b9e4472")
+			return err
+		}},
+		{"list limit", "limit", func() error { _, err := c.ListSessions(ctx, &phoneapi.ListSessionsParams{Limit: 101}); return err }},
+		{"list cursor", "cursor", func() error {
+			_, err := c.ListSessions(ctx, &phoneapi.ListSessionsParams{Cursor: strings.Repeat("c", 129)})
+			return err
+		}},
 		{"top up wallet", "source", func() error {
 			_, err := c.TopUp(ctx, "key-12345", &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: 5, Currency: "EUR"}, Source: "wallet"})
 			return err

@@ -32,7 +32,10 @@
 // ("machine.busy", "funds.insufficient", "proximity.expired",
 // "idempotency.key_reused", ...; the full table is in the spec's description).
 // The kind fixes the HTTP status, in one table: [HTTPStatus] and
-// [KindForStatus]. Request types have Validate methods, which the client runs
+// [KindForStatus]; four codes have their own ([ErrorStatus]): the limits
+// "rate.limited", "auth.locked" and "stream.limit" are 429 (kind
+// transient; wait [APIError].RetryAfter), "request.content_type" is 415
+// (kind invalid). Request types have Validate methods, which the client runs
 // before sending; their errors are of kind invalid with code "request.field"
 // (errors.Is [ErrField]) and name the field, such as
 // "phoneapi: invalid field: cap: want exactly one of units, amount".
@@ -44,8 +47,9 @@
 // those methods. Make one with [NewIdempotencyKey] per user action and reuse
 // it, with the same request, for every retry of that action (a timeout, a
 // dropped connection, a transient error). The server replays the first
-// answer for a repeated key and body, answers conflict
-// "idempotency.key_reused" for the same key with another body, and
+// answer for a repeated key and request (the parsed request: JSON spacing
+// and key order do not matter), answers conflict
+// "idempotency.key_reused" for the same key with another request, and
 // transient "idempotency.in_flight" while the first request still runs.
 //
 // # Session events

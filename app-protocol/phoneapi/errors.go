@@ -51,6 +51,26 @@ func HTTPStatus(k vend.Kind) int {
 	return http.StatusInternalServerError
 }
 
+// statusOfCode lists the codes whose status is not their kind's: the limits
+// (429 with Retry-After, kind transient) and the content type (415, kind
+// invalid). KindForStatus maps these statuses back to the same kinds.
+var statusOfCode = map[string]int{
+	"rate.limited":         http.StatusTooManyRequests,      // 429
+	"auth.locked":          http.StatusTooManyRequests,      // 429
+	"stream.limit":         http.StatusTooManyRequests,      // 429
+	"request.content_type": http.StatusUnsupportedMediaType, // 415
+}
+
+// ErrorStatus returns the HTTP status of an error: 429 for the limit codes
+// rate.limited, auth.locked and stream.limit, 415 for request.content_type,
+// otherwise HTTPStatus(k).
+func ErrorStatus(k vend.Kind, code string) int {
+	if s, ok := statusOfCode[code]; ok && KindForStatus(s) == k {
+		return s
+	}
+	return HTTPStatus(k)
+}
+
 // KindForStatus returns the error kind of an HTTP status, for answers that
 // lack a valid error body (a proxy's 502 page). It inverts HTTPStatus and
 // maps the other statuses by class: 403 is unauthorized, 410 not_found, 412

@@ -2,6 +2,7 @@ package phoneapi
 
 import (
 	"net/mail"
+	"strconv"
 	"time"
 
 	"beaconvend/app-protocol/vend"
@@ -690,6 +691,53 @@ type PaymentSourceList struct {
 	Sources []PaymentSource `json:"sources"`
 }
 
+// Pages of ListSessions.
+const (
+	DefaultSessionPage = 20  // sessions per page when no limit is given
+	MaxSessionPage     = 100 // the largest limit
+	maxCursor          = 128 // bytes of a cursor
+)
+
+// ListSessionsParams are the query of ListSessions.
+type ListSessionsParams struct {
+	Limit  int    // 1..MaxSessionPage; 0 is DefaultSessionPage
+	Cursor string // the Next of the previous page; empty for the first
+}
+
+// Validate returns an error of kind invalid naming the bad field.
+func (p *ListSessionsParams) Validate() error {
+	if p.Limit < 0 || p.Limit > MaxSessionPage {
+		return fieldErr("limit", "want 1-%d", MaxSessionPage)
+	}
+	if len(p.Cursor) > maxCursor {
+		return fieldErr("cursor", "too long")
+	}
+	return nil
+}
+
+// SessionList answers ListSessions: a page of the user's sessions, newest
+// first (schema SessionList).
+type SessionList struct {
+	Sessions []Session `json:"sessions"`
+	Next     string    `json:"next,omitempty"` // cursor of the next page; omitted on the last
+}
+
+// Validate returns an error of kind invalid naming the bad field.
+func (l *SessionList) Validate() error {
+	if l.Sessions == nil {
+		return fieldErr("sessions", "missing")
+	}
+	for i := range l.Sessions {
+		if err := l.Sessions[i].Validate(); err != nil {
+			return prefix("sessions["+strconv.Itoa(i)+"]", err)
+		}
+	}
+	if len(l.Next) > maxCursor {
+		return fieldErr("next", "too long")
+	}
+	return nil
+}
+
 // Schemas returns the Go type of every schema in openapi.yaml's
 // components/schemas, by schema name, as a zero value. The tests use it to
 // keep the spec and the Go types in step.
@@ -733,5 +781,6 @@ func Schemas() map[string]any {
 		"PaymentSourceKind":   PaymentSourceKind(""),
 		"PaymentSource":       PaymentSource{},
 		"PaymentSourceList":   PaymentSourceList{},
+		"SessionList":         SessionList{},
 	}
 }

@@ -8,8 +8,10 @@
 // # Errors
 //
 // Every error is {"error":{"kind","code","message"}} with the status of its
-// kind (phoneapi.HTTPStatus: invalid 400, unauthorized 401, not_found 404,
-// conflict 409, internal 500, transient 503 with Retry-After). Store codes
+// kind (phoneapi.ErrorStatus: invalid 400, unauthorized 401 with
+// WWW-Authenticate, not_found 404, conflict 409, internal 500, transient 503
+// with Retry-After; the limit codes rate.limited, auth.locked and
+// stream.limit are 429 with Retry-After, request.content_type 415). Store codes
 // are renamed to the spec's where they differ (idempotency.conflict →
 // idempotency.key_reused, email.taken → auth.email_taken, malformed ids →
 // request.field, slot.not_found → machine.not_found). Only internal errors
@@ -17,16 +19,24 @@
 //
 // # Requests
 //
-// Bodies are limited to Options.MaxBody (64 KiB) and decoded strictly:
-// unknown fields and mistyped ones are request.field naming the field, bad
-// JSON is request.json; then the phoneapi request type's Validate runs.
+// Bodies are limited to Options.MaxBody (64 KiB), must not be declared as
+// anything but application/json (415 request.content_type; no
+// Content-Type is read as JSON) and are decoded strictly: unknown fields
+// and mistyped ones are request.field naming the field, bad JSON is
+// request.json; then the phoneapi request type's Validate runs.
+//
+// GET /v1/devices/{device} answers machines, prices and states only with
+// a proximity_id of that device from the accepted windows; without one,
+// the device's public fields. GET /v1/sessions lists the user's sessions,
+// newest first, a page at a time (cursor "<created ms>.<session id>").
 //
 // # Idempotency
 //
 // StartSession, StopSession and TopUp need an Idempotency-Key. The key is
 // scoped to the user and the operation and the request hash covers method,
-// path and body: the same key and body replay the stored response with
-// Idempotent-Replayed: true, another body is 409 idempotency.key_reused, and
+// path and the parsed request (re-encoded, so JSON spacing and key order do
+// not matter): the same key and request replay the stored response with
+// Idempotent-Replayed: true, another request is 409 idempotency.key_reused, and
 // a second request while the first still runs on this instance is 503
 // idempotency.in_flight (across instances the store's unique keys make the
 // money move once; the loser replays the winner's stored response). Final
@@ -47,6 +57,22 @@
 // that made the change and revokes the others), and when the account is
 // disabled (`cloud operator disable`). No signing key is involved.
 //
+// # Connections and limits
+//
+// NewHTTPServer returns the http.Server to serve with: ReadHeaderTimeout,
+// ReadTimeout, WriteTimeout, IdleTimeout and MaxHeaderBytes from
+// Options.Limits, so a client that trickles its request or idles on a
+// keep-alive connection is cut off. Sign-up, log-in and operator log-in
+// are rate limited per client address (the peer, or the X-Forwarded-For
+// hop after Limits.TrustedProxies) and per account (the email) with
+// golang.org/x/time/rate token buckets, in memory per instance, in tables
+// of bounded size; after Limits.LockoutAfter consecutive failed log-ins an
+// account is locked for a time that doubles with each further failure.
+// The failure count and the lock live in the store (store.LoginThrottle),
+// so they hold on every instance and across restarts. Event streams are
+// capped per user and per instance. Every refusal counts in
+// beaconvend_http_limited_total{code} on the service's registry.
+//
 // # Session events
 //
 // GET /v1/sessions/{session}/events is a text/event-stream: "retry: 2000",
@@ -54,5 +80,8 @@
 // instance's hub still holds), then progress/state events, and ended
 // followed by the end of the stream; ": keepalive" comments every 15 s. The
 // store is polled every PollInterval (2 s), so a session handled by another
-// instance's ingest still reaches ended.
+// instance's ingest still reaches ended. A stream clears the connection's
+// read deadline and renews its write deadline before each write
+// (http.ResponseController), so it outlives ReadTimeout and WriteTimeout
+// while a client that stops reading is still cut off.
 package httpapi

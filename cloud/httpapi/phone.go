@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/vend"
@@ -93,12 +95,63 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, vend.Errorf(ErrField, "device: %v", err))
 		return
 	}
-	res, err := s.svc.DeviceView(r.Context(), string(id))
+	pid := r.URL.Query().Get("proximity_id")
+	if pid != "" {
+		if err := phoneapi.ProximityID(pid).Validate(); err != nil {
+			s.fail(w, r, vend.Errorf(ErrField, "proximity_id: %v", err))
+			return
+		}
+	}
+	res, err := s.svc.DeviceView(r.Context(), string(id), pid)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// listSessions answers ListSessions: the user's sessions, newest first,
+// limit (1-100, 20) at a time, from the cursor "<created ms>.<session id>"
+// of the previous page.
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	p := phoneapi.ListSessionsParams{Limit: phoneapi.DefaultSessionPage, Cursor: q.Get("cursor")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			s.fail(w, r, vend.Errorf(ErrField, "limit: want 1-%d", phoneapi.MaxSessionPage))
+			return
+		}
+		p.Limit = n
+	}
+	if err := p.Validate(); err != nil {
+		s.fail(w, r, vend.Errorf(ErrField, "%v", strings.TrimPrefix(err.Error(), "phoneapi: invalid field: ")))
+		return
+	}
+	var cur store.SessionCursor
+	if p.Cursor != "" {
+		ms, id, ok := strings.Cut(p.Cursor, ".")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		sid, err2 := vend.ParseSessionID(id)
+		if !ok || err != nil || err2 != nil || n < 0 {
+			s.fail(w, r, vend.Errorf(ErrField, "cursor: not a cursor of this list"))
+			return
+		}
+		cur = store.SessionCursor{Created: n, ID: sid}
+	}
+	ss, next, err := s.st.UserSessions(r.Context(), userOf(r).ID, cur, p.Limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := phoneapi.SessionList{Sessions: make([]phoneapi.Session, 0, len(ss))}
+	for _, x := range ss {
+		out.Sessions = append(out.Sessions, s.svc.PhoneSession(x))
+	}
+	if next != (store.SessionCursor{}) {
+		out.Next = strconv.FormatInt(next.Created, 10) + "." + next.ID.String()
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, key string, body []byte) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -61,6 +62,10 @@ type Options struct {
 	// BrokerConnected reports whether the MQTT client is connected, for
 	// /readyz; nil means always.
 	BrokerConnected func() bool
+
+	// Connection bounds of NewHTTPServer and the abuse limits; see
+	// limits.go for their defaults (DefaultReadTimeout, ...).
+	Limits
 }
 
 // Server is the phone and operator HTTP API. It is an http.Handler.
@@ -74,6 +79,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool // user + operation + key of POSTs running now
+
+	guard *guard // rate limits, lock-outs and stream caps
 }
 
 // New returns a Server with every route of app-protocol/openapi.yaml, the
@@ -106,26 +113,29 @@ func New(opts Options) (*Server, error) {
 	if opts.OperatorIdleTimeout <= 0 {
 		opts.OperatorIdleTimeout = DefaultOperatorIdleTimeout
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{opts: opts, svc: opts.Service, st: opts.Service.Store(), log: opts.Logger, now: opts.Now, mux: http.NewServeMux(), inflight: map[string]bool{}}
+	s.guard = newGuard(opts.Limits, opts.Now, s.svc.Registry())
 	m := s.mux
 	m.HandleFunc("GET /v1/health", s.health)
-	m.HandleFunc("POST /v1/auth/signup", s.signUp)
-	m.HandleFunc("POST /v1/auth/login", s.logIn)
+	m.HandleFunc("POST /v1/auth/signup", s.throttle(scopeUser, s.guard.signUp, false, s.signUp))
+	m.HandleFunc("POST /v1/auth/login", s.throttle(scopeUser, s.guard.logIn, true, s.logIn))
 	m.HandleFunc("POST /v1/auth/logout", s.user(s.logOut))
 	m.HandleFunc("POST /v1/resolve", s.user(s.resolve))
 	m.HandleFunc("GET /v1/devices/{device}", s.user(s.getDevice))
-	m.HandleFunc("POST /v1/sessions", s.user(s.idempotent("start", s.startSession)))
+	m.HandleFunc("GET /v1/sessions", s.user(s.listSessions))
+	m.HandleFunc("POST /v1/sessions", s.user(s.idempotent("start", func() any { return &phoneapi.StartSessionRequest{} }, s.startSession)))
 	m.HandleFunc("GET /v1/sessions/{session}", s.user(s.getSession))
 	m.HandleFunc("GET /v1/sessions/{session}/events", s.user(s.sessionEvents))
-	m.HandleFunc("POST /v1/sessions/{session}/stop", s.user(s.idempotent("stop", s.stopSession)))
+	m.HandleFunc("POST /v1/sessions/{session}/stop", s.user(s.idempotent("stop", nil, s.stopSession)))
 	m.HandleFunc("GET /v1/sessions/{session}/receipt", s.user(s.getReceipt))
 	m.HandleFunc("GET /v1/wallet", s.user(s.getWallet))
-	m.HandleFunc("POST /v1/wallet/topups", s.user(s.idempotent("topup", s.topUp)))
+	m.HandleFunc("POST /v1/wallet/topups", s.user(s.idempotent("topup", func() any { return &phoneapi.TopUpRequest{} }, s.topUp)))
 	m.HandleFunc("GET /v1/payment-sources", s.user(s.listSources))
 
-	m.HandleFunc("POST /v1/operator/auth/login", s.operatorLogIn)
+	m.HandleFunc("POST /v1/operator/auth/login", s.throttle(scopeOperator, s.guard.logIn, true, s.operatorLogIn))
 	m.HandleFunc("POST /v1/operator/auth/logout", s.operator(s.operatorLogOut))
-	m.HandleFunc("POST /v1/operator/auth/password", s.operator(s.operatorPassword))
+	m.HandleFunc("POST /v1/operator/auth/password", s.operator(s.throttle(scopeOperator, s.guard.logIn, false, s.operatorPassword)))
 	m.HandleFunc("GET /v1/operator/devices", s.operator(s.opDevices))
 	m.HandleFunc("GET /v1/operator/devices/{device}", s.operator(s.opDevice))
 	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/price", s.operator(s.opSetPrice))
@@ -190,8 +200,11 @@ var codeMap = map[string]string{
 // not sent.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	st, body := s.errorBody(r, err)
-	if st == http.StatusServiceUnavailable {
+	if (st == http.StatusServiceUnavailable || st == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
+	}
+	if st == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="beaconvend"`)
 	}
 	writeJSON(w, st, body)
 }
@@ -209,7 +222,7 @@ func (s *Server) errorBody(r *http.Request, err error) (int, phoneapi.ErrorRespo
 		s.log.Error("httpapi: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		kind, code, msg = vend.Internal, "internal", "internal error"
 	}
-	return phoneapi.HTTPStatus(kind), phoneapi.ErrorResponse{Error: phoneapi.ErrorBody{Kind: kind, Code: code, Message: msg}}
+	return phoneapi.ErrorStatus(kind, code), phoneapi.ErrorResponse{Error: phoneapi.ErrorBody{Kind: kind, Code: code, Message: msg}}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -228,11 +241,30 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // unknown fields (request.field naming it), bad JSON and trailing data
 // (request.json), then runs v's Validate method when it has one.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if err := jsonBody(r); err != nil {
+		return err
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
 	if err != nil {
 		return vend.Errorf(ErrJSON, "body over %d bytes", s.opts.MaxBody)
 	}
 	return s.decodeBytes(b, v)
+}
+
+// jsonBody refuses a request body declared as anything but
+// application/json (request.content_type, 415): text/plain and form
+// bodies are what a browser posts cross-origin without asking. A request
+// without a Content-Type is read as JSON (clients such as curl scripts
+// and older apps send none).
+func jsonBody(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return vend.Errorf(ErrContentType, "got %.64q", ct)
+	}
+	return nil
 }
 
 func (s *Server) decodeBytes(b []byte, v any) error {
@@ -321,12 +353,16 @@ func (rec *recorder) Write(b []byte) (int, error) {
 
 // idempotent wraps a money-moving POST: it requires an Idempotency-Key,
 // replays the stored response of an earlier request with the same key and
-// body (header Idempotent-Replayed: true), refuses the key with another
-// body (409 idempotency.key_reused) or while the first request still runs
-// on this instance (503 idempotency.in_flight), and stores every final
-// response (2xx and 4xx; not 5xx, which the client retries). Keys are
-// scoped to the user and the operation.
-func (s *Server) idempotent(op string, h func(w http.ResponseWriter, r *http.Request, key string, body []byte)) http.HandlerFunc {
+// parameters (header Idempotent-Replayed: true), refuses the key with
+// other parameters (409 idempotency.key_reused) or while the first request
+// still runs on this instance (503 idempotency.in_flight), and stores
+// every final response (2xx and 4xx; not 5xx, which the client retries).
+// Keys are scoped to the user and the operation. The request hash covers
+// method, path and the parsed request (newReq's type, re-encoded), so the
+// same request with other JSON spacing or key order is the same request;
+// a body that does not parse is refused before the key is looked at. A
+// nil newReq takes no body.
+func (s *Server) idempotent(op string, newReq func() any, h func(w http.ResponseWriter, r *http.Request, key string, body []byte)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
 		if err := phoneapi.ValidateIdempotencyKey(key); err != nil {
@@ -338,9 +374,29 @@ func (s *Server) idempotent(op string, h func(w http.ResponseWriter, r *http.Req
 			s.fail(w, r, vend.Errorf(ErrJSON, "body over %d bytes", s.opts.MaxBody))
 			return
 		}
+		var canon []byte
+		switch {
+		case newReq == nil && len(body) > 0:
+			s.fail(w, r, vend.Errorf(ErrJSON, "%s takes no body", op))
+			return
+		case newReq != nil:
+			if err := jsonBody(r); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			v := newReq()
+			if err := s.decodeBytes(body, v); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			if canon, err = json.Marshal(v); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
 		u := userOf(r)
 		scoped := op + ":" + key
-		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\n" + string(body)))
+		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\n" + string(canon)))
 		hash := sum[:]
 		prev, err := s.st.LookupIdempotent(r.Context(), u.ID, scoped, hash)
 		switch {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -41,11 +42,29 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		after, resume = n, true
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		s.fail(w, r, fmt.Errorf("httpapi: response writer cannot flush"))
+	release, err := s.guard.openStream(user)
+	if err != nil {
+		s.limited(w, r, err, s.opts.KeepAlive)
 		return
 	}
+	defer release()
+	// The stream lives as long as the session, past the server's
+	// ReadTimeout and WriteTimeout: the read deadline is cleared (the
+	// client sends nothing more) and each write gets WriteTimeout of its
+	// own, so a client that stops reading is still cut off.
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return
+	}
+	writeBy := func() bool {
+		var by time.Time
+		if s.opts.WriteTimeout > 0 {
+			by = time.Now().Add(s.opts.WriteTimeout)
+		}
+		err := rc.SetWriteDeadline(by)
+		return err == nil || errors.Is(err, http.ErrNotSupported)
+	}
+	flusher := rc
 	events, unsubscribe := s.svc.Hub.Subscribe(id)
 	defer unsubscribe()
 
@@ -53,6 +72,9 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
+	if !writeBy() {
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 	if _, err := fmt.Fprint(w, "retry: 2000\n\n"); err != nil {
 		return
@@ -64,13 +86,15 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
 			return true
 		}
 		b, err := json.Marshal(ev.Data)
-		if err != nil {
+		if err != nil || !writeBy() {
 			return false
 		}
 		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, b); err != nil {
 			return false
 		}
-		flusher.Flush()
+		if flusher.Flush() != nil {
+			return false
+		}
 		lastID = ev.ID
 		if ps, ok := ev.Data.(phoneapi.Session); ok {
 			last = store.State(ps.State)
@@ -133,10 +157,12 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-keep.C:
-			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+			if !writeBy() {
 				return
 			}
-			flusher.Flush()
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || flusher.Flush() != nil {
+				return
+			}
 		case <-poll.C:
 			cur, err := s.st.UserSession(r.Context(), user, id)
 			if err != nil {

@@ -86,8 +86,8 @@
 // Resolver keeps one proxid.Resolver per rotation exponent in use, built
 // from store.DeviceKeys at start and rebuilt by Refresh (called after a
 // device is added, re-keyed or disabled, and every Options.RefreshInterval),
-// plus a shadow resolver three windows behind that tells an expired ID
-// (proximity.expired) from an unknown one.
+// plus lagged resolvers 3, 6, 9 … windows behind, back to ExpiredHorizon,
+// that tell an expired ID (proximity.expired) from an unknown one.
 //
 // # Metrics
 //

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"beaconvend/app-protocol/phoneapi"
+	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/store"
 )
@@ -171,16 +172,38 @@ func machineStates(tel json.RawMessage) map[string]string {
 	return m
 }
 
-// DeviceView returns a device with its machines, prices and states, as the
-// phone sees it: a device that is disabled or not online is offline, and
-// so are its machines; otherwise machines take the state of the last
-// telemetry (idle when unknown). Errors: device.not_found.
-func (s *Service) DeviceView(ctx context.Context, id string) (phoneapi.DeviceResponse, error) {
+// DeviceView returns a device as the phone sees it: a device that is
+// disabled or not online is offline, and so are its machines; otherwise
+// machines take the state of the last telemetry (idle when unknown).
+//
+// Machines, prices and states are shown only to a phone at the device:
+// proximity is a proximity ID heard from it, which must resolve to id in
+// the accepted windows (proximity.unknown, proximity.expired otherwise).
+// Without one ("") the answer has only the device's public fields (id,
+// name, state) and no machines. Errors: device.not_found, the resolver's.
+func (s *Service) DeviceView(ctx context.Context, id, proximity string) (phoneapi.DeviceResponse, error) {
+	if proximity != "" {
+		pid, err := proxid.ParseID(proximity)
+		if err != nil {
+			return phoneapi.DeviceResponse{}, err
+		}
+		m, err := s.Res.Resolve(pid)
+		if err != nil {
+			return phoneapi.DeviceResponse{}, err
+		}
+		if m.Device != id {
+			return phoneapi.DeviceResponse{}, errf(ErrProximityUnknown, "%s does not belong to device %s", pid, id)
+		}
+	}
 	d, err := s.st.GetDevice(ctx, id)
 	if err != nil {
 		return phoneapi.DeviceResponse{}, err
 	}
-	return deviceView(d), nil
+	v := deviceView(d)
+	if proximity == "" {
+		v.Machines = []phoneapi.Machine{}
+	}
+	return v, nil
 }
 
 func deviceView(d store.Device) phoneapi.DeviceResponse {
@@ -225,6 +248,9 @@ func machineOf(d store.Device, id string) (store.Machine, bool) {
 	}
 	return store.Machine{}, false
 }
+
+// ErrSlotRequired is a start on a machine with slots that names none.
+var ErrSlotRequired = vend.E(vend.Invalid, "request.field", "sessions: invalid field: slot")
 
 func errf(e *vend.Error, format string, args ...any) error {
 	return vend.Errorf(e, "%s", fmt.Sprintf(format, args...))

@@ -46,11 +46,18 @@ func stopCmdID(id vend.SessionID) string { return "stop-" + hex.EncodeToString(i
 
 // StartSession starts a paid session for user:
 //
+//  0. a session already started with idemKey answers a retry at once
+//     (store.UserSessionByKey): the same request gets it (pending: the
+//     Authorize is resent and waited for again), another request is
+//     idempotency.conflict; nothing below is checked again, so a retry
+//     after the proximity window or while the device is offline still
+//     finds its session;
 //  1. the proximity ID is resolved again and must name req.Device in the
 //     current window ± 1 (proximity.unknown / proximity.expired);
 //  2. the device must be online (machine.offline), the machine not
 //     faulted (machine.fault) and the slot not jammed (slot.jammed) by its
-//     last telemetry: each answered at once, nothing held;
+//     last telemetry, and a machine with slots needs req.Slot
+//     (ErrSlotRequired): each answered at once, nothing held;
 //  3. store.StartSession reads the price, turns a money cap into units,
 //     holds the cost (never above the money cap) and stores the grant,
 //     signed with the cloud key, all in one transaction; a price other
@@ -73,6 +80,13 @@ func stopCmdID(id vend.SessionID) string { return "stop-" + hex.EncodeToString(i
 // Sweep releases the hold once the start-by bound plus
 // store.Opts.AckBound has passed.
 func (s *Service) StartSession(ctx context.Context, user, idemKey string, req phoneapi.StartSessionRequest) (store.Session, error) {
+	// A retry finds its session first: the proximity window it was
+	// started in may be over by now, and so may the device be offline.
+	if prev, err := s.st.UserSessionByKey(ctx, user, idemKey); err == nil {
+		return s.retriedStart(ctx, prev, req)
+	} else if vend.CodeOf(err) != store.ErrSessionNotFound.Code {
+		return store.Session{}, err
+	}
 	pid, err := proxid.ParseID(string(req.ProximityID))
 	if err != nil {
 		return store.Session{}, err
@@ -99,6 +113,9 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 	mach, ok := machineOf(d, string(req.Machine))
 	if !ok {
 		return store.Session{}, errf(store.ErrMachineNotFound, "no machine %s on device %s", req.Machine, d.ID)
+	}
+	if len(mach.Slots) > 0 && req.Slot == "" {
+		return store.Session{}, errf(ErrSlotRequired, "machine %s vends from slots; name one", mach.ID)
 	}
 	if d.State == store.DeviceDisabled || !d.Online {
 		return store.Session{}, errf(ErrMachineOffline, "device %s is offline", d.ID)
@@ -128,6 +145,24 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 		return s.finishedStart(ss)
 	}
 	return s.authorize(ctx, ss)
+}
+
+// retriedStart answers a start whose idempotency key already has a
+// session: the same request gets that session (waiting again for the
+// device while it is pending), another request is idempotency.conflict.
+func (s *Service) retriedStart(ctx context.Context, prev store.Session, req phoneapi.StartSessionRequest) (store.Session, error) {
+	sameCap := prev.CapAmount == 0 && req.Cap.Units == prev.CapUnits
+	if req.Cap.Amount != nil {
+		sameCap = prev.CapAmount == req.Cap.Amount.Minor && prev.Currency == req.Cap.Amount.Currency
+	}
+	if prev.Device != string(req.Device) || prev.Machine != string(req.Machine) || prev.Slot != string(req.Slot) || !sameCap {
+		return store.Session{}, errf(store.ErrIdemConflict, "start key %q holds another request", prev.IdemKey)
+	}
+	prev.Duplicate = true
+	if prev.State != store.Pending {
+		return s.finishedStart(prev)
+	}
+	return s.authorize(ctx, prev)
 }
 
 // finishedStart answers a retried start whose session is past pending.

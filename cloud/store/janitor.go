@@ -78,6 +78,7 @@ var prunes = []struct {
 	{"console_sessions", "hash", "expires_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.TokenGrace) }},
 	{"command_replies", "device_id, command_id", "at_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.ReplyWindow) }},
 	{"retired_sign_keys", "device_id, sign_key", "retired_ms", func(r Retention, now time.Time) time.Time { return now.Add(-RetiredKeyWindow) }},
+	{"login_throttle", "scope, account", "updated_ms", func(r Retention, now time.Time) time.Time { return now.Add(-2 * ThrottleReset) }},
 }
 
 // Prune deletes what r says is past its window, in batches, and returns

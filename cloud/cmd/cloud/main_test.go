@@ -495,6 +495,9 @@ func TestCloudEndToEnd(t *testing.T) {
 		if err != nil || got.State != phoneapi.StateSettled || got.Outcome != vend.OutcomeUserStop {
 			t.Fatalf("GetSession %+v %v", got, err)
 		}
+		if list, err := e.phone.ListSessions(ctx, &phoneapi.ListSessionsParams{Limit: 1}); err != nil || len(list.Sessions) != 1 || list.Sessions[0].ID != s.ID {
+			t.Fatalf("ListSessions = %+v %v, want the settled session first", list, err)
+		}
 		// Stopping an ended session answers it unchanged.
 		st, err := e.phone.StopSession(ctx, phoneapi.NewIdempotencyKey(), s.ID)
 		if err != nil || st.State != phoneapi.StateSettled {
