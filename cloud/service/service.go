@@ -60,7 +60,7 @@ type Options struct {
 	RefreshInterval time.Duration // full resolver rebuild period; 1 min
 	TelemetryFlush  time.Duration // how often coalesced telemetry is written; 1 s (see telemetryBuffer)
 	GaugeInterval   time.Duration // how often the ledger-imbalance and online-devices gauges are recomputed (RefreshGauges); 30 s
-	Channels        []Channel     // payment channels besides the wallet; DefaultChannels when nil
+	Channels        []Channel     // payment channels besides the wallet; DefaultChannels (the sandbox card) when nil, none when empty
 }
 
 // Service is the money flow of the cloud: proximity resolution, session
