@@ -233,8 +233,11 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	goRun("ingest", in.Run)
 	goRun("service", svc.Run)
 	goRun("upkeep", s.runUpkeep(svc))
-	goRun("http", serveUntilDone(httpServer(api), ln))
-	goRun("admin", serveUntilDone(httpServer(s.adminHandler(svc, in)), aln))
+	errLog := slog.NewLogLogger(s.log.With("part", "http").Handler(), slog.LevelDebug) // TLS handshake noise
+	pub, adm := httpServer(api), httpServer(s.adminHandler(svc, in))
+	pub.ErrorLog, adm.ErrorLog = errLog, errLog
+	goRun("http", serveUntilDone(pub, ln))
+	goRun("admin", serveUntilDone(adm, aln))
 
 	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
 	err = in.WaitSubscribed(wctx)
