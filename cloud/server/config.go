@@ -265,8 +265,14 @@ func bad(field, format string, args ...any) error {
 const production = " (a production cloud needs it; development: true for a development cloud)"
 
 // Validate checks the configuration; it expects defaults filled in
-// (Complete). Errors: ErrConfig naming the field.
+// (Complete). It reports every group's first problem at once (public
+// listener, admin listener, broker, payments, keys, sessions), one line
+// each. Errors: ErrConfig naming the field.
 func (c *Config) Validate() error {
+	return errors.Join(c.validateHTTP(), c.validateAdmin(), c.validateBroker(), c.validatePayments(), c.validateKeys(), c.validateSessions())
+}
+
+func (c *Config) validateHTTP() error {
 	if err := c.validateTLS("http.tls", c.HTTP.TLS); err != nil {
 		return err
 	}
@@ -276,6 +282,10 @@ func (c *Config) Validate() error {
 	if !c.Development && !c.HTTP.TLS.On() && !c.HTTP.TLS.TerminatedByProxy {
 		return bad("http.tls", "missing: give cert_file and key_file, or terminated_by_proxy: true"+production)
 	}
+	return nil
+}
+
+func (c *Config) validateAdmin() error {
 	if c.Admin.Listen == "" {
 		return bad("admin.listen", "missing: /metrics, health detail and profiles are served only there"+production)
 	}
@@ -285,12 +295,10 @@ func (c *Config) Validate() error {
 	if c.Admin.Listen == c.HTTP.Listen && !strings.HasSuffix(c.Admin.Listen, ":0") {
 		return bad("admin.listen", "%q is the public listener too: metrics must stay off it", c.Admin.Listen)
 	}
-	if err := c.validateBroker(); err != nil {
-		return err
-	}
-	if err := c.validatePayments(); err != nil {
-		return err
-	}
+	return nil
+}
+
+func (c *Config) validateKeys() error {
 	k := c.KeyEncryption
 	if k.KeyFile != "" && k.KeyEnv != "" {
 		return bad("key_encryption", "key_file and key_env both set; give one")
@@ -304,6 +312,10 @@ func (c *Config) Validate() error {
 	if k.KeyFile == "" && k.KeyEnv == "" && (k.PreviousKeyFile != "" || k.PreviousKeyEnv != "") {
 		return bad("key_encryption", "a previous key without a current one")
 	}
+	return nil
+}
+
+func (c *Config) validateSessions() error {
 	s := c.Sessions
 	switch store.UnreportedPolicy(s.UnreportedPolicy) {
 	case "", store.PolicyRelease, store.PolicyCaptureLast:

@@ -210,18 +210,6 @@ func TestProductionRefusesSandboxChannel(t *testing.T) {
 	}
 }
 
-// A development configuration shows the sandbox card as a test source.
-func TestDevelopmentSandboxIsMarkedTest(t *testing.T) {
-	c, err := server.Load("testdata/cloud.dev.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chs := c.Channels()
-	if !c.Development || len(chs) != 1 || !chs[0].Source().Test || chs[0].Source().ID != "card_sandbox" {
-		t.Fatalf("development channels %+v", chs)
-	}
-}
-
 // The production example seals identity keys with its key-encryption
 // key: the raw row is ciphertext, a store without the key cannot read it,
 // and the running cloud resolves the device's proximity IDs.
