@@ -127,7 +127,8 @@ wait $BUILD_PID || build_st=$?
 kill $PROGRESS_PID 2>/dev/null || true
 wait $PROGRESS_PID 2>/dev/null || true
 [ $build_st = 0 ] || fail "go build (see build.log)"
-echo "  built: $(grep -vc '^#' "$D/build.log" || true) packages compiled (0: all from the build cache)"
+n=$(grep -vc '^#' "$D/build.log" || true)
+if [ "$n" = 0 ]; then echo "  built: everything from the build cache"; else echo "  built: $n packages compiled in $((SECONDS))s"; fi
 # democtl: talks to the hwsim control socket and reads the cloud's operator
 # API and /metrics, so the demo needs neither socat nor curl nor jq.
 mkdir -p "$D/democtl"
