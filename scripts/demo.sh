@@ -16,7 +16,9 @@
 #      (water dispenser on pulse-io-4, 4-washer laundromat on
 #      generic-relay-8, 10-slot vending machine on generic-relay-16), each
 #      pointing at its hwsim pty;
-#   4. starts `cloud serve` (embedded broker, SQLite, free loopback ports),
+#   4. starts `cloud serve` with the development configuration
+#      cloud/server/testdata/cloud.dev.yaml (sandbox card, embedded broker,
+#      SQLite, free loopback ports; the cloud logs these at WARN),
 #      points each controller config at its broker and at a simulated air
 #      group of this run only, starts the three controllers;
 #   5. runs the phone client, scripted: water stopped early by the user,
@@ -24,7 +26,7 @@
 #      through the hwsim control socket) that is refunded in full;
 #   6. prints every receipt and the ledger totals (wallet before/after,
 #      held, captured, released, the operator's view, and the ledger
-#      imbalance gauge from /metrics, which must be 0).
+#      imbalance gauge from the admin listener's /metrics, which must be 0).
 #
 # Environment:
 #   DEMO_EXIT=1           exit after the purchases instead of waiting
@@ -105,8 +107,28 @@ run_bounded() {
 # ---------------------------------------------------------------- build
 step "build (into $D)"
 mkdir -p "$BIN"
-run_bounded 600 go build -o "$BIN/" ./cloud/cmd/cloud ./controller/cmd/controller ./hw/cmd/hwsim ./app-protocol/cmd/phone ||
-	fail "go build"
+# A cold build (empty module and build caches) takes a minute or more:
+# go build -v names each package it compiles, and a line every 5 s says
+# how far it got, so a first run does not look hung.
+build_progress() { # LOG PID
+	local log=$1 pid=$2 t0=$SECONDS
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 5
+		kill -0 "$pid" 2>/dev/null || break
+		printf '  building: %d packages compiled, %ds, last %s\n' "$(grep -vc '^#' "$log" 2>/dev/null || echo 0)" $((SECONDS - t0)) "$(tail -n1 "$log" 2>/dev/null)"
+	done
+}
+run_bounded 600 go build -v -o "$BIN/" ./cloud/cmd/cloud ./controller/cmd/controller ./hw/cmd/hwsim ./app-protocol/cmd/phone 2>"$D/build.log" &
+BUILD_PID=$!
+build_progress "$D/build.log" $BUILD_PID &
+PROGRESS_PID=$!
+build_st=0
+wait $BUILD_PID || build_st=$?
+kill $PROGRESS_PID 2>/dev/null || true
+wait $PROGRESS_PID 2>/dev/null || true
+[ $build_st = 0 ] || fail "go build (see build.log)"
+n=$(grep -vc '^#' "$D/build.log" || true)
+if [ "$n" = 0 ]; then echo "  built: everything from the build cache"; else echo "  built: $n packages compiled in $((SECONDS))s"; fi
 # democtl: talks to the hwsim control socket and reads the cloud's operator
 # API and /metrics, so the demo needs neither socat nor curl nor jq.
 mkdir -p "$D/democtl"
@@ -272,15 +294,16 @@ printf '%s\n' "$OP_PASS" | "$BIN/cloud" operator add -data "$D/cloud" -name demo
 	2>>"$D/provision.log" || fail "device add vending"
 
 # ---------------------------------------------------------------- cloud
-step "cloud serve (embedded broker, SQLite)"
-"$BIN/cloud" serve -data "$D/cloud" -http "${DEMO_HTTP:-127.0.0.1:0}" -mqtt-listen "${DEMO_MQTT:-127.0.0.1:0}" -json \
+step "cloud serve -config cloud/server/testdata/cloud.dev.yaml (development: sandbox card, embedded broker, SQLite)"
+"$BIN/cloud" serve -config cloud/server/testdata/cloud.dev.yaml -data "$D/cloud" -http "${DEMO_HTTP:-127.0.0.1:0}" -mqtt-listen "${DEMO_MQTT:-127.0.0.1:0}" -json \
 	>"$D/cloud.json" 2>"$D/cloud.log" &
 CLOUD_PID=$!
 PIDS+=($CLOUD_PID)
 wait_for "$D/cloud.json" '"http"' "cloud serve" $CLOUD_PID
 API=$(json_field "$D/cloud.json" http)
 MQTT=$(json_field "$D/cloud.json" mqtt)
-echo "phone API $API, broker $MQTT"
+ADMIN=$(json_field "$D/cloud.json" admin)
+echo "phone API $API, broker $MQTT, admin (metrics) $ADMIN"
 
 # ---------------------------------------------------------------- controllers
 step "controllers"
@@ -346,7 +369,8 @@ for r in water laundry vend jammed-vend; do
 done
 jam_c=$(minor captured <"$D/receipt-jammed-vend.json") jam_h=$(minor held <"$D/receipt-jammed-vend.json")
 opsum=$("$BIN/democtl" operator "$API" "$OP_EMAIL" "$OP_PASS") || fail "operator API"
-imbalance=$("$BIN/democtl" metric "$API/metrics" beaconvend_ledger_imbalance_minor) || fail "metrics"
+sleep 2 # the gauge is computed every upkeep.gauge_interval (1 s in the development config), not per scrape
+imbalance=$("$BIN/democtl" metric "$ADMIN/metrics" beaconvend_ledger_imbalance_minor) || fail "metrics"
 echo "  wallet before  $(money $((10#$wb))) EUR"
 echo "  wallet after   $(money $((10#$wa))) EUR"
 echo "  held           $(money $held) EUR"
@@ -370,7 +394,7 @@ step "running"
 cat <<EOF
 phone API     $API   (try: $BIN/phone -api $API -air $AIR -email $PHONE_EMAIL -password $PHONE_PASS)
 operator API  $API/v1/operator/  (log in as $OP_EMAIL / $OP_PASS)
-metrics       $API/metrics
+metrics       $ADMIN/metrics   (admin listener; not on the phone API)
 broker        $MQTT
 Ctrl-C stops everything and removes $D
 EOF

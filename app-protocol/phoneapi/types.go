@@ -684,6 +684,9 @@ type PaymentSource struct {
 	Kind    PaymentSourceKind `json:"kind"`
 	Name    string            `json:"name"` // for display, e.g. a masked card number
 	Default bool              `json:"default"`
+	// Test marks a development channel that moves no real money (the
+	// sandbox card of a cloud configured with development: true).
+	Test bool `json:"test,omitempty"`
 }
 
 // PaymentSourceList answers ListPaymentSources, the default first (schema PaymentSourceList).

@@ -1,9 +1,10 @@
 // Package httpapi is the cloud's HTTP front: the phone API exactly as
 // app-protocol/openapi.yaml specifies it (every operation, with net/http's
 // method-and-path patterns), the operator API under /v1/operator/, and
-// /metrics (Prometheus), /healthz (the process answers) and /readyz (the
-// store answers and the MQTT client is connected). The money flow itself
-// is cloud/service.
+// /healthz (the process answers) and /readyz (the store answers and the
+// MQTT client is connected). Prometheus metrics, health detail and
+// profiles are not here: cloud/server serves them on its admin listener,
+// apart from the public API. The money flow itself is cloud/service.
 //
 // # Errors
 //

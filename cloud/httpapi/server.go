@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/service"
@@ -84,7 +82,8 @@ type Server struct {
 }
 
 // New returns a Server with every route of app-protocol/openapi.yaml, the
-// operator API under /v1/operator/, /metrics, /healthz and /readyz.
+// operator API under /v1/operator/, /healthz and /readyz. Metrics are
+// not served here: the cloud serves them on its admin listener.
 func New(opts Options) (*Server, error) {
 	if opts.Service == nil {
 		return nil, errors.New("httpapi: Service is required")
@@ -145,7 +144,6 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("POST /v1/operator/sessions/{session}/settle", s.operator(s.opSettle))
 	m.HandleFunc("POST /v1/operator/sessions/{session}/void", s.operator(s.opVoid))
 
-	m.Handle("GET /metrics", promhttp.HandlerFor(s.svc.Registry(), promhttp.HandlerOpts{}))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -92,5 +92,8 @@
 // # Metrics
 //
 // See Metrics for the Prometheus series; Registry returns the registry
-// that cloud/httpapi serves on /metrics.
+// that the cloud serves on its admin listener's /metrics (never on the
+// public API). Series that need the database (ledger imbalance, devices
+// online) are computed by Run every Options.GaugeInterval
+// (RefreshGauges), never during a scrape.
 package service

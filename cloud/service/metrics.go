@@ -2,7 +2,7 @@ package service
 
 import (
 	"context"
-	"time"
+	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -16,8 +16,8 @@ import (
 //	beaconvend_authorize_latency_seconds               StartSession's wait from publishing Authorize to the device's reply
 //	beaconvend_ingest_messages_total{leaf,result}      uplinks handled: result ok, duplicate, ignored, refused, error
 //	beaconvend_usage_signature_failures_total          usage reports whose signature did not verify
-//	beaconvend_ledger_imbalance_minor                  sum of |imbalance| over currencies (store.LedgerImbalance); must read 0
-//	beaconvend_devices_online                          devices whose retained state is online
+//	beaconvend_ledger_imbalance_minor                  sum of |imbalance| over currencies (store.LedgerImbalance, every GaugeInterval); must read 0
+//	beaconvend_devices_online                          devices the database holds online (counted every GaugeInterval)
 //	beaconvend_telemetry_flush_seconds                 time of one coalesced telemetry write (one transaction)
 //	beaconvend_telemetry_dropped_total                 coalesced telemetry updates lost to a failed flush
 //	beaconvend_sessions_unreported                     sessions in state unreported (hold kept, machine freed), as the last sweep counted them
@@ -46,7 +46,9 @@ type Metrics struct {
 	pruned      *prometheus.CounterVec
 	janitorErrs prometheus.Counter
 	rotation    *prometheus.CounterVec
-	onlineGauge prometheus.GaugeFunc
+	onlineGauge prometheus.Gauge
+	imbalance   prometheus.Gauge
+	online      prometheus.Gauge
 }
 
 func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
@@ -101,16 +103,35 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 		Name: "beaconvend_key_rotation_steps_total", Help: "Device-key rotation steps taken, by step.",
 	}, []string{"step"})
 	reg.MustRegister(m.skewed, m.offline, m.deadLetters, m.pruned, m.janitorErrs, m.rotation)
-	imbalance := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "beaconvend_ledger_imbalance_minor", Help: "Sum over currencies of the absolute ledger imbalance in minor units; anything but 0 is a bug.",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		imb, err := s.st.LedgerImbalance(ctx)
-		if err != nil {
-			s.log.Error("service: ledger imbalance", "err", err)
-			return -1
-		}
+	// Both gauges read values the gauge job computes (RefreshGauges, every
+	// Options.GaugeInterval): a scrape never queries the database, so a
+	// scraper cannot load it, however large the ledger or often the scrape.
+	m.imbalance = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "beaconvend_ledger_imbalance_minor", Help: "Sum over currencies of the absolute ledger imbalance in minor units, as the last periodic check found it; anything but 0 is a bug (-1: the check failed).",
+	})
+	// Read from the database, the one place presence is decided, so the
+	// gauge and the operator API agree, on every instance (within a period).
+	m.online = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "beaconvend_devices_online", Help: "Devices the database holds online (connected within the presence bound), as the last periodic count found them (-1: the count failed).",
+	})
+	imbalance, online := m.imbalance, m.online
+	m.onlineGauge = online
+	reg.MustRegister(m.sessions, m.authorize, m.ingest, m.sigFails, m.telFlush, m.telDropped, imbalance, online,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// RefreshGauges recomputes the ledger-imbalance and online-devices gauges
+// from the store (a full ledger check and a count); Run calls it every
+// Options.GaugeInterval, New once. A failed query sets its gauge to -1 and
+// is returned.
+func (s *Service) RefreshGauges(ctx context.Context) error {
+	var errs []error
+	imb, err := s.st.LedgerImbalance(ctx)
+	if err != nil {
+		s.Metrics.imbalance.Set(-1)
+		errs = append(errs, err)
+	} else {
 		var sum int64
 		for _, v := range imb {
 			if v < 0 {
@@ -118,27 +139,21 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 			}
 			sum += v
 		}
-		return float64(sum)
-	})
-	// Read from the database, the one place presence is decided, so the
-	// gauge and the operator API always agree, on every instance.
-	online := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "beaconvend_devices_online", Help: "Devices the database holds online (connected within the presence bound).",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		n, err := s.st.OnlineDevices(ctx)
-		if err != nil {
-			s.log.Error("service: online devices", "err", err)
-			return -1
-		}
-		return float64(n)
-	})
-	m.onlineGauge = online
-	reg.MustRegister(m.sessions, m.authorize, m.ingest, m.sigFails, m.telFlush, m.telDropped, imbalance, online,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+		s.Metrics.imbalance.Set(float64(sum))
+	}
+	n, err := s.st.OnlineDevices(ctx)
+	if err != nil {
+		s.Metrics.online.Set(-1)
+		errs = append(errs, err)
+	} else {
+		s.Metrics.online.Set(float64(n))
+	}
+	return errors.Join(errs...)
 }
+
+// LedgerImbalance returns what the beaconvend_ledger_imbalance_minor gauge
+// reads now.
+func (m *Metrics) LedgerImbalance() float64 { return gaugeValue(m.imbalance) }
 
 // LateCaptures returns the late captures counted so far.
 func (m *Metrics) LateCaptures() float64 { return counterValue(m.lateCaptures) }

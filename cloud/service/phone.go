@@ -27,14 +27,16 @@ type Channel interface {
 }
 
 // SandboxCard is a test card channel that always pays, up to MaxPayment
-// minor units per top-up.
+// minor units per top-up: anyone can mint wallet money with it, so the
+// cloud program offers it only when configured for development, and the
+// phone sees it marked as a test source.
 type SandboxCard struct {
 	MaxPayment int64
 }
 
-// Source returns card_sandbox.
+// Source returns card_sandbox, marked Test.
 func (c SandboxCard) Source() phoneapi.PaymentSource {
-	return phoneapi.PaymentSource{ID: "card_sandbox", Kind: phoneapi.SourceCard, Name: "Test card •••• 4242"}
+	return phoneapi.PaymentSource{ID: "card_sandbox", Kind: phoneapi.SourceCard, Name: "Test card •••• 4242", Test: true}
 }
 
 // ClearingAccount returns "sandbox_card".

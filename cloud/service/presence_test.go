@@ -127,6 +127,9 @@ func TestWillAfterTelemetryMarksOffline(t *testing.T) {
 		r.handle(t, mqttapi.LeafState, state(r.clk.Now(), mqttapi.Online, ""))
 		r.clk.Add(60 * time.Second)
 		r.handle(t, mqttapi.LeafTelemetry, telemetryAt(r.clk.Now(), mqttapi.MachineIdle))
+		if err := r.svc.RefreshGauges(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		if g := r.svc.Metrics.DevicesOnline(); g != 1 || !r.device(t).Online {
 			t.Fatalf("online gauge = %v, database online %v; want 1 and true", g, r.device(t).Online)
 		}
@@ -134,6 +137,9 @@ func TestWillAfterTelemetryMarksOffline(t *testing.T) {
 		r.handle(t, mqttapi.LeafState, state(start, mqttapi.Offline, mqttapi.ReasonLost)) // the will
 		if d := r.device(t); d.Online {
 			t.Fatal("device still online after its last will")
+		}
+		if err := r.svc.RefreshGauges(context.Background()); err != nil {
+			t.Fatal(err)
 		}
 		if g := r.svc.Metrics.DevicesOnline(); g != 0 {
 			t.Fatalf("online gauge = %v, want 0 like the database", g)

@@ -39,6 +39,9 @@ type Publisher interface {
 	Publish(ctx context.Context, deviceID string, cmd mqttapi.Message) error
 }
 
+// DefaultGaugeInterval is Options.GaugeInterval's default.
+const DefaultGaugeInterval = 30 * time.Second
+
 // Options configure a Service. Store, Publisher and CloudKey are required.
 type Options struct {
 	Store     *store.Store
@@ -56,7 +59,8 @@ type Options struct {
 	SweepInterval   time.Duration // the sweeper's period (expired holds, unreported sessions); 5 s
 	RefreshInterval time.Duration // full resolver rebuild period; 1 min
 	TelemetryFlush  time.Duration // how often coalesced telemetry is written; 1 s (see telemetryBuffer)
-	Channels        []Channel     // payment channels besides the wallet; DefaultChannels when nil
+	GaugeInterval   time.Duration // how often the ledger-imbalance and online-devices gauges are recomputed (RefreshGauges); 30 s
+	Channels        []Channel     // payment channels besides the wallet; DefaultChannels (the sandbox card) when nil, none when empty
 }
 
 // Service is the money flow of the cloud: proximity resolution, session
@@ -108,6 +112,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	def(&opts.SweepInterval, 5*time.Second)
 	def(&opts.RefreshInterval, time.Minute)
 	def(&opts.TelemetryFlush, time.Second)
+	def(&opts.GaugeInterval, DefaultGaugeInterval)
 	if opts.Channels == nil {
 		opts.Channels = DefaultChannels()
 	}
@@ -122,6 +127,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		return nil, err
 	}
 	s.Metrics = newMetrics(s, opts.Registry)
+	if err := s.RefreshGauges(ctx); err != nil {
+		s.log.Error("service: gauges", "err", err)
+	}
 	return s, nil
 }
 
@@ -137,7 +145,8 @@ func (s *Service) Currency() vend.Currency { return s.opts.Currency }
 // Run listens for replies saved by other instances (store.ListenReplies),
 // rolls the resolver's windows, rebuilds it every RefreshInterval,
 // releases expired holds every SweepInterval, prunes the event hub and
-// writes coalesced telemetry every TelemetryFlush, until ctx is done; it
+// writes coalesced telemetry every TelemetryFlush, recomputes the
+// database-derived gauges every GaugeInterval, until ctx is done; it
 // writes what telemetry is left, then returns nil.
 func (s *Service) Run(ctx context.Context) error {
 	stop := make(chan struct{})
@@ -160,7 +169,9 @@ func (s *Service) Run(ctx context.Context) error {
 	sweep := time.NewTicker(s.opts.SweepInterval)
 	refresh := time.NewTicker(s.opts.RefreshInterval)
 	flush := time.NewTicker(s.opts.TelemetryFlush)
+	gauges := time.NewTicker(s.opts.GaugeInterval)
 	defer func() {
+		gauges.Stop()
 		sweep.Stop()
 		refresh.Stop()
 		flush.Stop()
@@ -182,6 +193,10 @@ func (s *Service) Run(ctx context.Context) error {
 				s.log.Error("service: sweep", "err", err)
 			}
 			s.Hub.Prune(s.now())
+		case <-gauges.C:
+			if err := s.RefreshGauges(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("service: gauges", "err", err)
+			}
 		case <-refresh.C:
 			if err := s.Res.Refresh(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("service: resolver refresh", "err", err)

@@ -134,23 +134,11 @@ func (s *Store) openKey(device string, b []byte) (proxid.Key, error) {
 		copy(k[:], b[1:])
 		return k, nil
 	case len(b) > 0 && b[0] == 1:
-		if s.keyEnc == nil {
+		if s.keyEnc == nil && len(s.keyPrev) == 0 {
 			return k, fmt.Errorf("store: device %s: identity key is encrypted and no KeyEncKey is configured", device)
 		}
-		g, err := gcm(s.keyEnc)
-		if err != nil {
-			return k, err
-		}
-		n := g.NonceSize()
-		if len(b) < 1+n {
-			return k, fmt.Errorf("store: device %s: identity key ciphertext truncated", device)
-		}
-		p, err := g.Open(nil, b[1:1+n], b[1+n:], []byte(device))
-		if err != nil || len(p) != proxid.KeySize {
-			return k, fmt.Errorf("store: device %s: identity key does not decrypt (wrong KeyEncKey?)", device)
-		}
-		copy(k[:], p)
-		return k, nil
+		k, _, err := s.openSealed(device, b)
+		return k, err
 	}
 	return k, fmt.Errorf("store: device %s: identity key has unknown format", device)
 }

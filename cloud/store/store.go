@@ -55,6 +55,10 @@ type Opts struct {
 	// AES-256-GCM (the device ID as additional data). When nil, identity
 	// keys are stored in clear: acceptable for a pilot on a private disk only.
 	KeyEncKey []byte
+	// PrevKeyEncKeys are retired key-encryption keys (32 bytes each):
+	// rows still sealed under one of them are read, and
+	// ReencryptIdentityKeys reseals them under KeyEncKey.
+	PrevKeyEncKeys [][]byte
 	// BcryptCost is the bcrypt cost for passwords; 0 means bcrypt.DefaultCost (10).
 	// Tests use bcrypt.MinCost (4).
 	BcryptCost int
@@ -76,6 +80,7 @@ type Store struct {
 	log     *slog.Logger
 	now     func() time.Time
 	keyEnc  []byte
+	keyPrev [][]byte
 	cost    int
 	ackBnd  time.Duration
 	life    Lifecycle
@@ -97,6 +102,11 @@ func Open(ctx context.Context, dsn string, opts *Opts) (*Store, error) {
 	if opts.KeyEncKey != nil && len(opts.KeyEncKey) != 32 {
 		return nil, vend.Errorf(ErrInput, "key encryption key of %d bytes, want 32", len(opts.KeyEncKey))
 	}
+	for _, k := range opts.PrevKeyEncKeys {
+		if len(k) != 32 {
+			return nil, vend.Errorf(ErrInput, "previous key encryption key of %d bytes, want 32", len(k))
+		}
+	}
 	db, err := sql.Open(d.driver, conn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", d.name, err)
@@ -107,7 +117,7 @@ func Open(ctx context.Context, dsn string, opts *Opts) (*Store, error) {
 	}
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
-	s := &Store{db: db, d: d, log: opts.Logger, now: opts.Now, keyEnc: opts.KeyEncKey,
+	s := &Store{db: db, d: d, log: opts.Logger, now: opts.Now, keyEnc: opts.KeyEncKey, keyPrev: opts.PrevKeyEncKeys,
 		cost: opts.BcryptCost, ackBnd: opts.AckBound, life: opts.Lifecycle.withDefaults(), Dialect: d.name}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))

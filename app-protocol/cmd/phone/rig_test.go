@@ -242,7 +242,7 @@ func newRig(t testing.TB, brokerKind string) *rig {
 	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-laundry", "-kind", "washer", "-machines", "2",
 		"-out", filepath.Join(r.dir, "laundry"), "-port", pty["laundry"], "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mqttDir)
 
-	serve := []string{"cloud", "serve", "-data", data, "-http", "127.0.0.1:0", "-json"}
+	serve := []string{"cloud", "serve", "-dev", "-data", data, "-http", "127.0.0.1:0", "-json"}
 	if brokerKind == "mosquitto" {
 		// A real Mosquitto with the password and ACL files the last
 		// device add wrote (they cover every device provisioned so far).

@@ -663,7 +663,19 @@ func TestCloudEndToEnd(t *testing.T) {
 	})
 
 	t.Run("Metrics", func(t *testing.T) {
-		resp, b := e.raw(t, "GET", "/metrics", "", "", "")
+		resp, _ := e.raw(t, "GET", "/metrics", "", "", "")
+		if resp.StatusCode != 404 {
+			t.Fatalf("/metrics on the public listener: %d, want 404", resp.StatusCode)
+		}
+		if err := e.m.Service.RefreshGauges(ctx); err != nil { // the periodic job, now
+			t.Fatal(err)
+		}
+		resp, err := http.Get(e.m.AdminURL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
 		if resp.StatusCode != 200 {
 			t.Fatal(resp.StatusCode)
 		}

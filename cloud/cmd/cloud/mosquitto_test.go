@@ -42,7 +42,7 @@ func serveInProcessWith(t *testing.T, adjust func(*Main), args ...string) *Main 
 	if adjust != nil {
 		adjust(m)
 	}
-	if err := m.ParseFlags(append([]string{"serve", "-http", "127.0.0.1:0"}, args...)); err != nil {
+	if err := m.ParseFlags(append([]string{"serve", "-dev", "-http", "127.0.0.1:0"}, args...)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

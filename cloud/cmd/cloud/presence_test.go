@@ -168,7 +168,7 @@ func newPresenceRig(t *testing.T, brokerKind, dsn string, serveArgs ...string) *
 	cli("device", "add", "-operator", "test", "-id", "p-water", "-kind", "water", "-out", filepath.Join(r.dir, "water"),
 		"-port", paths.Board, "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mosq)
 
-	serve := append([]string{"serve", "-data", r.data, "-db", dsn, "-http", "127.0.0.1:0", "-json"}, serveArgs...)
+	serve := append([]string{"serve", "-dev", "-data", r.data, "-db", dsn, "-http", "127.0.0.1:0", "-json"}, serveArgs...)
 	if brokerKind == "mosquitto" {
 		serve = append(serve, "-broker", brokertest.StartMosquittoFiles(t, mosq))
 	}

@@ -87,7 +87,7 @@ func (p *cloudProc) start() {
 		p.t.Fatal(err)
 	}
 	fmt.Fprintf(logf, "==== start %d\n", p.Starts+1)
-	cmd := exec.Command(p.bin, append([]string{"serve", "-json"}, p.args...)...)
+	cmd := exec.Command(p.bin, append([]string{"serve", "-dev", "-json"}, p.args...)...)
 	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {

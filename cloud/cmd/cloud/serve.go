@@ -1,12 +1,8 @@
 package main
 
 import (
-	"beaconvend/controller/config"
 	"context"
-	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,25 +10,26 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/httpapi"
 	"beaconvend/cloud/ingest"
+	"beaconvend/cloud/server"
 	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
 )
 
-var errUsage = errors.New("cloud: usage")
+var (
+	errUsage = errors.New("cloud: usage")
+	errHelp  = errors.New("cloud: help printed")
+)
+
+const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|password|disable|enable | device add | device rotate-key | device disable  [-h for flags]"
 
 // Main is the cloud program: ParseFlags, Run, Close. Tests run it in
 // process (STYLE.md #3).
@@ -40,39 +37,37 @@ type Main struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	Logger *slog.Logger
+	Getenv func(string) string // os.Getenv when nil; the key-encryption key's variable is read through it
 
 	Cmd []string // "serve", "device add", …
 
-	// serve
-	DataDir       string
-	DSN           string
-	HTTPAddr      string
-	BrokerURL     string // "embedded" or tcp://… / ssl://…
-	MQTTListen    string
-	MQTTTLSListen string
-	MQTTTLSCert   string
-	MQTTTLSKey    string
-	Group         string
-	JSON          bool
-	DebugAddr     string // net/http/pprof listener; empty: none
-	// Service timing knobs, for tests; zero means the defaults.
+	// ConfigFile is -config; Config is what ParseFlags made of it and of
+	// the flags given (nil for a command run without -config).
+	ConfigFile string
+	Config     *server.Config
+	DataDir    string
+	DSN        string
+	JSON       bool
+	// Service timing knobs, for tests; zero means the configuration's, then the defaults.
 	ServiceOpts service.Options
 	HTTPOpts    httpapi.Options
 	StoreOpts   store.Opts
-	Upkeep      upkeepOptions // presence sweeper, janitor, key rotation (main.go)
+	Upkeep      server.UpkeepOptions // presence sweeper, janitor, key rotation
 
-	dev deviceFlags
-	op  operatorFlags
+	dev    deviceFlags
+	op     operatorFlags
+	dryRun bool // keys reencrypt
 
 	// Set by Run (serve) once listening; Ready is closed then.
-	HTTPURL string
-	MQTTURL string
-	MQTTTLS string
-	Ready   chan struct{}
-	Store   *store.Store
-	Service *service.Service
-	Ingest  *ingest.Ingest
-	Broker  *broker.Broker
+	HTTPURL  string
+	AdminURL string
+	MQTTURL  string
+	MQTTTLS  string
+	Ready    chan struct{}
+	Store    *store.Store
+	Service  *service.Service
+	Ingest   *ingest.Ingest
+	Broker   *broker.Broker
 
 	closers []func() error
 }
@@ -82,8 +77,16 @@ func NewMain() *Main {
 	return &Main{Stdout: os.Stdout, Stderr: os.Stderr, Ready: make(chan struct{})}
 }
 
-// ParseFlags parses the command line (without the program name).
-// It returns errUsage after printing help for -h or an unknown command.
+// overlay is a serve flag that, when given, overrides the configuration.
+type overlay struct {
+	name string
+	set  func(c *server.Config, v string)
+}
+
+// ParseFlags parses the command line (without the program name) and, for
+// serve or -config, builds and validates the configuration. It returns
+// errHelp after printing help for -h (to stdout), errUsage after printing
+// the usage for an unknown command, and ErrConfig errors naming the field.
 func (m *Main) ParseFlags(args []string) error {
 	if m.Stdout == nil {
 		m.Stdout = os.Stdout
@@ -94,31 +97,45 @@ func (m *Main) ParseFlags(args []string) error {
 	if m.Ready == nil {
 		m.Ready = make(chan struct{})
 	}
+	if m.Getenv == nil {
+		m.Getenv = os.Getenv
+	}
 	usage := func() error {
-		fmt.Fprintln(m.Stderr, "usage: cloud serve | operator add|add-account|password|disable|enable | device add | device rotate-key | device disable  [-h for flags]")
+		fmt.Fprintln(m.Stderr, usageLine)
 		return errUsage
 	}
 	if len(args) == 0 {
 		return usage()
 	}
 	var fs *flag.FlagSet
+	var overlays []overlay
+	devMode := false
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(m.Stdout, usageLine)
+		return errHelp
 	case "serve":
 		m.Cmd, args = args[:1], args[1:]
 		fs = flag.NewFlagSet("cloud serve", flag.ContinueOnError)
 		m.commonFlags(fs)
-		fs.StringVar(&m.HTTPAddr, "http", "127.0.0.1:8080", "HTTP listen address (port 0 picks a free one)")
-		fs.StringVar(&m.BrokerURL, "broker", "embedded", `"embedded" (mochi-mqtt in process) or the broker URL (tcp://host:1883, ssl://host:8883)`)
-		fs.StringVar(&m.MQTTListen, "mqtt-listen", "127.0.0.1:0", "embedded broker's plain TCP listener (loopback; the cloud's own client)")
-		fs.StringVar(&m.MQTTTLSListen, "mqtt-tls-listen", "", "embedded broker's TLS listener for devices, e.g. :8883")
-		fs.StringVar(&m.MQTTTLSCert, "mqtt-tls-cert", "", "PEM certificate chain of the TLS listener")
-		fs.StringVar(&m.MQTTTLSKey, "mqtt-tls-key", "", "PEM key of the TLS listener")
-		fs.StringVar(&m.Group, "group", "", "MQTT shared-subscription group of the cloud instances (empty: one instance)")
-		fs.StringVar(&m.DebugAddr, "debug-addr", "", "serve Go's net/http/pprof profiles on this address (loopback, e.g. 127.0.0.1:6060); empty: off")
-		fs.BoolVar(&m.JSON, "json", false, `print {"http":…,"mqtt":…} as one JSON line once listening`)
+		fs.BoolVar(&devMode, "dev", false, "development cloud without a config file: sandbox card, keys in clear, plain HTTP and MQTT (logged as such)")
+		fs.BoolVar(&m.JSON, "json", false, `print {"http":…,"admin":…,"mqtt":…} as one JSON line once listening`)
+		str := func(name, def, help string, set func(c *server.Config, v string)) {
+			fs.String(name, def, help+" (overrides the config file)")
+			overlays = append(overlays, overlay{name, set})
+		}
+		str("http", "127.0.0.1:8080", "public HTTP listen address (port 0 picks a free one)", func(c *server.Config, v string) { c.HTTP.Listen = v })
+		str("admin", "", "admin listener (/metrics, /healthz detail, /debug/pprof/), e.g. 127.0.0.1:9090; -dev default 127.0.0.1:0", func(c *server.Config, v string) { c.Admin.Listen = v })
+		str("debug-addr", "", "the same as -admin", func(c *server.Config, v string) { c.Admin.Listen = v })
+		str("broker", "embedded", `"embedded" (mochi-mqtt in process) or the broker URL (tcp://host:1883, ssl://host:8883)`, func(c *server.Config, v string) { c.Broker.URL = v })
+		str("mqtt-listen", "127.0.0.1:0", "embedded broker's plain TCP listener (loopback; the cloud's own client)", func(c *server.Config, v string) { c.Broker.Listen = v })
+		str("mqtt-tls-listen", "", "embedded broker's TLS listener for devices, e.g. :8883", func(c *server.Config, v string) { c.Broker.DeviceListen = v })
+		str("mqtt-tls-cert", "", "PEM certificate chain of the TLS listener", func(c *server.Config, v string) { c.Broker.TLS.CertFile = abs(v) })
+		str("mqtt-tls-key", "", "PEM key of the TLS listener", func(c *server.Config, v string) { c.Broker.TLS.KeyFile = abs(v) })
+		str("group", "", "MQTT shared-subscription group of the cloud instances (empty: one instance)", func(c *server.Config, v string) { c.Broker.Group = v })
 		m.lifecycleFlags(fs)
 		m.upkeepFlags(fs)
-	case "operator", "device":
+	case "keys", "operator", "device":
 		if len(args) < 2 {
 			return usage()
 		}
@@ -126,6 +143,8 @@ func (m *Main) ParseFlags(args []string) error {
 		fs = flag.NewFlagSet("cloud "+strings.Join(m.Cmd, " "), flag.ContinueOnError)
 		m.commonFlags(fs)
 		switch strings.Join(m.Cmd, " ") {
+		case "keys reencrypt":
+			fs.BoolVar(&m.dryRun, "dry-run", false, "only report what would be sealed or resealed")
 		case "operator add", "operator add-account", "operator password", "operator disable", "operator enable":
 			m.op.flags(fs, m.Cmd[1])
 		case "device add":
@@ -143,20 +162,88 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.SetOutput(m.Stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
+			fs.SetOutput(m.Stdout)
+			fs.PrintDefaults()
+			return errHelp
 		}
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("cloud: unexpected arguments %q", fs.Args())
 	}
-	if m.DSN == "" {
-		m.DSN = "sqlite:" + filepath.Join(m.DataDir, "cloud.db")
+	given := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
+	if m.Cmd[0] != "serve" && m.ConfigFile == "" {
+		if m.Cmd[0] == "keys" {
+			return errors.New("cloud: keys reencrypt needs -config (the key-encryption keys are configured there)")
+		}
+		if m.DSN == "" {
+			m.DSN = "sqlite:" + filepath.Join(m.DataDir, "cloud.db")
+		}
+		return nil
 	}
+	return m.buildConfig(given, overlays, devMode)
+}
+
+// buildConfig decodes -config (or starts from an empty configuration),
+// applies the flags given, fills in defaults and validates.
+func (m *Main) buildConfig(given map[string]string, overlays []overlay, devMode bool) error {
+	c := &server.Config{}
+	if m.ConfigFile != "" {
+		f, err := os.Open(m.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("cloud: -config: %w", err)
+		}
+		c, err = server.Decode(f, filepath.Dir(m.ConfigFile))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.ConfigFile, err)
+		}
+	} else if devMode {
+		c.Payments.Channels = []string{server.ChannelSandboxCard}
+	}
+	if devMode {
+		c.Development = true
+	}
+	if v, ok := given["data"]; ok {
+		c.DataDir = abs(v)
+	} else if c.DataDir == "" && m.ConfigFile == "" {
+		c.DataDir = abs(m.DataDir)
+	}
+	if v, ok := given["db"]; ok {
+		c.Database = v
+	}
+	for _, o := range overlays {
+		if v, ok := given[o.name]; ok {
+			o.set(c, v)
+		} else if m.ConfigFile == "" && o.name == "http" {
+			o.set(c, "127.0.0.1:8080")
+		}
+	}
+	if err := c.Complete(); err != nil {
+		if m.ConfigFile == "" {
+			return fmt.Errorf("cloud: give -config cloud.yaml (README: Fleet), or -dev for a development cloud: %w", err)
+		}
+		return fmt.Errorf("%s: %w", m.ConfigFile, err)
+	}
+	m.Config, m.DataDir, m.DSN = c, c.DataDir, c.Database
 	return nil
 }
 
+// abs makes a path given on the command line absolute, so the
+// configuration's relative-path rule (against its file) does not apply.
+func abs(p string) string {
+	if p == "" {
+		return p
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
 func (m *Main) commonFlags(fs *flag.FlagSet) {
+	fs.StringVar(&m.ConfigFile, "config", "", "the cloud's YAML configuration (README: Fleet); flags given override it")
 	fs.StringVar(&m.DataDir, "data", "./cloud-data", "data directory: cloud signing key, MQTT secret, default SQLite file")
 	fs.StringVar(&m.DSN, "db", "", "database: postgres://… or sqlite:PATH (default sqlite under -data)")
 }
@@ -170,6 +257,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("cloud: data dir: %w", err)
 	}
 	so := m.StoreOpts
+	if m.Config != nil {
+		var err error
+		if so, err = m.Config.StoreOptions(so, m.Getenv); err != nil {
+			return err
+		}
+	}
 	if so.Logger == nil {
 		so.Logger = m.Logger
 	}
@@ -182,6 +275,13 @@ func (m *Main) Run(ctx context.Context) error {
 	switch strings.Join(m.Cmd, " ") {
 	case "serve":
 		return m.serve(ctx)
+	case "keys reencrypt":
+		rep, err := st.ReencryptIdentityKeys(ctx, m.dryRun)
+		if perr := m.printJSON(map[string]any{"sealed": rep.Sealed, "resealed": rep.Resealed, "current": rep.Current,
+			"failed": rep.Failed, "dry_run": m.dryRun}); err == nil {
+			err = perr
+		}
+		return err
 	case "operator add", "operator add-account", "operator password", "operator disable", "operator enable":
 		return m.operatorRun(ctx, m.Cmd[1])
 	case "device add":
@@ -204,205 +304,26 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-// secrets are the cloud's own keys in the data directory, made on first start.
-type secrets struct {
-	CloudKey     ed25519.PrivateKey
-	MQTTPassword string
-	OperatorKey  []byte
-}
+// secrets are the cloud's own keys in the data directory (server.Secrets).
+type secrets = server.Secrets
 
-// readOrCreate returns the hex secret in file, creating it (0600) with n
-// random bytes when missing.
-func readOrCreate(file string, n int) ([]byte, error) {
-	b, err := os.ReadFile(file)
-	if err == nil {
-		return hex.DecodeString(strings.TrimSpace(string(b)))
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	raw := make([]byte, n)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, err
-	}
-	if err := config.WriteSecret(file, []byte(hex.EncodeToString(raw)+"\n")); err != nil {
-		return nil, err
-	}
-	return raw, nil
-}
-
-func (m *Main) secrets() (secrets, error) {
-	seed, err := readOrCreate(filepath.Join(m.DataDir, "cloud.key"), ed25519.SeedSize)
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return secrets{}, fmt.Errorf("cloud: cloud.key: %v", err)
-	}
-	pw, err := readOrCreate(filepath.Join(m.DataDir, "mqtt-cloud.secret"), 32)
-	if err != nil {
-		return secrets{}, fmt.Errorf("cloud: mqtt-cloud.secret: %w", err)
-	}
-	mac := hmac.New(sha256.New, seed)
-	mac.Write([]byte("beaconvend operator tokens v1"))
-	return secrets{CloudKey: ed25519.NewKeyFromSeed(seed), MQTTPassword: hex.EncodeToString(pw), OperatorKey: mac.Sum(nil)}, nil
-}
+func (m *Main) secrets() (secrets, error) { return server.LoadSecrets(m.DataDir) }
 
 func (m *Main) serve(ctx context.Context) error {
-	sec, err := m.secrets()
+	srv, err := server.New(server.Options{Config: m.Config, Store: m.Store, Logger: m.Logger,
+		Service: m.ServiceOpts, HTTP: m.HTTPOpts, Upkeep: m.Upkeep})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	goRun := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("cloud: %s: %w", name, err)
-			}
-		}()
-	}
-	defer wg.Wait()
-	defer cancel()
-
-	onDisconnect, presenceTo := disconnectHook()
-	url := m.BrokerURL
-	if url == "embedded" {
-		hash, err := broker.HashPassword(sec.MQTTPassword)
-		if err != nil {
-			return err
+	return srv.Run(ctx, func() {
+		m.HTTPURL, m.AdminURL, m.MQTTURL, m.MQTTTLS = srv.HTTPURL, srv.AdminURL, srv.MQTTURL, srv.MQTTTLS
+		m.Service, m.Ingest, m.Broker = srv.Service, srv.Ingest, srv.Broker
+		if m.JSON {
+			b, _ := json.Marshal(srv.Addrs())
+			fmt.Fprintln(m.Stdout, string(b))
 		}
-		b, err := broker.New(broker.Options{
-			Addr: m.MQTTListen, TLSAddr: m.MQTTTLSListen, TLSCertFile: m.MQTTTLSCert, TLSKeyFile: m.MQTTTLSKey,
-			Credentials: broker.CredentialsFunc(func(ctx context.Context, id string) (broker.Credential, error) {
-				d, err := m.Store.GetDevice(ctx, id)
-				if err != nil {
-					return broker.Credential{}, err
-				}
-				return broker.Credential{PasswordHash: d.MQTTHash, Enabled: d.State != store.DeviceDisabled}, nil
-			}),
-			CloudPasswordHash: hash,
-			OnDisconnect:      onDisconnect,
-			Logger:            m.Logger.With("part", "broker"),
-		})
-		if err != nil {
-			return err
-		}
-		m.Broker = b
-		url = b.URL()
-		m.MQTTTLS = b.TLSAddr()
-		goRun("broker", b.Run)
-	}
-	m.MQTTURL = url
-
-	var svc *service.Service
-	// A stable client ID per data directory (per instance): a restarted
-	// cloud resumes its persistent broker session instead of leaving the
-	// old one, with its subscriptions and queued uplinks, to expire.
-	idRaw, err := readOrCreate(filepath.Join(m.DataDir, "mqtt-client-id"), 6)
-	if err != nil {
-		return err
-	}
-	clientID := "_cloud-" + hex.EncodeToString(idRaw)
-	in, err := ingest.New(ingest.Options{
-		URL: url, ClientID: clientID, Username: broker.DefaultCloudUser, Password: sec.MQTTPassword, Group: m.Group,
-		Handler: ingest.HandlerFunc(func(ctx context.Context, dev string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
-			return svc.Handle(ctx, dev, leaf, msg)
-		}),
-		Logger: m.Logger.With("part", "ingest"),
+		close(m.Ready)
 	})
-	if err != nil {
-		return err
-	}
-	m.Ingest = in
-
-	so := m.ServiceOpts
-	so.Store, so.Publisher, so.CloudKey = m.Store, in, sec.CloudKey
-	if so.Logger == nil {
-		so.Logger = m.Logger.With("part", "service")
-	}
-	svc, err = service.New(ctx, so)
-	if err != nil {
-		return err
-	}
-	m.Service = svc
-	presenceTo(svc)
-
-	ho := m.HTTPOpts
-	ho.Service, ho.BrokerConnected = svc, in.Connected
-	if ho.Logger == nil {
-		ho.Logger = m.Logger.With("part", "http")
-	}
-	api, err := httpapi.New(ho)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", m.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("cloud: http listen: %w", err)
-	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	m.HTTPURL = "http://" + ln.Addr().String()
-
-	goRun("ingest", in.Run)
-	goRun("service", svc.Run)
-	goRun("upkeep", runUpkeep(svc, m.Upkeep))
-	goRun("http", func(ctx context.Context) error {
-		go func() {
-			<-ctx.Done()
-			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-			defer c()
-			_ = srv.Shutdown(sctx)
-		}()
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	debugURL := ""
-	if m.DebugAddr != "" {
-		dln, err := net.Listen("tcp", m.DebugAddr)
-		if err != nil {
-			return fmt.Errorf("cloud: debug listen: %w", err)
-		}
-		dsrv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
-		goRun("debug", func(ctx context.Context) error {
-			go func() { <-ctx.Done(); _ = dsrv.Close() }()
-			if err := dsrv.Serve(dln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-		debugURL = "http://" + dln.Addr().String()
-		m.Logger.Info("cloud: profiles", "url", debugURL+"/debug/pprof/")
-	}
-	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
-	err = in.WaitSubscribed(wctx)
-	wcancel()
-	if err != nil {
-		return fmt.Errorf("cloud: mqtt not subscribed: %w", err)
-	}
-	if m.JSON {
-		line := map[string]string{"http": m.HTTPURL, "mqtt": m.MQTTURL}
-		if m.MQTTTLS != "" {
-			line["mqtt_tls"] = m.MQTTTLS
-		}
-		if debugURL != "" {
-			line["debug"] = debugURL
-		}
-		b, _ := json.Marshal(line)
-		fmt.Fprintln(m.Stdout, string(b))
-	} else {
-		m.Logger.Info("cloud: serving", "http", m.HTTPURL, "mqtt", m.MQTTURL)
-	}
-	close(m.Ready)
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-errc:
-		return err
-	}
 }
 
 func randHex(n int) string {
@@ -411,17 +332,12 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// pprofMux serves Go's runtime profiles (net/http/pprof) on their own
-// listener, apart from the phone and operator API, so they are never
-// reachable where the API is published.
-func pprofMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
+// upkeepFlags adds the serve flags of the upkeep options; zero keeps the
+// configuration's (then the default).
+func (m *Main) upkeepFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&m.Upkeep.Presence.StaleAfter, "presence-stale", m.Upkeep.Presence.StaleAfter,
+		"a device heard from for this long is offline (0: "+service.DefaultStaleAfter.String()+", three times the boards' telemetry period)")
+	fs.DurationVar(&m.Upkeep.Janitor.Interval, "janitor-interval", m.Upkeep.Janitor.Interval, "how often expired bookkeeping rows are pruned (0: 10m)")
 }
 
 // lifecycleFlags are the session bounds of serve (store.Lifecycle and the

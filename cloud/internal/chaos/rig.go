@@ -146,7 +146,7 @@ func newRig(ctx context.Context, cfg Config, rng *rand.Rand) (*rig, error) {
 		return nil, err
 	}
 	r.cloud = &proc{name: "cloud", bin: cfg.CloudBin, logPath: filepath.Join(cfg.Dir, "cloud.log"),
-		args: []string{"serve", "-data", r.data, "-db", r.dsn, "-http", httpAddr, "-broker", r.mqttURL}}
+		args: []string{"serve", "-dev", "-data", r.data, "-db", r.dsn, "-http", httpAddr, "-broker", r.mqttURL}}
 	if err := r.startCloud(ctx); err != nil {
 		return nil, err
 	}

@@ -171,19 +171,20 @@ func (c *BenchConfig) check() error {
 
 // fleet is a running deployment under test.
 type fleet struct {
-	cfg      BenchConfig
-	dsn      string
-	db       *store.Store
-	clouds   []*cloudProc
-	mosq     *mosquittoProc
-	mqttURL  string
-	httpURLs []string
-	devs     []*Device
-	flood    []Identity
-	relay    *Relay
-	relayTok string
-	phones   chan *phoneapi.Client
-	hc       *http.Client
+	cfg       BenchConfig
+	dsn       string
+	db        *store.Store
+	clouds    []*cloudProc
+	mosq      *mosquittoProc
+	mqttURL   string
+	httpURLs  []string
+	adminURLs []string // /metrics lives on each cloud's admin listener
+	devs      []*Device
+	flood     []Identity
+	relay     *Relay
+	relayTok  string
+	phones    chan *phoneapi.Client
+	hc        *http.Client
 
 	mu       sync.Mutex
 	grantAt  map[vend.SessionID]time.Time
@@ -312,6 +313,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error)
 		defer p.stop(15 * time.Second)
 		f.clouds = append(f.clouds, p)
 		f.httpURLs = append(f.httpURLs, p.urls["http"])
+		f.adminURLs = append(f.adminURLs, p.urls["admin"])
 		f.cloudPID = append(f.cloudPID, p.cmd.Process.Pid)
 		if f.mqttURL == "" {
 			f.mqttURL = p.urls["mqtt"]
@@ -491,7 +493,7 @@ func (f *fleet) step(ctx context.Context, rate float64) StepResult {
 		mu.Unlock()
 	}
 	settled0 := f.settled.Load()
-	tel0, _ := scrape(ctx, f.httpURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
+	tel0, _ := scrape(ctx, f.adminURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
 	samp := f.startSamplers()
 	commits0 := f.pgCommits(ctx)
 	sctx, scancel := context.WithTimeout(ctx, cfg.Duration)
@@ -558,7 +560,7 @@ loop:
 	loadEnd := time.Now()
 	r.Relay = <-relayDone
 	r.RelayTaps = int(relayTaps.Load())
-	tel1, _ := scrape(ctx, f.httpURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
+	tel1, _ := scrape(ctx, f.adminURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
 	r.TelemetryIn = (tel1 - tel0) / loadEnd.Sub(start).Seconds()
 	r.CloudCPU, r.CloudRSS, r.BrokerCPU, r.DBCPU, r.BenchCPU = samp.stop()
 	if commits0 >= 0 {
@@ -691,7 +693,7 @@ func (f *fleet) floodPhase(ctx context.Context, res *BenchResult) error {
 		}
 		pubs = append(pubs, FloodPub{URL: f.mqttURL, ClientID: id.ID, Username: id.ID, Password: id.Password, Topic: topic})
 	}
-	before, err := scrape(ctx, f.httpURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
+	before, err := scrape(ctx, f.adminURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
 	if err != nil {
 		return err
 	}
@@ -711,7 +713,7 @@ func (f *fleet) floodPhase(ctx context.Context, res *BenchResult) error {
 	var got float64
 	last := t0
 	for stall := time.Now(); time.Since(stall) < 2*time.Second && time.Since(t0) < time.Minute; time.Sleep(100 * time.Millisecond) {
-		now, err := scrape(ctx, f.httpURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
+		now, err := scrape(ctx, f.adminURLs, "beaconvend_ingest_messages_total", `leaf="telemetry"`)
 		if err != nil {
 			return err
 		}

@@ -74,7 +74,7 @@ func startCloud(bin, logPath string, args ...string) (*cloudProc, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, append([]string{"serve", "-json"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "-dev", "-json"}, args...)...)
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
