@@ -129,7 +129,7 @@ func TestKeysReencryptCommand(t *testing.T) {
 				}
 				return raw
 			}
-			run("operator", "add", "-name", "Acme", "-email", "ops@acme.example", "-password", "acme-password-1")
+			run("operator", "add", "-name", "Acme", "-email", "ops@acme.example", "-password-file", passwordFile(t, "acme-password-1"))
 			run("device", "add", "-id", "wd-clear", "-operator", "Acme", "-kind", "water", "-out", filepath.Join(out, "a"))
 			if raw := rawKey("wd-clear"); raw[0] != 0 {
 				t.Fatalf("setup: device added without -config stored %x, want clear", raw)
