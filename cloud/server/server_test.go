@@ -352,3 +352,45 @@ func TestProductionMetricsOnlyOnAdmin(t *testing.T) {
 		t.Fatalf("public /healthz: %d %s, want the minimal answer", code, body)
 	}
 }
+
+// The production example throttles log-in: repeated wrong passwords for
+// one account lock it, and the answer is 429 with a Retry-After, over the
+// real TLS listener; the right password is refused while it is locked.
+func TestProductionThrottlesLogIn(t *testing.T) {
+	p := startProd(t)
+	ctx := context.Background()
+	phone := phoneapi.New(p.srv.HTTPURL, &phoneapi.Opts{HTTPClient: p.https})
+	if _, err := phone.SignUp(ctx, &phoneapi.SignUpRequest{Email: "victim@example.com", Password: "correct-horse-battery"}); err != nil {
+		t.Fatal(err)
+	}
+	post := func(pw string) (int, string, string) {
+		body := `{"email":"victim@example.com","password":"` + pw + `"}`
+		resp, err := p.https.Post(p.srv.HTTPURL+"/v1/auth/login", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Retry-After"), string(b)
+	}
+	limited := -1
+	for i := 0; i < 20; i++ {
+		code, retry, body := post("wrong-password-" + strings.Repeat("x", i))
+		if code == http.StatusTooManyRequests {
+			if retry == "" || (!strings.Contains(body, "auth.locked") && !strings.Contains(body, "rate.limited")) {
+				t.Fatalf("429 without Retry-After or a limit code: %q %s", retry, body)
+			}
+			limited = i
+			break
+		}
+		if code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d %s, want 401", i, code, body)
+		}
+	}
+	if limited < 0 {
+		t.Fatal("20 wrong passwords in a row were never throttled")
+	}
+	if code, _, body := post("correct-horse-battery"); code != http.StatusTooManyRequests {
+		t.Fatalf("right password while locked: %d %s, want 429", code, body)
+	}
+}
