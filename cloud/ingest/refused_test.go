@@ -46,7 +46,7 @@ func TestRefusedConnectionIsLogged(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var logs lockedBuffer
 			in, err := ingest.New(ingest.Options{URL: c.url, ClientID: "_cloud-refused", Username: acc.CloudUser, Password: c.password,
-				Handler: ingest.HandlerFunc(func(context.Context, string, mqttapi.Leaf, mqttapi.Message) error { return nil }),
+				Handler:              ingest.HandlerFunc(func(context.Context, string, mqttapi.Leaf, mqttapi.Message) error { return nil }),
 				MaxReconnectInterval: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {
 				t.Fatal(err)
