@@ -5,33 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
 	"beaconvend/app-protocol/vend"
 )
 
-// OperatorBrokerUserPrefix begins the MQTT username of an operator's
-// read-only broker account: "_" followed by the operator id. A leading
-// '_' is never valid in a device id, so the account can never be taken
-// for a device (nor its subtree for one's).
-const OperatorBrokerUserPrefix = "_op_"
-
 // ErrBrokerAccountNotFound is returned for an operator without a broker
 // account.
 var ErrBrokerAccountNotFound = vend.E(vend.NotFound, "broker.account_not_found", "store: broker account not found")
-
-// OperatorBrokerUser returns the broker username of operator's read-only
-// account.
-func OperatorBrokerUser(operator string) string { return "_" + operator }
-
-// OperatorOfBrokerUser returns the operator whose broker account user is,
-// or false when user is not an operator account's username.
-func OperatorOfBrokerUser(user string) (string, bool) {
-	if !strings.HasPrefix(user, OperatorBrokerUserPrefix) || len(user) == len(OperatorBrokerUserPrefix) {
-		return "", false
-	}
-	return user[1:], true
-}
 
 // BrokerDevice is what a broker needs of one active device: its username
 // (the device id), its password hash and its owner.

@@ -62,10 +62,5 @@ func TestBrokerAccounts(t *testing.T) {
 			t.Fatalf("DeviceOperator(dev-off) = %q, %v", op, err)
 		}
 		wantCode(t, func() error { _, err := e.s.DeviceOperator(e.ctx, "nope"); return err }(), store.ErrDeviceNotFound.Code)
-		if u := store.OperatorBrokerUser(e.opA.ID); vend.ValidateDeviceID(u) == nil {
-			t.Errorf("operator broker user %q is a valid device id", u)
-		} else if op, ok := store.OperatorOfBrokerUser(u); !ok || op != e.opA.ID {
-			t.Errorf("OperatorOfBrokerUser(%q) = %q, %v", u, op, ok)
-		}
 	})
 }
