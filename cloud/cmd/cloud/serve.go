@@ -95,7 +95,7 @@ func (m *Main) ParseFlags(args []string) error {
 		m.Ready = make(chan struct{})
 	}
 	usage := func() error {
-		fmt.Fprintln(m.Stderr, "usage: cloud serve | operator add | device add | device rotate-key | device disable  [-h for flags]")
+		fmt.Fprintln(m.Stderr, "usage: cloud serve | operator add | operator broker-credentials | device add | device rotate-key | device disable | broker files  [-h for flags]")
 		return errUsage
 	}
 	if len(args) == 0 {
@@ -118,7 +118,7 @@ func (m *Main) ParseFlags(args []string) error {
 		fs.BoolVar(&m.JSON, "json", false, `print {"http":…,"mqtt":…} as one JSON line once listening`)
 		m.lifecycleFlags(fs)
 		m.upkeepFlags(fs)
-	case "operator", "device":
+	case "operator", "device", "broker":
 		if len(args) < 2 {
 			return usage()
 		}
@@ -128,6 +128,10 @@ func (m *Main) ParseFlags(args []string) error {
 		switch strings.Join(m.Cmd, " ") {
 		case "operator add":
 			m.op.flags(fs)
+		case "operator broker-credentials":
+			m.dev.brokerCredFlags(fs)
+		case "broker files":
+			m.dev.brokerFilesFlags(fs)
 		case "device add":
 			m.dev.addFlags(fs)
 		case "device rotate-key":
@@ -184,6 +188,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return m.serve(ctx)
 	case "operator add":
 		return m.operatorAdd(ctx)
+	case "operator broker-credentials":
+		return m.operatorBrokerCredentials(ctx)
+	case "broker files":
+		return m.brokerFiles(ctx)
 	case "device add":
 		return m.deviceAdd(ctx)
 	case "device rotate-key":
@@ -283,6 +291,7 @@ func (m *Main) serve(ctx context.Context) error {
 				return broker.Credential{PasswordHash: d.MQTTHash, Enabled: d.State != store.DeviceDisabled}, nil
 			}),
 			CloudPasswordHash: hash,
+			Operators:         m.Store,
 			OnDisconnect:      onDisconnect,
 			Logger:            m.Logger.With("part", "broker"),
 		})
