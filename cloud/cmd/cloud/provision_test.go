@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	pb "beaconvend/app-protocol/provision"
+	"beaconvend/cloud/broker"
+	"beaconvend/cloud/broker/brokertest"
 )
 
 // runCLIErr runs one CLI command and returns its error (ParseFlags or Run).
@@ -73,5 +76,56 @@ func TestDeviceAddBundle(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, d)); err == nil {
 			t.Errorf("a refused add made %s", d)
 		}
+	}
+}
+
+// An operator's broker credentials on the embedded broker, checked
+// through the store: the account reads its own devices' telemetry
+// (through a wildcard), not another operator's, and publishes nothing.
+func TestOperatorBrokerCredentialsEmbedded(t *testing.T) {
+	data, out := t.TempDir(), t.TempDir()
+	runCLI(t, data, "operator", "add", "-name", "Acme", "-email", "ops@acme.example", "-password", "acme-password-1")
+	runCLI(t, data, "operator", "add", "-name", "Other", "-email", "ops@other.example", "-password", "other-password-1")
+	for id, op := range map[string]string{"own-1": "Acme", "other-1": "Other"} {
+		runCLI(t, data, "device", "add", "-id", id, "-operator", op, "-kind", "water", "-out", filepath.Join(out, id), "-mqtt-url", "tcp://127.0.0.1:1883")
+	}
+	cred := runCLI(t, data, "operator", "broker-credentials", "-operator", "Acme")
+	if cred["password"] == "" || !strings.HasPrefix(cred["username"], broker.OperatorUserPrefix) {
+		t.Fatalf("broker-credentials printed %v", cred)
+	}
+	// A second call replaces the password.
+	again := runCLI(t, data, "operator", "broker-credentials", "-operator", "Acme", "-out", filepath.Join(out, "acme.pass"))
+	pw, err := os.ReadFile(filepath.Join(out, "acme.pass"))
+	if err != nil || again["password"] != "" || again["password_file"] == "" {
+		t.Fatalf("broker-credentials -out printed %v (%v)", again, err)
+	}
+	if st, _ := os.Stat(filepath.Join(out, "acme.pass")); st.Mode().Perm() != 0o600 {
+		t.Errorf("password file mode %v", st.Mode().Perm())
+	}
+	m := serveInProcess(t, "-data", data)
+	if _, err := brokertest.Connect(t, brokertest.ClientOptions(m.MQTTURL, "_acme-old", cred["username"], cred["password"], nil)); err == nil {
+		t.Error("the replaced password still works")
+	}
+	opSpy := &spy{}
+	opc := brokertest.MustConnect(t, brokertest.ClientOptions(m.MQTTURL, "_acme-sub", cred["username"], strings.TrimSpace(string(pw)), nil))
+	if err := brokertest.Done(opc.Subscribe("bv/v1/dev/+/telemetry", 1, opSpy.handler)); err != nil {
+		t.Fatal(err)
+	}
+	cmdSpy := &spy{}
+	for _, id := range []string{"own-1", "other-1"} {
+		b := bundleOf(t, filepath.Join(out, id))
+		c := brokertest.MustConnect(t, brokertest.ClientOptions(m.MQTTURL, id, id, b.MQTT.Password, nil))
+		if err := brokertest.Done(c.Subscribe("bv/v1/dev/"+id+"/cmd", 1, cmdSpy.handler)); err != nil {
+			t.Fatal(err)
+		}
+		if err := brokertest.Done(c.Publish("bv/v1/dev/"+id+"/telemetry", 0, false, "tel-from-"+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the operator hears its device", func() bool { return opSpy.count("tel-from-own-1") == 1 })
+	_ = brokertest.Done(opc.Publish("bv/v1/dev/own-1/cmd", 1, false, "forged-by-operator"))
+	time.Sleep(300 * time.Millisecond)
+	if opSpy.count("tel-from-other-1") != 0 || cmdSpy.count("forged-by-operator") != 0 {
+		t.Errorf("operator read %d of another operator's messages; its command delivered %d times", opSpy.count("tel-from-other-1"), cmdSpy.count("forged-by-operator"))
 	}
 }
