@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"beaconvend/cloud/broker"
+	"beaconvend/cloud/store"
 )
 
 // Defaults of [Mosquitto].
@@ -244,4 +245,33 @@ func (p *Provisioner) OperatorBrokerAccount(ctx context.Context, operator string
 		}
 	}
 	return a, nil
+}
+
+// DisableDevice disables a device (it starts no new sessions; live ones
+// finish and settle) and, when m is set, rewrites the site broker's files
+// without it, so Mosquitto stops admitting it at its next reload (the
+// embedded broker refuses a disabled device at once). It returns whether
+// the broker was sent SIGHUP. Errors: store.ErrDeviceNotFound, ErrInput
+// for bad Mosquitto options (checked first), and those of WriteMosquitto.
+func (p *Provisioner) DisableDevice(ctx context.Context, id string, m *Mosquitto) (bool, error) {
+	if m != nil {
+		if err := m.check(m.BrokerURL); err != nil {
+			return false, err
+		}
+	}
+	op, err := p.Store.DeviceOperator(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if err := p.Store.SetDeviceState(ctx, op, id, store.DeviceDisabled); err != nil {
+		return false, err
+	}
+	if m == nil {
+		return false, nil
+	}
+	reloaded, err := p.WriteMosquitto(ctx, *m)
+	if err != nil {
+		return false, fmt.Errorf("provision: device %s disabled, but the broker files were not rewritten: %w (run `cloud broker files`)", id, err)
+	}
+	return reloaded, nil
 }

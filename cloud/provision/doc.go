@@ -25,7 +25,8 @@
 // # Site broker
 //
 // With [Mosquitto] options the password file, ACL and mosquitto.conf are
-// rewritten from the store after every change ([Provisioner.WriteMosquitto]):
+// rewritten from the store after every change ([Provisioner.WriteMosquitto];
+// AddDevice, DisableDevice and OperatorBrokerAccount call it):
 // every active device, the cloud's account, and each operator's read-only
 // account with read on its own devices' state, telemetry and evt topics.
 // The files are written atomically, 0640 in the broker's group, so the

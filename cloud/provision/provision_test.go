@@ -291,3 +291,54 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// The site broker's files follow the store: a device added is in the
+// password file and its operator's ACL section; disabled, it is out of
+// both; an operator account's password is replaced, never kept in clear.
+func TestMosquittoFilesFollowStore(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		mq := &provision.Mosquitto{Dir: filepath.Join(e.out, "mosq"), Listen: "127.0.0.1:1883"}
+		acct, err := e.p.OperatorBrokerAccount(e.ctx, e.op, mq)
+		if err == nil || vend.CodeOf(err) != provision.ErrInput.Code {
+			t.Fatalf("account with a TLS listener and no certificates = %v, want refused before anything", err)
+		}
+		if _, err := e.st.BrokerAccountHash(e.ctx, e.op); vend.CodeOf(err) != store.ErrBrokerAccountNotFound.Code {
+			t.Fatalf("a refused call made the account: %v", err)
+		}
+		mq = &provision.Mosquitto{Dir: filepath.Join(e.out, "mosq"), BrokerURL: "tcp://127.0.0.1:1883"}
+		if acct, err = e.p.OperatorBrokerAccount(e.ctx, e.op, mq); err != nil {
+			t.Fatal(err)
+		}
+		r := e.req("wd-1")
+		r.MQTTURL = "tcp://127.0.0.1:1883"
+		if _, err := e.p.AddDevice(e.ctx, r, mq); err != nil {
+			t.Fatal(err)
+		}
+		read := func(name string) string {
+			b, err := os.ReadFile(filepath.Join(mq.Dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+		pw, acl := read("passwords"), read("acl")
+		if !strings.Contains(pw, "\nwd-1:$7$") || !strings.Contains(pw, acct.Username+":$7$") || strings.Contains(pw, acct.Password) {
+			t.Errorf("passwords:\n%s", pw)
+		}
+		if !strings.Contains(acl, "user "+acct.Username+"\n") || !strings.Contains(acl, "topic read bv/v1/dev/wd-1/telemetry\n") {
+			t.Errorf("acl:\n%s", acl)
+		}
+		if conf := read("mosquitto.conf"); !strings.Contains(conf, "listener 1883 127.0.0.1\n") || strings.Contains(conf, "certfile") {
+			t.Errorf("mosquitto.conf for a loopback broker:\n%s", conf)
+		}
+		if _, err := e.p.DisableDevice(e.ctx, "wd-1", mq); err != nil {
+			t.Fatal(err)
+		}
+		if pw, acl := read("passwords"), read("acl"); strings.Contains(pw, "wd-1:") || strings.Contains(acl, "wd-1") {
+			t.Errorf("a disabled device is still in the broker files:\n%s\n%s", pw, acl)
+		}
+		if _, err := e.p.DisableDevice(e.ctx, "nope", nil); vend.CodeOf(err) != store.ErrDeviceNotFound.Code {
+			t.Errorf("disable unknown: %v", err)
+		}
+	})
+}

@@ -325,16 +325,29 @@ func (m *Main) deviceRotate(ctx context.Context) error {
 	return m.printJSON(out)
 }
 
+// deviceDisable disables a device and, with -mosquitto-dir, takes it out
+// of the site Mosquitto's files.
 func (m *Main) deviceDisable(ctx context.Context) error {
 	if m.dev.ID == "" {
 		return errors.New("cloud: device disable needs -id")
 	}
-	d, err := m.Store.GetDevice(ctx, m.dev.ID)
+	mq := m.dev.mosquitto()
+	if mq != nil && m.dev.MQTTURL == "" {
+		return errors.New("cloud: device disable -mosquitto-dir needs -mqtt-url (the devices' broker URL)")
+	}
+	p, err := m.provisioner()
 	if err != nil {
 		return err
 	}
-	if err := m.Store.SetDeviceState(ctx, d.OperatorID, d.ID, store.DeviceDisabled); err != nil {
+	reloaded, err := p.DisableDevice(ctx, m.dev.ID, mq)
+	if err != nil {
 		return err
 	}
-	return m.printJSON(map[string]string{"device": d.ID, "state": string(store.DeviceDisabled)})
+	return m.printJSON(map[string]any{"device": m.dev.ID, "state": string(store.DeviceDisabled), "reloaded": reloaded})
+}
+
+// disableFlags are the flags of `device disable`.
+func (d *deviceFlags) disableFlags(fs *flag.FlagSet) {
+	fs.StringVar(&d.ID, "id", "", "device id")
+	d.brokerFilesFlags(fs)
 }

@@ -137,7 +137,7 @@ func (m *Main) ParseFlags(args []string) error {
 		case "device rotate-key":
 			m.dev.rotateFlags(fs)
 		case "device disable":
-			fs.StringVar(&m.dev.ID, "id", "", "device id")
+			m.dev.disableFlags(fs)
 		default:
 			return usage()
 		}
