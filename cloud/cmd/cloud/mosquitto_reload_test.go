@@ -22,6 +22,7 @@ import (
 	pb "beaconvend/app-protocol/provision"
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/broker/brokertest"
+	"beaconvend/cloud/internal/simdev"
 	"beaconvend/cloud/internal/svctest"
 )
 
@@ -107,9 +108,10 @@ func copyTo(t *testing.T, src, dst string, gid int) {
 // writes: with the cloud, an existing device and an operator's read-only
 // account connected, adding devices (each add reloads the broker with
 // SIGHUP) keeps them connected, the new devices connect over TLS with
-// their bundles, and the operator account follows the added device. It
+// their bundles, the operator account follows the added device, and a
+// real controller configured from its bundle comes online over TLS. It
 // ends with the defect as it was: the password file rewritten root-only,
-// the same reload disconnects the cloud and the device.
+// the same reload refuses the cloud.
 func TestMosquittoReloadKeepsFleet(t *testing.T) {
 	bin := brokertest.MosquittoPath(t)
 	if os.Geteuid() != 0 {
@@ -300,6 +302,29 @@ func TestMosquittoReloadKeepsFleet(t *testing.T) {
 	if _, err := bundleClient(t, oldB, "old-1"); err != nil {
 		t.Errorf("the old device cannot reconnect: %v", err)
 	}
+
+	// A real controller on an emulated board, configured from its bundle,
+	// dials the generated TLS listener with the bundle's CA, and the
+	// cloud hears it.
+	bins := presenceBins(t)
+	n = s.reloads()
+	runCLI(t, data, append([]string{"device", "add", "-id", "ctl-1", "-operator", "Site A", "-kind", "water", "-out", filepath.Join(out, "ctl-1")}, reload...)...)
+	s.waitReloads(t, n+1)
+	sim := filepath.Join(base, "water.yaml")
+	if err := os.WriteFile(sim, []byte(presenceWaterSim), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hw := startProc(t, base, bins, "hwsim", "-sim", sim, "-json", "-control", filepath.Join(base, "water.sock"))
+	var paths struct{ Board string }
+	hw.firstLine(t, &paths)
+	if err := simdev.WriteController(filepath.Join(out, "ctl-1"), simdev.Wiring{Port: paths.Board}); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, base, bins, "controller", "-config", filepath.Join(out, "ctl-1", "controller.yaml"))
+	eventually(t, "the controller online over TLS", func() bool {
+		d, err := m.Store.GetDevice(t.Context(), "ctl-1")
+		return err == nil && d.Online
+	})
 
 	// The defect as it was: files root-only, the reload refuses everyone.
 	if err := os.Chmod(filepath.Join(mosq, "passwords"), 0o600); err != nil {
