@@ -19,8 +19,10 @@
 // it made); a process that dies after the registration leaves the bundle
 // under its temporary name, and running the same command again finds it,
 // checks it belongs to the registered device, and completes the rename
-// ([Result.Recovered]). So a failure leaves neither a device without its
-// bundle nor a bundle for an unregistered device.
+// ([Result.Recovered]); one that dies before the registration leaves a
+// temporary bundle for an unregistered device, which the next add into
+// that directory removes. So a failure leaves neither a device without
+// its bundle nor a bundle for an unregistered device.
 //
 // # Site broker
 //

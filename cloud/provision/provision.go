@@ -204,35 +204,40 @@ func CheckCA(pemText string) error {
 	return nil
 }
 
-// checkOut returns whether dir exists; an error when it is not a
-// directory or not empty.
-func checkOut(dir string) (bool, error) {
+// checkOut returns whether dir exists and the temporary bundles left in
+// it by an add that died before its registration; an error when it is not
+// a directory or holds anything else.
+func checkOut(dir string) (bool, []string, error) {
 	if dir == "" {
-		return false, bad("output directory required")
+		return false, nil, bad("output directory required")
 	}
 	f, err := os.Open(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+		return false, nil, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("provision: output directory: %w", err)
+		return false, nil, fmt.Errorf("provision: output directory: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return false, fmt.Errorf("provision: output directory: %w", err)
+		return false, nil, fmt.Errorf("provision: output directory: %w", err)
 	}
 	if !st.IsDir() {
-		return false, vend.Errorf(ErrOutDir, "%s is not a directory", dir)
+		return false, nil, vend.Errorf(ErrOutDir, "%s is not a directory", dir)
 	}
-	names, err := f.Readdirnames(1)
+	names, err := f.Readdirnames(-1)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return false, fmt.Errorf("provision: output directory: %w", err)
+		return false, nil, fmt.Errorf("provision: output directory: %w", err)
 	}
-	if len(names) > 0 {
-		return true, vend.Errorf(ErrOutDir, "%s holds %s; pick a new directory (a bundle is never written over another)", dir, names[0])
+	var stale []string
+	for _, n := range names {
+		if !strings.HasPrefix(n, tempPrefix) {
+			return true, nil, vend.Errorf(ErrOutDir, "%s holds %s; pick a new directory (a bundle is never written over another)", dir, n)
+		}
+		stale = append(stale, filepath.Join(dir, n))
 	}
-	return true, nil
+	return true, stale, nil
 }
 
 // AddDevice checks req (and m, when not nil), then registers the device
@@ -306,11 +311,19 @@ func (p *Provisioner) AddDevice(ctx context.Context, req DeviceRequest, m *Mosqu
 // create writes the bundle under a temporary name, registers the device,
 // and renames the bundle into place.
 func (p *Provisioner) create(ctx context.Context, req DeviceRequest, machines []pb.Machine) error {
-	made, err := checkOut(req.Out)
+	exists, stale, err := checkOut(req.Out)
 	if err != nil {
 		return err
 	}
-	made = !made
+	made := !exists
+	// Bundles of an add that died before registering: the device does
+	// not exist, so their keys were never valid anywhere.
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("provision: stale temporary bundle: %w", err)
+		}
+		p.log().Info("provision: removed the bundle of an add that died before registering", "file", f)
+	}
 	var idKey proxid.Key
 	if _, err := rand.Read(idKey[:]); err != nil {
 		return err

@@ -342,3 +342,28 @@ func TestMosquittoFilesFollowStore(t *testing.T) {
 		}
 	})
 }
+
+// An add that died after writing its temporary bundle and before
+// registering left a bundle for an unregistered device: the next add
+// into that directory removes it (its keys were never valid) and goes on.
+func TestAddDeviceRemovesUnregisteredTemp(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		r := e.req("wd-1")
+		if err := os.MkdirAll(r.Out, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		stale := filepath.Join(r.Out, ".bundle.json.tmp-123")
+		if err := os.WriteFile(stale, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.p.AddDevice(e.ctx, r, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale temporary bundle still there: %v", err)
+		}
+		if ents, _ := os.ReadDir(r.Out); len(ents) != 1 || ents[0].Name() != "bundle.json" {
+			t.Errorf("directory holds %v", ents)
+		}
+	})
+}
