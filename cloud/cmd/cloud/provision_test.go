@@ -129,3 +129,29 @@ func TestOperatorBrokerCredentialsEmbedded(t *testing.T) {
 		t.Errorf("operator read %d of another operator's messages; its command delivered %d times", opSpy.count("tel-from-other-1"), cmdSpy.count("forged-by-operator"))
 	}
 }
+
+// `cloud broker files` regenerates the site broker's files from the
+// database, and `device disable -mosquitto-dir` takes the device out.
+func TestBrokerFilesAndDisable(t *testing.T) {
+	data, out := t.TempDir(), t.TempDir()
+	mosq := filepath.Join(out, "mosq")
+	site := []string{"-mqtt-url", "tcp://127.0.0.1:1883", "-mosquitto-dir", mosq, "-mosquitto-group", "", "-mosquitto-user", ""}
+	runCLI(t, data, "operator", "add", "-name", "Acme", "-email", "ops@acme.example", "-password", "acme-password-1")
+	runCLI(t, data, "device", "add", "-id", "wd-1", "-operator", "Acme", "-out", filepath.Join(out, "wd-1"), "-mqtt-url", "tcp://127.0.0.1:1883")
+	if err := runCLIErr(t, data, "broker", "files", "-mosquitto-dir", mosq); err == nil {
+		t.Error("broker files without -mqtt-url: no error")
+	}
+	if res := runCLI(t, data, append([]string{"broker", "files"}, site...)...); res["mosquitto"] != mosq {
+		t.Errorf("broker files printed %v", res)
+	}
+	pw, err := os.ReadFile(filepath.Join(mosq, "passwords"))
+	if err != nil || !strings.Contains(string(pw), "wd-1:$7$") || !strings.Contains(string(pw), broker.DefaultCloudUser+":$7$") {
+		t.Fatalf("passwords %q, %v", pw, err)
+	}
+	if res := runCLI(t, data, append([]string{"device", "disable", "-id", "wd-1"}, site...)...); res["state"] != "disabled" {
+		t.Errorf("device disable printed %v", res)
+	}
+	if pw, _ := os.ReadFile(filepath.Join(mosq, "passwords")); strings.Contains(string(pw), "wd-1") {
+		t.Errorf("a disabled device is still in the password file:\n%s", pw)
+	}
+}
