@@ -305,7 +305,7 @@ func setup(t *testing.T) *env {
 	runCLI(t, data, "operator", "add", "-name", "Other Co", "-email", "ops@other.example", "-password", "other-password-1")
 	const url = "tcp://127.0.0.1:1883"
 	runCLI(t, data, "device", "add", "-id", "wd-1", "-operator", op1["operator"], "-kind", "water", "-out", filepath.Join(out, "wd-1"), "-mqtt-url", url,
-		"-mosquitto-dir", filepath.Join(out, "mosq"))
+		"-mosquitto-dir", filepath.Join(out, "mosq"), "-mosquitto-group", "", "-mosquitto-user", "")
 	runCLI(t, data, "device", "add", "-id", "vm-1", "-operator", "Acme Water", "-kind", "vending", "-out", filepath.Join(out, "vm-1"), "-mqtt-url", url)
 	runCLI(t, data, "device", "add", "-id", "ow-1", "-operator", "Other Co", "-kind", "washer", "-out", filepath.Join(out, "ow-1"), "-mqtt-url", url)
 	for _, dev := range []string{"wd-1", "vm-1", "ow-1"} {

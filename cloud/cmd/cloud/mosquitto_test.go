@@ -118,7 +118,7 @@ func TestMosquittoEndToEnd(t *testing.T) {
 	op := runCLI(t, data, "operator", "add", "-name", "Mosq Co", "-email", "ops@mosq.example", "-password", "mosq-password-1")
 	for _, id := range []string{"wd-m1", "acl-a", "acl-b"} {
 		runCLI(t, data, "device", "add", "-id", id, "-operator", op["operator"], "-kind", "water", "-out", filepath.Join(out, id),
-			"-mqtt-url", "tcp://127.0.0.1:1883", "-mosquitto-dir", mosq)
+			"-mqtt-url", "tcp://127.0.0.1:1883", "-mosquitto-dir", mosq, "-mosquitto-group", "", "-mosquitto-user", "")
 	}
 	acl, err := os.ReadFile(filepath.Join(mosq, "acl"))
 	if err != nil || !strings.Contains(string(acl), "pattern write bv/v1/dev/%u/usage") {

@@ -167,7 +167,7 @@ func newPresenceRig(t *testing.T, brokerKind, dsn string, serveArgs ...string) *
 	cli("operator", "add", "-name", "test", "-email", "op@test.example", "-password", "test-operator-pw")
 	mosq := filepath.Join(r.dir, "mosquitto")
 	cli("device", "add", "-operator", "test", "-id", "p-water", "-kind", "water", "-out", filepath.Join(r.dir, "water"),
-		"-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mosq)
+		"-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mosq, "-mosquitto-group", "", "-mosquitto-user", "")
 	if err := simdev.WriteController(filepath.Join(r.dir, "water"), simdev.Wiring{Port: paths.Board}); err != nil {
 		t.Fatal(err)
 	}
