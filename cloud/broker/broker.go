@@ -187,6 +187,9 @@ func New(opts Options) (*Broker, error) {
 	if vend.ValidateDeviceID(opts.CloudUser) == nil {
 		return nil, vend.Errorf(ErrOptions, "cloud user %q is a valid device id; pick one that is not (e.g. %q)", opts.CloudUser, DefaultCloudUser)
 	}
+	if _, ok := OperatorOf(opts.CloudUser); ok {
+		return nil, vend.Errorf(ErrOptions, "cloud user %q is an operator account's name (%s…); pick another (e.g. %q)", opts.CloudUser, OperatorUserPrefix, DefaultCloudUser)
+	}
 	if err := ValidateHash(opts.CloudPasswordHash); err != nil {
 		return nil, fmt.Errorf("%w: CloudPasswordHash: %w", ErrOptions, err)
 	}
