@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -66,6 +67,9 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		}
 		return true
 	}
+	if op, ok := OperatorOf(user); ok {
+		return h.authOperator(cl, pk, op, pass, log)
+	}
 	if err := vend.ValidateDeviceID(user); err != nil {
 		_, _ = VerifyPassword(dummyHash, pass)
 		log.Info("broker: connect refused: username is not a device id")
@@ -113,6 +117,111 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	return true
 }
 
+// authOperator admits an operator's read-only account: its password
+// matches the stored hash, its client id is not a device id (so it can
+// never take over a device's session), and it registers no will.
+func (h *authHook) authOperator(cl *mqtt.Client, pk packets.Packet, operator, pass string, log *slog.Logger) bool {
+	b := h.b
+	if b.opts.Operators == nil {
+		_, _ = VerifyPassword(dummyHash, pass)
+		log.Info("broker: connect refused: operator accounts are not enabled")
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.LookupTimeout)
+	defer cancel()
+	hash, err := b.opts.Operators.BrokerAccountHash(ctx, operator)
+	switch {
+	case err != nil && errIsNotFound(err):
+		_, _ = VerifyPassword(dummyHash, pass)
+		log.Info("broker: connect refused: unknown operator account")
+		return false
+	case err != nil:
+		log.Error("broker: connect refused: operator account lookup failed", "err", err)
+		return false
+	}
+	ok, err := VerifyPassword(hash, pass)
+	if err != nil {
+		log.Error("broker: connect refused: stored operator hash", "err", err)
+		return false
+	}
+	if !ok {
+		log.Info("broker: connect refused: bad operator password")
+		return false
+	}
+	if vend.ValidateDeviceID(cl.ID) == nil {
+		log.Warn("broker: connect refused: operator client id is a device id (pick one starting with '_', e.g. the username)")
+		return false
+	}
+	if pk.Connect.WillFlag {
+		log.Warn("broker: connect refused: operator accounts register no will")
+		return false
+	}
+	return true
+}
+
+// operatorAllowed is an operator account's ACL: no publish at all; a
+// SUBSCRIBE filter prefix/<device>/<leaf> or prefix/+/<leaf> for a leaf
+// of [OperatorLeaves]; and each delivery (a topic name, which never holds
+// '+') only of a device the operator owns. Mochi checks deliveries
+// through the same hook, so a wildcard subscription yields the
+// operator's own devices only, as Mosquitto's ACL does.
+func (h *authHook) operatorAllowed(operator, topic string, write bool) bool {
+	if write {
+		return false
+	}
+	prefix := h.b.opts.Tree.Prefix
+	if prefix == "" {
+		prefix = mqttapi.DefaultPrefix
+	}
+	rest, ok := strings.CutPrefix(topic, prefix+"/")
+	if !ok {
+		return false
+	}
+	dev, leaf, ok := strings.Cut(rest, "/")
+	if !ok || !slices.Contains(OperatorLeaves, mqttapi.Leaf(leaf)) {
+		return false
+	}
+	if dev == "+" {
+		return true
+	}
+	if vend.ValidateDeviceID(dev) != nil {
+		return false
+	}
+	owner, err := h.b.deviceOperator(dev)
+	if err != nil {
+		if !errIsNotFound(err) {
+			h.b.log.Error("broker: acl: device owner lookup failed", "device", dev, "err", err)
+		}
+		return false
+	}
+	return owner == operator
+}
+
+// deviceOperator returns the owner of a device, from a cache: a device
+// never changes owner, and deliveries to operator accounts ask once per
+// message.
+func (b *Broker) deviceOperator(dev string) (string, error) {
+	if v, ok := b.owners.Load(dev); ok {
+		return v.(string), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.LookupTimeout)
+	defer cancel()
+	op, err := b.opts.Operators.DeviceOperator(ctx, dev)
+	if err != nil {
+		return "", err
+	}
+	if b.ownersN.Add(1) > maxOwnerCache {
+		b.owners.Clear()
+		b.ownersN.Store(0)
+	}
+	b.owners.Store(dev, op)
+	return op, nil
+}
+
+// maxOwnerCache bounds the device-owner cache; past it the cache starts
+// over.
+const maxOwnerCache = 100_000
+
 // certNames reports whether the client's verified certificate names
 // deviceID, or true when the listener does not ask for client certificates.
 func (h *authHook) certNames(cl *mqtt.Client, deviceID string) bool {
@@ -141,6 +250,8 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	var ok bool
 	if user == h.b.opts.CloudUser {
 		ok = cloudAllowed(h.b.opts.Tree, topic, write)
+	} else if op, isOp := OperatorOf(user); isOp {
+		ok = h.b.opts.Operators != nil && h.operatorAllowed(op, topic, write)
 	} else {
 		ok = cl.ID == user && h.b.opts.Tree.Allowed(user, topic, write)
 	}

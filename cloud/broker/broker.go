@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -73,6 +74,17 @@ func (f CredentialsFunc) DeviceCredential(ctx context.Context, deviceID string) 
 	return f(ctx, deviceID)
 }
 
+// OperatorAccounts looks up operators' read-only broker accounts and who
+// owns a device. The cloud store implements it. Both return an error of
+// kind vend.NotFound for an unknown operator account or device; any other
+// error refuses (and is logged).
+type OperatorAccounts interface {
+	// BrokerAccountHash returns the "$7$" password hash of operator's account.
+	BrokerAccountHash(ctx context.Context, operatorID string) (string, error)
+	// DeviceOperator returns the operator owning the device.
+	DeviceOperator(ctx context.Context, deviceID string) (string, error)
+}
+
 // Options configure a [Broker]. Credentials and CloudPasswordHash are
 // required; everything else has a default.
 type Options struct {
@@ -93,9 +105,13 @@ type Options struct {
 	// SAN, in addition to the password.
 	TLSClientCAFile string
 
-	Credentials       Credentials // device lookups; required
-	CloudUser         string      // the cloud service's username, default DefaultCloudUser
-	CloudPasswordHash string      // its "$7$" hash; required
+	Credentials Credentials // device lookups; required
+	// Operators, when set, admits operators' read-only accounts
+	// (username [OperatorUser]): read on [OperatorLeaves] of their own
+	// devices, nothing else. Nil: such usernames are refused.
+	Operators         OperatorAccounts
+	CloudUser         string // the cloud service's username, default DefaultCloudUser
+	CloudPasswordHash string // its "$7$" hash; required
 
 	Tree          mqttapi.Tree  // topic prefix; the zero Tree is mqttapi.DefaultPrefix
 	DataDir       string        // when set, sessions, queued and retained messages persist in DataDir/broker.db (bbolt)
@@ -145,6 +161,8 @@ type Broker struct {
 	served  bool
 	err     error
 	hooks   sync.WaitGroup // presence reports in flight
+	owners  sync.Map       // device id → operator id, for operator accounts' ACL
+	ownersN atomic.Int64
 }
 
 func (b *Broker) now() time.Time {
@@ -168,6 +186,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if vend.ValidateDeviceID(opts.CloudUser) == nil {
 		return nil, vend.Errorf(ErrOptions, "cloud user %q is a valid device id; pick one that is not (e.g. %q)", opts.CloudUser, DefaultCloudUser)
+	}
+	if _, ok := OperatorOf(opts.CloudUser); ok {
+		return nil, vend.Errorf(ErrOptions, "cloud user %q is an operator account's name (%s…); pick another (e.g. %q)", opts.CloudUser, OperatorUserPrefix, DefaultCloudUser)
 	}
 	if err := ValidateHash(opts.CloudPasswordHash); err != nil {
 		return nil, fmt.Errorf("%w: CloudPasswordHash: %w", ErrOptions, err)

@@ -27,6 +27,20 @@
 // not be valid device ids either, so it can never take over a device's
 // session.
 //
+// # Operator accounts
+//
+// An operator may have a read-only account (username [OperatorUser]: "_"
+// and the operator id, never a valid device id): it may subscribe to the
+// [OperatorLeaves] (state, telemetry, evt) of its own devices, by name or
+// as prefix/+/<leaf>, and publish nothing. The embedded broker asks
+// Options.Operators (the store) for the password hash at CONNECT and for
+// a device's owner at each SUBSCRIBE and each delivery (mochi checks
+// deliveries through the same hook; owners are cached, a device never
+// changes owner), so a wildcard yields only the operator's devices.
+// Client ids of operator accounts must not be device ids. In Mosquitto's
+// ACL ([WriteACL]) the account's section lists its devices' topics; the
+// file is regenerated when devices are added.
+//
 // # ACL
 //
 // Devices get exactly [mqttapi.Tree.Allowed]: publish to their own state,
@@ -66,9 +80,15 @@
 // # Mosquitto
 //
 // For a site broker, [WritePasswordFile] (the "$7$" lines; leave disabled
-// devices out), [WriteACLFile] ("pattern" lines on %u for devices, a user
-// section for the cloud) and [MosquittoConfig] write what Mosquitto 2
-// needs; after changing the files, send mosquitto SIGHUP to reload them.
+// devices out), [WriteACL] ("pattern" lines on %u for devices, a user
+// section for the cloud and one per operator account, with "topic deny"
+// on their own pseudo-subtrees, which the %u patterns would otherwise
+// grant) and [MosquittoConfig] (a TLS listener for devices, a plaintext
+// one only on loopback, absolute paths, persistence, the run-as user)
+// write what Mosquitto 2 needs. [MosquittoFiles] writes all three
+// atomically, 0640 in the group Mosquitto runs as: Mosquitto re-reads
+// them on SIGHUP as its own user, and files it cannot read make it refuse
+// every client.
 // scripts/mosquitto.sh installs Mosquitto on Debian. Known gaps with
 // Debian's 2.0.11: it does not tie the client id to the username, so a
 // device can kick another off by reusing its client id (deliveries are
@@ -81,5 +101,5 @@
 //     holds the cloud service's hash ([HashPassword] at provisioning);
 //   - cloud main: New, go Run(ctx), point cloud/ingest at [Broker.URL];
 //   - production: the same hashes into Mosquitto files, regenerated on
-//     device changes.
+//     device changes (cloud/provision).
 package broker

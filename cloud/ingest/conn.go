@@ -13,13 +13,61 @@ import (
 // readBuffer is the read buffer of the broker connection.
 const readBuffer = 64 << 10
 
-// bufferedConn reads its connection through a buffer.
+// bufferedConn reads its connection through a buffer. When connack is
+// set, it is given the return code of the broker's first packet, the
+// CONNACK of MQTT 3.1.1 (0x20 0x02 flags rc), before paho reads it: paho
+// keeps a refusal's reason to its own global logger.
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r       *bufio.Reader
+	connack func(rc byte)
 }
 
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	if f := c.connack; f != nil {
+		c.connack = nil
+		if b, err := c.r.Peek(4); err == nil && b[0] == 0x20 && b[1] == 0x02 {
+			f(b[3])
+		}
+	}
+	return c.r.Read(p)
+}
+
+// connackReason names an MQTT 3.1.1 CONNACK return code.
+func connackReason(rc byte) string {
+	switch rc {
+	case 1:
+		return "unacceptable protocol version"
+	case 2:
+		return "client id rejected"
+	case 3:
+		return "server unavailable"
+	case 4:
+		return "bad username or password"
+	case 5:
+		return "not authorized"
+	}
+	return fmt.Sprintf("return code %d", rc)
+}
+
+// dial is dialBuffered that logs why a connection attempt failed: the
+// broker unreachable, or its refusal of our CONNECT with the reason.
+func (in *Ingest) dial(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
+	c, err := dialBuffered(uri, o)
+	if err != nil {
+		in.log.Warn("ingest: broker unreachable", "url", in.opts.URL, "err", err)
+		return nil, err
+	}
+	if bc, ok := c.(*bufferedConn); ok {
+		bc.connack = func(rc byte) {
+			if rc != 0 {
+				in.log.Error("ingest: broker refused the connection", "url", in.opts.URL, "user", in.opts.Username,
+					"reason", connackReason(rc), "code", rc)
+			}
+		}
+	}
+	return c, nil
+}
 
 // dialBuffered opens the broker connection as paho's own dialer does for
 // tcp:// and ssl:// URLs (and their aliases) and puts a read buffer in

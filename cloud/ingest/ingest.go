@@ -249,7 +249,7 @@ func (in *Ingest) clientOptions() *paho.ClientOptions {
 		SetWriteTimeout(10 * time.Second).
 		SetResumeSubs(false). // we subscribe again on every connect instead
 		SetDefaultPublishHandler(in.onMessage).
-		SetCustomOpenConnectionFn(dialBuffered).
+		SetCustomOpenConnectionFn(in.dial).
 		SetOnConnectHandler(in.onConnect).
 		SetConnectionLostHandler(in.onLost).
 		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {

@@ -318,6 +318,7 @@ func (s *Server) embeddedBroker(sec Secrets, svcp *atomic.Pointer[service.Servic
 			return broker.Credential{PasswordHash: d.MQTTHash, Enabled: d.State != store.DeviceDisabled}, nil
 		}),
 		CloudPasswordHash: hash,
+		Operators:         st,
 		OnDisconnect: func(id string, at time.Time) {
 			if svc := svcp.Load(); svc != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -573,12 +573,32 @@ func (u StatusUpdate) stmt() (string, []any) {
 	return statusTelemetrySQL, []any{at, u.Device, string(u.Telemetry)}
 }
 
+// deviceExists returns nil when device is registered, ErrDeviceNotFound
+// when it is not, and the database's error when the question could not
+// be answered (never "absent" for a failed read).
 func (s *Store) deviceExists(ctx context.Context, device string) error {
-	var one int
-	if err := s.db.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE id = $1`, device).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+	ok, err := s.DeviceExists(ctx, device)
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
 	}
 	return nil
+}
+
+// DeviceExists reports whether a device with this id is registered, in
+// any state. A failed read is an error, never "absent".
+func (s *Store) DeviceExists(ctx context.Context, device string) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE id = $1`, device).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("store: device exists: %w", err)
+	}
+	return true, nil
 }
 
 // SetDeviceStatuses applies many SetDeviceStatus updates in one

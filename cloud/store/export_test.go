@@ -32,3 +32,9 @@ func OpenAtVersion(ctx context.Context, dsn string, version int) (*sql.DB, error
 	}
 	return db, nil
 }
+
+// DeviceExistsOrNotFound calls the unexported check that SetDeviceStatus
+// and SetDeviceLost fall back on when no row was updated.
+func DeviceExistsOrNotFound(s *Store, ctx context.Context, device string) error {
+	return s.deviceExists(ctx, device)
+}

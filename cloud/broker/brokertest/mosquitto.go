@@ -45,6 +45,15 @@ type MosquittoOptions struct {
 	// (and requires client certificates when ClientCerts is true).
 	TLS         *PKI
 	ClientCerts bool
+	// Operators are read-only operator accounts: their password entries
+	// and their ACL sections.
+	Operators []MosquittoOperator
+}
+
+// MosquittoOperator is an operator account for [NewMosquitto].
+type MosquittoOperator struct {
+	ACL  broker.OperatorACL
+	Hash string // "$7$" hash of its password
 }
 
 // Mosquitto is a mosquitto process under test.
@@ -114,11 +123,17 @@ func (m *Mosquitto) Dir() string { return m.dir }
 func (m *Mosquitto) writeFiles(tb testing.TB) string {
 	tb.Helper()
 	var pw, acl bytes.Buffer
-	if err := broker.WritePasswordFile(&pw, m.acc.PasswordEntries()); err != nil {
+	entries := m.acc.PasswordEntries()
+	a := broker.ACL{CloudUser: m.acc.CloudUser}
+	for _, o := range m.opts.Operators {
+		entries = append(entries, broker.PasswordEntry{User: o.ACL.User, Hash: o.Hash})
+		a.Operators = append(a.Operators, o.ACL)
+	}
+	if err := broker.WritePasswordFile(&pw, entries); err != nil {
 		tb.Fatalf("WritePasswordFile: %v", err)
 	}
-	if err := broker.WriteACLFile(&acl, broker.Options{}.Tree, m.acc.CloudUser); err != nil {
-		tb.Fatalf("WriteACLFile: %v", err)
+	if err := broker.WriteACL(&acl, a); err != nil {
+		tb.Fatalf("WriteACL: %v", err)
 	}
 	pwFile, aclFile := filepath.Join(m.dir, "passwd"), filepath.Join(m.dir, "acl")
 	for f, b := range map[string][]byte{pwFile: pw.Bytes(), aclFile: acl.Bytes()} {
@@ -147,11 +162,11 @@ func (m *Mosquitto) writeFiles(tb testing.TB) string {
 	}
 	if p := m.opts.TLS; p != nil {
 		tlsCfg := broker.MosquittoConfig{
-			Addr: fmt.Sprintf("127.0.0.1:%d", m.tlsPort), PasswordFile: pwFile, ACLFile: aclFile,
+			TLSAddr: fmt.Sprintf("127.0.0.1:%d", m.tlsPort), PasswordFile: pwFile, ACLFile: aclFile,
 			TLSCertFile: p.ServerCert, TLSKeyFile: p.ServerKey,
 		}
 		if m.opts.ClientCerts {
-			tlsCfg.TLSCAFile = p.CAFile
+			tlsCfg.TLSCAFile, tlsCfg.RequireClientCert = p.CAFile, true
 		}
 		var b bytes.Buffer
 		if _, err := tlsCfg.WriteTo(&b); err != nil {

@@ -17,7 +17,7 @@ import (
 // StartMosquittoFiles runs mosquitto on a free loopback port with the password
 // and ACL files in dir (as `cloud device add -mosquitto-dir` wrote them)
 // and returns its URL. Only the listener, the run-as user and the log are
-// this test's: mosquitto.conf's 0.0.0.0:1883 is not for a test.
+// this test's: the generated mosquitto.conf is a site broker's (TLS, its own user).
 func StartMosquittoFiles(t testing.TB, dir string) string {
 	t.Helper()
 	bin := MosquittoPath(t)

@@ -87,7 +87,7 @@ func provisionFleet(t *testing.T, bin, data, dsn string, n int) ([]string, broke
 	for i := range n {
 		id := fmt.Sprintf("wd-%02d", i)
 		dir := filepath.Join(out, id)
-		cliRun(t, bin, append([]string{"device", "add", "-id", id, "-operator", op["operator"], "-kind", "water", "-out", dir}, common...)...)
+		cliRun(t, bin, append([]string{"device", "add", "-id", id, "-operator", op["operator"], "-kind", "water", "-out", dir, "-mqtt-url", "tcp://127.0.0.1:1883"}, common...)...)
 		dirs = append(dirs, dir)
 	}
 	st, err := store.Open(context.Background(), dsn, nil)

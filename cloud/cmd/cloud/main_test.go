@@ -26,6 +26,7 @@ import (
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/internal/simdev"
 	"beaconvend/controller/config"
 )
 
@@ -256,9 +257,13 @@ func runCLI(t *testing.T, data string, args ...string) map[string]string {
 	if err != nil {
 		t.Fatalf("cloud %s: %v", strings.Join(args, " "), err)
 	}
-	var res map[string]string
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+	var raw map[string]any
+	if err := json.Unmarshal(out.Bytes(), &raw); err != nil {
 		t.Fatalf("cloud %s printed %q", strings.Join(args, " "), out.String())
+	}
+	res := map[string]string{}
+	for k, v := range raw {
+		res[k] = fmt.Sprint(v)
 	}
 	return res
 }
@@ -298,16 +303,23 @@ func setup(t *testing.T) *env {
 	out := t.TempDir()
 	op1 := runCLI(t, data, "operator", "add", "-name", "Acme Water", "-email", "ops@acme.example", "-password-file", passwordFile(t, "acme-password-1"))
 	runCLI(t, data, "operator", "add", "-name", "Other Co", "-email", "ops@other.example", "-password-file", passwordFile(t, "other-password-1"))
-	runCLI(t, data, "device", "add", "-id", "wd-1", "-operator", op1["operator"], "-kind", "water", "-out", filepath.Join(out, "wd-1"), "-mosquitto-dir", filepath.Join(out, "mosq"))
-	runCLI(t, data, "device", "add", "-id", "vm-1", "-operator", "Acme Water", "-kind", "vending", "-out", filepath.Join(out, "vm-1"))
-	runCLI(t, data, "device", "add", "-id", "ow-1", "-operator", "Other Co", "-kind", "washer", "-out", filepath.Join(out, "ow-1"))
+	const url = "tcp://127.0.0.1:1883"
+	runCLI(t, data, "device", "add", "-id", "wd-1", "-operator", op1["operator"], "-kind", "water", "-out", filepath.Join(out, "wd-1"), "-mqtt-url", url,
+		"-mosquitto-dir", filepath.Join(out, "mosq"), "-mosquitto-group", "", "-mosquitto-user", "")
+	runCLI(t, data, "device", "add", "-id", "vm-1", "-operator", "Acme Water", "-kind", "vending", "-out", filepath.Join(out, "vm-1"), "-mqtt-url", url)
+	runCLI(t, data, "device", "add", "-id", "ow-1", "-operator", "Other Co", "-kind", "washer", "-out", filepath.Join(out, "ow-1"), "-mqtt-url", url)
+	for _, dev := range []string{"wd-1", "vm-1", "ow-1"} {
+		if err := simdev.WriteController(filepath.Join(out, dev), simdev.Wiring{Port: "/dev/null"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, f := range []string{"passwords", "acl", "mosquitto.conf"} {
 		if _, err := os.Stat(filepath.Join(out, "mosq", f)); err != nil {
 			t.Fatalf("mosquitto file: %v", err)
 		}
 	}
-	if st, err := os.Stat(filepath.Join(out, "wd-1", "device.key")); err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("device.key: %v %v", st, err)
+	if st, err := os.Stat(filepath.Join(out, "wd-1", "bundle.json")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("bundle.json: %v %v", st, err)
 	}
 	if st, err := os.Stat(filepath.Join(data, "cloud.key")); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("cloud.key: %v %v", st, err)

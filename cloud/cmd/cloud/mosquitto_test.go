@@ -117,7 +117,8 @@ func TestMosquittoEndToEnd(t *testing.T) {
 	mosq := filepath.Join(out, "mosq")
 	op := runCLI(t, data, "operator", "add", "-name", "Mosq Co", "-email", "ops@mosq.example", "-password-file", passwordFile(t, "mosq-password-1"))
 	for _, id := range []string{"wd-m1", "acl-a", "acl-b"} {
-		runCLI(t, data, "device", "add", "-id", id, "-operator", op["operator"], "-kind", "water", "-out", filepath.Join(out, id), "-mosquitto-dir", mosq)
+		runCLI(t, data, "device", "add", "-id", id, "-operator", op["operator"], "-kind", "water", "-out", filepath.Join(out, id),
+			"-mqtt-url", "tcp://127.0.0.1:1883", "-mosquitto-dir", mosq, "-mosquitto-group", "", "-mosquitto-user", "")
 	}
 	acl, err := os.ReadFile(filepath.Join(mosq, "acl"))
 	if err != nil || !strings.Contains(string(acl), "pattern write bv/v1/dev/%u/usage") {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"beaconvend/cloud/broker/brokertest"
+	"beaconvend/cloud/internal/simdev"
 )
 
 // The presence tests run the real programs as processes — cloud serve,
@@ -166,7 +167,10 @@ func newPresenceRig(t *testing.T, brokerKind, dsn string, serveArgs ...string) *
 	cli("operator", "add", "-name", "test", "-email", "op@test.example", "-password-file", passwordFile(t, "test-operator-pw"))
 	mosq := filepath.Join(r.dir, "mosquitto")
 	cli("device", "add", "-operator", "test", "-id", "p-water", "-kind", "water", "-out", filepath.Join(r.dir, "water"),
-		"-port", paths.Board, "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mosq)
+		"-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mosq, "-mosquitto-group", "", "-mosquitto-user", "")
+	if err := simdev.WriteController(filepath.Join(r.dir, "water"), simdev.Wiring{Port: paths.Board}); err != nil {
+		t.Fatal(err)
+	}
 
 	serve := append([]string{"serve", "-dev", "-data", r.data, "-db", dsn, "-http", "127.0.0.1:0", "-json"}, serveArgs...)
 	if brokerKind == "mosquitto" {

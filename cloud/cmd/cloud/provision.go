@@ -1,39 +1,39 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
-	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/broker"
+	"beaconvend/cloud/internal/atomicfile"
+	"beaconvend/cloud/provision"
 	"beaconvend/cloud/store"
-	"beaconvend/controller/config"
 )
 
 type deviceFlags struct {
 	ID, Operator, Kind, Name, Currency, Price, Slots string
-	Board                                            string // vending: the I/O board profile
 	Machines                                         int
 	K                                                uint
-	Out, MosquittoDir, MQTTURL, Port                 string
+	Out, MQTTURL, MQTTCA                             string
+	Mosq                                             mosquittoFlags
+	BrokerOut                                        string        // operator broker-credentials: password file
 	Status                                           bool          // rotate-key: only print where the rotation stands
 	Wait                                             time.Duration // rotate-key: wait this long for the promotion
+}
+
+// mosquittoFlags say where the site Mosquitto's files go (cloud/provision
+// Mosquitto).
+type mosquittoFlags struct {
+	Dir, Listen, Cert, Key, CA, Persistence, User, Group, PIDFile string
 }
 
 func (d *deviceFlags) rotateFlags(fs *flag.FlagSet) {
@@ -47,17 +47,67 @@ func (d *deviceFlags) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&d.Operator, "operator", "", "owning operator: its id (op_…) or its name")
 	fs.StringVar(&d.Kind, "kind", "water", "machine kind: water, washer, dryer or vending")
 	fs.StringVar(&d.Name, "name", "", "device label (default: the id)")
-	fs.IntVar(&d.Machines, "machines", 1, "machines of that kind on the board (not for vending)")
+	fs.IntVar(&d.Machines, "machines", 1, "machines of that kind on the board (vending: 1)")
 	fs.StringVar(&d.Currency, "currency", "EUR", "ISO 4217 currency")
 	fs.StringVar(&d.Price, "price", "", "price MINOR/PER, e.g. 50/1000 (0.50 per litre); default by kind")
-	fs.StringVar(&d.Slots, "slots", "A1:Item A1:150,A2:Item A2:150", "vending slots ID:NAME:MINOR,…")
-	fs.StringVar(&d.Board, "board", "generic-relay-16", "vending: I/O board profile, generic-relay-16 (drop sensor in16, motors relay1-15) "+
-		"or pulse-io-4 (drop sensor in1, counted by count1 as the drop_counter, motors out1-4)")
+	fs.StringVar(&d.Slots, "slots", "", "vending slots ID:NAME:MINOR,… (default A1:Item A1:150,A2:Item A2:150)")
 	fs.UintVar(&d.K, "k", proxid.DefaultK, "proximity-ID rotation exponent (2^k s windows)")
-	fs.StringVar(&d.Out, "out", "", "directory for the controller config and its key files (required)")
-	fs.StringVar(&d.MQTTURL, "mqtt-url", "tcp://127.0.0.1:1883", "broker URL written into the controller config")
-	fs.StringVar(&d.Port, "port", "/dev/ttyUSB0", "serial port of the I/O board")
-	fs.StringVar(&d.MosquittoDir, "mosquitto-dir", "", "also write Mosquitto password_file, acl_file and mosquitto.conf here")
+	fs.StringVar(&d.Out, "out", "", "directory for bundle.json; must not exist or be empty (required)")
+	d.brokerURLFlags(fs)
+	d.Mosq.flags(fs)
+}
+
+// brokerURLFlags are the devices' broker URL and its CA.
+func (d *deviceFlags) brokerURLFlags(fs *flag.FlagSet) {
+	fs.StringVar(&d.MQTTURL, "mqtt-url", "", "broker URL the board connects to: ssl://host:port (tcp:// only to a loopback broker) (required)")
+	fs.StringVar(&d.MQTTCA, "mqtt-ca", "", "PEM file of the CA the broker's certificate chains to, put in the bundle (default: the board's system roots)")
+}
+
+func (f *mosquittoFlags) flags(fs *flag.FlagSet) {
+	fs.StringVar(&f.Dir, "mosquitto-dir", "", "also (re)write the site Mosquitto's passwords, acl and mosquitto.conf here")
+	fs.StringVar(&f.Listen, "mosquitto-listen", provision.DefaultMosquittoListen, "Mosquitto's plaintext listener for a cloud on its host: a loopback address, or empty for none")
+	fs.StringVar(&f.Cert, "mosquitto-cert", "", "Mosquitto's TLS certificate chain (default MOSQUITTO-DIR/server.crt)")
+	fs.StringVar(&f.Key, "mosquitto-key", "", "Mosquitto's TLS key (default MOSQUITTO-DIR/server.key)")
+	fs.StringVar(&f.CA, "mosquitto-ca", "", "Mosquitto's cafile (default MOSQUITTO-DIR/ca.crt)")
+	fs.StringVar(&f.Persistence, "mosquitto-persistence", provision.DefaultMosquittoPersistence, "Mosquitto's persistence_location (empty: no persistence)")
+	fs.StringVar(&f.User, "mosquitto-user", provision.DefaultMosquittoUser, "the account Mosquitto runs as")
+	fs.StringVar(&f.Group, "mosquitto-group", broker.DefaultMosquittoGroup, "the group that may read the files (Mosquitto's); empty: owner only")
+	fs.StringVar(&f.PIDFile, "mosquitto-pid", "", "Mosquitto's PID file (e.g. /run/mosquitto/mosquitto.pid): send it SIGHUP after writing")
+}
+
+// brokerCredFlags are the flags of `operator broker-credentials`.
+func (d *deviceFlags) brokerCredFlags(fs *flag.FlagSet) {
+	fs.StringVar(&d.Operator, "operator", "", "operator: its id (op_…) or its name")
+	fs.StringVar(&d.BrokerOut, "out", "", "write the password to this file (0600) instead of printing it")
+	d.brokerURLFlags(fs)
+	d.Mosq.flags(fs)
+}
+
+// brokerFilesFlags are the flags of `broker files`.
+func (d *deviceFlags) brokerFilesFlags(fs *flag.FlagSet) {
+	d.brokerURLFlags(fs)
+	d.Mosq.flags(fs)
+}
+
+// mosquitto returns the Mosquitto options, or nil without -mosquitto-dir.
+func (d *deviceFlags) mosquitto() *provision.Mosquitto {
+	f := d.Mosq
+	if f.Dir == "" {
+		return nil
+	}
+	return &provision.Mosquitto{Dir: f.Dir, BrokerURL: d.MQTTURL, Listen: f.Listen, CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA,
+		PersistenceDir: f.Persistence, User: f.User, Group: f.Group, PIDFile: f.PIDFile}
+}
+
+// provisioner is the cloud's provisioning with its keys from the data
+// directory.
+func (m *Main) provisioner() (*provision.Provisioner, error) {
+	sec, err := m.secrets()
+	if err != nil {
+		return nil, err
+	}
+	return &provision.Provisioner{Store: m.Store, CloudKeys: []ed25519.PublicKey{sec.CloudKey.Public().(ed25519.PublicKey)},
+		CloudPassword: sec.MQTTPassword, Logger: m.Logger}, nil
 }
 
 func (m *Main) printJSON(v any) error {
@@ -69,238 +119,104 @@ func (m *Main) printJSON(v any) error {
 	return err
 }
 
-func parsePrice(s string) (vend.Price, error) {
-	a, b, ok := strings.Cut(s, "/")
-	minor, err1 := strconv.ParseInt(a, 10, 64)
-	per, err2 := strconv.ParseUint(b, 10, 32)
-	p := vend.Price{Minor: minor, Per: uint32(per)}
-	if !ok || err1 != nil || err2 != nil || p.Validate() != nil {
-		return p, fmt.Errorf("cloud: price %q: want MINOR/PER such as 50/1000", s)
-	}
-	return p, nil
-}
-
-// controllerYAML mirrors the parts of controller/config.Config that a
-// provisioned device needs; config.Load checks the result.
-type controllerYAML struct {
-	DeviceID string `yaml:"device_id"`
-	Keys     struct {
-		IdentityKeyFile string   `yaml:"identity_key_file"`
-		DeviceKeyFile   string   `yaml:"device_key_file"`
-		CloudPublicKeys []string `yaml:"cloud_public_keys"`
-	} `yaml:"keys"`
-	MQTT struct {
-		Broker       string `yaml:"broker"`
-		Username     string `yaml:"username"`
-		PasswordFile string `yaml:"password_file"`
-	} `yaml:"mqtt"`
-	Journal string `yaml:"journal"`
-	Board   struct {
-		Profile string `yaml:"profile"`
-		Port    string `yaml:"port"`
-	} `yaml:"board"`
-	Beacon struct {
-		Backend string `yaml:"backend"`
-		K       uint8  `yaml:"k"`
-		Name    string `yaml:"name,omitempty"`
-	} `yaml:"beacon"`
-	Machines []map[string]any `yaml:"machines"`
-}
-
+// deviceAdd registers a device and writes its provisioning bundle
+// (cloud/provision AddDevice), and the site Mosquitto's files with
+// -mosquitto-dir.
 func (m *Main) deviceAdd(ctx context.Context) error {
 	f := m.dev
-	if f.ID == "" || f.Operator == "" || f.Out == "" {
-		return errors.New("cloud: device add needs -id, -operator and -out")
+	if f.ID == "" || f.Operator == "" || f.Out == "" || f.MQTTURL == "" {
+		return errors.New("cloud: device add needs -id, -operator, -out and -mqtt-url")
 	}
-	if err := vend.ValidateDeviceID(f.ID); err != nil {
-		return err
+	if f.K > proxid.MaxK {
+		return fmt.Errorf("cloud: -k %d: want 0-%d", f.K, proxid.MaxK)
 	}
-	if err := proxid.ValidateK(uint8(f.K)); err != nil || f.K > proxid.MaxK {
-		return fmt.Errorf("cloud: -k %d: %v", f.K, err)
-	}
-	opID, err := m.operatorID(ctx, f.Operator)
-	if err != nil {
-		return err
-	}
-	sec, err := m.secrets()
-	if err != nil {
-		return err
-	}
-	cur := vend.Currency(f.Currency)
-	if err := cur.Validate(); err != nil {
-		return err
-	}
-	kind := vend.MachineKind(f.Kind)
-	defPrice := map[vend.MachineKind]string{vend.KindWater: "50/1000", vend.KindWasher: "350/1", vend.KindDryer: "100/600", vend.KindVending: "150/1"}
-	if f.Price == "" {
-		f.Price = defPrice[kind]
-	}
-	if kind.Unit() == 0 {
-		return fmt.Errorf("cloud: -kind %q: want water, washer, dryer or vending", f.Kind)
-	}
-	price, err := parsePrice(f.Price)
-	if err != nil {
-		return err
-	}
-	y := controllerYAML{DeviceID: f.ID, Journal: "journal.db"}
-	y.Keys.IdentityKeyFile, y.Keys.DeviceKeyFile = "identity.key", "device.key"
-	y.Keys.CloudPublicKeys = []string{hex.EncodeToString(sec.CloudKey.Public().(ed25519.PublicKey))}
-	y.MQTT.Broker, y.MQTT.Username, y.MQTT.PasswordFile = f.MQTTURL, f.ID, "mqtt.pass"
-	y.Board.Port = f.Port
-	y.Beacon.Backend, y.Beacon.K = "sim", uint8(f.K)
-	var machines []store.Machine
-	n := f.Machines
-	switch kind {
-	case vend.KindWater:
-		y.Board.Profile = "pulse-io-4"
-		n = min(max(n, 1), 4)
-		for i := 1; i <= n; i++ {
-			id := fmt.Sprintf("tap%d", i)
-			machines = append(machines, store.Machine{ID: id, Kind: kind, Name: fmt.Sprintf("Water %d", i), Unit: kind.Unit(), Price: price, Currency: cur})
-			y.Machines = append(y.Machines, map[string]any{"id": id, "kind": "water", "name": fmt.Sprintf("Water %d", i), "currency": string(cur),
-				"price": price, "water": map[string]any{"valve": fmt.Sprintf("out%d", i), "flow": fmt.Sprintf("count%d", i), "k_factor": "450", "no_flow": "5s", "pause_allowance": "30s"}})
-		}
-	case vend.KindWasher, vend.KindDryer:
-		y.Board.Profile = "generic-relay-8"
-		n = min(max(n, 1), 8)
-		for i := 1; i <= n; i++ {
-			id := fmt.Sprintf("%s%d", kind, i)
-			machines = append(machines, store.Machine{ID: id, Kind: kind, Name: fmt.Sprintf("%s %d", kind, i), Unit: kind.Unit(), Price: price, Currency: cur})
-			y.Machines = append(y.Machines, map[string]any{"id": id, "kind": string(kind), "name": fmt.Sprintf("%s %d", kind, i), "currency": string(cur),
-				"price": price, "washer": map[string]any{"coin": fmt.Sprintf("relay%d", i), "running": fmt.Sprintf("in%d", i)}})
-		}
-	case vend.KindVending:
-		// The drop sensor and the motors by board; on a board that counts
-		// its inputs the drop sensor's counter is named too, so that the
-		// controller's recovery can count what a motor left turning dropped.
-		vending := map[string]any{"drop": "in16", "drop_timeout": "5s"}
-		motor, maxSlots := "relay%d", 15
-		switch f.Board {
-		case "generic-relay-16":
-		case "pulse-io-4":
-			vending = map[string]any{"drop": "in1", "drop_counter": "count1", "drop_timeout": "5s"}
-			motor, maxSlots = "out%d", 4
-		default:
-			return fmt.Errorf("cloud: -board %q: want generic-relay-16 or pulse-io-4", f.Board)
-		}
-		y.Board.Profile = f.Board
-		mach := store.Machine{ID: "vm1", Kind: kind, Name: "Vending", Unit: kind.Unit(), Price: price, Currency: cur}
-		var slots []map[string]any
-		for i, spec := range strings.Split(f.Slots, ",") {
-			parts := strings.Split(spec, ":")
-			if len(parts) != 3 || i >= maxSlots {
-				return fmt.Errorf("cloud: -slots %q: want up to %d ID:NAME:MINOR on %s", spec, maxSlots, f.Board)
-			}
-			minor, err := strconv.ParseInt(parts[2], 10, 64)
-			if err != nil || minor < 0 {
-				return fmt.Errorf("cloud: -slots %q: bad price", spec)
-			}
-			sp := vend.Price{Minor: minor, Per: 1}
-			mach.Slots = append(mach.Slots, store.Slot{ID: parts[0], Name: parts[1], Price: sp})
-			slots = append(slots, map[string]any{"id": parts[0], "name": parts[1], "output": fmt.Sprintf(motor, i+1), "price": sp})
-		}
-		machines = append(machines, mach)
-		y.Machines = append(y.Machines, map[string]any{"id": "vm1", "kind": "vending", "name": "Vending", "currency": string(cur),
-			"vending": vending, "slots": slots})
-	}
-
-	var idKey proxid.Key
-	if _, err := rand.Read(idKey[:]); err != nil {
-		return err
-	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return err
-	}
-	pw := randHex(32)
-	hash, err := broker.HashPassword(pw)
-	if err != nil {
-		return err
-	}
-	name := f.Name
-	if name == "" {
-		name = f.ID
-	}
-	if err := os.MkdirAll(f.Out, 0o700); err != nil {
-		return err
-	}
-	// Write the files first (into a fresh directory), then register, so a
-	// failure leaves no device without its secrets.
-	yb, err := yaml.Marshal(y)
-	if err != nil {
-		return err
-	}
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{"identity.key", []byte(idKey.String() + "\n")},
-		{"device.key", []byte(hex.EncodeToString(priv.Seed()) + "\n")},
-		{"mqtt.pass", []byte(pw + "\n")},
-		{"controller.yaml", append([]byte("# beaconvend controller config made by `cloud device add`.\n"), yb...)},
-	}
-	for _, fl := range files {
-		if err := config.WriteSecret(filepath.Join(f.Out, fl.name), fl.data); err != nil {
-			return err
-		}
-	}
-	if _, err := config.Load(filepath.Join(f.Out, "controller.yaml")); err != nil {
-		return fmt.Errorf("cloud: generated controller config does not load: %w", err)
-	}
-	if err := m.Store.CreateDevice(ctx, store.Device{ID: f.ID, OperatorID: opID, Name: name, IdentityKey: idKey, K: uint8(f.K), SignKey: pub, MQTTHash: hash, Machines: machines}); err != nil {
-		return err
-	}
-	if f.MosquittoDir != "" {
-		if err := m.writeMosquitto(ctx, f.MosquittoDir); err != nil {
-			return err
-		}
-	}
-	return m.printJSON(map[string]string{"device": f.ID, "operator": opID, "config": filepath.Join(f.Out, "controller.yaml")})
-}
-
-// writeMosquitto writes password_file (every active device and the cloud
-// user), acl_file and mosquitto.conf for a site Mosquitto 2 broker.
-func (m *Main) writeMosquitto(ctx context.Context, dir string) error {
-	sec, err := m.secrets()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	cloudHash, err := broker.HashPassword(sec.MQTTPassword)
-	if err != nil {
-		return err
-	}
-	entries := []broker.PasswordEntry{{User: broker.DefaultCloudUser, Hash: cloudHash}}
-	keys, err := m.Store.DeviceKeys(ctx)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		d, err := m.Store.GetDevice(ctx, k.DeviceID)
+	req := provision.DeviceRequest{ID: f.ID, Name: f.Name, Kind: vend.MachineKind(f.Kind), Machines: f.Machines, Currency: vend.Currency(f.Currency),
+		K: uint8(f.K), MQTTURL: f.MQTTURL, Out: f.Out}
+	if f.Price != "" {
+		p, err := provision.ParsePrice(f.Price)
 		if err != nil {
 			return err
 		}
-		entries = append(entries, broker.PasswordEntry{User: d.ID, Hash: d.MQTTHash})
+		req.Price = &p
 	}
-	var pw, acl, conf bytes.Buffer
-	if err := broker.WritePasswordFile(&pw, entries); err != nil {
-		return err
-	}
-	if err := broker.WriteACLFile(&acl, mqttapi.Tree{}, broker.DefaultCloudUser); err != nil {
-		return err
-	}
-	cfg := broker.MosquittoConfig{Addr: "0.0.0.0:1883", PasswordFile: filepath.Join(dir, "passwords"), ACLFile: filepath.Join(dir, "acl")}
-	if _, err := cfg.WriteTo(&conf); err != nil {
-		return err
-	}
-	for name, b := range map[string][]byte{"passwords": pw.Bytes(), "acl": acl.Bytes(), "mosquitto.conf": conf.Bytes()} {
-		if err := config.WriteSecret(filepath.Join(dir, name), b); err != nil {
+	if f.Slots != "" {
+		s, err := provision.ParseSlots(f.Slots)
+		if err != nil {
 			return err
 		}
+		req.Slots = s
 	}
-	return nil
+	if f.MQTTCA != "" {
+		b, err := os.ReadFile(f.MQTTCA)
+		if err != nil {
+			return fmt.Errorf("cloud: -mqtt-ca: %w", err)
+		}
+		req.CAPEM = string(b)
+	}
+	var err error
+	if req.OperatorID, err = m.operatorID(ctx, f.Operator); err != nil {
+		return err
+	}
+	p, err := m.provisioner()
+	if err != nil {
+		return err
+	}
+	res, err := p.AddDevice(ctx, req, f.mosquitto())
+	if err != nil {
+		return err
+	}
+	return m.printJSON(res)
+}
+
+// operatorBrokerCredentials makes (or replaces) an operator's read-only
+// broker account and prints its username and password, or writes the
+// password to -out.
+func (m *Main) operatorBrokerCredentials(ctx context.Context) error {
+	f := m.dev
+	if f.Operator == "" {
+		return errors.New("cloud: operator broker-credentials needs -operator")
+	}
+	mq := f.mosquitto()
+	if mq != nil && f.MQTTURL == "" {
+		return errors.New("cloud: operator broker-credentials -mosquitto-dir needs -mqtt-url (the devices' broker URL)")
+	}
+	op, err := m.operatorID(ctx, f.Operator)
+	if err != nil {
+		return err
+	}
+	p, err := m.provisioner()
+	if err != nil {
+		return err
+	}
+	a, err := p.OperatorBrokerAccount(ctx, op, mq)
+	if a.Password != "" && f.BrokerOut != "" {
+		if werr := atomicfile.Write(f.BrokerOut, []byte(a.Password+"\n")); werr != nil {
+			return errors.Join(err, fmt.Errorf("cloud: -out: %w (the account was made; run the command again for a new password)", werr))
+		}
+		_ = m.printJSON(map[string]string{"operator": a.Operator, "username": a.Username, "password_file": f.BrokerOut})
+		return err
+	}
+	if a.Password != "" {
+		_ = m.printJSON(a)
+	}
+	return err
+}
+
+// brokerFiles rewrites the site Mosquitto's files from the store.
+func (m *Main) brokerFiles(ctx context.Context) error {
+	mq := m.dev.mosquitto()
+	if mq == nil || m.dev.MQTTURL == "" {
+		return errors.New("cloud: broker files needs -mosquitto-dir and -mqtt-url")
+	}
+	p, err := m.provisioner()
+	if err != nil {
+		return err
+	}
+	reloaded, err := p.WriteMosquitto(ctx, *mq)
+	if err != nil {
+		return err
+	}
+	return m.printJSON(map[string]any{"mosquitto": mq.Dir, "reloaded": reloaded})
 }
 
 // deviceRotate asks for a rotation of the device's signing key. The
@@ -357,16 +273,29 @@ func (m *Main) deviceRotate(ctx context.Context) error {
 	return m.printJSON(out)
 }
 
+// deviceDisable disables a device and, with -mosquitto-dir, takes it out
+// of the site Mosquitto's files.
 func (m *Main) deviceDisable(ctx context.Context) error {
 	if m.dev.ID == "" {
 		return errors.New("cloud: device disable needs -id")
 	}
-	d, err := m.Store.GetDevice(ctx, m.dev.ID)
+	mq := m.dev.mosquitto()
+	if mq != nil && m.dev.MQTTURL == "" {
+		return errors.New("cloud: device disable -mosquitto-dir needs -mqtt-url (the devices' broker URL)")
+	}
+	p, err := m.provisioner()
 	if err != nil {
 		return err
 	}
-	if err := m.Store.SetDeviceState(ctx, d.OperatorID, d.ID, store.DeviceDisabled); err != nil {
+	reloaded, err := p.DisableDevice(ctx, m.dev.ID, mq)
+	if err != nil {
 		return err
 	}
-	return m.printJSON(map[string]string{"device": d.ID, "state": string(store.DeviceDisabled)})
+	return m.printJSON(map[string]any{"device": m.dev.ID, "state": string(store.DeviceDisabled), "reloaded": reloaded})
+}
+
+// disableFlags are the flags of `device disable`.
+func (d *deviceFlags) disableFlags(fs *flag.FlagSet) {
+	fs.StringVar(&d.ID, "id", "", "device id")
+	d.brokerFilesFlags(fs)
 }

@@ -29,7 +29,7 @@ var (
 	errHelp  = errors.New("cloud: help printed")
 )
 
-const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|password|disable|enable | device add | device rotate-key | device disable  [-h for flags]"
+const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|password|disable|enable|broker-credentials | device add|rotate-key|disable | broker files  [-h for flags]"
 
 // Main is the cloud program: ParseFlags, Run, Close. Tests run it in
 // process (STYLE.md #3).
@@ -135,7 +135,7 @@ func (m *Main) ParseFlags(args []string) error {
 		str("group", "", "MQTT shared-subscription group of the cloud instances (empty: one instance)", func(c *server.Config, v string) { c.Broker.Group = v })
 		m.lifecycleFlags(fs)
 		m.upkeepFlags(fs)
-	case "keys", "operator", "device":
+	case "keys", "operator", "device", "broker":
 		if len(args) < 2 {
 			return usage()
 		}
@@ -147,12 +147,16 @@ func (m *Main) ParseFlags(args []string) error {
 			fs.BoolVar(&m.dryRun, "dry-run", false, "only report what would be sealed or resealed")
 		case "operator add", "operator add-account", "operator password", "operator disable", "operator enable":
 			m.op.flags(fs, m.Cmd[1])
+		case "operator broker-credentials":
+			m.dev.brokerCredFlags(fs)
+		case "broker files":
+			m.dev.brokerFilesFlags(fs)
 		case "device add":
 			m.dev.addFlags(fs)
 		case "device rotate-key":
 			m.dev.rotateFlags(fs)
 		case "device disable":
-			fs.StringVar(&m.dev.ID, "id", "", "device id")
+			m.dev.disableFlags(fs)
 		default:
 			return usage()
 		}
@@ -284,6 +288,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	case "operator add", "operator add-account", "operator password", "operator disable", "operator enable":
 		return m.operatorRun(ctx, m.Cmd[1])
+	case "operator broker-credentials":
+		return m.operatorBrokerCredentials(ctx)
+	case "broker files":
+		return m.brokerFiles(ctx)
 	case "device add":
 		return m.deviceAdd(ctx)
 	case "device rotate-key":

@@ -11,8 +11,8 @@
 // process (hw/emu) on a kernel pty: water (6 L/min), a washer that needs
 // two coin pulses per cycle, and a two-slot vending machine, in turn.
 // Each controller reaches the broker through its own loopback TCP proxy,
-// its "cellular link". Devices are provisioned with `cloud device add`,
-// phones (funded wallet users) through simdev.ProvisionPhones.
+// its "cellular link". Devices are provisioned with `cloud device add`
+// (controller.yaml from the bundle by simdev.WriteController), phones (funded wallet users) through simdev.ProvisionPhones.
 //
 // # Phones
 //

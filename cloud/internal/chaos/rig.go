@@ -30,6 +30,7 @@ type machineSpec struct {
 	sim     string // the emulated board (hw/emu sim config)
 	ctl     map[string]any
 	add     []string // further `cloud device add` flags
+	board   string   // vending: the board profile the harness wires it on
 }
 
 // The soak's machines. Water flows at 6 L/min (100 mL/s) so a random
@@ -44,7 +45,7 @@ var specs = []machineSpec{
 	{kind: vend.KindWasher, machine: "washer1",
 		sim: "profile: generic-relay-8\ncomm_timeout: 3s\nmachines:\n  - {name: washer1, kind: washer, coin: relay1, running: in1, credit: 2, cycle: 6s}\n",
 		ctl: map[string]any{"pulses_per_credit": 2, "start_timeout": "10s"}},
-	{kind: vend.KindVending, machine: "vm1", add: []string{"-board", "pulse-io-4"},
+	{kind: vend.KindVending, machine: "vm1", board: "pulse-io-4",
 		sim: "profile: pulse-io-4\ncomm_timeout: 3s\nmachines:\n  - name: vm1\n    kind: vending\n    drop: in1\n    drop_counter: count1\n    drop_after: 800ms\n    slots: [{name: A1, motor: out1}, {name: A2, motor: out2}]\n"},
 }
 
@@ -119,8 +120,12 @@ func newRig(ctx context.Context, cfg Config, rng *rand.Rand) (*rig, error) {
 		id := fmt.Sprintf("chaos-%s-%02d", sp.kind, i)
 		dir := filepath.Join(cfg.Dir, "dev", id)
 		args := append([]string{"device", "add", "-operator", op.Operator, "-id", id, "-kind", string(sp.kind),
-			"-out", dir, "-port", "/dev/null", "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", r.mqttDir}, sp.add...)
+			"-out", dir, "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", r.mqttDir, "-mosquitto-user", "", "-mosquitto-group", "",
+			"-mosquitto-persistence", ""}, sp.add...)
 		if _, err := r.cloudCmd(ctx, args...); err != nil {
+			return nil, err
+		}
+		if err := simdev.WriteController(dir, simdev.Wiring{Port: "/dev/null", VendingBoard: sp.board}); err != nil {
 			return nil, err
 		}
 		ident, err := simdev.IdentityFromDir(dir)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
-	"beaconvend/controller/config"
 )
 
 // Defaults of Options.
@@ -62,24 +60,6 @@ type Identity struct {
 	Sign     ed25519.PrivateKey
 	Cloud    signed.Keys
 	Password string
-}
-
-// IdentityFromDir reads the controller.yaml (and its key files) that
-// `cloud device add -out DIR` wrote.
-func IdentityFromDir(dir string) (Identity, error) {
-	cfg, err := config.Load(filepath.Join(dir, "controller.yaml"))
-	if err != nil {
-		return Identity{}, err
-	}
-	keys, err := cfg.LoadSecrets()
-	if err != nil {
-		return Identity{}, err
-	}
-	k := uint8(proxid.DefaultK)
-	if cfg.Beacon.K != nil {
-		k = *cfg.Beacon.K
-	}
-	return Identity{ID: cfg.DeviceID, IDKey: keys.Identity, K: k, Sign: keys.Device, Cloud: keys.Cloud, Password: keys.MQTTPass}, nil
 }
 
 // Record is what the device did for one session.

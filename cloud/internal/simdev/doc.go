@@ -3,7 +3,8 @@
 // the cloudbench fleet load harness (cloud/cmd/cloudbench, cloud/LOAD.md).
 //
 // A Device is a real MQTT client (eclipse/paho.mqtt.golang) with the
-// credentials `cloud device add` made (IdentityFromDir) or any Identity. It
+// credentials in the bundle `cloud device add` wrote (IdentityFromDir) or
+// any Identity. It
 // behaves like the controller's uplink as far as money is concerned
 // (controller/daemon): it verifies each Authorize's grant with the cloud's
 // public keys and replies; a repeated Authorize for a session it knows is
@@ -24,8 +25,9 @@
 // second, and the CPU and memory of the cloud, Mosquitto and PostgreSQL
 // (Sampler, from /proc). Alongside it:
 //
-//   - Relay (relay.go) provisions real controllers with `cloud device add`,
-//     runs them as processes against boards emulated in this process
+//   - Relay (relay.go) provisions real controllers with `cloud device add`
+//     (their controller.yaml made from the bundle by WriteController, the
+//     wiring of the harness's emulated boards), runs them as processes against boards emulated in this process
 //     (hw/emu with its OnCoil hook), and gives the instant a valve coil was
 //     switched on: tap-to-relay latency.
 //   - Flood and RawBrokerRate (flood.go) measure how fast the cloud ingests

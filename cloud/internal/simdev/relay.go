@@ -185,7 +185,10 @@ func ProvisionRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		dir := filepath.Join(cfg.Dir, id)
 		// The port and broker are placeholders until Start knows them.
 		if _, err := r.cloud(ctx, "device", "add", "-operator", op.Operator, "-id", id, "-kind", "water", "-machines", "1",
-			"-out", dir, "-port", "/dev/null", "-mqtt-url", "tcp://127.0.0.1:1"); err != nil {
+			"-out", dir, "-mqtt-url", "tcp://127.0.0.1:1"); err != nil {
+			return nil, err
+		}
+		if err := WriteController(dir, Wiring{Port: "/dev/null"}); err != nil {
 			return nil, err
 		}
 		ident, err := IdentityFromDir(dir)
@@ -309,7 +312,7 @@ func (r *Relay) startDevice(d *RelayDevice, brokerURL string) error {
 	return nil
 }
 
-// ControllerConfig points the controller config `cloud device add` wrote
+// ControllerConfig points the controller config WriteController made
 // at path at the broker and the board's pty and turns its beacon off;
 // edit, when set, changes the parsed YAML further (a harness's machine
 // settings). The file is rewritten with the controller's own secret-file
