@@ -128,19 +128,26 @@ OUT=$WORK/device
 DATA=$WORK/cloud
 printf 'board-vm-operator-pw\n' >"$WORK/op.pass"
 opargs=(-data "$DATA" -name board-vm -email op@board-vm.example)
-if "$WORK/bin/cloud" operator add -h 2>&1 | grep -q -- '-password-file'; then
+ophelp=$("$WORK/bin/cloud" operator add -h 2>&1)
+opin=/dev/null
+if grep -q -- '-password-file' <<<"$ophelp"; then
 	opargs+=(-password-file "$WORK/op.pass")
-else
+elif grep -q -- '-password ' <<<"$ophelp"; then
 	opargs+=(-password board-vm-operator-pw)
+else
+	opin=$WORK/op.pass # read from standard input
 fi
-"$WORK/bin/cloud" operator add "${opargs[@]}" </dev/null >"$LOGDIR/provision.log" 2>&1 ||
+"$WORK/bin/cloud" operator add "${opargs[@]}" <"$opin" >"$LOGDIR/provision.log" 2>&1 ||
 	die "cloud operator add failed: $(tail -3 "$LOGDIR/provision.log")"
-if [ -z "${BOARD_VM_DEVICE_ADD:-}" ] && ! "$WORK/bin/cloud" device add -h 2>&1 | grep -q -- '-mqtt-ca'; then
+devhelp=$("$WORK/bin/cloud" device add -h 2>&1)
+if [ -z "${BOARD_VM_DEVICE_ADD:-}" ] && ! grep -q -- '-mqtt-ca' <<<"$devhelp"; then
 	die "cloud device add has no -mqtt-ca: this tree's cloud does not write a provisioning bundle yet"
 fi
+kflag=(-k 2) # 4-second ID windows, when device add offers the choice
+[ -n "${BOARD_VM_DEVICE_ADD:-}" ] || grep -q -- '^ *-k ' <<<"$devhelp" || kflag=()
 # shellcheck disable=SC2206
 add=(${BOARD_VM_DEVICE_ADD:-"$WORK/bin/cloud" device add})
-"${add[@]}" -data "$DATA" -id "$DEV" -operator board-vm -kind washer -machines 4 -k 2 \
+"${add[@]}" -data "$DATA" -id "$DEV" -operator board-vm -kind washer -machines 4 "${kflag[@]}" \
 	-mqtt-url "$URL" -mqtt-ca "$WORK/pki/ca.crt" -out "$OUT" -mosquitto-dir "$MD" </dev/null >>"$LOGDIR/provision.log" 2>&1 ||
 	die "${add[*]} failed: $(tail -3 "$LOGDIR/provision.log")"
 [ -f "$OUT/bundle.json" ] || die "${add[*]} wrote no $OUT/bundle.json: $(ls "$OUT" | tr '\n' ' ')"
@@ -149,8 +156,9 @@ SECRET=$DATA/mqtt-cloud.secret
 cp "$MD/mosquitto.conf" "$LOGDIR/mosquitto.conf"
 bmode=$(stat -c %a "$OUT/bundle.json")
 check "bundle.json written 0600" "$([ "$bmode" = 600 ] && echo 1 || echo 0)" "mode $bmode"
-KEY=$(sed -n 's/^ *"identity_key": "\([0-9a-f]*\)".*/\1/p' "$OUT/bundle.json")
-K=$(sed -n 's/^ *"k": \([0-9]*\).*/\1/p' "$OUT/bundle.json")
+field() { grep -o "\"$1\": *\"*[0-9a-z._-]*" "$OUT/bundle.json" | head -1 | sed 's/.*[": ]//'; }
+KEY=$(field identity_key)
+K=$(field k)
 [ -n "$KEY" ] && [ -n "$K" ] && [ -n "$DEV" ] || die "cannot read device_id, identity_key and k from the bundle"
 
 # ---- 6. Mosquitto from the generated files, as its own user -------------
