@@ -17,11 +17,12 @@
 //	machines:                     # optional: one entry per machine ID of the bundle
 //	  washer1: {coin: relay1, running: in1, pulses_per_credit: 4}
 //	  washer2: {coin: relay2, running: in2}
-//	  tap1: {valve: out1, flow: count1, k_factor: "450.5", no_flow: 5s}
-//	  vm1:
-//	    drop: in16
-//	    drop_counter: count1      # optional: a counter counting the drop input
-//	    slots: {A1: relay3, A2: relay4}   # slot ID → motor output
+//
+// A water machine (on a board with counters, e.g. pulse-io-4) is wired as
+// {valve: out1, flow: count1, k_factor: "450.5", no_flow: 5s}, a vending
+// machine as {drop: in16, drop_counter: count1 (optional: a counter
+// counting the drop input), slots: {A1: relay1, A2: relay2}} (slot ID →
+// motor output). controller/testdata/wiring.example.yaml is annotated.
 //
 // Without a machines section the bundle's machines are wired in order onto
 // the profile's channels, as the earlier all-in-one `cloud device add` did:
@@ -34,7 +35,8 @@
 // relay1/in1…, vending on generic-relay-16 in16 with relay1…, on pulse-io-4
 // in1 counted by count1 with out1…4. With a machines section every machine
 // of the bundle must be listed, and nothing else; a machine's channel names
-// are then required and its tuning fields take the controller's defaults.
+// are then required, no output, input or counter may serve two machines
+// or slots, and its tuning fields take the controller's defaults.
 //
 // Decoding is strict: unknown fields and fields of another machine kind are
 // errors naming the field ("wiring: machines.washer1.valve: not a washer

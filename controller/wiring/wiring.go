@@ -273,6 +273,9 @@ func (w *Wiring) machines(b *provision.Bundle, p *profile.Profile) (map[string]*
 			return nil, err
 		}
 	}
+	if err := distinct(b, w.Machines); err != nil {
+		return nil, err
+	}
 	for _, id := range sortedKeys(w.Machines) {
 		found := false
 		for _, bm := range b.Machines {
@@ -283,6 +286,41 @@ func (w *Wiring) machines(b *provision.Bundle, p *profile.Profile) (map[string]*
 		}
 	}
 	return w.Machines, nil
+}
+
+// distinct refuses a channel wired to two machines (or two slots): a
+// purchase on one would drive or read the other.
+func distinct(b *provision.Bundle, ms map[string]*Machine) error {
+	used := map[string]string{} // "output relay1" → field
+	use := func(kind, name, field string) error {
+		if name == "" {
+			return nil
+		}
+		k := kind + " " + name
+		if prev, ok := used[k]; ok {
+			return bad(field, "%s %s is already %s", kind, name, prev)
+		}
+		used[k] = field
+		return nil
+	}
+	for _, bm := range b.Machines {
+		m, f := ms[bm.ID], "machines."+bm.ID
+		for _, u := range []struct{ kind, name, field string }{
+			{"output", m.Valve, f + ".valve"}, {"counter", m.Flow, f + ".flow"},
+			{"output", m.Coin, f + ".coin"}, {"input", m.Running, f + ".running"},
+			{"input", m.Drop, f + ".drop"}, {"counter", m.DropCounter, f + ".drop_counter"},
+		} {
+			if err := use(u.kind, u.name, u.field); err != nil {
+				return err
+			}
+		}
+		for _, s := range bm.Slots {
+			if err := use("output", m.Slots[s.ID], f+".slots."+s.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // autoWire assigns the profile's channels in order (see the package doc).

@@ -99,6 +99,8 @@ func TestMinimalWiringEachKind(t *testing.T) {
 		{"dryer", "generic-relay-8", machines(vend.KindDryer, 1), []wired{{"relay1", "in1", ""}}},
 		{"vending-relay-16", "generic-relay-16", machines(vend.KindVending, 1), []wired{{"in16", "", "relay1 relay2 relay3"}}},
 		{"vending-pulse-io-4", "pulse-io-4", machines(vend.KindVending, 1), []wired{{"in1", "count1", "out1 out2 out3"}}},
+		{"water and vending share a board", "pulse-io-4", append(machines(vend.KindWater, 1), machines(vend.KindVending, 1)...),
+			[]wired{{"out1", "count1", ""}, {"in2", "count2", "out2 out3 out4"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := bundle(t, tc.ms...)
@@ -228,6 +230,9 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad k-factor", machines(vend.KindWater, 1), "profile: pulse-io-4\nport: x\nmachines: {tap1: {valve: out1, flow: count1, k_factor: lots}}\n", "machines[0].water.k_factor"},
 		{"slot missing", machines(vend.KindVending, 1), "profile: generic-relay-16\nport: x\nmachines: {vm1: {drop: in16, slots: {A1: relay1, A2: relay2}}}\n", "machines.vm1.slots.A3: missing"},
 		{"slot not in bundle", machines(vend.KindVending, 1), "profile: generic-relay-16\nport: x\nmachines: {vm1: {drop: in16, slots: {A1: relay1, A2: relay2, A3: relay3, B9: relay4}}}\n", "machines.vm1.slots.B9: no slot B9"},
+		{"output twice", washers, "profile: generic-relay-8\nport: x\nmachines: {washer1: {coin: relay1, running: in1}, washer2: {coin: relay1, running: in2}}\n", "machines.washer2.coin: output relay1 is already machines.washer1.coin"},
+		{"input twice", washers, "profile: generic-relay-8\nport: x\nmachines: {washer1: {coin: relay1, running: in1}, washer2: {coin: relay2, running: in1}}\n", "machines.washer2.running: input in1 is already machines.washer1.running"},
+		{"motor twice", machines(vend.KindVending, 1), "profile: generic-relay-16\nport: x\nmachines: {vm1: {drop: in16, slots: {A1: relay1, A2: relay2, A3: relay1}}}\n", "machines.vm1.slots.A3: output relay1 is already machines.vm1.slots.A1"},
 		{"empty machines", washers, "profile: generic-relay-8\nport: x\nmachines: {}\n", "machines: empty"},
 		{"too many for the board", machines(vend.KindWater, 5), "profile: pulse-io-4\nport: x\n", "board pulse-io-4 has no free output (valve) for water \"tap5\""},
 		{"water on a board without counters", machines(vend.KindWater, 1), "profile: generic-relay-8\nport: x\n", "no free counter (flow meter)"},
