@@ -270,8 +270,29 @@ tboot=$(date +%s)
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 $accel -m 512 -smp 1 -nographic -no-reboot \
 	-nic user,model=e1000 \
 	-kernel "$CACHE/kernel/vmlinuz" -initrd "$WORK/initrd.gz" \
-	-append "console=ttyS0 quiet panic=-1" </dev/null >"$LOG" 2>&1
+	-append "console=ttyS0 quiet panic=-1" </dev/null >"$LOG" 2>&1 &
+QEMU_PID=$!
+# Adding a device must not take the fleet down: once the board is online,
+# provision a second device into the same Mosquitto files and reload the
+# broker (SIGHUP), as an operator does; the board and the cloud's
+# subscriber must stay connected and authorised.
+reload=none
+for _ in $(seq 1 $((TIMEOUT * 5))); do
+	kill -0 $QEMU_PID 2>/dev/null || break
+	if grep -q '"status":"online"' "$LOGDIR/state.txt" 2>/dev/null; then
+		if "${add[@]}" -data "$DATA" -id "$DEV-2" -operator board-vm -kind washer -machines 1 \
+			-mqtt-url "$URL" -mqtt-ca "$WORK/pki/ca.crt" -out "$WORK/device2" -mosquitto-dir "$MD" </dev/null >>"$LOGDIR/provision.log" 2>&1; then
+			kill -HUP $MOSQ_PID && reload=$(date +%s)
+		else
+			reload=failed
+		fi
+		break
+	fi
+	sleep 0.2
+done
+wait $QEMU_PID
 qrc=$?
+cp "$LOGDIR/mosquitto.log" "$LOGDIR/mosquitto-run.log" # the broker's log while the VM ran
 sed -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' -e 's/\x1bc//g' "$LOG" >"$LOG.txt" && mv "$LOG.txt" "$LOG"
 tend=$(date +%s)
 say "qemu exit $qrc after $((tend - tboot))s (build $((tbuilt - T0))s, whole run $((tend - T0))s)"
@@ -303,6 +324,20 @@ check "controller stopped cleanly on SIGTERM" "$([ "$crc" = 0 ] && echo 1 || ech
 online=$(grep -c "^bv/v1/dev/$DEV/state .*\"status\":\"online\"" "$LOGDIR/state.txt")
 check "state online reached the host over TLS" "$([ "$online" -ge 1 ] && echo 1 || echo 0)" "$online online state(s) seen by mosquitto_sub as _cloud$( [ -s "$LOGDIR/sub.err" ] && echo ": $(head -1 "$LOGDIR/sub.err")")"
 check "retained state after SIGTERM: offline" "$(echo "$retained" | grep -q '"status":"offline"' && echo 1 || echo 0)" "$(echo "$retained" | head -c 160)"
+case $reload in
+none | failed) check "second device add + broker reload" 0 "$([ $reload = failed ] && echo "device add failed: $(tail -2 "$LOGDIR/provision.log" | tr '\n' ' ')" || echo "the board never came online")" ;;
+*)
+	pwok=$(grep -c "^$DEV-2:" "$MD/passwords" 2>/dev/null)
+	# Between the reload and the VM's end, the only disconnection allowed
+	# is the board's own DISCONNECT at SIGTERM.
+	drops=$(awk '/Reloading config/ { r = 1 } r' "$LOGDIR/mosquitto-run.log" |
+		grep -E "Client ($DEV|board-vm-check) (disconnected|closed its connection)|Socket error on client ($DEV|board-vm-check)|not authori[sz]ed|Denied" |
+		grep -v -c -F "Client $DEV disconnected.")
+	offline=$(grep -c "^bv/v1/dev/$DEV/state .*\"status\":\"offline\"" "$LOGDIR/state.txt")
+	check "second device add + reload kept the fleet" "$([ "$pwok" = 1 ] && grep -q 'Reloading config' "$LOGDIR/mosquitto.log" && [ "$drops" = 0 ] && [ "$offline" -ge 1 ] && echo 1 || echo 0)" \
+		"$DEV-2 in passwords: $pwok; after the reload the board published its offline state to the cloud's subscriber ($offline); other disconnections or denials: $drops"
+	;;
+esac
 mconn=$(grep -c "New client connected from 127.0.0.1:[0-9]* as $DEV .*u'$DEV'" "$LOGDIR/mosquitto.log")
 check "broker log: device connected with its password" "$([ "$mconn" -ge 1 ] && echo 1 || echo 0)" "$mconn connection(s)$(grep -m1 -i -E 'denied|not authori' "$LOGDIR/mosquitto.log" | sed 's/^/; /')"
 
