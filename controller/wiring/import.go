@@ -2,10 +2,13 @@ package wiring
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +37,10 @@ type Opts struct {
 	Beacon string
 	// Force replaces an existing config and key files.
 	Force bool
+	// Plaintext allows a tcp:// broker URL to a host other than loopback
+	// (the device's password would cross the network in clear): for a
+	// development broker only.
+	Plaintext bool
 }
 
 // File is one file Build makes: its name in the output directory and its
@@ -60,6 +67,12 @@ func Build(b *provision.Bundle, w *Wiring, dir string, o Opts) ([]File, error) {
 	}
 	if o.Beacon == "hci" && w.Beacon.SimAddr != "" {
 		return nil, bad("beacon.sim_addr", "only for the sim backend")
+	}
+	if u, err := url.Parse(b.MQTT.URL); err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt") && !o.Plaintext && !loopback(u.Hostname()) {
+		return nil, vend.Errorf(ErrWiring, "bundle: mqtt.url %s: plaintext to a remote broker sends the device's password in clear; provision with an ssl:// URL (or allow plaintext for a development broker)", b.MQTT.URL)
+	}
+	if b.MQTT.CAPEM != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(b.MQTT.CAPEM)) {
+		return nil, vend.Errorf(ErrWiring, "bundle: mqtt.ca_pem: no PEM certificate in it")
 	}
 	prof, err := w.profilePath()
 	if err != nil {
@@ -255,6 +268,14 @@ func ImportFiles(bundlePath, wiringPath, dir string, o Opts) (string, error) {
 		return "", err
 	}
 	return Import(b, w, dir, o)
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func dur(d config.Duration) string {

@@ -2,15 +2,22 @@ package wiring_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"beaconvend/app-protocol/provision"
 	"beaconvend/app-protocol/proxid"
@@ -19,7 +26,18 @@ import (
 	"beaconvend/controller/wiring"
 )
 
-const testCA = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
+// testCA is a self-signed CA certificate (PEM), made once.
+var testCA = func() string {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "wiring test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}()
 
 // bundle makes a valid bundle with fresh keys and the given machines.
 func bundle(t testing.TB, machines ...provision.Machine) *provision.Bundle {
@@ -260,6 +278,32 @@ func TestErrorsNameTheField(t *testing.T) {
 	}
 	if _, err := wiring.Import(bundle(t, washers...), parseWiring(t, "profile: generic-relay-8\nport: x\n"), t.TempDir(), wiring.Opts{Beacon: "radio"}); err == nil || !strings.Contains(err.Error(), `backend "radio"`) {
 		t.Errorf("Opts{Beacon: radio}: %v", err)
+	}
+
+	// The bundle: a CA that is no certificate; plaintext to a remote broker.
+	minimal := parseWiring(t, "profile: generic-relay-8\nport: x\n")
+	b := bundle(t, washers...)
+	b.MQTT.CAPEM = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+	if _, err := wiring.Import(b, minimal, t.TempDir(), wiring.Opts{}); err == nil || !strings.Contains(err.Error(), "mqtt.ca_pem: no PEM certificate") {
+		t.Errorf("bad CA: %v", err)
+	}
+	for _, tc := range []struct {
+		url       string
+		plaintext bool
+		ok        bool
+	}{
+		{"tcp://broker.example:1883", false, false},
+		{"tcp://broker.example:1883", true, true},
+		{"tcp://127.0.0.1:1883", false, true},
+		{"tcp://localhost:1883", false, true},
+		{"mqtt://10.0.0.5:1883", false, false},
+	} {
+		b := bundle(t, washers...)
+		b.MQTT.URL = tc.url
+		_, err := wiring.Import(b, minimal, filepath.Join(t.TempDir(), "out"), wiring.Opts{Plaintext: tc.plaintext})
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "in clear")) {
+			t.Errorf("Import with %s (plaintext allowed: %v) = %v, want ok %v", tc.url, tc.plaintext, err, tc.ok)
+		}
 	}
 }
 

@@ -102,8 +102,9 @@ func (m *Main) parseImport(args []string) error {
 	fs.StringVar(&f.Out, "out", "/etc/beaconvend", "directory for controller.yaml and the key files")
 	fs.BoolVar(&f.Force, "force", false, "replace an existing controller.yaml and key files")
 	fs.StringVar(&f.Beacon, "beacon", "hci", "beacon backend: hci (the board's radio) or sim (simulated air, development only)")
+	fs.BoolVar(&f.Plaintext, "plaintext", false, "DEVELOPMENT ONLY: accept a tcp:// broker URL to a host other than loopback (the device's password crosses the network in clear)")
 	fs.Usage = func() {
-		fmt.Fprintf(m.Stderr, "usage: controller import-bundle -bundle FILE -wiring FILE [-out DIR] [-force] [-beacon hci|sim]\n\n"+
+		fmt.Fprintf(m.Stderr, "usage: controller import-bundle -bundle FILE -wiring FILE [-out DIR] [-force] [-beacon hci|sim] [-plaintext]\n\n"+
 			"Writes the controller's config and key files for the device in FILE, wired as the wiring file says.\n\n")
 		fs.PrintDefaults()
 	}
