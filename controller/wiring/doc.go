@@ -46,5 +46,8 @@
 // bundle carries a CA) and controller.yaml into a directory, all mode 0600,
 // each through a temporary file that is fsynced, then renamed, config last,
 // and refuses to replace any of them unless Opts.Force is set. The beacon
-// backend written is hci (the real radio); "sim" only when asked for.
+// backend written is hci (the real radio); "sim" only when asked for. A
+// bundle whose broker URL is plaintext (tcp://) to a host other than
+// loopback is refused unless Opts.Plaintext (a development broker), and
+// its CA must hold a PEM certificate.
 package wiring
