@@ -143,11 +143,22 @@ devhelp=$("$WORK/bin/cloud" device add -h 2>&1)
 if [ -z "${BOARD_VM_DEVICE_ADD:-}" ] && ! grep -q -- '-mqtt-ca' <<<"$devhelp"; then
 	die "cloud device add has no -mqtt-ca: this tree's cloud does not write a provisioning bundle yet"
 fi
-kflag=(-k 2) # 4-second ID windows, when device add offers the choice
-[ -n "${BOARD_VM_DEVICE_ADD:-}" ] || grep -q -- '^ *-k ' <<<"$devhelp" || kflag=()
+# Options device add offers, when it does: 4-second ID windows; no
+# plaintext listener (port 1883 may be taken here) and persistence in a
+# directory of this run; the broker's PID file, so that device add itself
+# reloads Mosquitto after adding a device.
+has() { [ -z "${BOARD_VM_DEVICE_ADD:-}" ] && grep -q -- "^ *$1 " <<<"$devhelp"; }
+kflag=() mflags=() pidflag=()
+{ [ -n "${BOARD_VM_DEVICE_ADD:-}" ] || has -k; } && kflag=(-k 2)
+has -mosquitto-listen && mflags+=(-mosquitto-listen "")
+if has -mosquitto-persistence; then
+	install -d -m 0700 -o mosquitto "$WORK/mosquitto-data"
+	mflags+=(-mosquitto-persistence "$WORK/mosquitto-data")
+fi
+has -mosquitto-pid && pidflag=(-mosquitto-pid "$WORK/mosquitto.pid")
 # shellcheck disable=SC2206
 add=(${BOARD_VM_DEVICE_ADD:-"$WORK/bin/cloud" device add})
-"${add[@]}" -data "$DATA" -id "$DEV" -operator board-vm -kind washer -machines 4 "${kflag[@]}" \
+"${add[@]}" -data "$DATA" -id "$DEV" -operator board-vm -kind washer -machines 4 "${kflag[@]}" "${mflags[@]}" \
 	-mqtt-url "$URL" -mqtt-ca "$WORK/pki/ca.crt" -out "$OUT" -mosquitto-dir "$MD" </dev/null >>"$LOGDIR/provision.log" 2>&1 ||
 	die "${add[*]} failed: $(tail -3 "$LOGDIR/provision.log")"
 [ -f "$OUT/bundle.json" ] || die "${add[*]} wrote no $OUT/bundle.json: $(ls "$OUT" | tr '\n' ' ')"
@@ -161,9 +172,25 @@ KEY=$(field identity_key)
 K=$(field k)
 [ -n "$KEY" ] && [ -n "$K" ] && [ -n "$DEV" ] || die "cannot read device_id, identity_key and k from the bundle"
 
+# The host's subscriber: the operator's read-only broker account, as the
+# README's mosquitto_sub example, when the cloud makes one; else the
+# cloud's own account.
+SUBUSER=_cloud SUBPASS=$(tr -d '\n' <"$SECRET" 2>/dev/null) SUBID=_board-vm-check
+credhelp=$("$WORK/bin/cloud" operator broker-credentials -h 2>&1)
+if [ -z "${BOARD_VM_DEVICE_ADD:-}" ] && grep -q -- '^ *-out ' <<<"$credhelp"; then
+	"$WORK/bin/cloud" operator broker-credentials -data "$DATA" -operator board-vm -out "$WORK/op-broker.pass" -mqtt-url "$URL" \
+		-mosquitto-dir "$MD" "${mflags[@]}" </dev/null >"$LOGDIR/operator-credentials.json" 2>>"$LOGDIR/provision.log" ||
+		die "cloud operator broker-credentials failed: $(tail -3 "$LOGDIR/provision.log")"
+	SUBUSER=$(sed -n 's/.*"username": *"\([^"]*\)".*/\1/p' "$LOGDIR/operator-credentials.json")
+	SUBPASS=$(tr -d '\n' <"$WORK/op-broker.pass")
+	SUBID=$SUBUSER-sub
+	[ -n "$SUBUSER" ] || die "no username from cloud operator broker-credentials: $(cat "$LOGDIR/operator-credentials.json")"
+fi
+
 # ---- 6. Mosquitto from the generated files, as its own user -------------
 "$MOSQ" -c "$MD/mosquitto.conf" >"$LOGDIR/mosquitto.log" 2>&1 &
 MOSQ_PID=$!
+echo $MOSQ_PID >"$WORK/mosquitto.pid"
 up=0
 for _ in $(seq 1 50); do
 	kill -0 $MOSQ_PID 2>/dev/null || break
@@ -173,9 +200,8 @@ done
 [ $up = 1 ] || die "Mosquitto did not listen on $port with the generated mosquitto.conf: $(tail -5 "$LOGDIR/mosquitto.log" | tr '\n' ' ')"
 muser=$(ps -o user= -p $MOSQ_PID | tr -d ' ')
 check "Mosquitto runs as its own user" "$([ "$muser" = mosquitto ] && echo 1 || echo 0)" "user $muser, listener $port"
-pw=$(tr -d '\n' <"$SECRET" 2>/dev/null)
-mosquitto_sub -h 127.0.0.1 -p "$port" --cafile "$WORK/pki/ca.crt" -u _cloud -P "$pw" -i board-vm-check \
-	-t "bv/v1/dev/$DEV/state" -v >"$LOGDIR/state.txt" 2>"$LOGDIR/sub.err" &
+mosquitto_sub -h 127.0.0.1 -p "$port" --cafile "$WORK/pki/ca.crt" -u "$SUBUSER" -P "$SUBPASS" -i "$SUBID" \
+	-t 'bv/v1/dev/+/state' -v >"$LOGDIR/state.txt" 2>"$LOGDIR/sub.err" &
 SUB_PID=$!
 
 # ---- 7. the board: wiring + controller import-bundle ------------------------
@@ -274,15 +300,17 @@ timeout -k 5 "$TIMEOUT" qemu-system-x86_64 $accel -m 512 -smp 1 -nographic -no-r
 QEMU_PID=$!
 # Adding a device must not take the fleet down: once the board is online,
 # provision a second device into the same Mosquitto files and reload the
-# broker (SIGHUP), as an operator does; the board and the cloud's
-# subscriber must stay connected and authorised.
+# broker (SIGHUP), as an operator does; the board and the subscriber on
+# the host must stay connected and authorised.
 reload=none
 for _ in $(seq 1 $((TIMEOUT * 5))); do
 	kill -0 $QEMU_PID 2>/dev/null || break
 	if grep -q '"status":"online"' "$LOGDIR/state.txt" 2>/dev/null; then
-		if "${add[@]}" -data "$DATA" -id "$DEV-2" -operator board-vm -kind washer -machines 1 \
+		if "${add[@]}" -data "$DATA" -id "$DEV-2" -operator board-vm -kind washer -machines 1 "${mflags[@]}" "${pidflag[@]}" \
 			-mqtt-url "$URL" -mqtt-ca "$WORK/pki/ca.crt" -out "$WORK/device2" -mosquitto-dir "$MD" </dev/null >>"$LOGDIR/provision.log" 2>&1; then
-			kill -HUP $MOSQ_PID && reload=$(date +%s)
+			# device add sent SIGHUP itself when it took the PID file
+			[ ${#pidflag[@]} -gt 0 ] || kill -HUP $MOSQ_PID
+			reload=$(date +%s)
 		else
 			reload=failed
 		fi
@@ -310,7 +338,7 @@ kill $SUB_PID 2>/dev/null
 wait $SUB_PID 2>/dev/null
 SUB_PID=
 # The retained state after the controller's orderly stop.
-retained=$(mosquitto_sub -h 127.0.0.1 -p "$port" --cafile "$WORK/pki/ca.crt" -u _cloud -P "$pw" -i board-vm-check2 \
+retained=$(mosquitto_sub -h 127.0.0.1 -p "$port" --cafile "$WORK/pki/ca.crt" -u "$SUBUSER" -P "$SUBPASS" -i "$SUBID-2" \
 	-t "bv/v1/dev/$DEV/state" -C 1 -W 5 2>&1)
 
 # ---- 10. checks ---------------------------------------------------------------
@@ -322,7 +350,7 @@ check "controller started on hci0 and the pty" "$(grep -q '^CTL| .*controller st
 check "controller connected over TLS" "$(grep -q "^CTL| .*mqtt connected.*broker=$URL" "$LOG" && echo 1 || echo 0)" "$(grep -c '^CTL| .*mqtt connected' "$LOG") connection(s) to $URL"
 check "controller stopped cleanly on SIGTERM" "$([ "$crc" = 0 ] && echo 1 || echo 0)" "exit ${crc:-?}"
 online=$(grep -c "^bv/v1/dev/$DEV/state .*\"status\":\"online\"" "$LOGDIR/state.txt")
-check "state online reached the host over TLS" "$([ "$online" -ge 1 ] && echo 1 || echo 0)" "$online online state(s) seen by mosquitto_sub as _cloud$( [ -s "$LOGDIR/sub.err" ] && echo ": $(head -1 "$LOGDIR/sub.err")")"
+check "state online reached the host over TLS" "$([ "$online" -ge 1 ] && echo 1 || echo 0)" "$online online state(s) seen by mosquitto_sub as $SUBUSER$( [ -s "$LOGDIR/sub.err" ] && echo ": $(head -1 "$LOGDIR/sub.err")")"
 check "retained state after SIGTERM: offline" "$(echo "$retained" | grep -q '"status":"offline"' && echo 1 || echo 0)" "$(echo "$retained" | head -c 160)"
 case $reload in
 none | failed) check "second device add + broker reload" 0 "$([ $reload = failed ] && echo "device add failed: $(tail -2 "$LOGDIR/provision.log" | tr '\n' ' ')" || echo "the board never came online")" ;;
@@ -331,11 +359,11 @@ none | failed) check "second device add + broker reload" 0 "$([ $reload = failed
 	# Between the reload and the VM's end, the only disconnection allowed
 	# is the board's own DISCONNECT at SIGTERM.
 	drops=$(awk '/Reloading config/ { r = 1 } r' "$LOGDIR/mosquitto-run.log" |
-		grep -E "Client ($DEV|board-vm-check) (disconnected|closed its connection)|Socket error on client ($DEV|board-vm-check)|not authori[sz]ed|Denied" |
+		grep -E "Client ($DEV|$SUBID) (disconnected|closed its connection)|Socket error on client ($DEV|$SUBID)|not authori[sz]ed|Denied" |
 		grep -v -c -F "Client $DEV disconnected.")
 	offline=$(grep -c "^bv/v1/dev/$DEV/state .*\"status\":\"offline\"" "$LOGDIR/state.txt")
 	check "second device add + reload kept the fleet" "$([ "$pwok" = 1 ] && grep -q 'Reloading config' "$LOGDIR/mosquitto.log" && [ "$drops" = 0 ] && [ "$offline" -ge 1 ] && echo 1 || echo 0)" \
-		"$DEV-2 in passwords: $pwok; after the reload the board published its offline state to the cloud's subscriber ($offline); other disconnections or denials: $drops"
+		"$DEV-2 in passwords: $pwok; after the reload the board published its offline state to the subscriber ($offline); other disconnections or denials: $drops"
 	;;
 esac
 mconn=$(grep -c "New client connected from 127.0.0.1:[0-9]* as $DEV .*u'$DEV'" "$LOGDIR/mosquitto.log")
