@@ -68,6 +68,9 @@ func Build(b *provision.Bundle, w *Wiring, dir string, o Opts) ([]File, error) {
 	if o.Beacon == "hci" && w.Beacon.SimAddr != "" {
 		return nil, bad("beacon.sim_addr", "only for the sim backend")
 	}
+	if o.Beacon == "hci" && w.Beacon.SimRSSI != 0 {
+		return nil, bad("beacon.sim_rssi", "only for the sim backend")
+	}
 	if u, err := url.Parse(b.MQTT.URL); err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt") && !o.Plaintext && !loopback(u.Hostname()) {
 		return nil, vend.Errorf(ErrWiring, "bundle: mqtt.url %s: plaintext to a remote broker sends the device's password in clear; provision with an ssl:// URL (or allow plaintext for a development broker)", b.MQTT.URL)
 	}
@@ -111,7 +114,7 @@ func Build(b *provision.Bundle, w *Wiring, dir string, o Opts) ([]File, error) {
 	}
 	k := b.K
 	c.Beacon = yBeacon{Backend: o.Beacon, HCIDevice: w.Beacon.HCIDevice, CompanyID: w.Beacon.CompanyID, K: &k,
-		TxPower: w.Beacon.TxPower, Name: w.Beacon.Name, Offline: w.Beacon.Offline, SimAddr: w.Beacon.SimAddr}
+		TxPower: w.Beacon.TxPower, Name: w.Beacon.Name, Offline: w.Beacon.Offline, SimAddr: w.Beacon.SimAddr, SimRSSI: w.Beacon.SimRSSI}
 	for _, bm := range b.Machines {
 		m := wired[bm.ID]
 		y := yMachine{ID: bm.ID, Kind: string(bm.Kind), Name: bm.Name, Currency: string(bm.Currency)}
@@ -326,6 +329,7 @@ type yBeacon struct {
 	Backend   string `yaml:"backend"`
 	HCIDevice int    `yaml:"hci_device"`
 	SimAddr   string `yaml:"sim_addr,omitempty"`
+	SimRSSI   int    `yaml:"sim_rssi,omitempty"`
 	CompanyID uint16 `yaml:"company_id,omitempty"`
 	K         *uint8 `yaml:"k"`
 	TxPower   int8   `yaml:"tx_power,omitempty"`

@@ -64,6 +64,7 @@ type Beacon struct {
 	Name      string `yaml:"name"`       // scan-response name, optional
 	Offline   bool   `yaml:"offline_capable"`
 	SimAddr   string `yaml:"sim_addr"` // simulated air address, for the sim backend only
+	SimRSSI   int    `yaml:"sim_rssi"` // simulated signal at the phone, dBm, for the sim backend only
 }
 
 // Machine is one machine's wiring. Which fields apply depends on the

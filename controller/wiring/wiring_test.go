@@ -254,6 +254,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"empty machines", washers, "profile: generic-relay-8\nport: x\nmachines: {}\n", "machines: empty"},
 		{"too many for the board", machines(vend.KindWater, 5), "profile: pulse-io-4\nport: x\n", "board pulse-io-4 has no free output (valve) for water \"tap5\""},
 		{"water on a board without counters", machines(vend.KindWater, 1), "profile: generic-relay-8\nport: x\n", "no free counter (flow meter)"},
+		{"sim signal with hci", washers, "profile: generic-relay-8\nport: x\nbeacon: {sim_rssi: -50}\n", "beacon.sim_rssi: only for the sim backend"},
 		{"sim address with hci", washers, "profile: generic-relay-8\nport: x\nbeacon: {sim_addr: '239.1.1.1:5000'}\n", "beacon.sim_addr: only for the sim backend"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -361,8 +362,8 @@ func TestImportRefusesToReplace(t *testing.T) {
 func TestSimBeaconAndSystemRoots(t *testing.T) {
 	b := bundle(t, machines(vend.KindWasher, 1)...)
 	b.MQTT.CAPEM = ""
-	c, dir := importTo(t, b, parseWiring(t, "profile: generic-relay-8\nport: x\nbeacon: {sim_addr: '239.1.2.3:4000'}\n"), wiring.Opts{Beacon: "sim"})
-	if c.Beacon.Backend != "sim" || c.Beacon.SimAddr != "239.1.2.3:4000" || c.MQTT.TLS.CAFile != "" {
+	c, dir := importTo(t, b, parseWiring(t, "profile: generic-relay-8\nport: x\nbeacon: {sim_addr: '239.1.2.3:4000', sim_rssi: -61}\n"), wiring.Opts{Beacon: "sim"})
+	if c.Beacon.Backend != "sim" || c.Beacon.SimAddr != "239.1.2.3:4000" || c.Beacon.SimRSSI != -61 || c.MQTT.TLS.CAFile != "" {
 		t.Errorf("config %+v", c)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ca.pem")); !errors.Is(err, os.ErrNotExist) {
