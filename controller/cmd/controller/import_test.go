@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"beaconvend/app-protocol/provision"
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/vend"
+	controller "beaconvend/controller/cmd/controller"
 	"beaconvend/controller/internal/testrig"
 	"beaconvend/hw/emu"
 )
@@ -137,5 +139,32 @@ func TestImportBundleThenFirstWasherPurchaseStarts(t *testing.T) {
 				g.Session, w.CoinPulses, w.Credit, w.CyclesStarted)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// import-bundle's flags: -bundle and -wiring are required, nothing else is
+// accepted, and the daemon's flags are not import-bundle's.
+func TestImportBundleFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"import-bundle"},
+		{"import-bundle", "-bundle", "b.json"},
+		{"import-bundle", "-bundle", "b.json", "-wiring", "w.yaml", "extra"},
+		{"import-bundle", "-bundle", "b.json", "-wiring", "w.yaml", "-config", "c.yaml"},
+	} {
+		var stderr bytes.Buffer
+		m := &controller.Main{Stderr: &stderr}
+		if err := m.ParseFlags(args); err == nil || m.Import != nil {
+			t.Errorf("ParseFlags(%q) = %v, import %+v; want an error", args, err, m.Import)
+		}
+		if !strings.Contains(stderr.String(), "usage: controller import-bundle") {
+			t.Errorf("ParseFlags(%q) printed %q, want the usage", args, stderr.String())
+		}
+	}
+	m := &controller.Main{Stderr: io.Discard}
+	if err := m.ParseFlags([]string{"import-bundle", "-bundle", "b.json", "-wiring", "w.yaml", "-out", "o", "-force", "-beacon", "sim"}); err != nil {
+		t.Fatal(err)
+	}
+	if f := m.Import; f.Bundle != "b.json" || f.Wiring != "w.yaml" || f.Out != "o" || !f.Force || f.Beacon != "sim" || f.Plaintext {
+		t.Errorf("flags %+v", *f)
 	}
 }
