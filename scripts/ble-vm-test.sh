@@ -20,6 +20,9 @@
 #   BLE_VM_KEY       identity key the VM advertises and the checks expect (hex)
 #   BLE_VM_CHECK_LOG re-run only the host checks on a kept console log (no VM)
 #   BLE_VM_KVM=1     try -accel kvm (KVM guests hung on the dev machines; TCG is the default)
+#   BLE_VM_PREPARE_ONLY=1  only make the host tools, kernel, modules and BlueZ
+#                    userland available in the cache, then exit 0 (or 2); the
+#                    board VM test (scripts/board-vm-test.sh) starts this way
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +33,8 @@ K=${BLE_VM_K:-2}
 KEY=${BLE_VM_KEY:-000102030405060708090a0b0c0d0e0f} # blevm's TestKey
 CHECK_LOG=${BLE_VM_CHECK_LOG:-}
 MODULES="ecc ecdh_generic rfkill crc16 af_alg algif_skcipher algif_hash ecb cmac bluetooth hci_vhci"
+# Cached too, for the board VM test's network (qemu user networking, e1000).
+NET_MODULES="e1000"
 T0=$(date +%s)
 
 say() { printf 'ble-vm: %s\n' "$*" >&2; }
@@ -74,7 +79,7 @@ if [ -z "$CHECK_LOG" ]; then
 # ---- 2. kernel and modules (cached) --------------------------------------
 mkdir -p "$CACHE" || skip "cannot create $CACHE"
 kpkg=$(cat "$CACHE/kernel-pkg" 2>/dev/null || true)
-if [ -z "$kpkg" ] || [ ! -f "$CACHE/kernel/vmlinuz" ] || [ ! -f "$CACHE/kernel/modules/hci_vhci.ko" ]; then
+if [ -z "$kpkg" ] || [ ! -f "$CACHE/kernel/vmlinuz" ] || [ ! -f "$CACHE/kernel/modules/hci_vhci.ko" ] || [ ! -f "$CACHE/kernel/modules/e1000.ko" ]; then
 	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 	if [ -z "$kpkg" ]; then
 		[ "$(id -u)" = 0 ] && { apt-get update -qq >/dev/null 2>&1 || true; }
@@ -86,7 +91,7 @@ if [ -z "$kpkg" ] || [ ! -f "$CACHE/kernel/vmlinuz" ] || [ ! -f "$CACHE/kernel/m
 	(cd "$CACHE/dl" && apt-get download "$kpkg" >/dev/null 2>&1) || skip "apt-get download $kpkg failed"
 	dpkg -x "$CACHE"/dl/*.deb "$CACHE/dl/x" || skip "dpkg -x failed"
 	cp "$CACHE"/dl/x/boot/vmlinuz-* "$CACHE/kernel/vmlinuz" || skip "no vmlinuz in $kpkg"
-	for m in $MODULES; do
+	for m in $MODULES $NET_MODULES; do
 		f=$(find "$CACHE/dl/x/lib/modules" -name "$m.ko" -o -name "$m.ko.xz" | head -1)
 		[ -n "$f" ] || skip "module $m not in $kpkg"
 		case $f in *.xz) xz -dc "$f" >"$CACHE/kernel/modules/$m.ko" ;; *) cp "$f" "$CACHE/kernel/modules/$m.ko" ;; esac
@@ -117,6 +122,11 @@ if [ "$(cat "$CACHE/base-stamp" 2>/dev/null)" != "$stamp" ] || [ ! -x "$base/bin
 fi
 
 fi
+if [ "${BLE_VM_PREPARE_ONLY:-0}" = 1 ]; then
+	[ -z "$CHECK_LOG" ] || skip "BLE_VM_PREPARE_ONLY and BLE_VM_CHECK_LOG together"
+	say "prepared: $CACHE ($(cat "$CACHE/kernel-pkg"))"
+	exit 0
+fi
 
 # ---- 4. blevm and the initrd ---------------------------------------------
 WORK=$(mktemp -d /tmp/ble-vm.XXXXXX)
@@ -128,7 +138,7 @@ if [ -z "$CHECK_LOG" ]; then
 rd=$WORK/rd
 cp -a "$base" "$rd"
 mkdir -p "$rd/lib/modules"
-cp "$CACHE"/kernel/modules/*.ko "$rd/lib/modules/"
+for m in $MODULES; do cp "$CACHE/kernel/modules/$m.ko" "$rd/lib/modules/"; done
 cp "$WORK/blevm" "$rd/bin/blevm"
 cat >"$rd/etc/blevm.conf" <<EOF
 MODULES="$MODULES"

@@ -9,6 +9,8 @@
 // it. WriteSecret and WriteFile write atomically (temporary file, fsync,
 // rename, fsync of the directory), as provisioning does.
 //
-// A complete example is controller/testdata/controller.example.yaml; the
-// cloud's "device add" command writes a ready file for each device.
+// A complete example is controller/testdata/controller.example.yaml.
+// `controller import-bundle` (package controller/wiring) writes a ready
+// file for a device from the provisioning bundle `cloud device add` makes
+// and the board's wiring.
 package config

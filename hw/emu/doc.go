@@ -89,6 +89,7 @@
 //	machines:
 //	  - {name: tap, kind: water, valve: out1, flow: count1, flow_lpm: 8, k_factor: 450}
 //	  - {name: w1, kind: washer, coin: out2, running: in2, credit: 4, cycle: 30m, pulse_min: 20ms, pulse_max: 200ms}
+//	                         # credit 4: the controller's wiring says pulses_per_credit: 4
 //	  - name: snacks
 //	    kind: vending
 //	    drop: in4

@@ -290,3 +290,48 @@ machines:
 		}
 	})
 }
+
+// Every washer of the built-in sim configs starts a cycle on one coin pulse
+// of the controller's default shape (50 ms, hw/machine), because that is
+// what provisioning configures (pulses_per_credit 1): a new operator who
+// provisions a washer board and runs hwsim with a built-in config must see
+// the first purchase start. A machine set to several coins a cycle is
+// configured on both sides (credit in the sim, pulses_per_credit in the
+// wiring).
+func TestBuiltInWashersStartOnOneDefaultCoinPulse(t *testing.T) {
+	n := 0
+	for _, name := range emu.ExampleNames() {
+		cfg, err := emu.LoadSimConfig(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := cfg.ResolveProfile("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range cfg.Machines {
+			if m.Kind != emu.KindWasher {
+				continue
+			}
+			n++
+			t.Run(name+"/"+m.Name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					r := newRig(t, p, cfg, nil)
+					coin, _ := p.Output(m.Coin)
+					run, _ := p.Input(m.Running)
+					r.writeCoil(coin.Coil, true)
+					time.Sleep(50 * time.Millisecond)
+					r.writeCoil(coin.Coil, false)
+					time.Sleep(100 * time.Millisecond)
+					if !r.readInput(run.Input) {
+						w := machine(t, r.board.Status(), m.Name).Washer
+						t.Errorf("%s: washer %s not running after one coin pulse: credit %d of %d", name, m.Name, w.Credit, w.CreditNeeded)
+					}
+				})
+			})
+		}
+	}
+	if n == 0 {
+		t.Fatal("no washer in the built-in sim configs")
+	}
+}

@@ -122,7 +122,8 @@ Sim config (-sim): a YAML file, or the name of a built-in one (%s).
       kind: washer
       coin: relay1
       running: in1
-      credit: 4              # valid pulses per cycle (default 1)
+      credit: 4              # valid pulses per cycle (default 1; the controller's
+                             # wiring must say pulses_per_credit: 4 too)
       cycle: 30m             # default 30s
       pulse_min: 20ms        # a pulse is valid if ON for pulse_min..pulse_max
       pulse_max: 200ms
