@@ -284,14 +284,43 @@ OP_EMAIL=operator@demo.example OP_PASS=demo-operator-pw
 printf '%s\n' "$OP_PASS" | "$BIN/cloud" operator add -data "$D/cloud" -name demo -email "$OP_EMAIL" -password-stdin \
 	2>>"$D/provision.log" || fail "operator add"
 # The broker URL is set below, once cloud serve has its port.
-"$BIN/cloud" device add -data "$D/cloud" -operator demo -out "$D/dev/water" -port "${PTY[water]}" -mqtt-url tcp://127.0.0.1:1 \
-	-id demo-water -kind water -name "Water dispenser" 2>>"$D/provision.log" || fail "device add water"
-"$BIN/cloud" device add -data "$D/cloud" -operator demo -out "$D/dev/laundry" -port "${PTY[washers]}" -mqtt-url tcp://127.0.0.1:1 \
-	-id demo-laundry -kind washer -machines 4 -name "Laundromat" 2>>"$D/provision.log" || fail "device add laundry"
-"$BIN/cloud" device add -data "$D/cloud" -operator demo -out "$D/dev/vending" -port "${PTY[vending]}" -mqtt-url tcp://127.0.0.1:1 \
+"$BIN/cloud" device add -data "$D/cloud" -operator demo -out "$D/dev/water" -mqtt-url tcp://127.0.0.1:1 \
+	-id demo-water -kind water -name "Water dispenser" 2>>"$D/provision.log" >/dev/null || fail "device add water"
+"$BIN/cloud" device add -data "$D/cloud" -operator demo -out "$D/dev/laundry" -mqtt-url tcp://127.0.0.1:1 \
+	-id demo-laundry -kind washer -machines 4 -name "Laundromat" 2>>"$D/provision.log" >/dev/null || fail "device add laundry"
+"$BIN/cloud" device add -data "$D/cloud" -operator demo -out "$D/dev/vending" -mqtt-url tcp://127.0.0.1:1 \
 	-id demo-vending -kind vending -name "Snack machine" \
 	-slots "A1:Cola:150,A2:Lemonade:150,A3:Water:100,A4:Juice:180,A5:Iced tea:160,B1:Crisps:120,B2:Pretzels:120,B3:Chocolate:130,B4:Gum:80,B5:Cookies:140" \
-	2>>"$D/provision.log" || fail "device add vending"
+	2>>"$D/provision.log" >/dev/null || fail "device add vending"
+
+# Each board: its wiring (profile, the emulator's pty, the simulated air at
+# a distance) and the controller's import of the bundle.
+step "boards: wiring + controller import-bundle"
+AIR=${DEMO_AIR:-239.255.$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1)):$((20000 + RANDOM % 30000))}
+export BEACONVEND_BLE_AIR=$AIR
+echo "simulated air $AIR"
+declare -A PROFILE=([water]=pulse-io-4 [laundry]=generic-relay-8 [vending]=generic-relay-16)
+declare -A SIM=([water]=water [laundry]=washers [vending]=vending)
+declare -A RSSI=([water]=-48 [laundry]=-61 [vending]=-70)
+for dev in water laundry vending; do
+	cat >"$D/dev/$dev/wiring.yaml" <<EOF
+profile: ${PROFILE[$dev]}
+port: ${PTY[${SIM[$dev]}]}
+journal: $D/dev/$dev/board/journal.db
+beacon: {sim_addr: "$AIR", sim_rssi: ${RSSI[$dev]}}
+EOF
+	if [ $dev = vending ]; then # quick drop time-out for the jammed-slot purchase
+		cat >>"$D/dev/$dev/wiring.yaml" <<'EOF'
+machines:
+  vm1:
+    drop: in16
+    drop_timeout: 2s
+    slots: {A1: relay1, A2: relay2, A3: relay3, A4: relay4, A5: relay5, B1: relay6, B2: relay7, B3: relay8, B4: relay9, B5: relay10}
+EOF
+	fi
+	"$BIN/controller" import-bundle -bundle "$D/dev/$dev/bundle.json" -wiring "$D/dev/$dev/wiring.yaml" -out "$D/dev/$dev/board" \
+		-beacon sim >/dev/null 2>>"$D/provision.log" || fail "import-bundle $dev"
+done
 
 # ---------------------------------------------------------------- cloud
 step "cloud serve -config cloud/server/testdata/cloud.dev.yaml (development: sandbox card, embedded broker, SQLite)"
@@ -307,21 +336,13 @@ echo "phone API $API, broker $MQTT, admin (metrics) $ADMIN"
 
 # ---------------------------------------------------------------- controllers
 step "controllers"
-AIR=${DEMO_AIR:-239.255.$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1)):$((20000 + RANDOM % 30000))}
-export BEACONVEND_BLE_AIR=$AIR
-echo "simulated air $AIR"
-rssi=(-48 -61 -70)
-i=0
 for dev in water laundry vending; do
-	cfg=$D/dev/$dev/controller.yaml
-	sed -i -e "s#^    broker: .*#    broker: $MQTT#" \
-		-e "s#^beacon:\$#beacon:\n    sim_addr: \"$AIR\"\n    sim_rssi: ${rssi[i]}#" \
-		-e "s#drop_timeout: 5s#drop_timeout: 2s#" "$cfg"
-	i=$((i + 1))
+	cfg=$D/dev/$dev/board/controller.yaml
+	sed -i -e "s#^  broker: .*#  broker: $MQTT#" "$cfg"
 	"$BIN/controller" -config "$cfg" 2>"$D/controller-$dev.log" &
 	PIDS+=($!)
 	wait_for "$D/controller-$dev.log" "controller started" "controller $dev" $!
-	echo "controller demo-$dev: board $(sed -n 's/^    port: //p' "$cfg"), beacon RSSI ${rssi[$((i - 1))]} dBm"
+	echo "controller demo-$dev: board $(sed -n 's/^  port: //p' "$cfg"), beacon RSSI ${RSSI[$dev]} dBm"
 done
 
 # ---------------------------------------------------------------- phone

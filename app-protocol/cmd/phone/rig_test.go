@@ -235,12 +235,28 @@ func newRig(t testing.TB, brokerKind string) *rig {
 	}
 	r.run(t, "cloud", "operator", "add", "-data", data, "-name", "test", "-email", "op@test.example", "-password-file", pwFile)
 	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-water", "-kind", "water",
-		"-out", filepath.Join(r.dir, "water"), "-port", pty["water"], "-mqtt-url", "tcp://127.0.0.1:1")
+		"-out", filepath.Join(r.dir, "water"), "-mqtt-url", "tcp://127.0.0.1:1")
 	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-vending", "-kind", "vending",
-		"-slots", "A1:Cola:150,B5:Cookies:140", "-out", filepath.Join(r.dir, "vending"), "-port", pty["vending"], "-mqtt-url", "tcp://127.0.0.1:1")
+		"-slots", "A1:Cola:150,B5:Cookies:140", "-out", filepath.Join(r.dir, "vending"), "-mqtt-url", "tcp://127.0.0.1:1")
 	mqttDir := filepath.Join(r.dir, "mosquitto")
 	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-laundry", "-kind", "washer", "-machines", "2",
-		"-out", filepath.Join(r.dir, "laundry"), "-port", pty["laundry"], "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mqttDir)
+		"-out", filepath.Join(r.dir, "laundry"), "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mqttDir)
+	// Each board: its wiring (the emulator's pty, the simulated air at a
+	// distance) and the controller's import of its bundle.
+	for i, dev := range []string{"water", "vending", "laundry"} {
+		profile := map[string]string{"water": "pulse-io-4", "vending": "generic-relay-16", "laundry": "generic-relay-8"}[dev]
+		w := fmt.Sprintf("profile: %s\nport: %s\njournal: %s\nbeacon: {sim_addr: %q, sim_rssi: %d}\n",
+			profile, pty[dev], filepath.Join(r.dir, dev, "board", "journal.db"), r.Air, -50-10*i)
+		if dev == "vending" { // a quick drop time-out for the jam tests
+			w += "machines:\n  vm1: {drop: in16, drop_timeout: 2s, slots: {A1: relay1, B5: relay2}}\n"
+		}
+		wiring := filepath.Join(r.dir, dev, "wiring.yaml")
+		if err := os.WriteFile(wiring, []byte(w), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r.run(t, "controller", "import-bundle", "-bundle", filepath.Join(r.dir, dev, "bundle.json"), "-wiring", wiring,
+			"-out", filepath.Join(r.dir, dev, "board"), "-beacon", "sim")
+	}
 
 	serve := []string{"cloud", "serve", "-dev", "-data", data, "-http", "127.0.0.1:0", "-json"}
 	if brokerKind == "mosquitto" {
@@ -253,15 +269,13 @@ func newRig(t testing.TB, brokerKind string) *rig {
 	r.jsonLine(t, out, &addrs)
 	r.API = addrs.HTTP
 
-	for i, dev := range []string{"water", "vending", "laundry"} {
-		cfg := filepath.Join(r.dir, dev, "controller.yaml")
+	for _, dev := range []string{"water", "vending", "laundry"} {
+		cfg := filepath.Join(r.dir, dev, "board", "controller.yaml")
 		b, err := os.ReadFile(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := strings.Replace(string(b), "broker: tcp://127.0.0.1:1", "broker: "+addrs.MQTT, 1)
-		s = strings.Replace(s, "\nbeacon:\n", fmt.Sprintf("\nbeacon:\n    sim_addr: %q\n    sim_rssi: %d\n", r.Air, -50-10*i), 1)
-		s = strings.Replace(s, "drop_timeout: 5s", "drop_timeout: 2s", 1)
 		if err := os.WriteFile(cfg, []byte(s), 0o600); err != nil {
 			t.Fatal(err)
 		}

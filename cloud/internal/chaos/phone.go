@@ -119,7 +119,7 @@ func (p *phones) run(ctx context.Context, i int, rng *rand.Rand) {
 // attempt is one start on d: read the price, start (racing a price change
 // sometimes), stop at a random moment sometimes, follow to the end.
 func (p *phones) attempt(ctx context.Context, c *phoneapi.Client, phone int, d *device, rng *rand.Rand, probe bool) *attempt {
-	dr, err := c.GetDevice(ctx, phoneapi.DeviceID(d.ID))
+	dr, err := c.GetDevice(ctx, phoneapi.DeviceID(d.ID), d.heard())
 	if err != nil || len(dr.Machines) == 0 {
 		return nil // the cloud is down: the phone tries again later
 	}
@@ -151,7 +151,7 @@ func (p *phones) attempt(ctx context.Context, c *phoneapi.Client, phone int, d *
 	}
 	req := map[string]any{
 		"device": d.ID, "machine": a.Machine, "source": "wallet",
-		"proximity_id": proxid.Compute(d.IDKey, proxid.Counter(time.Now()), d.K).String(),
+		"proximity_id": string(d.heard()),
 	}
 	if a.Slot != "" {
 		req["slot"] = a.Slot
@@ -183,7 +183,7 @@ func (p *phones) attempt(ctx context.Context, c *phoneapi.Client, phone int, d *
 	if res.code == "price.changed" {
 		// The phone shows the new price and the payer accepts it once.
 		a.Repriced = true
-		if dr, err := c.GetDevice(ctx, phoneapi.DeviceID(d.ID)); err == nil && len(dr.Machines) > 0 {
+		if dr, err := c.GetDevice(ctx, phoneapi.DeviceID(d.ID), d.heard()); err == nil && len(dr.Machines) > 0 {
 			a.Shown = dr.Machines[0].Price
 			for _, s := range dr.Machines[0].Slots {
 				if string(s.ID) == a.Slot {
@@ -378,4 +378,10 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// heard is the proximity ID a phone standing at d hears now: the machine
+// details and a start both need it.
+func (d *device) heard() phoneapi.ProximityID {
+	return phoneapi.ProximityID(proxid.Compute(d.IDKey, proxid.Counter(time.Now()), d.K).String())
 }
