@@ -130,11 +130,11 @@ func TestKeysReencryptCommand(t *testing.T) {
 				return raw
 			}
 			run("operator", "add", "-name", "Acme", "-email", "ops@acme.example", "-password-file", passwordFile(t, "acme-password-1"))
-			run("device", "add", "-id", "wd-clear", "-operator", "Acme", "-kind", "water", "-out", filepath.Join(out, "a"))
+			run("device", "add", "-id", "wd-clear", "-operator", "Acme", "-kind", "water", "-out", filepath.Join(out, "a"), "-mqtt-url", "tcp://127.0.0.1:1883")
 			if raw := rawKey("wd-clear"); raw[0] != 0 {
 				t.Fatalf("setup: device added without -config stored %x, want clear", raw)
 			}
-			run("device", "add", "-config", cfg, "-id", "wd-sealed", "-operator", "Acme", "-kind", "water", "-out", filepath.Join(out, "b"))
+			run("device", "add", "-config", cfg, "-id", "wd-sealed", "-operator", "Acme", "-kind", "water", "-out", filepath.Join(out, "b"), "-mqtt-url", "tcp://127.0.0.1:1883")
 			if raw := rawKey("wd-sealed"); raw[0] != 1 {
 				t.Fatalf("device add -config stored %x, want sealed", raw)
 			}
