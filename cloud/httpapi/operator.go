@@ -361,26 +361,22 @@ func (s *Server) opUnreported(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) opSettle(w http.ResponseWriter, r *http.Request) {
 	var req OperatorSettleRequest
-	if err := s.decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	id, err := parseSession(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ss, err := s.svc.OperatorSettle(r.Context(), operatorOf(r), id, req.Amount, req.Reason)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, operatorSession(ss))
+	s.opEnd(w, r, &req, func(ctx context.Context, op string, id vend.SessionID) (store.Session, error) {
+		return s.svc.OperatorSettle(ctx, op, id, req.Amount, req.Reason)
+	})
 }
 
 func (s *Server) opVoid(w http.ResponseWriter, r *http.Request) {
 	var req OperatorVoidRequest
-	if err := s.decode(w, r, &req); err != nil {
+	s.opEnd(w, r, &req, func(ctx context.Context, op string, id vend.SessionID) (store.Session, error) {
+		return s.svc.OperatorVoid(ctx, op, id, req.Reason)
+	})
+}
+
+// opEnd decodes an operator's settle or void of an unreported session
+// into req, then ends the session with end and answers its new state.
+func (s *Server) opEnd(w http.ResponseWriter, r *http.Request, req any, end func(context.Context, string, vend.SessionID) (store.Session, error)) {
+	if err := s.decode(w, r, req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -389,7 +385,7 @@ func (s *Server) opVoid(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	ss, err := s.svc.OperatorVoid(r.Context(), operatorOf(r), id, req.Reason)
+	ss, err := end(r.Context(), operatorOf(r), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return

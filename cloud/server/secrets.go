@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"beaconvend/cloud/internal/atomicfile"
 )
 
 // Secrets are the cloud's own keys in the data directory, made on first
@@ -55,41 +57,12 @@ func ReadOrCreate(file string, n int) ([]byte, error) {
 	return raw, nil
 }
 
-// WriteSecret writes data to path with mode 0600, atomically: a temporary
-// file in the same directory, fsync, rename, fsync of the directory. A
-// crash leaves the old file or the new one, never a partial one.
-func WriteSecret(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("server: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("server: write %s: %w", path, err)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		d.Close()
+// WriteSecret writes data to path with mode 0600, atomically
+// (cloud/internal/atomicfile): a crash leaves the old file or the new
+// one, never a partial one.
+func WriteSecret(path string, data []byte) error {
+	if err := atomicfile.Write(path, data); err != nil {
+		return fmt.Errorf("server: %w", err)
 	}
 	return nil
 }

@@ -2,17 +2,16 @@ package simdev
 
 import (
 	"crypto/ed25519"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"gopkg.in/yaml.v3"
+	"time"
 
 	pb "beaconvend/app-protocol/provision"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/controller/config"
+	"beaconvend/controller/wiring"
 )
 
 // ReadBundle reads the provisioning bundle `cloud device add -out dir`
@@ -37,81 +36,47 @@ type Wiring struct {
 }
 
 // WriteController turns dir/bundle.json and w into dir/controller.yaml
-// and its key files (identity.key, device.key, mqtt.pass), the wiring the
-// harness's emulated boards have: water on pulse-io-4 (valve outN, flow
-// countN, 450 pulses per litre), washers and dryers on generic-relay-8
-// (coin relayN, running inN), vending per w.VendingBoard. The beacon is
-// the simulated air. The controller loads the result, or this fails.
+// and its key files through the controller's own bundle import
+// (controller/wiring, what `controller import-bundle` runs), with the
+// wiring the harness's emulated boards have: water on pulse-io-4 (valve
+// outN, flow countN, 450 pulses per litre), washers and dryers on
+// generic-relay-8 (coin relayN, running inN), vending per w.VendingBoard.
+// The beacon is the simulated air; the journal is dir/journal.db.
 func WriteController(dir string, w Wiring) error {
 	b, err := ReadBundle(dir)
 	if err != nil {
 		return err
 	}
-	y := map[string]any{"device_id": b.DeviceID, "journal": "journal.db"}
-	var cloudKeys []string
-	for _, k := range b.CloudPublicKeys {
-		cloudKeys = append(cloudKeys, hex.EncodeToString(k))
-	}
-	y["keys"] = map[string]any{"identity_key_file": "identity.key", "device_key_file": "device.key", "cloud_public_keys": cloudKeys}
-	mq := map[string]any{"broker": b.MQTT.URL, "username": b.MQTT.Username, "password_file": "mqtt.pass"}
-	files := map[string][]byte{
-		"identity.key": []byte(b.IdentityKey.String() + "\n"),
-		"device.key":   []byte(hex.EncodeToString(b.DeviceKey) + "\n"),
-		"mqtt.pass":    []byte(b.MQTT.Password + "\n"),
-	}
-	if b.MQTT.CAPEM != "" {
-		files["ca.pem"] = []byte(b.MQTT.CAPEM)
-		mq["tls"] = map[string]any{"ca_file": "ca.pem"}
-	}
-	y["mqtt"] = mq
-	y["beacon"] = map[string]any{"backend": "sim", "k": b.K}
-	board := map[string]any{"port": w.Port}
-	var machines []map[string]any
+	wr := &wiring.Wiring{Port: w.Port, Journal: filepath.Join(dir, "journal.db"), Machines: map[string]*wiring.Machine{}}
 	for i, m := range b.Machines {
 		n := i + 1
-		x := map[string]any{"id": m.ID, "kind": string(m.Kind), "name": m.Name, "currency": string(m.Currency)}
 		switch m.Kind {
 		case vend.KindWater:
-			board["profile"] = "pulse-io-4"
-			x["price"] = m.Price
-			x["water"] = map[string]any{"valve": fmt.Sprintf("out%d", n), "flow": fmt.Sprintf("count%d", n), "k_factor": "450", "no_flow": "5s", "pause_allowance": "30s"}
+			wr.Profile = "pulse-io-4"
+			wr.Machines[m.ID] = &wiring.Machine{Valve: fmt.Sprintf("out%d", n), Flow: fmt.Sprintf("count%d", n), KFactor: "450",
+				NoFlow: config.Duration(5 * time.Second), PauseAllowance: config.Duration(30 * time.Second)}
 		case vend.KindWasher, vend.KindDryer:
-			board["profile"] = "generic-relay-8"
-			x["price"] = m.Price
-			x["washer"] = map[string]any{"coin": fmt.Sprintf("relay%d", n), "running": fmt.Sprintf("in%d", n)}
+			wr.Profile = "generic-relay-8"
+			wr.Machines[m.ID] = &wiring.Machine{Coin: fmt.Sprintf("relay%d", n), Running: fmt.Sprintf("in%d", n)}
 		case vend.KindVending:
-			vending, motor, maxSlots := map[string]any{"drop": "in16", "drop_timeout": "5s"}, "relay%d", 15
-			board["profile"] = "generic-relay-16"
-			if w.VendingBoard == "pulse-io-4" {
-				vending, motor, maxSlots = map[string]any{"drop": "in1", "drop_counter": "count1", "drop_timeout": "5s"}, "out%d", 4
-				board["profile"] = "pulse-io-4"
-			} else if w.VendingBoard != "" && w.VendingBoard != "generic-relay-16" {
+			x, motor := &wiring.Machine{Drop: "in16", DropTimeout: config.Duration(5 * time.Second), Slots: map[string]string{}}, "relay%d"
+			wr.Profile = "generic-relay-16"
+			switch w.VendingBoard {
+			case "", "generic-relay-16":
+			case "pulse-io-4":
+				x.Drop, x.DropCounter, motor = "in1", "count1", "out%d"
+				wr.Profile = "pulse-io-4"
+			default:
 				return fmt.Errorf("simdev: vending board %q: want generic-relay-16 or pulse-io-4", w.VendingBoard)
 			}
-			if len(m.Slots) > maxSlots {
-				return fmt.Errorf("simdev: %d slots: %s has %d motors", len(m.Slots), board["profile"], maxSlots)
-			}
-			var slots []map[string]any
 			for j, s := range m.Slots {
-				slots = append(slots, map[string]any{"id": s.ID, "name": s.Name, "output": fmt.Sprintf(motor, j+1), "price": s.Price})
+				x.Slots[s.ID] = fmt.Sprintf(motor, j+1)
 			}
-			x["vending"], x["slots"] = vending, slots
-		}
-		machines = append(machines, x)
-	}
-	y["board"], y["machines"] = board, machines
-	out, err := yaml.Marshal(y)
-	if err != nil {
-		return err
-	}
-	files["controller.yaml"] = append([]byte("# beaconvend controller config made by the fleet harness from bundle.json.\n"), out...)
-	for name, data := range files {
-		if err := config.WriteSecret(filepath.Join(dir, name), data); err != nil {
-			return err
+			wr.Machines[m.ID] = x
 		}
 	}
-	if _, err := config.Load(filepath.Join(dir, "controller.yaml")); err != nil {
-		return fmt.Errorf("simdev: the controller config made from %s does not load: %w", filepath.Join(dir, "bundle.json"), err)
+	if _, err := wiring.Import(b, wr, dir, wiring.Opts{Beacon: "sim", Force: true}); err != nil {
+		return fmt.Errorf("simdev: %s: %w", dir, err)
 	}
 	return nil
 }
