@@ -182,12 +182,9 @@ func newPresenceRig(t *testing.T, brokerKind, dsn string, serveArgs ...string) *
 	r.api = addrs.HTTP
 
 	r.cfg = filepath.Join(r.dir, "water", "controller.yaml")
-	b, err := os.ReadFile(r.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(b), "broker: tcp://127.0.0.1:1", "broker: "+addrs.MQTT+"\n    telemetry_interval: 1s", 1)
-	if err := os.WriteFile(r.cfg, []byte(s), 0o600); err != nil {
+	if err := simdev.ControllerConfig(r.cfg, addrs.MQTT, paths.Board, func(y map[string]any) {
+		y["mqtt"].(map[string]any)["telemetry_interval"] = "1s"
+	}); err != nil {
 		t.Fatal(err)
 	}
 	r.startController(t)
