@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/vend"
@@ -139,6 +141,7 @@ func New(o Opts) (*Uplink, error) {
 		SetConnectTimeout(o.ConnectTimeout).
 		SetWriteTimeout(o.PublishTimeout).
 		SetResumeSubs(true).
+		SetStore(newStore()).
 		SetBinaryWill(will.Topic, will.Payload, will.QoS, will.Retain).
 		SetOnConnectHandler(u.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -285,4 +288,28 @@ func (u *Uplink) Close() {
 		u.connected.Store(false)
 		u.client.Disconnect(250)
 	})
+}
+
+// copyStore is paho's MemoryStore keeping its own copy of each outbound
+// packet. paho v1.5.0 resumes stored messages when a connection comes up
+// and sets Dup on the packet the store returns, which with MemoryStore is
+// the very packet its writer may be writing at that moment (a publish made
+// while the connection came up): a data race,
+// eclipse-paho/paho.mqtt.golang#703. Put is called before paho hands the
+// packet to its writer, so copying there is race-free; the resumed copy
+// travels alone. (The board's own outbox, in the journal, is what makes
+// delivery reliable; this store only serves paho's in-flight window.)
+type copyStore struct{ *mqtt.MemoryStore }
+
+func newStore() *copyStore { return &copyStore{mqtt.NewMemoryStore()} }
+
+// Put stores a copy of p (serialized and read back).
+func (s *copyStore) Put(key string, p packets.ControlPacket) {
+	var b bytes.Buffer
+	if err := p.Write(&b); err == nil {
+		if cp, err := packets.ReadPacket(&b); err == nil {
+			p = cp
+		}
+	}
+	s.MemoryStore.Put(key, p)
 }
