@@ -63,8 +63,9 @@ var summaryOf = [...]int{-1, colSettle, colRefund, colCouponRefund, colFee, colT
 var shanghai = time.FixedZone("CST", 8*3600)
 
 // ParseTradeBill parses a trade bill of type ALL (the CSV the trade bill
-// download serves) into a statement: one row per payment (交易状态
-// SUCCESS) or refund (REFUND), amounts in fen, the summary's totals, each
+// download serves) into a statement: one refund row per line whose
+// 交易状态 is REFUND, one payment row per other line (SUCCESS, or another
+// status such as REVOKED, kept in Status for reconciliation), amounts in fen, the summary's totals, each
 // checked against the rows. When mchid is not empty every row must be of
 // that merchant. Any deviation is payments.ErrStatement naming the line.
 // Day is left zero: the caller knows which day it asked for.
@@ -195,14 +196,14 @@ func billRow(c []string, mchid string) (payments.StatementRow, error) {
 	if r.OrderNo == "" || r.ProviderTxID == "" {
 		return r, fmt.Errorf("no 商户订单号 or 微信订单号")
 	}
-	switch c[colTradeState] {
-	case "SUCCESS":
+	switch state := c[colTradeState]; {
+	case state != "REFUND" && state != "" && strings.ToUpper(state) == state && !strings.ContainsAny(state, " ,`"):
 		v, err := payments.ParseMinor(c[colSettle])
 		if err != nil || v <= 0 {
 			return r, fmt.Errorf("应结订单金额 %q: want an amount above zero", c[colSettle])
 		}
 		r.Kind, r.Amount, r.Status = payments.RowPayment, vend.Amount{Minor: v, Currency: cur}, c[colTradeState]
-	case "REFUND":
+	case state == "REFUND":
 		v, err := payments.ParseMinor(c[colRefund])
 		if err != nil || v <= 0 {
 			return r, fmt.Errorf("退款金额 %q: want an amount above zero", c[colRefund])
@@ -213,7 +214,7 @@ func billRow(c []string, mchid string) (payments.StatementRow, error) {
 		r.Kind, r.Amount, r.Status = payments.RowRefund, vend.Amount{Minor: v, Currency: cur}, c[colRefundState]
 		r.RefundNo, r.ProviderRefundID = c[colRefundNo], c[colRefundID]
 	default:
-		return r, fmt.Errorf("交易状态 %q: want SUCCESS or REFUND", c[colTradeState])
+		return r, fmt.Errorf("交易状态 %q: want SUCCESS, REFUND or another status word", c[colTradeState])
 	}
 	return r, nil
 }

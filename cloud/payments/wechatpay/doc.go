@@ -40,9 +40,11 @@
 // cell starts with a backtick (`), then a caption line of 7 summary
 // names and one line of summary values. Amounts are yuan with two
 // decimals (fees may carry more decimal places, which must be zeros) and
-// are read exactly into fen with payments.ParseMinor. A payment row
-// (交易状态 SUCCESS) is read from 应结订单金额, a refund row (交易状态
-// REFUND) from 退款金额 and carries 退款状态 as its status. Every summary
+// are read exactly into fen with payments.ParseMinor. A refund row (交易状态
+// REFUND) is read from 退款金额 and carries 退款状态 (SUCCESS, PROCESSING,
+// ABNORMAL, …) as its status; any other line is a payment row read from
+// 应结订单金额 whose status is its 交易状态 (SUCCESS, or e.g. REVOKED, which
+// reconciliation reports as a status mismatch). Every summary
 // total is checked against the sum of its column over the rows and the
 // count against the number of rows; a bill whose summary does not match is
 // payments.ErrStatement. Duplicate rows are kept: reconciliation reports
