@@ -253,6 +253,29 @@ func TestResponseFaults(t *testing.T) {
 	}
 }
 
+// A refusal whose signature does not verify is a forgery, not a refusal:
+// a forged ORDER_NOT_EXIST, ORDERPAID or NO_STATEMENT_EXIST must not make
+// the caller give up an order, a refund or a day's statement.
+func TestForgedRefusal(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.fault("wrong_key")
+	_, err := h.ch.Query(ctx, "Tnosuchorder000")
+	wantErr(t, "forged ORDER_NOT_EXIST", err, payments.ErrProvider, "does not verify")
+	h.fault("wrong_key")
+	st, err := h.ch.Statement(ctx, today(0))
+	wantErr(t, "forged NO_STATEMENT_EXIST", err, payments.ErrProvider, "does not verify")
+	if len(st.Rows) != 0 {
+		t.Fatalf("statement %+v", st)
+	}
+	// Signed by the platform, the same refusals stand.
+	_, err = h.ch.Query(ctx, "Tnosuchorder000")
+	wantErr(t, "ORDER_NOT_EXIST", err, payments.ErrRefused, "ORDER_NOT_EXIST")
+	if _, err := h.ch.Statement(ctx, today(0)); err != nil {
+		t.Fatalf("NO_STATEMENT_EXIST: %v, want an empty statement", err)
+	}
+}
+
 func TestNotificationFaults(t *testing.T) {
 	for _, fault := range []string{"tamper", "stale", "wrong_key"} {
 		t.Run(fault, func(t *testing.T) {

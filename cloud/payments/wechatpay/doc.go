@@ -54,8 +54,12 @@
 // as ORDER_NOT_EXIST, ORDERPAID, INVALID_REQUEST) is payments.ErrRefused
 // with the code in the message; a network failure, a 5xx, a 401 (our
 // signature refused: a configuration fault), a 429 or a response whose
-// signature does not verify is payments.ErrProvider. A notification that
-// does not verify or decrypt is payments.ErrNotification.
+// signature does not verify is payments.ErrProvider. The SDK checks the
+// signature of 2xx answers only; the channel also checks a refusal that
+// carries a signature, so that a forged ORDER_NOT_EXIST or
+// NO_STATEMENT_EXIST is ErrProvider rather than a refusal the caller acts
+// on. A notification that does not verify or decrypt is
+// payments.ErrNotification.
 //
 // The SDK's API host (https://api.mch.weixin.qq.com) is a constant. When
 // Config.BaseURL names another server (a test peer on loopback), the

@@ -81,13 +81,14 @@ type Config struct {
 
 // Channel is the WeChat Pay channel. It implements payments.Channel.
 type Channel struct {
-	cfg      Config
-	client   *core.Client // signs requests, verifies responses
-	raw      *core.Client // signs requests, verifies nothing (the bill file)
-	native   native.NativeApiService
-	refunds  refunddomestic.RefundsApiService
-	notify   *notify.Handler
-	apiHosts map[string]bool
+	cfg       Config
+	client    *core.Client // signs requests, verifies responses
+	raw       *core.Client // signs requests, verifies nothing (the bill file)
+	native    native.NativeApiService
+	refunds   refunddomestic.RefundsApiService
+	notify    *notify.Handler
+	apiHosts  map[string]bool
+	validator *validators.WechatPayResponseValidator
 }
 
 var _ payments.Channel = (*Channel)(nil)
@@ -165,13 +166,14 @@ func newChannel(cfg Config) (*Channel, error) {
 		return nil, fmt.Errorf("wechatpay: config: APIv3 key: %v", err)
 	}
 	c := &Channel{
-		cfg:      cfg,
-		client:   client,
-		raw:      core.NewClientWithValidator(client, &validators.NullValidator{}),
-		native:   native.NativeApiService{Client: client},
-		refunds:  refunddomestic.RefundsApiService{Client: client},
-		notify:   nh,
-		apiHosts: map[string]bool{api.Host: true, base.Host: true},
+		cfg:       cfg,
+		client:    client,
+		raw:       core.NewClientWithValidator(client, &validators.NullValidator{}),
+		native:    native.NativeApiService{Client: client},
+		refunds:   refunddomestic.RefundsApiService{Client: client},
+		notify:    nh,
+		apiHosts:  map[string]bool{api.Host: true, base.Host: true},
+		validator: validators.NewWechatPayResponseValidator(verifier),
 	}
 	return c, nil
 }
@@ -276,7 +278,7 @@ func (c *Channel) Create(ctx context.Context, o payments.Order) (payments.Action
 	}
 	resp, _, err := c.native.Prepay(ctx, req)
 	if err != nil {
-		return payments.Action{}, mapErr("create "+o.No, err)
+		return payments.Action{}, c.mapErr(ctx, "create "+o.No, err)
 	}
 	if resp.CodeUrl == nil || *resp.CodeUrl == "" {
 		return payments.Action{}, vend.Errorf(payments.ErrProvider, "wechatpay: create %s: no code_url in the answer", o.No)
@@ -293,7 +295,7 @@ func (c *Channel) Query(ctx context.Context, orderNo string) (payments.Status, e
 		OutTradeNo: core.String(orderNo), Mchid: core.String(c.cfg.MchID),
 	})
 	if err != nil {
-		return payments.Status{}, mapErr("query "+orderNo, err)
+		return payments.Status{}, c.mapErr(ctx, "query "+orderNo, err)
 	}
 	st, err := c.status(tx)
 	if err != nil {
@@ -359,7 +361,7 @@ func (c *Channel) Close(ctx context.Context, orderNo string) error {
 	}
 	_, err := c.native.CloseOrder(ctx, native.CloseOrderRequest{OutTradeNo: core.String(orderNo), Mchid: core.String(c.cfg.MchID)})
 	if err != nil {
-		return mapErr("close "+orderNo, err)
+		return c.mapErr(ctx, "close "+orderNo, err)
 	}
 	return nil
 }
@@ -401,7 +403,7 @@ func (c *Channel) Refund(ctx context.Context, r payments.RefundRequest) (payment
 	}
 	resp, _, err := c.refunds.Create(ctx, req)
 	if err != nil {
-		return payments.RefundStatus{}, mapErr("refund "+r.RefundNo, err)
+		return payments.RefundStatus{}, c.mapErr(ctx, "refund "+r.RefundNo, err)
 	}
 	return c.refundStatus("refund "+r.RefundNo, r.OrderNo, r.RefundNo, resp)
 }
@@ -413,7 +415,7 @@ func (c *Channel) QueryRefund(ctx context.Context, orderNo, refundNo string) (pa
 	}
 	resp, _, err := c.refunds.QueryByOutRefundNo(ctx, refunddomestic.QueryByOutRefundNoRequest{OutRefundNo: core.String(refundNo)})
 	if err != nil {
-		return payments.RefundStatus{}, mapErr("query refund "+refundNo, err)
+		return payments.RefundStatus{}, c.mapErr(ctx, "query refund "+refundNo, err)
 	}
 	return c.refundStatus("query refund "+refundNo, orderNo, refundNo, resp)
 }
@@ -581,11 +583,12 @@ func (c *Channel) Statement(ctx context.Context, day payments.Day) (payments.Sta
 	q := url.Values{"bill_date": {day.String()}, "bill_type": {"ALL"}}
 	res, err := c.client.Get(ctx, consts.WechatPayAPIServer+"/v3/bill/tradebill?"+q.Encode())
 	if err != nil {
+		mapped := c.mapErr(ctx, "trade bill "+day.String(), err)
 		var ae *core.APIError
-		if errors.As(err, &ae) && ae.Code == "NO_STATEMENT_EXIST" {
+		if errors.Is(mapped, payments.ErrRefused) && errors.As(err, &ae) && ae.Code == "NO_STATEMENT_EXIST" {
 			return empty, nil
 		}
-		return payments.Statement{}, mapErr("trade bill "+day.String(), err)
+		return payments.Statement{}, mapped
 	}
 	var ans billAnswer
 	if err := core.UnMarshalResponse(res.Response, &ans); err != nil {
@@ -600,7 +603,7 @@ func (c *Channel) Statement(ctx context.Context, day payments.Day) (payments.Sta
 	}
 	dl, err := c.raw.Get(ctx, ans.DownloadURL)
 	if err != nil {
-		return payments.Statement{}, mapErr("trade bill "+day.String()+" download", err)
+		return payments.Statement{}, c.mapErr(ctx, "trade bill "+day.String()+" download", err)
 	}
 	defer dl.Response.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(dl.Response.Body, maxBill+1))
@@ -622,13 +625,21 @@ func (c *Channel) Statement(ctx context.Context, day payments.Day) (payments.Sta
 	return st, nil
 }
 
-// mapErr turns an SDK error into the channel's vocabulary.
-func mapErr(op string, err error) error {
+// mapErr turns an SDK error into the channel's vocabulary. The SDK checks
+// the signature of 2xx answers only; a refusal that carries a signature
+// must verify too, or it is a forgery (ErrProvider), never a refusal.
+func (c *Channel) mapErr(ctx context.Context, op string, err error) error {
 	var ae *core.APIError
 	if errors.As(err, &ae) {
+		if ae.StatusCode < 500 && ae.Header.Get(consts.WechatPaySignature) != "" {
+			res := &http.Response{Header: ae.Header, Body: io.NopCloser(strings.NewReader(ae.Body))}
+			if verr := c.validator.Validate(ctx, res); verr != nil {
+				return vend.Errorf(payments.ErrProvider, "wechatpay: %s: http %d %s answer does not verify: %v", op, ae.StatusCode, ae.Code, verr)
+			}
+		}
 		switch {
 		case ae.StatusCode >= 500, ae.StatusCode == http.StatusUnauthorized, ae.StatusCode == http.StatusTooManyRequests,
-			ae.Code == "SYSTEM_ERROR", ae.Code == "FREQUENCY_LIMITED", ae.Code == "BANK_ERROR":
+			ae.Code == "SYSTEM_ERROR", ae.Code == "FREQUENCY_LIMITED", ae.Code == "BANK_ERROR", ae.Code == "STATEMENT_CREATING":
 			return vend.Errorf(payments.ErrProvider, "wechatpay: %s: http %d %s %s", op, ae.StatusCode, ae.Code, ae.Message)
 		case ae.Code == "":
 			return vend.Errorf(payments.ErrProvider, "wechatpay: %s: http %d without a code", op, ae.StatusCode)
