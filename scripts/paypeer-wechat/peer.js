@@ -16,8 +16,9 @@
 //   - the bill's digest is Hash.sha1, and every bill is parsed back with the
 //     plugin's own Formatter.castCsvBill before it is served.
 //
-// Business rules are WeChat Pay's, as its API v3 merchant documentation
-// (pay.weixin.qq.com) publishes them: an order is NOTPAY until paid
+// Business rules are WeChat Pay's, taken from its API v3 merchant
+// documentation (pay.weixin.qq.com: Native payment, domestic refunds, trade
+// bill; where the documentation is silent, as we read it): an order is NOTPAY until paid
 // (SUCCESS), closed (CLOSED) or refunded (REFUND); a repeated prepay of the
 // same out_trade_no with the same parameters returns the same code_url;
 // ORDERPAID for a paid order; closing a closed order succeeds; a refund

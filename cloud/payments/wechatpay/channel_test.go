@@ -380,8 +380,12 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		MchID: k.mchid, AppID: k.appid, MerchantSerial: k.merchantSerial, MerchantKeyFile: k.merchantKeyFile,
 		APIv3KeyFile: k.v3File, PlatformKeyFile: k.platformPubFile, PlatformSerial: k.platformSerial,
 	}
+	good.HTTPClient = &http.Client{}
 	if _, err := wechatpay.New(good); err != nil {
 		t.Fatalf("New(good) = %v", err)
+	}
+	if good.HTTPClient.Transport != nil {
+		t.Fatal("New changed the caller's HTTP client")
 	}
 	short := filepath.Join(k.dir, "short.key")
 	_ = os.WriteFile(short, []byte("0123456789"), 0o600)
@@ -403,5 +407,35 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "wechatpay: ") {
 			t.Errorf("%s: New = %v, want an error naming %s", tc.name, err, tc.want)
 		}
+	}
+}
+
+// A server that never answers: the call ends with the caller's deadline
+// as a provider fault (it feeds the breaker), not a hang.
+func TestProviderNeverAnswers(t *testing.T) {
+	k := newKeys(t)
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stop:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(stop)
+	ch, err := wechatpay.New(wechatpay.Config{
+		MchID: k.mchid, AppID: k.appid, MerchantSerial: k.merchantSerial, MerchantKeyFile: k.merchantKeyFile,
+		APIv3KeyFile: k.v3File, PlatformKeyFile: k.platformPubFile, PlatformSerial: k.platformSerial,
+		BaseURL: srv.URL, NotifyURL: "https://example.invalid/notify",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = ch.Create(ctx, order(payments.NewOrderNo("T"), 100))
+	wantErr(t, "create against a silent server", err, payments.ErrProvider, "deadline")
+	if vend.KindOf(err) != vend.Transient {
+		t.Fatalf("kind %s, want transient", vend.KindOf(err))
 	}
 }

@@ -255,7 +255,7 @@ func (c *Channel) Create(ctx context.Context, o payments.Order) (payments.Action
 		notifyURL = c.cfg.NotifyURL
 	}
 	if notifyURL == "" {
-		return payments.Action{}, vend.Errorf(errInvalid, "wechatpay: create %s: no notify URL (Order.NotifyURL, Config.NotifyURL)", o.No)
+		return payments.Action{}, vend.Errorf(errInvalid, "create %s: no notify URL (Order.NotifyURL, Config.NotifyURL)", o.No)
 	}
 	desc := o.Description
 	if desc == "" {
@@ -653,11 +653,11 @@ func (c *Channel) mapErr(ctx context.Context, op string, err error) error {
 // [0-9A-Za-z_-|*@] per WeChat Pay.
 func checkNo(what, no string) error {
 	if len(no) < 6 || len(no) > 32 {
-		return vend.Errorf(errInvalid, "wechatpay: %s %q: want 6 to 32 characters", what, no)
+		return vend.Errorf(errInvalid, "%s %q: want 6 to 32 characters", what, no)
 	}
 	for _, r := range no {
 		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || strings.ContainsRune("_-|*@", r)) {
-			return vend.Errorf(errInvalid, "wechatpay: %s %q: character %q not allowed", what, no, r)
+			return vend.Errorf(errInvalid, "%s %q: character %q not allowed", what, no, r)
 		}
 	}
 	return nil
