@@ -328,7 +328,8 @@ function refundRow(r) {
 // row for an order nobody created), missing_in_theirs {out_trade_no} (its
 // rows dropped), amount {out_trade_no, delta}, status {out_trade_no |
 // out_refund_no, status}, currency {out_trade_no, currency}, duplicate
-// {out_trade_no}, bad_summary (a summary that does not add up), bad_hash
+// {out_trade_no}, wrong_day {out_trade_no} (its row dated the day before),
+// bad_summary (a summary that does not add up), bad_hash
 // (a digest that does not match the file).
 function injectBill(rows, day) {
   for (const inj of injections) {
@@ -353,6 +354,9 @@ function injectBill(rows, day) {
         break;
       case 'currency':
         rows.filter(match).forEach((r) => { r.currency = inj.currency; });
+        break;
+      case 'wrong_day':
+        rows.filter(match).forEach((r) => { r.time -= 24 * 3600 * 1000; });
         break;
       case 'duplicate':
         rows.filter(match).forEach((r) => rows.push({ ...r }));

@@ -18,11 +18,24 @@ func today(offset int) payments.Day {
 // fee is the peer's published rate, 0.6 % rounded half up to the fen.
 func fee(minor int64) int64 { return (minor*6 + 500) / 1000 }
 
-// paid creates and pays an order, consuming its notification.
+// billDay is the day the statement tests book their payments on: two
+// days back, at noon in WeChat Pay's time zone, so that no test runs
+// across a midnight.
+func billDay() (payments.Day, time.Time) {
+	d := today(-2)
+	return d, time.Date(d.Year, d.Month, d.Day, 12, 0, 0, 0, time.FixedZone("CST", 8*3600))
+}
+
+// paid creates an order and pays it at noon of billDay, consuming its
+// notification.
 func (h *harness) paid(amount int64) (no, tx string) {
 	h.t.Helper()
 	no = h.create(amount)
-	p := h.pay(no)
+	_, noon := billDay()
+	var p pushed
+	if code := h.control("pay", map[string]any{"out_trade_no": no, "paid_ms": noon.UnixMilli()}, &p); code != 200 {
+		h.t.Fatalf("control pay %s: http %d", no, code)
+	}
 	if n := h.next(); n.err != nil {
 		h.t.Fatalf("notification: %v", n.err)
 	}
@@ -32,7 +45,8 @@ func (h *harness) paid(amount int64) (no, tx string) {
 func TestStatement(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if st, err := h.ch.Statement(ctx, today(0)); err != nil || len(st.Rows) != 0 || st.Payments != 0 {
+	day, noon := billDay()
+	if st, err := h.ch.Statement(ctx, day); err != nil || len(st.Rows) != 0 || st.Payments != 0 {
 		t.Fatalf("Statement of a day without transactions = %+v, %v; want an empty statement", st, err)
 	}
 	amounts := []int64{1000, 2345, 1}
@@ -49,16 +63,16 @@ func TestStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	var done pushed
-	h.control("refund-success", map[string]string{"out_refund_no": r.RefundNo}, &done)
+	h.control("refund-success", map[string]any{"out_refund_no": r.RefundNo, "done_ms": noon.Add(time.Hour).UnixMilli()}, &done)
 	if n := h.next(); n.err != nil {
 		t.Fatal(n.err)
 	}
 
-	st, err := h.ch.Statement(ctx, today(0))
+	st, err := h.ch.Statement(ctx, day)
 	if err != nil {
 		t.Fatalf("Statement = %v", err)
 	}
-	if st.Channel != "wechatpay" || st.Day != today(0) || st.Currency != "CNY" {
+	if st.Channel != "wechatpay" || st.Day != day || st.Currency != "CNY" {
 		t.Fatalf("statement header = %+v", st)
 	}
 	if len(st.Rows) != 4 {
@@ -68,20 +82,20 @@ func TestStatement(t *testing.T) {
 	for i, no := range orders {
 		row := findRow(t, st.Rows, payments.RowPayment, no)
 		if row.Amount != cny(amounts[i]) || row.ProviderTxID != txs[no] || row.Status != "SUCCESS" || row.Fee != fee(amounts[i]) ||
-			time.Since(row.At) > time.Minute || time.Since(row.At) < -time.Minute {
+			!row.At.Equal(noon) {
 			t.Errorf("row of %s = %+v; want %d fen, fee %d", no, row, amounts[i], fee(amounts[i]))
 		}
 		wantFees += fee(amounts[i])
 	}
 	rr := findRow(t, st.Rows, payments.RowRefund, orders[0])
-	if rr.RefundNo != r.RefundNo || rr.ProviderRefundID != rs.ProviderRefundID || rr.Amount != cny(300) || rr.Status != "SUCCESS" || rr.Fee != -fee(300) {
+	if rr.RefundNo != r.RefundNo || rr.ProviderRefundID != rs.ProviderRefundID || rr.Amount != cny(300) || rr.Status != "SUCCESS" || rr.Fee != -fee(300) || !rr.At.Equal(noon.Add(time.Hour)) {
 		t.Errorf("refund row = %+v", rr)
 	}
 	wantFees -= fee(300)
 	if st.Payments != 1000+2345+1 || st.Refunds != 300 || st.Fees != wantFees {
 		t.Errorf("totals = %d paid, %d refunded, %d fees; want 3346, 300, %d", st.Payments, st.Refunds, st.Fees, wantFees)
 	}
-	// Yesterday had nothing.
+	// The day after had nothing.
 	if st, err := h.ch.Statement(ctx, today(-1)); err != nil || len(st.Rows) != 0 {
 		t.Fatalf("yesterday = %+v, %v", st, err)
 	}
@@ -112,7 +126,8 @@ func TestStatementDiscrepancies(t *testing.T) {
 	if _, err := h.ch.Refund(ctx, payments.RefundRequest{OrderNo: no[0], RefundNo: refundNo, Amount: cny(40), Total: cny(100)}); err != nil {
 		t.Fatal(err)
 	}
-	h.control("refund-success", map[string]string{"out_refund_no": refundNo}, nil) // no notify URL: nothing pushed
+	day, noon := billDay()
+	h.control("refund-success", map[string]any{"out_refund_no": refundNo, "done_ms": noon.UnixMilli()}, nil) // no notify URL: nothing pushed
 	for _, inj := range []map[string]any{
 		{"kind": "missing_in_ours", "out_trade_no": "Tnotours000000000001", "total": 777},
 		{"kind": "missing_in_theirs", "out_trade_no": no[1]},
@@ -126,7 +141,7 @@ func TestStatementDiscrepancies(t *testing.T) {
 			t.Fatalf("inject %v: http %d", inj, code)
 		}
 	}
-	st, err := h.ch.Statement(ctx, today(0))
+	st, err := h.ch.Statement(ctx, day)
 	if err != nil {
 		t.Fatalf("Statement = %v", err)
 	}
@@ -171,16 +186,17 @@ func TestStatementDiscrepancies(t *testing.T) {
 		t.Errorf("summary %d, payment rows %d", st.Payments, sum)
 	}
 
-	for _, kind := range []string{"bad_summary", "bad_hash"} {
+	for _, inj := range []map[string]string{{"kind": "bad_summary"}, {"kind": "bad_hash"}, {"kind": "wrong_day", "out_trade_no": no[0]}} {
+		kind := inj["kind"]
 		h.control("reset-bill", nil, nil)
-		h.control("bill", map[string]string{"kind": kind}, nil)
-		_, err := h.ch.Statement(ctx, today(0))
+		h.control("bill", inj, nil)
+		_, err := h.ch.Statement(ctx, day)
 		if !errors.Is(err, payments.ErrStatement) {
 			t.Errorf("%s: Statement = %v, want ErrStatement", kind, err)
 		}
 	}
 	h.control("reset-bill", nil, nil)
-	if _, err := h.ch.Statement(ctx, today(0)); err != nil {
+	if _, err := h.ch.Statement(ctx, day); err != nil {
 		t.Errorf("after reset: %v", err)
 	}
 }

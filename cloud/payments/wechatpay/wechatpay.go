@@ -575,7 +575,7 @@ type billAnswer struct {
 }
 
 // Statement downloads the trade bill (bill_type ALL) of day, checks its
-// SHA1 and parses it. A day without a bill (NO_STATEMENT_EXIST: no
+// SHA1, parses it and checks that every row is of that day (Asia/Shanghai). A day without a bill (NO_STATEMENT_EXIST: no
 // transaction that day) is an empty statement; a bill not yet generated
 // (STATEMENT_CREATING) is payments.ErrProvider.
 func (c *Channel) Statement(ctx context.Context, day payments.Day) (payments.Statement, error) {
@@ -620,6 +620,11 @@ func (c *Channel) Statement(ctx context.Context, day payments.Day) (payments.Sta
 	st, err := ParseTradeBill(data, c.cfg.MchID)
 	if err != nil {
 		return payments.Statement{}, fmt.Errorf("%w (trade bill %s)", err, day)
+	}
+	for i, r := range st.Rows {
+		if y, m, d := r.At.In(shanghai).Date(); y != day.Year || m != day.Month || d != day.Day {
+			return payments.Statement{}, vend.Errorf(payments.ErrStatement, "wechatpay: trade bill %s: row %d (order %s) is of %s", day, i+1, r.OrderNo, r.At.In(shanghai).Format(time.DateOnly))
+		}
 	}
 	st.Day = day
 	return st, nil
