@@ -172,3 +172,65 @@ func formatInRange(nearby []Nearby) string {
 	}
 	return "in range: " + strings.Join(parts, ", ")
 }
+
+// formatPayment renders a payment as a receipt: our order number, the
+// channel, the amount, the provider's transaction ID once paid, and what
+// has been refunded of it.
+func formatPayment(p *Payment, now time.Time) string {
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(&b, "payment %s\n", p.Order)
+	fmt.Fprintf(tw, "  channel\t%s\n", sourceName(p))
+	fmt.Fprintf(tw, "  amount\t%s\n", p.Amount)
+	state := string(p.State)
+	switch p.State {
+	case PaymentPending:
+		if !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) {
+			state += ", expired " + clock(p.ExpiresAt)
+		} else {
+			state += ", payable until " + clock(p.ExpiresAt)
+		}
+	case PaymentPaid:
+		state += " " + clock(paidAt(p))
+	case PaymentClosed:
+		state += " unpaid, nothing charged"
+	case PaymentFailed:
+		state += ", nothing charged"
+	}
+	fmt.Fprintf(tw, "  state\t%s\n", state)
+	fmt.Fprintf(tw, "  created\t%s\n", clock(p.CreatedAt))
+	if p.ProviderTxID != "" {
+		fmt.Fprintf(tw, "  provider tx\t%s\n", p.ProviderTxID)
+	}
+	if p.State == PaymentPaid {
+		switch {
+		case p.Refunded.Minor == 0:
+			fmt.Fprintf(tw, "  refunded\tnothing\n")
+		case p.Refunded.Minor >= p.Amount.Minor:
+			fmt.Fprintf(tw, "  refunded\t%s (all of it)\n", p.Refunded)
+		default:
+			fmt.Fprintf(tw, "  refunded\t%s\n", p.Refunded)
+		}
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// formatWithdrawal renders a withdrawal: its state and total, then one
+// row per refund with the order it returns money of, the channel, the
+// amount, its state and the provider's refund ID.
+func formatWithdrawal(wd *Withdrawal) string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "withdrawal %s %s: %s back to the channels it came from\n", wd.ID, wd.State, wd.Amount)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  REFUND\tORDER\tCHANNEL\tAMOUNT\tSTATE\tPROVIDER REFUND ID")
+	for _, r := range wd.Refunds {
+		id := r.ProviderRefundID
+		if id == "" {
+			id = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.RefundNo, r.Order, r.Source, r.Amount, r.State, id)
+	}
+	tw.Flush()
+	return b.String()
+}
