@@ -191,7 +191,7 @@ func formatPayment(p *Payment, now time.Time) string {
 			state += ", payable until " + clock(p.ExpiresAt)
 		}
 	case PaymentPaid:
-		state += " " + clock(paidAt(p))
+		state += " " + clock(p.PaidAt)
 	case PaymentClosed:
 		state += " unpaid, nothing charged"
 	case PaymentFailed:

@@ -101,7 +101,7 @@ func topUpError(err error, w *phoneapi.Wallet) error {
 		if alt := alternativesOf(err); len(alt) > 0 {
 			msg += "; try -topup-source " + strings.Join(alt, " or -topup-source ")
 		} else {
-			msg += "; no other source takes this amount: try a smaller one"
+			msg += "; the cloud names no other source for this amount: try a smaller one"
 		}
 		return fmt.Errorf("%w: %s", ErrLimit, strings.TrimPrefix(msg, "phone: "))
 	case "source.not_found":
@@ -243,12 +243,12 @@ func (m *Main) withdraw(ctx context.Context) error {
 		fmt.Fprintf(m.out, "wallet now %s available\n", w.Available)
 	}
 	switch wd.State {
-	case "succeeded", "pending":
+	case WithdrawalSucceeded, WithdrawalPending:
 		return nil
 	}
 	var back int64
 	for _, r := range wd.Refunds {
-		if r.State != "failed" {
+		if r.State != RefundFailed {
 			back += r.Amount.Minor
 		}
 	}

@@ -146,7 +146,7 @@ func (f *payFake) topUp(w http.ResponseWriter, r *http.Request) {
 	case "alipay":
 		p.CodeURL = "https://qr.alipay.com/bax" + p.Order[1:]
 	case "card_sandbox":
-		p.State, p.Test, p.PaidAt, p.ProviderTxID = PaymentPaid, true, &now, "sandbox-"+p.Order
+		p.State, p.Test, p.PaidAt, p.ProviderTxID = PaymentPaid, true, now, "sandbox-"+p.Order
 		f.wallet += p.Amount.Minor
 	}
 	f.orders[p.Order], f.keys[key] = p, p.Order
@@ -237,7 +237,7 @@ func TestTopUpFollowsToPaid(t *testing.T) {
 			f.step = func(p *Payment, polls int) {
 				if polls == 3 {
 					now := time.Now().UTC()
-					p.State, p.PaidAt, p.ProviderTxID = PaymentPaid, &now, "4200001234"+p.Order[len(p.Order)-6:]
+					p.State, p.PaidAt, p.ProviderTxID = PaymentPaid, now, "4200001234"+p.Order[len(p.Order)-6:]
 				}
 			}
 			srv := httptest.NewServer(f)
@@ -374,7 +374,7 @@ func TestTopUpSourceLimit(t *testing.T) {
 	}
 	f.alt = nil
 	_, _, err = runPhone(t, srv, context.Background(), "-topup", "800.00", "-topup-source", "wechatpay")
-	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "no other source takes this amount") {
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "names no other source for this amount") {
 		t.Errorf("without alternatives: %v", err)
 	}
 	if len(f.created) != 0 {
@@ -389,7 +389,7 @@ func TestTopUpRetryOpensOneOrder(t *testing.T) {
 	f.loseTopUps = 1
 	f.step = func(p *Payment, polls int) {
 		now := time.Now().UTC()
-		p.State, p.PaidAt, p.ProviderTxID = PaymentPaid, &now, "2026120722001"
+		p.State, p.PaidAt, p.ProviderTxID = PaymentPaid, now, "2026120722001"
 	}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
@@ -409,7 +409,7 @@ func TestTopUpFollowRidesOutTransientErrors(t *testing.T) {
 	f.failGets = 3
 	f.step = func(p *Payment, polls int) {
 		now := time.Now().UTC()
-		p.State, p.PaidAt, p.ProviderTxID = PaymentPaid, &now, "4200009"
+		p.State, p.PaidAt, p.ProviderTxID = PaymentPaid, now, "4200009"
 	}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
@@ -453,7 +453,7 @@ func TestWithdraw(t *testing.T) {
 	f := newPayFake(t)
 	f.wallet = 1750
 	f.withdraw = func(a vend.Amount) (int, *Withdrawal) {
-		return 201, &Withdrawal{ID: "W1", Amount: a, State: "succeeded", Refunds: []WithdrawalRefund{
+		return 201, &Withdrawal{ID: "W1", Amount: a, State: "succeeded", Refunds: []RefundPart{
 			{RefundNo: "RF1", Order: "T01", Source: "wechatpay", Amount: vend.Amount{Minor: 1000, Currency: "CNY"}, State: "succeeded", ProviderRefundID: "50300001"},
 			{RefundNo: "RF2", Order: "T02", Source: "alipay", Amount: vend.Amount{Minor: a.Minor - 1000, Currency: "CNY"}, State: "succeeded", ProviderRefundID: "2026120722009"},
 		}}
@@ -486,7 +486,7 @@ func TestWithdraw(t *testing.T) {
 	}
 	// A partial withdrawal says how much is on its way and that the rest stays.
 	f.withdraw = func(a vend.Amount) (int, *Withdrawal) {
-		return 201, &Withdrawal{ID: "W2", Amount: a, State: "partial", Refunds: []WithdrawalRefund{
+		return 201, &Withdrawal{ID: "W2", Amount: a, State: "partial", Refunds: []RefundPart{
 			{RefundNo: "RF3", Order: "T01", Source: "wechatpay", Amount: vend.Amount{Minor: 100, Currency: "CNY"}, State: "succeeded", ProviderRefundID: "50300002"},
 			{RefundNo: "RF4", Order: "T02", Source: "alipay", Amount: vend.Amount{Minor: 200, Currency: "CNY"}, State: "failed"},
 		}}

@@ -4,10 +4,10 @@ package main
 
 // This file stands in for the payment types and client methods of
 // app-protocol/phoneapi (Payment, Withdrawal, TopUp returning a Payment,
-// GetPayment, ListPayments, Withdraw) until they exist there. The JSON
-// field names are the phone API's. When phoneapi has them, delete this
-// file and drop the build constraint of paytypes_phoneapi.go, which
-// aliases them.
+// GetPayment, ListPayments, Withdraw) until they exist there, with the
+// same names, fields and JSON. When phoneapi has them, delete this file
+// and drop the build constraint of paytypes_phoneapi.go, which aliases
+// them.
 
 import (
 	"bytes"
@@ -47,7 +47,7 @@ type Payment struct {
 	ClientSecret string          `json:"client_secret,omitempty"`
 	CreatedAt    time.Time       `json:"created_at"`
 	ExpiresAt    time.Time       `json:"expires_at"`
-	PaidAt       *time.Time      `json:"paid_at,omitempty"`
+	PaidAt       time.Time       `json:"paid_at,omitzero"`
 	ProviderTxID string          `json:"provider_tx_id,omitempty"`
 	Refunded     phoneapi.Amount `json:"refunded"`
 	Test         bool            `json:"test,omitempty"`
@@ -70,30 +70,43 @@ type WithdrawalRequest struct {
 	Amount phoneapi.Amount `json:"amount"`
 }
 
-// WithdrawalRefund is one refund of a withdrawal, against one order.
-type WithdrawalRefund struct {
+// RefundState is where one refund through a channel stands.
+type RefundState string
+
+// The states of a refund.
+const (
+	RefundPending   RefundState = "pending"
+	RefundSucceeded RefundState = "succeeded"
+	RefundFailed    RefundState = "failed"
+)
+
+// RefundPart is one refund against one paid top-up order.
+type RefundPart struct {
 	RefundNo         string          `json:"refund_no"`
 	Order            string          `json:"order"`
 	Source           string          `json:"source"`
 	Amount           phoneapi.Amount `json:"amount"`
-	State            string          `json:"state"`
+	State            RefundState     `json:"state"`
 	ProviderRefundID string          `json:"provider_refund_id,omitempty"`
 }
 
+// WithdrawalState sums up a withdrawal's refunds.
+type WithdrawalState string
+
+// The states of a withdrawal.
+const (
+	WithdrawalPending   WithdrawalState = "pending"
+	WithdrawalSucceeded WithdrawalState = "succeeded"
+	WithdrawalFailed    WithdrawalState = "failed"
+	WithdrawalPartial   WithdrawalState = "partial"
+)
+
 // Withdrawal is the answer to a withdrawal.
 type Withdrawal struct {
-	ID      string             `json:"id"`
-	Amount  phoneapi.Amount    `json:"amount"`
-	State   string             `json:"state"`
-	Refunds []WithdrawalRefund `json:"refunds"`
-}
-
-// paidAt is when p was paid, or the zero time.
-func paidAt(p *Payment) time.Time {
-	if p.PaidAt == nil {
-		return time.Time{}
-	}
-	return *p.PaidAt
+	ID      string          `json:"id"`
+	Amount  phoneapi.Amount `json:"amount"`
+	State   WithdrawalState `json:"state"`
+	Refunds []RefundPart    `json:"refunds"`
 }
 
 // alternativesOf returns the payment sources a source.limit error names
@@ -143,7 +156,7 @@ func (p *tmpPayer) TopUp(ctx context.Context, key string, req *phoneapi.TopUpReq
 		var w phoneapi.Wallet
 		if json.Unmarshal(raw, &w) == nil && w.Available.Currency != "" {
 			now := time.Now().UTC()
-			out = Payment{Order: "-", Source: req.Source, State: PaymentPaid, Amount: req.Amount, CreatedAt: now, PaidAt: &now,
+			out = Payment{Order: "-", Source: req.Source, State: PaymentPaid, Amount: req.Amount, CreatedAt: now, PaidAt: now,
 				Refunded: phoneapi.Amount{Currency: req.Amount.Currency}, Test: true}
 		}
 	}

@@ -176,6 +176,10 @@ Without -device or -pick-nearest it lists the machines in range and asks.
 Example, fully scripted:
   phone -api http://127.0.0.1:8080 -email a@example.com -password secret-pass -signup \
         -topup 20.00 -pick-nearest -machine tap1 -cap-amount 2.00 -stop-after-units 1500
+Paying through a QR channel (the code is drawn here; scan it with the app):
+  phone -topup 20.00 -topup-source wechatpay -wallet
+  phone -withdraw all        (back to the channels the money came from)
+  phone -payments            (the top-ups as receipts)
 
 Exit status: 0 ok, 1 error, 2 usage, 3 no machine in range, 4 machine busy,
 offline or faulty, 5 not enough funds or over a payment source's limit,
