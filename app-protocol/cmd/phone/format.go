@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -124,6 +125,8 @@ func formatReceipt(r *phoneapi.Receipt) string {
 	} else {
 		fmt.Fprintf(tw, "  released\t%s\n", r.Released)
 	}
+	refunded, parts := receiptRefunds(r)
+	formatOperatorRefund(tw, refunded, parts)
 	if !r.StartedAt.IsZero() {
 		fmt.Fprintf(tw, "  ran\t%s (%s)\n", r.StartedAt.Local().Format(time.TimeOnly), r.EndedAt.Sub(r.StartedAt).Round(100*time.Millisecond))
 	} else {
@@ -178,10 +181,12 @@ func formatInRange(nearby []Nearby) string {
 // has been refunded of it.
 func formatPayment(p *Payment, now time.Time) string {
 	var b bytes.Buffer
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	row := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "  %-12s "+format+"\n", append([]any{label}, args...)...)
+	}
 	fmt.Fprintf(&b, "payment %s\n", p.Order)
-	fmt.Fprintf(tw, "  channel\t%s\n", sourceName(p))
-	fmt.Fprintf(tw, "  amount\t%s\n", p.Amount)
+	row("channel", "%s", sourceName(p))
+	row("amount", "%s", p.Amount)
 	state := string(p.State)
 	switch p.State {
 	case PaymentPending:
@@ -197,22 +202,21 @@ func formatPayment(p *Payment, now time.Time) string {
 	case PaymentFailed:
 		state += ", nothing charged"
 	}
-	fmt.Fprintf(tw, "  state\t%s\n", state)
-	fmt.Fprintf(tw, "  created\t%s\n", clock(p.CreatedAt))
+	row("state", "%s", state)
+	row("created", "%s", clock(p.CreatedAt))
 	if p.ProviderTxID != "" {
-		fmt.Fprintf(tw, "  provider tx\t%s\n", p.ProviderTxID)
+		row("provider tx", "%s", p.ProviderTxID)
 	}
 	if p.State == PaymentPaid {
 		switch {
 		case p.Refunded.Minor == 0:
-			fmt.Fprintf(tw, "  refunded\tnothing\n")
+			row("refunded", "nothing")
 		case p.Refunded.Minor >= p.Amount.Minor:
-			fmt.Fprintf(tw, "  refunded\t%s (all of it)\n", p.Refunded)
+			row("refunded", "%s (all of it)", p.Refunded)
 		default:
-			fmt.Fprintf(tw, "  refunded\t%s\n", p.Refunded)
+			row("refunded", "%s", p.Refunded)
 		}
 	}
-	tw.Flush()
 	return b.String()
 }
 
@@ -233,4 +237,27 @@ func formatWithdrawal(wd *Withdrawal) string {
 	}
 	tw.Flush()
 	return b.String()
+}
+
+// formatOperatorRefund adds to a receipt what an operator refunded of the
+// charge: each part returned through the payer's original channel (with
+// the order it was refunded against and the provider's refund ID), and
+// the rest, returned to the wallet. Nothing when refunded is zero.
+func formatOperatorRefund(tw io.Writer, refunded phoneapi.Amount, parts []RefundPart) {
+	if refunded.Minor == 0 {
+		return
+	}
+	fmt.Fprintf(tw, "  operator refund\t%s\n", refunded)
+	rest := refunded.Minor
+	for _, p := range parts {
+		id := p.ProviderRefundID
+		if id == "" {
+			id = "-"
+		}
+		fmt.Fprintf(tw, "  \t%s to %s, order %s, refund %s (%s), provider refund ID %s\n", p.Amount, p.Source, p.Order, p.RefundNo, p.State, id)
+		rest -= p.Amount.Minor
+	}
+	if rest > 0 {
+		fmt.Fprintf(tw, "  \t%s to the wallet\n", vend.Amount{Minor: rest, Currency: refunded.Currency})
+	}
 }

@@ -149,38 +149,13 @@ func (m *Main) showAction(p *Payment) error {
 // nil; a closed or failed one ErrPayment saying so; a pending one at the
 // bound ErrPayment saying until when it can still be paid.
 func (m *Main) followPayment(ctx context.Context, p *Payment) (*Payment, error) {
-	start := m.Now()
-	deadline := start.Add(m.PayTimeout)
-	v := newPayView(m.out, m.color, m.Now)
-	defer v.Finish()
-	v.Update(p)
-	for p.State == PaymentPending {
-		left := deadline.Sub(m.Now())
-		if left <= 0 {
-			return p, stillPending(p, m.PayTimeout, m.Now())
+	if p.State == PaymentPending {
+		v := newPayView(m.out, m.color, m.Now)
+		p0, err := m.waitPaid(ctx, p, v)
+		v.Finish()
+		if p = p0; err != nil {
+			return p, err
 		}
-		t := time.NewTimer(min(m.payPoll, left))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return p, fmt.Errorf("phone: stopped waiting for order %s (%s): %s", p.Order, ctx.Err(), payableUntil(p, m.Now()))
-		case <-t.C:
-		}
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		q, err := m.payer.GetPayment(rctx, p.Order)
-		cancel()
-		if err == nil {
-			err = checkPayment(q, p.Order)
-		}
-		if err != nil {
-			if vend.KindOf(err) == vend.Transient && ctx.Err() == nil {
-				v.Note(fmt.Sprintf("asking again: %s", oneLine(err)))
-				continue
-			}
-			return p, fmt.Errorf("phone: order %s: %w", p.Order, err)
-		}
-		p = q
-		v.Update(p)
 	}
 	switch p.State {
 	case PaymentClosed:
@@ -192,6 +167,51 @@ func (m *Main) followPayment(ctx context.Context, p *Payment) (*Payment, error) 
 		return p, fmt.Errorf("%w: %s refused the payment of order %s; nothing was charged", ErrPayment, sourceName(p), p.Order)
 	}
 	return p, nil
+}
+
+// waitPaid asks for the pending order p until it is no longer pending,
+// showing each answer on v; see followPayment.
+func (m *Main) waitPaid(ctx context.Context, p *Payment, v *payView) (*Payment, error) {
+	deadline := m.Now().Add(m.PayTimeout)
+	v.Update(p)
+	for p.State == PaymentPending {
+		left := deadline.Sub(m.Now())
+		if left <= 0 {
+			return p, stillPending(p, m.PayTimeout, m.Now())
+		}
+		t := time.NewTimer(min(m.payPoll, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return p, m.stoppedWaiting(ctx, p)
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		q, err := m.payer.GetPayment(rctx, p.Order)
+		cancel()
+		if err == nil {
+			err = checkPayment(q, p.Order)
+		}
+		if err != nil && ctx.Err() != nil {
+			return p, m.stoppedWaiting(ctx, p)
+		}
+		if err != nil {
+			if vend.KindOf(err) == vend.Transient {
+				v.Note(fmt.Sprintf("asking again: %s", oneLine(err)))
+				continue
+			}
+			return p, fmt.Errorf("phone: order %s: %w", p.Order, err)
+		}
+		p = q
+		v.Update(p)
+	}
+	return p, nil
+}
+
+// stoppedWaiting is the error when ctx ends (Ctrl-C) while the order is
+// pending.
+func (m *Main) stoppedWaiting(ctx context.Context, p *Payment) error {
+	return fmt.Errorf("phone: stopped waiting for order %s (%v): %s", p.Order, ctx.Err(), payableUntil(p, m.Now()))
 }
 
 // stillPending is the error for an order still pending at -pay-timeout.

