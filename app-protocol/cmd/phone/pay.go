@@ -64,7 +64,11 @@ func (m *Main) topUp(ctx context.Context) error {
 	req := &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: minor, Currency: cur}, Source: m.TopUpSource}
 	p, err := retry(ctx, func(ctx context.Context) (*Payment, error) { return m.payer.TopUp(ctx, key, req) })
 	if err != nil {
-		return topUpError(fmt.Errorf("phone: top-up %s through %s: %w", req.Amount, m.TopUpSource, err), w)
+		err = topUpError(fmt.Errorf("phone: top-up %s through %s: %w", req.Amount, m.TopUpSource, err))
+		if vend.CodeOf(err) == "source.not_found" {
+			err = fmt.Errorf("%w; the sources are: %s", err, m.sourceIDs(ctx))
+		}
+		return err
 	}
 	if err := checkPayment(p, ""); err != nil {
 		return err
@@ -89,8 +93,8 @@ func (m *Main) topUp(ctx context.Context) error {
 
 // topUpError turns the API's refusals of a top-up into the client's
 // errors: source.limit names the sources the server says would take the
-// amount; source.not_found names the source.
-func topUpError(err error, w *phoneapi.Wallet) error {
+// amount.
+func topUpError(err error) error {
 	var ae *phoneapi.APIError
 	if !errors.As(err, &ae) {
 		return err
@@ -104,10 +108,29 @@ func topUpError(err error, w *phoneapi.Wallet) error {
 			msg += "; the cloud names no other source for this amount: try a smaller one"
 		}
 		return fmt.Errorf("%w: %s", ErrLimit, strings.TrimPrefix(msg, "phone: "))
-	case "source.not_found":
-		return fmt.Errorf("%w (there is no such payment source; see the sources the cloud offers)", err)
 	}
 	return mapAPIError(err, nil)
+}
+
+// sourceIDs lists the payment sources a top-up can use, for an error
+// message: "wechatpay, alipay", or "unknown" when they cannot be listed.
+func (m *Main) sourceIDs(ctx context.Context) string {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l, err := m.client.ListPaymentSources(rctx)
+	if err != nil {
+		return "unknown (" + oneLine(err) + ")"
+	}
+	var ids []string
+	for _, s := range l.Sources {
+		if s.ID != "wallet" {
+			ids = append(ids, s.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
 }
 
 // checkPayment checks an answer of the payment endpoints: a known state,

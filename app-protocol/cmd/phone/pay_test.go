@@ -69,6 +69,9 @@ func (f *payFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, phoneapi.Wallet{Available: vend.Amount{Minor: f.wallet, Currency: f.cur}, Held: vend.Amount{Currency: f.cur}})
 	case r.Method == "POST" && r.URL.Path == "/v1/wallet/topups":
 		f.topUp(w, r)
+	case r.Method == "GET" && r.URL.Path == "/v1/payment-sources":
+		writeJSON(w, 200, phoneapi.PaymentSourceList{Sources: []phoneapi.PaymentSource{
+			{ID: "wallet", Kind: phoneapi.SourceWallet, Default: true}, {ID: "wechatpay", Kind: phoneapi.SourceWeChatPay}, {ID: "alipay", Kind: phoneapi.SourceAlipay}}})
 	case r.Method == "GET" && r.URL.Path == "/v1/payments":
 		f.list(w, r)
 	case r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/v1/payments/"):
@@ -529,6 +532,17 @@ func TestListPayments(t *testing.T) {
 	}
 	if !strings.Contains(out, "provider tx  "+first.ProviderTxID) || !strings.Contains(out, "refunded     0.40 CNY") {
 		t.Errorf("the first payment's receipt lacks its provider tx or refund:\n%s", out)
+	}
+}
+
+// An unknown source: the error lists the sources there are.
+func TestTopUpUnknownSource(t *testing.T) {
+	f := newPayFake(t)
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	_, out, err := runPhone(t, srv, context.Background(), "-topup", "5.00", "-topup-source", "paypal")
+	if vend.CodeOf(err) != "source.not_found" || !strings.Contains(err.Error(), "the sources are: wechatpay, alipay") {
+		t.Errorf("err %v, want source.not_found listing the sources\n%s", err, out)
 	}
 }
 

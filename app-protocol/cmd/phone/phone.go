@@ -143,7 +143,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.Source, "source", "wallet", "payment source `ID` that holds the cap")
 	fs.BoolVar(&m.CancelNoReply, "cancel-if-no-reply", false, "when the machine does not answer the start, cancel it (and wait until the cancel is final) instead of waiting for the machine")
 	fs.StringVar(&m.TopUp, "topup", "", "first move `AMOUNT` (2.00 or 200 minor units) into the wallet from -topup-source")
-	fs.StringVar(&m.TopUpSource, "topup-source", "card_sandbox", "payment source `ID` of -topup: wechatpay, alipay, card_sandbox (development)")
+	fs.StringVar(&m.TopUpSource, "topup-source", "card_sandbox", "payment source `ID` of -topup: wechatpay, alipay, card_sandbox (development), auto (the operator's priority)")
 	fs.DurationVar(&m.PayTimeout, "pay-timeout", DefaultPayTimeout, "how long to wait for a -topup order to be paid")
 	fs.StringVar(&m.Withdraw, "withdraw", "", "return `AMOUNT` (2.00, 200 minor units, or all) of the wallet to the channels it came from, and exit")
 	fs.BoolVar(&m.ListPays, "payments", false, "list the payments (top-ups) as receipts and exit")
