@@ -93,7 +93,8 @@ func (m *Main) topUp(ctx context.Context) error {
 
 // topUpError turns the API's refusals of a top-up into the client's
 // errors: source.limit names the sources the server says would take the
-// amount.
+// amount; channel.refused (the provider would not open the order) is
+// ErrPayment.
 func topUpError(err error) error {
 	var ae *phoneapi.APIError
 	if !errors.As(err, &ae) {
@@ -108,6 +109,8 @@ func topUpError(err error) error {
 			msg += "; the cloud names no other source for this amount: try a smaller one"
 		}
 		return fmt.Errorf("%w: %s", ErrLimit, strings.TrimPrefix(msg, "phone: "))
+	case "channel.refused":
+		return fmt.Errorf("%w: %s; nothing was charged", ErrPayment, strings.TrimPrefix(err.Error(), "phone: "))
 	}
 	return mapAPIError(err, nil)
 }

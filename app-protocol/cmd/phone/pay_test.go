@@ -140,6 +140,9 @@ func (f *payFake) topUp(w http.ResponseWriter, r *http.Request) {
 	}
 	switch req.Source {
 	case "wechatpay", "alipay", "card_sandbox":
+	case "refusing":
+		writeAPIError(w, 409, vend.Conflict, "channel.refused", nil)
+		return
 	default:
 		writeAPIError(w, 404, vend.NotFound, "source.not_found", nil)
 		return
@@ -532,6 +535,17 @@ func TestListPayments(t *testing.T) {
 	}
 	if !strings.Contains(out, "provider tx  "+first.ProviderTxID) || !strings.Contains(out, "refunded     0.40 CNY") {
 		t.Errorf("the first payment's receipt lacks its provider tx or refund:\n%s", out)
+	}
+}
+
+// A provider that will not open the order: not paid, exit status 6.
+func TestTopUpRefused(t *testing.T) {
+	f := newPayFake(t)
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	_, out, err := runPhone(t, srv, context.Background(), "-topup", "5.00", "-topup-source", "refusing")
+	if !errors.Is(err, ErrPayment) || exitCode(err) != ExitPayment || !strings.Contains(err.Error(), "nothing was charged") {
+		t.Errorf("err %v (exit %d), want not paid (exit %d)\n%s", err, exitCode(err), ExitPayment, out)
 	}
 }
 

@@ -19,12 +19,14 @@ const (
 	// envPayE2E=1 runs the test.
 	envPayE2E = "VEND_PAY_E2E"
 	// envPayConfig is a cloud configuration file whose payments section
-	// enables wechatpay and alipay against the peers (endpoints,
-	// merchant credentials, limits) in CNY. The rig runs `cloud serve
-	// -dev -config FILE -data DIR -http 127.0.0.1:0 -json` on it, so the
-	// file leaves data_dir, database and the listen addresses to the rig
-	// (or uses free ports); -dev keeps device keys in clear for the
-	// rig's `cloud device add -data DIR`.
+	// enables wechatpay and alipay against the peers (base_url,
+	// params, credentials with absolute paths, limits) in CNY, with
+	// public_url: http://{http}. The rig copies it into its own
+	// directory with {http} replaced by a free loopback address and runs
+	// `cloud serve -dev -config COPY -data DIR -http ADDR -json`, so the
+	// file leaves data_dir, database and the HTTP listen address to the
+	// rig (any other listener on port 0); -dev keeps device keys in clear
+	// for the rig's `cloud device add -data DIR`.
 	envPayConfig = "VEND_PAY_CLOUD_CONFIG"
 	// envPaidURL + channel (VEND_PAY_PAID_URL_WECHATPAY,
 	// VEND_PAY_PAID_URL_ALIPAY) is the peer's control URL that pays an

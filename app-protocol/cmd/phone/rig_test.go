@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,10 +212,21 @@ machines:
 `
 )
 
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 // rigOpts changes what newRigWith starts.
 type rigOpts struct {
 	broker      string // "embedded" (default) or "mosquitto"
-	cloudConfig string // a `cloud serve -config` file, with -dev, -data and -http over it
+	cloudConfig string // a `cloud serve -config` file, with -dev, -data and -http over it; {http} in it becomes the listen address
 	currency    string // the devices' currency; default EUR
 }
 
@@ -277,7 +289,23 @@ func newRigWith(t testing.TB, o rigOpts) *rig {
 
 	serve := []string{"cloud", "serve", "-dev", "-data", data, "-http", "127.0.0.1:0", "-json"}
 	if o.cloudConfig != "" {
-		serve = []string{"cloud", "serve", "-dev", "-config", o.cloudConfig, "-data", data, "-http", "127.0.0.1:0", "-json"}
+		// A copy of the configuration with {http} replaced by the
+		// address the cloud listens on, so payments.public_url (where
+		// the providers send notifications) can name it.
+		b, err := os.ReadFile(o.cloudConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := "127.0.0.1:0"
+		if bytes.Contains(b, []byte("{http}")) {
+			addr = freeAddr(t)
+			b = bytes.ReplaceAll(b, []byte("{http}"), []byte(addr))
+		}
+		cfg := filepath.Join(r.dir, "cloud.yaml")
+		if err := os.WriteFile(cfg, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		serve = []string{"cloud", "serve", "-dev", "-config", cfg, "-data", data, "-http", addr, "-json"}
 	}
 	if brokerKind == "mosquitto" {
 		// A real Mosquitto with the password and ACL files the last
