@@ -69,7 +69,10 @@
 // unpaid at expires_at). Refusals of TopUp: source.limit (the amount
 // breaks the source's limits; the client names the sources the cloud
 // says would take it, "try -topup-source alipay", exit status 5),
-// source.not_found.
+// source.not_found (the client lists the sources, ListPaymentSources),
+// channel.refused (the provider would not open the order, exit status 6).
+// channel.unavailable and channel.unhealthy are transient: retried with
+// the same key.
 //
 // # Withdraw and payments (Withdraw, ListPayments)
 //

@@ -164,7 +164,9 @@ func (m *Main) showAction(p *Payment) error {
 		}
 		fmt.Fprintf(m.out, "or open: %s\n", p.CodeURL)
 	case p.ClientSecret != "":
-		fmt.Fprintf(m.out, "confirm the card payment in the card's app (client secret %s)\n", p.ClientSecret)
+		// A card channel's app confirms the payment with the client
+		// secret; it is not shown.
+		fmt.Fprintln(m.out, "confirm the card payment in the card's app")
 	}
 	return nil
 }

@@ -271,6 +271,9 @@ func TestTopUpFollowsToPaid(t *testing.T) {
 			if got := decodeQR(t, qrPixels(t, q), 4); got != p.CodeURL {
 				t.Errorf("printed QR decodes to %q, want the code_url %q", got, p.CodeURL)
 			}
+			if n := strings.Count(out, " pending "); n != 1 {
+				t.Errorf("%d pending lines for 3 questions, want one (a line per state change off a terminal)\n%s", n, out)
+			}
 			for _, want := range []string{"or open: " + p.CodeURL, "payment " + p.Order, "channel      " + src,
 				"provider tx  " + p.ProviderTxID, "amount       20.00 CNY", "refunded     nothing",
 				"topped up 20.00 CNY through " + src + ": wallet 20.00 CNY", "wallet: 20.00 CNY available"} {

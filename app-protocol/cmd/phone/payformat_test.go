@@ -88,3 +88,28 @@ func TestFormatOperatorRefund(t *testing.T) {
 		t.Errorf("formatOperatorRefund =\n%q\nwant\n%q", b.String(), want)
 	}
 }
+
+// On a terminal the wait is one line redrawn in place; a note clears it
+// first and Finish ends it.
+func TestPayViewTerminal(t *testing.T) {
+	now := time.Date(2026, 12, 7, 9, 30, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	var b bytes.Buffer
+	v := newPayView(&b, true, clock)
+	p := &Payment{Order: "T01", State: PaymentPending, ExpiresAt: now.Add(5 * time.Minute)}
+	v.Update(p)
+	now = now.Add(2 * time.Second)
+	v.Update(p)
+	v.Note("asking again: x")
+	now = now.Add(2 * time.Second)
+	p.State = PaymentPaid
+	v.Update(p)
+	v.Finish()
+	want := "\r\x1b[Korder T01 pending 0s, expires in 5m0s" +
+		"\r\x1b[Korder T01 pending 2s, expires in 4m58s" +
+		"\r\x1b[Kasking again: x\n" +
+		"\r\x1b[Korder T01 paid    4s\n"
+	if b.String() != want {
+		t.Errorf("payView on a terminal wrote\n%q\nwant\n%q", b.String(), want)
+	}
+}
