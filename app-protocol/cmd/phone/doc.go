@@ -31,9 +31,9 @@
 // # 2. Top up (GetWallet, TopUp, GetPayment)
 //
 // -topup moves money from a payment source (-topup-source: wechatpay,
-// alipay, or the development sandbox card card_sandbox, the default;
-// ListPaymentSources lists them) into the wallet, in the wallet's
-// currency. Sessions are always held on the wallet. TopUp moves money, so
+// alipay, auto for the operator's priority, or the development sandbox
+// card card_sandbox, the default; ListPaymentSources lists them) into the
+// wallet, in the wallet's currency. Sessions are always held on the wallet. TopUp moves money, so
 // it carries an Idempotency-Key: one (NewIdempotencyKey) per user action,
 // reused for every retry of it, so a timeout never opens two orders.
 //
@@ -45,12 +45,12 @@
 // terminal, four modules of quiet zone) and prints the URL as text for
 // copy and paste:
 //
-//	order T3f0c…: 20.00 CNY through wechatpay, pay before 2026-12-07 10:35:00 CST
+//	order bv5f0c…: 20.00 CNY through wechatpay, pay before 2026-12-07 10:35:00 CST
 //	scan this code with the WeChat app:
 //	    █▀▀▀▀▀█ ▄▀ ▄█▄ █▀  █▄ █▀▀▀▀▀█
 //	    …
 //	or open: weixin://wxpay/bizpayurl?pr=…
-//	order T3f0c… pending 12s, expires in 4m48s
+//	order bv5f0c… pending 12s, expires in 4m48s
 //
 // It then follows the order with GetPayment every 2 s (the cloud asks the
 // provider itself about a pending order older than a few seconds, so a
@@ -182,6 +182,19 @@
 // -json-receipt prints the receipt as one JSON line on stdout and all the
 // rest on stderr. A session that ends failed or expired has no receipt:
 // "session … ended failed; the hold was released, nothing was charged" (exit 1).
+//
+// # Dependencies of the payment steps
+//
+// The QR code is drawn by github.com/mdp/qrterminal/v3 v3.2.1 (MIT,
+// released March 2025, the terminal QR library Go command-line tools
+// commonly use), which encodes with rsc.io/qr v0.2.0 (BSD, the Go
+// authors' encoder: small, complete, no dependencies). It was chosen over
+// github.com/skip2/go-qrcode (no release since 2020) and
+// github.com/yeqown/go-qrcode/v2 (an image toolkit, more than a terminal
+// needs). qr.go notes the two things it does around the library (encode
+// first for the error; make the last half line light). The tests decode
+// what is printed with github.com/makiuchi-d/gozxing v0.1.1 (MIT, a Go
+// port of ZXing that shares no code with the encoder), test-only.
 //
 // # Program structure
 //
