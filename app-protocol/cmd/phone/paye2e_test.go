@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -28,14 +30,16 @@ const (
 	// rig (any other listener on port 0); -dev keeps device keys in clear
 	// for the rig's `cloud device add -data DIR`.
 	envPayConfig = "VEND_PAY_CLOUD_CONFIG"
-	// envPaidURL + channel (VEND_PAY_PAID_URL_WECHATPAY,
-	// VEND_PAY_PAID_URL_ALIPAY) is the peer's control URL that pays an
-	// order as a payer scanning its code would: the test POSTs to it
-	// with an empty body after replacing {order} (our out_trade_no),
-	// {amount} (major units, "20.00") and {code_url} (query-escaped); a
-	// 2xx answer means the peer marked the order paid and sends (or
-	// will send) its payment notification to the cloud.
-	envPaidURL = "VEND_PAY_PAID_URL_"
+	// envPeer + channel (VEND_PAY_PEER_WECHATPAY, VEND_PAY_PEER_ALIPAY)
+	// is the base URL (http://127.0.0.1:PORT) of the channel's loopback
+	// peer (scripts/paypeer-wechat, scripts/paypeer-alipay), the one the
+	// configuration's base_url names. The test drives each through its
+	// own control endpoint, as a payer would act: WeChat Pay's POST
+	// /_control/pay {out_trade_no} and /_control/refund-success
+	// {out_refund_no} (its refunds stay PROCESSING until then), Alipay's
+	// POST /control {op: "pay", out_trade_no}. Each then POSTs its
+	// signed notification to the cloud's public_url.
+	envPeer = "VEND_PAY_PEER_"
 )
 
 // orderLine finds the order number the phone prints once the order exists.
@@ -49,15 +53,15 @@ var orderLine = regexp.MustCompile(`(?m)^order (\S+): .* pay before `)
 // payments then show what was refunded of each.
 func TestPayChannelsEndToEnd(t *testing.T) {
 	if os.Getenv(envPayE2E) != "1" {
-		t.Skipf("set %s=1, %s and %sWECHATPAY, %sALIPAY (the test command does, with the peers running)", envPayE2E, envPayConfig, envPaidURL, envPaidURL)
+		t.Skipf("set %s=1, %s, %sWECHATPAY and %sALIPAY (the test command does, with the peers running)", envPayE2E, envPayConfig, envPeer, envPeer)
 	}
 	cfg := os.Getenv(envPayConfig)
 	if cfg == "" {
 		t.Fatalf("%s=1 without %s", envPayE2E, envPayConfig)
 	}
 	for _, ch := range []string{"WECHATPAY", "ALIPAY"} {
-		if os.Getenv(envPaidURL+ch) == "" {
-			t.Fatalf("%s=1 without %s%s", envPayE2E, envPaidURL, ch)
+		if os.Getenv(envPeer+ch) == "" {
+			t.Fatalf("%s=1 without %s%s", envPayE2E, envPeer, ch)
 		}
 	}
 	r := newRigWith(t, rigOpts{broker: "embedded", cloudConfig: cfg, currency: "CNY"})
@@ -98,7 +102,7 @@ func TestPayChannelsEndToEnd(t *testing.T) {
 			if codeURL == "" {
 				t.Errorf("no code_url printed for %s:\n%s", tc.source, out)
 			}
-			payAtPeer(t, tc.source, order, tc.amount, codeURL)
+			payAtPeer(t, tc.source, order)
 			res := <-done
 			if res.err != nil {
 				t.Fatalf("%v\n%s", res.err, res.out)
@@ -163,6 +167,13 @@ func TestPayChannelsEndToEnd(t *testing.T) {
 		if sum != rest || len(wd.Refunds) != 2 {
 			t.Errorf("refunds %+v add up to %d, want %d in two refunds", wd.Refunds, sum, rest)
 		}
+		// WeChat Pay's refunds are PROCESSING until the money is back
+		// with the payer: the peer finishes them and notifies the cloud.
+		for _, rf := range wd.Refunds {
+			if rf.Source == "wechatpay" && rf.State == RefundPending {
+				peerControl(t, "wechatpay", "/_control/refund-success", map[string]any{"out_refund_no": rf.RefundNo})
+			}
+		}
 		w, err := m.wallet(context.Background())
 		if err != nil || w.Available.Minor != 0 {
 			t.Errorf("wallet after withdrawing all: %+v %v", w, err)
@@ -197,23 +208,43 @@ func TestPayChannelsEndToEnd(t *testing.T) {
 	})
 }
 
-// payAtPeer asks the channel's peer to pay order as a payer would.
-func payAtPeer(t *testing.T, source, order, amount, codeURL string) {
+// payAtPeer has the channel's peer pay order as a payer scanning its
+// code would.
+func payAtPeer(t *testing.T, source, order string) {
 	t.Helper()
-	u := strings.NewReplacer("{order}", url.PathEscape(order), "{amount}", amount, "{code_url}", url.QueryEscape(codeURL)).
-		Replace(os.Getenv(envPaidURL + strings.ToUpper(source)))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	switch source {
+	case "wechatpay":
+		peerControl(t, source, "/_control/pay", map[string]any{"out_trade_no": order})
+	case "alipay":
+		peerControl(t, source, "/control", map[string]any{"op": "pay", "out_trade_no": order})
+	default:
+		t.Fatalf("no peer for %s", source)
+	}
+}
+
+// peerControl POSTs body as JSON to path on the source's peer; anything
+// but 2xx fails the test.
+func peerControl(t *testing.T, source, path string, body map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(body)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u := strings.TrimRight(os.Getenv(envPeer+strings.ToUpper(source)), "/") + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("pay %s at the %s peer: %v", order, source, err)
+		t.Fatalf("%s peer %s %s: %v", source, path, b, err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		t.Fatalf("pay %s at the %s peer: %s", order, source, resp.Status)
+		t.Fatalf("%s peer %s %s: %s %s", source, path, b, resp.Status, out)
 	}
 }
