@@ -4,12 +4,15 @@
 // can follow the steps below; each names the API calls it makes and the
 // error codes it branches on.
 //
-//	phone [-api URL] [-email E -password P [-signup]] [-topup 20.00]
+//	phone [-api URL] [-email E -password P [-signup]]
+//	      [-topup 20.00 [-topup-source wechatpay|alipay|card_sandbox] [-pay-timeout 3m]]
 //	      [-device ID | -pick-nearest] [-machine M] [-slot S]
 //	      [-cap-units N | -cap-amount 2.00] [-stop-after-units U] [-json-receipt]
 //	      [-cancel-if-no-reply]
-//	phone -list     list the machines in range and exit
-//	phone -wallet   print the wallet and exit
+//	phone -list             list the machines in range and exit
+//	phone -wallet           print the wallet and exit
+//	phone -withdraw 5.00    return wallet money to the channels it came from ("all": everything available)
+//	phone -payments         list the top-ups as receipts and exit
 //
 // Without -device or -pick-nearest it lists the machines in range and asks
 // for one (and for a slot and a cap when missing); with the flags it runs
@@ -25,14 +28,64 @@
 // -signup; auth.email_taken falls through to LogIn) or LogIn
 // (auth.credentials: wrong email or password) and caches the token.
 //
-// # 2. Top up (GetWallet, TopUp)
+// # 2. Top up (GetWallet, TopUp, GetPayment)
 //
-// -topup moves money from a payment source (-topup-source, default the
-// sandbox card "card_sandbox"; ListPaymentSources lists them) into the
-// wallet, in the wallet's currency. Sessions are always held on the wallet.
-// TopUp moves money, so it carries an Idempotency-Key: one
-// (NewIdempotencyKey) per user action, reused for every retry of it, so a
-// timeout never tops up twice. source.limit is the channel's limit.
+// -topup moves money from a payment source (-topup-source: wechatpay,
+// alipay, auto for the operator's priority, or the development sandbox
+// card card_sandbox, the default; ListPaymentSources lists them) into the
+// wallet, in the wallet's currency. Sessions are always held on the wallet. TopUp moves money, so
+// it carries an Idempotency-Key: one (NewIdempotencyKey) per user action,
+// reused for every retry of it, so a timeout never opens two orders.
+//
+// TopUp answers with the payment, an order the cloud numbered itself
+// before it asked the provider: pending with what the payer acts on (a
+// QR channel's code_url, until expires_at), or paid at once (the sandbox
+// card). For a code_url the client draws the QR code in the terminal with
+// half-block characters (github.com/mdp/qrterminal/v3, dark on white on a
+// terminal, four modules of quiet zone) and prints the URL as text for
+// copy and paste:
+//
+//	order bv5f0c…: 20.00 CNY through wechatpay, pay before 2026-12-07 10:35:00 CST
+//	scan this code with the WeChat app:
+//	    █▀▀▀▀▀█ ▄▀ ▄█▄ █▀  █▄ █▀▀▀▀▀█
+//	    …
+//	or open: weixin://wxpay/bizpayurl?pr=…
+//	order bv5f0c… pending 12s, expires in 4m48s
+//
+// It then follows the order with GetPayment every 2 s (the cloud asks the
+// provider itself about a pending order older than a few seconds, so a
+// lost notification does not leave it pending) until it is paid, closed
+// or failed, or -pay-timeout (3 min) passes; transient errors are asked
+// again. Paid prints the payment's receipt: our order number, the
+// channel, the provider's transaction ID, what has been refunded of it,
+// and the wallet. Not paid ends with exit status 6 and says why:
+//
+//	closed   "order … expired at … unpaid and is closed; nothing was charged"
+//	failed   "wechatpay refused the payment of order …; nothing was charged"
+//	pending  "order … still pending after 3m0s: it can still be paid until …,
+//	         and the wallet is credited then (phone -payments shows it)"
+//
+// Ctrl-C stops waiting and leaves the order as it is (the cloud closes it
+// unpaid at expires_at). Refusals of TopUp: source.limit (the amount
+// breaks the source's limits; the client names the sources the cloud
+// says would take it, "try -topup-source alipay", exit status 5),
+// source.not_found (the client lists the sources, ListPaymentSources),
+// channel.refused (the provider would not open the order, exit status 6).
+// channel.unavailable and channel.unhealthy are transient: retried with
+// the same key.
+//
+// # Withdraw and payments (Withdraw, ListPayments)
+//
+// -withdraw AMOUNT (or all: everything available) asks the cloud to
+// return wallet money to the channels it came from, with an
+// Idempotency-Key: the cloud refunds the payer's paid orders, oldest
+// refundable first, each against its own order at its own provider. The
+// client prints one row per refund: our refund number, the order, the
+// channel, the amount, its state and the provider's refund ID. A
+// withdrawal that comes back partial or failed says how much is on its
+// way and that the rest stays in the wallet (exit status 6);
+// funds.insufficient names the balance. -payments lists the payments
+// newest first (up to 100, following the pages) as receipts.
 //
 // # 3. Listen for beacons (hw/ble)
 //
@@ -130,13 +183,30 @@
 // rest on stderr. A session that ends failed or expired has no receipt:
 // "session … ended failed; the hold was released, nothing was charged" (exit 1).
 //
+// # Dependencies of the payment steps
+//
+// The QR code is drawn by github.com/mdp/qrterminal/v3 v3.2.1 (MIT,
+// released March 2025, the terminal QR library Go command-line tools
+// commonly use), which encodes with rsc.io/qr v0.2.0 (BSD, the Go
+// authors' encoder: small, complete, no dependencies). It was chosen over
+// github.com/skip2/go-qrcode (no release since 2020) and
+// github.com/yeqown/go-qrcode/v2 (an image toolkit, more than a terminal
+// needs). qr.go notes the two things it does around the library (encode
+// first for the error; make the last half line light). The tests decode
+// what is printed with github.com/makiuchi-d/gozxing v0.1.1 (MIT, a Go
+// port of ZXing that shares no code with the encoder), test-only.
+//
 // # Program structure
 //
 // main only wires signals to Main (ParseFlags, Run, Close); tests run Main
 // in process against real cloud, controller and hwsim processes over ptys
 // and the simulated air (e2e_test.go), and scripts/demo.sh in full. The
-// steps above are small functions: authenticate, topUp, scan (listen,
-// Resolve, mergeNearby), choose, capFor, buy (start, follow, receipt),
-// with the formatting (formatNearby, formatProgress, formatReceipt) kept
-// pure for unit tests.
+// steps above are small functions: authenticate, topUp (showAction,
+// followPayment), withdraw, listPayments, scan (listen, Resolve,
+// mergeNearby), choose, capFor, buy (start, follow, receipt), with the
+// formatting (formatNearby, formatProgress, formatReceipt, formatPayment,
+// formatWithdrawal, writeQR) kept pure for unit tests; pay_test.go runs
+// the payment steps against a hand-written server of the payment
+// endpoints, and TestPayChannelsEndToEnd against the cloud and the
+// providers' loopback peers (VEND_PAY_E2E=1).
 package main

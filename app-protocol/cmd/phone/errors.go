@@ -80,8 +80,10 @@ func exitCode(err error) int {
 		return ExitNoMachine
 	case errors.Is(err, ErrMachineBusy), errors.Is(err, ErrMachineUnavailable):
 		return ExitMachine
-	case errors.Is(err, ErrFunds):
+	case errors.Is(err, ErrFunds), errors.Is(err, ErrLimit):
 		return ExitFunds
+	case errors.Is(err, ErrPayment), errors.Is(err, ErrWithdrawal):
+		return ExitPayment
 	}
 	return ExitError
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -124,6 +125,8 @@ func formatReceipt(r *phoneapi.Receipt) string {
 	} else {
 		fmt.Fprintf(tw, "  released\t%s\n", r.Released)
 	}
+	refunded, parts := receiptRefunds(r)
+	formatOperatorRefund(tw, refunded, parts)
 	if !r.StartedAt.IsZero() {
 		fmt.Fprintf(tw, "  ran\t%s (%s)\n", r.StartedAt.Local().Format(time.TimeOnly), r.EndedAt.Sub(r.StartedAt).Round(100*time.Millisecond))
 	} else {
@@ -171,4 +174,90 @@ func formatInRange(nearby []Nearby) string {
 		parts[i] = fmt.Sprintf("%s %d dBm", n.Device.ID, n.RSSI)
 	}
 	return "in range: " + strings.Join(parts, ", ")
+}
+
+// formatPayment renders a payment as a receipt: our order number, the
+// channel, the amount, the provider's transaction ID once paid, and what
+// has been refunded of it.
+func formatPayment(p *Payment, now time.Time) string {
+	var b bytes.Buffer
+	row := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "  %-12s "+format+"\n", append([]any{label}, args...)...)
+	}
+	fmt.Fprintf(&b, "payment %s\n", p.Order)
+	row("channel", "%s", sourceName(p))
+	row("amount", "%s", p.Amount)
+	state := string(p.State)
+	switch p.State {
+	case PaymentPending:
+		if !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) {
+			state += ", expired " + clock(p.ExpiresAt)
+		} else {
+			state += ", payable until " + clock(p.ExpiresAt)
+		}
+	case PaymentPaid:
+		state += " " + clock(p.PaidAt)
+	case PaymentClosed:
+		state += " unpaid, nothing charged"
+	case PaymentFailed:
+		state += ", nothing charged"
+	}
+	row("state", "%s", state)
+	row("created", "%s", clock(p.CreatedAt))
+	if p.ProviderTxID != "" {
+		row("provider tx", "%s", p.ProviderTxID)
+	}
+	if p.State == PaymentPaid {
+		switch {
+		case p.Refunded.Minor == 0:
+			row("refunded", "nothing")
+		case p.Refunded.Minor >= p.Amount.Minor:
+			row("refunded", "%s (all of it)", p.Refunded)
+		default:
+			row("refunded", "%s", p.Refunded)
+		}
+	}
+	return b.String()
+}
+
+// formatWithdrawal renders a withdrawal: its state and total, then one
+// row per refund with the order it returns money of, the channel, the
+// amount, its state and the provider's refund ID.
+func formatWithdrawal(wd *Withdrawal) string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "withdrawal %s %s: %s back to the channels it came from\n", wd.ID, wd.State, wd.Amount)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  REFUND\tORDER\tCHANNEL\tAMOUNT\tSTATE\tPROVIDER REFUND ID")
+	for _, r := range wd.Refunds {
+		id := r.ProviderRefundID
+		if id == "" {
+			id = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.RefundNo, r.Order, r.Source, r.Amount, r.State, id)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// formatOperatorRefund adds to a receipt what an operator refunded of the
+// charge: each part returned through the payer's original channel (with
+// the order it was refunded against and the provider's refund ID), and
+// the rest, returned to the wallet. Nothing when refunded is zero.
+func formatOperatorRefund(tw io.Writer, refunded phoneapi.Amount, parts []RefundPart) {
+	if refunded.Minor == 0 {
+		return
+	}
+	fmt.Fprintf(tw, "  operator refund\t%s\n", refunded)
+	rest := refunded.Minor
+	for _, p := range parts {
+		id := p.ProviderRefundID
+		if id == "" {
+			id = "-"
+		}
+		fmt.Fprintf(tw, "  \t%s to %s, order %s, refund %s (%s), provider refund ID %s\n", p.Amount, p.Source, p.Order, p.RefundNo, p.State, id)
+		rest -= p.Amount.Minor
+	}
+	if rest > 0 {
+		fmt.Fprintf(tw, "  \t%s to the wallet\n", vend.Amount{Minor: rest, Currency: refunded.Currency})
+	}
 }

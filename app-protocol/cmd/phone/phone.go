@@ -50,6 +50,9 @@ type Main struct {
 	JSONReceipt    bool          // -json-receipt: the receipt as JSON on stdout, the rest on stderr
 	Progress       string        // -progress: auto, bar or lines
 	Timeout        time.Duration // -timeout: bound on one session, start to receipt
+	PayTimeout     time.Duration // -pay-timeout: how long to follow a top-up order to paid
+	Withdraw       string        // -withdraw: amount (or "all") to return from the wallet to its channels
+	ListPays       bool          // -payments: list the payments as receipts and exit
 
 	Stdin  io.Reader // prompts, and Enter to stop; nil: no input
 	Stdout io.Writer
@@ -60,6 +63,8 @@ type Main struct {
 	// Scanner overrides the one -ble opens (tests).
 	Scanner    ble.Scanner
 	HTTPClient *http.Client // nil: a client with no overall timeout (SSE)
+	// Now is the clock of the payment steps (nil: time.Now).
+	Now func() time.Time
 
 	// Results, set by Run.
 	Nearby       []Nearby
@@ -67,8 +72,15 @@ type Main struct {
 	Receipt      *phoneapi.Receipt
 	WalletBefore *phoneapi.Wallet
 	WalletAfter  *phoneapi.Wallet
+	Payment      *Payment    // the -topup order as last seen
+	Withdrawal   *Withdrawal // the -withdraw answer
+	Payments     []Payment   // what -payments listed
 
 	client    *phoneapi.Client
+	payer     payer
+	payPoll   time.Duration // how often followPayment asks; 0: defaultPayPoll
+	color     bool          // out is a terminal that takes colours (the QR code, redrawn lines)
+	flagsSet  map[string]bool
 	out       io.Writer // human output: Stdout, or Stderr with -json-receipt
 	input     *lineReader
 	inSession atomic.Bool
@@ -90,7 +102,8 @@ const (
 	ExitUsage     = 2 // bad flags
 	ExitNoMachine = 3 // no machine in range, or not the one asked for
 	ExitMachine   = 4 // the machine is busy, offline or faulty
-	ExitFunds     = 5 // not enough money for the cap
+	ExitFunds     = 5 // not enough money for the cap, or over a payment source's limit
+	ExitPayment   = 6 // a top-up was not paid (closed, failed, still pending), or a withdrawal came back incomplete
 )
 
 // NewMain returns a Main on the process's standard streams.
@@ -130,7 +143,10 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.Source, "source", "wallet", "payment source `ID` that holds the cap")
 	fs.BoolVar(&m.CancelNoReply, "cancel-if-no-reply", false, "when the machine does not answer the start, cancel it (and wait until the cancel is final) instead of waiting for the machine")
 	fs.StringVar(&m.TopUp, "topup", "", "first move `AMOUNT` (2.00 or 200 minor units) into the wallet from -topup-source")
-	fs.StringVar(&m.TopUpSource, "topup-source", "card_sandbox", "payment source `ID` of -topup")
+	fs.StringVar(&m.TopUpSource, "topup-source", "card_sandbox", "payment source `ID` of -topup: wechatpay, alipay, card_sandbox (development), auto (the operator's priority)")
+	fs.DurationVar(&m.PayTimeout, "pay-timeout", DefaultPayTimeout, "how long to wait for a -topup order to be paid")
+	fs.StringVar(&m.Withdraw, "withdraw", "", "return `AMOUNT` (2.00, 200 minor units, or all) of the wallet to the channels it came from, and exit")
+	fs.BoolVar(&m.ListPays, "payments", false, "list the payments (top-ups) as receipts and exit")
 	fs.Uint64Var(&m.StopAfterUnits, "stop-after-units", 0, "stop the session once this many `units` are metered (0: run to the cap)")
 	fs.BoolVar(&m.JSONReceipt, "json-receipt", false, "print the receipt as one JSON line on stdout (everything else goes to stderr)")
 	fs.StringVar(&m.Progress, "progress", "auto", "progress display: bar (redrawn in place), lines, or auto (bar on a terminal)")
@@ -145,6 +161,8 @@ func (m *Main) ParseFlags(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("phone: unexpected argument %q (see -h)", fs.Arg(0))
 	}
+	m.flagsSet = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { m.flagsSet[f.Name] = true })
 	return m.check()
 }
 
@@ -158,9 +176,14 @@ Without -device or -pick-nearest it lists the machines in range and asks.
 Example, fully scripted:
   phone -api http://127.0.0.1:8080 -email a@example.com -password secret-pass -signup \
         -topup 20.00 -pick-nearest -machine tap1 -cap-amount 2.00 -stop-after-units 1500
+Paying through a QR channel (the code is drawn here; scan it with the app):
+  phone -topup 20.00 -topup-source wechatpay -wallet
+  phone -withdraw all        (back to the channels the money came from)
+  phone -payments            (the top-ups as receipts)
 
 Exit status: 0 ok, 1 error, 2 usage, 3 no machine in range, 4 machine busy,
-offline or faulty, 5 not enough funds.
+offline or faulty, 5 not enough funds or over a payment source's limit,
+6 a top-up not paid or a withdrawal incomplete.
 
 Flags:
 `
@@ -182,6 +205,17 @@ func (m *Main) check() error {
 		if _, err := parseAmount(m.TopUp); err != nil {
 			return fmt.Errorf("phone: -topup: %w", err)
 		}
+		if m.flagsSet["source"] && !m.flagsSet["topup-source"] && m.Source != "wallet" {
+			return fmt.Errorf("phone: -source %q is where a session's cap is held; the channel of -topup is -topup-source (e.g. -topup %s -topup-source %s)", m.Source, m.TopUp, m.Source)
+		}
+	}
+	if m.Withdraw != "" && !strings.EqualFold(m.Withdraw, "all") {
+		if _, err := parseAmount(m.Withdraw); err != nil {
+			return fmt.Errorf("phone: -withdraw: %w (or all)", err)
+		}
+	}
+	if m.PayTimeout < 0 {
+		return fmt.Errorf("phone: -pay-timeout %s: want a positive duration", m.PayTimeout)
 	}
 	switch m.BLE {
 	case ble.BackendAir, ble.BackendHCI:
@@ -217,6 +251,16 @@ func (m *Main) defaults() {
 	if m.Timeout <= 0 {
 		m.Timeout = DefaultTimeout
 	}
+	if m.PayTimeout <= 0 {
+		m.PayTimeout = DefaultPayTimeout
+	}
+	if m.payPoll <= 0 {
+		m.payPoll = defaultPayPoll
+	}
+	if m.Now == nil {
+		m.Now = time.Now
+	}
+	m.color = colorTerminal(m.out)
 	if m.Source == "" {
 		m.Source = "wallet"
 	}
@@ -233,8 +277,9 @@ func (m *Main) defaults() {
 	m.stopReq = make(chan struct{}, 1)
 }
 
-// Run does one purchase (or, with -list or -wallet, just that): log in,
-// top up, scan, resolve, choose, start, follow, stop, receipt. Errors are
+// Run does one purchase (or, with -list, -wallet, -withdraw or -payments,
+// just that): log in, top up (and follow the order to paid), scan,
+// resolve, choose, start, follow, stop, receipt. Errors are
 // one line; exitCode maps them to the exit status.
 func (m *Main) Run(ctx context.Context) error {
 	if err := m.check(); err != nil {
@@ -252,12 +297,23 @@ func (m *Main) Run(ctx context.Context) error {
 		hc = &http.Client{}
 	}
 	m.client = phoneapi.New(strings.TrimRight(m.API, "/"), &phoneapi.Opts{HTTPClient: hc, UserAgent: "beaconvend-phone/1"})
+	m.payer = newPayer(m.client, m.API, hc)
 
 	if err := m.authenticate(ctx); err != nil {
 		return err
 	}
 	if m.TopUp != "" {
 		if err := m.topUp(ctx); err != nil {
+			return err
+		}
+	}
+	if m.Withdraw != "" {
+		if err := m.withdraw(ctx); err != nil {
+			return err
+		}
+	}
+	if m.ListPays {
+		if err := m.listPayments(ctx); err != nil {
 			return err
 		}
 	}
@@ -268,6 +324,9 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		m.WalletBefore, m.WalletAfter = w, w
 		fmt.Fprintf(m.Stdout, "wallet: %s available, %s held\n", w.Available, w.Held)
+		return nil
+	}
+	if m.Withdraw != "" || m.ListPays {
 		return nil
 	}
 
@@ -339,28 +398,6 @@ func (m *Main) wallet(ctx context.Context) (*phoneapi.Wallet, error) {
 		return nil, fmt.Errorf("phone: wallet: %w", err)
 	}
 	return w, nil
-}
-
-// topUp moves -topup from -topup-source into the wallet, in the wallet's
-// currency. One idempotency key covers every retry of this one top-up.
-func (m *Main) topUp(ctx context.Context) error {
-	minor, _ := parseAmount(m.TopUp)
-	w, err := m.wallet(ctx)
-	if err != nil {
-		return err
-	}
-	cur := w.Available.Currency
-	if cur == "" {
-		cur = defaultCurrency
-	}
-	key := phoneapi.NewIdempotencyKey()
-	req := &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: minor, Currency: cur}, Source: m.TopUpSource}
-	w, err = retry(ctx, func(ctx context.Context) (*phoneapi.Wallet, error) { return m.client.TopUp(ctx, key, req) })
-	if err != nil {
-		return mapAPIError(fmt.Errorf("phone: top-up %s from %s: %w", req.Amount, m.TopUpSource, err), nil)
-	}
-	fmt.Fprintf(m.out, "topped up %s from %s: wallet %s\n", req.Amount, m.TopUpSource, w.Available)
-	return nil
 }
 
 // retry calls f until it succeeds, fails with a non-transient error, or

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,10 +212,38 @@ machines:
 `
 )
 
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// rigOpts changes what newRigWith starts.
+type rigOpts struct {
+	broker      string // "embedded" (default) or "mosquitto"
+	cloudConfig string // a `cloud serve -config` file, with -dev, -data and -http over it; {http} in it becomes the listen address
+	currency    string // the devices' currency; default EUR
+}
+
 // newRig provisions and starts everything. Devices are added before
 // `cloud serve` starts, so its resolver knows them at once.
 func newRig(t testing.TB, brokerKind string) *rig {
 	t.Helper()
+	return newRigWith(t, rigOpts{broker: brokerKind})
+}
+
+// newRigWith is newRig with options.
+func newRigWith(t testing.TB, o rigOpts) *rig {
+	t.Helper()
+	brokerKind := o.broker
+	if o.currency == "" {
+		o.currency = "EUR"
+	}
 	r := &rig{dir: t.TempDir(), bin: bins(t), Sock: map[string]string{}}
 	r.Air = fmt.Sprintf("239.255.%d.%d:%d", 1+rand.IntN(250), 1+rand.IntN(250), 20000+rand.IntN(30000))
 	pty := map[string]string{}
@@ -234,12 +263,12 @@ func newRig(t testing.TB, brokerKind string) *rig {
 		t.Fatal(err)
 	}
 	r.run(t, "cloud", "operator", "add", "-data", data, "-name", "test", "-email", "op@test.example", "-password-file", pwFile)
-	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-water", "-kind", "water",
+	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-water", "-kind", "water", "-currency", o.currency,
 		"-out", filepath.Join(r.dir, "water"), "-mqtt-url", "tcp://127.0.0.1:1")
-	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-vending", "-kind", "vending",
+	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-vending", "-kind", "vending", "-currency", o.currency,
 		"-slots", "A1:Cola:150,B5:Cookies:140", "-out", filepath.Join(r.dir, "vending"), "-mqtt-url", "tcp://127.0.0.1:1")
 	mqttDir := filepath.Join(r.dir, "mosquitto")
-	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-laundry", "-kind", "washer", "-machines", "2",
+	r.run(t, "cloud", "device", "add", "-data", data, "-operator", "test", "-id", "t-laundry", "-kind", "washer", "-machines", "2", "-currency", o.currency,
 		"-out", filepath.Join(r.dir, "laundry"), "-mqtt-url", "tcp://127.0.0.1:1", "-mosquitto-dir", mqttDir)
 	// Each board: its wiring (the emulator's pty, the simulated air at a
 	// distance) and the controller's import of its bundle.
@@ -259,6 +288,25 @@ func newRig(t testing.TB, brokerKind string) *rig {
 	}
 
 	serve := []string{"cloud", "serve", "-dev", "-data", data, "-http", "127.0.0.1:0", "-json"}
+	if o.cloudConfig != "" {
+		// A copy of the configuration with {http} replaced by the
+		// address the cloud listens on, so payments.public_url (where
+		// the providers send notifications) can name it.
+		b, err := os.ReadFile(o.cloudConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := "127.0.0.1:0"
+		if bytes.Contains(b, []byte("{http}")) {
+			addr = freeAddr(t)
+			b = bytes.ReplaceAll(b, []byte("{http}"), []byte(addr))
+		}
+		cfg := filepath.Join(r.dir, "cloud.yaml")
+		if err := os.WriteFile(cfg, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		serve = []string{"cloud", "serve", "-dev", "-config", cfg, "-data", data, "-http", addr, "-json"}
+	}
 	if brokerKind == "mosquitto" {
 		// A real Mosquitto with the password and ACL files the last
 		// device add wrote (they cover every device provisioned so far).
