@@ -58,6 +58,7 @@
 //   fail {method, code, sub_code}       the next call of method answers this business error
 //   bill_inject {day, kind, out_trade_no?}  kinds: missing_in_ours, missing_in_theirs,
 //                                       amount, status, duplicate, summary
+//   clock {at}                          the peer's time is at (ISO 8601) from now on; null: real time
 //   order {out_trade_no}                the peer's record of an order (or null)
 //   requests {}                         how many gateway requests were accepted and refused
 "use strict";
@@ -115,7 +116,8 @@ function cst(d) {
 	const t = new Date(d.getTime() + 8 * 3600e3).toISOString();
 	return t.slice(0, 10) + " " + t.slice(11, 19);
 }
-function now() { return new Date(); }
+let clock = null; // a fixed time set by the control op clock
+function now() { return clock ? new Date(clock.getTime()) : new Date(); }
 
 // ---- signing, delegated to alipay-sdk ----
 function signResponse(key, obj) {
@@ -396,6 +398,7 @@ async function control(req, res) {
 			out = { notify: await postNotification(o, last) };
 			break;
 		}
+		case "clock": clock = c.at ? new Date(c.at) : null; break;
 		case "alipay_key": signing = c.wrong ? keys.rogue : keys.good; break;
 		case "fail": failNext.set(c.method, { code: c.code, sub_code: c.sub_code }); break;
 		case "bill_inject": injections.push({ day: c.day, kind: c.kind, out_trade_no: c.out_trade_no }); break;

@@ -114,7 +114,9 @@ func New(cfg Config) (payments.Channel, error) {
 
 var errInvalidConfig = vend.E(vend.Invalid, "config.invalid", "alipay: bad configuration")
 
-func errConfig(format string, args ...any) error { return vend.Errorf(errInvalidConfig, format, args...) }
+func errConfig(format string, args ...any) error {
+	return vend.Errorf(errInvalidConfig, format, args...)
+}
 
 func (c *channel) Name() string { return Name }
 
