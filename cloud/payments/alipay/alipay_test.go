@@ -3,6 +3,9 @@ package alipay_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -395,4 +398,50 @@ func TestNewConfigErrors(t *testing.T) {
 		t.Fatalf("New = %v, %v", ch, err)
 	}
 	_ = time.Second
+}
+
+// A gateway that is slow, down or answers garbage is ErrProvider
+// (transient, for the breaker), never a refusal and never a panic.
+func TestGatewayTechnicalFailures(t *testing.T) {
+	kf := testKeys(t)
+	release := make(chan struct{})
+	defer close(release)
+	for _, tc := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"slow", func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body) // so the server notices the client going away
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}},
+		{"502 html", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "<html>bad gateway</html>", http.StatusBadGateway)
+		}},
+		{"no response key", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"other_response":{"code":"10000"},"sign":"x"}`)
+		}},
+		{"unsigned success", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"alipay_trade_query_response":{"code":"10000","msg":"Success","out_trade_no":"T1","trade_status":"TRADE_SUCCESS","total_amount":"1.00"}}`)
+		}},
+		{"bad signature", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"alipay_trade_query_response":{"code":"10000","msg":"Success","out_trade_no":"T1","trade_status":"TRADE_SUCCESS","total_amount":"1.00"},"sign":"AAAA"}`)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.h)
+			defer srv.Close()
+			ch, err := alipay.New(alipay.Config{AppID: appID, AppPrivateKeyFile: kf.appPriv, AlipayPublicKeyFile: kf.aliPub,
+				GatewayURL: srv.URL + "/gateway.do", HTTPClient: &http.Client{Timeout: 300 * time.Millisecond}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := ch.Query(ctx, "T1")
+			if !errors.Is(err, payments.ErrProvider) || vend.KindOf(err) != vend.Transient {
+				t.Fatalf("Query = %+v, %v; want ErrProvider", st, err)
+			}
+		})
+	}
 }
