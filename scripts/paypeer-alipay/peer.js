@@ -21,7 +21,8 @@
 // alipay.data.dataservice.bill.downloadurl.query and the asynchronous
 // notification (trade_status_sync):
 //   - a precreated order is not a trade until the buyer scans the QR code:
-//     query and close answer ACQ.TRADE_NOT_EXIST until then;
+//     query and close answer ACQ.TRADE_NOT_EXIST until then; the code
+//     cannot be paid after the order's time_expire;
 //   - WAIT_BUYER_PAY → TRADE_SUCCESS (paid) or TRADE_CLOSED (closed unpaid,
 //     or paid and then refunded in full); a closed trade cannot be paid;
 //   - a precreate repeated with the same out_trade_no and the same amount
@@ -383,6 +384,7 @@ async function control(req, res) {
 		case "pay":
 			need();
 			if (o.status !== "WAIT_BUYER_PAY") throw new Error("order is " + o.status);
+			if (o.time_expire && now() >= new Date(o.time_expire.replace(" ", "T") + "+08:00")) throw new Error("order expired at " + o.time_expire);
 			o.scanned = true; o.status = "TRADE_SUCCESS"; o.paid = c.at ? new Date(c.at) : now(); o.buyer_id = c.buyer_id || "2088102177846880";
 			out = { trade_no: o.trade_no, notify: await postNotification(o, notification(o, {})) };
 			break;

@@ -261,28 +261,22 @@ func (c *channel) status(orderNo, tradeNo, tradeStatus, total, paidAt, payer str
 	return s, nil
 }
 
-// Close abandons an unpaid order with alipay.trade.close. When the buyer
-// has not scanned the code yet, Alipay has no trade to close
-// (ACQ.TRADE_NOT_EXIST) and Close cancels the order number with
-// alipay.trade.cancel instead, so a later scan cannot pay it. Should the
-// buyer pay between the two calls, cancel refunds the payment in full
-// (action refund): the order is then closed with the money back with the
-// payer, and Close reports success. A paid order is vend.Conflict.
+// Close abandons an unpaid order with alipay.trade.close. A closed order
+// is not an error; a paid one is vend.Conflict (ACQ.TRADE_STATUS_ERROR).
+//
+// When the buyer has not scanned the code, Alipay has no trade to close
+// and answers ACQ.TRADE_NOT_EXIST: there is nothing to close, and the code
+// cannot be paid after its time_expire, which Create sets to the order's
+// ExpiresAt (Alipay's documented answer for precreate). Close then
+// reports success. It does not fall back to alipay.trade.cancel: cancel
+// refunds a trade paid in the meantime in full, under no refund number
+// the cloud knows, so money would leave behind the cloud's back; a
+// payment that arrives after Close is instead reported by its
+// notification and by Query, and credited.
 func (c *channel) Close(ctx context.Context, orderNo string) error {
 	rsp, err := c.client.TradeClose(ctx, sdk.TradeClose{OutTradeNo: orderNo})
-	switch subCode(err, errOf(rsp)) {
-	case "":
-	case "ACQ.TRADE_NOT_EXIST":
-		crsp, err := c.client.TradeCancel(ctx, sdk.TradeCancel{OutTradeNo: orderNo})
-		if err := check("cancel", err, errOf(crsp)); err != nil {
-			return err
-		}
-		if crsp.RetryFlag == "Y" {
-			return vend.Errorf(payments.ErrProvider, "alipay: cancel %s: alipay asks to retry", orderNo)
-		}
+	if subCode(err, errOf(rsp)) == "ACQ.TRADE_NOT_EXIST" {
 		return nil
-	case "ACQ.TRADE_STATUS_ERROR":
-		return refused("close", *errOf(rsp))
 	}
 	return check("close", err, errOf(rsp))
 }
@@ -437,8 +431,6 @@ func errOf[T any](rsp *T) *sdk.Error {
 	case *sdk.TradeQueryRsp:
 		return &v.Error
 	case *sdk.TradeCloseRsp:
-		return &v.Error
-	case *sdk.TradeCancelRsp:
 		return &v.Error
 	case *sdk.TradeRefundRsp:
 		return &v.Error

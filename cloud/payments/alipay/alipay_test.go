@@ -117,17 +117,36 @@ func TestCreateRejectsWhatAlipayCannotTake(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	r := newRig(t)
-	// Unscanned: close has no trade; the order is cancelled instead, and a
-	// later scan cannot pay it.
-	a := r.create(t, 100)
+	// Unscanned: Alipay has no trade to close, and the code cannot be paid
+	// after its time_expire.
+	r.p.mustControl("clock", map[string]any{"at": "2026-11-30T10:00:00+08:00"}, nil)
+	a := payments.NewOrderNo("T")
+	if _, err := r.ch.Create(ctx, payments.Order{No: a, Amount: cny(100), ExpiresAt: time.Date(2026, 11, 30, 2, 15, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
+	if o := r.p.order(a); o.TimeExpire != "2026-11-30 10:15:00" {
+		t.Fatalf("time_expire sent = %q, want the order's ExpiresAt in Asia/Shanghai", o.TimeExpire)
+	}
 	if err := r.ch.Close(ctx, a); err != nil {
 		t.Fatalf("Close(unscanned) = %v", err)
 	}
-	if o := r.p.order(a); o.Status != "TRADE_CLOSED" {
-		t.Fatalf("peer's order after Close(unscanned) = %+v", o)
+	r.p.mustControl("clock", map[string]any{"at": "2026-11-30T10:15:00+08:00"}, nil)
+	if err := r.p.control("pay", map[string]any{"out_trade_no": a}, nil); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("the buyer paid an order after its time_expire: %v", err)
 	}
-	if err := r.p.control("pay", map[string]any{"out_trade_no": a}, nil); err == nil {
-		t.Fatal("the buyer paid a closed order")
+	r.p.mustControl("clock", map[string]any{"at": nil}, nil)
+	// Closed early and paid before the code expired: no money moved behind
+	// the cloud's back; the payment is reported, to be credited.
+	late := r.create(t, 150)
+	if err := r.ch.Close(ctx, late); err != nil {
+		t.Fatalf("Close(unscanned) = %v", err)
+	}
+	r.pay(t, late)
+	if st, err := r.ch.Query(ctx, late); err != nil || st.State != payments.PayPaid || st.Amount != cny(150) {
+		t.Fatalf("Query(paid after Close) = %+v, %v", st, err)
+	}
+	if o := r.p.order(late); o.Refunded != 0 {
+		t.Fatalf("the late payment was refunded behind the cloud's back: %+v", o)
 	}
 	// Scanned, waiting: closed; closing again is not an error.
 	b := r.create(t, 200)

@@ -5,7 +5,9 @@
 // New returns a payments.Channel. Create calls alipay.trade.precreate and
 // hands the payer its qr_code; Alipay creates the trade only when the payer
 // scans it, so until then Query (alipay.trade.query) reports the order
-// pending and Close (alipay.trade.close) falls back to alipay.trade.cancel.
+// pending and Close (alipay.trade.close) has nothing to close: the code
+// expires at the order's time_expire, which Create always sends when the
+// order has an ExpiresAt.
 // Refund calls alipay.trade.refund with out_request_no = the cloud's refund
 // number, which makes a repeated refund harmless, and QueryRefund calls
 // alipay.trade.fastpay.refund.query. Statement downloads the day's trade
