@@ -464,3 +464,28 @@ func TestGatewayTechnicalFailures(t *testing.T) {
 		})
 	}
 }
+
+// The channel is used by every request handler at once.
+func TestConcurrentUse(t *testing.T) {
+	r := newRig(t)
+	errs := make(chan error, 16)
+	for i := 0; i < 8; i++ {
+		go func(i int) {
+			no := payments.NewOrderNo("C")
+			if _, err := r.ch.Create(ctx, payments.Order{No: no, Amount: cny(int64(100 + i))}); err != nil {
+				errs <- err
+				return
+			}
+			st, err := r.ch.Query(ctx, no)
+			if err == nil && st.State != payments.PayPending {
+				err = errors.New("state " + string(st.State))
+			}
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
