@@ -42,7 +42,11 @@
 //   - the trade bill (业务明细) has 25 columns, summary lines
 //     "#交易合计：N笔，商家实收：￥X元…" and "#退款合计：…", and a service fee
 //     (服务费) column, negative when charged and positive when returned. The
-//     fee rate here is 0.6 %, rounded half up to the fen.
+//     fee rate here is 0.6 %, rounded half up to the fen. The domestic
+//     trade bill has no currency column (everything is CNY), so a currency
+//     mismatch cannot be injected into it: the channel reports the
+//     statement's currency as CNY and the reconciler compares it with each
+//     record's currency.
 // A request signed with an unknown key is answered 40002
 // isv.invalid-signature without a signature, as Alipay does.
 //
@@ -57,8 +61,10 @@
 //   tamper {out_trade_no, field, value} POST it again with one field changed, signature kept
 //   alipay_key {wrong}                  sign with a key that is not Alipay's (true) or Alipay's (false)
 //   fail {method, code, sub_code}       the next call of method answers this business error
-//   bill_inject {day, kind, out_trade_no?}  kinds: missing_in_ours, missing_in_theirs,
-//                                       amount, status, duplicate, summary
+//   bill_inject {day, kind, out_trade_no?}  kinds: missing_in_ours (a paid row for an order
+//                                       the cloud never made), missing_in_theirs (the order's row
+//                                       left out), amount (+0.01), status (a paid row for an unpaid
+//                                       order), duplicate (the row twice), summary (交易合计 off by 1.00)
 //   clock {at}                          the peer's time is at (ISO 8601) from now on; null: real time
 //   order {out_trade_no}                the peer's record of an order (or null)
 //   requests {}                         how many gateway requests were accepted and refused
