@@ -284,7 +284,9 @@ func (c *channel) Close(ctx context.Context, orderNo string) error {
 // Refund asks alipay.trade.refund with out_request_no = r.RefundNo, which
 // makes it idempotent: the same refund number returns the first result.
 // Alipay's answer fund_change Y means the money moved; N (a repeated
-// request) is settled by a refund query.
+// request) is settled by a refund query, which Refund always makes to
+// report the refund's own amount and time. A refund Alipay accepted whose
+// query fails or does not show it yet is RefundPending.
 func (c *channel) Refund(ctx context.Context, r payments.RefundRequest) (payments.RefundStatus, error) {
 	if r.Amount.Currency != currency || r.Amount.Minor <= 0 {
 		return payments.RefundStatus{}, vend.Errorf(payments.ErrAmount, "alipay: refund %s: amount %v", r.RefundNo, r.Amount)
@@ -304,7 +306,15 @@ func (c *channel) Refund(ctx context.Context, r payments.RefundRequest) (payment
 	if rsp.OutTradeNo != "" && rsp.OutTradeNo != r.OrderNo {
 		return payments.RefundStatus{}, vend.Errorf(payments.ErrProvider, "alipay: refund %s: answer is for order %q", r.RefundNo, rsp.OutTradeNo)
 	}
-	return c.QueryRefund(ctx, r.OrderNo, r.RefundNo)
+	st, err := c.QueryRefund(ctx, r.OrderNo, r.RefundNo)
+	if err != nil || st.State == payments.RefundFailed {
+		// Alipay accepted the refund (code 10000) but its refund query
+		// does not show it yet, or did not answer: pending, to be
+		// queried again; never failed, which would invite a second refund.
+		return payments.RefundStatus{OrderNo: r.OrderNo, RefundNo: r.RefundNo, ProviderRefundID: rsp.TradeNo + "/" + r.RefundNo,
+			State: payments.RefundPending, Amount: r.Amount}, nil
+	}
+	return st, nil
 }
 
 // QueryRefund asks alipay.trade.fastpay.refund.query. Alipay answers

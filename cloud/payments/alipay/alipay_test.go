@@ -230,6 +230,18 @@ func TestRefunds(t *testing.T) {
 	if amounts["R1"] != 300 || amounts["R3"] != 700 || len(amounts) != 2 {
 		t.Fatalf("refund notifications carry %v, want R1:300 R3:700", amounts)
 	}
+	// Accepted, but the refund query fails: pending, not failed (a failed
+	// refund would invite the cloud to refund again).
+	no2 := r.create(t, 500)
+	r.pay(t, no2)
+	r.p.mustControl("fail", map[string]any{"method": "alipay.trade.fastpay.refund.query", "code": "20000", "sub_code": "ACQ.SYSTEM_ERROR"}, nil)
+	pst, err := r.ch.Refund(ctx, payments.RefundRequest{OrderNo: no2, RefundNo: "P1", Amount: cny(200)})
+	if err != nil || pst.State != payments.RefundPending || pst.Amount != cny(200) || pst.ProviderRefundID == "" {
+		t.Fatalf("Refund whose query failed = %+v, %v; want pending", pst, err)
+	}
+	if q, err := r.ch.QueryRefund(ctx, no2, "P1"); err != nil || q.State != payments.RefundSucceeded || q.Amount != cny(200) || q.ProviderRefundID != pst.ProviderRefundID {
+		t.Fatalf("QueryRefund later = %+v, %v", q, err)
+	}
 	// Refund of an order Alipay does not know.
 	_, err = r.ch.Refund(ctx, payments.RefundRequest{OrderNo: "NOPE", RefundNo: "R9", Amount: cny(1)})
 	wantErr(t, "Refund(unknown order)", err, payments.ErrRefused, "ACQ.TRADE_NOT_EXIST")
