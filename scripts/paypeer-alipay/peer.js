@@ -60,7 +60,7 @@
 //   replay {out_trade_no}               POST the order's last notification again
 //   tamper {out_trade_no, field, value} POST it again with one field changed, signature kept
 //   alipay_key {wrong}                  sign with a key that is not Alipay's (true) or Alipay's (false)
-//   fail {method, code, sub_code}       the next call of method answers this business error
+//   fail {method, code, sub_code, count?}  the next count (1) calls of method answer this error
 //   bill_inject {day, kind, out_trade_no?}  kinds: missing_in_ours (a paid row for an order
 //                                       the cloud never made), missing_in_theirs (the order's row
 //                                       left out), amount (+0.01), status (a paid row for an unpaid
@@ -310,7 +310,7 @@ async function gateway(req, res) {
 	counts.accepted++;
 	const injected = failNext.get(method);
 	let out;
-	if (injected) { failNext.delete(method); out = bizErr(injected.code || "40004", injected.sub_code, "injected"); } else out = fn(biz, form);
+	if (injected) { if (--injected.count <= 0) failNext.delete(method); out = bizErr(injected.code || "40004", injected.sub_code, "injected"); } else out = fn(biz, form);
 	send(res, 200, "application/json;charset=utf-8", signResponse(key, JSON.parse(JSON.stringify(out))));
 }
 
@@ -408,7 +408,7 @@ async function control(req, res) {
 		}
 		case "clock": clock = c.at ? new Date(c.at) : null; break;
 		case "alipay_key": signing = c.wrong ? keys.rogue : keys.good; break;
-		case "fail": failNext.set(c.method, { code: c.code, sub_code: c.sub_code }); break;
+		case "fail": failNext.set(c.method, { code: c.code, sub_code: c.sub_code, count: c.count || 1 }); break;
 		case "bill_inject": injections.push({ day: c.day, kind: c.kind, out_trade_no: c.out_trade_no }); break;
 		case "order":
 			out = o ? { status: o.status, scanned: o.scanned, total: o.total, refunded: o.refunded, trade_no: o.trade_no, time_expire: o.time_expire, notify_url: o.notify_url, notifications: o.notifications.length } : null;

@@ -234,11 +234,14 @@ func TestRefunds(t *testing.T) {
 	// refund would invite the cloud to refund again).
 	no2 := r.create(t, 500)
 	r.pay(t, no2)
-	r.p.mustControl("fail", map[string]any{"method": "alipay.trade.fastpay.refund.query", "code": "20000", "sub_code": "ACQ.SYSTEM_ERROR"}, nil)
+	// Two: the refund's notification makes a refund query of its own, in
+	// whichever order.
+	r.p.mustControl("fail", map[string]any{"method": "alipay.trade.fastpay.refund.query", "code": "20000", "sub_code": "ACQ.SYSTEM_ERROR", "count": 2}, nil)
 	pst, err := r.ch.Refund(ctx, payments.RefundRequest{OrderNo: no2, RefundNo: "P1", Amount: cny(200)})
 	if err != nil || pst.State != payments.RefundPending || pst.Amount != cny(200) || pst.ProviderRefundID == "" {
 		t.Fatalf("Refund whose query failed = %+v, %v; want pending", pst, err)
 	}
+	r.rx.wait(t, 5) // the refund's notification, refused while the query fails
 	if q, err := r.ch.QueryRefund(ctx, no2, "P1"); err != nil || q.State != payments.RefundSucceeded || q.Amount != cny(200) || q.ProviderRefundID != pst.ProviderRefundID {
 		t.Fatalf("QueryRefund later = %+v, %v", q, err)
 	}
