@@ -60,6 +60,9 @@
 //   replay {out_trade_no}               POST the order's last notification again
 //   tamper {out_trade_no, field, value} POST it again with one field changed, signature kept
 //   alipay_key {wrong}                  sign with a key that is not Alipay's (true) or Alipay's (false)
+//   forge_cert {on}                     sign with the rogue key, name an alipay_cert_sn in every
+//                                       answer, and serve the rogue certificate to
+//                                       alipay.open.app.alipaycert.download
 //   fail {method, code, sub_code, count?}  the next count (1) calls of method answer this error
 //   bill_inject {day, kind, out_trade_no?}  kinds: missing_in_ours (a paid row for an order
 //                                       the cloud never made), missing_in_theirs (the order's row
@@ -84,9 +87,13 @@ const AdmZip = require("adm-zip");
 const cfg = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const appPublicKey = fs.readFileSync(cfg.appPublicKeyFile, "utf8");
 const alipayPrivateKey = fs.readFileSync(cfg.alipayPrivateKeyFile, "utf8");
-const rogue = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
-const roguePrivateKey = rogue.privateKey.export({ type: "pkcs8", format: "pem" });
-const roguePublicKey = rogue.publicKey.export({ type: "spki", format: "pem" });
+// The rogue key signs as if it were Alipay's; the test may give it with a
+// certificate (rogueKeyFile, rogueCertFile) for the forged-certificate case.
+const roguePrivateKey = cfg.rogueKeyFile ? fs.readFileSync(cfg.rogueKeyFile, "utf8")
+	: crypto.generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" });
+const roguePublicKey = crypto.createPublicKey(roguePrivateKey).export({ type: "spki", format: "pem" });
+const rogueCert = cfg.rogueCertFile ? fs.readFileSync(cfg.rogueCertFile, "utf8") : "";
+let forgeCertSN = false; // answers name an alipay_cert_sn and are signed by the rogue key
 const alipayPublicKey = crypto.createPublicKey(alipayPrivateKey).export({ type: "spki", format: "pem" });
 
 // The application's view: verifies the cloud's request signatures.
@@ -130,7 +137,8 @@ function now() { return clock ? new Date(clock.getTime()) : new Date(); }
 function signResponse(key, obj) {
 	const inner = JSON.stringify(obj);
 	const sign = sdkUtil.signatureV3(inner, signing.priv);
-	const body = `{"${key}":${inner},"sign":"${sign}"}`;
+	const sn = forgeCertSN ? `"alipay_cert_sn":"0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f",` : "";
+	const body = `{"${key}":${inner},${sn}"sign":"${sign}"}`;
 	signing.check.checkResponseSign(body, key, sign); // throws when the SDK disagrees
 	return body;
 }
@@ -303,6 +311,11 @@ async function gateway(req, res) {
 	if (params.app_id !== cfg.appId) return unsigned(bizErr("40002", "isv.invalid-app-id", "app_id unknown"));
 	if (params.sign_type !== "RSA2") return unsigned(bizErr("40002", "isv.invalid-signature-type", "sign_type must be RSA2"));
 	if (!appView.checkNotifySignV2(params)) return unsigned(bizErr("40002", "isv.invalid-signature", "the request signature does not verify with the application's public key"));
+	if (method === "alipay.open.app.alipaycert.download" && rogueCert) {
+		// Served unsigned, as Alipay serves it: the certificate is the answer.
+		counts.accepted++;
+		return send(res, 200, "application/json;charset=utf-8", JSON.stringify({ [key]: ok({ alipay_cert_content: Buffer.from(rogueCert).toString("base64") }) }));
+	}
 	const fn = methods[method];
 	if (!fn) return unsigned(bizErr("40002", "isv.invalid-method", "unknown method " + method));
 	let biz;
@@ -408,6 +421,7 @@ async function control(req, res) {
 		}
 		case "clock": clock = c.at ? new Date(c.at) : null; break;
 		case "alipay_key": signing = c.wrong ? keys.rogue : keys.good; break;
+		case "forge_cert": forgeCertSN = !!c.on; signing = c.on ? keys.rogue : keys.good; break;
 		case "fail": failNext.set(c.method, { code: c.code, sub_code: c.sub_code, count: c.count || 1 }); break;
 		case "bill_inject": injections.push({ day: c.day, kind: c.kind, out_trade_no: c.out_trade_no }); break;
 		case "order":

@@ -504,3 +504,39 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// In the SDK's production mode, an answer that names an unknown
+// alipay_cert_sn makes the SDK download that certificate, unverified, from
+// the gateway that gave the answer, and trust it from then on: a forged
+// gateway brings its own key. The channel runs the SDK in public-key mode,
+// where an unknown certificate is refused.
+func TestForgedCertificateIsRefused(t *testing.T) {
+	r := newRig(t)
+	no := r.create(t, 100)
+	r.p.mustControl("forge_cert", map[string]any{"on": true}, nil)
+
+	priv, _ := os.ReadFile(r.p.keys.appPriv)
+	pub, _ := os.ReadFile(r.p.keys.aliPub)
+	prod, err := sdk.New(appID, string(priv), true, sdk.WithProductionGateway(r.p.url+"/gateway.do"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.LoadAliPayPublicKey(string(pub)); err != nil {
+		t.Fatal(err)
+	}
+	forged, err := prod.TradeQuery(ctx, sdk.TradeQuery{OutTradeNo: no})
+	if err != nil || forged.SubCode != "ACQ.TRADE_NOT_EXIST" {
+		t.Logf("the SDK in production mode refused the forged answer (%+v, %v): the hazard is gone", forged, err)
+	} else {
+		t.Logf("the SDK in production mode accepted an answer signed by a key it fetched from the answering gateway")
+	}
+
+	_, err = r.ch.Query(ctx, no)
+	wantErr(t, "Query answered under a forged certificate", err, payments.ErrProvider, "")
+	_, err = r.ch.Create(ctx, payments.Order{No: payments.NewOrderNo("T"), Amount: cny(100)})
+	wantErr(t, "Create answered under a forged certificate", err, payments.ErrProvider, "")
+	r.p.mustControl("forge_cert", map[string]any{"on": false}, nil)
+	if st, err := r.ch.Query(ctx, no); err != nil || st.State != payments.PayPending {
+		t.Fatalf("Query with the real key back = %+v, %v: the forged certificate must not have been kept", st, err)
+	}
+}

@@ -8,11 +8,13 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -124,12 +126,12 @@ func npmModules(t *testing.T, node string) string {
 
 // keyFiles are the PEM files of one test's keys, generated in the test.
 type keyFiles struct {
-	appPriv, appPub, aliPriv, aliPub string
+	appPriv, appPub, aliPriv, aliPub, roguePriv, rogueCert string
 }
 
 var (
 	keyOnce sync.Once
-	keyPEMs [4][]byte
+	keyPEMs [6][]byte // app key, app public key, Alipay key, Alipay public key, rogue key, rogue certificate
 )
 
 func testKeys(t *testing.T) keyFiles {
@@ -145,10 +147,25 @@ func testKeys(t *testing.T) keyFiles {
 			keyPEMs[2*i] = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: priv})
 			keyPEMs[2*i+1] = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})
 		}
+		// A key with a self-signed certificate that claims to be Alipay's.
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: "Ant Financial Certification Authority Class 2 R1"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), SignatureAlgorithm: x509.SHA256WithRSA}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+		if err != nil {
+			panic(err)
+		}
+		priv, _ := x509.MarshalPKCS8PrivateKey(k)
+		keyPEMs[4] = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: priv})
+		keyPEMs[5] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	})
 	dir := t.TempDir()
-	kf := keyFiles{filepath.Join(dir, "app.key"), filepath.Join(dir, "app.pub"), filepath.Join(dir, "alipay.key"), filepath.Join(dir, "alipay.pub")}
-	for i, p := range []string{kf.appPriv, kf.appPub, kf.aliPriv, kf.aliPub} {
+	kf := keyFiles{filepath.Join(dir, "app.key"), filepath.Join(dir, "app.pub"), filepath.Join(dir, "alipay.key"), filepath.Join(dir, "alipay.pub"),
+		filepath.Join(dir, "rogue.key"), filepath.Join(dir, "rogue.crt")}
+	for i, p := range []string{kf.appPriv, kf.appPub, kf.aliPriv, kf.aliPub, kf.roguePriv, kf.rogueCert} {
 		if err := os.WriteFile(p, keyPEMs[i], 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +194,8 @@ func startPeer(t *testing.T) *peer {
 	mods := npmModules(t, node)
 	kf := testKeys(t)
 	cfgFile := filepath.Join(t.TempDir(), "peer.json")
-	cfg, _ := json.Marshal(map[string]string{"appId": appID, "pid": "2088102000000000", "appPublicKeyFile": kf.appPub, "alipayPrivateKeyFile": kf.aliPriv})
+	cfg, _ := json.Marshal(map[string]string{"appId": appID, "pid": "2088102000000000", "appPublicKeyFile": kf.appPub, "alipayPrivateKeyFile": kf.aliPriv,
+		"rogueKeyFile": kf.roguePriv, "rogueCertFile": kf.rogueCert})
 	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
