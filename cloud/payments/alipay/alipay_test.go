@@ -16,6 +16,7 @@ import (
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/payments"
 	"beaconvend/cloud/payments/alipay"
+	"beaconvend/cloud/payments/alipay/alipaytest"
 )
 
 var ctx = context.Background()
@@ -36,7 +37,7 @@ func wantErr(t *testing.T, what string, err error, sentinel *vend.Error, sub str
 func TestPrecreatePayNotifyQuery(t *testing.T) {
 	r := newRig(t)
 	no := r.create(t, 1234)
-	o := r.p.order(no)
+	o := r.p.Order(no)
 	if o == nil || o.Total != 1234 || o.Status != "WAIT_BUYER_PAY" || o.TimeExpire == "" || !strings.HasSuffix(o.NotifyURL, "/v1/channels/alipay/notify") {
 		t.Fatalf("peer's order after Create = %+v", o)
 	}
@@ -44,7 +45,7 @@ func TestPrecreatePayNotifyQuery(t *testing.T) {
 	if st, err := r.ch.Query(ctx, no); err != nil || st.State != payments.PayPending {
 		t.Fatalf("Query(unscanned) = %+v, %v; want pending", st, err)
 	}
-	r.p.mustControl("scan", map[string]any{"out_trade_no": no}, nil)
+	r.p.MustControl("scan", map[string]any{"out_trade_no": no}, nil)
 	if st, err := r.ch.Query(ctx, no); err != nil || st.State != payments.PayPending {
 		t.Fatalf("Query(scanned) = %+v, %v; want pending", st, err)
 	}
@@ -109,7 +110,7 @@ func TestCreateRejectsWhatAlipayCannotTake(t *testing.T) {
 		}
 	}
 	var n map[string]int
-	r.p.mustControl("requests", nil, &n)
+	r.p.MustControl("requests", nil, &n)
 	if n["accepted"]+n["refused"] != 0 {
 		t.Fatalf("the peer saw %v requests; bad orders must not reach Alipay", n)
 	}
@@ -119,22 +120,22 @@ func TestClose(t *testing.T) {
 	r := newRig(t)
 	// Unscanned: Alipay has no trade to close, and the code cannot be paid
 	// after its time_expire.
-	r.p.mustControl("clock", map[string]any{"at": "2026-11-30T10:00:00+08:00"}, nil)
+	r.p.MustControl("clock", map[string]any{"at": "2026-11-30T10:00:00+08:00"}, nil)
 	a := payments.NewOrderNo("T")
 	if _, err := r.ch.Create(ctx, payments.Order{No: a, Amount: cny(100), ExpiresAt: time.Date(2026, 11, 30, 2, 15, 0, 0, time.UTC)}); err != nil {
 		t.Fatal(err)
 	}
-	if o := r.p.order(a); o.TimeExpire != "2026-11-30 10:15:00" {
+	if o := r.p.Order(a); o.TimeExpire != "2026-11-30 10:15:00" {
 		t.Fatalf("time_expire sent = %q, want the order's ExpiresAt in Asia/Shanghai", o.TimeExpire)
 	}
 	if err := r.ch.Close(ctx, a); err != nil {
 		t.Fatalf("Close(unscanned) = %v", err)
 	}
-	r.p.mustControl("clock", map[string]any{"at": "2026-11-30T10:15:00+08:00"}, nil)
-	if err := r.p.control("pay", map[string]any{"out_trade_no": a}, nil); err == nil || !strings.Contains(err.Error(), "expired") {
+	r.p.MustControl("clock", map[string]any{"at": "2026-11-30T10:15:00+08:00"}, nil)
+	if err := r.p.Control("pay", map[string]any{"out_trade_no": a}, nil); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("the buyer paid an order after its time_expire: %v", err)
 	}
-	r.p.mustControl("clock", map[string]any{"at": nil}, nil)
+	r.p.MustControl("clock", map[string]any{"at": nil}, nil)
 	// Closed early and paid before the code expired: no money moved behind
 	// the cloud's back; the payment is reported, to be credited.
 	late := r.create(t, 150)
@@ -145,12 +146,12 @@ func TestClose(t *testing.T) {
 	if st, err := r.ch.Query(ctx, late); err != nil || st.State != payments.PayPaid || st.Amount != cny(150) {
 		t.Fatalf("Query(paid after Close) = %+v, %v", st, err)
 	}
-	if o := r.p.order(late); o.Refunded != 0 {
+	if o := r.p.Order(late); o.Refunded != 0 {
 		t.Fatalf("the late payment was refunded behind the cloud's back: %+v", o)
 	}
 	// Scanned, waiting: closed; closing again is not an error.
 	b := r.create(t, 200)
-	r.p.mustControl("scan", map[string]any{"out_trade_no": b}, nil)
+	r.p.MustControl("scan", map[string]any{"out_trade_no": b}, nil)
 	if err := r.ch.Close(ctx, b); err != nil {
 		t.Fatalf("Close(waiting) = %v", err)
 	}
@@ -168,7 +169,7 @@ func TestClose(t *testing.T) {
 	if vend.KindOf(err) != vend.Conflict {
 		t.Fatalf("Close(paid) kind %s, want conflict", vend.KindOf(err))
 	}
-	if o := r.p.order(c); o.Status != "TRADE_SUCCESS" || o.Refunded != 0 {
+	if o := r.p.Order(c); o.Status != "TRADE_SUCCESS" || o.Refunded != 0 {
 		t.Fatalf("peer's paid order after Close = %+v", o)
 	}
 }
@@ -189,7 +190,7 @@ func TestRefunds(t *testing.T) {
 	if err != nil || st2.State != payments.RefundSucceeded || st2.Amount != cny(300) || st2.ProviderRefundID != st.ProviderRefundID {
 		t.Fatalf("Refund(R1 again) = %+v, %v", st2, err)
 	}
-	if o := r.p.order(no); o.Refunded != 300 {
+	if o := r.p.Order(no); o.Refunded != 300 {
 		t.Fatalf("peer refunded %d fen after a repeated refund, want 300", o.Refunded)
 	}
 	// Above what is refundable (7.00 left): Alipay's answer is signed, code
@@ -203,7 +204,7 @@ func TestRefunds(t *testing.T) {
 	if err != nil || st3.State != payments.RefundSucceeded || st3.Amount != cny(700) {
 		t.Fatalf("Refund(R3 rest) = %+v, %v", st3, err)
 	}
-	if o := r.p.order(no); o.Refunded != 1000 || o.Status != "TRADE_CLOSED" {
+	if o := r.p.Order(no); o.Refunded != 1000 || o.Status != "TRADE_CLOSED" {
 		t.Fatalf("peer's order after a full refund = %+v", o)
 	}
 	// Refunded in full: still paid for the cloud (the refunds are their
@@ -236,7 +237,7 @@ func TestRefunds(t *testing.T) {
 	r.pay(t, no2)
 	// Two: the refund's notification makes a refund query of its own, in
 	// whichever order.
-	r.p.mustControl("fail", map[string]any{"method": "alipay.trade.fastpay.refund.query", "code": "20000", "sub_code": "ACQ.SYSTEM_ERROR", "count": 2}, nil)
+	r.p.MustControl("fail", map[string]any{"method": "alipay.trade.fastpay.refund.query", "code": "20000", "sub_code": "ACQ.SYSTEM_ERROR", "count": 2}, nil)
 	pst, err := r.ch.Refund(ctx, payments.RefundRequest{OrderNo: no2, RefundNo: "P1", Amount: cny(200)})
 	if err != nil || pst.State != payments.RefundPending || pst.Amount != cny(200) || pst.ProviderRefundID == "" {
 		t.Fatalf("Refund whose query failed = %+v, %v; want pending", pst, err)
@@ -256,12 +257,12 @@ func TestBusinessErrorHasNilSDKError(t *testing.T) {
 	r := newRig(t)
 	no := r.create(t, 100)
 	r.pay(t, no)
-	priv, err := os.ReadFile(r.p.keys.appPriv)
+	priv, err := os.ReadFile(r.p.Keys.AppPrivateKeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := os.ReadFile(r.p.keys.aliPub)
-	c, err := sdk.New(appID, string(priv), false, sdk.WithSandboxGateway(r.p.url+"/gateway.do"))
+	pub, _ := os.ReadFile(r.p.Keys.AlipayPublicKeyFile)
+	c, err := sdk.New(alipaytest.AppID, string(priv), false, sdk.WithSandboxGateway(r.p.URL+"/gateway.do"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestBusinessErrorHasNilSDKError(t *testing.T) {
 			return err
 		}},
 	} {
-		r.p.mustControl("fail", map[string]any{"method": tc.method, "code": tc.code, "sub_code": tc.sub}, nil)
+		r.p.MustControl("fail", map[string]any{"method": tc.method, "code": tc.code, "sub_code": tc.sub}, nil)
 		wantErr(t, tc.method+" "+tc.code, tc.call(), tc.want, tc.sub)
 	}
 }
@@ -306,17 +307,17 @@ func TestBusinessErrorHasNilSDKError(t *testing.T) {
 func TestWrongAppKeyIsRefusedByAlipay(t *testing.T) {
 	r := newRig(t)
 	other := testKeysOther(t)
-	ch, err := alipay.New(alipay.Config{AppID: appID, AppPrivateKeyFile: other, AlipayPublicKeyFile: r.p.keys.aliPub, GatewayURL: r.p.url + "/gateway.do"})
+	ch, err := alipay.New(alipay.Config{AppID: alipaytest.AppID, AppPrivateKeyFile: other, AlipayPublicKeyFile: r.p.Keys.AlipayPublicKeyFile, GatewayURL: r.p.URL + "/gateway.do"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	no := payments.NewOrderNo("T")
 	_, err = ch.Create(ctx, payments.Order{No: no, Amount: cny(100)})
 	wantErr(t, "Create signed with a wrong app key", err, payments.ErrProvider, "isv.invalid-signature")
-	if o := r.p.order(no); o != nil {
+	if o := r.p.Order(no); o != nil {
 		t.Fatalf("the peer kept an order signed with a wrong key: %+v", o)
 	}
-	ch2, _ := alipay.New(alipay.Config{AppID: "2021999999999999", AppPrivateKeyFile: r.p.keys.appPriv, AlipayPublicKeyFile: r.p.keys.aliPub, GatewayURL: r.p.url + "/gateway.do"})
+	ch2, _ := alipay.New(alipay.Config{AppID: "2021999999999999", AppPrivateKeyFile: r.p.Keys.AppPrivateKeyFile, AlipayPublicKeyFile: r.p.Keys.AlipayPublicKeyFile, GatewayURL: r.p.URL + "/gateway.do"})
 	_, err = ch2.Query(ctx, no)
 	wantErr(t, "Query with an unknown app ID", err, payments.ErrProvider, "isv.invalid-app-id")
 }
@@ -324,7 +325,7 @@ func TestWrongAppKeyIsRefusedByAlipay(t *testing.T) {
 func TestWrongAlipayKeyIsRefusedByUs(t *testing.T) {
 	r := newRig(t)
 	no := r.create(t, 100)
-	r.p.mustControl("alipay_key", map[string]any{"wrong": true}, nil)
+	r.p.MustControl("alipay_key", map[string]any{"wrong": true}, nil)
 	_, err := r.ch.Query(ctx, no)
 	wantErr(t, "Query answered with a wrong Alipay key", err, payments.ErrProvider, "")
 	_, err = r.ch.Create(ctx, payments.Order{No: payments.NewOrderNo("T"), Amount: cny(100)})
@@ -341,7 +342,7 @@ func TestWrongAlipayKeyIsRefusedByUs(t *testing.T) {
 	if len(got) != 0 || len(errs) != 1 || vend.KindOf(errs[0]) != vend.Unauthorized {
 		t.Fatalf("notifications %v, errors %v; want one unauthorized", got, errs)
 	}
-	r.p.mustControl("alipay_key", map[string]any{"wrong": false}, nil)
+	r.p.MustControl("alipay_key", map[string]any{"wrong": false}, nil)
 	if st, err := r.ch.Query(ctx, no); err != nil || st.State != payments.PayPaid {
 		t.Fatalf("Query after the right key is back = %+v, %v", st, err)
 	}
@@ -361,8 +362,8 @@ func TestTamperedNotification(t *testing.T) {
 		{"sign_type", "RSA"},
 		{"alipay_cert_sn", "0123456789abcdef"},
 	} {
-		var res notifyResult
-		r.p.mustControl("tamper", map[string]any{"out_trade_no": no, "field": tc.field, "value": tc.value}, &res)
+		var res alipaytest.NotifyResult
+		r.p.MustControl("tamper", map[string]any{"out_trade_no": no, "field": tc.field, "value": tc.value}, &res)
 		if res.Notify.Body != "failure" {
 			t.Errorf("tampered %s: the cloud answered %q", tc.field, res.Notify.Body)
 		}
@@ -382,8 +383,8 @@ func TestReplayedNotificationKeepsItsEventID(t *testing.T) {
 	r := newRig(t)
 	no := r.create(t, 100)
 	r.pay(t, no)
-	var res notifyResult
-	r.p.mustControl("replay", map[string]any{"out_trade_no": no}, &res)
+	var res alipaytest.NotifyResult
+	r.p.MustControl("replay", map[string]any{"out_trade_no": no}, &res)
 	if res.Notify.Body != "success" {
 		t.Fatalf("replay answered %q", res.Notify.Body)
 	}
@@ -415,19 +416,19 @@ func TestNotificationOtherMethodsAndSizes(t *testing.T) {
 }
 
 func TestNewConfigErrors(t *testing.T) {
-	kf := testKeys(t)
+	kf := alipaytest.NewKeys(t)
 	for _, cfg := range []alipay.Config{
-		{AppPrivateKeyFile: kf.appPriv, AlipayPublicKeyFile: kf.aliPub},
-		{AppID: appID, AppPrivateKeyFile: kf.appPriv + ".missing", AlipayPublicKeyFile: kf.aliPub},
-		{AppID: appID, AppPrivateKeyFile: kf.appPub, AlipayPublicKeyFile: kf.aliPub},
-		{AppID: appID, AppPrivateKeyFile: kf.appPriv, AlipayPublicKeyFile: kf.appPriv},
-		{AppID: appID, AppPrivateKeyFile: kf.appPriv, AlipayPublicKeyFile: kf.aliPub, GatewayURL: "ftp://x"},
+		{AppPrivateKeyFile: kf.AppPrivateKeyFile, AlipayPublicKeyFile: kf.AlipayPublicKeyFile},
+		{AppID: alipaytest.AppID, AppPrivateKeyFile: kf.AppPrivateKeyFile + ".missing", AlipayPublicKeyFile: kf.AlipayPublicKeyFile},
+		{AppID: alipaytest.AppID, AppPrivateKeyFile: kf.AppPublicKeyFile, AlipayPublicKeyFile: kf.AlipayPublicKeyFile},
+		{AppID: alipaytest.AppID, AppPrivateKeyFile: kf.AppPrivateKeyFile, AlipayPublicKeyFile: kf.AppPrivateKeyFile},
+		{AppID: alipaytest.AppID, AppPrivateKeyFile: kf.AppPrivateKeyFile, AlipayPublicKeyFile: kf.AlipayPublicKeyFile, GatewayURL: "ftp://x"},
 	} {
 		if _, err := alipay.New(cfg); vend.KindOf(err) != vend.Invalid || !strings.HasPrefix(err.Error(), "alipay: ") {
 			t.Errorf("New(%+v) = %v, want an invalid configuration error", cfg, err)
 		}
 	}
-	ch, err := alipay.New(alipay.Config{AppID: appID, AppPrivateKeyFile: kf.appPriv, AlipayPublicKeyFile: kf.aliPub})
+	ch, err := alipay.New(alipay.Config{AppID: alipaytest.AppID, AppPrivateKeyFile: kf.AppPrivateKeyFile, AlipayPublicKeyFile: kf.AlipayPublicKeyFile})
 	if err != nil || ch.Name() != "alipay" || ch.Source().ID != "alipay" {
 		t.Fatalf("New = %v, %v", ch, err)
 	}
@@ -437,7 +438,7 @@ func TestNewConfigErrors(t *testing.T) {
 // A gateway that is slow, down or answers garbage is ErrProvider
 // (transient, for the breaker), never a refusal and never a panic.
 func TestGatewayTechnicalFailures(t *testing.T) {
-	kf := testKeys(t)
+	kf := alipaytest.NewKeys(t)
 	release := make(chan struct{})
 	defer close(release)
 	for _, tc := range []struct {
@@ -467,7 +468,7 @@ func TestGatewayTechnicalFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(tc.h)
 			defer srv.Close()
-			ch, err := alipay.New(alipay.Config{AppID: appID, AppPrivateKeyFile: kf.appPriv, AlipayPublicKeyFile: kf.aliPub,
+			ch, err := alipay.New(alipay.Config{AppID: alipaytest.AppID, AppPrivateKeyFile: kf.AppPrivateKeyFile, AlipayPublicKeyFile: kf.AlipayPublicKeyFile,
 				GatewayURL: srv.URL + "/gateway.do", HTTPClient: &http.Client{Timeout: 300 * time.Millisecond}})
 			if err != nil {
 				t.Fatal(err)
@@ -513,11 +514,11 @@ func TestConcurrentUse(t *testing.T) {
 func TestForgedCertificateIsRefused(t *testing.T) {
 	r := newRig(t)
 	no := r.create(t, 100)
-	r.p.mustControl("forge_cert", map[string]any{"on": true}, nil)
+	r.p.MustControl("forge_cert", map[string]any{"on": true}, nil)
 
-	priv, _ := os.ReadFile(r.p.keys.appPriv)
-	pub, _ := os.ReadFile(r.p.keys.aliPub)
-	prod, err := sdk.New(appID, string(priv), true, sdk.WithProductionGateway(r.p.url+"/gateway.do"))
+	priv, _ := os.ReadFile(r.p.Keys.AppPrivateKeyFile)
+	pub, _ := os.ReadFile(r.p.Keys.AlipayPublicKeyFile)
+	prod, err := sdk.New(alipaytest.AppID, string(priv), true, sdk.WithProductionGateway(r.p.URL+"/gateway.do"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -535,7 +536,7 @@ func TestForgedCertificateIsRefused(t *testing.T) {
 	wantErr(t, "Query answered under a forged certificate", err, payments.ErrProvider, "")
 	_, err = r.ch.Create(ctx, payments.Order{No: payments.NewOrderNo("T"), Amount: cny(100)})
 	wantErr(t, "Create answered under a forged certificate", err, payments.ErrProvider, "")
-	r.p.mustControl("forge_cert", map[string]any{"on": false}, nil)
+	r.p.MustControl("forge_cert", map[string]any{"on": false}, nil)
 	if st, err := r.ch.Query(ctx, no); err != nil || st.State != payments.PayPending {
 		t.Fatalf("Query with the real key back = %+v, %v: the forged certificate must not have been kept", st, err)
 	}

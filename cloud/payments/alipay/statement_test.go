@@ -2,6 +2,7 @@ package alipay_test
 
 import (
 	"testing"
+	"time"
 
 	"beaconvend/cloud/payments"
 )
@@ -19,21 +20,23 @@ type billRig struct {
 func newBillRig(t *testing.T) *billRig {
 	t.Helper()
 	r := newRig(t)
-	r.p.mustControl("clock", map[string]any{"at": "2026-11-30T10:00:00+08:00"}, nil)
+	if err := r.p.SetClock(time.Date(2026, 11, 30, 2, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
 	b := &billRig{rig: r}
 	b.p1 = r.create(t, 1000)
 	b.p2 = r.create(t, 2550)
 	b.unpaid = r.create(t, 300)
 	r.pay(t, b.p1)
 	r.pay(t, b.p2)
-	r.p.mustControl("scan", map[string]any{"out_trade_no": b.unpaid}, nil)
+	r.p.MustControl("scan", map[string]any{"out_trade_no": b.unpaid}, nil)
 	var err error
 	b.refund, err = r.ch.Refund(ctx, payments.RefundRequest{OrderNo: b.p2, RefundNo: "R1", Amount: cny(550), Reason: "unused"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Another day's payment must not show.
-	r.p.mustControl("clock", map[string]any{"at": "2026-12-01T00:00:01+08:00"}, nil)
+	r.p.MustControl("clock", map[string]any{"at": "2026-12-01T00:00:01+08:00"}, nil)
 	r.pay(t, r.create(t, 777))
 	return b
 }
@@ -104,7 +107,7 @@ func TestStatementInjectedDiscrepancies(t *testing.T) {
 			if r := rowsBy(st)["payment:"+b.unpaid]; len(r) != 1 || r[0].Amount != cny(300) {
 				t.Fatalf("rows %+v", st.Rows)
 			}
-			if o := b.p.order(b.unpaid); o.Status != "WAIT_BUYER_PAY" {
+			if o := b.p.Order(b.unpaid); o.Status != "WAIT_BUYER_PAY" {
 				t.Fatalf("the peer's order is %s", o.Status)
 			}
 		}},
@@ -116,7 +119,9 @@ func TestStatementInjectedDiscrepancies(t *testing.T) {
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			b := newBillRig(t)
-			b.p.mustControl("bill_inject", map[string]any{"day": billDay.String(), "kind": tc.kind, "out_trade_no": tc.order(b)}, nil)
+			if err := b.p.InjectBill(billDay, tc.kind, tc.order(b)); err != nil {
+				t.Fatal(err)
+			}
 			st, err := b.ch.Statement(ctx, billDay)
 			if err != nil {
 				t.Fatal(err)
@@ -128,7 +133,7 @@ func TestStatementInjectedDiscrepancies(t *testing.T) {
 
 func TestStatementSummaryMismatchIsRefused(t *testing.T) {
 	b := newBillRig(t)
-	b.p.mustControl("bill_inject", map[string]any{"day": billDay.String(), "kind": "summary"}, nil)
+	b.p.MustControl("bill_inject", map[string]any{"day": billDay.String(), "kind": "summary"}, nil)
 	_, err := b.ch.Statement(ctx, billDay)
 	wantErr(t, "Statement(summary ≠ rows)", err, payments.ErrStatement, "交易合计")
 }
