@@ -112,7 +112,10 @@ func New(cfg Config) (payments.Channel, error) {
 	return &channel{cfg: cfg, client: client, http: cfg.HTTPClient}, nil
 }
 
-var errInvalidConfig = vend.E(vend.Invalid, "config.invalid", "alipay: bad configuration")
+var (
+	errInvalidConfig = vend.E(vend.Invalid, "config.invalid", "alipay: bad configuration")
+	errField         = vend.E(vend.Invalid, "request.field", "alipay: bad request field")
+)
 
 func errConfig(format string, args ...any) error {
 	return vend.Errorf(errInvalidConfig, format, args...)
@@ -173,7 +176,7 @@ func subCode(err error, e *sdk.Error) string {
 
 func (c *channel) Create(ctx context.Context, o payments.Order) (payments.Action, error) {
 	if o.No == "" || len(o.No) > 64 {
-		return payments.Action{}, vend.Errorf(payments.ErrAmount, "alipay: order number %q: want 1 to 64 characters", o.No)
+		return payments.Action{}, vend.Errorf(errField, "alipay: order number %q: want 1 to 64 characters", o.No)
 	}
 	if o.Amount.Currency != currency {
 		return payments.Action{}, vend.Errorf(payments.ErrAmount, "alipay: currency %q: precreate takes CNY only", o.Amount.Currency)
@@ -292,7 +295,7 @@ func (c *channel) Refund(ctx context.Context, r payments.RefundRequest) (payment
 		return payments.RefundStatus{}, vend.Errorf(payments.ErrAmount, "alipay: refund %s: amount %v", r.RefundNo, r.Amount)
 	}
 	if r.RefundNo == "" || len(r.RefundNo) > 64 {
-		return payments.RefundStatus{}, vend.Errorf(payments.ErrAmount, "alipay: refund number %q: want 1 to 64 characters", r.RefundNo)
+		return payments.RefundStatus{}, vend.Errorf(errField, "alipay: refund number %q: want 1 to 64 characters", r.RefundNo)
 	}
 	rsp, err := c.client.TradeRefund(ctx, sdk.TradeRefund{
 		OutTradeNo:   r.OrderNo,
