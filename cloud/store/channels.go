@@ -197,6 +197,19 @@ func (s *Store) GetPayment(ctx context.Context, orderNo string) (Payment, error)
 	return p, nil
 }
 
+// PaymentByKey returns user's order made with an idempotency key.
+// Errors: ErrPaymentNotFound.
+func (s *Store) PaymentByKey(ctx context.Context, user, key string) (Payment, error) {
+	p, err := scanPayment(s.db.QueryRowContext(ctx, `SELECT `+paymentCols+` FROM channel_payments WHERE user_id = $1 AND idem_key = $2`, user, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Payment{}, vend.Errorf(ErrPaymentNotFound, "key %q", clip(key))
+	}
+	if err != nil {
+		return Payment{}, fmt.Errorf("store: payment by key: %w", err)
+	}
+	return p, nil
+}
+
 // UserPayment returns one of user's orders; another user's order is
 // ErrPaymentNotFound, as an unknown one.
 func (s *Store) UserPayment(ctx context.Context, user, orderNo string) (Payment, error) {

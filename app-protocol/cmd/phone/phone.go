@@ -355,11 +355,30 @@ func (m *Main) topUp(ctx context.Context) error {
 	}
 	key := phoneapi.NewIdempotencyKey()
 	req := &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: minor, Currency: cur}, Source: m.TopUpSource}
-	w, err = retry(ctx, func(ctx context.Context) (*phoneapi.Wallet, error) { return m.client.TopUp(ctx, key, req) })
+	p, err := retry(ctx, func(ctx context.Context) (*phoneapi.Payment, error) { return m.client.TopUp(ctx, key, req) })
 	if err != nil {
 		return mapAPIError(fmt.Errorf("phone: top-up %s from %s: %w", req.Amount, m.TopUpSource, err), nil)
 	}
-	fmt.Fprintf(m.out, "topped up %s from %s: wallet %s\n", req.Amount, m.TopUpSource, w.Available)
+	// The order is paid when the channel confirms it (the sandbox card at
+	// once); follow it until it is no longer pending.
+	for p.State == phoneapi.PaymentPending {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("phone: top-up order %s still pending: %w", p.Order, ctx.Err())
+		case <-time.After(time.Second):
+		}
+		order := p.Order
+		if p, err = retry(ctx, func(ctx context.Context) (*phoneapi.Payment, error) { return m.client.GetPayment(ctx, order) }); err != nil {
+			return mapAPIError(fmt.Errorf("phone: top-up order %s: %w", order, err), nil)
+		}
+	}
+	if p.State != phoneapi.PaymentPaid {
+		return fmt.Errorf("phone: top-up order %s is %s", p.Order, p.State)
+	}
+	if w, err = m.wallet(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.out, "topped up %s from %s (order %s): wallet %s\n", req.Amount, m.TopUpSource, p.Order, w.Available)
 	return nil
 }
 

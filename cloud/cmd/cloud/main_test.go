@@ -414,15 +414,18 @@ func TestCloudEndToEnd(t *testing.T) {
 		t.Fatalf("sources %+v %v", src, err)
 	}
 	topKey := phoneapi.NewIdempotencyKey()
-	w, err := e.phone.TopUp(ctx, topKey, &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: 1000, Currency: "EUR"}, Source: "card_sandbox"})
-	if err != nil || w.Available.Minor != 1000 {
-		t.Fatalf("TopUp: %+v %v", w, err)
+	pay, err := e.phone.TopUp(ctx, topKey, &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: 1000, Currency: "EUR"}, Source: "card_sandbox"})
+	if err != nil || pay.State != phoneapi.PaymentPaid || pay.ProviderTxID == "" {
+		t.Fatalf("TopUp: %+v %v", pay, err)
+	}
+	if w, err := e.phone.GetWallet(ctx); err != nil || w.Available.Minor != 1000 {
+		t.Fatalf("wallet after the sandbox top-up: %+v %v", w, err)
 	}
 
 	t.Run("IdempotentReplayAndReuse", func(t *testing.T) {
 		body := `{"amount":{"minor":1000,"currency":"EUR"},"source":"card_sandbox"}`
 		resp, b := e.raw(t, "POST", "/v1/wallet/topups", e.phone.Token(), topKey, body)
-		if resp.StatusCode != 200 || resp.Header.Get("Idempotent-Replayed") != "true" {
+		if resp.StatusCode != 201 || resp.Header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("replay: %d %q %s", resp.StatusCode, resp.Header.Get("Idempotent-Replayed"), b)
 		}
 		if av, _ := e.wallet(t); av != 1000 {
