@@ -100,7 +100,7 @@ func (s *Server) warnPosture(ctx context.Context) {
 	}
 	for _, ch := range c.Payments.Channels {
 		if ch.Name == ChannelSandboxCard && ch.On() {
-			s.log.Warn("server: DEVELOPMENT: the sandbox card is enabled: anyone signed up can mint wallet money", "channel", ch)
+			s.log.Warn("server: DEVELOPMENT: the sandbox card is enabled: anyone signed up can mint wallet money", "channel", ch.Name)
 		}
 	}
 	if c.KeyEncryption.KeyFile == "" && c.KeyEncryption.KeyEnv == "" {
