@@ -217,7 +217,8 @@ func TestWithdrawOldestFirstBoundedUnderConcurrency(t *testing.T) {
 		e := newEnv(t, b, nil)
 		e.paidOrder("wechatpay", "p1", 1000)
 		e.paidOrder("alipay", "p2", 500)
-		// Four concurrent withdrawals of 6.00 from 15.00: at most two fit.
+		e.topUp(e.user.ID, 10000) // wallet money that came through no order: only the orders bound the refunds
+		// Four concurrent withdrawals of 6.00 against 15.00 of orders: two fit.
 		var wg sync.WaitGroup
 		var ok atomic.Int32
 		for i := 0; i < 4; i++ {
@@ -248,8 +249,8 @@ func TestWithdrawOldestFirstBoundedUnderConcurrency(t *testing.T) {
 		e.checkLedger()
 		p1, _ := e.s.GetPayment(e.ctx, "p1")
 		p2, _ := e.s.GetPayment(e.ctx, "p2")
-		if p1.Refunded != 1000 || p2.Refunded != 200 || e.wallet(e.user.ID) != 300 {
-			t.Fatalf("refunded p1 %d p2 %d wallet %d; want 1000 (oldest first), 200, 300", p1.Refunded, p2.Refunded, e.wallet(e.user.ID))
+		if p1.Refunded != 1000 || p2.Refunded != 200 || e.wallet(e.user.ID) != 10300 {
+			t.Fatalf("refunded p1 %d p2 %d wallet %d; want 1000 (oldest first), 200, 10300", p1.Refunded, p2.Refunded, e.wallet(e.user.ID))
 		}
 		// A retry with a used key returns the first withdrawal.
 		r, err := e.s.Withdraw(e.ctx, e.user.ID, eur(600), "w-again")
