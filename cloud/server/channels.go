@@ -71,18 +71,31 @@ func (c *ChannelConfig) UnmarshalYAML(n *yaml.Node) error {
 // On reports whether the channel is enabled.
 func (c ChannelConfig) On() bool { return c.Enabled == nil || *c.Enabled }
 
-// ChannelFactory builds a channel from its configuration and its loaded
-// credentials (by the names under credentials). The cloud's payment
-// channel packages register one each (RegisterChannel): sandbox_card
-// here; wechatpay and alipay from cloud/payments/wechatpay and
-// cloud/payments/alipay (each New(Config) (payments.Channel, error)).
-type ChannelFactory func(c ChannelConfig, creds map[string][]byte, cfg *Config) (payments.Channel, error)
+// ChannelEnv is what a ChannelFactory builds a channel from: the entry
+// itself, its credentials loaded (each checked to load, and for file:
+// credentials the absolute path too, for packages that read key files
+// themselves), and the notification URL the provider must POST to.
+type ChannelEnv struct {
+	ChannelConfig
+	Secrets    map[string][]byte // credential name → its bytes
+	Files      map[string]string // credential name → absolute path, for file: credentials
+	NotifyURL  string            // <payments.public_url>/v1/channels/<name>/notify
+	SandboxMax int64             // payments.sandbox_max_payment
+}
+
+// ChannelFactory builds a channel from its configuration. The cloud's
+// payment channel packages register one each (RegisterChannel):
+// sandbox_card here; wechatpay and alipay adapt cloud/payments/wechatpay
+// and cloud/payments/alipay (each New(Config) (payments.Channel, error))
+// from an init function of this package. An error refuses the start,
+// naming the channel.
+type ChannelFactory func(e ChannelEnv) (payments.Channel, error)
 
 var (
 	factoriesMu sync.Mutex
 	factories   = map[string]ChannelFactory{
-		ChannelSandboxCard: func(_ ChannelConfig, _ map[string][]byte, cfg *Config) (payments.Channel, error) {
-			return &payments.Sandbox{MaxPayment: cfg.Payments.SandboxMaxPayment}, nil
+		ChannelSandboxCard: func(e ChannelEnv) (payments.Channel, error) {
+			return &payments.Sandbox{MaxPayment: e.SandboxMax}, nil
 		},
 	}
 )
@@ -176,34 +189,36 @@ func (ch ChannelConfig) limits(wallet vend.Currency) (payments.Limits, error) {
 }
 
 // loadCredential reads one file:PATH (relative to the config's directory)
-// or env:NAME credential.
-func (c *Config) loadCredential(ref string) ([]byte, error) {
+// or env:NAME credential; path is the file's absolute path ("" for env:).
+func (c *Config) loadCredential(ref string) (b []byte, path string, err error) {
 	if name, ok := strings.CutPrefix(ref, "env:"); ok {
 		v, ok := os.LookupEnv(name)
 		if !ok || v == "" {
-			return nil, fmt.Errorf("environment variable %s is not set", name)
+			return nil, "", fmt.Errorf("environment variable %s is not set", name)
 		}
-		return []byte(v), nil
+		return []byte(v), "", nil
 	}
-	path := strings.TrimPrefix(ref, "file:")
+	path = strings.TrimPrefix(ref, "file:")
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(c.dir, path)
 	}
+	if path, err = filepath.Abs(path); err != nil {
+		return nil, "", err
+	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s is readable by others (mode %04o); want 0600", path, st.Mode().Perm())
+		return nil, "", fmt.Errorf("%s is readable by others (mode %04o); want 0600", path, st.Mode().Perm())
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+	if b, err = os.ReadFile(path); err != nil {
+		return nil, "", err
 	}
 	if len(b) == 0 {
-		return nil, fmt.Errorf("%s is empty", path)
+		return nil, "", fmt.Errorf("%s is empty", path)
 	}
-	return b, nil
+	return b, path, nil
 }
 
 // Channels builds the enabled payment channels with their limits,
@@ -221,24 +236,28 @@ func (c *Config) Channels() ([]*payments.Guarded, error) {
 		if !ok {
 			return nil, bad(field, "unknown channel (known: %s)", strings.Join(KnownChannels(), ", "))
 		}
-		creds := map[string][]byte{}
+		env := ChannelEnv{ChannelConfig: ch, Secrets: map[string][]byte{}, Files: map[string]string{}, SandboxMax: c.Payments.SandboxMaxPayment,
+			NotifyURL: strings.TrimRight(c.Payments.PublicURL, "/") + "/v1/channels/" + ch.Name + "/notify"}
 		keys := make([]string, 0, len(ch.Credentials))
 		for k := range ch.Credentials {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			b, err := c.loadCredential(ch.Credentials[k])
+			b, path, err := c.loadCredential(ch.Credentials[k])
 			if err != nil {
 				return nil, bad(field+".credentials."+k, "%v", err)
 			}
-			creds[k] = b
+			env.Secrets[k] = b
+			if path != "" {
+				env.Files[k] = path
+			}
 		}
 		lim, err := ch.limits(c.Payments.Currency)
 		if err != nil {
 			return nil, bad(field+".limits", "%v", err)
 		}
-		pc, err := f(ch, creds, c)
+		pc, err := f(env)
 		if err != nil {
 			return nil, bad(field, "%v", err)
 		}

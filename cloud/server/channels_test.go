@@ -15,11 +15,12 @@ import (
 func init() {
 	// A channel for these tests: its constructor wants a "secret"
 	// credential, as a real provider wants its keys.
-	server.RegisterChannel("testpay", func(c server.ChannelConfig, creds map[string][]byte, _ *server.Config) (payments.Channel, error) {
-		if len(creds["secret"]) == 0 {
+	server.RegisterChannel("testpay", func(e server.ChannelEnv) (payments.Channel, error) {
+		if len(e.Secrets["secret"]) == 0 || e.Files["secret"] == "" || !filepath.IsAbs(e.Files["secret"]) ||
+			e.NotifyURL != "https://cloud.example/v1/channels/testpay/notify" || e.Params["mch_id"] != "1900000001" {
 			return nil, os.ErrInvalid
 		}
-		return &paytest.Channel{ID: c.Name, Secret: creds["secret"]}, nil
+		return &paytest.Channel{ID: e.Name, Secret: e.Secrets["secret"]}, nil
 	})
 }
 
