@@ -511,9 +511,6 @@ func (s *Store) PostChannelFee(ctx context.Context, channel, key string, amount 
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET may_go_negative = 1 WHERE id = $1 AND may_go_negative = 0`, fees); err != nil {
-			return err
-		}
 		clear, err := s.account(ctx, tx, ChannelClearing, channel, amount.Currency)
 		if err != nil {
 			return err

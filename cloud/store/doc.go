@@ -90,9 +90,9 @@
 // transaction as the entries. Every ledger transaction has exactly two
 // entries that sum to zero. Positive balances are what the platform owes
 // (wallets, holds, revenue); a channel's clearing account goes negative
-// by what it has paid in, and a payer's receivable goes negative by what
-// a late capture could not take from the wallet: those two kinds alone
-// may.
+// by what it has paid in, a payer's receivable goes negative by what a
+// late capture could not take from the wallet, and a channel's fees
+// account by the fees the provider kept: those three kinds alone may.
 //
 //	operation     ledger_tx kind   debit (−)          credit (+)         idempotency key
 //	TopUp         topup            channel_clearing   user_wallet        topup:<user>:<key>
