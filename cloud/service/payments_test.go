@@ -405,3 +405,43 @@ func errorsAs(err error, le **payments.LimitError) bool {
 	}
 	return false
 }
+
+// The cloud recorded a refund but the channel never got it (timeout, or
+// the process died between the two): the sweep finds it pending, learns
+// the channel does not know it, and sends it again under the same number.
+func TestSweepResendsRefundTheChannelNeverSaw(t *testing.T) {
+	forEachPayDB(t, func(t *testing.T, dsn string) {
+		e := newPayEnv(t, dsn)
+		p, _ := e.topUp("key-0041", "alipay", 1000)
+		st, _ := e.ali.Pay(p.Order)
+		e.notify(e.ali, payments.Notification{EventID: "A41", Kind: payments.NotifyPayment, Payment: st})
+		e.ali.Fail = func(op, _ string) error {
+			if op == "refund" {
+				return vend.Errorf(payments.ErrProvider, "timeout")
+			}
+			return nil
+		}
+		wd, err := e.svc.Withdraw(e.ctx, e.user, "wd-0041", phoneapi.WithdrawalRequest{Amount: vend.Amount{Minor: 600, Currency: "EUR"}})
+		if err != nil || wd.State != phoneapi.WithdrawalPending || e.wallet() != 400 {
+			t.Fatalf("Withdraw = %+v, %v; wallet %d", wd, err, e.wallet())
+		}
+		e.ali.Fail = nil
+		if got, err := e.svc.SweepPayments(e.ctx); err != nil || got.Refunds != 0 {
+			t.Fatalf("sweep before RefundRetry = %+v, %v", got, err)
+		}
+		e.clk.Add(time.Minute + time.Second)
+		if got, err := e.svc.SweepPayments(e.ctx); err != nil || got.Refunds != 1 {
+			t.Fatalf("sweep = %+v, %v; want the refund sent", got, err)
+		}
+		if rs, err := e.ali.QueryRefund(e.ctx, p.Order, wd.Refunds[0].RefundNo); err != nil || rs.State != payments.RefundSucceeded || rs.Amount.Minor != 600 {
+			t.Fatalf("at the channel: %+v, %v", rs, err)
+		}
+		if got, err := e.svc.SweepPayments(e.ctx); err != nil || got.Refunds != 0 {
+			t.Fatalf("second sweep = %+v, %v", got, err)
+		}
+		if e.wallet() != 400 || e.ali.Count("refund") != 2 {
+			t.Fatalf("wallet %d, refund calls %d; want 400, 2", e.wallet(), e.ali.Count("refund"))
+		}
+		e.balanced()
+	})
+}

@@ -394,3 +394,41 @@ func TestPostChannelFeeOnce(t *testing.T) {
 		e.checkLedger()
 	})
 }
+
+func TestRefundSessionBoundedUnderConcurrency(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, nil)
+		e.paidOrder("wechatpay", "p1", 2000)
+		ss, err := e.start(e.user.ID, "w1", "", 20000, "s1")
+		must(t, err)
+		must(t, e.s.Advance(e.ctx, ss.ID, store.Running, e.clk.Now()))
+		u, sig := e.usage(ss, 10000, vend.OutcomeCompleted) // 500 captured
+		_, err = e.s.Settle(e.ctx, u, sig)
+		must(t, err)
+		e.topUp(e.user.ID, 1) // unrelated wallet money
+		var wg sync.WaitGroup
+		var ok atomic.Int32
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := e.s.RefundSession(e.ctx, e.opA.ID, ss.ID, eur(300), "leak", fmt.Sprintf("k%d", i))
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, store.ErrRefundable):
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 {
+			t.Fatalf("%d refunds of 3.00 of a 5.00 session went through, want 1", ok.Load())
+		}
+		if rev := e.revenue(e.opA.ID); rev != 200 {
+			t.Fatalf("revenue %d, want 200", rev)
+		}
+		e.checkLedger()
+	})
+}
