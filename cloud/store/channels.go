@@ -1012,7 +1012,7 @@ func (s *Store) ApplyRefund(ctx context.Context, in RefundUpdate) (f Refund, cha
 			var session *string
 			if f.Purpose == PurposeSessionRefund {
 				kind = OperatorRevenue
-				if err := tx.QueryRowContext(ctx, `SELECT operator_id FROM sessions WHERE id = $1`+s.d.lockRow, f.Session.String()).Scan(&owner); err != nil {
+				if err := tx.QueryRowContext(ctx, `SELECT operator_id FROM sessions WHERE id = $1`, f.Session.String()).Scan(&owner); err != nil {
 					return err
 				}
 				sid := f.Session.String()
