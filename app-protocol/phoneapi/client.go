@@ -265,17 +265,22 @@ func (c *Client) GetWallet(ctx context.Context) (*Wallet, error) {
 	return &out, nil
 }
 
-// TopUp moves money from a payment source into the wallet; key is the
-// Idempotency-Key. Errors: conflict (source.limit, idempotency.key_reused),
-// not_found (source.not_found), invalid, unauthorized, transient.
-func (c *Client) TopUp(ctx context.Context, key string, req *TopUpRequest) (*Wallet, error) {
+// TopUp opens a top-up order on a payment source and returns it: the
+// payer acts on its CodeURL (or ClientSecret), and the wallet is credited
+// once the order is paid (follow it with GetPayment). Source "auto" lets
+// the cloud pick by the operator's priority. key is the Idempotency-Key.
+// Errors: conflict (source.limit, naming the sources that would fit;
+// idempotency.key_reused; channel.refused), not_found (source.not_found),
+// invalid, unauthorized, transient (channel.unavailable,
+// channel.unhealthy).
+func (c *Client) TopUp(ctx context.Context, key string, req *TopUpRequest) (*Payment, error) {
 	if err := ValidateIdempotencyKey(key); err != nil {
 		return nil, err
 	}
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	var out Wallet
+	var out Payment
 	if err := c.do(ctx, http.MethodPost, "/v1/wallet/topups", key, req, &out); err != nil {
 		return nil, err
 	}

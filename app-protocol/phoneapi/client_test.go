@@ -201,6 +201,15 @@ var calls = map[string]call{
 		return c.TopUp(ctx, key, &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: 1000, Currency: "EUR"}, Source: "card_sandbox"})
 	},
 	"ListPaymentSources": func(ctx context.Context, c *phoneapi.Client, _ string) (any, error) { return c.ListPaymentSources(ctx) },
+	"GetPayment": func(ctx context.Context, c *phoneapi.Client, _ string) (any, error) {
+		return c.GetPayment(ctx, "bv5f0c6a2e3b1d4c8e9a7f2d4b")
+	},
+	"ListPayments": func(ctx context.Context, c *phoneapi.Client, _ string) (any, error) {
+		return c.ListPayments(ctx, &phoneapi.ListPaymentsParams{Limit: 20})
+	},
+	"Withdraw": func(ctx context.Context, c *phoneapi.Client, key string) (any, error) {
+		return c.Withdraw(ctx, key, &phoneapi.WithdrawalRequest{Amount: vend.Amount{Minor: 500, Currency: "EUR"}})
+	},
 }
 
 // TestClientAgainstSpecExamples calls every operation against the example
@@ -366,7 +375,7 @@ func TestErrorsAreTyped(t *testing.T) {
 			t.Errorf("%d %s: error %v (%T), want *APIError", tt.status, tt.body, err, err)
 			continue
 		}
-		if *ae != tt.want {
+		if !reflect.DeepEqual(*ae, tt.want) {
 			t.Errorf("%d %s: got %+v, want %+v", tt.status, tt.body, *ae, tt.want)
 		}
 		if vend.KindOf(err) != tt.want.Kind || vend.CodeOf(err) != tt.want.Code {

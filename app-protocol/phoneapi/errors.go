@@ -108,6 +108,9 @@ type APIError struct {
 	Session *Session
 	// Price is the current price of a price.changed answer, when valid.
 	Price *Price
+	// Alternatives are the payment sources a source.limit answer names
+	// as fitting the amount (ErrorBody.Alternatives).
+	Alternatives []string
 }
 
 // Error returns "phoneapi: <status> <kind> <code>: <message>".
@@ -143,6 +146,7 @@ func DecodeError(status int, body []byte) *APIError {
 		if p := r.Error.Price; p != nil && p.Validate() == nil {
 			e.Price = p
 		}
+		e.Alternatives = r.Error.Alternatives
 	} else {
 		e.Message = string(body)
 	}

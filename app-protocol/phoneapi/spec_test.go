@@ -514,7 +514,7 @@ func TestIdempotencyAndAuth(t *testing.T) {
 			open = append(open, id)
 		}
 	}
-	if want := []string{"StartSession", "StopSession", "TopUp"}; !slices.Equal(keyed, want) {
+	if want := []string{"StartSession", "StopSession", "TopUp", "Withdraw"}; !slices.Equal(keyed, want) {
 		t.Errorf("operations with Idempotency-Key = %v, want %v", keyed, want)
 	}
 	if want := []string{"Health", "LogIn", "SignUp"}; !slices.Equal(open, want) {

@@ -82,6 +82,9 @@ type ErrorBody struct {
 	// Price is set with price.changed: the price now in force, in the
 	// machine's currency.
 	Price *Price `json:"price,omitempty"`
+	// Alternatives is set with source.limit: the payment sources that
+	// would take the amount now (empty when none would).
+	Alternatives []string `json:"alternatives,omitempty"`
 }
 
 // Validate returns an error of kind invalid naming the bad field.
@@ -572,10 +575,15 @@ type Receipt struct {
 	Captured  Amount    `json:"captured"`
 	Released  Amount    `json:"released"`
 	Outcome   Outcome   `json:"outcome"`
-	Source    string    `json:"source"`
+	Source    string    `json:"source"`              // what funded the session: "wallet"
 	StartedAt time.Time `json:"started_at,omitzero"` // zero when the machine never started
 	EndedAt   time.Time `json:"ended_at"`
 	SettledAt time.Time `json:"settled_at"`
+	// Refunded is what an operator refunded of the charge (zero: nothing);
+	// Refunds its parts returned through the payer's original channels,
+	// the rest went to the wallet.
+	Refunded Amount       `json:"refunded,omitzero"`
+	Refunds  []RefundPart `json:"refunds,omitempty"`
 }
 
 // Validate returns an error of kind invalid naming the bad field. It checks
@@ -785,5 +793,13 @@ func Schemas() map[string]any {
 		"PaymentSource":       PaymentSource{},
 		"PaymentSourceList":   PaymentSourceList{},
 		"SessionList":         SessionList{},
+		"PaymentState":        PaymentState(""),
+		"Payment":             Payment{},
+		"PaymentList":         PaymentList{},
+		"WithdrawalRequest":   WithdrawalRequest{},
+		"RefundState":         RefundState(""),
+		"RefundPart":          RefundPart{},
+		"WithdrawalState":     WithdrawalState(""),
+		"Withdrawal":          Withdrawal{},
 	}
 }

@@ -75,12 +75,12 @@ func TestIdempotencyHashCoversParsedRequest(t *testing.T) {
 	key := phoneapi.NewIdempotencyKey()
 	h := map[string]string{"Idempotency-Key": key}
 	resp, b, _ := e.call("POST", "/v1/wallet/topups", c.Token(), "application/json", `{"amount":{"minor":100,"currency":"EUR"},"source":"card_sandbox"}`, h)
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != 201 {
 		t.Fatalf("top-up = %d %s", resp.StatusCode, b)
 	}
 	resp, b, eb := e.call("POST", "/v1/wallet/topups", c.Token(), "application/json", "{\n  \"source\": \"card_sandbox\",\n  \"amount\": {\"currency\": \"EUR\", \"minor\": 100}\n}\n", h)
-	if resp.StatusCode != 200 || resp.Header.Get("Idempotent-Replayed") != "true" {
-		t.Fatalf("same top-up, other spacing and key order = %d %+v %s, want the replayed 200", resp.StatusCode, eb, b)
+	if resp.StatusCode != 201 || resp.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("same top-up, other spacing and key order = %d %+v %s, want the replayed 201", resp.StatusCode, eb, b)
 	}
 	if w, _ := c.GetWallet(e.ctx); w.Available.Minor != 1100 {
 		t.Fatalf("wallet = %+v, want 1100 (credited once)", w.Available)

@@ -31,9 +31,20 @@
 // the device's public fields. GET /v1/sessions lists the user's sessions,
 // newest first, a page at a time (cursor "<created ms>.<session id>").
 //
+// TopUp answers 201 with the order (a Payment) the payer acts on; GET
+// /v1/payments/{order} follows it (a pending order whose notification is
+// late is asked of its channel), GET /v1/payments lists them (cursor
+// "<created ms>.<order>"), POST /v1/wallet/withdrawals returns wallet money
+// to the channels it came through. Providers POST their notifications to
+// /v1/channels/{channel}/notify without a bearer token: the channel
+// verifies each one and the answer is in the provider's own protocol. An
+// operator refunds a session with POST
+// /v1/operator/sessions/{session}/refund {amount, reason} and an
+// Idempotency-Key.
+//
 // # Idempotency
 //
-// StartSession, StopSession and TopUp need an Idempotency-Key. The key is
+// StartSession, StopSession, TopUp and Withdraw need an Idempotency-Key. The key is
 // scoped to the user and the operation and the request hash covers method,
 // path and the parsed request (re-encoded, so JSON spacing and key order do
 // not matter): the same key and request replay the stored response with

@@ -239,20 +239,6 @@ func (s *Server) getWallet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wl)
 }
 
-func (s *Server) topUp(w http.ResponseWriter, r *http.Request, key string, body []byte) {
-	var req phoneapi.TopUpRequest
-	if err := s.decodeBytes(body, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	wl, err := s.svc.TopUp(r.Context(), userOf(r).ID, key, req)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, wl)
-}
-
 func (s *Server) listSources(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.svc.PaymentSources())
 }

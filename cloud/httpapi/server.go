@@ -15,6 +15,7 @@ import (
 
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/payments"
 	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
 )
@@ -131,6 +132,10 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/wallet", s.user(s.getWallet))
 	m.HandleFunc("POST /v1/wallet/topups", s.user(s.idempotent("topup", func() any { return &phoneapi.TopUpRequest{} }, s.topUp)))
 	m.HandleFunc("GET /v1/payment-sources", s.user(s.listSources))
+	m.HandleFunc("GET /v1/payments", s.user(s.listPayments))
+	m.HandleFunc("GET /v1/payments/{order}", s.user(s.getPayment))
+	m.HandleFunc("POST /v1/wallet/withdrawals", s.user(s.idempotent("withdraw", func() any { return &phoneapi.WithdrawalRequest{} }, s.withdraw)))
+	m.HandleFunc("POST /v1/channels/{channel}/notify", s.channelNotify)
 
 	m.HandleFunc("POST /v1/operator/auth/login", s.throttle(scopeOperator, s.guard.logIn, true, s.operatorLogIn))
 	m.HandleFunc("POST /v1/operator/auth/logout", s.operator(s.operatorLogOut))
@@ -143,6 +148,7 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/operator/sessions/unreported", s.operator(s.opUnreported))
 	m.HandleFunc("POST /v1/operator/sessions/{session}/settle", s.operator(s.opSettle))
 	m.HandleFunc("POST /v1/operator/sessions/{session}/void", s.operator(s.opVoid))
+	m.HandleFunc("POST /v1/operator/sessions/{session}/refund", s.operator(s.opRefund))
 
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -220,7 +226,12 @@ func (s *Server) errorBody(r *http.Request, err error) (int, phoneapi.ErrorRespo
 		s.log.Error("httpapi: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		kind, code, msg = vend.Internal, "internal", "internal error"
 	}
-	return phoneapi.ErrorStatus(kind, code), phoneapi.ErrorResponse{Error: phoneapi.ErrorBody{Kind: kind, Code: code, Message: msg}}
+	body := phoneapi.ErrorBody{Kind: kind, Code: code, Message: msg}
+	var le *payments.LimitError
+	if errors.As(err, &le) {
+		body.Alternatives = append([]string{}, le.Alternatives...)
+	}
+	return phoneapi.ErrorStatus(kind, code), phoneapi.ErrorResponse{Error: body}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

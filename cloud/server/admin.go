@@ -49,7 +49,7 @@ func (s *Server) adminHandler(svc *service.Service, in *ingest.Ingest) http.Hand
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		c := s.cfg
 		h := Health{Status: "ok", Store: "ok", BrokerConnected: in.Connected(), Development: c.Development,
-			HTTPTLS: tlsMode(c.HTTP.TLS), BrokerTLS: tlsMode(c.Broker.TLS), Channels: append([]string{}, c.Payments.Channels...),
+			HTTPTLS: tlsMode(c.HTTP.TLS), BrokerTLS: tlsMode(c.Broker.TLS), Channels: channelNames(c.Payments.Channels),
 			KeyEncryption: c.KeyEncryption.KeyFile != "" || c.KeyEncryption.KeyEnv != "",
 			DevicesOnline: svc.Metrics.DevicesOnline(), LedgerImbalance: svc.Metrics.LedgerImbalance(),
 			UptimeSeconds: int64(time.Since(started).Seconds())}
@@ -75,4 +75,15 @@ func (s *Server) adminHandler(svc *service.Service, in *ingest.Ingest) http.Hand
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// channelNames returns the names of the enabled channels.
+func channelNames(cs []ChannelConfig) []string {
+	out := []string{}
+	for _, c := range cs {
+		if c.On() {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }

@@ -17,7 +17,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"beaconvend/app-protocol/vend"
-	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
 )
 
@@ -31,7 +30,7 @@ var (
 	ErrKeyPerms = vend.E(vend.Unauthorized, "config.key_perms", "server: key file readable by others")
 )
 
-// ChannelSandboxCard is the development sandbox card (service.SandboxCard):
+// ChannelSandboxCard is the development sandbox card (payments.Sandbox):
 // it always pays, so only a development configuration may enable it.
 const ChannelSandboxCard = "sandbox_card"
 
@@ -113,10 +112,20 @@ func (b Broker) Embedded() bool { return b.URL == "" || b.URL == "embedded" }
 // Payments are the channels money comes in through, besides the wallet.
 type Payments struct {
 	Currency vend.Currency `yaml:"currency"` // the wallet currency; default EUR
-	// Channels to enable, by name. Production must list them, possibly as
-	// an empty list ([]: wallets are funded by no channel). Known:
-	// sandbox_card (development only).
-	Channels []string `yaml:"channels"`
+	// Channels to enable, each a bare name or a mapping (ChannelConfig:
+	// enabled, base_url, priority, params, credentials, limits).
+	// Production must list them, possibly as an empty list ([]: wallets
+	// are funded by no channel). Known: sandbox_card (development only)
+	// and whatever RegisterChannel added (wechatpay, alipay).
+	Channels []ChannelConfig `yaml:"channels"`
+	// PublicURL is the cloud's base URL as the providers reach it
+	// (https://api.example.com); providers POST notifications to
+	// PublicURL/v1/channels/<channel>/notify. Required in production
+	// when a channel other than the sandbox is enabled.
+	PublicURL string `yaml:"public_url"`
+	// DayZone is the time zone whose midnight starts a day for the
+	// channels' daily limits (IANA name); default UTC.
+	DayZone string `yaml:"day_zone"`
 	// SandboxMaxPayment is the sandbox card's per-top-up limit in minor
 	// units; default 50000.
 	SandboxMaxPayment int64 `yaml:"sandbox_max_payment"`
@@ -436,20 +445,23 @@ func (c *Config) validatePayments() error {
 	if p.Channels == nil && !c.Development {
 		return bad("payments.channels", "missing: list the channels to enable ([] for none)"+production)
 	}
-	seen := map[string]bool{}
+	if err := c.validateChannels(); err != nil {
+		return err
+	}
+	real := false
 	for _, ch := range p.Channels {
-		switch ch {
-		case ChannelSandboxCard:
-			if !c.Development {
-				return bad("payments.channels", "%s always pays: anyone could mint wallet money; it exists only with development: true", ch)
-			}
-		default:
-			return bad("payments.channels", "%q: unknown channel (known: %s)", ch, ChannelSandboxCard)
+		real = real || (ch.On() && ch.Name != ChannelSandboxCard)
+	}
+	if p.PublicURL != "" && !strings.HasPrefix(p.PublicURL, "https://") && !strings.HasPrefix(p.PublicURL, "http://") {
+		return bad("payments.public_url", "%q: want an http(s) URL", p.PublicURL)
+	}
+	if real && p.PublicURL == "" && !c.Development {
+		return bad("payments.public_url", "missing: the providers need the URL they send notifications to"+production)
+	}
+	if p.DayZone != "" {
+		if _, err := time.LoadLocation(p.DayZone); err != nil {
+			return bad("payments.day_zone", "%q: %v", p.DayZone, err)
 		}
-		if seen[ch] {
-			return bad("payments.channels", "%s twice", ch)
-		}
-		seen[ch] = true
 	}
 	if p.SandboxMaxPayment < 0 {
 		return bad("payments.sandbox_max_payment", "must be positive")
@@ -463,18 +475,6 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// Channels returns the payment channels the configuration enables, never
-// nil (a nil list would give the service its sandbox default).
-func (c *Config) Channels() []service.Channel {
-	out := []service.Channel{}
-	for _, ch := range c.Payments.Channels {
-		if ch == ChannelSandboxCard {
-			out = append(out, service.SandboxCard{MaxPayment: c.Payments.SandboxMaxPayment})
-		}
-	}
-	return out
 }
 
 // KeyEncKeys reads the key-encryption key and the previous one, if

@@ -99,8 +99,8 @@ func (s *Server) warnPosture(ctx context.Context) {
 		s.log.Warn("server: DEVELOPMENT configuration: not for real money or real devices")
 	}
 	for _, ch := range c.Payments.Channels {
-		if ch == ChannelSandboxCard {
-			s.log.Warn("server: DEVELOPMENT: the sandbox card is enabled: anyone signed up can mint wallet money", "channel", ch)
+		if ch.Name == ChannelSandboxCard && ch.On() {
+			s.log.Warn("server: DEVELOPMENT: the sandbox card is enabled: anyone signed up can mint wallet money", "channel", ch.Name)
 		}
 	}
 	if c.KeyEncryption.KeyFile == "" && c.KeyEncryption.KeyEnv == "" {
@@ -193,7 +193,14 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 
 	so := s.opts.Service
 	so.Store, so.Publisher, so.CloudKey = s.opts.Store, in, sec.CloudKey
-	so.Channels, so.Currency = cfg.Channels(), cfg.Payments.Currency
+	chans, err := cfg.Channels()
+	if err != nil {
+		return err
+	}
+	so.Channels, so.Currency, so.PublicURL = chans, cfg.Payments.Currency, cfg.Payments.PublicURL
+	if cfg.Payments.DayZone != "" {
+		so.PaymentDay, _ = time.LoadLocation(cfg.Payments.DayZone)
+	}
 	if so.GrantTTL == 0 {
 		so.GrantTTL = cfg.Sessions.GrantTTL.D()
 	}

@@ -187,7 +187,7 @@ func TestREADMEShowsProductionExample(t *testing.T) {
 // for it fails the configuration, naming the field, and the running
 // cloud offers no such source and refuses a top-up through it.
 func TestProductionRefusesSandboxChannel(t *testing.T) {
-	_, _, _, err := prodConfig(t, t.TempDir(), func(c *server.Config) { c.Payments.Channels = []string{"sandbox_card"} })
+	_, _, _, err := prodConfig(t, t.TempDir(), func(c *server.Config) { c.Payments.Channels = []server.ChannelConfig{{Name: "sandbox_card"}} })
 	if vend.CodeOf(err) != "config.invalid" || !strings.Contains(err.Error(), "payments.channels") {
 		t.Fatalf("production example with sandbox_card: %v, want a config error naming payments.channels", err)
 	}

@@ -89,6 +89,22 @@
 // plus lagged resolvers 3, 6, 9 … windows behind, back to ExpiredHorizon,
 // that tell an expired ID (proximity.expired) from an unknown one.
 //
+// # Payments
+//
+// Money enters the wallet through payment channels (payments.Channel,
+// each wrapped with its limits and breaker in a payments.Guarded; the
+// payments.Router picks one). TopUp records the order pending, then
+// calls the channel's Create, and answers the order the payer acts on; it
+// never picks another channel once the order exists. HandleNotification
+// applies a provider's verified notification once per event ID; Payment
+// asks the channel (Query) about a pending order whose notification is
+// late; SweepPayments (run with the session sweep) closes orders past
+// their TTL at the channel and in the records, crediting one the channel
+// says was paid after all, and re-asks or re-sends refunds left pending.
+// Withdraw and RefundSession return money to the original channel(s),
+// oldest paid order first. The development sandbox card
+// (payments.Sandbox) pays at once: TopUp queries it right after Create.
+//
 // # Metrics
 //
 // See Metrics for the Prometheus series; Registry returns the registry

@@ -9,54 +9,20 @@ import (
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/payments"
 	"beaconvend/cloud/store"
 )
 
-// Channel is a payment channel money comes in through (a card acquirer,
-// WeChat Pay, Alipay…): the seam for real channels with their own limits
-// and reconciliation. Sessions are always held on the wallet; channels
-// fund the wallet (TopUp).
-type Channel interface {
-	// Source describes the channel to the phone.
-	Source() phoneapi.PaymentSource
-	// ClearingAccount names the ledger's channel_clearing account owner.
-	ClearingAccount() string
-	// Charge takes amount from the payer through the channel, once per key.
-	// It returns an error of code source.limit when a limit is hit.
-	Charge(ctx context.Context, user string, amount vend.Amount, key string) error
+// DefaultChannels returns the development sandbox card with a 500.00
+// per-payment limit.
+func DefaultChannels() []*payments.Guarded {
+	return []*payments.Guarded{payments.Guard(&payments.Sandbox{MaxPayment: 50000}, payments.Limits{Max: 50000}, 0, nil)}
 }
-
-// SandboxCard is a test card channel that always pays, up to MaxPayment
-// minor units per top-up: anyone can mint wallet money with it, so the
-// cloud program offers it only when configured for development, and the
-// phone sees it marked as a test source.
-type SandboxCard struct {
-	MaxPayment int64
-}
-
-// Source returns card_sandbox, marked Test.
-func (c SandboxCard) Source() phoneapi.PaymentSource {
-	return phoneapi.PaymentSource{ID: "card_sandbox", Kind: phoneapi.SourceCard, Name: "Test card •••• 4242", Test: true}
-}
-
-// ClearingAccount returns "sandbox_card".
-func (SandboxCard) ClearingAccount() string { return "sandbox_card" }
-
-// Charge succeeds unless amount exceeds MaxPayment (source.limit).
-func (c SandboxCard) Charge(_ context.Context, _ string, amount vend.Amount, _ string) error {
-	if c.MaxPayment > 0 && amount.Minor > c.MaxPayment {
-		return vend.Errorf(ErrSourceLimit, "card_sandbox: %s is above the per-payment limit", amount)
-	}
-	return nil
-}
-
-// DefaultChannels returns the sandbox card with a 500.00 per-payment limit.
-func DefaultChannels() []Channel { return []Channel{SandboxCard{MaxPayment: 50000}} }
 
 // PaymentSources lists the wallet (the default) and every channel.
 func (s *Service) PaymentSources() phoneapi.PaymentSourceList {
 	out := phoneapi.PaymentSourceList{Sources: []phoneapi.PaymentSource{{ID: "wallet", Kind: phoneapi.SourceWallet, Name: "Wallet", Default: true}}}
-	for _, c := range s.opts.Channels {
+	for _, c := range s.router.Channels() {
 		out.Sources = append(out.Sources, c.Source())
 	}
 	return out
@@ -74,34 +40,6 @@ func (s *Service) Wallet(ctx context.Context, user string) (phoneapi.Wallet, err
 		return phoneapi.Wallet{}, err
 	}
 	return phoneapi.Wallet{Available: avail, Held: held}, nil
-}
-
-// TopUp charges the request's source and credits the wallet, once per key.
-// Errors: source.not_found, request.field (the wallet as source),
-// money.currency_mismatch, source.limit, and the store's.
-func (s *Service) TopUp(ctx context.Context, user, key string, req phoneapi.TopUpRequest) (phoneapi.Wallet, error) {
-	if req.Source == "wallet" {
-		return phoneapi.Wallet{}, vend.Errorf(ErrSourceUnusable, "the wallet cannot top up itself")
-	}
-	var ch Channel
-	for _, c := range s.opts.Channels {
-		if c.Source().ID == req.Source {
-			ch = c
-		}
-	}
-	if ch == nil {
-		return phoneapi.Wallet{}, vend.Errorf(ErrSourceNotFound, "%q", req.Source)
-	}
-	if req.Amount.Currency != s.opts.Currency {
-		return phoneapi.Wallet{}, vend.Errorf(vend.ErrMismatch, "the wallet is in %s", s.opts.Currency)
-	}
-	if err := ch.Charge(ctx, user, req.Amount, key); err != nil {
-		return phoneapi.Wallet{}, err
-	}
-	if _, err := s.st.TopUp(ctx, user, req.Amount, ch.ClearingAccount(), key); err != nil {
-		return phoneapi.Wallet{}, err
-	}
-	return s.Wallet(ctx, user)
 }
 
 // PhoneSession converts a stored session to the phone API's, with the last
@@ -146,7 +84,22 @@ func (s *Service) Receipt(ctx context.Context, user string, id vend.SessionID) (
 		return phoneapi.Receipt{}, vend.Errorf(ErrNotSettled, "session is %s", ss.State)
 	}
 	cur := ss.Currency
-	return phoneapi.Receipt{
+	refunds, err := s.st.SessionRefunds(ctx, ss.ID)
+	if err != nil {
+		return phoneapi.Receipt{}, err
+	}
+	var refunded int64
+	var parts []store.Refund
+	for _, r := range refunds {
+		refunded += r.Wallet
+		for _, f := range r.Refunds {
+			if f.State != store.RefundFailed {
+				refunded += f.Amount.Minor
+			}
+			parts = append(parts, f)
+		}
+	}
+	rc := phoneapi.Receipt{
 		Number: "R-" + ss.ID.String(), Session: ss.ID,
 		Device: phoneapi.DeviceID(ss.Device), Machine: phoneapi.MachineID(ss.Machine), Slot: phoneapi.MachineID(ss.Slot),
 		Units: ss.Units, Unit: ss.Unit, Price: ss.Price, Currency: cur,
@@ -155,7 +108,14 @@ func (s *Service) Receipt(ctx context.Context, user string, id vend.SessionID) (
 		Released: vend.Amount{Minor: ss.Released, Currency: cur},
 		Outcome:  ss.Outcome, Source: "wallet",
 		StartedAt: utc(ss.Started), EndedAt: ss.Ended.UTC(), SettledAt: ss.Updated.UTC(),
-	}, nil
+	}
+	if refunded > 0 {
+		rc.Refunded = vend.Amount{Minor: refunded, Currency: cur}
+	}
+	if len(parts) > 0 {
+		rc.Refunds = s.refundParts(parts)
+	}
+	return rc, nil
 }
 
 // machineStates reads the machines' states from a device's last telemetry.

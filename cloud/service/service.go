@@ -12,6 +12,7 @@ import (
 
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/payments"
 	"beaconvend/cloud/store"
 )
 
@@ -60,7 +61,26 @@ type Options struct {
 	RefreshInterval time.Duration // full resolver rebuild period; 1 min
 	TelemetryFlush  time.Duration // how often coalesced telemetry is written; 1 s (see telemetryBuffer)
 	GaugeInterval   time.Duration // how often the ledger-imbalance and online-devices gauges are recomputed (RefreshGauges); 30 s
-	Channels        []Channel     // payment channels besides the wallet; DefaultChannels (the sandbox card) when nil, none when empty
+	// Channels are the payment channels besides the wallet, each with its
+	// limits, priority and breaker; DefaultChannels (the sandbox card)
+	// when nil, none when empty.
+	Channels []*payments.Guarded
+	// PublicURL is the cloud's base URL as providers reach it
+	// (https://api.example.com): orders carry
+	// PublicURL/v1/channels/<channel>/notify as their notification URL.
+	PublicURL string
+	// PaymentTTL is how long a payer has to pay a top-up order before it
+	// is closed; 15 min.
+	PaymentTTL time.Duration
+	// PaymentLate is the age after which a pending order's notification
+	// counts as late, so that GetPayment asks the channel (Query); 5 s.
+	PaymentLate time.Duration
+	// RefundRetry is the age after which a pending refund is asked of its
+	// channel again by the payment sweep; 1 min.
+	RefundRetry time.Duration
+	// PaymentDay is the zone whose midnight starts a day for the
+	// channels' daily limits; UTC when nil.
+	PaymentDay *time.Location
 }
 
 // Service is the money flow of the cloud: proximity resolution, session
@@ -75,6 +95,8 @@ type Service struct {
 	Metrics *Metrics  // Prometheus collectors
 	Hub     *Hub      // in-process session event fan-out
 	Res     *Resolver // proximity-ID resolver
+
+	router *payments.Router
 
 	mu      sync.Mutex
 	waiters map[string][]chan struct{} // command id → waiting StartSession calls
@@ -113,6 +135,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	def(&opts.RefreshInterval, time.Minute)
 	def(&opts.TelemetryFlush, time.Second)
 	def(&opts.GaugeInterval, DefaultGaugeInterval)
+	def(&opts.PaymentTTL, 15*time.Minute)
+	def(&opts.PaymentLate, 5*time.Second)
+	def(&opts.RefundRetry, time.Minute)
 	if opts.Channels == nil {
 		opts.Channels = DefaultChannels()
 	}
@@ -122,6 +147,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		waiters: map[string][]chan struct{}{},
 		tel:     newTelemetryBuffer(),
 	}
+	s.router = payments.NewRouter(opts.Channels, opts.Store.PaymentTotal, opts.PaymentDay, opts.Now)
 	s.Res = NewResolver(opts.Store, opts.Now)
 	if err := s.Res.Refresh(ctx); err != nil {
 		return nil, err
@@ -193,6 +219,9 @@ func (s *Service) Run(ctx context.Context) error {
 				s.log.Error("service: sweep", "err", err)
 			}
 			s.Hub.Prune(s.now())
+			if _, err := s.SweepPayments(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("service: payment sweep", "err", err)
+			}
 		case <-gauges.C:
 			if err := s.RefreshGauges(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("service: gauges", "err", err)

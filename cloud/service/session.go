@@ -99,10 +99,8 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 		return store.Session{}, errf(ErrProximityUnknown, "%s does not belong to device %s", pid, req.Device)
 	}
 	if req.Source != "wallet" {
-		for _, c := range s.opts.Channels {
-			if c.Source().ID == req.Source {
-				return store.Session{}, errf(ErrSourceUnusable, "%s cannot hold funds; top up the wallet from it", req.Source)
-			}
+		if _, ok := s.router.Lookup(req.Source); ok {
+			return store.Session{}, errf(ErrSourceUnusable, "%s cannot hold funds; top up the wallet from it", req.Source)
 		}
 		return store.Session{}, errf(ErrSourceNotFound, "%q", req.Source)
 	}

@@ -90,9 +90,9 @@
 // transaction as the entries. Every ledger transaction has exactly two
 // entries that sum to zero. Positive balances are what the platform owes
 // (wallets, holds, revenue); a channel's clearing account goes negative
-// by what it has paid in, and a payer's receivable goes negative by what
-// a late capture could not take from the wallet: those two kinds alone
-// may.
+// by what it has paid in, a payer's receivable goes negative by what a
+// late capture could not take from the wallet, and a channel's fees
+// account by the fees the provider kept: those three kinds alone may.
 //
 //	operation     ledger_tx kind   debit (−)          credit (+)         idempotency key
 //	TopUp         topup            channel_clearing   user_wallet        topup:<user>:<key>
@@ -103,6 +103,31 @@
 //	Settle late   late_capture     user_wallet        operator_revenue   late:<session>
 //	Settle late   late_capture     user_receivable    operator_revenue   late:<session>:receivable
 //	Settle late   refund           operator_revenue   user_wallet        late:<session>
+//	MarkPaid      topup            channel_clearing   user_wallet        chan:<channel>:<order>
+//	Withdraw      chan_refund      user_wallet        channel_clearing   chanrefund:<channel>:<refund_no>
+//	RefundSession chan_refund      operator_revenue   channel_clearing   chanrefund:<channel>:<refund_no>
+//	RefundSession session_refund   operator_revenue   user_wallet        sessrefund:<request>
+//	ApplyRefund   chan_refund_rev… channel_clearing   wallet or revenue  chanrefundrev:<channel>:<refund_no>
+//	PostChannelFee chan_fee        fees               channel_clearing   chanfee:<channel>:<day>:<row>
+//
+// # Channel payments
+//
+// Money enters through a payment channel as an order (channel_payments),
+// recorded pending with the cloud's own order number before the provider
+// is called ([Store.CreatePayment]). [Store.MarkPaid] moves it to paid and
+// credits the wallet exactly once, whichever of the provider's
+// notification and a query comes first; a notification's event ID is
+// recorded (channel_events) so a duplicate changes nothing; an amount or
+// currency other than the order's is refused and alerted (channel_alerts),
+// never credited. Unpaid orders are closed after their TTL
+// ([Store.ExpiredPayments], [Store.ClosePayment]). Refunds
+// ([Store.Withdraw], [Store.RefundSession]) go against the payer's paid
+// orders, oldest first; each takes its part of the order's refunded_minor
+// in the same transaction as its ledger posting, under the condition
+// refunded_minor + amount <= amount_minor, so concurrent refunds can never
+// exceed an order. A refund the provider reports failed is reversed once
+// ([Store.ApplyRefund]). A provider's fees post to the fees account
+// ([Store.PostChannelFee]); fees may go negative, as clearing accounts.
 //
 // A wallet never goes negative: the balance changes with
 // "UPDATE accounts SET balance = balance + $d WHERE id = $a AND

@@ -16,8 +16,8 @@ type AccountKind string
 // Ledger account kinds. Balances are minor units; positive means the
 // platform owes the owner (a wallet, a hold, revenue), negative means the
 // platform has received money from outside (a payment channel's clearing
-// account) or is owed it (a payer's receivable); these two kinds alone may
-// go negative.
+// account) or is owed it (a payer's receivable), or has spent it (a
+// channel's fees); these three kinds alone may go negative.
 const (
 	UserWallet      AccountKind = "user_wallet"      // owner: user ID; spendable funds
 	UserHolds       AccountKind = "user_holds"       // owner: user ID; funds held for live sessions
@@ -65,7 +65,7 @@ type transfer struct {
 // account returns the ID of the (kind, owner, currency) account, creating it.
 func (s *Store) account(ctx context.Context, q queryer, kind AccountKind, owner string, cur vend.Currency) (int64, error) {
 	neg := 0
-	if kind == ChannelClearing || kind == UserReceivable {
+	if kind == ChannelClearing || kind == UserReceivable || kind == Fees {
 		neg = 1
 	}
 	if _, err := q.ExecContext(ctx, `INSERT INTO accounts (kind, owner, currency, may_go_negative, created_ms)

@@ -1,5 +1,3 @@
-//go:build phoneapi_payments
-
 package main
 
 // The payment types and client of app-protocol/phoneapi under the names

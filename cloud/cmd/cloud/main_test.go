@@ -414,15 +414,36 @@ func TestCloudEndToEnd(t *testing.T) {
 		t.Fatalf("sources %+v %v", src, err)
 	}
 	topKey := phoneapi.NewIdempotencyKey()
-	w, err := e.phone.TopUp(ctx, topKey, &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: 1000, Currency: "EUR"}, Source: "card_sandbox"})
-	if err != nil || w.Available.Minor != 1000 {
-		t.Fatalf("TopUp: %+v %v", w, err)
+	pay, err := e.phone.TopUp(ctx, topKey, &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: 1000, Currency: "EUR"}, Source: "card_sandbox"})
+	if err != nil || pay.State != phoneapi.PaymentPaid || pay.ProviderTxID == "" {
+		t.Fatalf("TopUp: %+v %v", pay, err)
+	}
+	if w, err := e.phone.GetWallet(ctx); err != nil || w.Available.Minor != 1000 {
+		t.Fatalf("wallet after the sandbox top-up: %+v %v", w, err)
+	}
+	// The top-up's receipt, the list, and a withdrawal of a second top-up
+	// back to the sandbox card: the wallet ends where it was.
+	if got, err := e.phone.GetPayment(ctx, pay.Order); err != nil || got.State != phoneapi.PaymentPaid || !got.Test {
+		t.Fatalf("GetPayment: %+v %v", got, err)
+	}
+	if _, err := e.phone.TopUp(ctx, phoneapi.NewIdempotencyKey(), &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: 200, Currency: "EUR"}, Source: "card_sandbox"}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := e.phone.ListPayments(ctx, nil); err != nil || len(l.Payments) != 2 {
+		t.Fatalf("ListPayments: %+v %v", l, err)
+	}
+	if wd, err := e.phone.Withdraw(ctx, phoneapi.NewIdempotencyKey(), &phoneapi.WithdrawalRequest{Amount: vend.Amount{Minor: 200, Currency: "EUR"}}); err != nil ||
+		wd.State != phoneapi.WithdrawalSucceeded || len(wd.Refunds) != 1 || wd.Refunds[0].Order != pay.Order {
+		t.Fatalf("Withdraw: %+v %v", wd, err)
+	}
+	if w, err := e.phone.GetWallet(ctx); err != nil || w.Available.Minor != 1000 {
+		t.Fatalf("wallet after the withdrawal: %+v %v", w, err)
 	}
 
 	t.Run("IdempotentReplayAndReuse", func(t *testing.T) {
 		body := `{"amount":{"minor":1000,"currency":"EUR"},"source":"card_sandbox"}`
 		resp, b := e.raw(t, "POST", "/v1/wallet/topups", e.phone.Token(), topKey, body)
-		if resp.StatusCode != 200 || resp.Header.Get("Idempotent-Replayed") != "true" {
+		if resp.StatusCode != 201 || resp.Header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("replay: %d %q %s", resp.StatusCode, resp.Header.Get("Idempotent-Replayed"), b)
 		}
 		if av, _ := e.wallet(t); av != 1000 {

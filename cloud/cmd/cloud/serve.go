@@ -204,7 +204,7 @@ func (m *Main) buildConfig(given map[string]string, overlays []overlay, devMode 
 			return fmt.Errorf("%s: %w", m.ConfigFile, err)
 		}
 	} else if devMode {
-		c.Payments.Channels = []string{server.ChannelSandboxCard}
+		c.Payments.Channels = []server.ChannelConfig{{Name: server.ChannelSandboxCard}}
 	}
 	if devMode {
 		c.Development = true
