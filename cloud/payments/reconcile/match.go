@@ -129,9 +129,6 @@ func Match(st payments.Statement, recs Records) []Outcome {
 		} else {
 			o.ProviderID = row.ProviderTxID
 		}
-		id := rowIdentity(row)
-		dup := seen[id]
-		seen[id] = true
 		if row.Kind == payments.RowRefund {
 			no := row.RefundNo
 			rec, ok := recs.Refunds[no]
@@ -140,6 +137,12 @@ func Match(st payments.Statement, recs Records) []Outcome {
 					no, rec, ok = n, recs.Refunds[n], true
 				}
 			}
+			id := rowIdentity(row)
+			if ok {
+				id = "r:" + no // rows naming one refund by either number are the same row
+			}
+			dup := seen[id]
+			seen[id] = true
 			if ok {
 				namedRefund[no] = true
 				ours := rec.Amount
@@ -155,6 +158,9 @@ func Match(st payments.Statement, recs Records) []Outcome {
 				judgeRefund(&o, row, rec, ok)
 			}
 		} else {
+			id := rowIdentity(row)
+			dup := seen[id]
+			seen[id] = true
 			rec, ok := recs.Payments[row.OrderNo]
 			if ok {
 				namedPayment[row.OrderNo] = true
