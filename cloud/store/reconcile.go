@@ -288,6 +288,24 @@ func (s *Store) SaveReconRun(ctx context.Context, run ReconRun, outcomes []Recon
 		return vend.Errorf(ErrInput, "reconciliation run needs a channel and a day")
 	}
 	return s.tx(ctx, "save reconciliation", func(tx *sql.Tx) error {
+		// The run row first: on PostgreSQL the upsert locks it, so a
+		// concurrent save of the same day waits here until this one
+		// commits and then replaces its outcomes whole.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO recon_runs (channel, day, status, currency, stmt_payments, stmt_refunds,
+			stmt_fees, stmt_rows, our_payments, our_refunds, clearing_net, fees_posted, totals_ok, totals_detail,
+			matched, discrepancies, deferred, started_ms, finished_ms)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+			ON CONFLICT (channel, day) DO UPDATE SET status = excluded.status, currency = excluded.currency,
+				stmt_payments = excluded.stmt_payments, stmt_refunds = excluded.stmt_refunds, stmt_fees = excluded.stmt_fees,
+				stmt_rows = excluded.stmt_rows, our_payments = excluded.our_payments, our_refunds = excluded.our_refunds,
+				clearing_net = excluded.clearing_net, fees_posted = excluded.fees_posted, totals_ok = excluded.totals_ok,
+				totals_detail = excluded.totals_detail, matched = excluded.matched, discrepancies = excluded.discrepancies,
+				deferred = excluded.deferred, started_ms = excluded.started_ms, finished_ms = excluded.finished_ms`,
+			run.Channel, run.Day, string(run.Status), string(run.Currency), run.StmtPayments, run.StmtRefunds,
+			run.StmtFees, run.StmtRows, run.OurPayments, run.OurRefunds, run.ClearingNet, run.FeesPosted, b2i(run.TotalsOK),
+			run.TotalsDetail, run.Matched, run.Discrep, run.Deferred, run.StartedAt.UnixMilli(), run.FinishedAt.UnixMilli()); err != nil {
+			return err
+		}
 		type res struct {
 			ms     int64
 			reason string
@@ -311,18 +329,6 @@ func (s *Store) SaveReconRun(ctx context.Context, run ReconRun, outcomes []Recon
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM recon_outcomes WHERE channel = $1 AND day = $2`, run.Channel, run.Day); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM recon_runs WHERE channel = $1 AND day = $2`, run.Channel, run.Day); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO recon_runs (channel, day, status, currency, stmt_payments, stmt_refunds,
-			stmt_fees, stmt_rows, our_payments, our_refunds, clearing_net, fees_posted, totals_ok, totals_detail,
-			matched, discrepancies, deferred, started_ms, finished_ms)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
-			run.Channel, run.Day, string(run.Status), string(run.Currency), run.StmtPayments, run.StmtRefunds,
-			run.StmtFees, run.StmtRows, run.OurPayments, run.OurRefunds, run.ClearingNet, run.FeesPosted, b2i(run.TotalsOK),
-			run.TotalsDetail, run.Matched, run.Discrep, run.Deferred, run.StartedAt.UnixMilli(), run.FinishedAt.UnixMilli()); err != nil {
 			return err
 		}
 		for i, o := range outcomes {

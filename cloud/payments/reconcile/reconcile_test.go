@@ -124,8 +124,14 @@ func TestOneDiscrepancyOfEachKind(t *testing.T) {
 		st := oneOfEach(f)
 		var ours, theirs []string
 		r := reconcile.New(f.s, &reconcile.Opts{Fees: f, Now: f.clk.Now, Hooks: reconcile.Hooks{
-			MissingInOurs:   func(ctx context.Context, c string, o reconcile.Outcome) error { ours = append(ours, o.OrderNo); return nil },
-			MissingInTheirs: func(ctx context.Context, c string, o reconcile.Outcome) error { theirs = append(theirs, o.OrderNo); return nil },
+			MissingInOurs: func(ctx context.Context, c string, o reconcile.Outcome) error {
+				ours = append(ours, o.OrderNo)
+				return nil
+			},
+			MissingInTheirs: func(ctx context.Context, c string, o reconcile.Outcome) error {
+				theirs = append(theirs, o.OrderNo)
+				return nil
+			},
 		}})
 		rep, err := r.Reconcile(f.ctx, ch, newSource(st), day1)
 		f.must(err)
