@@ -409,3 +409,32 @@ func TestCSV(t *testing.T) {
 		}
 	})
 }
+
+// A hook that fails does not undo the stored run, and its error names
+// the order; the next run calls it again.
+func TestHookErrorKeepsRun(t *testing.T) {
+	forEachDB(t, func(t *testing.T, f *fixture) {
+		f.pay("o-gone", cny(700), at(day1, 13, 0, 0), true)
+		calls := 0
+		r := reconcile.New(f.s, &reconcile.Opts{Now: f.clk.Now, Hooks: reconcile.Hooks{
+			MissingInTheirs: func(ctx context.Context, c string, o reconcile.Outcome) error {
+				calls++
+				return vend.Errorf(payments.ErrProvider, "alert sink down")
+			},
+		}})
+		rep, err := r.Reconcile(f.ctx, ch, newSource(stmt(day1)), day1)
+		if err == nil || !strings.Contains(err.Error(), "reconcile: wechatpay missing_in_theirs o-gone: payments: the provider did not answer properly: alert sink down") {
+			t.Fatalf("Reconcile with a failing hook = %v", err)
+		}
+		if rep.Run.Status != store.ReconDiscrepancies || len(rep.Outcomes) != 1 {
+			t.Fatalf("report with a failing hook: %+v", rep)
+		}
+		if _, outs, err := f.s.ReconRunOf(f.ctx, ch, day1.String()); err != nil || len(outs) != 1 {
+			t.Fatalf("stored run: %v, %v", outs, err)
+		}
+		_, _ = r.Reconcile(f.ctx, ch, newSource(stmt(day1)), day1)
+		if calls != 2 {
+			t.Fatalf("hook called %d times over two runs, want 2", calls)
+		}
+	})
+}
