@@ -199,7 +199,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, src Source, 
 		return Report{}, err
 	}
 	outs := Match(st, recs)
-	outs = r.boundaries(ctx, src, day, start, end, outs)
+	outs = r.boundaries(ctx, channel, src, day, start, end, outs)
 	if err := r.postFees(ctx, st); err != nil {
 		return Report{}, err
 	}
@@ -282,7 +282,7 @@ func (r *Reconciler) load(ctx context.Context, st payments.Statement, start, end
 // it lists belongs to that day (and is reported there, by that day's
 // run), so it leaves this day's outcomes; when that statement is not
 // available yet the outcome becomes Deferred.
-func (r *Reconciler) boundaries(ctx context.Context, src Source, day payments.Day, start, end time.Time, outs []Outcome) []Outcome {
+func (r *Reconciler) boundaries(ctx context.Context, channel string, src Source, day payments.Day, start, end time.Time, outs []Outcome) []Outcome {
 	type nb struct {
 		st  payments.Statement
 		err error
@@ -296,7 +296,7 @@ func (r *Reconciler) boundaries(ctx context.Context, src Source, day payments.Da
 		if !r.Ready(d) {
 			n.err = fmt.Errorf("%s is not over", d)
 		} else if n.st, n.err = src.Statement(ctx, d); n.err == nil {
-			n.err = Validate(n.st, n.st.Channel, d)
+			n.err = Validate(n.st, channel, d)
 		}
 		cache[d] = n
 		return n

@@ -350,6 +350,15 @@ func TestMidnightRowInNextStatement(t *testing.T) {
 			t.Fatalf("a deferred record counts in the totals: %s", rep.Run.TotalsDetail)
 		}
 		f.clk.Set(at(day3, 10, 0, 0))
+		refused := stmt(day2, payRow("o-edge", cny(500), at(day2, 0, 0, 1), 0))
+		refused.Payments = 1 // a neighbouring statement that is refused proves nothing either way
+		src.publish(refused)
+		rep, err = r.Reconcile(f.ctx, ch, src, day1)
+		f.must(err)
+		if got := kinds(rep.Outcomes); !slices.Equal(got, []string{"matched:o-noon", "deferred:o-edge"}) ||
+			!strings.Contains(rep.Outcomes[1].Detail, "statement refused: summary says payments 0.01") {
+			t.Fatalf("day1 with day2's statement refused: %v %q", got, rep.Outcomes[1].Detail)
+		}
 		src.publish(stmt(day2, payRow("o-edge", cny(500), at(day2, 0, 0, 1), 0)))
 		rep, err = r.Reconcile(f.ctx, ch, src, day1)
 		f.must(err)
