@@ -141,3 +141,12 @@ func Days(from, to payments.Day) []payments.Day {
 	}
 	return out
 }
+
+// SourcesOf maps channels by name, for Job.Channels.
+func SourcesOf(chs ...payments.Channel) map[string]Source {
+	m := make(map[string]Source, len(chs))
+	for _, c := range chs {
+		m[c.Name()] = c
+	}
+	return m
+}
