@@ -64,10 +64,17 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 }
 
-// Pass runs one pass over every enabled channel, oldest day first.
+// Pass runs one pass over every enabled channel, oldest day first, then
+// refreshes the Reconciler's metrics from the store (so they are right
+// after a restart, and follow resolutions made elsewhere).
 func (j *Job) Pass(ctx context.Context) PassResult {
 	var res PassResult
 	r := j.Reconciler
+	defer func() {
+		if err := r.m.Refresh(ctx, j.Store); err != nil {
+			r.log.Warn("reconcile: metrics", "err", err)
+		}
+	}()
 	look := j.Lookback
 	if look <= 0 {
 		look = 7

@@ -21,6 +21,13 @@ import (
 	"beaconvend/cloud/store"
 )
 
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestJobReconcilesFromTPlusOneAndRetries(t *testing.T) {
 	forEachDB(t, func(t *testing.T, f *fixture) {
 		f.pay("o-1", cny(100), at(day1, 10, 0, 0), true)
@@ -43,7 +50,17 @@ func TestJobReconcilesFromTPlusOneAndRetries(t *testing.T) {
 			vend.CodeOf(res.Failed[0]) != "recon.unavailable" || !strings.Contains(res.Failed[0].Error(), "NO_STATEMENT_EXIST") {
 			t.Fatalf("pass 1: runs %v, failed %v", got, res.Failed)
 		}
+		// Gauges come from the store: a fresh process's first pass shows
+		// runs stored before it started, even when it runs none itself.
+		must(t, f.s.SaveReconRun(f.ctx, store.ReconRun{Channel: "alipay", Day: "2026-02-27", Status: store.ReconDiscrepancies, Currency: "CNY", Discrep: 1},
+			[]store.ReconOutcome{{Kind: "duplicate", RowKind: "payment", OrderNo: "a-1"}}))
+		reg := prometheus.NewRegistry()
+		r = reconcile.New(f.s, &reconcile.Opts{Now: f.clk.Now, Metrics: reconcile.NewMetrics(reg)})
+		j.Reconciler = r
 		res = j.Pass(f.ctx)
+		if got := gauge(t, reg, "beaconvend_recon_outcomes", map[string]string{"channel": "alipay", "kind": "duplicate"}); got != 1 {
+			t.Fatalf("alipay duplicates gauge after a pass = %v, want 1", got)
+		}
 		if len(res.Runs) != 0 || len(res.Failed) != 0 || src.calls[day2] != 1 || src.calls[day1] != 1 {
 			t.Fatalf("pass 2 within the retry wait: runs %v failed %v, statement calls %v", runs(res), res.Failed, src.calls)
 		}
