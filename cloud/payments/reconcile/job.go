@@ -22,8 +22,6 @@ import (
 type Job struct {
 	// Reconciler does the work; required.
 	Reconciler *Reconciler
-	// Store is where runs are looked up; required (the Reconciler's).
-	Store *store.Store
 	// Channels returns the enabled channels by name; called at each pass,
 	// so a channel enabled or disabled in configuration takes effect.
 	Channels func() map[string]Source
@@ -71,7 +69,7 @@ func (j *Job) Pass(ctx context.Context) PassResult {
 	var res PassResult
 	r := j.Reconciler
 	defer func() {
-		if err := r.m.Refresh(ctx, j.Store); err != nil {
+		if err := r.m.Refresh(ctx, r.st); err != nil {
 			r.log.Warn("reconcile: metrics", "err", err)
 		}
 	}()
@@ -106,7 +104,7 @@ func (j *Job) Pass(ctx context.Context) PassResult {
 			if now.Before(wait) {
 				continue
 			}
-			run, _, err := j.Store.ReconRunOf(ctx, name, day.String())
+			run, _, err := r.st.ReconRunOf(ctx, name, day.String())
 			if err == nil && run.Status != store.ReconProvisional {
 				continue
 			}
@@ -135,18 +133,6 @@ func (j *Job) Pass(ctx context.Context) PassResult {
 		}
 	}
 	return res
-}
-
-// Days lists the days of [from, to] in order (empty when to is before
-// from).
-func Days(from, to payments.Day) []payments.Day {
-	var out []payments.Day
-	t := time.Date(from.Year, from.Month, from.Day, 12, 0, 0, 0, time.UTC)
-	end := time.Date(to.Year, to.Month, to.Day, 12, 0, 0, 0, time.UTC)
-	for ; !t.After(end); t = t.AddDate(0, 0, 1) {
-		out = append(out, payments.Day{Year: t.Year(), Month: t.Month(), Day: t.Day()})
-	}
-	return out
 }
 
 // SourcesOf maps channels by name, for Job.Channels.

@@ -35,7 +35,7 @@ func TestJobReconcilesFromTPlusOneAndRetries(t *testing.T) {
 		f.pay("o-edge", cny(300), at(day2, 23, 59, 30), true) // the provider lists it on day3
 		src := newSource(stmt(day1, payRow("o-1", cny(100), at(day1, 10, 0, 0), 0)))
 		r := reconcile.New(f.s, &reconcile.Opts{Now: f.clk.Now})
-		j := &reconcile.Job{Reconciler: r, Store: f.s, Lookback: 2, Retry: 30 * time.Minute,
+		j := &reconcile.Job{Reconciler: r, Lookback: 2, Retry: 30 * time.Minute,
 			Channels: func() map[string]reconcile.Source { return map[string]reconcile.Source{ch: src} }}
 		runs := func(res reconcile.PassResult) []string {
 			var s []string
