@@ -500,3 +500,45 @@ func (s *Store) ResolveReconOutcome(ctx context.Context, channel, day string, se
 		return nil
 	})
 }
+
+// ReconOpenOutcome is an unresolved discrepancy with the day it was
+// reported on.
+type ReconOpenOutcome struct {
+	Channel string
+	Day     string
+	ReconOutcome
+}
+
+// ReconOpenOutcomes returns the unresolved discrepancies of a channel
+// (every channel when channel is ""), of one kind (every kind but matched
+// and deferred when kind is ""), oldest day first: what an operator
+// works through, and what the service checks before it lets money
+// reported missing_in_theirs (action freeze) leave.
+func (s *Store) ReconOpenOutcomes(ctx context.Context, channel, kind string) ([]ReconOpenOutcome, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT channel, day, seq, kind, row_kind, stmt_row, order_no, refund_no, provider_id,
+		our_minor, our_currency, their_minor, their_currency, action, detail
+		FROM recon_outcomes WHERE resolved_ms IS NULL AND kind NOT IN ('matched', 'deferred')
+		AND ($1 = '' OR channel = $1) AND ($2 = '' OR kind = $2) ORDER BY day, channel, seq`, channel, kind)
+	if err != nil {
+		return nil, fmt.Errorf("store: open reconciliation outcomes: %w", err)
+	}
+	defer rows.Close()
+	var out []ReconOpenOutcome
+	for rows.Next() {
+		var o ReconOpenOutcome
+		var ours, theirs sql.NullInt64
+		var ourCur, theirCur string
+		if err := rows.Scan(&o.Channel, &o.Day, &o.Seq, &o.Kind, &o.RowKind, &o.StmtRow, &o.OrderNo, &o.RefundNo, &o.ProviderID,
+			&ours, &ourCur, &theirs, &theirCur, &o.Action, &o.Detail); err != nil {
+			return nil, fmt.Errorf("store: open reconciliation outcomes: %w", err)
+		}
+		if ours.Valid {
+			o.OurAmount = &vend.Amount{Minor: ours.Int64, Currency: vend.Currency(ourCur)}
+		}
+		if theirs.Valid {
+			o.TheirAmount = &vend.Amount{Minor: theirs.Int64, Currency: vend.Currency(theirCur)}
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}

@@ -212,6 +212,18 @@ func TestSaveReconRunReplacesAtomically(t *testing.T) {
 		if len(open) != 0 {
 			t.Fatalf("open discrepancies %v, want none (the only one is resolved)", open)
 		}
+		must(t, e.s.SaveReconRun(e.ctx, sampleRun("2026-02-28", store.ReconDiscrepancies), first))
+		all, err := e.s.ReconOpenOutcomes(e.ctx, "", "")
+		must(t, err)
+		frozen, err := e.s.ReconOpenOutcomes(e.ctx, "wechatpay", "missing_in_theirs")
+		must(t, err)
+		if len(all) != 2 || all[0].Day != "2026-02-28" || all[0].Kind != "missing_in_theirs" || all[1].Kind != "duplicate" ||
+			len(frozen) != 1 || frozen[0].OrderNo != "o2" || frozen[0].Action != "freeze" || *frozen[0].OurAmount != *amt || frozen[0].TheirAmount != nil {
+			t.Fatalf("open outcomes %+v, frozen %+v", all, frozen)
+		}
+		if other, err := e.s.ReconOpenOutcomes(e.ctx, "alipay", ""); err != nil || len(other) != 0 {
+			t.Fatalf("another channel's open outcomes = %v, %v", other, err)
+		}
 		if _, _, err := e.s.ReconRunOf(e.ctx, "alipay", "2026-03-01"); !errors.Is(err, store.ErrReconNotFound) {
 			t.Fatalf("ReconRunOf(unknown) = %v", err)
 		}
