@@ -201,21 +201,42 @@ func (s *Store) ReconRefundsByNo(ctx context.Context, channel string, ids []stri
 	return out, nil
 }
 
-// ChannelFeesPosted returns what the ledger moved out of the channel's
-// fees account under the keys chanfee:<channel>:<day>:…, in minor units
-// (a fee the provider kept counts positive, a fee it returned negative),
-// and in which currency; 0 when nothing was posted.
-func (s *Store) ChannelFeesPosted(ctx context.Context, channel, day string, cur vend.Currency) (int64, error) {
-	prefix := ChannelFeeKey(channel, day, "")
-	var sum int64
-	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(-SUM(e.amount), 0) FROM ledger_tx t JOIN entries e ON e.tx_id = t.id
-		JOIN accounts a ON a.id = e.account_id
-		WHERE a.kind = 'fees' AND a.owner = $1 AND a.currency = $2 AND substr(t.idem_key, 1, $3) = $4`,
-		channel, string(cur), len(prefix), prefix).Scan(&sum)
-	if err != nil {
-		return 0, fmt.Errorf("store: channel fees posted: %w", err)
+// ChannelFees looks up fee postings by their ledger keys
+// (chanfee:<channel>:<day>:<row>): which of keys the ledger holds, and
+// the sum of what they moved out of the channel's fees account in cur, in
+// minor units (a fee the provider kept counts positive, a returned one
+// negative). Keys are looked up exactly (the unique index), in batches.
+func (s *Store) ChannelFees(ctx context.Context, channel string, cur vend.Currency, keys []string) (posted map[string]bool, sum int64, err error) {
+	posted = map[string]bool{}
+	for len(keys) > 0 {
+		n := min(len(keys), reconBatch)
+		args := []any{channel, string(cur)}
+		for _, k := range keys[:n] {
+			args = append(args, k)
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT t.idem_key,
+			COALESCE(SUM(CASE WHEN a.kind = 'fees' AND a.owner = $1 AND a.currency = $2 THEN -e.amount ELSE 0 END), 0)
+			FROM ledger_tx t JOIN entries e ON e.tx_id = t.id JOIN accounts a ON a.id = e.account_id
+			WHERE t.idem_key IN `+in(3, n)+` GROUP BY t.idem_key`, args...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("store: channel fees: %w", err)
+		}
+		for rows.Next() {
+			var k string
+			var v int64
+			if err := rows.Scan(&k, &v); err != nil {
+				rows.Close()
+				return nil, 0, fmt.Errorf("store: channel fees: %w", err)
+			}
+			posted[k] = true
+			sum += v
+		}
+		if err := rows.Close(); err != nil {
+			return nil, 0, fmt.Errorf("store: channel fees: %w", err)
+		}
+		keys = keys[n:]
 	}
-	return sum, nil
+	return posted, sum, nil
 }
 
 // ReconStatus is the verdict of a reconciliation run.
@@ -331,6 +352,21 @@ func (s *Store) SaveReconRun(ctx context.Context, run ReconRun, outcomes []Recon
 		if _, err := tx.ExecContext(ctx, `DELETE FROM recon_outcomes WHERE channel = $1 AND day = $2`, run.Channel, run.Day); err != nil {
 			return err
 		}
+		// Multi-row INSERTs, reconOutcomeBatch rows each: a day of
+		// thousands of rows is a few round trips, not thousands.
+		const cols = 21
+		var vals []string
+		var args []any
+		flush := func() error {
+			if len(vals) == 0 {
+				return nil
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO recon_outcomes (channel, day, seq, kind, row_kind, stmt_row,
+				order_no, refund_no, provider_id, at_ms, their_minor, their_currency, their_status, our_minor, our_currency,
+				our_status, fee_minor, action, detail, resolved_ms, resolution) VALUES `+strings.Join(vals, ", "), args...)
+			vals, args = vals[:0], args[:0]
+			return err
+		}
 		for i, o := range outcomes {
 			var their, ours *int64
 			var theirCur, ourCur string
@@ -349,18 +385,25 @@ func (s *Store) SaveReconRun(ctx context.Context, run ReconRun, outcomes []Recon
 			if !o.At.IsZero() {
 				at = o.At.UnixMilli()
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO recon_outcomes (channel, day, seq, kind, row_kind, stmt_row,
-				order_no, refund_no, provider_id, at_ms, their_minor, their_currency, their_status, our_minor, our_currency,
-				our_status, fee_minor, action, detail, resolved_ms, resolution)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
-				run.Channel, run.Day, i, o.Kind, o.RowKind, o.StmtRow, o.OrderNo, o.RefundNo, o.ProviderID, at,
-				their, theirCur, o.TheirStatus, ours, ourCur, o.OurStatus, o.Fee, o.Action, o.Detail, resolved, reason); err != nil {
-				return fmt.Errorf("outcome %d: %w", i, err)
+			vals = append(vals, in(len(args)+1, cols))
+			args = append(args, run.Channel, run.Day, i, o.Kind, o.RowKind, o.StmtRow, o.OrderNo, o.RefundNo, o.ProviderID, at,
+				their, theirCur, o.TheirStatus, ours, ourCur, o.OurStatus, o.Fee, o.Action, o.Detail, resolved, reason)
+			if len(vals) == reconOutcomeBatch {
+				if err := flush(); err != nil {
+					return fmt.Errorf("outcomes up to %d: %w", i, err)
+				}
 			}
+		}
+		if err := flush(); err != nil {
+			return fmt.Errorf("outcomes: %w", err)
 		}
 		return nil
 	})
 }
+
+// reconOutcomeBatch is how many outcomes one INSERT writes (21
+// parameters each, well below both databases' limits).
+const reconOutcomeBatch = 100
 
 func b2i(b bool) int {
 	if b {

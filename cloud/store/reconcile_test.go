@@ -143,10 +143,16 @@ func TestReconReadsRecordsAndLedger(t *testing.T) {
 		reconPost(e, "chan_fee", store.ChannelFeeKey("wechatpay", "2026-03-01", "r-1"), [2]string{"channel_clearing", "wechatpay"}, [2]string{"fees", "wechatpay"}, cny(2))
 		reconPost(e, "chan_fee", store.ChannelFeeKey("wechatpay", "2026-03-02", "p-2"), [2]string{"fees", "wechatpay"}, [2]string{"channel_clearing", "wechatpay"}, cny(9))
 		reconPost(e, "chan_fee", store.ChannelFeeKey("wechat", "2026-03-01", "p-3"), [2]string{"fees", "wechat"}, [2]string{"channel_clearing", "wechat"}, cny(11))
-		fees, err := e.s.ChannelFeesPosted(e.ctx, "wechatpay", "2026-03-01", "CNY")
+		keys := []string{store.ChannelFeeKey("wechatpay", "2026-03-01", "p-1"), store.ChannelFeeKey("wechatpay", "2026-03-01", "r-1"),
+			store.ChannelFeeKey("wechatpay", "2026-03-01", "p-9")}
+		for i := 0; i < 300; i++ {
+			keys = append(keys, store.ChannelFeeKey("wechatpay", "2026-03-01", fmt.Sprintf("none-%d", i)))
+		}
+		keys = append(keys, store.ChannelFeeKey("wechat", "2026-03-01", "p-3")) // another channel's fee is not this one's
+		posted, fees, err := e.s.ChannelFees(e.ctx, "wechatpay", "CNY", keys)
 		must(t, err)
-		if fees != 4 {
-			t.Fatalf("ChannelFeesPosted = %d, want 4 (6 kept, 2 returned; other days and channels apart)", fees)
+		if fees != 4 || len(posted) != 3 || !posted[keys[0]] || !posted[keys[1]] || posted[keys[2]] {
+			t.Fatalf("ChannelFees = %v, %d; want the two keys of the day posted, 4 (6 kept, 2 returned)", posted, fees)
 		}
 		e.checkLedger()
 	})
@@ -245,7 +251,7 @@ func TestSaveReconRunConcurrent(t *testing.T) {
 		errs := make(chan error, 8)
 		for i := 0; i < 8; i++ {
 			go func(i int) {
-				errs <- e.s.SaveReconRun(context.Background(), sampleRun("2026-03-01", store.ReconBalanced), mk(20+i, fmt.Sprint(i)))
+				errs <- e.s.SaveReconRun(context.Background(), sampleRun("2026-03-01", store.ReconBalanced), mk(150+i, fmt.Sprint(i)))
 			}(i)
 		}
 		for i := 0; i < 8; i++ {
@@ -261,7 +267,7 @@ func TestSaveReconRunConcurrent(t *testing.T) {
 		}
 		var n int
 		must(t, e.s.DB().QueryRowContext(e.ctx, `SELECT COUNT(*) FROM recon_outcomes`).Scan(&n))
-		if n != len(outs) || n < 20 {
+		if n != len(outs) || n < 150 {
 			t.Fatalf("%d outcomes stored, run has %d", n, len(outs))
 		}
 	})

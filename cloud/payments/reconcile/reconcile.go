@@ -385,17 +385,36 @@ func firstOf(a, b string) string {
 	return b
 }
 
+// feeKeys returns the ledger key of each row's fee (zero fees have none)
+// and the fee by key.
+func feeKeys(st payments.Statement) ([]string, map[string]int64) {
+	var keys []string
+	fees := map[string]int64{}
+	for i, id := range FeeRowIDs(st) {
+		if fee := st.Rows[i].Fee; fee != 0 {
+			k := store.ChannelFeeKey(st.Channel, st.Day.String(), id)
+			keys = append(keys, k)
+			fees[k] = fee
+		}
+	}
+	return keys, fees
+}
+
+// postFees posts the fees the ledger does not hold yet.
 func (r *Reconciler) postFees(ctx context.Context, st payments.Statement) error {
 	if r.fees == nil {
 		return nil
 	}
-	for i, id := range FeeRowIDs(st) {
-		fee := st.Rows[i].Fee
-		if fee == 0 {
+	keys, fees := feeKeys(st)
+	posted, _, err := r.st.ChannelFees(ctx, st.Channel, st.Currency, keys)
+	if err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if posted[key] {
 			continue
 		}
-		key := store.ChannelFeeKey(st.Channel, st.Day.String(), id)
-		if _, err := r.fees.PostChannelFee(ctx, st.Channel, key, vend.Amount{Minor: fee, Currency: st.Currency}); err != nil {
+		if _, err := r.fees.PostChannelFee(ctx, st.Channel, key, vend.Amount{Minor: fees[key], Currency: st.Currency}); err != nil {
 			return fmt.Errorf("reconcile: %s %s: post fee %s: %w", st.Channel, st.Day, key, err)
 		}
 	}
@@ -444,7 +463,8 @@ func (r *Reconciler) totals(ctx context.Context, st payments.Statement, recs Rec
 			}
 		}
 	}
-	posted, err := r.st.ChannelFeesPosted(ctx, st.Channel, st.Day.String(), st.Currency)
+	keys, _ := feeKeys(st)
+	_, posted, err := r.st.ChannelFees(ctx, st.Channel, st.Currency, keys)
 	if err != nil {
 		return run, err
 	}
