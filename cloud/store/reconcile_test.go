@@ -12,52 +12,17 @@ import (
 	"beaconvend/cloud/store"
 )
 
-// reconSchema creates channel_payments and channel_refunds as the
-// channel migration does (IF NOT EXISTS: nothing changes where it ran)
-// and, on PostgreSQL, widens the ledger's kind constraints to the channel
-// kinds; SQLite writes those with check constraints off (reconTx).
-func reconSchema(e *env) {
-	e.t.Helper()
-	stmts := []string{
-		`CREATE TABLE IF NOT EXISTS channel_payments (
-			order_no TEXT PRIMARY KEY, channel TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
-			purpose TEXT NOT NULL DEFAULT 'topup', amount_minor BIGINT NOT NULL, currency TEXT NOT NULL, state TEXT NOT NULL,
-			provider_tx_id TEXT, code_url TEXT, idem_key TEXT, created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL,
-			paid_ms BIGINT, closed_ms BIGINT, refunded_minor BIGINT NOT NULL DEFAULT 0, UNIQUE (channel, provider_tx_id))`,
-		`CREATE TABLE IF NOT EXISTS channel_refunds (
-			refund_no TEXT PRIMARY KEY, order_no TEXT NOT NULL REFERENCES channel_payments(order_no), channel TEXT NOT NULL,
-			amount_minor BIGINT NOT NULL, currency TEXT NOT NULL, purpose TEXT NOT NULL, session_id TEXT,
-			reason TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, provider_refund_id TEXT, created_ms BIGINT NOT NULL, done_ms BIGINT)`,
-	}
-	if e.s.Dialect == "postgres" {
-		stmts = append(stmts,
-			`ALTER TABLE accounts DROP CONSTRAINT IF EXISTS accounts_kind_check`,
-			`ALTER TABLE accounts ADD CONSTRAINT accounts_kind_check CHECK (kind IN ('user_wallet', 'user_holds', 'operator_revenue', 'channel_clearing', 'user_receivable', 'fees'))`,
-			`ALTER TABLE ledger_tx DROP CONSTRAINT IF EXISTS ledger_tx_kind_check`,
-			`ALTER TABLE ledger_tx ADD CONSTRAINT ledger_tx_kind_check CHECK (kind IN ('topup', 'hold', 'capture', 'release', 'refund', 'late_capture', 'chan_refund', 'chan_refund_reversal', 'chan_fee', 'session_refund'))`)
-	}
-	for _, q := range stmts {
-		must(e.t, exec(e, q))
-	}
-}
-
 func exec(e *env, q string, args ...any) error {
 	_, err := e.s.DB().ExecContext(e.ctx, q, args...)
 	return err
 }
 
-// reconPost writes one balanced ledger transaction under key, on one
-// connection with check constraints off on SQLite.
+// reconPost writes one balanced ledger transaction under key.
 func reconPost(e *env, kind, key string, from, to [2]string, amt vend.Amount) {
 	e.t.Helper()
 	c, err := e.s.DB().Conn(e.ctx)
 	must(e.t, err)
 	defer c.Close()
-	if e.s.Dialect == "sqlite" {
-		_, err := c.ExecContext(e.ctx, `PRAGMA ignore_check_constraints = ON`)
-		must(e.t, err)
-		defer c.ExecContext(e.ctx, `PRAGMA ignore_check_constraints = OFF`)
-	}
 	tx, err := c.BeginTx(e.ctx, nil)
 	must(e.t, err)
 	defer tx.Rollback()
@@ -95,7 +60,6 @@ func reconPay(e *env, channel, order, state string, minor int64, paid time.Time)
 func TestReconReadsRecordsAndLedger(t *testing.T) {
 	forEachDB(t, func(t *testing.T, b backend) {
 		e := newEnv(t, b, nil)
-		reconSchema(e)
 		from := time.Date(2026, 3, 1, 0, 0, 0, 0, time.FixedZone("CST", 8*3600))
 		to := from.AddDate(0, 0, 1)
 		reconPay(e, "wechatpay", "o-from", "paid", 100, from)                      // the first instant: in

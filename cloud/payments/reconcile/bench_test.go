@@ -69,7 +69,7 @@ func BenchmarkReconcileDay(b *testing.B) {
 			}
 			f := newFixture(b, dsn)
 			st := f.payMany(10000)
-			r := reconcile.New(f.s, &reconcile.Opts{Fees: f, Now: f.clk.Now})
+			r := reconcile.New(f.s, &reconcile.Opts{Fees: f.s, Now: f.clk.Now})
 			src := newSource(st)
 			t0 := time.Now()
 			if _, err := r.Reconcile(f.ctx, ch, src, day1); err != nil {

@@ -66,36 +66,6 @@ func forEachDB(t *testing.T, fn func(t *testing.T, f *fixture)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, newFixture(t, svctest.PostgresDSN(t, "vend_recon_test"))) })
 }
 
-// channelSchema is the channel_payments and channel_refunds schema the
-// store's channel migration creates; IF NOT EXISTS, so it changes
-// nothing where that migration ran.
-var channelSchema = []string{
-	`CREATE TABLE IF NOT EXISTS channel_payments (
-		order_no TEXT PRIMARY KEY, channel TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
-		purpose TEXT NOT NULL DEFAULT 'topup', amount_minor BIGINT NOT NULL CHECK (amount_minor > 0), currency TEXT NOT NULL,
-		state TEXT NOT NULL CHECK (state IN ('pending', 'paid', 'closed', 'failed')), provider_tx_id TEXT, code_url TEXT,
-		idem_key TEXT, created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, paid_ms BIGINT, closed_ms BIGINT,
-		refunded_minor BIGINT NOT NULL DEFAULT 0, UNIQUE (channel, provider_tx_id))`,
-	`CREATE TABLE IF NOT EXISTS channel_refunds (
-		refund_no TEXT PRIMARY KEY, order_no TEXT NOT NULL REFERENCES channel_payments(order_no), channel TEXT NOT NULL,
-		amount_minor BIGINT NOT NULL CHECK (amount_minor > 0), currency TEXT NOT NULL, purpose TEXT NOT NULL,
-		session_id TEXT, reason TEXT NOT NULL DEFAULT '', state TEXT NOT NULL CHECK (state IN ('pending', 'succeeded', 'failed')),
-		provider_refund_id TEXT, created_ms BIGINT NOT NULL, done_ms BIGINT)`,
-}
-
-// pgKinds widens the ledger's kind constraints on PostgreSQL to the
-// channel kinds (fees, chan_fee, chan_refund), as the channel migration
-// does; SQLite writes them with check constraints ignored on one
-// connection (sqlConn).
-var pgKinds = []string{
-	`ALTER TABLE accounts DROP CONSTRAINT IF EXISTS accounts_kind_check`,
-	`ALTER TABLE accounts ADD CONSTRAINT accounts_kind_check
-		CHECK (kind IN ('user_wallet', 'user_holds', 'operator_revenue', 'channel_clearing', 'user_receivable', 'fees'))`,
-	`ALTER TABLE ledger_tx DROP CONSTRAINT IF EXISTS ledger_tx_kind_check`,
-	`ALTER TABLE ledger_tx ADD CONSTRAINT ledger_tx_kind_check
-		CHECK (kind IN ('topup', 'hold', 'capture', 'release', 'refund', 'late_capture', 'chan_refund', 'chan_refund_reversal', 'chan_fee', 'session_refund'))`,
-}
-
 func newFixture(t testing.TB, dsn string) *fixture {
 	t.Helper()
 	f := &fixture{t: t, ctx: context.Background(), clk: &clock{}, sqlite: !strings.HasPrefix(dsn, "postgres")}
@@ -106,15 +76,6 @@ func newFixture(t testing.TB, dsn string) *fixture {
 	}
 	t.Cleanup(func() { s.Close() })
 	f.s = s
-	stmts := channelSchema
-	if !f.sqlite {
-		stmts = append(append([]string{}, stmts...), pgKinds...)
-	}
-	for _, q := range stmts {
-		if _, err := s.DB().ExecContext(f.ctx, q); err != nil {
-			t.Fatalf("test schema: %v", err)
-		}
-	}
 	u, err := s.CreateUser(f.ctx, "payer@example.com", "correct horse")
 	if err != nil {
 		t.Fatal(err)
@@ -130,20 +91,13 @@ func (f *fixture) must(err error) {
 	}
 }
 
-// conn runs fn on one connection in one transaction; on SQLite with
-// check constraints off, so the channel ledger kinds can be written.
+// conn runs fn on one connection in one transaction.
 func (f *fixture) conn(fn func(tx *sql.Tx) error) error {
 	c, err := f.s.DB().Conn(f.ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if f.sqlite {
-		if _, err := c.ExecContext(f.ctx, `PRAGMA ignore_check_constraints = ON`); err != nil {
-			return err
-		}
-		defer c.ExecContext(f.ctx, `PRAGMA ignore_check_constraints = OFF`)
-	}
 	var tx *sql.Tx
 	for i := 0; ; i++ {
 		tx, err = c.BeginTx(f.ctx, nil)
@@ -264,23 +218,7 @@ func (f *fixture) refund(refundNo, order string, amt vend.Amount, state string, 
 	}))
 }
 
-// PostChannelFee posts fees(channel) → channel_clearing(channel) once
-// per key, as the store's channel machinery does.
-func (f *fixture) PostChannelFee(ctx context.Context, channel, key string, amt vend.Amount) (bool, error) {
-	var posted bool
-	err := f.conn(func(tx *sql.Tx) error {
-		from, to := [2]string{"fees", channel}, [2]string{"channel_clearing", channel}
-		if amt.Minor < 0 {
-			from, to, amt.Minor = to, from, -amt.Minor
-		}
-		var err error
-		posted, err = post(ctx, tx, "chan_fee", key, from, to, amt)
-		return err
-	})
-	return posted, err
-}
-
-var _ reconcile.FeePoster = (*fixture)(nil)
+var _ reconcile.FeePoster = (*store.Store)(nil)
 
 func (f *fixture) checkLedger() {
 	f.t.Helper()

@@ -122,7 +122,7 @@ func TestMetrics(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		m := reconcile.NewMetrics(reg)
 		st := oneOfEach(f)
-		r := reconcile.New(f.s, &reconcile.Opts{Fees: f, Now: f.clk.Now, Metrics: m})
+		r := reconcile.New(f.s, &reconcile.Opts{Fees: f.s, Now: f.clk.Now, Metrics: m})
 		rep, err := r.Reconcile(f.ctx, ch, newSource(st), day1)
 		f.must(err)
 		for kind, want := range map[string]float64{"matched": 3, "missing_in_ours": 1, "missing_in_theirs": 1, "amount_mismatch": 1,
@@ -169,7 +169,7 @@ func TestCommand(t *testing.T) {
 	forEachDB(t, func(t *testing.T, f *fixture) {
 		clean := cleanDay(f)
 		src := newSource(clean)
-		env := reconcile.CommandEnv{Reconciler: reconcile.New(f.s, &reconcile.Opts{Fees: f, Now: f.clk.Now}),
+		env := reconcile.CommandEnv{Reconciler: reconcile.New(f.s, &reconcile.Opts{Fees: f.s, Now: f.clk.Now}),
 			Source: func(name string) (reconcile.Source, error) {
 				if name != ch {
 					return nil, fmt.Errorf("config: channel %q is not configured", name)

@@ -35,7 +35,7 @@ func cleanDay(f *fixture) payments.Statement {
 func TestCleanDayAllMatched(t *testing.T) {
 	forEachDB(t, func(t *testing.T, f *fixture) {
 		st := cleanDay(f)
-		r := reconcile.New(f.s, &reconcile.Opts{Fees: f, Now: f.clk.Now})
+		r := reconcile.New(f.s, &reconcile.Opts{Fees: f.s, Now: f.clk.Now})
 		rep, err := r.Reconcile(f.ctx, ch, newSource(st), day1)
 		if err != nil {
 			t.Fatalf("Reconcile: %v", err)
@@ -65,7 +65,7 @@ func TestRerunIsIdempotent(t *testing.T) {
 		st := cleanDay(f)
 		f.pay("o-gone", cny(700), at(day1, 13, 0, 0), true) // a discrepancy, so the re-run has one to keep
 		hooks := 0
-		r := reconcile.New(f.s, &reconcile.Opts{Fees: f, Now: f.clk.Now, Hooks: reconcile.Hooks{
+		r := reconcile.New(f.s, &reconcile.Opts{Fees: f.s, Now: f.clk.Now, Hooks: reconcile.Hooks{
 			MissingInTheirs: func(ctx context.Context, channel string, o reconcile.Outcome) error { hooks++; return nil },
 		}})
 		src := newSource(st)
@@ -123,7 +123,7 @@ func TestOneDiscrepancyOfEachKind(t *testing.T) {
 	forEachDB(t, func(t *testing.T, f *fixture) {
 		st := oneOfEach(f)
 		var ours, theirs []string
-		r := reconcile.New(f.s, &reconcile.Opts{Fees: f, Now: f.clk.Now, Hooks: reconcile.Hooks{
+		r := reconcile.New(f.s, &reconcile.Opts{Fees: f.s, Now: f.clk.Now, Hooks: reconcile.Hooks{
 			MissingInOurs: func(ctx context.Context, c string, o reconcile.Outcome) error {
 				ours = append(ours, o.OrderNo)
 				return nil
@@ -226,7 +226,7 @@ func TestMissingInOursVariants(t *testing.T) {
 func TestStatementSummaryDisagreesIsRejected(t *testing.T) {
 	forEachDB(t, func(t *testing.T, f *fixture) {
 		good := cleanDay(f)
-		r := reconcile.New(f.s, &reconcile.Opts{Fees: f, Now: f.clk.Now})
+		r := reconcile.New(f.s, &reconcile.Opts{Fees: f.s, Now: f.clk.Now})
 		before, err := r.Reconcile(f.ctx, ch, newSource(good), day1)
 		f.must(err)
 		bad := good

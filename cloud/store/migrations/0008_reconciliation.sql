@@ -67,3 +67,7 @@ CREATE TABLE recon_outcomes (
 );
 CREATE INDEX recon_outcomes_open ON recon_outcomes (channel, kind) WHERE resolved_ms IS NULL;
 CREATE INDEX recon_outcomes_order ON recon_outcomes (order_no);
+
+-- A day's records by channel, for reconciliation.
+CREATE INDEX channel_payments_paid ON channel_payments (channel, paid_ms) WHERE state = 'paid';
+CREATE INDEX channel_refunds_done ON channel_refunds (channel, done_ms) WHERE state = 'succeeded';
