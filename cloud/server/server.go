@@ -20,6 +20,7 @@ import (
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/httpapi"
 	"beaconvend/cloud/ingest"
+	"beaconvend/cloud/payments/reconcile"
 	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
 )
@@ -244,6 +245,11 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	goRun("ingest", in.Run)
 	goRun("service", svc.Run)
 	goRun("upkeep", s.runUpkeep(svc))
+	if srcs := reconciled(chans); len(srcs) > 0 {
+		job := &reconcile.Job{Reconciler: cfg.reconciler(s.opts.Store, svc, svc.Registry(), s.log.With("part", "reconcile")),
+			Channels: func() map[string]reconcile.Source { return srcs }}
+		goRun("reconcile", job.Run)
+	}
 	errLog := slog.NewLogLogger(s.log.With("part", "http").Handler(), slog.LevelDebug) // TLS handshake noise
 	pub, adm := api.NewHTTPServer(), httpServer(s.adminHandler(svc, in))
 	pub.ErrorLog, adm.ErrorLog = errLog, errLog

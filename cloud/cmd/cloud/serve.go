@@ -29,7 +29,7 @@ var (
 	errHelp  = errors.New("cloud: help printed")
 )
 
-const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|password|disable|enable|broker-credentials | device add|rotate-key|disable | broker files  [-h for flags]"
+const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|password|disable|enable|broker-credentials | device add|rotate-key|disable | broker files | reconcile  [-h for flags]"
 
 // Main is the cloud program: ParseFlags, Run, Close. Tests run it in
 // process (STYLE.md #3).
@@ -54,9 +54,10 @@ type Main struct {
 	StoreOpts   store.Opts
 	Upkeep      server.UpkeepOptions // presence sweeper, janitor, key rotation
 
-	dev    deviceFlags
-	op     operatorFlags
-	dryRun bool // keys reencrypt
+	dev       deviceFlags
+	op        operatorFlags
+	dryRun    bool     // keys reencrypt
+	reconArgs []string // reconcile: its flags, handed to the reconcile package
 
 	// Set by Run (serve) once listening; Ready is closed then.
 	HTTPURL  string
@@ -135,6 +136,16 @@ func (m *Main) ParseFlags(args []string) error {
 		str("group", "", "MQTT shared-subscription group of the cloud instances (empty: one instance)", func(c *server.Config, v string) { c.Broker.Group = v })
 		m.lifecycleFlags(fs)
 		m.upkeepFlags(fs)
+	case "reconcile":
+		// The reconcile package parses its own flags; -config (and -data,
+		// -db) come first: cloud reconcile -config cloud.yaml -channel C -day D.
+		m.Cmd, args = args[:1], args[1:]
+		fs = flag.NewFlagSet("cloud reconcile", flag.ContinueOnError)
+		m.commonFlags(fs)
+		for _, f := range [][2]string{{"channel", "channel name (wechatpay, alipay)"}, {"day", "the day to reconcile, YYYY-MM-DD in payments.day_zone"},
+			{"csv", `write the outcomes as CSV to this file ("-": standard output)`}} {
+			fs.Func(f[0], f[1], func(v string) error { m.reconArgs = append(m.reconArgs, "-"+f[0], v); return nil })
+		}
 	case "keys", "operator", "device", "broker":
 		if len(args) < 2 {
 			return usage()
@@ -180,6 +191,9 @@ func (m *Main) ParseFlags(args []string) error {
 	if m.Cmd[0] != "serve" && m.ConfigFile == "" {
 		if m.Cmd[0] == "keys" {
 			return errors.New("cloud: keys reencrypt needs -config (the key-encryption keys are configured there)")
+		}
+		if m.Cmd[0] == "reconcile" {
+			return errors.New("cloud: reconcile needs -config (the payment channels are configured there)")
 		}
 		if m.DSN == "" {
 			m.DSN = "sqlite:" + filepath.Join(m.DataDir, "cloud.db")
@@ -279,6 +293,8 @@ func (m *Main) Run(ctx context.Context) error {
 	switch strings.Join(m.Cmd, " ") {
 	case "serve":
 		return m.serve(ctx)
+	case "reconcile":
+		return server.ReconcileCommand(ctx, m.Config, st, m.reconArgs, m.Stdout, m.Logger)
 	case "keys reencrypt":
 		rep, err := st.ReencryptIdentityKeys(ctx, m.dryRun)
 		if perr := m.printJSON(map[string]any{"sealed": rep.Sealed, "resealed": rep.Resealed, "current": rep.Current,
