@@ -10,12 +10,12 @@ import (
 
 // The real providers, configured as payments.channels entries:
 //
-//	- name: wechatpay
-//	  params: {mch_id: "1900000109", app_id: wx…, merchant_serial: …, platform_serial: PUB_KEY_ID_…}
-//	  credentials: {merchant_key: file:…, api_v3_key: file:…, platform_key: file:…}
-//	- name: alipay
-//	  params: {app_id: "2021…"}
-//	  credentials: {app_private_key: file:…, alipay_public_key: file:…}
+//   - name: wechatpay
+//     params: {mch_id: "1900000109", app_id: wx…, merchant_serial: …, platform_serial: PUB_KEY_ID_…}
+//     credentials: {merchant_key: file:…, api_v3_key: file:…, platform_key: file:…}
+//   - name: alipay
+//     params: {app_id: "2021…"}
+//     credentials: {app_private_key: file:…, alipay_public_key: file:…}
 //
 // base_url points a channel at another endpoint (a test peer); empty is
 // the provider's production host. Their keys are files (the SDKs read
