@@ -9,8 +9,9 @@
 #   VEND_TEST_TIMEOUT        per-package go test timeout (default 20m)
 #
 # It makes the real services available first (PostgreSQL, Mosquitto, Node
-# for the independent Modbus peer), installing them with apt-get when absent
-# and running as root.
+# for the independent Modbus peer and the WeChat Pay and Alipay peers, whose
+# npm packages the tests install with npm ci from their lockfiles into the
+# user's cache), installing them with apt-get when absent and running as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

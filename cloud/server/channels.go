@@ -22,11 +22,11 @@ import (
 //     enabled: true
 //     base_url: https://api.mch.weixin.qq.com   # a test peer's URL in tests
 //     priority: 1                               # lower is offered first
-//     params: {mch_id: "1900000001", app_id: wx123, serial_no: 5157F09E}
-//     credentials:                              # file:PATH (0600) or env:NAME
+//     params: {mch_id: "1900000001", app_id: wx123, merchant_serial: 5157F09E…, platform_serial: PUB_KEY_ID_…}
+//     credentials:                              # file:PATH (0600) or env:NAME; WeChat Pay and Alipay read files
 //     merchant_key: file:/etc/beaconvend/wechatpay/apiclient_key.pem
-//     api_v3_key: env:WECHATPAY_APIV3_KEY
-//     platform_cert: file:/etc/beaconvend/wechatpay/platform.pem
+//     api_v3_key: file:/etc/beaconvend/wechatpay/apiv3.key
+//     platform_key: file:/etc/beaconvend/wechatpay/pub_key.pem
 //     limits: {min: "0.01", max: "500.00", per_user_day: "2000.00", per_operator_day: "50000.00", currencies: [CNY]}
 //
 // Credentials are loaded at start; one that does not load refuses the

@@ -208,5 +208,6 @@
 // formatWithdrawal, writeQR) kept pure for unit tests; pay_test.go runs
 // the payment steps against a hand-written server of the payment
 // endpoints, and TestPayChannelsEndToEnd against the cloud and the
-// providers' loopback peers (VEND_PAY_E2E=1).
+// providers' loopback peers (cloud/payments/wechatpay/wechattest and
+// cloud/payments/alipay/alipaytest, started by the test; it needs Node).
 package main

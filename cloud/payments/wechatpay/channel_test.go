@@ -14,6 +14,7 @@ import (
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/payments"
 	"beaconvend/cloud/payments/wechatpay"
+	"beaconvend/cloud/payments/wechatpay/wechattest"
 )
 
 func cny(minor int64) vend.Amount { return vend.Amount{Minor: minor, Currency: "CNY"} }
@@ -54,7 +55,7 @@ func TestPayFlow(t *testing.T) {
 		t.Fatalf("Query unpaid = %+v, %v", st, err)
 	}
 
-	p := h.pay(no)
+	p := h.Pay(no)
 	got := h.next()
 	if got.err != nil {
 		t.Fatalf("ParseNotification = %v", got.err)
@@ -101,7 +102,7 @@ func TestCloseUnpaid(t *testing.T) {
 		t.Fatalf("Query closed = %+v, %v", st, err)
 	}
 	// A closed order can no longer be paid.
-	if code := h.control("pay", map[string]string{"out_trade_no": no}, nil); code != http.StatusConflict {
+	if code := h.Control("pay", map[string]string{"out_trade_no": no}, nil); code != http.StatusConflict {
 		t.Fatalf("paying a closed order at the peer: http %d, want 409", code)
 	}
 	_, err = h.ch.Create(ctx, order(no, 500))
@@ -122,7 +123,7 @@ func TestRefunds(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	no := h.create(1000)
-	h.pay(no)
+	h.Pay(no)
 	if n := h.next(); n.err != nil {
 		t.Fatal(n.err)
 	}
@@ -157,8 +158,8 @@ func TestRefunds(t *testing.T) {
 	_, err = h.ch.Refund(ctx, payments.RefundRequest{OrderNo: no, RefundNo: payments.NewOrderNo("R"), Amount: cny(1001), Total: cny(1000)})
 	wantErr(t, "refund above total", err, payments.ErrAmount, "")
 
-	var done pushed
-	if code := h.control("refund-success", map[string]string{"out_refund_no": r1.RefundNo}, &done); code != 200 {
+	var done wechattest.Pushed
+	if code := h.Control("refund-success", map[string]string{"out_refund_no": r1.RefundNo}, &done); code != 200 {
 		t.Fatalf("refund-success: http %d", code)
 	}
 	n := h.next()
@@ -187,9 +188,9 @@ func TestRefunds(t *testing.T) {
 func TestWrongMerchantKey(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	cfg := h.config(h.notify)
+	cfg := h.Config(h.notify)
 	cfg.MerchantKeyFile = filepath.Join(t.TempDir(), "other.pem")
-	if err := os.WriteFile(cfg.MerchantKeyFile, privPEM(t, genKey(t)), 0o600); err != nil {
+	if err := os.WriteFile(cfg.MerchantKeyFile, wechattest.PrivatePEM(t, wechattest.GenKey(t)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	bad, err := wechatpay.New(cfg)
@@ -208,12 +209,12 @@ func TestWrongPlatformKey(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	no := h.create(100)
-	if code := h.control("platform-key", map[string]string{"pem": string(privPEM(t, genKey(t)))}, nil); code != 200 {
+	if code := h.Control("platform-key", map[string]string{"pem": string(wechattest.PrivatePEM(t, wechattest.GenKey(t)))}, nil); code != 200 {
 		t.Fatalf("platform-key: http %d", code)
 	}
 	_, err := h.ch.Query(ctx, no)
 	wantErr(t, "response signed by another key", err, payments.ErrProvider, "verify")
-	p := h.pay(no)
+	p := h.Pay(no)
 	n := h.next()
 	wantErr(t, "notification signed by another key", n.err, payments.ErrNotification, "")
 	if vend.KindOf(n.err) != vend.Unauthorized {
@@ -238,7 +239,7 @@ func TestResponseFaults(t *testing.T) {
 		{"wrong_key", payments.ErrProvider, "verify"},
 		{"http500", payments.ErrProvider, "SYSTEM_ERROR"},
 	} {
-		h.fault(tc.fault)
+		h.Fault(tc.fault)
 		st, err := h.ch.Query(ctx, no)
 		if err == nil {
 			t.Fatalf("%s: Query = %+v, nil; want an error", tc.fault, st)
@@ -259,10 +260,10 @@ func TestResponseFaults(t *testing.T) {
 func TestForgedRefusal(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	h.fault("wrong_key")
+	h.Fault("wrong_key")
 	_, err := h.ch.Query(ctx, "Tnosuchorder000")
 	wantErr(t, "forged ORDER_NOT_EXIST", err, payments.ErrProvider, "does not verify")
-	h.fault("wrong_key")
+	h.Fault("wrong_key")
 	st, err := h.ch.Statement(ctx, today(0))
 	wantErr(t, "forged NO_STATEMENT_EXIST", err, payments.ErrProvider, "does not verify")
 	if len(st.Rows) != 0 {
@@ -281,8 +282,8 @@ func TestNotificationFaults(t *testing.T) {
 		t.Run(fault, func(t *testing.T) {
 			h := newHarness(t)
 			no := h.create(100)
-			h.fault(fault)
-			p := h.pay(no)
+			h.Fault(fault)
+			p := h.Pay(no)
 			n := h.next()
 			wantErr(t, fault, n.err, payments.ErrNotification, "")
 			if p.Status != http.StatusInternalServerError {
@@ -300,10 +301,10 @@ func TestNotificationFaults(t *testing.T) {
 func TestReplayedNotification(t *testing.T) {
 	h := newHarness(t)
 	no := h.create(250)
-	p := h.pay(no)
+	p := h.Pay(no)
 	first := h.next()
-	var r pushed
-	if code := h.control("replay", map[string]string{"id": p.ID}, &r); code != 200 {
+	var r wechattest.Pushed
+	if code := h.Control("replay", map[string]string{"id": p.ID}, &r); code != 200 {
 		t.Fatalf("replay: http %d", code)
 	}
 	second := h.next()
@@ -326,7 +327,7 @@ func TestParseNotificationRefusesJunk(t *testing.T) {
 		{"get", http.MethodGet, "", nil},
 		{"no headers", http.MethodPost, `{"id":"x"}`, nil},
 		{"bad signature", http.MethodPost, `{"id":"x"}`, map[string]string{
-			"Wechatpay-Serial": h.keys.platformSerial, "Wechatpay-Signature": "AAAA", "Wechatpay-Nonce": "n",
+			"Wechatpay-Serial": h.Keys.PlatformSerial, "Wechatpay-Signature": "AAAA", "Wechatpay-Nonce": "n",
 			"Wechatpay-Timestamp": "1700000000",
 		}},
 		{"huge", http.MethodPost, strings.Repeat("x", 70<<10), nil},
@@ -375,10 +376,10 @@ func TestCreateRefusesBadOrders(t *testing.T) {
 }
 
 func TestNewRefusesBadConfig(t *testing.T) {
-	k := newKeys(t)
+	k := wechattest.NewKeys(t)
 	good := wechatpay.Config{
-		MchID: k.mchid, AppID: k.appid, MerchantSerial: k.merchantSerial, MerchantKeyFile: k.merchantKeyFile,
-		APIv3KeyFile: k.v3File, PlatformKeyFile: k.platformPubFile, PlatformSerial: k.platformSerial,
+		MchID: k.MchID, AppID: k.AppID, MerchantSerial: k.MerchantSerial, MerchantKeyFile: k.MerchantKeyFile,
+		APIv3KeyFile: k.APIv3KeyFile, PlatformKeyFile: k.PlatformKeyFile, PlatformSerial: k.PlatformSerial,
 	}
 	good.HTTPClient = &http.Client{}
 	if _, err := wechatpay.New(good); err != nil {
@@ -387,17 +388,17 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	if good.HTTPClient.Transport != nil {
 		t.Fatal("New changed the caller's HTTP client")
 	}
-	short := filepath.Join(k.dir, "short.key")
+	short := filepath.Join(k.Dir, "short.key")
 	_ = os.WriteFile(short, []byte("0123456789"), 0o600)
 	for _, tc := range []struct {
 		name, want string
 		mod        func(*wechatpay.Config)
 	}{
 		{"no mchid", "MchID", func(c *wechatpay.Config) { c.MchID = "" }},
-		{"missing key", "MerchantKeyFile", func(c *wechatpay.Config) { c.MerchantKeyFile = filepath.Join(k.dir, "nope.pem") }},
-		{"public as private", "MerchantKeyFile", func(c *wechatpay.Config) { c.MerchantKeyFile = k.platformPubFile }},
+		{"missing key", "MerchantKeyFile", func(c *wechatpay.Config) { c.MerchantKeyFile = filepath.Join(k.Dir, "nope.pem") }},
+		{"public as private", "MerchantKeyFile", func(c *wechatpay.Config) { c.MerchantKeyFile = k.PlatformKeyFile }},
 		{"short v3 key", "APIv3KeyFile", func(c *wechatpay.Config) { c.APIv3KeyFile = short }},
-		{"private as platform", "PlatformKeyFile", func(c *wechatpay.Config) { c.PlatformKeyFile = k.merchantKeyFile }},
+		{"private as platform", "PlatformKeyFile", func(c *wechatpay.Config) { c.PlatformKeyFile = k.MerchantKeyFile }},
 		{"no serial", "PlatformSerial", func(c *wechatpay.Config) { c.PlatformSerial = "" }},
 		{"base with path", "BaseURL", func(c *wechatpay.Config) { c.BaseURL = "http://127.0.0.1:1/v3" }},
 	} {
@@ -413,7 +414,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 // A server that never answers: the call ends with the caller's deadline
 // as a provider fault (it feeds the breaker), not a hang.
 func TestProviderNeverAnswers(t *testing.T) {
-	k := newKeys(t)
+	k := wechattest.NewKeys(t)
 	stop := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -424,8 +425,8 @@ func TestProviderNeverAnswers(t *testing.T) {
 	defer srv.Close()
 	defer close(stop)
 	ch, err := wechatpay.New(wechatpay.Config{
-		MchID: k.mchid, AppID: k.appid, MerchantSerial: k.merchantSerial, MerchantKeyFile: k.merchantKeyFile,
-		APIv3KeyFile: k.v3File, PlatformKeyFile: k.platformPubFile, PlatformSerial: k.platformSerial,
+		MchID: k.MchID, AppID: k.AppID, MerchantSerial: k.MerchantSerial, MerchantKeyFile: k.MerchantKeyFile,
+		APIv3KeyFile: k.APIv3KeyFile, PlatformKeyFile: k.PlatformKeyFile, PlatformSerial: k.PlatformSerial,
 		BaseURL: srv.URL, NotifyURL: "https://example.invalid/notify",
 	})
 	if err != nil {

@@ -32,10 +32,7 @@ func (h *harness) paid(amount int64) (no, tx string) {
 	h.t.Helper()
 	no = h.create(amount)
 	_, noon := billDay()
-	var p pushed
-	if code := h.control("pay", map[string]any{"out_trade_no": no, "paid_ms": noon.UnixMilli()}, &p); code != 200 {
-		h.t.Fatalf("control pay %s: http %d", no, code)
-	}
+	p := h.PayAt(no, noon)
 	if n := h.next(); n.err != nil {
 		h.t.Fatalf("notification: %v", n.err)
 	}
@@ -62,8 +59,7 @@ func TestStatement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var done pushed
-	h.control("refund-success", map[string]any{"out_refund_no": r.RefundNo, "done_ms": noon.Add(time.Hour).UnixMilli()}, &done)
+	h.RefundSuccessAt(r.RefundNo, noon.Add(time.Hour))
 	if n := h.next(); n.err != nil {
 		t.Fatal(n.err)
 	}
@@ -127,7 +123,7 @@ func TestStatementDiscrepancies(t *testing.T) {
 		t.Fatal(err)
 	}
 	day, noon := billDay()
-	h.control("refund-success", map[string]any{"out_refund_no": refundNo, "done_ms": noon.UnixMilli()}, nil) // no notify URL: nothing pushed
+	h.Control("refund-success", map[string]any{"out_refund_no": refundNo, "done_ms": noon.UnixMilli()}, nil) // no notify URL: nothing pushed
 	for _, inj := range []map[string]any{
 		{"kind": "missing_in_ours", "out_trade_no": "Tnotours000000000001", "total": 777},
 		{"kind": "missing_in_theirs", "out_trade_no": no[1]},
@@ -137,7 +133,7 @@ func TestStatementDiscrepancies(t *testing.T) {
 		{"kind": "currency", "out_trade_no": no[4], "currency": "USD"},
 		{"kind": "duplicate", "out_trade_no": no[5]},
 	} {
-		if code := h.control("bill", inj, nil); code != 200 {
+		if code := h.Control("bill", inj, nil); code != 200 {
 			t.Fatalf("inject %v: http %d", inj, code)
 		}
 	}
@@ -188,14 +184,14 @@ func TestStatementDiscrepancies(t *testing.T) {
 
 	for _, inj := range []map[string]string{{"kind": "bad_summary"}, {"kind": "bad_hash"}, {"kind": "wrong_day", "out_trade_no": no[0]}} {
 		kind := inj["kind"]
-		h.control("reset-bill", nil, nil)
-		h.control("bill", inj, nil)
+		h.Control("reset-bill", nil, nil)
+		h.Control("bill", inj, nil)
 		_, err := h.ch.Statement(ctx, day)
 		if !errors.Is(err, payments.ErrStatement) {
 			t.Errorf("%s: Statement = %v, want ErrStatement", kind, err)
 		}
 	}
-	h.control("reset-bill", nil, nil)
+	h.Control("reset-bill", nil, nil)
 	if _, err := h.ch.Statement(ctx, day); err != nil {
 		t.Errorf("after reset: %v", err)
 	}
