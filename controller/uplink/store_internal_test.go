@@ -2,6 +2,8 @@ package uplink
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
@@ -38,5 +40,26 @@ func TestStoreKeepsItsOwnCopy(t *testing.T) {
 	}
 	if !bytes.Equal(a.Bytes(), b.Bytes()) {
 		t.Fatalf("stored copy %x differs from the packet %x", b.Bytes(), a.Bytes())
+	}
+}
+
+// After a reconnect paho resumes its stored messages in the order the
+// store lists them: that must be the order they were published in (a usage
+// report before the ended event that follows it). paho's plain MemoryStore
+// lists them in map order.
+func TestStoreListsInPublishOrder(t *testing.T) {
+	s := newStore()
+	s.Open()
+	defer s.Close()
+	var want []string
+	for i := 1; i <= 64; i++ {
+		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+		p.TopicName, p.Qos, p.MessageID = "bv/v1/dev/d/evt", 1, uint16(i)
+		key := fmt.Sprintf("o.%d", i)
+		s.Put(key, p)
+		want = append(want, key)
+	}
+	if got := s.All(); !slices.Equal(got, want) {
+		t.Fatalf("All() = %v, want the publish order %v", got, want)
 	}
 }

@@ -290,18 +290,24 @@ func (u *Uplink) Close() {
 	})
 }
 
-// copyStore is paho's MemoryStore keeping its own copy of each outbound
-// packet. paho v1.5.0 resumes stored messages when a connection comes up
-// and sets Dup on the packet the store returns, which with MemoryStore is
-// the very packet its writer may be writing at that moment (a publish made
-// while the connection came up): a data race,
+// copyStore is paho's OrderedMemoryStore keeping its own copy of each
+// outbound packet.
+//
+// Ordered: paho resumes the messages in its store after a reconnect in the
+// order the store lists them, and its plain MemoryStore lists them in Go
+// map order, so a usage report and the ended event that follows it could
+// reach the cloud swapped; OrderedMemoryStore lists them as they were put.
+//
+// A copy: paho v1.5.0's resume sets Dup on the packet the store returns,
+// which with paho's stores is the very packet its writer may be writing at
+// that moment (a publish made while the connection came up): a data race,
 // eclipse-paho/paho.mqtt.golang#703. Put is called before paho hands the
 // packet to its writer, so copying there is race-free; the resumed copy
 // travels alone. (The board's own outbox, in the journal, is what makes
 // delivery reliable; this store only serves paho's in-flight window.)
-type copyStore struct{ *mqtt.MemoryStore }
+type copyStore struct{ *mqtt.OrderedMemoryStore }
 
-func newStore() *copyStore { return &copyStore{mqtt.NewMemoryStore()} }
+func newStore() *copyStore { return &copyStore{mqtt.NewOrderedMemoryStore()} }
 
 // Put stores a copy of p (serialized and read back).
 func (s *copyStore) Put(key string, p packets.ControlPacket) {
@@ -311,5 +317,5 @@ func (s *copyStore) Put(key string, p packets.ControlPacket) {
 			p = cp
 		}
 	}
-	s.MemoryStore.Put(key, p)
+	s.OrderedMemoryStore.Put(key, p)
 }
