@@ -120,6 +120,7 @@ func reconEndToEnd(t *testing.T, dsn string) {
 	amounts := []int64{1000, 2000, 500, 700, 800}
 	orders := map[string][]string{}
 	unseen := map[string]string{}
+	unpaid := map[string]string{} // issued, never paid
 	for _, ch := range []string{"wechatpay", "alipay"} {
 		for i, a := range amounts {
 			no := r.topUp(ch, a)
@@ -127,6 +128,7 @@ func reconEndToEnd(t *testing.T, dsn string) {
 			orders[ch] = append(orders[ch], no)
 		}
 		unseen[ch] = r.topUp(ch, 900)
+		unpaid[ch] = r.topUp(ch, 600)
 	}
 	// The withdrawal refunds the oldest paid orders first (Alipay's,
 	// paid before WeChat Pay's), in full, then 3.00 of the first WeChat
@@ -171,14 +173,20 @@ func reconEndToEnd(t *testing.T, dsn string) {
 		t.Run(ch, func(t *testing.T) {
 			r.t = t
 			defer func() { r.t = nil }()
-			r.channelCase(ch, orders[ch], unseen[ch])
+			r.channelCase(ch, orders[ch], unseen[ch], unpaid[ch])
 		})
 	}
 }
 
 // channelCase runs the clean day and the injected discrepancies of one channel.
-func (r *reconRig) channelCase(ch string, orders []string, unseen string) {
+func (r *reconRig) channelCase(ch string, orders []string, unseen, unpaid string) {
 	t := r.t
+	// Today is refused: the provider's day is not over.
+	today := time.Now().In(time.FixedZone("CST", 8*3600))
+	if _, out, err := r.reconcileDay(ch, payments.Day{Year: today.Year(), Month: today.Month(), Day: today.Day()}); vend.CodeOf(err) != "recon.too_early" {
+		t.Errorf("reconciling today: %v (code %q), want recon.too_early\n%s", err, vend.CodeOf(err), out)
+	}
+
 	// A clean day: every row matched, totals equal, the command succeeds.
 	rep, out, err := r.reconcile(ch)
 	if err != nil {
@@ -221,12 +229,13 @@ func (r *reconRig) channelCase(ch string, orders []string, unseen string) {
 		// never paid; by the provider's own word it is unpaid, so the
 		// hook's query credits nothing.
 		injected = "X" + strings.Repeat("7", 16)
-		for kind, no := range map[string]string{"missing_in_ours": injected, "amount": orders[2], "missing_in_theirs": orders[4], "duplicate": orders[0]} {
+		for kind, no := range map[string]string{"missing_in_ours": injected, "amount": orders[2], "missing_in_theirs": orders[4],
+			"duplicate": orders[0], "status": unpaid} {
 			if err := r.ali.InjectBill(r.day, kind, no); err != nil {
 				t.Fatal(err)
 			}
 		}
-		want[orders[2]], want[orders[4]] = "amount_mismatch", "missing_in_theirs"
+		want[orders[2]], want[orders[4]], want[unpaid] = "amount_mismatch", "missing_in_theirs", "missing_in_ours"
 	}
 	want[injected] = "missing_in_ours"
 
@@ -285,6 +294,22 @@ func (r *reconRig) channelCase(ch string, orders []string, unseen string) {
 		t.Fatalf("the unseen order after the run: %+v %v, want paid", p, err)
 	}
 	before := r.ledger(st)
+	// The order the statement says paid and the provider's query says
+	// unpaid is not credited; an operator is told.
+	if p, err := st.GetPayment(ctx, unpaid); err != nil || p.State != store.PaymentPending {
+		t.Errorf("the unpaid order after the run: %+v %v, want pending", p, err)
+	}
+	alerts := map[string]int{}
+	for _, no := range []string{injected, unpaid, orders[4]} {
+		as, err := st.ChannelAlerts(ctx, no)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alerts[no] = len(as)
+	}
+	if alerts[injected] != 1 || alerts[orders[4]] != 1 || (ch == "alipay" && alerts[unpaid] != 1) {
+		t.Errorf("alerts after the first run: %v, want one for %s, %s and (Alipay) %s", alerts, injected, orders[4], unpaid)
+	}
 	st.Close()
 
 	check("re-run", true)
@@ -293,6 +318,11 @@ func (r *reconRig) channelCase(ch string, orders []string, unseen string) {
 	defer st.Close()
 	if after := r.ledger(st); after != before {
 		t.Errorf("a re-run moved money: %s, before %s", after, before)
+	}
+	for no, n := range alerts {
+		if as, err := st.ChannelAlerts(ctx, no); err != nil || len(as) != n {
+			t.Errorf("alerts about %s after re-runs: %d %v, want %d (a re-run alerts no one again)", no, len(as), err, n)
+		}
 	}
 	if ch == "wechatpay" {
 		r.wx.ResetBill()
@@ -348,13 +378,20 @@ func (r *reconRig) open() *store.Store {
 // reconcile runs `cloud reconcile -config … -channel ch -day D -csv F`
 // in process and returns the CSV's outcomes, what it printed, and its error.
 func (r *reconRig) reconcile(ch string) ([]map[string]string, string, error) {
+	r.t.Helper()
+	return r.reconcileDay(ch, r.day)
+}
+
+// reconcileDay is reconcile of another day; no CSV is read when the
+// command refused the day.
+func (r *reconRig) reconcileDay(ch string, day payments.Day) ([]map[string]string, string, error) {
 	t := r.t
 	t.Helper()
 	csvFile := filepath.Join(t.TempDir(), "recon.csv")
 	var out bytes.Buffer
 	m := NewMain()
 	m.Stdout, m.Stderr = &out, io.Discard
-	args := []string{"reconcile", "-config", r.cfg, "-data", r.data, "-channel", ch, "-day", r.day.String(), "-csv", csvFile}
+	args := []string{"reconcile", "-config", r.cfg, "-data", r.data, "-channel", ch, "-day", day.String(), "-csv", csvFile}
 	if r.dsn != "" {
 		args = append(args, "-db", r.dsn)
 	}
@@ -364,6 +401,9 @@ func (r *reconRig) reconcile(ch string) ([]map[string]string, string, error) {
 	err := m.Run(context.Background())
 	if cerr := m.Close(); cerr != nil {
 		t.Fatal(cerr)
+	}
+	if day != r.day {
+		return nil, out.String(), err
 	}
 	f, ferr := os.Open(csvFile)
 	if ferr != nil {
