@@ -171,8 +171,9 @@ func reconEndToEnd(t *testing.T, dsn string) {
 
 	for _, ch := range []string{"wechatpay", "alipay"} {
 		t.Run(ch, func(t *testing.T) {
+			parent := r.t
 			r.t = t
-			defer func() { r.t = nil }()
+			defer func() { r.t = parent }()
 			r.channelCase(ch, orders[ch], unseen[ch], unpaid[ch])
 		})
 	}
