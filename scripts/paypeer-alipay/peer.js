@@ -358,7 +358,7 @@ function bill(day) {
 	for (const i of inj) {
 		if (i.kind !== "missing_in_ours") continue;
 		const at = new Date(Date.parse(day + "T10:00:00+08:00"));
-		const o = { trade_no: day.replace(/-/g, "") + "22001" + String(5000000000 + ++seq).padStart(17, "0"), out_trade_no: i.out_trade_no || "X" + crypto.randomBytes(8).toString("hex"), subject: "unknown order", created: at, paid: at };
+		const o = { trade_no: i.trade_no, out_trade_no: i.out_trade_no, subject: "unknown order", created: at, paid: at };
 		rows.push(payRow(o, 1234));
 	}
 	let nPay = 0, nRef = 0, sumPay = 0, sumRef = 0;
@@ -423,7 +423,17 @@ async function control(req, res) {
 		case "alipay_key": signing = c.wrong ? keys.rogue : keys.good; break;
 		case "forge_cert": forgeCertSN = !!c.on; signing = c.on ? keys.rogue : keys.good; break;
 		case "fail": failNext.set(c.method, { code: c.code, sub_code: c.sub_code, count: c.count || 1 }); break;
-		case "bill_inject": injections.push({ day: c.day, kind: c.kind, out_trade_no: c.out_trade_no }); break;
+		case "bill_inject": {
+			// A row made up for missing_in_ours is fixed once, when
+			// injected: every download lists the same trade, as Alipay's does.
+			const inj = { day: c.day, kind: c.kind, out_trade_no: c.out_trade_no };
+			if (c.kind === "missing_in_ours") {
+				inj.out_trade_no = inj.out_trade_no || "X" + crypto.randomBytes(8).toString("hex");
+				inj.trade_no = c.day.replace(/-/g, "") + "22001" + String(5000000000 + ++seq).padStart(17, "0");
+			}
+			injections.push(inj);
+			break;
+		}
 		case "order":
 			out = o ? { status: o.status, scanned: o.scanned, total: o.total, refunded: o.refunded, trade_no: o.trade_no, time_expire: o.time_expire, notify_url: o.notify_url, notifications: o.notifications.length } : null;
 			break;

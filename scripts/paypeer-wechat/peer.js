@@ -338,7 +338,7 @@ function injectBill(rows, day) {
       case 'missing_in_ours': {
         const ms = Date.parse(`${day}T12:00:00+08:00`);
         const total = inj.total || 123;
-        rows.push(payRow({ out_trade_no: inj.out_trade_no || `x${Formatter.nonce(20)}`, transaction_id: `42${digits(26)}`, openid: `o${Formatter.nonce(27)}`, total, description: 'unknown' }, ms));
+        rows.push(payRow({ out_trade_no: inj.out_trade_no, transaction_id: inj.transaction_id, openid: inj.openid, total, description: 'unknown' }, ms));
         break;
       }
       case 'missing_in_theirs':
@@ -436,6 +436,13 @@ async function control(req, res, url, body) {
       platformKey = Rsa.from(json.pem, Rsa.KEY_TYPE_PRIVATE);
       return send(res, 200, {});
     case '/_control/bill':
+      if (json.kind === 'missing_in_ours') {
+        // The row is fixed once, when injected: every download of the
+        // bill lists the same transaction, as WeChat Pay's bill does.
+        json.out_trade_no = json.out_trade_no || `x${Formatter.nonce(20)}`;
+        json.transaction_id = `42${digits(26)}`;
+        json.openid = `o${Formatter.nonce(27)}`;
+      }
       injections.push(json);
       return send(res, 200, {});
     case '/_control/reset-bill':
