@@ -248,6 +248,7 @@ func (in *Ingest) clientOptions() *paho.ClientOptions {
 		SetConnectTimeout(in.opts.ConnectTimeout).
 		SetWriteTimeout(10 * time.Second).
 		SetResumeSubs(false). // we subscribe again on every connect instead
+		SetStore(newStore()). // ordered, and a copy of each packet (store.go)
 		SetDefaultPublishHandler(in.onMessage).
 		SetCustomOpenConnectionFn(in.dial).
 		SetOnConnectHandler(in.onConnect).
