@@ -52,6 +52,15 @@ func (b *Breaker) Healthy() bool {
 	return b.openTill.IsZero() || (!b.probing && !b.opts.Now().Before(b.openTill))
 }
 
+// Open reports whether the breaker is open or half-open: technical
+// failures tripped it and no call has succeeded since. It only reads
+// memory (the beaconvend_payment_breaker_open gauge calls it per scrape).
+func (b *Breaker) Open() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.openTill.IsZero()
+}
+
 // Allow reports whether a call may go to the provider now; when the
 // breaker is half-open it lets exactly one probe through until Record.
 func (b *Breaker) Allow() bool {

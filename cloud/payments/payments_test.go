@@ -111,7 +111,13 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 func TestBreakerHalfOpenLetsOneProbe(t *testing.T) {
 	clk := newClock()
 	b := payments.NewBreaker(payments.BreakerOpts{Failures: 1, Cooldown: time.Second, Now: clk.Now})
+	if b.Open() {
+		t.Fatal("a new breaker reads open")
+	}
 	b.Record(errors.New("timeout"))
+	if !b.Open() {
+		t.Fatal("a tripped breaker reads closed")
+	}
 	clk.Add(time.Second)
 	if !b.Allow() {
 		t.Fatal("no probe after the cool-down")
@@ -119,7 +125,13 @@ func TestBreakerHalfOpenLetsOneProbe(t *testing.T) {
 	if b.Allow() {
 		t.Fatal("a second probe while the first is out")
 	}
+	if !b.Open() {
+		t.Fatal("a half-open breaker with its probe out reads closed")
+	}
 	b.Record(nil)
+	if b.Open() {
+		t.Fatal("a breaker closed by its probe reads open")
+	}
 	if !b.Allow() || !b.Allow() {
 		t.Fatal("closed breaker refuses")
 	}

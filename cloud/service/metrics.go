@@ -29,6 +29,19 @@ import (
 //	beaconvend_janitor_pruned_total{table}             rows the janitor deleted past their retention window
 //	beaconvend_janitor_errors_total                    janitor runs that failed
 //	beaconvend_key_rotation_steps_total{step}          device-key rotation steps: propose_sent, proposed, refused, commit_sent, committed, restarted, promoted
+//
+// Payment channels (per configured channel; each counted once, where the
+// records or the provider say it happened, never by a query at scrape):
+//
+//	beaconvend_payment_orders_total{channel,state}                     top-up orders: created, paid (wallet credited, once per order however many notifications and queries report it), closed (TTL), failed (refused)
+//	beaconvend_payment_notifications_accepted_total{channel,result}    verified notifications acknowledged: applied, duplicate (event seen before, or news the records held), unknown_order (alerted)
+//	beaconvend_payment_notifications_refused_total{channel,reason}     notifications answered as failed: signature (forged, tampered, malformed), mismatch (alerted), error, unknown_channel (channel "")
+//	beaconvend_payment_provider_errors_total{channel,op,kind}          failed provider calls by op (create, query, close, refund, query_refund) and kind: refused, technical, unhealthy (breaker open, not sent)
+//	beaconvend_payment_breaker_open{channel}                           1 while the channel's breaker is open or half-open, else 0 (memory, read per scrape)
+//	beaconvend_payment_refunds_total{channel,state}                    channel refunds: sent (provider accepted the request), succeeded, failed (final, once per refund)
+//	beaconvend_payment_channel_alerts_total{channel,code}              channel alerts recorded for an operator, by code (payment.mismatch, refund.state, payment.not_found, refund.not_found, recon.*)
+//
+// Reconciliation's own metrics are registered by cloud/payments/reconcile.
 type Metrics struct {
 	unreported     prometheus.Gauge
 	lateCaptures   prometheus.Counter
@@ -49,6 +62,8 @@ type Metrics struct {
 	onlineGauge prometheus.Gauge
 	imbalance   prometheus.Gauge
 	online      prometheus.Gauge
+
+	pay payMetrics
 }
 
 func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
@@ -118,6 +133,7 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 	m.onlineGauge = online
 	reg.MustRegister(m.sessions, m.authorize, m.ingest, m.sigFails, m.telFlush, m.telDropped, imbalance, online,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.pay = newPayMetrics(reg, s.opts.Channels)
 	return m
 }
 

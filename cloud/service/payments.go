@@ -64,10 +64,13 @@ func (s *Service) TopUp(ctx context.Context, user, key string, req phoneapi.TopU
 	default:
 		return phoneapi.Payment{}, err
 	}
-	p, _, err := s.st.CreatePayment(ctx, store.NewPayment{OrderNo: payments.NewOrderNo("bv"), Channel: ch.Name(), User: user,
+	p, created, err := s.st.CreatePayment(ctx, store.NewPayment{OrderNo: payments.NewOrderNo("bv"), Channel: ch.Name(), User: user,
 		Amount: req.Amount, IdemKey: key, Expires: s.now().Add(s.opts.PaymentTTL)})
 	if err != nil {
 		return phoneapi.Payment{}, err
+	}
+	if created {
+		s.Metrics.pay.orders.WithLabelValues(p.Channel, "created").Inc()
 	}
 	if p.State != store.PaymentPending || p.CodeURL != "" {
 		return s.phonePayment(p), nil
@@ -75,10 +78,13 @@ func (s *Service) TopUp(ctx context.Context, user, key string, req phoneapi.TopU
 	act, err := ch.Create(ctx, payments.Order{No: p.OrderNo, Amount: p.Amount, Description: "beaconvend wallet top-up",
 		ExpiresAt: p.Expires, NotifyURL: s.notifyURL(ch.Name())})
 	if err != nil {
+		s.Metrics.pay.providerErr(ch.Name(), "create", err)
 		if vend.KindOf(err) == vend.Conflict {
 			// A business refusal: the provider has no payable order.
-			if _, _, cerr := s.st.ClosePayment(ctx, p.OrderNo, true); cerr != nil {
+			if c, changed, cerr := s.st.ClosePayment(ctx, p.OrderNo, true); cerr != nil {
 				s.log.Error("service: fail refused order", "order", p.OrderNo, "err", cerr)
+			} else {
+				s.Metrics.pay.closed(c, changed)
 			}
 		}
 		// A technical failure leaves the order pending: a retry with the
@@ -134,35 +140,44 @@ func (s *Service) phonePayment(p store.Payment) phoneapi.Payment {
 func (s *Service) queryPayment(ctx context.Context, ch *payments.Guarded, p store.Payment) (store.Payment, error) {
 	st, err := ch.Query(ctx, p.OrderNo)
 	if err != nil {
+		s.Metrics.pay.providerErr(ch.Name(), "query", err)
 		return p, err
 	}
-	return s.applyStatus(ctx, ch.Name(), st, "")
+	p, _, err = s.applyStatus(ctx, ch.Name(), st, "")
+	return p, err
 }
 
 // applyStatus records what a channel says of an order: paid credits the
 // wallet once; closed or failed ends a pending order; pending changes
-// nothing.
-func (s *Service) applyStatus(ctx context.Context, channel string, st payments.Status, eventID string) (store.Payment, error) {
+// nothing. It reports whether the order's state moved now.
+func (s *Service) applyStatus(ctx context.Context, channel string, st payments.Status, eventID string) (store.Payment, bool, error) {
 	switch st.State {
 	case payments.PayPaid:
 		p, credited, err := s.st.MarkPaid(ctx, store.Paid{Channel: channel, OrderNo: st.OrderNo, ProviderTxID: st.ProviderTxID,
 			Amount: st.Amount, PaidAt: st.PaidAt, EventID: eventID})
 		if credited {
+			s.Metrics.pay.orders.WithLabelValues(channel, "paid").Inc()
 			s.log.Info("service: top-up paid", "channel", channel, "order", st.OrderNo, "amount", st.Amount.String())
 		}
-		return p, err
-	case payments.PayClosed, payments.PayFailed:
-		p, _, err := s.st.ClosePayment(ctx, st.OrderNo, st.State == payments.PayFailed)
-		if err == nil && p.Channel != channel {
-			return store.Payment{}, vend.Errorf(store.ErrPaymentNotFound, "%s order %q", channel, st.OrderNo)
+		if errors.Is(err, store.ErrPaymentMismatch) { // the store recorded the alert with the refusal
+			s.Metrics.pay.alerts.WithLabelValues(channel, store.ErrPaymentMismatch.Code).Inc()
 		}
-		return p, err
+		return p, credited, err
+	case payments.PayClosed, payments.PayFailed:
+		p, changed, err := s.st.ClosePayment(ctx, st.OrderNo, st.State == payments.PayFailed)
+		if err == nil {
+			s.Metrics.pay.closed(p, changed)
+		}
+		if err == nil && p.Channel != channel {
+			return store.Payment{}, false, vend.Errorf(store.ErrPaymentNotFound, "%s order %q", channel, st.OrderNo)
+		}
+		return p, changed, err
 	default:
 		p, err := s.st.GetPayment(ctx, st.OrderNo)
 		if err == nil && p.Channel != channel {
-			return store.Payment{}, vend.Errorf(store.ErrPaymentNotFound, "%s order %q", channel, st.OrderNo)
+			return store.Payment{}, false, vend.Errorf(store.ErrPaymentNotFound, "%s order %q", channel, st.OrderNo)
 		}
-		return p, err
+		return p, false, err
 	}
 }
 
@@ -212,11 +227,28 @@ func (s *Service) HandleNotification(w http.ResponseWriter, r *http.Request, cha
 	ch, ok := s.channel(channel)
 	if !ok {
 		http.Error(w, "unknown channel", http.StatusNotFound)
+		// Not labelled by the path's name: anyone may post to any path.
+		s.Metrics.pay.refused.WithLabelValues("", "unknown_channel").Inc()
 		return vend.Errorf(ErrChannelNotFound, "%q", channel)
 	}
 	n, err := ch.ParseNotification(r.Context(), r)
-	if err == nil {
-		err = s.applyNotification(r.Context(), ch.Name(), n)
+	if err != nil {
+		s.Metrics.pay.refused.WithLabelValues(ch.Name(), "signature").Inc()
+		ch.AckNotification(w, err)
+		return err
+	}
+	changed, err := s.applyNotification(r.Context(), ch.Name(), n)
+	switch {
+	case err == nil && changed:
+		s.Metrics.pay.accepted.WithLabelValues(ch.Name(), "applied").Inc()
+	case err == nil:
+		s.Metrics.pay.accepted.WithLabelValues(ch.Name(), "duplicate").Inc()
+	case ackable(err) == nil:
+		s.Metrics.pay.accepted.WithLabelValues(ch.Name(), "unknown_order").Inc()
+	case errors.Is(err, store.ErrPaymentMismatch) || errors.Is(err, store.ErrRefundStateClash):
+		s.Metrics.pay.refused.WithLabelValues(ch.Name(), "mismatch").Inc()
+	default:
+		s.Metrics.pay.refused.WithLabelValues(ch.Name(), "error").Inc()
 	}
 	ch.AckNotification(w, ackable(err))
 	return err
@@ -232,24 +264,27 @@ func ackable(err error) error {
 	return err
 }
 
-func (s *Service) applyNotification(ctx context.Context, channel string, n payments.Notification) error {
+// applyNotification applies a verified notification and reports whether
+// it changed an order or refund (false: a duplicate event, or news the
+// records already held).
+func (s *Service) applyNotification(ctx context.Context, channel string, n payments.Notification) (bool, error) {
 	switch n.Kind {
 	case payments.NotifyPayment:
-		_, err := s.applyStatus(ctx, channel, n.Payment, n.EventID)
+		_, changed, err := s.applyStatus(ctx, channel, n.Payment, n.EventID)
 		if errors.Is(err, store.ErrPaymentNotFound) {
-			_ = s.st.RecordChannelAlert(ctx, store.ChannelAlert{Channel: channel, OrderNo: n.Payment.OrderNo, Code: "payment.not_found",
+			_ = s.recordAlert(ctx, store.ChannelAlert{Channel: channel, OrderNo: n.Payment.OrderNo, Code: "payment.not_found",
 				Detail: "verified notification " + n.EventID + " for an order the cloud does not know"})
 		}
-		return err
+		return changed, err
 	case payments.NotifyRefund:
-		_, _, err := s.st.ApplyRefund(ctx, refundUpdate(channel, n.Refund, n.EventID))
+		_, changed, err := s.applyRefund(ctx, refundUpdate(channel, n.Refund, n.EventID))
 		if errors.Is(err, store.ErrRefundNotFound) {
-			_ = s.st.RecordChannelAlert(ctx, store.ChannelAlert{Channel: channel, OrderNo: n.Refund.OrderNo, Code: "refund.not_found",
+			_ = s.recordAlert(ctx, store.ChannelAlert{Channel: channel, OrderNo: n.Refund.OrderNo, Code: "refund.not_found",
 				Detail: "verified notification " + n.EventID + " for refund " + n.Refund.RefundNo + " the cloud does not know"})
 		}
-		return err
+		return changed, err
 	}
-	return vend.Errorf(payments.ErrNotification, "%s: kind %q", channel, n.Kind)
+	return false, vend.Errorf(payments.ErrNotification, "%s: kind %q", channel, n.Kind)
 }
 
 func refundUpdate(channel string, rs payments.RefundStatus, eventID string) store.RefundUpdate {
@@ -283,11 +318,13 @@ func (s *Service) SweepPayments(ctx context.Context) (PaymentSweep, error) {
 			continue
 		}
 		err := ch.Close(ctx, p.OrderNo)
+		s.Metrics.pay.providerErr(ch.Name(), "close", err)
 		switch {
 		case err == nil:
-			if _, changed, err := s.st.ClosePayment(ctx, p.OrderNo, false); err != nil {
+			if c, changed, err := s.st.ClosePayment(ctx, p.OrderNo, false); err != nil {
 				return out, err
 			} else if changed {
+				s.Metrics.pay.closed(c, changed)
 				out.Closed++
 			}
 		case vend.KindOf(err) == vend.Conflict:
@@ -313,6 +350,7 @@ func (s *Service) SweepPayments(ctx context.Context) (PaymentSweep, error) {
 			continue
 		}
 		rs, err := ch.QueryRefund(ctx, f.OrderNo, f.RefundNo)
+		s.Metrics.pay.providerErr(ch.Name(), "query_refund", err)
 		if vend.KindOf(err) == vend.Conflict {
 			// The channel never saw it: send it now (once per refund number).
 			s.sendRefund(ctx, ch, f)
@@ -323,7 +361,7 @@ func (s *Service) SweepPayments(ctx context.Context) (PaymentSweep, error) {
 			s.log.Warn("service: query refund", "refund", f.RefundNo, "err", err)
 			continue
 		}
-		if _, changed, err := s.st.ApplyRefund(ctx, refundUpdate(ch.Name(), rs, "")); err != nil {
+		if _, changed, err := s.applyRefund(ctx, refundUpdate(ch.Name(), rs, "")); err != nil {
 			s.log.Error("service: apply refund", "refund", f.RefundNo, "err", err)
 		} else if changed {
 			out.Refunds++
@@ -338,9 +376,11 @@ func (s *Service) SweepPayments(ctx context.Context) (PaymentSweep, error) {
 func (s *Service) sendRefund(ctx context.Context, ch *payments.Guarded, f store.Refund) store.Refund {
 	rs, err := ch.Refund(ctx, payments.RefundRequest{OrderNo: f.OrderNo, RefundNo: f.RefundNo, Amount: f.Amount,
 		Total: vend.Amount{Minor: f.OrderTotal, Currency: f.Amount.Currency}, Reason: f.Reason, NotifyURL: s.notifyURL(ch.Name())})
+	s.Metrics.pay.providerErr(ch.Name(), "refund", err)
 	var up store.RefundUpdate
 	switch {
 	case err == nil:
+		s.Metrics.pay.refunds.WithLabelValues(ch.Name(), "sent").Inc()
 		rs.RefundNo = f.RefundNo
 		up = refundUpdate(ch.Name(), rs, "")
 	case vend.KindOf(err) == vend.Conflict:
@@ -350,7 +390,7 @@ func (s *Service) sendRefund(ctx context.Context, ch *payments.Guarded, f store.
 		s.log.Warn("service: refund not sent", "refund", f.RefundNo, "err", err)
 		return f
 	}
-	g, _, err := s.st.ApplyRefund(ctx, up)
+	g, _, err := s.applyRefund(ctx, up)
 	if err != nil {
 		s.log.Error("service: record refund", "refund", f.RefundNo, "err", err)
 		return f

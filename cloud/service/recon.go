@@ -48,7 +48,7 @@ func (s *Service) reconAlert(ctx context.Context, a store.ChannelAlert) error {
 		}
 	}
 	a.At = s.now()
-	return s.st.RecordChannelAlert(ctx, a)
+	return s.recordAlert(ctx, a)
 }
 
 // ReconMissingInTheirs is reconciliation's hook for a record we credited
