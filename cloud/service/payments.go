@@ -164,12 +164,15 @@ func (s *Service) applyStatus(ctx context.Context, channel string, st payments.S
 		}
 		return p, credited, err
 	case payments.PayClosed, payments.PayFailed:
+		// Only the order's own channel may end it: check before closing.
+		if cur, err := s.st.GetPayment(ctx, st.OrderNo); err != nil {
+			return store.Payment{}, false, err
+		} else if cur.Channel != channel {
+			return store.Payment{}, false, vend.Errorf(store.ErrPaymentNotFound, "%s order %q", channel, st.OrderNo)
+		}
 		p, changed, err := s.st.ClosePayment(ctx, st.OrderNo, st.State == payments.PayFailed)
 		if err == nil {
 			s.Metrics.pay.closed(p, changed)
-		}
-		if err == nil && p.Channel != channel {
-			return store.Payment{}, false, vend.Errorf(store.ErrPaymentNotFound, "%s order %q", channel, st.OrderNo)
 		}
 		return p, changed, err
 	default:

@@ -445,3 +445,36 @@ func TestSweepResendsRefundTheChannelNeverSaw(t *testing.T) {
 		e.balanced()
 	})
 }
+
+// A verified notification from one channel that names another channel's
+// order (a provider answering about an order number it never had)
+// changes nothing: the order stays open on its own channel.
+func TestNotificationCannotCloseAnotherChannelsOrder(t *testing.T) {
+	forEachPayDB(t, func(t *testing.T, dsn string) {
+		e := newPayEnv(t, dsn)
+		p, err := e.topUp("key-cross", "wechatpay", 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := e.notify(e.ali, payments.Notification{EventID: "ali-evt-1", Kind: payments.NotifyPayment,
+			Payment: payments.Status{OrderNo: p.Order, State: payments.PayClosed}})
+		got, err := e.st.GetPayment(e.ctx, p.Order)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != store.PaymentPending {
+			t.Fatalf("alipay's notification about a wechatpay order (answered %d) left it %s, want pending", code, got.State)
+		}
+		st, err := e.wx.Pay(p.Order)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := e.notify(e.wx, payments.Notification{EventID: "wx-evt-1", Kind: payments.NotifyPayment, Payment: st}); c/100 != 2 {
+			t.Fatalf("wechatpay's own notification answered %d", c)
+		}
+		if e.wallet() != 500 {
+			t.Fatalf("wallet %d after the real payment, want 500", e.wallet())
+		}
+		e.balanced()
+	})
+}
