@@ -494,35 +494,170 @@ func (s *Store) ExpiredPayments(ctx context.Context, limit int) ([]Payment, erro
 // (chanfee:<channel>:<day>:<row>): a positive amount moves fees(channel)
 // → channel_clearing(channel), a negative one (a fee returned with a
 // refund) the reverse. It reports whether it posted (false: the key was
-// posted before). Errors: ErrInput, ErrAmount (zero).
+// posted before with the same amount). Errors: ErrInput, ErrAmount
+// (zero), vend.ErrCurrency, ErrIdemConflict (the key was posted with
+// another amount).
 func (s *Store) PostChannelFee(ctx context.Context, channel, key string, amount vend.Amount) (bool, error) {
-	if channel == "" || key == "" || len(key) > 200 {
-		return false, vend.Errorf(ErrInput, "fee needs a channel and a key of 1-200 bytes")
+	n, err := s.PostChannelFees(ctx, channel, []Fee{{Key: key, Amount: amount}})
+	return n == 1, err
+}
+
+// Fee is one fee for [Store.PostChannelFees]: its ledger key
+// ([ChannelFeeKey]) and the amount the provider kept, in minor units
+// (negative: a fee returned with a refund).
+type Fee struct {
+	Key    string
+	Amount vend.Amount
+}
+
+// feeChunk is how many fees PostChannelFees writes per transaction.
+const feeChunk = 500
+
+// PostChannelFees books many fees on channel as [Store.PostChannelFee]
+// does each, in one transaction per 500 fees: each key posts once (a key
+// posted before with the same amount, or repeated in fees, posts nothing
+// again), and each fee is its own balanced ledger transaction. It returns
+// how many fees it posted. Every fee is checked before anything is
+// written: a bad one is refused with ErrInput, ErrAmount (zero) or
+// vend.ErrCurrency, and a key posted before (or listed twice) with
+// another amount with ErrIdemConflict, each naming the fee. A conflict
+// that appears concurrently, after the check, refuses the chunk it is in;
+// the chunks before it stay posted (they are counted).
+func (s *Store) PostChannelFees(ctx context.Context, channel string, fees []Fee) (posted int, err error) {
+	if channel == "" || len(channel) > 64 {
+		return 0, vend.Errorf(ErrInput, "fees need a channel of 1-64 bytes")
 	}
-	if amount.Minor == 0 {
-		return false, vend.Errorf(ErrAmount, "fee of 0")
+	hash := func(a vend.Amount) string { return fmt.Sprintf("%d|%s", a.Minor, a.Currency) }
+	todo := make([]Fee, 0, len(fees))
+	seen := make(map[string]vend.Amount, len(fees))
+	for i, f := range fees {
+		if f.Key == "" || len(f.Key) > 200 {
+			return 0, vend.Errorf(ErrInput, "fee %d: needs a key of 1-200 bytes", i)
+		}
+		if f.Amount.Minor == 0 {
+			return 0, vend.Errorf(ErrAmount, "fee %s of 0", f.Key)
+		}
+		if err := f.Amount.Currency.Validate(); err != nil {
+			return 0, fmt.Errorf("store: fee %s: %w", f.Key, err)
+		}
+		if prev, ok := seen[f.Key]; ok {
+			if prev != f.Amount {
+				return 0, vend.Errorf(ErrIdemConflict, "fee %s listed as %s and %s", f.Key, prev, f.Amount)
+			}
+			continue
+		}
+		seen[f.Key] = f.Amount
+		todo = append(todo, f)
 	}
-	if err := amount.Currency.Validate(); err != nil {
-		return false, fmt.Errorf("store: fee: %w", err)
+	// Refuse a conflict before writing anything; skip what is posted.
+	keys := make([]string, len(todo))
+	for i, f := range todo {
+		keys[i] = f.Key
 	}
-	var posted bool
-	err := s.tx(ctx, "channel fee", func(tx *sql.Tx) error {
-		fees, err := s.account(ctx, tx, Fees, channel, amount.Currency)
+	prev, err := s.ledgerHashes(ctx, s.db, keys)
+	if err != nil {
+		return 0, fmt.Errorf("store: channel fees: %w", err)
+	}
+	fresh := todo[:0]
+	for _, f := range todo {
+		if h, ok := prev[f.Key]; !ok {
+			fresh = append(fresh, f)
+		} else if h != hash(f.Amount) {
+			return 0, vend.Errorf(ErrIdemConflict, "fee %s of %s posted before as %s", f.Key, f.Amount, h)
+		}
+	}
+	for len(fresh) > 0 {
+		chunk := fresh[:min(len(fresh), feeChunk)]
+		var n int
+		err := s.tx(ctx, "channel fees", func(tx *sql.Tx) error {
+			n = 0
+			keys := make([]string, len(chunk))
+			for i, f := range chunk {
+				keys[i] = f.Key
+			}
+			prev, err := s.ledgerHashes(ctx, tx, keys) // posted since the check above
+			if err != nil {
+				return err
+			}
+			byCur := map[vend.Currency][]transfer{}
+			var curs []vend.Currency
+			for _, f := range chunk {
+				if h, ok := prev[f.Key]; ok {
+					if h != hash(f.Amount) {
+						return vend.Errorf(ErrIdemConflict, "fee %s of %s posted before as %s", f.Key, f.Amount, h)
+					}
+					continue
+				}
+				cur := f.Amount.Currency
+				if _, ok := byCur[cur]; !ok {
+					curs = append(curs, cur)
+				}
+				byCur[cur] = append(byCur[cur], transfer{kind: TxChanFee, idemKey: f.Key, reqHash: hash(f.Amount), amount: f.Amount.Minor})
+			}
+			for _, cur := range curs {
+				fees, err := s.account(ctx, tx, Fees, channel, cur)
+				if err != nil {
+					return err
+				}
+				clear, err := s.account(ctx, tx, ChannelClearing, channel, cur)
+				if err != nil {
+					return err
+				}
+				ts := byCur[cur]
+				for i := range ts {
+					ts[i].from, ts[i].to = fees, clear
+					if ts[i].amount < 0 {
+						ts[i].from, ts[i].to, ts[i].amount = clear, fees, -ts[i].amount
+					}
+				}
+				_, ok, err := s.post(ctx, tx, cur, ts...)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return errRetry // a concurrent post of a key won; look again
+				}
+				n += len(ts)
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return posted, err
 		}
-		clear, err := s.account(ctx, tx, ChannelClearing, channel, amount.Currency)
+		posted += n
+		fresh = fresh[len(chunk):]
+	}
+	return posted, nil
+}
+
+// ledgerHashes returns the request hash of each of keys that names a
+// ledger transaction.
+func (s *Store) ledgerHashes(ctx context.Context, q queryer, keys []string) (map[string]string, error) {
+	out := map[string]string{}
+	for len(keys) > 0 {
+		n := min(len(keys), feeChunk)
+		args := make([]any, n)
+		for i, k := range keys[:n] {
+			args[i] = k
+		}
+		rows, err := q.QueryContext(ctx, `SELECT idem_key, req_hash FROM ledger_tx WHERE idem_key IN `+in(1, n), args...)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		t := transfer{kind: TxChanFee, idemKey: key, reqHash: fmt.Sprintf("%d|%s", amount.Minor, amount.Currency), from: fees, to: clear, amount: amount.Minor}
-		if amount.Minor < 0 {
-			t.from, t.to, t.amount = clear, fees, -amount.Minor
+		for rows.Next() {
+			var k, h string
+			if err := rows.Scan(&k, &h); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[k] = h
 		}
-		_, posted, err = s.post(ctx, tx, amount.Currency, t)
-		return err
-	})
-	return posted, err
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		keys = keys[n:]
+	}
+	return out, nil
 }
 
 // RefundState is where a channel refund stands in the cloud's records.

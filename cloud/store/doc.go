@@ -127,7 +127,9 @@
 // refunded_minor + amount <= amount_minor, so concurrent refunds can never
 // exceed an order. A refund the provider reports failed is reversed once
 // ([Store.ApplyRefund]). A provider's fees post to the fees account
-// ([Store.PostChannelFee]); fees may go negative, as clearing accounts.
+// ([Store.PostChannelFee], or many at once in transactions of 500 with
+// [Store.PostChannelFees]); a key posts once, and the same key with another
+// amount is [ErrIdemConflict]. Fees may go negative, as clearing accounts.
 //
 // A wallet never goes negative: the balance changes with
 // "UPDATE accounts SET balance = balance + $d WHERE id = $a AND

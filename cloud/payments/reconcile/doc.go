@@ -77,7 +77,10 @@
 // Each row's fee is posted through a FeePoster (the store's
 // PostChannelFee) under chanfee:<channel>:<day>:<row>, where <row> is
 // p-<provider transaction ID> or r-<provider refund ID> (FeeRowIDs), so a
-// re-run or a statement downloaded again posts nothing twice.
+// re-run or a statement downloaded again posts nothing twice. A poster
+// that is also a FeeBatchPoster (the store is: PostChannelFees) gets a
+// run's new fees in one call and writes them in transactions of 500 fees
+// rather than one transaction each.
 //
 // # Storage, re-runs, export, metrics
 //

@@ -219,6 +219,7 @@ func (f *fixture) refund(refundNo, order string, amt vend.Amount, state string, 
 }
 
 var _ reconcile.FeePoster = (*store.Store)(nil)
+var _ reconcile.FeeBatchPoster = (*store.Store)(nil)
 
 func (f *fixture) checkLedger() {
 	f.t.Helper()

@@ -50,6 +50,16 @@ type FeePoster interface {
 	PostChannelFee(ctx context.Context, channel, key string, amount vend.Amount) (posted bool, err error)
 }
 
+// FeeBatchPoster is a FeePoster that also posts many fees of a channel
+// at once, in few transactions, with the same guarantees per fee (each
+// key once; a key posted with another amount is refused). When Opts.Fees
+// is one, a run posts its statement's new fees in one call; the store's
+// PostChannelFees is one.
+type FeeBatchPoster interface {
+	FeePoster
+	PostChannelFees(ctx context.Context, channel string, fees []store.Fee) (posted int, err error)
+}
+
 // Hooks are the actions the service takes on a discrepancy. Each is
 // called once per run for each open (unresolved) outcome of its kind,
 // after the run is stored; a re-run calls them again, so they must be
@@ -409,6 +419,21 @@ func (r *Reconciler) postFees(ctx context.Context, st payments.Statement) error 
 	posted, _, err := r.st.ChannelFees(ctx, st.Channel, st.Currency, keys)
 	if err != nil {
 		return err
+	}
+	if b, ok := r.fees.(FeeBatchPoster); ok {
+		var todo []store.Fee
+		for _, key := range keys {
+			if !posted[key] {
+				todo = append(todo, store.Fee{Key: key, Amount: vend.Amount{Minor: fees[key], Currency: st.Currency}})
+			}
+		}
+		if len(todo) == 0 {
+			return nil
+		}
+		if _, err := b.PostChannelFees(ctx, st.Channel, todo); err != nil {
+			return fmt.Errorf("reconcile: %s %s: post %d fees: %w", st.Channel, st.Day, len(todo), err)
+		}
+		return nil
 	}
 	for _, key := range keys {
 		if posted[key] {
