@@ -8,13 +8,10 @@ package alipaytest
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -24,11 +21,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
 
+	"beaconvend/cloud/internal/nodepeer"
 	"beaconvend/cloud/payments"
 	"beaconvend/cloud/payments/alipay"
 )
@@ -36,94 +33,8 @@ import (
 // peerSDK names the third-party code the peer delegates to.
 const peerSDK = "alipay-sdk@4.14.0"
 
-// needService skips the test with a loud message, or fails it when
-// VEND_REQUIRE_SERVICES is set (as CI sets it), so that the interop check
-// cannot silently vanish.
-func needService(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("VEND_REQUIRE_SERVICES") != "" {
-		t.Fatalf("VEND_REQUIRE_SERVICES is set and %s", msg)
-	}
-	t.Skipf("\n!!!!!!!!\n!!! SKIPPED: %s\n!!! The Alipay channel was NOT checked against %s.\n!!! Set VEND_REQUIRE_SERVICES=1 to make this a failure.\n!!!!!!!!", msg, peerSDK)
-}
-
-func peerDir(t testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..", "scripts", "paypeer-alipay")
-}
-
-var (
-	npmOnce sync.Once
-	npmDir  string
-	npmErr  error
-)
-
-// npmModules installs the peer's locked dependencies with npm ci into the
-// user's cache (never into the repository), once per lockfile.
-func npmModules(t testing.TB, node string) string {
-	t.Helper()
-	npmOnce.Do(func() {
-		src := peerDir(t)
-		lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
-		if err != nil {
-			npmErr = err
-			return
-		}
-		pkg, err := os.ReadFile(filepath.Join(src, "package.json"))
-		if err != nil {
-			npmErr = err
-			return
-		}
-		sum := sha256.Sum256(append(append([]byte{}, pkg...), lock...))
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			npmErr = err
-			return
-		}
-		dir := filepath.Join(cache, "beaconvend", "paypeer-alipay-"+hex.EncodeToString(sum[:6]))
-		marker := filepath.Join(dir, "node_modules", ".npm-ci-done")
-		if _, err := os.Stat(marker); err == nil {
-			npmDir = dir
-			return
-		}
-		npm := filepath.Join(filepath.Dir(node), "npm")
-		if _, err := os.Stat(npm); err != nil {
-			if npm, err = exec.LookPath("npm"); err != nil {
-				npmErr = fmt.Errorf("npm is not on PATH")
-				return
-			}
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			npmErr = err
-			return
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			npmErr = err
-			return
-		}
-		for name, b := range map[string][]byte{"package.json": pkg, "package-lock.json": lock} {
-			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-				npmErr = err
-				return
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			npmErr = fmt.Errorf("npm ci: %v\n%s", err, out)
-			return
-		}
-		npmErr = os.WriteFile(marker, nil, 0o644)
-		npmDir = dir
-	})
-	if npmErr != nil {
-		needService(t, "the peer's npm packages could not be installed: %v", npmErr)
-	}
-	return npmDir
-}
+// peer is scripts/paypeer-alipay.
+var peer = nodepeer.Peer{Name: "paypeer-alipay", SDK: peerSDK}
 
 // Keys are the PEM files of one test's keys, generated in the test.
 type Keys struct {
@@ -193,14 +104,8 @@ type Peer struct {
 // is set.
 func Start(t testing.TB) *Peer {
 	t.Helper()
-	node := os.Getenv("VEND_NODE")
-	if node == "" {
-		var err error
-		if node, err = exec.LookPath("node"); err != nil {
-			needService(t, "node is not on PATH (Node 18+; scripts/node.sh installs it)")
-		}
-	}
-	mods := npmModules(t, node)
+	node := peer.Node(t)
+	mods := peer.Modules(t, node)
 	kf := NewKeys(t)
 	cfgFile := filepath.Join(t.TempDir(), "peer.json")
 	cfg, _ := json.Marshal(map[string]string{"appId": AppID, "pid": "2088102000000000", "appPublicKeyFile": kf.AppPublicKeyFile, "alipayPrivateKeyFile": kf.AlipayPrivateKeyFile,
@@ -208,7 +113,7 @@ func Start(t testing.TB) *Peer {
 	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(node, filepath.Join(peerDir(t), "peer.js"), cfgFile)
+	cmd := exec.Command(node, peer.Script(), cfgFile)
 	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(mods, "node_modules"))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

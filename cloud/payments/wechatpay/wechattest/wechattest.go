@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -29,12 +28,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"beaconvend/cloud/internal/nodepeer"
 	"beaconvend/cloud/payments/wechatpay"
 )
 
@@ -51,114 +50,8 @@ const (
 	AppID = "wxd678efh567hg6787"
 )
 
-// needService skips the test loudly, or fails it when
-// VEND_REQUIRE_SERVICES is set.
-func needService(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("VEND_REQUIRE_SERVICES") != "" {
-		t.Fatalf("VEND_REQUIRE_SERVICES is set and %s", msg)
-	}
-	t.Skipf("\n!!!!!!!!\n!!! SKIPPED: %s\n!!! WeChat Pay interoperability with %s@%s was NOT checked.\n!!! Set VEND_REQUIRE_SERVICES=1 to make this a failure.\n!!!!!!!!", msg, pluginName, pluginVersion)
-}
-
-// peerDir is scripts/paypeer-wechat, found from this source file.
-func peerDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..", "scripts", "paypeer-wechat")
-}
-
-// findNode returns VEND_NODE (scripts/test.sh sets it from
-// scripts/node.sh), else node on PATH.
-func findNode(t testing.TB) string {
-	t.Helper()
-	if n := os.Getenv("VEND_NODE"); n != "" {
-		return n
-	}
-	n, err := exec.LookPath("node")
-	if err != nil {
-		needService(t, "node is not on PATH and VEND_NODE is not set (scripts/node.sh installs Node)")
-	}
-	return n
-}
-
-var (
-	npmOnce sync.Once
-	npmDir  string
-	npmErr  string
-)
-
-// npmModules installs the peer's locked dependencies with npm ci into the
-// user's cache (never into the repository), once per lockfile, and
-// returns the directory holding node_modules.
-func npmModules(t testing.TB, node string) string {
-	t.Helper()
-	npmOnce.Do(func() {
-		src := peerDir()
-		lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
-		if err != nil {
-			npmErr = fmt.Sprintf("the peer's lockfile: %v", err)
-			return
-		}
-		pkg, err := os.ReadFile(filepath.Join(src, "package.json"))
-		if err != nil {
-			npmErr = fmt.Sprintf("the peer's package.json: %v", err)
-			return
-		}
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			npmErr = fmt.Sprintf("no user cache dir: %v", err)
-			return
-		}
-		sum := sha256.Sum256(append(append([]byte{}, pkg...), lock...))
-		dir := filepath.Join(cache, "beaconvend", "paypeer-wechat-"+hex.EncodeToString(sum[:6]))
-		if installed(filepath.Join(dir, "node_modules", pluginName, "package.json")) == pluginVersion {
-			npmDir = dir
-			return
-		}
-		npm := filepath.Join(filepath.Dir(node), "npm")
-		if _, err := os.Stat(npm); err != nil {
-			if npm, err = exec.LookPath("npm"); err != nil {
-				npmErr = "npm is not installed next to node nor on PATH"
-				return
-			}
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			npmErr = err.Error()
-			return
-		}
-		for name, b := range map[string][]byte{"package.json": pkg, "package-lock.json": lock} {
-			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-				npmErr = err.Error()
-				return
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(node)+string(os.PathListSeparator)+os.Getenv("PATH"))
-		if out, err := cmd.CombinedOutput(); err != nil || installed(filepath.Join(dir, "node_modules", pluginName, "package.json")) != pluginVersion {
-			npmErr = fmt.Sprintf("npm ci in %s failed: %v\n%s", dir, err, out)
-			return
-		}
-		npmDir = dir
-	})
-	if npmErr != "" {
-		needService(t, "%s", npmErr)
-	}
-	return npmDir
-}
-
-func installed(pkgJSON string) string {
-	b, err := os.ReadFile(pkgJSON)
-	if err != nil {
-		return ""
-	}
-	var p struct{ Version string }
-	_ = json.Unmarshal(b, &p)
-	return p.Version
-}
+// peer is scripts/paypeer-wechat.
+var peer = nodepeer.Peer{Name: "paypeer-wechat", SDK: pluginName + "@" + pluginVersion}
 
 // Keys are one merchant's credentials for one test: the merchant's and
 // the platform's RSA keys (generated once per process), fresh serial
@@ -265,8 +158,8 @@ type Peer struct {
 // VEND_REQUIRE_SERVICES is set.
 func Start(t testing.TB) *Peer {
 	t.Helper()
-	node := findNode(t)
-	deps := npmModules(t, node)
+	node := peer.Node(t)
+	deps := peer.Modules(t, node)
 	k := NewKeys(t)
 	cfg, _ := json.Marshal(map[string]string{
 		"mchid": k.MchID, "appid": k.AppID, "merchantSerial": k.MerchantSerial,
@@ -277,7 +170,7 @@ func Start(t testing.TB) *Peer {
 	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(node, filepath.Join(peerDir(), "peer.js"), deps, cfgFile)
+	cmd := exec.Command(node, peer.Script(), deps, cfgFile)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +182,7 @@ func Start(t testing.TB) *Peer {
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
-		needService(t, "starting node: %v", err)
+		peer.Need(t, "starting node: %v", err)
 	}
 	t.Cleanup(func() {
 		stdin.Close()
