@@ -79,6 +79,7 @@ type Action struct {
 	CodeURL      string `json:"code_url,omitempty"`      // QR payload: WeChat Pay code_url, Alipay qr_code
 	ClientSecret string `json:"client_secret,omitempty"` // card channels
 	ProviderRef  string `json:"provider_ref,omitempty"`  // the provider's ID of the order when it gives one at creation
+	NextAction   string `json:"next_action,omitempty"`   // what the payer must do first (NextAction3DS), empty when nothing
 }
 
 // PayState is where an order stands at the provider.
@@ -100,6 +101,12 @@ type Status struct {
 	Amount       vend.Amount // what the payer paid (zero when not paid)
 	PaidAt       time.Time   // zero when not paid
 	Payer        string      // the provider's payer ID (openid, buyer_id), for support; may be empty
+	// AuthExpiresAt is, for a PayAuthorized order of a HoldChannel, when
+	// the authorization lapses; zero otherwise.
+	AuthExpiresAt time.Time
+	// ClientSecret is, for a PayActionRequired order, what the payer's
+	// SDK needs to complete the action; empty otherwise.
+	ClientSecret string
 }
 
 // RefundRequest asks to return part or all of a paid order.
