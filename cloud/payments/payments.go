@@ -146,6 +146,11 @@ type NotificationKind string
 const (
 	NotifyPayment NotificationKind = "payment"
 	NotifyRefund  NotificationKind = "refund"
+	// NotifyIgnored: a verified notification that reports nothing the
+	// cloud acts on (an event type the channel does not use, an object
+	// that carries no order of ours). The caller acknowledges it and
+	// changes nothing; EventID is set, Payment and Refund are empty.
+	NotifyIgnored NotificationKind = "ignored"
 )
 
 // Notification is one verified, decoded provider notification.
