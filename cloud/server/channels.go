@@ -81,6 +81,7 @@ type ChannelEnv struct {
 	Files      map[string]string // credential name → absolute path, for file: credentials
 	NotifyURL  string            // <payments.public_url>/v1/channels/<name>/notify
 	SandboxMax int64             // payments.sandbox_max_payment
+	Currency   vend.Currency     // payments.currency, the wallet currency
 }
 
 // ChannelFactory builds a channel from its configuration. The cloud's
@@ -237,6 +238,7 @@ func (c *Config) Channels() ([]*payments.Guarded, error) {
 			return nil, bad(field, "unknown channel (known: %s)", strings.Join(KnownChannels(), ", "))
 		}
 		env := ChannelEnv{ChannelConfig: ch, Secrets: map[string][]byte{}, Files: map[string]string{}, SandboxMax: c.Payments.SandboxMaxPayment,
+			Currency:  c.Payments.Currency,
 			NotifyURL: strings.TrimRight(c.Payments.PublicURL, "/") + "/v1/channels/" + ch.Name + "/notify"}
 		keys := make([]string, 0, len(ch.Credentials))
 		for k := range ch.Credentials {

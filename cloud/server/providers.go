@@ -2,9 +2,12 @@ package server
 
 import (
 	"fmt"
+	"time"
 
+	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/payments"
 	"beaconvend/cloud/payments/alipay"
+	stripecard "beaconvend/cloud/payments/stripe"
 	"beaconvend/cloud/payments/wechatpay"
 )
 
@@ -16,6 +19,16 @@ import (
 //   - name: alipay
 //     params: {app_id: "2021…"}
 //     credentials: {app_private_key: file:…, alipay_public_key: file:…}
+//   - name: stripe_card
+//     params: {currency: EUR, authorization_validity: 168h, webhook_tolerance: 5m}
+//     credentials: {secret_key: file:…, webhook_secret: file:…}
+//
+// For stripe_card (cloud/payments/stripe) every param is optional
+// (StripeParams): currency defaults to payments.currency;
+// authorization_validity to 168h, Stripe's validity of a card-not-present
+// authorization (set 120h for Visa merchant-initiated transactions);
+// webhook_tolerance to 5m. Its source ID is the channel name,
+// "stripe_card", of kind card.
 //
 // base_url points a channel at another endpoint (a test peer); empty is
 // the provider's production host. Their keys are files (the SDKs read
@@ -39,6 +52,57 @@ func init() {
 		return alipay.New(alipay.Config{AppID: e.Params["app_id"], AppPrivateKeyFile: files[0],
 			AlipayPublicKeyFile: files[1], GatewayURL: e.BaseURL, NotifyURL: e.NotifyURL})
 	})
+	RegisterChannel(stripecard.Name, func(e ChannelEnv) (payments.Channel, error) {
+		files, err := e.needFiles("secret_key", "webhook_secret")
+		if err != nil {
+			return nil, err
+		}
+		p, err := ParseStripeParams(e.Name, e.Params, e.Currency)
+		if err != nil {
+			return nil, err
+		}
+		return stripecard.New(stripecard.Config{Name: e.Name, SecretKeyFile: files[0], WebhookSecretFile: files[1],
+			Currency: p.Currency, BaseURL: e.BaseURL, AuthorizationValidity: p.AuthorizationValidity, Tolerance: p.WebhookTolerance})
+	})
+}
+
+// StripeParams are the params of a stripe_card channel entry.
+type StripeParams struct {
+	Currency              vend.Currency // params.currency: the account's settlement currency; default payments.currency
+	AuthorizationValidity time.Duration // params.authorization_validity: how long a hold lasts; default 168h
+	WebhookTolerance      time.Duration // params.webhook_tolerance: the oldest webhook signature accepted; default 5m
+}
+
+// ParseStripeParams reads a stripe_card entry's params; an unknown
+// param, or a value that does not parse, is an error naming it.
+func ParseStripeParams(channel string, params map[string]string, wallet vend.Currency) (StripeParams, error) {
+	p := StripeParams{Currency: wallet, AuthorizationValidity: stripecard.DefaultAuthorizationValidity, WebhookTolerance: stripecard.DefaultTolerance}
+	field := func(k string) string { return "payments.channels." + channel + ".params." + k }
+	for k, v := range params {
+		switch k {
+		case "currency":
+			p.Currency = vend.Currency(v)
+			if err := p.Currency.Validate(); err != nil {
+				return p, fmt.Errorf("server: %s: %q: want an ISO 4217 code such as EUR", field(k), v)
+			}
+		case "authorization_validity", "webhook_tolerance":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return p, fmt.Errorf("server: %s: %q: want a positive duration such as 120h", field(k), v)
+			}
+			if k == "webhook_tolerance" {
+				p.WebhookTolerance = d
+				continue
+			}
+			if d > 31*24*time.Hour {
+				return p, fmt.Errorf("server: %s: %s: above Stripe's longest hold (31 days, extended authorization)", field(k), v)
+			}
+			p.AuthorizationValidity = d
+		default:
+			return p, fmt.Errorf("server: %s: unknown param (known: currency, authorization_validity, webhook_tolerance)", field(k))
+		}
+	}
+	return p, nil
 }
 
 // needFiles returns the paths of the named file: credentials, or an error

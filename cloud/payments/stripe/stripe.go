@@ -183,10 +183,16 @@ func readKey(field, path string, prefixes ...string) (string, error) {
 	return "", vend.Errorf(ErrConfig, "stripecard: config: %s %s: not a key starting with %s", field, path, strings.Join(prefixes, " or "))
 }
 
-// SetLookupIntent sets how the channel finds an order's PaymentIntent;
-// safe to call while the channel is in use (the cloud wires its payment
-// records after building the channel).
-func (c *Channel) SetLookupIntent(f LookupFunc) { c.lookup.Store(&f) }
+// SetLookupIntent sets how the channel finds an order's PaymentIntent
+// (see LookupFunc; nil: search only). It is safe to call while the
+// channel is in use: the cloud wires its payment records after building
+// the channel, through an interface of its own
+// (interface{ SetLookupIntent(func(context.Context, string) (string, error)) }),
+// so its parameter is a plain func type.
+func (c *Channel) SetLookupIntent(f func(ctx context.Context, orderNo string) (string, error)) {
+	lf := LookupFunc(f)
+	c.lookup.Store(&lf)
+}
 
 // Name returns the channel's ID ("stripe_card" unless configured).
 func (c *Channel) Name() string { return c.name }
@@ -195,6 +201,9 @@ func (c *Channel) Name() string { return c.name }
 func (c *Channel) Source() phoneapi.PaymentSource {
 	return phoneapi.PaymentSource{ID: c.name, Kind: phoneapi.SourceCard, Name: "Card"}
 }
+
+// Location is the time zone of the channel's statement days: UTC.
+func (c *Channel) Location() *time.Location { return time.UTC }
 
 // AuthorizationValidity is how long an authorization is held before it lapses.
 func (c *Channel) AuthorizationValidity() time.Duration { return c.validity }
