@@ -64,6 +64,9 @@ func sdkMsg(err error) string {
 	if i := strings.Index(msg, ". We recommend"); i >= 0 {
 		msg = msg[:i]
 	}
+	if msg == "" {
+		return "webhook refused"
+	}
 	return strings.ToLower(msg[:1]) + msg[1:]
 }
 
