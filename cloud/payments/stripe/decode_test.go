@@ -92,7 +92,7 @@ func TestStatementRowChecks(t *testing.T) {
 		want string
 	}{
 		{"net", func(b *stripe.BalanceTransaction) { b.Net = 469 }, "≠ net"},
-		{"currency", func(b *stripe.BalanceTransaction) { b.Currency = "usd" }, "currency is EUR"},
+		{"currency", func(b *stripe.BalanceTransaction) { b.Currency = "eu" }, `currency "eu"`},
 		{"before the day", func(b *stripe.BalanceTransaction) { b.Created = from.Unix() - 1 }, "outside the day"},
 		{"next day", func(b *stripe.BalanceTransaction) { b.Created = to.Unix() }, "outside the day"},
 		{"no source", func(b *stripe.BalanceTransaction) { b.Source = nil }, "without source"},
@@ -105,6 +105,22 @@ func TestStatementRowChecks(t *testing.T) {
 		if _, _, err := c.row(b, from, to); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
 		}
+	}
+	// A charge in another currency is a row in that currency (reconciliation reports it).
+	usd := charge()
+	usd.Currency = "usd"
+	if row, ok, err := c.row(usd, from, to); err != nil || !ok || row.Amount.Currency != "USD" {
+		t.Fatalf("usd charge: %+v %v %v", row, ok, err)
+	}
+	// A charge without our metadata is known by its intent's ID, so it is reported, not lost.
+	foreign := charge()
+	foreign.Source.Charge.PaymentIntent.Metadata = nil
+	if row, ok, err := c.row(foreign, from, to); err != nil || !ok || row.OrderNo != "pi_1" {
+		t.Fatalf("foreign charge: %+v %v %v", row, ok, err)
+	}
+	foreign.Source.Charge.PaymentIntent = nil
+	if row, ok, err := c.row(foreign, from, to); err != nil || !ok || row.OrderNo != "ch_1" || row.ProviderTxID != "ch_1" {
+		t.Fatalf("foreign charge without intent: %+v %v %v", row, ok, err)
 	}
 	payout := charge()
 	payout.Type = stripe.BalanceTransactionTypePayout

@@ -3,6 +3,7 @@ package stripecard
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -20,17 +21,23 @@ import (
 // A charge or payment transaction is a RowPayment of the order named by
 // the intent's metadata order_no (the charge's own metadata when the
 // intent carries none); a refund or payment_refund transaction is a
-// RowRefund with the refund's metadata refund_no. Amounts are the
+// RowRefund with the refund's metadata refund_no. A payment the cloud did
+// not open (no order_no: a charge made in Stripe's dashboard) is a row
+// whose order number is its PaymentIntent's ID (else its charge's), so
+// that reconciliation reports it (missing_in_ours) instead of losing it;
+// a refund without refund_no is known by its re_ ID. Amounts are the
 // transaction's amount (negated for a refund) and Fee its fee, exact
-// integer minor units of the account's settlement currency; the row's
-// Status is the charge's or refund's status (succeeded, pending, failed).
-// Other transaction types (payouts, adjustments, Stripe's own fees,
-// refund failures that return money to the balance) are not rows of an
-// order and are left out. Every transaction is checked: its currency is
-// the channel's, amount − fee = net, its creation time lies in the day,
-// its source is of the type its own type says; a transaction that fails a
-// check is payments.ErrStatement naming it. The totals are the sums of the
-// rows (Stripe's list carries no summary).
+// integer minor units of the transaction's currency (the channel's, or
+// another, which reconciliation reports as a currency mismatch); the
+// row's Status is the charge's or refund's status (succeeded, pending,
+// failed). Other transaction types (payouts, adjustments, Stripe's own
+// fees, refund failures that return money to the balance) are not rows
+// of an order and are left out. Every transaction is checked: a valid
+// currency, amount − fee = net, its creation time within the day, its
+// source of the type its own type says; a transaction that fails a check
+// is payments.ErrStatement naming it. The totals are the sums of the rows
+// over every currency, as reconciliation sums them (Stripe's list carries
+// no summary).
 func (c *Channel) Statement(ctx context.Context, day payments.Day) (payments.Statement, error) {
 	from := time.Date(day.Year, day.Month, day.Day, 0, 0, 0, 0, time.UTC)
 	if y, m, d := from.Date(); y != day.Year || m != day.Month || d != day.Day {
@@ -95,10 +102,11 @@ func (c *Channel) row(bt *stripe.BalanceTransaction, from, to time.Time) (row pa
 	if at.Before(from) || !at.Before(to) {
 		return row, false, fmt.Errorf("transaction %s created %s, outside the day", bt.ID, at.Format(time.RFC3339))
 	}
-	if cur := vend.Currency(strings.ToUpper(string(bt.Currency))); cur != c.currency {
-		return row, false, fmt.Errorf("transaction %s in %q, the channel's currency is %s", bt.ID, bt.Currency, c.currency)
+	cur := vend.Currency(strings.ToUpper(string(bt.Currency)))
+	if cur.Validate() != nil {
+		return row, false, fmt.Errorf("transaction %s in currency %q", bt.ID, bt.Currency)
 	}
-	if net, ok := add(bt.Amount, -bt.Fee); !ok || net != bt.Net {
+	if net, ok := add(bt.Amount, -bt.Fee); !ok || bt.Fee == math.MinInt64 || net != bt.Net {
 		return row, false, fmt.Errorf("transaction %s: amount %d − fee %d ≠ net %d", bt.ID, bt.Amount, bt.Fee, bt.Net)
 	}
 	row = payments.StatementRow{Kind: kind, At: at, Fee: bt.Fee}
@@ -114,15 +122,18 @@ func (c *Channel) row(bt *stripe.BalanceTransaction, from, to time.Time) (row pa
 		if bt.Amount <= 0 {
 			return row, false, fmt.Errorf("transaction %s: charge amount %d, want > 0", bt.ID, bt.Amount)
 		}
-		row.Amount = vend.Amount{Minor: bt.Amount, Currency: c.currency}
+		row.Amount = vend.Amount{Minor: bt.Amount, Currency: cur}
 		row.Status = string(ch.Status)
 		row.ProviderTxID = ch.ID
 		row.OrderNo = ch.Metadata[MetaOrderNo]
-		if pi := ch.PaymentIntent; pi != nil {
+		if pi := ch.PaymentIntent; pi != nil && pi.ID != "" {
 			row.ProviderTxID = pi.ID
 			if no := pi.Metadata[MetaOrderNo]; no != "" {
 				row.OrderNo = no
 			}
+		}
+		if row.OrderNo == "" {
+			row.OrderNo = row.ProviderTxID // not ours: reported, not lost
 		}
 	case payments.RowRefund:
 		rf := bt.Source.Refund
@@ -132,12 +143,12 @@ func (c *Channel) row(bt *stripe.BalanceTransaction, from, to time.Time) (row pa
 		if bt.Amount >= 0 {
 			return row, false, fmt.Errorf("transaction %s: refund amount %d, want < 0", bt.ID, bt.Amount)
 		}
-		row.Amount = vend.Amount{Minor: -bt.Amount, Currency: c.currency}
+		row.Amount = vend.Amount{Minor: -bt.Amount, Currency: cur}
 		row.Status = string(rf.Status)
 		row.ProviderRefundID = rf.ID
 		row.RefundNo = rf.Metadata[MetaRefundNo]
 		row.OrderNo = rf.Metadata[MetaOrderNo]
-		if pi := rf.PaymentIntent; pi != nil {
+		if pi := rf.PaymentIntent; pi != nil && pi.ID != "" {
 			row.ProviderTxID = pi.ID
 			if no := pi.Metadata[MetaOrderNo]; no != "" {
 				row.OrderNo = no

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"beaconvend/cloud/payments"
+	"beaconvend/cloud/payments/reconcile"
 )
 
 // TestStatementOfADay builds a day at the stand-in with top-ups, a hold
@@ -127,6 +128,11 @@ func TestStatementOfADay(t *testing.T) {
 	if st.Payments != 2000+320+300+999+many || st.Refunds != 750+100 || st.Fees != wantFees || st.Currency != eur || st.Channel != "stripe_card" || st.Day != day {
 		t.Fatalf("totals payments %d refunds %d fees %d %s; want %d, %d, %d EUR", st.Payments, st.Refunds, st.Fees, st.Currency,
 			2000+320+300+999+many, 850, wantFees)
+	}
+
+	// Reconciliation takes it as it is.
+	if err := reconcile.Validate(st, "stripe_card", day); err != nil {
+		t.Fatalf("reconcile.Validate: %v", err)
 	}
 
 	// A day without transactions is an empty statement.
