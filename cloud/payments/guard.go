@@ -48,6 +48,15 @@ func (g *Guarded) PaysAtOnce() bool {
 	return ok && i.PaysAtOnce()
 }
 
+// Location is the time zone of the wrapped channel's statement days when
+// it has its own (reconcile.Zoned), else nil.
+func (g *Guarded) Location() *time.Location {
+	if z, ok := g.Channel.(interface{ Location() *time.Location }); ok {
+		return z.Location()
+	}
+	return nil
+}
+
 // Source describes the channel to the phone.
 func (g *Guarded) Source() phoneapi.PaymentSource { return g.Channel.Source() }
 
@@ -112,3 +121,40 @@ func (g *Guarded) ParseNotification(ctx context.Context, r *http.Request) (Notif
 func (g *Guarded) AckNotification(w http.ResponseWriter, err error) {
 	g.Channel.AckNotification(w, err)
 }
+
+// ErrNoHolds is a hold asked of a channel that cannot authorize and
+// capture later (WeChat Pay and Alipay are prepaid instead).
+var ErrNoHolds = vend.E(vend.Invalid, "channel.no_holds", "payments: the channel cannot hold an amount for later capture")
+
+// Holds returns the wrapped channel as a HoldChannel whose provider
+// calls (Authorize, Capture, Cancel) go through the breaker and the
+// timeout like the others, and whether it is one.
+func (g *Guarded) Holds() (HoldChannel, bool) {
+	if _, ok := g.Channel.(HoldChannel); !ok {
+		return nil, false
+	}
+	return guardedHold{g}, true
+}
+
+// guardedHold is a Guarded HoldChannel.
+type guardedHold struct{ *Guarded }
+
+func (h guardedHold) inner() HoldChannel { return h.Channel.(HoldChannel) }
+
+// Authorize opens an order with manual capture at the provider.
+func (h guardedHold) Authorize(ctx context.Context, o Order) (Action, error) {
+	return call(h.Guarded, ctx, "authorize", func(ctx context.Context) (Action, error) { return h.inner().Authorize(ctx, o) })
+}
+
+// Capture captures part or all of an authorization.
+func (h guardedHold) Capture(ctx context.Context, orderNo string, amount vend.Amount) (Status, error) {
+	return call(h.Guarded, ctx, "capture", func(ctx context.Context) (Status, error) { return h.inner().Capture(ctx, orderNo, amount) })
+}
+
+// Cancel releases an authorization.
+func (h guardedHold) Cancel(ctx context.Context, orderNo string) (Status, error) {
+	return call(h.Guarded, ctx, "cancel", func(ctx context.Context) (Status, error) { return h.inner().Cancel(ctx, orderNo) })
+}
+
+// AuthorizationValidity is the wrapped channel's.
+func (h guardedHold) AuthorizationValidity() time.Duration { return h.inner().AuthorizationValidity() }

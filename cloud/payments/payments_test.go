@@ -191,3 +191,48 @@ func TestRouterPick(t *testing.T) {
 		t.Fatalf("unknown source = %v", err)
 	}
 }
+
+// holdFake is a HoldChannel whose Capture fails with a provider error.
+type holdFake struct {
+	payments.Sandbox
+	captures int
+}
+
+func (h *holdFake) Authorize(context.Context, payments.Order) (payments.Action, error) {
+	return payments.Action{}, nil
+}
+
+func (h *holdFake) Capture(context.Context, string, vend.Amount) (payments.Status, error) {
+	h.captures++
+	return payments.Status{}, vend.Errorf(payments.ErrProvider, "fake: 500")
+}
+
+func (h *holdFake) Cancel(context.Context, string) (payments.Status, error) { return payments.Status{}, nil }
+
+func (h *holdFake) AuthorizationValidity() time.Duration { return 7 * 24 * time.Hour }
+
+// Hold calls go through the breaker: once it opens, a capture is refused
+// without reaching the provider.
+func TestGuardedHoldsUseTheBreaker(t *testing.T) {
+	inner := &holdFake{}
+	g := payments.Guard(inner, payments.Limits{}, 0, payments.NewBreaker(payments.BreakerOpts{Failures: 2, Cooldown: time.Hour}))
+	h, ok := g.Holds()
+	if !ok {
+		t.Fatal("a HoldChannel is not seen as one")
+	}
+	amt := vend.Amount{Minor: 100, Currency: "CNY"}
+	for range 2 {
+		if _, err := h.Capture(context.Background(), "o1", amt); vend.KindOf(err) != vend.Transient {
+			t.Fatalf("capture = %v, want the provider's transient error", err)
+		}
+	}
+	if _, err := h.Capture(context.Background(), "o1", amt); vend.CodeOf(err) != payments.ErrUnhealthy.Code {
+		t.Fatalf("capture with the breaker open = %v, want %s", err, payments.ErrUnhealthy.Code)
+	}
+	if inner.captures != 2 {
+		t.Fatalf("provider saw %d captures, want 2", inner.captures)
+	}
+	if _, ok := payments.Guard(&payments.Sandbox{}, payments.Limits{}, 0, nil).Holds(); ok {
+		t.Fatal("the sandbox claims to hold")
+	}
+}

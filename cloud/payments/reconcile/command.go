@@ -67,7 +67,7 @@ func Command(ctx context.Context, args []string, env CommandEnv, stdout io.Write
 	printSummary(stdout, rep)
 	if *csvPath != "" {
 		var b bytes.Buffer
-		if err := WriteCSV(&b, rep.Run, rep.Outcomes, env.Reconciler.loc); err != nil {
+		if err := WriteCSV(&b, rep.Run, rep.Outcomes, env.Reconciler.in(src).loc); err != nil {
 			return fmt.Errorf("reconcile: csv: %w", err)
 		}
 		if *csvPath == "-" {

@@ -82,13 +82,13 @@ func (j *Job) Pass(ctx context.Context) PassResult {
 		retry = 30 * time.Minute
 	}
 	now := r.now()
-	today := dayOf(now, r.loc)
-	todayStart, _ := r.Bounds(today)
 	var chans map[string]Source
 	if j.Channels != nil {
 		chans = j.Channels()
 	}
 	for name, src := range chans {
+		r := r.in(src)
+		todayStart, _ := r.Bounds(dayOf(now, r.loc))
 		for back := look; back >= 1; back-- {
 			if ctx.Err() != nil {
 				return res

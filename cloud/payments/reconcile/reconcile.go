@@ -146,6 +146,29 @@ func New(st *store.Store, opts *Opts) *Reconciler {
 	return r
 }
 
+// Zoned is implemented by a statement source whose days are in a time
+// zone of its own (Stripe's statement days are UTC days); a source
+// without it, or whose Location is nil, uses Opts.Location.
+type Zoned interface {
+	Location() *time.Location
+}
+
+// in returns r in src's time zone: the same Reconciler when src has none
+// of its own.
+func (r *Reconciler) in(src Source) *Reconciler {
+	z, ok := src.(Zoned)
+	if !ok {
+		return r
+	}
+	loc := z.Location()
+	if loc == nil || loc == r.loc {
+		return r
+	}
+	c := *r
+	c.loc = loc
+	return &c
+}
+
 // Bounds returns the day's first instant and the next day's first
 // instant in the provider's time zone.
 func (r *Reconciler) Bounds(day payments.Day) (start, end time.Time) {
@@ -188,6 +211,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, src Source, 
 	if channel == "" || src == nil {
 		return Report{}, vend.Errorf(ErrInput, "reconcile needs a channel name and its statement source")
 	}
+	r = r.in(src)
 	if !r.Ready(day) {
 		_, end := r.Bounds(day)
 		return Report{}, vend.Errorf(ErrTooEarly, "%s %s: not before %s", channel, day, end.Add(r.grace).Format(time.RFC3339))

@@ -447,3 +447,31 @@ func TestHookErrorKeepsRun(t *testing.T) {
 		}
 	})
 }
+
+// utcSource is a channel whose statement days are UTC days (Stripe's).
+type utcSource struct{ *source }
+
+func (utcSource) Location() *time.Location { return time.UTC }
+
+// A channel whose statements are UTC days is reconciled on UTC days: an
+// order paid at 20:00 UTC on day1 (04:00 the next morning in China) is
+// day1's, and day1 may be reconciled from 01:00 UTC the next day, not
+// from 01:00 China time.
+func TestSourceTimeZone(t *testing.T) {
+	forEachDB(t, func(t *testing.T, f *fixture) {
+		paid := time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)
+		f.pay("o-utc", cny(700), paid, true)
+		src := utcSource{newSource(stmt(day1, payRow("o-utc", cny(700), paid, 0)))}
+		r := reconcile.New(f.s, &reconcile.Opts{Now: f.clk.Now})
+		f.clk.Set(time.Date(2026, 3, 2, 0, 59, 0, 0, time.UTC))
+		if _, err := r.Reconcile(f.ctx, ch, src, day1); vend.CodeOf(err) != "recon.too_early" {
+			t.Fatalf("Reconcile at 00:59 UTC the next day = %v, want recon.too_early (a UTC day plus 1 h grace)", err)
+		}
+		f.clk.Set(time.Date(2026, 3, 2, 1, 0, 0, 0, time.UTC))
+		rep, err := r.Reconcile(f.ctx, ch, src, day1)
+		f.must(err)
+		if got := kinds(rep.Outcomes); !slices.Equal(got, []string{"matched:o-utc"}) || rep.Run.Status != store.ReconBalanced {
+			t.Fatalf("UTC day1: %v %s (%s)", got, rep.Run.Status, rep.Run.TotalsDetail)
+		}
+	})
+}
