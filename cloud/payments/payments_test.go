@@ -207,7 +207,9 @@ func (h *holdFake) Capture(context.Context, string, vend.Amount) (payments.Statu
 	return payments.Status{}, vend.Errorf(payments.ErrProvider, "fake: 500")
 }
 
-func (h *holdFake) Cancel(context.Context, string) (payments.Status, error) { return payments.Status{}, nil }
+func (h *holdFake) Cancel(context.Context, string) (payments.Status, error) {
+	return payments.Status{}, nil
+}
 
 func (h *holdFake) AuthorizationValidity() time.Duration { return 7 * 24 * time.Hour }
 
