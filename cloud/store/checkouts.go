@@ -62,6 +62,7 @@ type Checkout struct {
 	IdemKey      string
 	ReqHash      string
 	Proximity    bool   // the payer proved presence with a proximity ID
+	ClientIP     string // the payer's address when the checkout was opened
 	FailCode     string // why it failed (channel.refused, machine.busy, …)
 	Reason       string // audit reason of the last transition
 	Captured     int64  // minor units the session charged
@@ -73,7 +74,7 @@ type Checkout struct {
 
 const checkoutCols = `id, user_id, guest, device_id, machine_id, slot_id, cap_units, cap_minor, price_minor, price_per, currency,
 	hold_minor, channel, order_no, mode, state, end_state, session_id, token_hash, receipt_token, idem_scope, idem_key, req_hash,
-	proximity, fail_code, reason, captured_minor, returned_minor, deadline_ms, created_ms, updated_ms`
+	proximity, fail_code, reason, captured_minor, returned_minor, deadline_ms, created_ms, updated_ms, client_ip`
 
 func scanCheckout(r interface{ Scan(...any) error }) (Checkout, error) {
 	var c Checkout
@@ -83,7 +84,7 @@ func scanCheckout(r interface{ Scan(...any) error }) (Checkout, error) {
 	var sess sql.NullString
 	err := r.Scan(&c.ID, &c.User, &guest, &c.Device, &c.Machine, &c.Slot, &capUnits, &c.CapAmount, &c.Price.Minor, &per, &cur,
 		&c.Hold, &c.Channel, &c.OrderNo, &c.Mode, &state, &end, &sess, &c.TokenHash, &c.ReceiptToken, &c.IdemScope, &c.IdemKey, &c.ReqHash,
-		&prox, &c.FailCode, &c.Reason, &c.Captured, &c.Returned, &deadline, &created, &updated)
+		&prox, &c.FailCode, &c.Reason, &c.Captured, &c.Returned, &deadline, &created, &updated, &c.ClientIP)
 	if err != nil {
 		return Checkout{}, err
 	}
@@ -97,9 +98,14 @@ func scanCheckout(r interface{ Scan(...any) error }) (Checkout, error) {
 	return c, nil
 }
 
+// NewCheckoutID returns a fresh checkout ID ("co_" + 16 hex digits).
+func NewCheckoutID() string { return newID("co") }
+
 // NewCheckout is what CreateCheckout records.
 type NewCheckout struct {
+	ID        string // NewCheckoutID; a new one when ""
 	User      string // "" makes a guest user for this checkout
+	ClientIP  string // the payer's address, kept for the provider's calls
 	Scope     string // the idempotency scope: the user's ID, or "guest" (the key alone)
 	IdemKey   string // 1-200 bytes
 	ReqHash   string // what the request was, to tell a retry from a conflict
@@ -140,7 +146,7 @@ func (in *NewCheckout) validate() error {
 		return vend.Errorf(ErrInput, "checkout needs a channel and an order number of 1-64 bytes")
 	case in.Mode != phoneapi.HoldModeAuthorize && in.Mode != phoneapi.HoldModePrepay:
 		return vend.Errorf(ErrInput, "checkout mode %q", in.Mode)
-	case len(in.TokenHash) != 64 || in.Receipt == "" || len(in.Receipt) > 100:
+	case len(in.TokenHash) != 64 || in.Receipt == "" || len(in.Receipt) > 100 || len(in.ID) > 40 || len(in.ClientIP) > 64:
 		return vend.Errorf(ErrInput, "checkout needs a token hash and a receipt token")
 	}
 	return nil
@@ -199,15 +205,18 @@ func (s *Store) CreateCheckout(ctx context.Context, in NewCheckout) (c Checkout,
 		if in.Proximity {
 			prox = 1
 		}
-		id := newID("co")
+		id := in.ID
+		if id == "" {
+			id = NewCheckoutID()
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO checkouts (id, user_id, guest, device_id, machine_id, slot_id, cap_units, cap_minor,
 			price_minor, price_per, currency, hold_minor, channel, order_no, mode, state, token_hash, receipt_token, idem_scope, idem_key,
-			req_hash, proximity, reason, deadline_ms, created_ms, updated_ms)
+			req_hash, proximity, reason, deadline_ms, created_ms, updated_ms, client_ip)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'awaiting_payment', $16, $17, $18, $19, $20, $21,
-			'created', $22, $23, $23)`,
+			'created', $22, $23, $23, $24)`,
 			id, user, guest, in.Device, in.Machine, in.Slot, int64(in.CapUnits), in.CapAmount, in.Price.Minor, int64(in.Price.Per),
 			string(in.Currency), in.Hold, in.Channel, in.OrderNo, in.Mode, in.TokenHash, in.Receipt, in.Scope, in.IdemKey, in.ReqHash,
-			prox, in.Expires.UnixMilli(), now); err != nil {
+			prox, in.Expires.UnixMilli(), now, in.ClientIP); err != nil {
 			return err
 		}
 		created = true

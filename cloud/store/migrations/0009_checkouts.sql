@@ -186,6 +186,7 @@ CREATE TABLE checkouts (
 	idem_key       TEXT NOT NULL,
 	req_hash       TEXT NOT NULL,
 	proximity      INTEGER NOT NULL DEFAULT 0,
+	client_ip      TEXT NOT NULL DEFAULT '',
 	fail_code      TEXT NOT NULL DEFAULT '',
 	reason         TEXT NOT NULL DEFAULT '',
 	captured_minor BIGINT NOT NULL DEFAULT 0,
