@@ -157,6 +157,16 @@ func TestCheckoutCardHoldCapturesTheMeteredAmount(t *testing.T) {
 			t.Fatalf("provider: %+v captures %d cancels %d", st, c.card.Count("capture"), c.card.Count("cancel"))
 		}
 		c.guestZero(t, v)
+		// "authorized" arriving after the capture changes nothing.
+		pe := &payEnv{t: t, ctx: context.Background(), svc: c.svc}
+		old := payments.Status{OrderNo: v.Order, ProviderTxID: "pi_" + v.Order, State: payments.PayAuthorized, Amount: vend.Amount{Minor: 200, Currency: "EUR"}}
+		if code := pe.notify(&c.card.Channel, payments.Notification{EventID: "late-auth", Kind: payments.NotifyPayment, Payment: old}); code != 200 {
+			t.Fatalf("late authorized: %d", code)
+		}
+		c.svc.WaitBackground()
+		if cur := c.wait(t, v, phoneapi.CheckoutDone); cur.Captured.Minor != 75 {
+			t.Fatalf("after a late authorized: %+v", cur)
+		}
 		// The same report again, and the receipt link.
 		c.report(t, ss, 1500)
 		c.svc.WaitBackground()
@@ -362,6 +372,24 @@ func TestCheckoutAuthorizationNearLapseSettlesInsideValidity(t *testing.T) {
 			t.Fatalf("card order %s, want cancelled before the lapse", st.State)
 		}
 		c.guestZero(t, v)
+		// The report comes after all: a late capture the channel can no
+		// longer take (the hold is cancelled) is owed by the payer and
+		// alerted, the ledger balanced.
+		c.report(t, ss, 1000)
+		c.svc.WaitBackground()
+		if ok, _ := c.st.HasChannelAlert(ctx, v.Order, "checkout.late_report"); !ok {
+			t.Fatal("no alert for the late report")
+		}
+		co, _ := c.st.GetCheckout(ctx, v.ID)
+		if recv, _ := c.st.Balance(ctx, store.UserReceivable, co.User, "EUR"); recv.Minor != -50 {
+			t.Fatalf("receivable %d, want -50 (1 l owed)", recv.Minor)
+		}
+		if c.card.Count("capture") != 0 {
+			t.Fatal("captured a cancelled hold")
+		}
+		if imb, _ := c.st.LedgerImbalance(ctx); len(imb) != 0 {
+			t.Fatalf("imbalance %v", imb)
+		}
 	})
 }
 
