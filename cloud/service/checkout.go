@@ -525,6 +525,14 @@ func (s *Service) advance(ctx context.Context, id string) (store.Checkout, error
 func (s *Service) expireCheckout(ctx context.Context, ch *payments.Guarded, c store.Checkout) (store.Checkout, error) {
 	var err error
 	if h, ok := holdOf(ch); ok && c.Mode == phoneapi.HoldModeAuthorize {
+		// Ask first: an authorization that completed while its notification
+		// was on the way funds the checkout instead of being cancelled. (One
+		// that completes between this answer and the cancel is released by
+		// the cancel; if its notification still started a session, the
+		// capture is refused and alerted as auth.lapsed, never silent.)
+		if p, qerr := s.queryCheckoutOrder(ctx, ch, c.OrderNo); qerr == nil && p.State != store.PaymentPending {
+			return s.st.GetCheckout(ctx, c.ID)
+		}
 		cctx, cancel := callCtx(ctx, ch)
 		var st payments.Status
 		st, err = h.Cancel(cctx, c.OrderNo)

@@ -639,3 +639,25 @@ func TestCheckoutRacingDeliveriesStartOnce(t *testing.T) {
 		c.guestZero(t, v)
 	})
 }
+
+// A payer who completed 3-D Secure whose notification never came: at the
+// order's TTL the sweep asks the channel first and starts the session
+// instead of cancelling a valid authorization.
+func TestCheckout3DSCompletedNotificationLostStartsAtTTL(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		c := newCoRig(t, dsn, service.Options{PaymentLate: time.Hour}, &paytest.Card{Require3DS: true})
+		c.answerOK()
+		v := c.open(t, "card", 2000)
+		if _, err := c.card.Authenticate(v.Order); err != nil {
+			t.Fatal(err)
+		}
+		c.clk.Add(16 * time.Minute)
+		if _, err := c.svc.Sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c.wait(t, v, phoneapi.CheckoutInSession)
+		if c.card.Count("cancel") != 0 {
+			t.Fatal("a valid authorization was cancelled")
+		}
+	})
+}
