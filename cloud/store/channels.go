@@ -323,10 +323,10 @@ func (s *Store) UserPayments(ctx context.Context, user string, cur PaymentCursor
 }
 
 // PaymentTotal returns the sum, in minor units, of the orders of channel
-// created at or after since that are pending or paid (what counts against
+// created at or after since that are pending, authorized or paid (what counts against
 // a daily limit): user's alone, or every user's when user is "".
 func (s *Store) PaymentTotal(ctx context.Context, channel, user string, since time.Time) (int64, error) {
-	q := `SELECT COALESCE(SUM(amount_minor), 0) FROM channel_payments WHERE channel = $1 AND created_ms >= $2 AND state IN ('pending', 'paid')`
+	q := `SELECT COALESCE(SUM(amount_minor), 0) FROM channel_payments WHERE channel = $1 AND created_ms >= $2 AND state IN ('pending', 'authorized', 'paid')`
 	args := []any{channel, since.UnixMilli()}
 	if user != "" {
 		q += ` AND user_id = $3`

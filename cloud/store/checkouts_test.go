@@ -90,6 +90,10 @@ func TestCheckoutCardHoldCapturesExactlyTheMeteredAmount(t *testing.T) {
 			t.Fatalf("authorized: %+v credited %v wallet %d", p, credited, e.wallet(c.User))
 		}
 		e.checkLedger()
+		// An authorized hold counts against the channel's daily limits.
+		if n, err := e.s.PaymentTotal(e.ctx, "card", "", e.clk.Now().Add(-time.Hour)); err != nil || n != 200 {
+			t.Fatalf("PaymentTotal = %d, %v; want the 200 authorized", n, err)
+		}
 		// The same notification, another one and a query's answer: nothing more.
 		for _, ev := range []string{"ev1", "ev2", ""} {
 			if _, credited := e.authorize(c, ev); credited {
