@@ -536,11 +536,13 @@ func (s *Store) ClosePayment(ctx context.Context, orderNo string, failed bool) (
 	return p, changed, err
 }
 
-// ExpiredPayments returns up to limit pending orders whose TTL has
-// passed, oldest first: the janitor closes them.
+// ExpiredPayments returns up to limit pending top-up orders whose TTL
+// has passed, oldest first: the janitor closes them. A checkout's order
+// (purpose session) is left to its checkout (DueCheckouts), which asks
+// the channel before it cancels a hold.
 func (s *Store) ExpiredPayments(ctx context.Context, limit int) ([]Payment, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+paymentCols+` FROM channel_payments WHERE state = 'pending' AND expires_ms <= $1
-		ORDER BY expires_ms LIMIT $2`, s.nowMs(), limit)
+		AND purpose = 'topup' ORDER BY expires_ms LIMIT $2`, s.nowMs(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: expired payments: %w", err)
 	}

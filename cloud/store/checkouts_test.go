@@ -308,6 +308,15 @@ func TestCheckoutIdempotencyAndLookups(t *testing.T) {
 		if _, err := e.s.CheckoutByReceipt(e.ctx, ""); !errors.Is(err, store.ErrCheckoutNotFound) {
 			t.Fatalf("empty receipt token: %v", err)
 		}
+		// The top-up janitor leaves a checkout's order to its checkout.
+		e.clk.Add(20 * time.Minute)
+		if exp, err := e.s.ExpiredPayments(e.ctx, 10); err != nil || len(exp) != 0 {
+			t.Fatalf("ExpiredPayments = %+v, %v; want none (a checkout's order)", exp, err)
+		}
+		due, err := e.s.DueCheckouts(e.ctx, 10)
+		if err != nil || len(due) != 1 || due[0].ID != c.ID {
+			t.Fatalf("DueCheckouts = %+v, %v", due, err)
+		}
 		// 3-D Secure, then the web checkout switch.
 		got, err := e.s.SetCheckoutAction(e.ctx, c.ID, "pi_secret", "pi_123", "3ds")
 		must(t, err)
