@@ -351,8 +351,16 @@ func (s *Service) queryCheckoutOrder(ctx context.Context, ch *payments.Guarded, 
 func (s *Service) applyHoldStatus(ctx context.Context, channel string, cur store.Payment, st payments.Status, eventID string) (store.Payment, bool, error) {
 	switch st.State {
 	case payments.PayAuthorized:
+		exp := st.AuthExpiresAt
+		if exp.IsZero() { // the provider did not say: count the channel's validity from now
+			if ch, ok := s.channel(channel); ok {
+				if h, ok := holdOf(ch); ok {
+					exp = s.now().Add(h.AuthorizationValidity())
+				}
+			}
+		}
 		p, credited, err := s.st.MarkAuthorized(ctx, store.HoldAuthorized{Channel: channel, OrderNo: st.OrderNo, ProviderTxID: st.ProviderTxID,
-			Amount: st.Amount, Expires: st.AuthExpiresAt, EventID: eventID})
+			Amount: st.Amount, Expires: exp, EventID: eventID})
 		if credited {
 			s.Metrics.pay.orders.WithLabelValues(channel, "authorized").Inc()
 			s.log.Info("service: hold authorized", "channel", channel, "order", st.OrderNo, "amount", st.Amount.String())
