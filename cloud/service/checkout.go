@@ -352,10 +352,10 @@ func (s *Service) applyHoldStatus(ctx context.Context, channel string, cur store
 	switch st.State {
 	case payments.PayAuthorized:
 		exp := st.AuthExpiresAt
-		if exp.IsZero() { // the provider did not say: count the channel's validity from now
+		if exp.IsZero() { // the provider did not say: count the channel's validity from the order's creation, never later than the real lapse
 			if ch, ok := s.channel(channel); ok {
 				if h, ok := holdOf(ch); ok {
-					exp = s.now().Add(h.AuthorizationValidity())
+					exp = cur.Created.Add(h.AuthorizationValidity())
 				}
 			}
 		}
