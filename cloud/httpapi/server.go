@@ -136,6 +136,10 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/payments/{order}", s.user(s.getPayment))
 	m.HandleFunc("POST /v1/wallet/withdrawals", s.user(s.idempotent("withdraw", func() any { return &phoneapi.WithdrawalRequest{} }, s.withdraw)))
 	m.HandleFunc("POST /v1/channels/{channel}/notify", s.channelNotify)
+	m.HandleFunc("POST /v1/checkouts", s.createCheckout)
+	m.HandleFunc("GET /v1/checkouts/{id}", s.getCheckout)
+	m.HandleFunc("POST /v1/checkouts/{id}/stop", s.stopCheckout)
+	m.HandleFunc("GET /v1/receipts/{token}", s.getCheckoutReceipt)
 
 	m.HandleFunc("POST /v1/operator/auth/login", s.throttle(scopeOperator, s.guard.logIn, true, s.operatorLogIn))
 	m.HandleFunc("POST /v1/operator/auth/logout", s.operator(s.operatorLogOut))
@@ -143,6 +147,7 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/operator/devices", s.operator(s.opDevices))
 	m.HandleFunc("GET /v1/operator/devices/{device}", s.operator(s.opDevice))
 	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/price", s.operator(s.opSetPrice))
+	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/web-checkout", s.operator(s.opSetWebCheckout))
 	m.HandleFunc("GET /v1/operator/sessions", s.operator(s.opSessions))
 	m.HandleFunc("GET /v1/operator/revenue", s.operator(s.opRevenue))
 	m.HandleFunc("GET /v1/operator/sessions/unreported", s.operator(s.opUnreported))

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
@@ -309,6 +310,22 @@ func (s *Store) StartSession(ctx context.Context, in StartInput) (Session, error
 		}
 		if err := s.userExists(ctx, tx, in.User); err != nil {
 			return err
+		}
+		// A checkout's session starts only while its checkout is starting
+		// (funded, not cancelled or failed meanwhile): the row lock orders
+		// this start against FailCheckout.
+		if id, ok := strings.CutPrefix(in.IdemKey, CheckoutKeyPrefix); ok {
+			var state string
+			err := tx.QueryRowContext(ctx, `SELECT state FROM checkouts WHERE id = $1 AND user_id = $2`+s.d.lockRow, id, in.User).Scan(&state)
+			if errors.Is(err, sql.ErrNoRows) {
+				return vend.Errorf(ErrCheckoutNotFound, "%q", clip(id))
+			}
+			if err != nil {
+				return err
+			}
+			if state != string(phoneapi.CheckoutStarting) {
+				return vend.Errorf(ErrCheckoutState, "checkout %s is %s", id, state)
+			}
 		}
 		// The device, its machine and whether the machine has slots, in
 		// one round trip (the transaction holds no lock while it waits).
@@ -908,15 +925,16 @@ func (s *Store) moveHold(ctx context.Context, tx *sql.Tx, ss Session, capture, r
 		}
 		ts = append(ts, transfer{kind: TxRelease, idemKey: "release:" + sid, session: &sid, from: holds, to: wal, amount: release})
 	}
-	if len(ts) == 0 {
-		return nil
+	if len(ts) > 0 {
+		if _, ok, err := s.post(ctx, tx, ss.Currency, ts...); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("store: session %s captured or released twice (bug)", sid)
+		}
 	}
-	if _, ok, err := s.post(ctx, tx, ss.Currency, ts...); err != nil {
-		return err
-	} else if !ok {
-		return fmt.Errorf("store: session %s captured or released twice (bug)", sid)
-	}
-	return nil
+	// A session funded through a channel (a checkout) returns what it
+	// released to the channel in the same transaction.
+	return s.checkoutSessionEnded(ctx, tx, ss, capture)
 }
 
 // matchUsage checks a verified report against its session: against the
@@ -1129,21 +1147,27 @@ func (s *Store) CloseUnreported(ctx context.Context, limit int) ([]Settlement, e
 		return nil, err
 	}
 	return sweep(ids, func(id vend.SessionID) (Settlement, error) {
-		if s.life.Policy == PolicyCaptureLast {
-			ss, err := s.GetSession(ctx, id)
-			if err != nil {
-				return Settlement{}, err
-			}
-			if ss.LastUnits >= 0 {
-				c, err := ss.Price.Cost(uint64(ss.LastUnits))
-				if err != nil {
-					return Settlement{}, fmt.Errorf("store: close unreported %s: %w", id, err)
-				}
-				return s.close(ctx, id, EvWindowLast, "", ReasonUnreportedCapture, min(c, ss.Hold), ` AND deadline_ms < $6`)
-			}
-		}
-		return s.close(ctx, id, EvWindow, "", ReasonUnreportedRelease, -1, ` AND deadline_ms < $6`)
+		return s.closeUnreported(ctx, id, ReasonUnreportedRelease, ReasonUnreportedCapture, ` AND deadline_ms < $6`)
 	})
+}
+
+// closeUnreported applies the unreported policy to one unreported
+// session, with the reasons given and the SQL bound on its row.
+func (s *Store) closeUnreported(ctx context.Context, id vend.SessionID, released, captured, bound string) (Settlement, error) {
+	if s.life.Policy == PolicyCaptureLast {
+		ss, err := s.GetSession(ctx, id)
+		if err != nil {
+			return Settlement{}, err
+		}
+		if ss.LastUnits >= 0 {
+			c, err := ss.Price.Cost(uint64(ss.LastUnits))
+			if err != nil {
+				return Settlement{}, fmt.Errorf("store: close unreported %s: %w", id, err)
+			}
+			return s.close(ctx, id, EvWindowLast, "", captured, min(c, ss.Hold), bound)
+		}
+	}
+	return s.close(ctx, id, EvWindow, "", released, -1, bound)
 }
 
 // OperatorSettle settles one of operator's unreported sessions by hand:
