@@ -801,5 +801,11 @@ func Schemas() map[string]any {
 		"RefundPart":          RefundPart{},
 		"WithdrawalState":     WithdrawalState(""),
 		"Withdrawal":          Withdrawal{},
+		"SetPINRequest":       SetPINRequest{},
+		"StepUpThresholds":    StepUpThresholds{},
+		"StepUpLimits":        StepUpLimits{},
+		"StepUpSettings":      StepUpSettings{},
+		"StepUpRequest":       StepUpRequest{},
+		"StepUpToken":         StepUpToken{},
 	}
 }
