@@ -58,6 +58,9 @@ func (s *Service) TopUp(ctx context.Context, user, key string, req phoneapi.TopU
 		}
 		ch = c
 	case errors.Is(err, store.ErrPaymentNotFound):
+		if err := s.requireStepUp(ctx, user, StepUpTopUp, req.Amount, key); err != nil {
+			return phoneapi.Payment{}, err
+		}
 		if ch, err = s.router.Pick(ctx, user, req.Amount, req.Source); err != nil {
 			return phoneapi.Payment{}, err
 		}
@@ -436,6 +439,9 @@ func (s *Service) refundParts(fs []store.Refund) []phoneapi.RefundPart {
 func (s *Service) Withdraw(ctx context.Context, user, key string, req phoneapi.WithdrawalRequest) (phoneapi.Withdrawal, error) {
 	if req.Amount.Currency != s.opts.Currency {
 		return phoneapi.Withdrawal{}, vend.Errorf(vend.ErrMismatch, "the wallet is in %s", s.opts.Currency)
+	}
+	if err := s.requireStepUp(ctx, user, StepUpWithdrawal, req.Amount, key); err != nil {
+		return phoneapi.Withdrawal{}, err
 	}
 	r, err := s.st.Withdraw(ctx, user, req.Amount, key)
 	if err != nil {

@@ -81,6 +81,9 @@ type Options struct {
 	// PaymentDay is the zone whose midnight starts a day for the
 	// channels' daily limits; UTC when nil.
 	PaymentDay *time.Location
+	// StepUp configures the step-up PIN: token life, lock-out, the
+	// operator's limits (see StepUpOptions; the zero value: defaults, no limits).
+	StepUp StepUpOptions
 }
 
 // Service is the money flow of the cloud: proximity resolution, session
