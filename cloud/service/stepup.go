@@ -67,6 +67,19 @@ const (
 	StepUpSettings   StepUpAction = "settings"   // changing the thresholds
 )
 
+// words names the action in messages: "session cap", "top-up", ….
+func (a StepUpAction) words() string {
+	switch a {
+	case StepUpSession:
+		return "session cap"
+	case StepUpCheckout:
+		return "checkout cap"
+	case StepUpTopUp:
+		return "top-up"
+	}
+	return string(a)
+}
+
 // Valid reports whether a is one of the actions.
 func (a StepUpAction) Valid() bool {
 	switch a {
@@ -349,7 +362,7 @@ func (s *Service) requireStepUp(ctx context.Context, user string, what StepUpAct
 	if lim, ok := limits[amount.Currency]; ok && amount.Minor > lim {
 		above = &vend.Amount{Minor: lim, Currency: amount.Currency}
 		if !st.PINSet {
-			return vend.Errorf(ErrPINRequired, "a %s of %s is above the limit of %s: set a pin (PUT /v1/me/pin), then step up", what, amount, above)
+			return vend.Errorf(ErrPINRequired, "a %s of %s is above the limit of %s: set a pin (PUT /v1/me/pin), then step up", what.words(), amount, above)
 		}
 	}
 	if st.PINSet && mine != nil && (mine.Currency != amount.Currency || amount.Minor > mine.Minor) {
@@ -361,11 +374,11 @@ func (s *Service) requireStepUp(ctx context.Context, user string, what StepUpAct
 		return nil
 	}
 	if StepUpTokenFrom(ctx) == "" {
-		return vend.Errorf(ErrStepUpRequired, "a %s of %s is above %s: send X-Step-Up-Token from POST /v1/auth/step-up", what, amount, above)
+		return vend.Errorf(ErrStepUpRequired, "a %s of %s is above %s: send X-Step-Up-Token from POST /v1/auth/step-up", what.words(), amount, above)
 	}
 	err = s.spend(ctx, user, what, idemKey)
 	if errors.Is(err, store.ErrStepUpToken) {
-		return vend.Errorf(ErrStepUpInvalid, "for a %s of %s: get a new one from POST /v1/auth/step-up", what, amount)
+		return vend.Errorf(ErrStepUpInvalid, "for a %s of %s: get a new one from POST /v1/auth/step-up", what.words(), amount)
 	}
 	return err
 }
