@@ -58,10 +58,10 @@ func (s *Service) TopUp(ctx context.Context, user, key string, req phoneapi.TopU
 		}
 		ch = c
 	case errors.Is(err, store.ErrPaymentNotFound):
-		if err := s.requireStepUp(ctx, user, StepUpTopUp, req.Amount, key); err != nil {
+		if ch, err = s.router.Pick(ctx, user, req.Amount, req.Source); err != nil {
 			return phoneapi.Payment{}, err
 		}
-		if ch, err = s.router.Pick(ctx, user, req.Amount, req.Source); err != nil {
+		if err := s.requireStepUp(ctx, user, StepUpTopUp, req.Amount, key); err != nil {
 			return phoneapi.Payment{}, err
 		}
 	default:
