@@ -425,6 +425,9 @@ func (c *Client) newRequest(ctx context.Context, method, path, key string, in an
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
+	if t := stepUpTokenOf(ctx); t != "" {
+		req.Header.Set(StepUpHeader, t)
+	}
 	return req, nil
 }
 

@@ -33,12 +33,23 @@
 // "idempotency.key_reused", ...; the full table is in the spec's description).
 // The kind fixes the HTTP status, in one table: [HTTPStatus] and
 // [KindForStatus]; four codes have their own ([ErrorStatus]): the limits
-// "rate.limited", "auth.locked" and "stream.limit" are 429 (kind
-// transient; wait [APIError].RetryAfter), "request.content_type" is 415
-// (kind invalid). Request types have Validate methods, which the client runs
+// "rate.limited", "auth.locked", "stream.limit" and "step_up.locked" are
+// 429 (kind transient; wait [APIError].RetryAfter), "request.content_type"
+// is 415 (kind invalid), and the step-up refusals "step_up.required",
+// "step_up.invalid", "step_up.pin_required" and "step_up.wrong_pin" are 403
+// (kind unauthorized: the bearer token is fine, the call needs a step-up). Request types have Validate methods, which the client runs
 // before sending; their errors are of kind invalid with code "request.field"
 // (errors.Is [ErrField]) and name the field, such as
 // "phoneapi: invalid field: cap: want exactly one of units, amount".
+//
+// # Step-up
+//
+// A payer's PIN ([Client.SetPIN]) guards large caps, top-ups and
+// withdrawals ([Client.SetStepUpThresholds], [Client.GetStepUpSettings]).
+// A call above a threshold is refused with 403 "step_up.required" (not
+// stored under its Idempotency-Key); [Client.StepUp] trades the PIN for a
+// short-lived, one-use token, and the same call made with a context from
+// [WithStepUpToken] sends it as the X-Step-Up-Token header.
 //
 // # Idempotency
 //

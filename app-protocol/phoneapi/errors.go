@@ -52,18 +52,26 @@ func HTTPStatus(k vend.Kind) int {
 }
 
 // statusOfCode lists the codes whose status is not their kind's: the limits
-// (429 with Retry-After, kind transient) and the content type (415, kind
-// invalid). KindForStatus maps these statuses back to the same kinds.
+// (429 with Retry-After, kind transient), the content type (415, kind
+// invalid) and the step-up refusals (403, kind unauthorized: the bearer
+// token is fine, the call needs more). KindForStatus maps these statuses
+// back to the same kinds.
 var statusOfCode = map[string]int{
 	"rate.limited":         http.StatusTooManyRequests,      // 429
 	"auth.locked":          http.StatusTooManyRequests,      // 429
 	"stream.limit":         http.StatusTooManyRequests,      // 429
 	"request.content_type": http.StatusUnsupportedMediaType, // 415
+	"step_up.locked":       http.StatusTooManyRequests,      // 429
+	"step_up.required":     http.StatusForbidden,            // 403
+	"step_up.invalid":      http.StatusForbidden,            // 403
+	"step_up.pin_required": http.StatusForbidden,            // 403
+	"step_up.wrong_pin":    http.StatusForbidden,            // 403
 }
 
 // ErrorStatus returns the HTTP status of an error: 429 for the limit codes
-// rate.limited, auth.locked and stream.limit, 415 for request.content_type,
-// otherwise HTTPStatus(k).
+// rate.limited, auth.locked, stream.limit and step_up.locked, 415 for
+// request.content_type, 403 for step_up.required, step_up.invalid,
+// step_up.pin_required and step_up.wrong_pin, otherwise HTTPStatus(k).
 func ErrorStatus(k vend.Kind, code string) int {
 	if s, ok := statusOfCode[code]; ok && KindForStatus(s) == k {
 		return s

@@ -804,5 +804,11 @@ func Schemas() map[string]any {
 		"CheckoutRequest":     CheckoutRequest{},
 		"CheckoutState":       CheckoutState(""),
 		"Checkout":            Checkout{},
+		"SetPINRequest":       SetPINRequest{},
+		"StepUpThresholds":    StepUpThresholds{},
+		"StepUpLimits":        StepUpLimits{},
+		"StepUpSettings":      StepUpSettings{},
+		"StepUpRequest":       StepUpRequest{},
+		"StepUpToken":         StepUpToken{},
 	}
 }

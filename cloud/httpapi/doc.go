@@ -11,8 +11,10 @@
 // Every error is {"error":{"kind","code","message"}} with the status of its
 // kind (phoneapi.ErrorStatus: invalid 400, unauthorized 401 with
 // WWW-Authenticate, not_found 404, conflict 409, internal 500, transient 503
-// with Retry-After; the limit codes rate.limited, auth.locked and
-// stream.limit are 429 with Retry-After, request.content_type 415). Store codes
+// with Retry-After; the limit codes rate.limited, auth.locked,
+// stream.limit and step_up.locked are 429 with Retry-After,
+// request.content_type 415, the step-up refusals step_up.required,
+// step_up.invalid, step_up.pin_required and step_up.wrong_pin 403). Store codes
 // are renamed to the spec's where they differ (idempotency.conflict →
 // idempotency.key_reused, email.taken → auth.email_taken, malformed ids →
 // request.field, slot.not_found → machine.not_found). Only internal errors
@@ -52,6 +54,16 @@
 // /v1/receipts/{token} needs neither. An operator turns a machine's web
 // checkout on or off with PUT
 // /v1/operator/devices/{device}/machines/{machine}/web-checkout {on}.
+//
+// # Step-up
+//
+// PUT /v1/me/pin, GET and PUT /v1/me/step-up and POST /v1/auth/step-up
+// are the step-up PIN (stepup.go; the rules are cloud/service's). Every
+// request's X-Step-Up-Token header goes into its context
+// (service.WithStepUpToken), where the service spends it on the call that
+// needs it. A step-up refusal (403 step_up.*, 429 step_up.locked) is not
+// stored under the Idempotency-Key: the client sends the same request
+// again with a token.
 //
 // # Idempotency
 //

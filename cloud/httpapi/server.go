@@ -140,6 +140,7 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/checkouts/{id}", s.getCheckout)
 	m.HandleFunc("POST /v1/checkouts/{id}/stop", s.stopCheckout)
 	m.HandleFunc("GET /v1/receipts/{token}", s.getCheckoutReceipt)
+	s.stepUpRoutes(m)
 
 	m.HandleFunc("POST /v1/operator/auth/login", s.throttle(scopeOperator, s.guard.logIn, true, s.operatorLogIn))
 	m.HandleFunc("POST /v1/operator/auth/logout", s.operator(s.operatorLogOut))
@@ -166,7 +167,7 @@ func New(opts Options) (*Server, error) {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, withStepUp(r)) }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -370,7 +371,8 @@ func (rec *recorder) Write(b []byte) (int, error) {
 // parameters (header Idempotent-Replayed: true), refuses the key with
 // other parameters (409 idempotency.key_reused) or while the first request
 // still runs on this instance (503 idempotency.in_flight), and stores
-// every final response (2xx and 4xx; not 5xx, which the client retries).
+// every final response (2xx and 4xx; not 5xx, which the client retries,
+// nor a step-up refusal, which the client answers with a step-up token).
 // Keys are scoped to the user and the operation. The request hash covers
 // method, path and the parsed request (newReq's type, re-encoded), so the
 // same request with other JSON spacing or key order is the same request;
@@ -440,7 +442,7 @@ func (s *Server) idempotent(op string, newReq func() any, h func(w http.Response
 		}()
 		rec := &recorder{header: http.Header{}, status: http.StatusOK}
 		h(rec, r, key, body)
-		if rec.status < 500 {
+		if rec.status < 500 && !stepUpRefusal(rec.status, rec.body) {
 			stored, err := s.st.SaveIdempotent(r.Context(), u.ID, scoped, hash, store.IdemResponse{Status: rec.status, Body: rec.body})
 			switch {
 			case errors.Is(err, store.ErrIdemConflict):

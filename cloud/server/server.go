@@ -205,6 +205,9 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	if so.GrantTTL == 0 {
 		so.GrantTTL = cfg.Sessions.GrantTTL.D()
 	}
+	if so.StepUp, err = mergeStepUp(so.StepUp, cfg); err != nil {
+		return err
+	}
 	if so.GaugeInterval == 0 {
 		so.GaugeInterval = cfg.Upkeep.GaugeInterval.D()
 	}

@@ -75,10 +75,10 @@ type MachineOffer struct {
 // before the sweep tries it again.
 const checkoutRetry = 30 * time.Second
 
-// holdOf returns the hold side of a channel, when it has one.
+// holdOf returns the hold side of a channel, when it has one; its calls
+// go through the channel's breaker and timeout (payments.Guarded.Holds).
 func holdOf(ch *payments.Guarded) (payments.HoldChannel, bool) {
-	h, ok := ch.Channel.(payments.HoldChannel)
-	return h, ok
+	return ch.Holds()
 }
 
 // callCtx bounds one provider call by the channel's timeout.
@@ -238,6 +238,13 @@ func (s *Service) Checkout(ctx context.Context, p Payer, idemKey string, req pho
 	ch, err := s.router.Pick(ctx, routeUser, amount, req.Source)
 	if err != nil {
 		return phoneapi.Checkout{}, err
+	}
+	if p.User != "" {
+		// A signed-in payer's threshold covers a hold on a channel as on
+		// the wallet; a guest has no PIN to step up with.
+		if err := s.requireStepUp(ctx, p.User, StepUpCheckout, amount, idemKey); err != nil {
+			return phoneapi.Checkout{}, err
+		}
 	}
 	mode := phoneapi.HoldModePrepay
 	if _, ok := holdOf(ch); ok {

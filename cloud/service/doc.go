@@ -133,6 +133,26 @@
 // receivable, alerted as checkout.late_report for an operator to pursue
 // or forgive. The receipt is a link (CheckoutReceipt, no account).
 //
+// # Step-up
+//
+// A payer may set a PIN (SetPIN: 4-8 digits, weak ones refused; the store
+// keeps a bcrypt hash) and thresholds (SetStepUpThresholds, itself behind
+// a step-up). StartSession, TopUp (a new order) and Withdraw call
+// RequireStepUp: an amount above the payer's threshold, or above the
+// operator's limit (Options.StepUp), needs a step-up token in the context
+// (WithStepUpToken; the HTTP layer puts the X-Step-Up-Token header
+// there), else step_up.required; a payer without a PIN above the
+// operator's limit gets step_up.pin_required. StepUp trades the PIN for a
+// token (5 min, bound to the user, optionally to a scope, stored hashed)
+// that the call it authorizes spends in one conditional UPDATE; a retry
+// of the same call (same action and idempotency key) may present it again.
+// PIN checks are reserved in the store before bcrypt compares, so
+// concurrent guesses on any number of instances get at most
+// StepUpOptions.MaxFailures (5) per Window (15 min); then step_up.locked
+// (*PINLockedError) until the window ends. The store's login_throttle is
+// not used: its check and its count are separate steps, and its count
+// resets only after a quiet day.
+//
 // # Metrics
 //
 // See Metrics for the Prometheus series; Registry returns the registry

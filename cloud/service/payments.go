@@ -61,6 +61,9 @@ func (s *Service) TopUp(ctx context.Context, user, key string, req phoneapi.TopU
 		if ch, err = s.router.Pick(ctx, user, req.Amount, req.Source); err != nil {
 			return phoneapi.Payment{}, err
 		}
+		if err := s.requireStepUp(ctx, user, StepUpTopUp, req.Amount, key); err != nil {
+			return phoneapi.Payment{}, err
+		}
 	default:
 		return phoneapi.Payment{}, err
 	}
@@ -95,6 +98,11 @@ func (s *Service) TopUp(ctx context.Context, user, key string, req phoneapi.TopU
 	code := act.CodeURL
 	if code == "" {
 		code = act.ClientSecret
+	}
+	if act.ProviderRef != "" {
+		if err := s.st.SetPaymentRef(ctx, p.OrderNo, act.ProviderRef); err != nil {
+			return phoneapi.Payment{}, err
+		}
 	}
 	if err := s.st.SetPaymentCode(ctx, p.OrderNo, code); err != nil {
 		return phoneapi.Payment{}, err
@@ -305,6 +313,8 @@ func (s *Service) applyNotification(ctx context.Context, channel string, n payme
 				Detail: "verified notification " + n.EventID + " for refund " + n.Refund.RefundNo + " the cloud does not know"})
 		}
 		return changed, err
+	case payments.NotifyIgnored:
+		return false, nil // verified, but about nothing the cloud acts on: acknowledged so it is not sent again
 	}
 	return false, vend.Errorf(payments.ErrNotification, "%s: kind %q", channel, n.Kind)
 }
@@ -455,6 +465,9 @@ func (s *Service) refundParts(fs []store.Refund) []phoneapi.RefundPart {
 func (s *Service) Withdraw(ctx context.Context, user, key string, req phoneapi.WithdrawalRequest) (phoneapi.Withdrawal, error) {
 	if req.Amount.Currency != s.opts.Currency {
 		return phoneapi.Withdrawal{}, vend.Errorf(vend.ErrMismatch, "the wallet is in %s", s.opts.Currency)
+	}
+	if err := s.requireStepUp(ctx, user, StepUpWithdrawal, req.Amount, key); err != nil {
+		return phoneapi.Withdrawal{}, err
 	}
 	r, err := s.st.Withdraw(ctx, user, req.Amount, key)
 	if err != nil {

@@ -86,6 +86,9 @@ type Options struct {
 	// policy, whatever its settlement window) or, when that cannot be, an
 	// alert (auth.lapsing) is raised; 24 h.
 	AuthMargin time.Duration
+	// StepUp configures the step-up PIN: token life, lock-out, the
+	// operator's limits (see StepUpOptions; the zero value: defaults, no limits).
+	StepUp StepUpOptions
 }
 
 // Service is the money flow of the cloud: proximity resolution, session
@@ -110,6 +113,23 @@ type Service struct {
 	tel     *telemetryBuffer
 
 	wg sync.WaitGroup
+}
+
+// refLooker is a channel that needs the provider's own ID of an order
+// (payments.Action.ProviderRef) to query, capture or cancel it.
+type refLooker interface {
+	SetLookupIntent(func(ctx context.Context, orderNo string) (string, error))
+}
+
+// providerRef is the provider's ID recorded for an order: "" for an
+// order the cloud does not know or that has none (the channel then
+// searches the provider by order number).
+func (s *Service) providerRef(ctx context.Context, orderNo string) (string, error) {
+	ref, err := s.st.PaymentRef(ctx, orderNo)
+	if errors.Is(err, store.ErrPaymentNotFound) {
+		return "", nil
+	}
+	return ref, err
 }
 
 // New checks opts, builds the resolver from the store's device keys and
@@ -157,6 +177,13 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		tel:     newTelemetryBuffer(),
 	}
 	s.router = payments.NewRouter(opts.Channels, opts.Store.PaymentTotal, opts.PaymentDay, opts.Now)
+	for _, g := range opts.Channels {
+		// A channel that finds an order by its own ID (Stripe's pi_…)
+		// reads it from the order's record (Action.ProviderRef).
+		if l, ok := g.Channel.(refLooker); ok {
+			l.SetLookupIntent(s.providerRef)
+		}
+	}
 	s.Res = NewResolver(opts.Store, opts.Now)
 	if err := s.Res.Refresh(ctx); err != nil {
 		return nil, err

@@ -108,6 +108,9 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 	if err != nil {
 		return store.Session{}, err
 	}
+	if err := s.stepUpSession(ctx, user, idemKey, mach, req); err != nil {
+		return store.Session{}, err
+	}
 	// The price, the units a money cap buys and the hold are decided by
 	// the store in one transaction (a price changed meanwhile cannot
 	// inflate the hold); the phone's expected price is checked there.

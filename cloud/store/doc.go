@@ -82,6 +82,11 @@
 // AES-256-GCM when [Opts].KeyEncKey is set (device ID as associated data);
 // without it they are stored in clear, acceptable for a pilot only.
 // Passwords are bcrypt hashes; bearer tokens are stored as SHA-256 only.
+// A payer's step-up PIN is a bcrypt hash too (step_up_pins, with the
+// payer's thresholds); CheckPIN reserves each check with one conditional
+// UPDATE before comparing, so concurrent guesses never pass the window's
+// limit; step-up tokens (step_up_tokens) are SHA-256 only, spent once by
+// a conditional UPDATE (UseStepUpToken).
 //
 // # The ledger
 //

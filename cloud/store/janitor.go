@@ -18,6 +18,7 @@ import (
 //	                                             72 h leaves room for a phone that was off for a weekend
 //	tokens              expiry + TokenGrace (1 h) an expired token is refused anyway; the row goes after a grace
 //	console_sessions    expiry + TokenGrace (1 h) the same for operator console sessions, revoked ones included
+//	step_up_tokens      expiry + TokenGrace (1 h) the same for step-up tokens, spent ones included
 //	command_replies     ReplyWindow (24 h)       a start waits seconds for its reply; a retried start (same
 //	                                             idempotency key) within the grant's life looks it up again
 //	retired_sign_keys   RetiredKeyWindow (7 d)   then they verify nothing (UsageKeys) and go
@@ -76,6 +77,7 @@ var prunes = []struct {
 	{"idempotency", "user_id, idem_key", "created_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.IdemWindow) }},
 	{"tokens", "hash", "expires_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.TokenGrace) }},
 	{"console_sessions", "hash", "expires_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.TokenGrace) }},
+	{"step_up_tokens", "hash", "expires_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.TokenGrace) }},
 	{"command_replies", "device_id, command_id", "at_ms", func(r Retention, now time.Time) time.Time { return now.Add(-r.ReplyWindow) }},
 	{"retired_sign_keys", "device_id, sign_key", "retired_ms", func(r Retention, now time.Time) time.Time { return now.Add(-RetiredKeyWindow) }},
 	{"login_throttle", "scope, account", "updated_ms", func(r Retention, now time.Time) time.Time { return now.Add(-2 * ThrottleReset) }},

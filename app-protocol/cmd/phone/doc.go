@@ -196,6 +196,18 @@
 // what is printed with github.com/makiuchi-d/gozxing v0.1.1 (MIT, a Go
 // port of ZXing that shares no code with the encoder), test-only.
 //
+// # Step-up PIN (SetPIN, SetStepUpThresholds, StepUp)
+//
+// -set-pin sets or changes the PIN (the new one from -new-pin-file or
+// typed); -step-up-session, -step-up-topup and -step-up-withdrawal set the
+// thresholds (AMOUNT, 0: always, off: never; the others are kept). Either
+// prints the settings and, with nothing else asked, ends there. When the
+// cloud answers a start, top-up, withdrawal or settings change with 403
+// step_up.required, the client says why, takes the PIN from -pin-file or
+// asks for it (no echo on a terminal), gets a token (StepUp) and makes the
+// same call once more with X-Step-Up-Token and the same idempotency key; a
+// wrong PIN or a lock ends the run (exit 1) without guessing again.
+//
 // # Program structure
 //
 // main only wires signals to Main (ParseFlags, Run, Close); tests run Main

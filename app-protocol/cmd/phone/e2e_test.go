@@ -159,6 +159,8 @@ func purchases(t *testing.T, brokerKind string) {
 		}
 	})
 
+	t.Run("step-up PIN", func(t *testing.T) { stepUpPurchase(t, r, with) })
+
 	t.Run("no machine in range", func(t *testing.T) {
 		_, out, err := r.phone(t, nil, with("-air", "239.255.3.3:3333", "-scan", "500ms", "-pick-nearest")...)
 		if !errors.Is(err, ErrNoMachine) || exitCode(err) != ExitNoMachine {

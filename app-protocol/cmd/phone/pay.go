@@ -62,7 +62,7 @@ func (m *Main) topUp(ctx context.Context) error {
 	}
 	key := phoneapi.NewIdempotencyKey()
 	req := &phoneapi.TopUpRequest{Amount: vend.Amount{Minor: minor, Currency: cur}, Source: m.TopUpSource}
-	p, err := retry(ctx, func(ctx context.Context) (*Payment, error) { return m.payer.TopUp(ctx, key, req) })
+	p, err := retry(ctx, steppedUp(m, phoneapi.ScopeTopUp, func(ctx context.Context) (*Payment, error) { return m.payer.TopUp(ctx, key, req) }))
 	if err != nil {
 		err = topUpError(fmt.Errorf("phone: top-up %s through %s: %w", req.Amount, m.TopUpSource, err))
 		if vend.CodeOf(err) == "source.not_found" {
@@ -279,7 +279,7 @@ func (m *Main) withdraw(ctx context.Context) error {
 	}
 	key := phoneapi.NewIdempotencyKey()
 	req := &WithdrawalRequest{Amount: amount}
-	wd, err := retry(ctx, func(ctx context.Context) (*Withdrawal, error) { return m.payer.Withdraw(ctx, key, req) })
+	wd, err := retry(ctx, steppedUp(m, phoneapi.ScopeWithdrawal, func(ctx context.Context) (*Withdrawal, error) { return m.payer.Withdraw(ctx, key, req) }))
 	if err != nil {
 		return mapAPIError(fmt.Errorf("phone: withdraw %s: %w", amount, err), func() string {
 			return fmt.Sprintf("%s available", w.Available)

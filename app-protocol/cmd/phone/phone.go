@@ -53,6 +53,13 @@ type Main struct {
 	PayTimeout     time.Duration // -pay-timeout: how long to follow a top-up order to paid
 	Withdraw       string        // -withdraw: amount (or "all") to return from the wallet to its channels
 	ListPays       bool          // -payments: list the payments as receipts and exit
+	// Step-up (stepup.go).
+	PINFile          string // -pin-file: the step-up PIN, sent when the cloud asks for a step-up; "" asks
+	SetPIN           bool   // -set-pin: set or change the step-up PIN
+	NewPINFile       string // -new-pin-file: the new PIN of -set-pin; "" asks
+	StepUpSession    string // -step-up-session: threshold AMOUNT, 0 or off
+	StepUpTopUp      string // -step-up-topup
+	StepUpWithdrawal string // -step-up-withdrawal
 
 	Stdin  io.Reader // prompts, and Enter to stop; nil: no input
 	Stdout io.Writer
@@ -75,6 +82,9 @@ type Main struct {
 	Payment      *Payment    // the -topup order as last seen
 	Withdrawal   *Withdrawal // the -withdraw answer
 	Payments     []Payment   // what -payments listed
+	// StepUpSettings are the step-up settings after -set-pin or a
+	// threshold flag.
+	StepUpSettings *phoneapi.StepUpSettings
 
 	client    *phoneapi.Client
 	payer     payer
@@ -151,6 +161,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&m.JSONReceipt, "json-receipt", false, "print the receipt as one JSON line on stdout (everything else goes to stderr)")
 	fs.StringVar(&m.Progress, "progress", "auto", "progress display: bar (redrawn in place), lines, or auto (bar on a terminal)")
 	fs.DurationVar(&m.Timeout, "timeout", DefaultTimeout, "give up on a session that has no receipt after this long")
+	m.stepUpFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageText)
 		fs.PrintDefaults()
@@ -180,6 +191,9 @@ Paying through a QR channel (the code is drawn here; scan it with the app):
   phone -topup 20.00 -topup-source wechatpay -wallet
   phone -withdraw all        (back to the channels the money came from)
   phone -payments            (the top-ups as receipts)
+Step-up PIN (asked before large caps, top-ups and withdrawals):
+  phone -set-pin -step-up-session 5.00 -step-up-topup 20.00
+  phone -pin-file pin.txt -device t-water -cap-amount 8.00   (steps up when the cloud asks)
 
 Exit status: 0 ok, 1 error, 2 usage, 3 no machine in range, 4 machine busy,
 offline or faulty, 5 not enough funds or over a payment source's limit,
@@ -213,6 +227,9 @@ func (m *Main) check() error {
 		if _, err := parseAmount(m.Withdraw); err != nil {
 			return fmt.Errorf("phone: -withdraw: %w (or all)", err)
 		}
+	}
+	if err := m.checkStepUp(); err != nil {
+		return err
 	}
 	if m.PayTimeout < 0 {
 		return fmt.Errorf("phone: -pay-timeout %s: want a positive duration", m.PayTimeout)
@@ -300,6 +317,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.payer = newPayer(m.client, m.API, hc)
 
 	if err := m.authenticate(ctx); err != nil {
+		return err
+	}
+	if done, err := m.stepUpSetup(ctx); done || err != nil {
 		return err
 	}
 	if m.TopUp != "" {

@@ -260,7 +260,7 @@ func capText(c phoneapi.Cap, u phoneapi.Unit) string {
 func (m *Main) start(ctx context.Context, req *phoneapi.StartSessionRequest) (*phoneapi.Session, error) {
 	for attempt := 0; ; attempt++ {
 		key := phoneapi.NewIdempotencyKey()
-		s, err := retry(ctx, func(ctx context.Context) (*phoneapi.Session, error) { return m.client.StartSession(ctx, key, req) })
+		s, err := retry(ctx, steppedUp(m, phoneapi.ScopeSession, func(ctx context.Context) (*phoneapi.Session, error) { return m.client.StartSession(ctx, key, req) }))
 		if vend.CodeOf(err) != "proximity.expired" || attempt > 0 {
 			return s, err
 		}
