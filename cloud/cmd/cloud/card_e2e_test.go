@@ -206,7 +206,9 @@ func TestCardSessionEndToEnd(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	day := payments.Day{Year: now.Year(), Month: now.Month(), Day: now.Day()}
-	later := func() time.Time { return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).Add(26 * time.Hour) }
+	later := func() time.Time {
+		return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).Add(26 * time.Hour)
+	}
 	rep, err := reconcile.New(m.Store, &reconcile.Opts{Fees: m.Store, Now: later}).Reconcile(ctx, "stripe_card", ch, day)
 	if err != nil {
 		t.Fatalf("reconcile: %v", err)
