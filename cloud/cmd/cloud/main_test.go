@@ -765,6 +765,48 @@ func TestCloudEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("StepUp", func(t *testing.T) {
+		// A payer sets a PIN and a threshold (itself behind a step-up);
+		// a checkout whose cap is above it is refused without a step-up
+		// token and opened with one, which cannot be spent twice.
+		p := e.newPhone()
+		if _, err := p.SignUp(ctx, &phoneapi.SignUpRequest{Email: "pin@example.com", Password: "pin-payer-password"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SetPIN(ctx, &phoneapi.SetPINRequest{PIN: "4829"}); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := p.StepUp(ctx, &phoneapi.StepUpRequest{PIN: "4829", Scope: "settings"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit := phoneapi.Amount{Minor: 1, Currency: "EUR"}
+		if _, err := p.SetStepUpThresholds(phoneapi.WithStepUpToken(ctx, tok.Token), &phoneapi.StepUpThresholds{SessionCapAbove: &limit}); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := p.GetStepUpSettings(ctx); err != nil || !st.PINSet || st.SessionCapAbove == nil || st.SessionCapAbove.Minor != 1 {
+			t.Fatalf("settings %+v %v", st, err)
+		}
+		req := &phoneapi.CheckoutRequest{Device: "wd-1", Machine: "tap1", ProximityID: e.water.proximityID(time.Now()),
+			Cap: phoneapi.Cap{Units: 1000}, Source: "card_sandbox"}
+		key := phoneapi.NewIdempotencyKey()
+		_, err = p.CreateCheckout(ctx, key, req)
+		wantCode(t, err, "step_up.required")
+		_, err = p.SetStepUpThresholds(phoneapi.WithStepUpToken(ctx, tok.Token), &phoneapi.StepUpThresholds{})
+		wantCode(t, err, "step_up.invalid") // spent
+		tok, err = p.StepUp(ctx, &phoneapi.StepUpRequest{PIN: "4829", Scope: "checkout"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		co, err := p.CreateCheckout(phoneapi.WithStepUpToken(ctx, tok.Token), key, req)
+		if err != nil {
+			t.Fatalf("checkout with a step-up: %v", err)
+		}
+		if _, err := p.StopCheckout(ctx, co.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("Auth", func(t *testing.T) {
 		p := e.newPhone()
 		if _, err := p.LogIn(ctx, &phoneapi.LogInRequest{Email: "ana@example.com", Password: "correct-horse-battery"}); err != nil {
