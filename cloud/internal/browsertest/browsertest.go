@@ -1,0 +1,345 @@
+package browsertest
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"beaconvend/cloud/internal/nodepeer"
+	"beaconvend/cloud/internal/svctest"
+)
+
+// Viewport is a page's size in CSS pixels and whether it runs scripts.
+type Viewport struct {
+	Width, Height int64
+	Mobile        bool // emulate a phone (touch, mobile meta viewport)
+	NoScript      bool // run the page with JavaScript disabled
+}
+
+// Phone is a phone-sized portrait viewport (390×844, an iPhone 12–15).
+var Phone = Viewport{Width: 390, Height: 844, Mobile: true}
+
+// Desktop is a desktop-sized viewport (1280×800).
+var Desktop = Viewport{Width: 1280, Height: 800}
+
+// Timeout bounds each Page action (Do, Go, Text…): a page that never
+// shows what a test waits for fails the test instead of hanging it.
+var Timeout = 20 * time.Second
+
+// Browser is a headless Chromium shared by the tests of one binary.
+type Browser struct {
+	alloc context.Context // the allocator's context
+	root  context.Context // the browser's first tab (keeps the process up)
+	axe   string          // axe.min.js source
+}
+
+var (
+	startOnce sync.Once
+	shared    *Browser
+	startErr  error
+	missing   string // what was missing, for svctest.Missing
+)
+
+// Chromium returns the browser's executable: $VEND_CHROMIUM, else
+// chromium, chromium-browser, google-chrome-stable or google-chrome on
+// PATH; "" when there is none.
+func Chromium() string {
+	if p := os.Getenv("VEND_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, n := range []string{"chromium", "chromium-browser", "google-chrome-stable", "google-chrome"} {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// axePeer is scripts/axe: the locked axe-core package, installed with npm
+// ci into the user's cache by nodepeer (it has no peer.js: only its
+// node_modules are used).
+var axePeer = nodepeer.Peer{Name: "axe", SDK: "axe-core@4.14.1"}
+
+// Start returns the binary's browser, starting it on first use; without
+// chromium or axe-core it skips t loudly (fails under
+// VEND_REQUIRE_SERVICES). The browser lives until the binary exits.
+func Start(t testing.TB) *Browser {
+	t.Helper()
+	exe := Chromium()
+	if exe == "" {
+		svctest.Missing(t, "chromium", "install it with apt-get install chromium (scripts/test.sh does as root) or set VEND_CHROMIUM")
+	}
+	// node and axe-core: nodepeer skips or fails t itself.
+	node := axePeer.Node(t)
+	mods := axePeer.Modules(t, node)
+	startOnce.Do(func() {
+		src, err := os.ReadFile(filepath.Join(mods, "node_modules", "axe-core", "axe.min.js"))
+		if err != nil {
+			startErr, missing = err, "axe-core"
+			return
+		}
+		shared, startErr = start(exe, string(src))
+		if startErr != nil {
+			missing = "a running chromium"
+		}
+	})
+	if startErr != nil {
+		svctest.Missing(t, missing, startErr.Error())
+	}
+	return shared
+}
+
+func start(exe, axe string) (*Browser, error) {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox, // tests run as root in CI containers
+		chromedp.DisableGPU,
+		chromedp.Flag("lang", "en-US"),
+	)
+	alloc, _ := chromedp.NewExecAllocator(context.Background(), opts...)
+	root, _ := chromedp.NewContext(alloc)
+	// Start the browser now, to report its failure once. The first Do on
+	// a context binds the browser (or tab) to that context, so it gets
+	// root itself, not a child with a timeout.
+	if err := chromedp.Do(root); err != nil {
+		return nil, fmt.Errorf("browsertest: start %s: %w", exe, err)
+	}
+	return &Browser{alloc: alloc, root: root, axe: axe}, nil
+}
+
+// Page is one tab in a browser context of its own. Its methods fail the
+// test on error; Ctx is there for chromedp calls the helpers lack.
+type Page struct {
+	T   testing.TB
+	Ctx context.Context // the tab's chromedp context
+	b   *Browser
+	vp  Viewport
+	// shots counts screenshots taken, for unique names.
+	shots int
+}
+
+// Page opens a fresh tab for t at viewport vp, with its own cookies, and
+// closes it when t ends; if t failed, the page's screenshot is kept first
+// and its path logged.
+func (b *Browser) Page(t testing.TB, vp Viewport) *Page {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b.root, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	p := &Page{T: t, Ctx: ctx, b: b, vp: vp}
+	if err := chromedp.Do(ctx); err != nil { // open the tab, bound to ctx (not to a child with a timeout)
+		t.Fatalf("browsertest: open a tab: %v", err)
+	}
+	t.Cleanup(func() { // runs before cancel (cleanups run last-in first-out)
+		if t.Failed() {
+			p.keepScreenshot("failed")
+		}
+	})
+	mobile := []chromedp.EmulateViewportOption{chromedp.EmulatePortrait}
+	if vp.Mobile {
+		mobile = append(mobile, chromedp.EmulateMobile, chromedp.EmulateTouch)
+	}
+	steps := []chromedp.Action[chromedp.Void]{chromedp.EmulateViewport(vp.Width, vp.Height, mobile...)}
+	if vp.NoScript {
+		steps = append(steps, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+			return err
+		}))
+	}
+	p.Do(steps...)
+	return p
+}
+
+// Do runs steps in the tab within Timeout and fails the test on error.
+func (p *Page) Do(steps ...chromedp.Action[chromedp.Void]) {
+	p.T.Helper()
+	ctx, cancel := context.WithTimeout(p.Ctx, Timeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		p.T.Fatalf("browsertest: %v", err)
+	}
+}
+
+// Run runs one action that returns a value, within Timeout; it fails the
+// test on error.
+func Run[T any](p *Page, a chromedp.Action[T]) T {
+	p.T.Helper()
+	ctx, cancel := context.WithTimeout(p.Ctx, Timeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		p.T.Fatalf("browsertest: %v", err)
+	}
+	return v
+}
+
+// Go navigates to url and waits for the page to load.
+func (p *Page) Go(url string) {
+	p.T.Helper()
+	p.Do(chromedp.Navigate(url))
+}
+
+// URL is the tab's current location.
+func (p *Page) URL() string {
+	p.T.Helper()
+	return Run(p, chromedp.Location())
+}
+
+// Text waits for sel to be visible and returns its text.
+func (p *Page) Text(sel chromedp.CSS) string {
+	p.T.Helper()
+	return Run(p, chromedp.Text(sel, chromedp.NodeVisible))
+}
+
+// WaitText waits until the text of the first element matching sel (a CSS
+// selector) contains want, and returns that text; the page is not
+// reloaded, so this follows changes made by the page's own scripts.
+func (p *Page) WaitText(sel, want string) string {
+	p.T.Helper()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e && e.textContent.includes(%q) ? e.textContent : null })()`, sel, want)
+	return Run(p, chromedp.Poll[string](js, chromedp.WithPollingInterval(50*time.Millisecond)))
+}
+
+// Eval evaluates a JavaScript expression in the page (also when the page
+// runs with JavaScript disabled: DevTools still evaluates).
+func Eval[T any](p *Page, expr string) T {
+	p.T.Helper()
+	return Run(p, chromedp.Evaluate[T](expr))
+}
+
+// Screenshot captures the viewport as PNG.
+func (p *Page) Screenshot() []byte {
+	p.T.Helper()
+	return Run(p, chromedp.CaptureScreenshot())
+}
+
+// keepScreenshot writes a full-page screenshot to the artifact directory
+// and logs its path; errors are logged, never fatal (it runs in cleanup).
+func (p *Page) keepScreenshot(what string) {
+	ctx, cancel := context.WithTimeout(p.Ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		p.T.Logf("browsertest: no screenshot of the %s page: %v", what, err)
+		return
+	}
+	dir, err := ArtifactDir(p.T)
+	if err != nil {
+		p.T.Logf("browsertest: no screenshot of the %s page: %v", what, err)
+		return
+	}
+	p.shots++
+	name := filepath.Join(dir, fmt.Sprintf("%s-%d.png", what, p.shots))
+	if len(png) > 0 && png[0] != 0x89 { // FullScreenshot gives JPEG for quality < 100
+		name = strings.TrimSuffix(name, ".png") + ".jpg"
+	}
+	if err := os.WriteFile(name, png, 0o644); err != nil {
+		p.T.Logf("browsertest: no screenshot of the %s page: %v", what, err)
+		return
+	}
+	p.T.Logf("browsertest: screenshot of the %s page at %s: %s", what, p.locationOr("?"), name)
+}
+
+func (p *Page) locationOr(def string) string {
+	ctx, cancel := context.WithTimeout(p.Ctx, 5*time.Second)
+	defer cancel()
+	if u, err := chromedp.Run(ctx, chromedp.Location()); err == nil {
+		return u
+	}
+	return def
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// ArtifactDir is where a test keeps files that must outlive it (failure
+// screenshots): $VEND_ARTIFACTS/<test name>, else t.ArtifactDir() when go
+// test runs with -artifacts, else os.TempDir()/beaconvend-browsertest/<test
+// name>. It creates the directory.
+func ArtifactDir(t testing.TB) (string, error) {
+	name := unsafeName.ReplaceAllString(t.Name(), "_")
+	var dir string
+	switch {
+	case os.Getenv("VEND_ARTIFACTS") != "":
+		dir = filepath.Join(os.Getenv("VEND_ARTIFACTS"), name)
+	case artifactsFlag():
+		return t.ArtifactDir(), nil
+	default:
+		dir = filepath.Join(os.TempDir(), "beaconvend-browsertest", name)
+	}
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
+func artifactsFlag() bool {
+	f := flag.Lookup("test.artifacts")
+	return f != nil && f.Value.String() == "true"
+}
+
+// ---- axe-core ----
+
+// Violation is one axe-core rule a page broke.
+type Violation struct {
+	ID     string `json:"id"`
+	Impact string `json:"impact"` // minor, moderate, serious, critical
+	Help   string `json:"help"`
+	URL    string `json:"helpUrl"`
+	Nodes  []struct {
+		Target         []any  `json:"target"`
+		FailureSummary string `json:"failureSummary"`
+	} `json:"nodes"`
+}
+
+func (v Violation) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%s): %s", v.ID, v.Impact, v.Help)
+	for _, n := range v.Nodes {
+		fmt.Fprintf(&b, "\n\t\t%v: %s", n.Target, strings.ReplaceAll(n.FailureSummary, "\n", " "))
+	}
+	return b.String()
+}
+
+// AxeResults runs axe-core in the page as it is now (WCAG 2.x A and AA
+// rules and axe's best practices) and returns every violation found.
+func (p *Page) AxeResults() []Violation {
+	p.T.Helper()
+	if !Eval[bool](p, `typeof window.axe === "object"`) {
+		Run(p, chromedp.Evaluate[chromedp.Void](p.b.axe))
+	}
+	raw := Run(p, chromedp.Evaluate[string](`axe.run(document, {resultTypes: ["violations"]}).then(r => JSON.stringify(r.violations))`, chromedp.EvalAwaitPromise))
+	var vs []Violation
+	if err := json.Unmarshal([]byte(raw), &vs); err != nil {
+		p.T.Fatalf("browsertest: axe results: %v", err)
+	}
+	return vs
+}
+
+// Axe runs axe-core in the page, logs every violation by impact, and
+// fails the test (keeping a screenshot) when one is serious or critical.
+// It returns the violations for tests that count them.
+func (p *Page) Axe() []Violation {
+	p.T.Helper()
+	vs := p.AxeResults()
+	where := p.locationOr("?")
+	var bad []string
+	for _, v := range vs {
+		p.T.Logf("axe %s: %s", where, v)
+		if v.Impact == "serious" || v.Impact == "critical" {
+			bad = append(bad, v.String())
+		}
+	}
+	if len(bad) > 0 {
+		p.keepScreenshot("axe")
+		p.T.Errorf("browsertest: axe found %d serious or critical violations on %s:\n\t%s", len(bad), where, strings.Join(bad, "\n\t"))
+	}
+	return vs
+}
