@@ -1,0 +1,165 @@
+package stickers_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
+
+	"beaconvend/cloud/stickers"
+)
+
+func sheet(t *testing.T, n int) []stickers.Sticker {
+	t.Helper()
+	var ss []stickers.Sticker
+	for i := range n {
+		u, err := stickers.MachineURL("https://pay.example.com/", "dev-1", fmt.Sprintf("tap%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss = append(ss, stickers.Sticker{URL: u, Name: fmt.Sprintf("Tap %d (Hall B)", i)})
+	}
+	return ss
+}
+
+func decode(t *testing.T, img image.Image) string {
+	t.Helper()
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
+	if err != nil {
+		t.Fatalf("gozxing: %v", err)
+	}
+	return res.GetText()
+}
+
+type subImager interface {
+	SubImage(r image.Rectangle) image.Image
+}
+
+// Every code on a PNG sheet of two pages decodes, with gozxing, to its
+// machine's URL.
+func TestPNGCodesHoldTheURLs(t *testing.T) {
+	ss := sheet(t, 14)
+	var b bytes.Buffer
+	if err := stickers.WritePNG(&b, ss); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, w := img.Bounds().Dy(), img.Bounds().Dx(); w != 1654 || h != 4677 {
+		t.Errorf("sheet is %d×%d px, want 1654×4677 (two A4 pages, 594 mm, at 200 dpi)", w, h)
+	}
+	for i, s := range ss {
+		got := decode(t, img.(subImager).SubImage(stickers.CodeRect(i)))
+		if got != s.URL {
+			t.Errorf("code %d holds %q, want %q", i, got, s.URL)
+		}
+	}
+}
+
+func TestMachineURL(t *testing.T) {
+	for _, c := range []struct{ base, dev, m, want string }{
+		{"https://pay.example.com", "d1", "tap1", "https://pay.example.com/m/d1/tap1"},
+		{"https://pay.example.com/", "d1", "tap1", "https://pay.example.com/m/d1/tap1"},
+		{"http://127.0.0.1:8080", "d 1", "a/b", "http://127.0.0.1:8080/m/d%201/a%2Fb"},
+	} {
+		got, err := stickers.MachineURL(c.base, c.dev, c.m)
+		if err != nil || got != c.want {
+			t.Errorf("MachineURL(%q, %q, %q) = %q, %v, want %q", c.base, c.dev, c.m, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "pay.example.com", "ftp://x", "https://", "https://x/?a=1", "::"} {
+		if _, err := stickers.MachineURL(bad, "d", "m"); !errors.Is(err, stickers.ErrURL) {
+			t.Errorf("MachineURL(%q) = %v, want ErrURL", bad, err)
+		}
+	}
+}
+
+func TestNothingToPrint(t *testing.T) {
+	var b bytes.Buffer
+	for name, f := range map[string]func() error{
+		"svg": func() error { return stickers.WriteSVG(&b, nil) },
+		"png": func() error { return stickers.WritePNG(&b, nil) },
+		"pdf": func() error { return stickers.WritePDF(&b, nil) },
+	} {
+		if err := f(); !errors.Is(err, stickers.ErrNoStickers) || b.Len() != 0 {
+			t.Errorf("%s of no stickers = %v, %d bytes written; want ErrNoStickers and nothing", name, err, b.Len())
+		}
+	}
+	long := []stickers.Sticker{{URL: "https://x/" + strings.Repeat("a", 4000), Name: "x"}}
+	if err := stickers.WritePDF(&b, long); err == nil || b.Len() != 0 {
+		t.Errorf("PDF of a URL too long for a code = %v, %d bytes; want an error and nothing", err, b.Len())
+	}
+}
+
+// The PDF's cross-reference table points at each object, each page
+// names its stickers, and a name with PDF delimiters is escaped.
+func TestPDFStructure(t *testing.T) {
+	ss := sheet(t, 13)
+	ss[0].Name = `Tap (a\b) é`
+	var b bytes.Buffer
+	if err := stickers.WritePDF(&b, ss); err != nil {
+		t.Fatal(err)
+	}
+	pdf := b.Bytes()
+	if !bytes.HasPrefix(pdf, []byte("%PDF-1.4\n")) || !bytes.HasSuffix(pdf, []byte("%%EOF\n")) {
+		t.Fatalf("not a PDF: %q…%q", pdf[:10], pdf[len(pdf)-10:])
+	}
+	m := regexp.MustCompile(`startxref\n(\d+)\n`).FindSubmatch(pdf)
+	if m == nil {
+		t.Fatal("no startxref")
+	}
+	xref, _ := strconv.Atoi(string(m[1]))
+	if !bytes.HasPrefix(pdf[xref:], []byte("xref\n0 ")) {
+		t.Fatalf("startxref %d points at %q", xref, pdf[xref:xref+10])
+	}
+	entries := regexp.MustCompile(`(\d{10}) 00000 n `).FindAllSubmatch(pdf[xref:], -1)
+	if len(entries) != 3+2*2 { // catalog, pages, font, two pages with their content
+		t.Errorf("%d objects, want 7", len(entries))
+	}
+	for i, e := range entries {
+		off, _ := strconv.Atoi(string(e[1]))
+		if want := fmt.Sprintf("%d 0 obj\n", i+1); !bytes.HasPrefix(pdf[off:], []byte(want)) {
+			t.Errorf("xref entry %d points at %q, want %q", i+1, pdf[off:off+8], want)
+		}
+	}
+	if !bytes.Contains(pdf, []byte("/Count 2")) {
+		t.Error("want two pages for 13 stickers")
+	}
+	if !bytes.Contains(pdf, []byte(`(Tap \(a\\b\) \351) Tj`)) {
+		t.Error("the name with delimiters and é is not escaped as a WinAnsi literal")
+	}
+	for _, s := range ss {
+		if !bytes.Contains(pdf, []byte("("+stickers.ShortText(s.URL)+") Tj")) {
+			t.Errorf("the PDF does not print %s", stickers.ShortText(s.URL))
+		}
+	}
+}
+
+func TestSVGNamesAndURLs(t *testing.T) {
+	ss := sheet(t, 2)
+	ss[1].Name = `<Tap & "1">`
+	var b bytes.Buffer
+	if err := stickers.WriteSVG(&b, ss); err != nil {
+		t.Fatal(err)
+	}
+	svg := b.String()
+	for _, want := range []string{">Tap 0 (Hall B)<", "&lt;Tap &amp; &#34;1&#34;&gt;", ">pay.example.com/m/dev-1/tap1<"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("SVG lacks %s", want)
+		}
+	}
+}
