@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"beaconvend/cloud/internal/nodepeer"
@@ -151,14 +153,20 @@ func (b *Browser) Page(t testing.TB, vp Viewport) *Page {
 		mobile = append(mobile, chromedp.EmulateMobile, chromedp.EmulateTouch)
 	}
 	steps := []chromedp.Action[chromedp.Void]{chromedp.EmulateViewport(vp.Width, vp.Height, mobile...)}
-	if vp.NoScript {
-		steps = append(steps, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
-			return err
-		}))
-	}
 	p.Do(steps...)
+	if vp.NoScript {
+		p.scripts(false)
+	}
 	return p
+}
+
+// scripts turns the page's JavaScript on or off.
+func (p *Page) scripts(on bool) {
+	p.T.Helper()
+	p.Do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: !on})
+		return err
+	}))
 }
 
 // Do runs steps in the tab within Timeout and fails the test on error.
@@ -187,7 +195,17 @@ func Run[T any](p *Page, a chromedp.Action[T]) T {
 // Go navigates to url and waits for the page to load.
 func (p *Page) Go(url string) {
 	p.T.Helper()
-	p.Do(chromedp.Navigate(url))
+	// Not chromedp.Navigate: it waits for the page's script context,
+	// which a page without JavaScript does not get on a second load.
+	Eval[bool](p, `window.__browsertestOld = true`)
+	p.Do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		res, err := cdp.Call(ctx, tg, page.Navigate, page.NavigateParams{URL: url})
+		if err == nil && res.ErrorText != "" {
+			err = fmt.Errorf("navigate to %s: %s", url, res.ErrorText)
+		}
+		return err
+	}))
+	p.Wait(`!window.__browsertestOld && document.readyState === "complete"`)
 }
 
 // URL is the tab's current location.
@@ -196,19 +214,72 @@ func (p *Page) URL() string {
 	return Run(p, chromedp.Location())
 }
 
-// Text waits for sel to be visible and returns its text.
-func (p *Page) Text(sel chromedp.CSS) string {
+// The helpers below (Wait, Text, Click) work through Runtime.evaluate
+// and input events only, never through chromedp's element queries: those
+// wait for the page's script context, which a page running with
+// JavaScript disabled never gets, so they would hang there.
+
+// Wait polls the JavaScript expression js (in DevTools, so it also works
+// with the page's scripts disabled) until it is truthy, for at most
+// Timeout; it fails the test naming what it waited for.
+func (p *Page) Wait(js string) {
 	p.T.Helper()
-	return Run(p, chromedp.Text(sel, chromedp.NodeVisible))
+	deadline := time.Now().Add(Timeout)
+	for {
+		ctx, cancel := context.WithTimeout(p.Ctx, Timeout)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+js+")"))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.T.Fatalf("browsertest: waited %v for %s on %s (last error %v)", Timeout, js, p.locationOr("?"), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
-// WaitText waits until the text of the first element matching sel (a CSS
-// selector) contains want, and returns that text; the page is not
-// reloaded, so this follows changes made by the page's own scripts.
+// WaitFor waits until an element matches the CSS selector sel.
+func (p *Page) WaitFor(sel string) {
+	p.T.Helper()
+	p.Wait(fmt.Sprintf("document.querySelector(%q)", sel))
+}
+
+// Text waits for an element matching the CSS selector sel and returns
+// its rendered text, trimmed.
+func (p *Page) Text(sel string) string {
+	p.T.Helper()
+	p.WaitFor(sel)
+	return Eval[string](p, fmt.Sprintf("document.querySelector(%q).innerText.trim()", sel))
+}
+
+// WaitText waits until the text of the element matching sel contains
+// want, and returns that text. It does not reload: it follows changes
+// the page's own scripts make.
 func (p *Page) WaitText(sel, want string) string {
 	p.T.Helper()
-	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e && e.textContent.includes(%q) ? e.textContent : null })()`, sel, want)
-	return Run(p, chromedp.Poll[string](js, chromedp.WithPollingInterval(50*time.Millisecond)))
+	p.Wait(fmt.Sprintf("(e => e && e.innerText.includes(%q))(document.querySelector(%q))", want, sel))
+	return p.Text(sel)
+}
+
+// Click scrolls the element matching sel into view and clicks its centre
+// with the mouse, as a person would (a disabled or covered element gets
+// the click as a person's would).
+func (p *Page) Click(sel string) {
+	p.T.Helper()
+	p.WaitFor(sel)
+	type point struct{ X, Y float64 }
+	pt := Eval[point](p, fmt.Sprintf(`(e => { e.scrollIntoView({block: "center"}); const r = e.getBoundingClientRect(); return {X: r.x + r.width/2, Y: r.y + r.height/2} })(document.querySelector(%q))`, sel))
+	p.Do(chromedp.MouseClickXY(pt.X, pt.Y))
+}
+
+// ClickAndLoad clicks sel and waits for the next page to load (a link or
+// a form's submit button).
+func (p *Page) ClickAndLoad(sel string) {
+	p.T.Helper()
+	Eval[bool](p, `window.__browsertestOld = true`)
+	p.Click(sel)
+	p.Wait(`!window.__browsertestOld && document.readyState === "complete"`)
 }
 
 // Eval evaluates a JavaScript expression in the page (also when the page
@@ -229,7 +300,7 @@ func (p *Page) Screenshot() []byte {
 func (p *Page) keepScreenshot(what string) {
 	ctx, cancel := context.WithTimeout(p.Ctx, 10*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		p.T.Logf("browsertest: no screenshot of the %s page: %v", what, err)
 		return
@@ -241,9 +312,6 @@ func (p *Page) keepScreenshot(what string) {
 	}
 	p.shots++
 	name := filepath.Join(dir, fmt.Sprintf("%s-%d.png", what, p.shots))
-	if len(png) > 0 && png[0] != 0x89 { // FullScreenshot gives JPEG for quality < 100
-		name = strings.TrimSuffix(name, ".png") + ".jpg"
-	}
 	if err := os.WriteFile(name, png, 0o644); err != nil {
 		p.T.Logf("browsertest: no screenshot of the %s page: %v", what, err)
 		return
@@ -312,6 +380,14 @@ func (v Violation) String() string {
 // rules and axe's best practices) and returns every violation found.
 func (p *Page) AxeResults() []Violation {
 	p.T.Helper()
+	if p.vp.NoScript {
+		// axe-core's promise settles on the page's timers, which do not
+		// run while scripts are disabled: enable them for the check (the
+		// page's own scripts, skipped at load, do not run now), then
+		// disable them again.
+		p.scripts(true)
+		defer p.scripts(false)
+	}
 	if !Eval[bool](p, `typeof window.axe === "object"`) {
 		Run(p, chromedp.Evaluate[chromedp.Void](p.b.axe))
 	}

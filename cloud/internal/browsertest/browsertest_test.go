@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chromedp/chromedp"
-
 	"beaconvend/cloud/internal/browsertest"
 )
 
@@ -46,7 +44,7 @@ func TestPhonePage(t *testing.T) {
 	base := serve(t, map[string]string{"/": good})
 	p := b.Page(t, browsertest.Phone)
 	p.Go(base + "/")
-	if got := p.Text(chromedp.CSS("h1")); got != "Hello" {
+	if got := p.Text("h1"); got != "Hello" {
 		t.Errorf("h1 = %q, want Hello", got)
 	}
 	if w := browsertest.Eval[int](p, "window.innerWidth"); w != 390 {
@@ -77,7 +75,6 @@ func TestAxeFindsViolations(t *testing.T) {
 func TestNoScript(t *testing.T) {
 	b := browsertest.Start(t)
 	page := `<!doctype html><html lang="en"><head><title>x</title><script src="/s.js"></script></head><body><main><h1 id="h">static</h1></main></body></html>`
-	base := serve(t, map[string]string{"/": page, "/s.js": ""})
 	// a script that changes the heading when it runs
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/s.js" {
@@ -89,7 +86,6 @@ func TestNoScript(t *testing.T) {
 		fmt.Fprint(w, page)
 	}))
 	t.Cleanup(srv.Close)
-	_ = base
 	on := b.Page(t, browsertest.Phone)
 	on.Go(srv.URL + "/")
 	if got := on.WaitText("h1", "scripted"); got != "scripted" {
@@ -99,8 +95,13 @@ func TestNoScript(t *testing.T) {
 	vp.NoScript = true
 	off := b.Page(t, vp)
 	off.Go(srv.URL + "/")
-	if got := off.Text(chromedp.CSS("h1")); got != "static" {
+	if got := off.Text("h1"); got != "static" {
 		t.Errorf("with scripts disabled, h1 = %q, want static", got)
+	}
+	off.Axe() // runs with scripts on for a moment
+	off.Go(srv.URL + "/")
+	if got := off.Text("h1"); got != "static" {
+		t.Errorf("after an axe check and a reload, h1 = %q: scripts are on again", got)
 	}
 }
 

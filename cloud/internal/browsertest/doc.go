@@ -22,7 +22,13 @@
 //	b := browsertest.Start(t)               // once per test (shares one browser per binary)
 //	p := b.Page(t, browsertest.Phone)        // a fresh tab, 390×844, JavaScript on
 //	p.Go(srv.URL + "/m/dev1/tap1")
-//	p.Do(chromedp.Click(chromedp.CSS("button[type=submit]")))
-//	got := p.Text(chromedp.CSS("h1"))
+//	p.ClickAndLoad("#pay")                   // a real mouse click, then the next page
+//	got := p.Text("h1")                      // waits for the element
+//	p.WaitText("#units", "1.50 L")           // follows the page's own updates
 //	p.Axe()                                  // fails on serious/critical findings
+//
+// With Viewport.NoScript the page runs without JavaScript; the helpers
+// still work (they evaluate through DevTools and send input events).
+// chromedp's own element queries (chromedp.Text, WaitVisible…) hang on
+// such a page, so use them through Do only on pages with scripts.
 package browsertest

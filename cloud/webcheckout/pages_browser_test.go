@@ -1,0 +1,79 @@
+package webcheckout_test
+
+import (
+	"strings"
+	"testing"
+
+	"beaconvend/app-protocol/phoneapi"
+	"beaconvend/cloud/internal/browsertest"
+	"beaconvend/cloud/service"
+)
+
+// The pages' own layout and accessibility, one state at a time, against
+// the in-memory backend (the end-to-end tests drive the real service):
+// each page renders at a phone's size with no serious or critical axe
+// finding, with and without JavaScript.
+func TestPagesAccessible(t *testing.T) {
+	b := browsertest.Start(t)
+	for _, noScript := range []bool{false, true} {
+		name := "js"
+		if noScript {
+			name = "nojs"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := newFake()
+			f.offer.Kind, f.offer.State = "vending", "busy"
+			srv := newServer(t, f)
+			vp := browsertest.Phone
+			vp.NoScript = noScript
+			p := b.Page(t, vp)
+
+			// vending machine with a sold-out slot
+			f.offer.Slots = []service.OfferSlot{{ID: "s1", Name: "Water 0.5 L", Price: f.offer.Price}, {ID: "s2", Name: "Cola", Price: f.offer.Price, Empty: true}}
+			f.offer.Kind = "vending"
+			p.Go(srv.URL + "/m/dev1/tap1")
+			if d := browsertest.Eval[bool](p, `document.getElementById("slot-s2").disabled`); !d {
+				t.Error("the sold-out slot is not disabled")
+			}
+			p.Axe()
+
+			f.offer.Kind, f.offer.Slots = "water", nil
+			p.Go(srv.URL + "/m/dev1/tap1")
+			if got := p.Text("#machine-state"); !strings.Contains(got, "In use") {
+				t.Errorf("state = %q, want In use", got)
+			}
+			p.Axe()
+			p.Click("#source-alipay")
+			p.ClickAndLoad("#pay")
+			p.WaitFor(".qr svg")
+			if !strings.HasSuffix(p.URL(), "/m/c/co1") {
+				t.Errorf("after Pay: %s, want /m/c/co1", p.URL())
+			}
+			p.Axe()
+
+			f.mu.Lock()
+			co := f.checkouts["co1"]
+			co.State, co.Units, co.Captured, co.Returned = phoneapi.CheckoutDone, 1500, phoneapi.Amount{Minor: 75, Currency: "CNY"}, phoneapi.Amount{Minor: 25, Currency: "CNY"}
+			co.Refunds = []phoneapi.RefundPart{{RefundNo: "rf1", Order: co.Order, Source: "alipay", Amount: co.Returned, State: phoneapi.RefundSucceeded}}
+			f.checkouts["co1"] = co
+			f.mu.Unlock()
+			p.Go(srv.URL + "/m/c/co1")
+			p.Axe()
+			p.ClickAndLoad("#receipt")
+			p.WaitFor("table.refunds")
+			if got := p.Text("#returned"); got != "0.25 CNY" {
+				t.Errorf("receipt returned = %q", got)
+			}
+			p.Axe()
+
+			f.offer.WebCheckout = false
+			p.Go(srv.URL + "/m/dev1/tap1")
+			if n := browsertest.Eval[int](p, `document.forms.length`); n != 0 {
+				t.Errorf("the web-off page has %d forms", n)
+			}
+			p.Axe()
+			p.Go(srv.URL + "/m/dev1/nope")
+			p.Axe()
+		})
+	}
+}
