@@ -261,8 +261,8 @@ type checkoutView struct {
 	Receipt string // path of the receipt link
 	// SourceName is the channel the payer paid with, for display.
 	SourceName string
-	CanStop bool
-	Expires string
+	CanStop    bool
+	Expires    string
 }
 
 var stateWords = map[phoneapi.CheckoutState]string{
