@@ -150,7 +150,26 @@ func (s *Service) queryPayment(ctx context.Context, ch *payments.Guarded, p stor
 // applyStatus records what a channel says of an order: paid credits the
 // wallet once; closed or failed ends a pending order; pending changes
 // nothing. It reports whether the order's state moved now.
-func (s *Service) applyStatus(ctx context.Context, channel string, st payments.Status, eventID string) (store.Payment, bool, error) {
+func (s *Service) applyStatus(ctx context.Context, channel string, st payments.Status, eventID string) (p store.Payment, changed bool, err error) {
+	// A session order (a checkout's) moves its checkout on once changed.
+	defer func() {
+		if changed && p.Purpose == store.PurposeSession {
+			s.orderChanged(ctx, p.OrderNo)
+		}
+	}()
+	if st.State == payments.PayAuthorized || st.State == payments.PayActionRequired {
+		cur, err := s.st.GetPayment(ctx, st.OrderNo)
+		if err == nil && cur.Channel != channel {
+			err = vend.Errorf(store.ErrPaymentNotFound, "%s order %q", channel, st.OrderNo)
+		}
+		if err != nil {
+			return store.Payment{}, false, err
+		}
+		return s.applyHoldStatus(ctx, channel, cur, st, eventID)
+	}
+	if cur, err := s.st.GetPayment(ctx, st.OrderNo); err == nil && cur.Channel == channel && cur.CaptureMode == store.CaptureManual {
+		return s.applyHoldStatus(ctx, channel, cur, st, eventID)
+	}
 	switch st.State {
 	case payments.PayPaid:
 		p, credited, err := s.st.MarkPaid(ctx, store.Paid{Channel: channel, OrderNo: st.OrderNo, ProviderTxID: st.ProviderTxID,

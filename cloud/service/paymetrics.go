@@ -102,6 +102,9 @@ func (s *Service) applyRefund(ctx context.Context, up store.RefundUpdate) (store
 	switch {
 	case err == nil && changed:
 		s.Metrics.pay.refunds.WithLabelValues(up.Channel, string(f.State)).Inc()
+		if f.State != store.RefundPending {
+			s.refundDone(f) // a checkout's refund may finish it
+		}
 	case errors.Is(err, store.ErrRefundStateClash):
 		s.Metrics.pay.alerts.WithLabelValues(up.Channel, store.ErrRefundStateClash.Code).Inc()
 	}

@@ -81,6 +81,11 @@ type Options struct {
 	// PaymentDay is the zone whose midnight starts a day for the
 	// channels' daily limits; UTC when nil.
 	PaymentDay *time.Location
+	// AuthMargin is how long before a card authorization lapses the
+	// session it funds is settled (an unreported one by the unreported
+	// policy, whatever its settlement window) or, when that cannot be, an
+	// alert (auth.lapsing) is raised; 24 h.
+	AuthMargin time.Duration
 }
 
 // Service is the money flow of the cloud: proximity resolution, session
@@ -100,6 +105,8 @@ type Service struct {
 
 	mu      sync.Mutex
 	waiters map[string][]chan struct{} // command id → waiting StartSession calls
+	coWatch map[string][]chan struct{} // checkout id → WatchCheckout calls
+	bg      sync.WaitGroup             // checkout steps started in the background (kickCheckout)
 	tel     *telemetryBuffer
 
 	wg sync.WaitGroup
@@ -138,6 +145,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	def(&opts.PaymentTTL, 15*time.Minute)
 	def(&opts.PaymentLate, 5*time.Second)
 	def(&opts.RefundRetry, time.Minute)
+	def(&opts.AuthMargin, 24*time.Hour)
 	if opts.Channels == nil {
 		opts.Channels = DefaultChannels()
 	}
@@ -145,6 +153,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		opts: opts, st: opts.Store, pub: opts.Publisher, log: opts.Logger, now: opts.Now,
 		Hub:     NewHub(),
 		waiters: map[string][]chan struct{}{},
+		coWatch: map[string][]chan struct{}{},
 		tel:     newTelemetryBuffer(),
 	}
 	s.router = payments.NewRouter(opts.Channels, opts.Store.PaymentTotal, opts.PaymentDay, opts.Now)
@@ -241,7 +250,8 @@ func (s *Service) Run(ctx context.Context) error {
 // offline allowance become unreported, freeing the machine
 // (store.MarkUnreported); unreported ones past their settlement window
 // get the unreported policy (store.CloseUnreported). It tells each
-// session's subscribers, refreshes the unreported gauge, and returns how
+// session's subscribers, refreshes the unreported gauge, gives each
+// checkout past its bound its next step (SweepCheckouts), and returns how
 // many sessions it changed.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	n := 0
@@ -270,6 +280,10 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		return n, err
 	}
 	s.Metrics.unreported.Set(float64(c))
+	// Checkouts: expiry, starts, authorization margins, settlements.
+	if _, err := s.SweepCheckouts(ctx); err != nil {
+		return n, err
+	}
 	return n, nil
 }
 

@@ -104,25 +104,9 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 		}
 		return store.Session{}, errf(ErrSourceNotFound, "%q", req.Source)
 	}
-	d, err := s.st.GetDevice(ctx, m.Device)
+	d, mach, err := s.readyMachine(ctx, m.Device, string(req.Machine), string(req.Slot))
 	if err != nil {
 		return store.Session{}, err
-	}
-	mach, ok := machineOf(d, string(req.Machine))
-	if !ok {
-		return store.Session{}, errf(store.ErrMachineNotFound, "no machine %s on device %s", req.Machine, d.ID)
-	}
-	if len(mach.Slots) > 0 && req.Slot == "" {
-		return store.Session{}, errf(ErrSlotRequired, "machine %s vends from slots; name one", mach.ID)
-	}
-	if d.State == store.DeviceDisabled || !d.Online {
-		return store.Session{}, errf(ErrMachineOffline, "device %s is offline", d.ID)
-	}
-	if machineStates(d.Telemetry)[mach.ID] == string(mqttapi.MachineFault) {
-		return store.Session{}, errf(ErrMachineFault, "machine %s", mach.ID)
-	}
-	if req.Slot != "" && slices.Contains(jammedSlots(d.Telemetry)[mach.ID], string(req.Slot)) {
-		return store.Session{}, errf(ErrSlotJammed, "slot %s of machine %s", req.Slot, mach.ID)
 	}
 	// The price, the units a money cap buys and the hold are decided by
 	// the store in one transaction (a price changed meanwhile cannot
@@ -143,6 +127,35 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 		return s.finishedStart(ss)
 	}
 	return s.authorize(ctx, ss)
+}
+
+// readyMachine reads a device and one of its machines and checks what
+// every start checks after presence: the machine exists, a machine with
+// slots is given one, the device is online (machine.offline), the machine
+// not faulted (machine.fault) and the slot not jammed (slot.jammed) by its
+// last telemetry. StartSession and checkouts share it.
+func (s *Service) readyMachine(ctx context.Context, device, machine, slot string) (store.Device, store.Machine, error) {
+	d, err := s.st.GetDevice(ctx, device)
+	if err != nil {
+		return store.Device{}, store.Machine{}, err
+	}
+	mach, ok := machineOf(d, machine)
+	if !ok {
+		return d, mach, errf(store.ErrMachineNotFound, "no machine %s on device %s", machine, d.ID)
+	}
+	if len(mach.Slots) > 0 && slot == "" {
+		return d, mach, errf(ErrSlotRequired, "machine %s vends from slots; name one", mach.ID)
+	}
+	if d.State == store.DeviceDisabled || !d.Online {
+		return d, mach, errf(ErrMachineOffline, "device %s is offline", d.ID)
+	}
+	if machineStates(d.Telemetry)[mach.ID] == string(mqttapi.MachineFault) {
+		return d, mach, errf(ErrMachineFault, "machine %s", mach.ID)
+	}
+	if slot != "" && slices.Contains(jammedSlots(d.Telemetry)[mach.ID], slot) {
+		return d, mach, errf(ErrSlotJammed, "slot %s of machine %s", slot, mach.ID)
+	}
+	return d, mach, nil
 }
 
 // retriedStart answers a start whose idempotency key already has a
@@ -471,4 +484,5 @@ func (s *Service) publishSession(ss store.Session) {
 		typ = phoneapi.EventEnded
 	}
 	s.Hub.Publish(ss.ID, typ, s.PhoneSession(ss))
+	s.sessionEnded(ss)
 }

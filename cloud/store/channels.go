@@ -46,11 +46,14 @@ type PaymentState string
 
 // The states of a payment order: pending until paid (exactly once), or
 // closed after its TTL, or failed when the provider refused to open it.
+// A hold (CaptureManual) is authorized (credited, not captured) before it
+// is paid (captured) or closed (cancelled).
 const (
-	PaymentPending PaymentState = "pending"
-	PaymentPaid    PaymentState = "paid"
-	PaymentClosed  PaymentState = "closed"
-	PaymentFailed  PaymentState = "failed"
+	PaymentPending    PaymentState = "pending"
+	PaymentAuthorized PaymentState = "authorized"
+	PaymentPaid       PaymentState = "paid"
+	PaymentClosed     PaymentState = "closed"
+	PaymentFailed     PaymentState = "failed"
 )
 
 // Payment is one channel payment order (a channel_payments row).
@@ -58,7 +61,7 @@ type Payment struct {
 	OrderNo      string // the cloud's unique order number, the provider's out_trade_no
 	Channel      string
 	User         string
-	Purpose      string // "topup"
+	Purpose      string // PurposeTopUp or PurposeSession
 	Amount       vend.Amount
 	State        PaymentState
 	ProviderTxID string // empty until paid
@@ -69,14 +72,36 @@ type Payment struct {
 	Paid         time.Time // zero unless paid
 	Closed       time.Time // zero unless closed or failed
 	Refunded     int64     // minor units taken by pending or succeeded refunds
+	// ProviderRef is the provider's own ID of the order when it gives one
+	// at creation (payments.Action.ProviderRef; a Stripe PaymentIntent
+	// ID); empty otherwise.
+	ProviderRef string
+	// CaptureMode is CaptureAuto (paid at once) or CaptureManual (a hold
+	// captured at settlement: HoldChannel).
+	CaptureMode string
+	AuthExpires time.Time // an authorized hold lapses then; zero otherwise
+	Captured    int64     // minor units a hold captured (CaptureManual)
+	Voided      int64     // minor units of a hold released back to the payer (ledger chan_void)
 }
+
+// Capture modes of a payment order.
+const (
+	CaptureAuto   = "auto"
+	CaptureManual = "manual"
+)
+
+// Purposes of a payment order.
+const (
+	PurposeTopUp   = "topup"   // a wallet top-up
+	PurposeSession = "session" // the cap of one checkout (a session paid through the channel)
+)
 
 // Refundable returns what is still refundable of a paid order, in minor units.
 func (p Payment) Refundable() int64 {
 	if p.State != PaymentPaid {
 		return 0
 	}
-	return p.Amount.Minor - p.Refunded
+	return p.Amount.Minor - p.Refunded - p.Voided
 }
 
 // NewPayment is what CreatePayment records.
@@ -90,18 +115,22 @@ type NewPayment struct {
 }
 
 const paymentCols = `order_no, channel, user_id, purpose, amount_minor, currency, state, provider_tx_id, code_url, idem_key,
-	created_ms, expires_ms, paid_ms, closed_ms, refunded_minor`
+	created_ms, expires_ms, paid_ms, closed_ms, refunded_minor, provider_ref, capture_mode, auth_expires_ms, captured_minor, voided_minor`
 
 func scanPayment(r interface{ Scan(...any) error }) (Payment, error) {
 	var p Payment
 	var cur, state string
-	var tx, code, idem sql.NullString
+	var tx, code, idem, ref sql.NullString
 	var created, expires int64
-	var paid, closed sql.NullInt64
+	var paid, closed, authExp sql.NullInt64
 	err := r.Scan(&p.OrderNo, &p.Channel, &p.User, &p.Purpose, &p.Amount.Minor, &cur, &state, &tx, &code, &idem,
-		&created, &expires, &paid, &closed, &p.Refunded)
+		&created, &expires, &paid, &closed, &p.Refunded, &ref, &p.CaptureMode, &authExp, &p.Captured, &p.Voided)
 	if err != nil {
 		return Payment{}, err
+	}
+	p.ProviderRef = ref.String
+	if authExp.Valid {
+		p.AuthExpires = time.UnixMilli(authExp.Int64).UTC()
 	}
 	p.Amount.Currency, p.State = vend.Currency(cur), PaymentState(state)
 	p.ProviderTxID, p.CodeURL, p.IdemKey = tx.String, code.String, idem.String
@@ -183,6 +212,34 @@ func (s *Store) SetPaymentCode(ctx context.Context, orderNo, codeURL string) err
 		return vend.Errorf(ErrPaymentNotFound, "%q", clip(orderNo))
 	}
 	return nil
+}
+
+// SetPaymentRef stores the provider's own ID of an order
+// (payments.Action.ProviderRef), for channels that query, capture or
+// cancel by it. Errors: ErrPaymentNotFound.
+func (s *Store) SetPaymentRef(ctx context.Context, orderNo, ref string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE channel_payments SET provider_ref = $1 WHERE order_no = $2`, nullStr(ref), orderNo)
+	if err != nil {
+		return fmt.Errorf("store: payment ref: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return vend.Errorf(ErrPaymentNotFound, "%q", clip(orderNo))
+	}
+	return nil
+}
+
+// PaymentRef returns the provider's own ID of an order ("" when it gave
+// none). Errors: ErrPaymentNotFound.
+func (s *Store) PaymentRef(ctx context.Context, orderNo string) (string, error) {
+	var ref sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT provider_ref FROM channel_payments WHERE order_no = $1`, orderNo).Scan(&ref)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", vend.Errorf(ErrPaymentNotFound, "%q", clip(orderNo))
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: payment ref: %w", err)
+	}
+	return ref.String, nil
 }
 
 // GetPayment returns one order. Errors: ErrPaymentNotFound.
@@ -338,6 +395,9 @@ func (s *Store) MarkPaid(ctx context.Context, in Paid) (p Payment, credited bool
 		if p.State == PaymentPaid {
 			return nil
 		}
+		if p.CaptureMode == CaptureManual {
+			return vend.Errorf(ErrPaymentState, "order %s is a hold: its capture is recorded by MarkCaptured", p.OrderNo)
+		}
 		paidMs := in.PaidAt.UnixMilli()
 		if in.PaidAt.IsZero() {
 			paidMs = s.nowMs()
@@ -364,6 +424,9 @@ func (s *Store) MarkPaid(ctx context.Context, in Paid) (p Payment, credited bool
 		}
 		credited = true
 		p.State, p.ProviderTxID, p.Paid = PaymentPaid, in.ProviderTxID, time.UnixMilli(paidMs).UTC()
+		if p.Purpose == PurposeSession {
+			return s.checkoutFunded(ctx, tx, p)
+		}
 		return nil
 	})
 	if err == nil && mismatch != "" {
@@ -464,6 +527,9 @@ func (s *Store) ClosePayment(ctx context.Context, orderNo string, failed bool) (
 		p, err = scanPayment(tx.QueryRowContext(ctx, `SELECT `+paymentCols+` FROM channel_payments WHERE order_no = $1`, orderNo))
 		if errors.Is(err, sql.ErrNoRows) {
 			return vend.Errorf(ErrPaymentNotFound, "%q", clip(orderNo))
+		}
+		if err == nil && changed && p.Purpose == PurposeSession {
+			return s.checkoutUnpaid(ctx, tx, p)
 		}
 		return err
 	})
@@ -854,7 +920,7 @@ func (s *Store) refundRequest(ctx context.Context, in refundIn) (RefundRequest, 
 		}
 		// The payer's paid orders, oldest first, with something left.
 		rows, err := tx.QueryContext(ctx, `SELECT `+paymentCols+` FROM channel_payments
-			WHERE user_id = $1 AND currency = $2 AND state = 'paid' AND refunded_minor < amount_minor
+			WHERE user_id = $1 AND currency = $2 AND state = 'paid' AND refunded_minor + voided_minor < amount_minor
 			ORDER BY paid_ms, order_no`+s.d.lockRow, user, string(cur))
 		if err != nil {
 			return err
@@ -905,7 +971,7 @@ func (s *Store) refundRequest(ctx context.Context, in refundIn) (RefundRequest, 
 		var ts []transfer
 		for _, pt := range parts {
 			res, err := tx.ExecContext(ctx, `UPDATE channel_payments SET refunded_minor = refunded_minor + $1
-				WHERE order_no = $2 AND state = 'paid' AND refunded_minor + $1 <= amount_minor`, pt.amount, pt.p.OrderNo)
+				WHERE order_no = $2 AND state = 'paid' AND refunded_minor + voided_minor + $1 <= amount_minor`, pt.amount, pt.p.OrderNo)
 			if err != nil {
 				return err
 			}

@@ -54,6 +54,9 @@ type Machine struct {
 	Price    vend.Price    // per Unit; slots may override
 	Currency vend.Currency // ISO 4217
 	Slots    []Slot        // vending products; none for other kinds
+	// WebCheckout is whether the machine's QR web checkout may start
+	// sessions without a proximity ID (SetWebCheckout); off by default.
+	WebCheckout bool
 }
 
 // Slot is a product slot of a vending machine with its own price.
@@ -368,7 +371,7 @@ func (s *Store) machines(ctx context.Context, devices []string) (map[string][]Ma
 	for i, d := range devices {
 		args[i] = d
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT device_id, id, kind, name, unit, price_minor, price_per, currency
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id, id, kind, name, unit, price_minor, price_per, currency, web_checkout
 		FROM machines WHERE device_id IN `+in(1, len(devices))+` ORDER BY device_id, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: machines: %w", err)
@@ -379,12 +382,13 @@ func (s *Store) machines(ctx context.Context, devices []string) (map[string][]Ma
 		var dev, kind, cur string
 		var m Machine
 		var unit int
-		var per int64
-		if err := rows.Scan(&dev, &m.ID, &kind, &m.Name, &unit, &m.Price.Minor, &per, &cur); err != nil {
+		var per, web int64
+		if err := rows.Scan(&dev, &m.ID, &kind, &m.Name, &unit, &m.Price.Minor, &per, &cur, &web); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("store: machines: %w", err)
 		}
 		m.Kind, m.Unit, m.Price.Per, m.Currency = vend.MachineKind(kind), vend.Unit(unit), uint32(per), vend.Currency(cur)
+		m.WebCheckout = web != 0
 		idx[key{dev, m.ID}] = len(out[dev])
 		out[dev] = append(out[dev], m)
 	}

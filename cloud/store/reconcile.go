@@ -24,13 +24,14 @@ type ReconPayment struct {
 	OrderNo      string
 	Channel      string
 	UserID       string
-	Amount       vend.Amount
-	State        string // pending, paid, closed, failed
+	Amount       vend.Amount // a card hold's: what it captured (the amount less the part voided)
+	State        string      // pending, authorized, paid, closed, failed
 	ProviderTxID string
 	PaidAt       time.Time // zero when not paid
 	// Cleared is the movement of the channel's clearing account under the
 	// order's ledger key chan:<channel>:<order>, in minor units as money
-	// in: Amount.Minor once the payment was credited, 0 before.
+	// in: Amount.Minor once the payment was credited, 0 before; for a card
+	// hold less its chan_void (key chanvoid:<channel>:<order>).
 	Cleared int64
 }
 
@@ -67,10 +68,18 @@ func ChannelFeeKey(channel, day, row string) string {
 // idem_key (the unique index) and that transaction's entries, a shape
 // no planner turns into a scan of the clearing account's entries (which
 // PostgreSQL did for a freshly filled table without statistics).
-const reconPaymentCols = `p.order_no, p.channel, p.user_id, p.amount_minor, p.currency, p.state,
+//
+// A card hold (capture mode manual) counts for what it captured: its
+// amount less the part voided, and its credit less the chan_void posting
+// (key chanvoid:<channel>:<order>), which is what the provider's
+// statement shows.
+const reconPaymentCols = `p.order_no, p.channel, p.user_id, p.amount_minor - p.voided_minor, p.currency, p.state,
 	COALESCE(p.provider_tx_id, ''), COALESCE(p.paid_ms, 0),
 	COALESCE((SELECT -SUM(e.amount) FROM entries e JOIN accounts a ON a.id = e.account_id
 		WHERE e.tx_id = (SELECT t.id FROM ledger_tx t WHERE t.idem_key = 'chan:' || p.channel || ':' || p.order_no)
+		AND a.kind = 'channel_clearing' AND a.owner = p.channel), 0)
+	- COALESCE((SELECT SUM(e.amount) FROM entries e JOIN accounts a ON a.id = e.account_id
+		WHERE e.tx_id = (SELECT t.id FROM ledger_tx t WHERE t.idem_key = 'chanvoid:' || p.channel || ':' || p.order_no)
 		AND a.kind = 'channel_clearing' AND a.owner = p.channel), 0)`
 
 const reconRefundCols = `r.refund_no, r.order_no, r.channel, r.amount_minor, r.currency, r.state,

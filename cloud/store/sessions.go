@@ -908,15 +908,16 @@ func (s *Store) moveHold(ctx context.Context, tx *sql.Tx, ss Session, capture, r
 		}
 		ts = append(ts, transfer{kind: TxRelease, idemKey: "release:" + sid, session: &sid, from: holds, to: wal, amount: release})
 	}
-	if len(ts) == 0 {
-		return nil
+	if len(ts) > 0 {
+		if _, ok, err := s.post(ctx, tx, ss.Currency, ts...); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("store: session %s captured or released twice (bug)", sid)
+		}
 	}
-	if _, ok, err := s.post(ctx, tx, ss.Currency, ts...); err != nil {
-		return err
-	} else if !ok {
-		return fmt.Errorf("store: session %s captured or released twice (bug)", sid)
-	}
-	return nil
+	// A session funded through a channel (a checkout) returns what it
+	// released to the channel in the same transaction.
+	return s.checkoutSessionEnded(ctx, tx, ss, capture)
 }
 
 // matchUsage checks a verified report against its session: against the
@@ -1129,21 +1130,27 @@ func (s *Store) CloseUnreported(ctx context.Context, limit int) ([]Settlement, e
 		return nil, err
 	}
 	return sweep(ids, func(id vend.SessionID) (Settlement, error) {
-		if s.life.Policy == PolicyCaptureLast {
-			ss, err := s.GetSession(ctx, id)
-			if err != nil {
-				return Settlement{}, err
-			}
-			if ss.LastUnits >= 0 {
-				c, err := ss.Price.Cost(uint64(ss.LastUnits))
-				if err != nil {
-					return Settlement{}, fmt.Errorf("store: close unreported %s: %w", id, err)
-				}
-				return s.close(ctx, id, EvWindowLast, "", ReasonUnreportedCapture, min(c, ss.Hold), ` AND deadline_ms < $6`)
-			}
-		}
-		return s.close(ctx, id, EvWindow, "", ReasonUnreportedRelease, -1, ` AND deadline_ms < $6`)
+		return s.closeUnreported(ctx, id, ReasonUnreportedRelease, ReasonUnreportedCapture, ` AND deadline_ms < $6`)
 	})
+}
+
+// closeUnreported applies the unreported policy to one unreported
+// session, with the reasons given and the SQL bound on its row.
+func (s *Store) closeUnreported(ctx context.Context, id vend.SessionID, released, captured, bound string) (Settlement, error) {
+	if s.life.Policy == PolicyCaptureLast {
+		ss, err := s.GetSession(ctx, id)
+		if err != nil {
+			return Settlement{}, err
+		}
+		if ss.LastUnits >= 0 {
+			c, err := ss.Price.Cost(uint64(ss.LastUnits))
+			if err != nil {
+				return Settlement{}, fmt.Errorf("store: close unreported %s: %w", id, err)
+			}
+			return s.close(ctx, id, EvWindowLast, "", captured, min(c, ss.Hold), bound)
+		}
+	}
+	return s.close(ctx, id, EvWindow, "", released, -1, bound)
 }
 
 // OperatorSettle settles one of operator's unreported sessions by hand:
