@@ -19,6 +19,7 @@ import (
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/httpapi"
+	"beaconvend/cloud/webcheckout"
 	"beaconvend/cloud/ingest"
 	"beaconvend/cloud/payments/reconcile"
 	"beaconvend/cloud/service"
@@ -252,6 +253,13 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	}
 	errLog := slog.NewLogLogger(s.log.With("part", "http").Handler(), slog.LevelDebug) // TLS handshake noise
 	pub, adm := api.NewHTTPServer(), httpServer(s.adminHandler(svc, in))
+	web, err := s.webCheckout(svc, sec, scheme)
+	if err != nil {
+		ln.Close()
+		aln.Close()
+		return err
+	}
+	pub.Handler = webcheckout.Mount(web, pub.Handler)
 	pub.ErrorLog, adm.ErrorLog = errLog, errLog
 	goRun("http", serveUntilDone(pub, ln))
 	goRun("admin", serveUntilDone(adm, aln))

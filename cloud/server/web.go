@@ -1,0 +1,24 @@
+package server
+
+import (
+	"crypto/sha256"
+	"strings"
+
+	"beaconvend/cloud/service"
+	"beaconvend/cloud/webcheckout"
+)
+
+// webCheckout is the web checkout at the machines (/m/…, /r/…), served
+// on the public listener beside the phone API. Its forms' key is derived
+// from the cloud key, so every instance of a fleet accepts a form another
+// rendered; its cookies are Secure when the public listener or the
+// configured public URL is HTTPS.
+func (s *Server) webCheckout(svc *service.Service, sec Secrets, scheme string) (*webcheckout.Handler, error) {
+	key := sha256.Sum256(append([]byte("beaconvend web checkout forms\x00"), sec.CloudKey.Seed()...))
+	return webcheckout.New(webcheckout.Options{
+		Backend:       svc,
+		Key:           key[:],
+		SecureCookies: scheme == "https" || strings.HasPrefix(s.cfg.Payments.PublicURL, "https://"),
+		Logger:        s.log.With("part", "web"),
+	})
+}
