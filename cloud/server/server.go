@@ -19,11 +19,11 @@ import (
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/httpapi"
-	"beaconvend/cloud/webcheckout"
 	"beaconvend/cloud/ingest"
 	"beaconvend/cloud/payments/reconcile"
 	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
+	"beaconvend/cloud/webcheckout"
 )
 
 // UpkeepOptions are the knobs of the service's background components that

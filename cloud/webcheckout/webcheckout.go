@@ -294,6 +294,13 @@ func (h *Handler) access(r *http.Request) service.CheckoutAccess {
 func (h *Handler) progress(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	co, err := h.be.GetCheckout(r.Context(), id, h.access(r))
+	if vend.KindOf(err) == vend.NotFound || vend.KindOf(err) == vend.Unauthorized {
+		// The service does not tell a missing checkout from one opened
+		// in another browser (whose cookie holds its token).
+		h.render(w, http.StatusNotFound, "message", message{Title: "Checkout not found here",
+			Text: "A checkout can be followed only in the browser that opened it. Your receipt link works anywhere.", Code: vend.CodeOf(err)})
+		return
+	}
 	if err != nil {
 		h.fail(w, r, err, "")
 		return

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,9 +129,11 @@ type Page struct {
 	Ctx context.Context // the tab's chromedp context
 	b   *Browser
 	vp  Viewport
-	// shots counts screenshots taken, for unique names.
-	shots int
 }
+
+// shots numbers the screenshots kept, so two pages of one test never
+// write the same file.
+var shots atomic.Int64
 
 // Page opens a fresh tab for t at viewport vp, with its own cookies, and
 // closes it when t ends; if t failed, the page's screenshot is kept first
@@ -295,6 +298,27 @@ func (p *Page) Screenshot() []byte {
 	return Run(p, chromedp.CaptureScreenshot())
 }
 
+// ElementPNG returns a PNG of the element matching sel as the page
+// draws it (at scale, device pixels per CSS pixel), also below the fold
+// and on a page without JavaScript: for tests that decode what a payer
+// would scan.
+func (p *Page) ElementPNG(sel string, scale float64) []byte {
+	p.T.Helper()
+	p.WaitFor(sel)
+	type rect struct{ X, Y, W, H float64 }
+	r := Eval[rect](p, fmt.Sprintf(`(e => { const r = e.getBoundingClientRect(); return {X: r.x + scrollX, Y: r.y + scrollY, W: r.width, H: r.height} })(document.querySelector(%q))`, sel))
+	var png []byte
+	p.Do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		res, err := cdp.Call(ctx, tg, page.CaptureScreenshot, page.CaptureScreenshotParams{
+			Format: page.CaptureScreenshotFormatPng, Clip: &page.Viewport{X: r.X, Y: r.Y, Width: r.W, Height: r.H, Scale: scale},
+			CaptureBeyondViewport: new(true), FromSurface: new(true),
+		})
+		png = res.Data
+		return err
+	}))
+	return png
+}
+
 // keepScreenshot writes a full-page screenshot to the artifact directory
 // and logs its path; errors are logged, never fatal (it runs in cleanup).
 func (p *Page) keepScreenshot(what string) {
@@ -310,8 +334,7 @@ func (p *Page) keepScreenshot(what string) {
 		p.T.Logf("browsertest: no screenshot of the %s page: %v", what, err)
 		return
 	}
-	p.shots++
-	name := filepath.Join(dir, fmt.Sprintf("%s-%d.png", what, p.shots))
+	name := filepath.Join(dir, fmt.Sprintf("%s-%d.png", what, shots.Add(1)))
 	if err := os.WriteFile(name, png, 0o644); err != nil {
 		p.T.Logf("browsertest: no screenshot of the %s page: %v", what, err)
 		return
