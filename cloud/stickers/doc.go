@@ -14,9 +14,10 @@
 // one is not worth a dependency for filled squares and two lines of
 // text. Helvetica's WinAnsi encoding covers Latin-1; another character
 // in a machine's name prints as '?' in the PDF (the SVG keeps it).
-// The PNG carries the codes and the cut lines but no text: the module
-// graph has no font rasterizer (golang.org/x/image is not in it); print
-// the SVG or the PDF when the names must be on the stickers.
+// The PNG draws its text with the classic 5×7 dot font of character
+// displays, built in (font.go): the module graph has no font rasterizer
+// (golang.org/x/image is not in it). It covers ASCII; another character
+// prints as '?' there (the SVG keeps it).
 //
 // A printed code proves nothing about presence: anyone with a photo of
 // it opens the page from anywhere. See cloud/webcheckout for why the web

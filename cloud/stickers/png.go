@@ -70,6 +70,13 @@ func WritePNG(w io.Writer, ss []Sticker) error {
 			}
 		}
 	}
+	for i, s := range ss {
+		x, y, p := cell(i)
+		y += float64(p) * pageH
+		w := px(cellW - 6)
+		fitText(img, px(x+3), px(y+4+codeMM+3), w, 4, s.Name)
+		fitText(img, px(x+3), px(y+4+codeMM+11), w, 2, ShortText(s.URL))
+	}
 	var b bytes.Buffer
 	if err := png.Encode(&b, img); err != nil {
 		return err
