@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
 
+	"beaconvend/cloud/internal/browsertest"
 	"beaconvend/cloud/stickers"
 )
 
@@ -163,3 +166,41 @@ func TestSVGNamesAndURLs(t *testing.T) {
 		}
 	}
 }
+
+// The SVG sheet as Chromium draws it: each code, cut out of the rendered
+// page, decodes with gozxing to its machine's URL, and the names and
+// URLs are text on the page.
+func TestSVGInChromium(t *testing.T) {
+	b := browsertest.Start(t)
+	ss := sheet(t, 3)
+	var svg bytes.Buffer
+	if err := stickers.WriteSVG(&svg, ss); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, "<!doctype html><html lang=en><title>sheet</title><body style=margin:0>%s</body></html>",
+			strings.TrimPrefix(svg.String(), `<?xml version="1.0" encoding="UTF-8"?>`))
+	}))
+	t.Cleanup(srv.Close)
+	p := b.Page(t, browsertest.Desktop)
+	p.Go(srv.URL)
+	for i, s := range ss {
+		png := p.ElementPNG(fmt.Sprintf("svg > g:nth-of-type(%d) > g", i+1), 2)
+		img, err := pngDecode(png)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := decode(t, img); got != s.URL {
+			t.Errorf("code %d as Chromium draws it holds %q, want %q", i, got, s.URL)
+		}
+	}
+	text := p.Text("svg")
+	for _, s := range ss {
+		if !strings.Contains(text, s.Name) || !strings.Contains(text, stickers.ShortText(s.URL)) {
+			t.Errorf("the drawn sheet lacks %q or %q:\n%s", s.Name, stickers.ShortText(s.URL), text)
+		}
+	}
+}
+
+func pngDecode(b []byte) (image.Image, error) { return png.Decode(bytes.NewReader(b)) }

@@ -253,7 +253,7 @@ func (p *Page) WaitFor(sel string) {
 func (p *Page) Text(sel string) string {
 	p.T.Helper()
 	p.WaitFor(sel)
-	return Eval[string](p, fmt.Sprintf("document.querySelector(%q).innerText.trim()", sel))
+	return Eval[string](p, fmt.Sprintf("(e => (e.innerText ?? e.textContent).trim())(document.querySelector(%q))", sel)) // an SVG element has no innerText
 }
 
 // WaitText waits until the text of the element matching sel contains
@@ -261,7 +261,7 @@ func (p *Page) Text(sel string) string {
 // the page's own scripts make.
 func (p *Page) WaitText(sel, want string) string {
 	p.T.Helper()
-	p.Wait(fmt.Sprintf("(e => e && e.innerText.includes(%q))(document.querySelector(%q))", want, sel))
+	p.Wait(fmt.Sprintf("(e => e && (e.innerText ?? e.textContent).includes(%q))(document.querySelector(%q))", want, sel))
 	return p.Text(sel)
 }
 
