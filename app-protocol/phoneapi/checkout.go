@@ -1,6 +1,15 @@
 package phoneapi
 
-import "time"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"beaconvend/app-protocol/vend"
+)
 
 // CheckoutRequest pays for one session through a payment channel instead
 // of the wallet (schema CheckoutRequest): a payer without an account (a
@@ -138,6 +147,88 @@ func (r *CheckoutRequest) Validate() error {
 		if err := r.ProximityID.Validate(); err != nil {
 			return prefix("proximity_id", err)
 		}
+	}
+	return nil
+}
+
+// CheckoutTokenHeader carries a checkout's token (Checkout.Token).
+const CheckoutTokenHeader = "X-Checkout-Token"
+
+// CreateCheckout opens a checkout (POST /v1/checkouts): with the client's
+// bearer token when it has one, else as a guest, whose key must be a
+// random secret of at least 16 characters (NewIdempotencyKey's are). A
+// retry with the same key returns the same checkout and token. Errors:
+// invalid (the request, the key), conflict (checkout.web_off,
+// price.changed, machine.busy, channel.refused, …), not found, transient.
+func (c *Client) CreateCheckout(ctx context.Context, key string, req *CheckoutRequest) (*Checkout, error) {
+	if err := ValidateIdempotencyKey(key); err != nil {
+		return nil, err
+	}
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	var out Checkout
+	if err := c.doCheckout(ctx, http.MethodPost, "/v1/checkouts", key, "", req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetCheckout returns a checkout to its owner (the client's bearer) or
+// to the holder of its token (token, "" for none). Errors: not found,
+// unauthorized, transient.
+func (c *Client) GetCheckout(ctx context.Context, id, token string) (*Checkout, error) {
+	var out Checkout
+	if err := c.doCheckout(ctx, http.MethodGet, "/v1/checkouts/"+url.PathEscape(id), "", token, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// StopCheckout cancels a checkout before its session starts, or stops the
+// machine during it. Errors: not found, unauthorized, transient.
+func (c *Client) StopCheckout(ctx context.Context, id, token string) (*Checkout, error) {
+	var out Checkout
+	if err := c.doCheckout(ctx, http.MethodPost, "/v1/checkouts/"+url.PathEscape(id)+"/stop", "", token, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetCheckoutReceipt returns the checkout a receipt link names (the last
+// path element of Checkout.ReceiptURL); no account needed. Errors: not
+// found, transient.
+func (c *Client) GetCheckoutReceipt(ctx context.Context, receiptToken string) (*Checkout, error) {
+	var out Checkout
+	if err := c.doCheckout(ctx, http.MethodGet, "/v1/receipts/"+url.PathEscape(receiptToken), "", "", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// doCheckout is do with the checkout token header when token is set.
+func (c *Client) doCheckout(ctx context.Context, method, path, key, token string, in, out any) error {
+	req, err := c.newRequest(ctx, method, path, key, in)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set(CheckoutTokenHeader, token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s %s: %w", ErrTransport, method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return c.apiError(resp)
+	}
+	b, err := readLimited(resp.Body)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return vend.Errorf(ErrResponse, "%s %s: %v", method, path, err)
 	}
 	return nil
 }

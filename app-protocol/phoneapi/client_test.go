@@ -210,6 +210,18 @@ var calls = map[string]call{
 	"Withdraw": func(ctx context.Context, c *phoneapi.Client, key string) (any, error) {
 		return c.Withdraw(ctx, key, &phoneapi.WithdrawalRequest{Amount: vend.Amount{Minor: 500, Currency: "EUR"}})
 	},
+	"CreateCheckout": func(ctx context.Context, c *phoneapi.Client, key string) (any, error) {
+		return c.CreateCheckout(ctx, key, &phoneapi.CheckoutRequest{Device: "dev-7f3a2c", Machine: "tap1", Cap: phoneapi.Cap{Units: 4000}, Source: "card"})
+	},
+	"GetCheckout": func(ctx context.Context, c *phoneapi.Client, _ string) (any, error) {
+		return c.GetCheckout(ctx, "co_5f0c6a2e3b1d4c8e", "ct_9d2f6a0c")
+	},
+	"StopCheckout": func(ctx context.Context, c *phoneapi.Client, _ string) (any, error) {
+		return c.StopCheckout(ctx, "co_5f0c6a2e3b1d4c8e", "ct_9d2f6a0c")
+	},
+	"GetCheckoutReceipt": func(ctx context.Context, c *phoneapi.Client, _ string) (any, error) {
+		return c.GetCheckoutReceipt(ctx, "rc_4f1a9c2e7b3d5a8c6e0f2b4d6a8c0e2f")
+	},
 }
 
 // TestClientAgainstSpecExamples calls every operation against the example

@@ -514,10 +514,10 @@ func TestIdempotencyAndAuth(t *testing.T) {
 			open = append(open, id)
 		}
 	}
-	if want := []string{"StartSession", "StopSession", "TopUp", "Withdraw"}; !slices.Equal(keyed, want) {
+	if want := []string{"CreateCheckout", "StartSession", "StopSession", "TopUp", "Withdraw"}; !slices.Equal(keyed, want) {
 		t.Errorf("operations with Idempotency-Key = %v, want %v", keyed, want)
 	}
-	if want := []string{"Health", "LogIn", "SignUp"}; !slices.Equal(open, want) {
+	if want := []string{"GetCheckoutReceipt", "Health", "LogIn", "SignUp"}; !slices.Equal(open, want) {
 		t.Errorf("operations without auth = %v, want %v", open, want)
 	}
 }

@@ -801,5 +801,8 @@ func Schemas() map[string]any {
 		"RefundPart":          RefundPart{},
 		"WithdrawalState":     WithdrawalState(""),
 		"Withdrawal":          Withdrawal{},
+		"CheckoutRequest":     CheckoutRequest{},
+		"CheckoutState":       CheckoutState(""),
+		"Checkout":            Checkout{},
 	}
 }

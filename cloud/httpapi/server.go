@@ -136,6 +136,10 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/payments/{order}", s.user(s.getPayment))
 	m.HandleFunc("POST /v1/wallet/withdrawals", s.user(s.idempotent("withdraw", func() any { return &phoneapi.WithdrawalRequest{} }, s.withdraw)))
 	m.HandleFunc("POST /v1/channels/{channel}/notify", s.channelNotify)
+	m.HandleFunc("POST /v1/checkouts", s.createCheckout)
+	m.HandleFunc("GET /v1/checkouts/{id}", s.getCheckout)
+	m.HandleFunc("POST /v1/checkouts/{id}/stop", s.stopCheckout)
+	m.HandleFunc("GET /v1/receipts/{token}", s.getCheckoutReceipt)
 
 	m.HandleFunc("POST /v1/operator/auth/login", s.throttle(scopeOperator, s.guard.logIn, true, s.operatorLogIn))
 	m.HandleFunc("POST /v1/operator/auth/logout", s.operator(s.operatorLogOut))

@@ -864,7 +864,7 @@ func (s *Service) GetCheckout(ctx context.Context, id string, a CheckoutAccess) 
 	if err != nil {
 		return phoneapi.Checkout{}, err
 	}
-	if c.State == phoneapi.CheckoutAwaitingPayment || c.State == phoneapi.CheckoutActionRequired || c.State == phoneapi.CheckoutStarting {
+	if c.State == phoneapi.CheckoutAwaitingPayment || c.State == phoneapi.CheckoutActionRequired {
 		if cur, err := s.advance(ctx, c.ID); err == nil {
 			c = cur
 		} else {
@@ -1138,6 +1138,10 @@ func (s *Service) refundDone(f store.Refund) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if c, err := s.st.CheckoutByOrder(ctx, f.OrderNo); err == nil && c.State == phoneapi.CheckoutSettling {
+		if f.State == store.RefundFailed {
+			_ = s.alertOnce(ctx, f.Channel, c.OrderNo, "checkout.refund_failed",
+				fmt.Sprintf("refund %s of %s to the payer of checkout %s failed; the money is in the payer's wallet", f.RefundNo, f.Amount, c.ID))
+		}
 		if cur, err := s.st.FinishCheckout(ctx, c.ID); err == nil && cur.State != c.State {
 			s.publishCheckout(cur)
 		}
