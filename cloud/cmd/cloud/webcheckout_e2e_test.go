@@ -21,6 +21,7 @@ import (
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/cloud/internal/browsertest"
 	"beaconvend/cloud/internal/simdev"
+	"beaconvend/cloud/internal/svctest"
 	"beaconvend/cloud/payments/alipay/alipaytest"
 	"beaconvend/cloud/payments/wechatpay/wechattest"
 	"beaconvend/cloud/stickers"
@@ -44,24 +45,17 @@ type webRig struct {
 	b       *browsertest.Browser
 }
 
-var controllerBin = func() func(t *testing.T) string {
-	var bin string
-	return func(t *testing.T) string {
-		t.Helper()
-		if bin != "" {
-			return bin
-		}
-		b := filepath.Join(t.TempDir(), "controller")
-		cmd := exec.Command("go", "build", "-o", b, "beaconvend/controller/cmd/controller")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build controller: %v\n%s", err, out)
-		}
-		bin = b
-		return bin
+// buildController compiles the controller program into a temp dir of t.
+func buildController(t *testing.T) string {
+	t.Helper()
+	b := filepath.Join(t.TempDir(), "controller")
+	if out, err := exec.Command("go", "build", "-o", b, "beaconvend/controller/cmd/controller").CombinedOutput(); err != nil {
+		t.Fatalf("go build controller: %v\n%s", err, out)
 	}
-}()
+	return b
+}
 
-func newWebRig(t *testing.T, dsn string) *webRig {
+func newWebRig(t *testing.T, bins [2]string, dsn string) *webRig {
 	t.Helper()
 	r := &webRig{t: t, b: browsertest.Start(t), data: t.TempDir(), dsn: dsn, wx: wechattest.Start(t), ali: alipaytest.Start(t)}
 	addr := freeLoopback(t)
@@ -87,7 +81,7 @@ func newWebRig(t *testing.T, dsn string) *webRig {
 	}
 	ctx := context.Background()
 	// 3 L/min: 50 ml a second, so a payer sees the litres go by.
-	relay, err := simdev.ProvisionRelay(ctx, simdev.RelayConfig{CloudBin: buildCloud(t), ControllerBin: controllerBin(t),
+	relay, err := simdev.ProvisionRelay(ctx, simdev.RelayConfig{CloudBin: bins[0], ControllerBin: bins[1],
 		DataDir: r.data, DSN: dsn, Dir: t.TempDir(), N: 1, FlowLPM: 3, Currency: "CNY"})
 	if err != nil {
 		t.Fatal(err)
@@ -200,11 +194,20 @@ func reloadUntil(t *testing.T, p *browsertest.Page, states ...string) string {
 	}
 }
 
+// TestWebCheckoutInChromium runs the web checkout end to end on SQLite
+// and on PostgreSQL.
 func TestWebCheckoutInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the cloud and the controller and runs Chromium; not with -short")
 	}
-	r := newWebRig(t, "")
+	browsertest.Start(t) // before building anything: skip (or fail) here without a browser
+	bins := [2]string{buildCloud(t), buildController(t)}
+	t.Run("sqlite", func(t *testing.T) { webCheckoutEndToEnd(t, bins, "") })
+	t.Run("postgres", func(t *testing.T) { webCheckoutEndToEnd(t, bins, svctest.PostgresDSN(t, "webcheckout")) })
+}
+
+func webCheckoutEndToEnd(t *testing.T, bins [2]string, dsn string) {
+	r := newWebRig(t, bins, dsn)
 	ctx := context.Background()
 	st := r.m.Store
 
