@@ -53,6 +53,15 @@ func (f *fakeBackend) Checkout(ctx context.Context, p service.Payer, key string,
 	if f.err != nil {
 		return phoneapi.Checkout{}, f.err
 	}
+	price := f.offer.Price // the service's rule: the shown price must be the price now
+	for _, sl := range f.offer.Slots {
+		if sl.ID == string(req.Slot) {
+			price = sl.Price
+		}
+	}
+	if req.ExpectedPrice != nil && *req.ExpectedPrice != price {
+		return phoneapi.Checkout{}, vend.E(vend.Conflict, "price.changed", "service: the price has changed")
+	}
 	if id, ok := f.byKey[key]; ok {
 		co := f.checkouts[id]
 		return co, nil

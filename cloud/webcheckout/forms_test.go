@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"beaconvend/app-protocol/phoneapi"
+	"beaconvend/cloud/service"
 	"beaconvend/cloud/webcheckout"
 )
 
@@ -29,7 +31,7 @@ func client(t *testing.T) *http.Client {
 	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-var hidden = regexp.MustCompile(`<input type="hidden" name="(\w+)" value="([^"]*)">`)
+var hidden = regexp.MustCompile(`<input type="hidden" name="([\w.]+)" value="([^"]*)">`)
 
 // machineForm GETs the machine page and returns its hidden fields.
 func machineForm(t *testing.T, c *http.Client, base string) url.Values {
@@ -174,5 +176,40 @@ func TestBadFormFields(t *testing.T) {
 	}
 	if a := f.lastReq.Cap.Amount; a == nil || a.Minor != 350 || a.Currency != "CNY" || f.lastReq.ExpectedPrice == nil || *f.lastReq.ExpectedPrice != f.offer.Price {
 		t.Errorf("request = %+v, want a cap of 350 CNY and the shown price", f.lastReq)
+	}
+}
+
+// The price the payer was shown goes with the request: for a vending
+// machine, the chosen slot's own price, not the machine's.
+func TestShownPriceGoesWithTheRequest(t *testing.T) {
+	f := newFake()
+	f.offer.Kind, f.offer.Unit, f.offer.Price = "vending", 4, phoneapi.Price{Minor: 100, Per: 1}
+	f.offer.Slots = []service.OfferSlot{{ID: "A1", Name: "Cola", Price: phoneapi.Price{Minor: 150, Per: 1}}, {ID: "A2", Name: "Water", Price: phoneapi.Price{Minor: 90, Per: 1}}}
+	srv := newServer(t, f)
+	c := client(t)
+	for _, slot := range []service.OfferSlot{f.offer.Slots[0], f.offer.Slots[1]} {
+		res, err := c.Get(srv.URL + "/m/dev1/tap1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		v := url.Values{}
+		for _, m := range hidden.FindAllStringSubmatch(string(body), -1) {
+			v.Set(m[1], m[2])
+		}
+		// the value the slot's radio button posts
+		radio := regexp.MustCompile(`id="slot-` + slot.ID + `" value="([^"]*)"`).FindStringSubmatch(string(body))
+		if radio == nil {
+			t.Fatalf("no radio button for slot %s", slot.ID)
+		}
+		v.Set("slot", radio[1])
+		v.Set("source", "wechatpay")
+		if res, body := post(t, c, srv.URL+"/m/dev1/tap1/checkout", v); res.StatusCode != http.StatusSeeOther {
+			t.Fatalf("slot %s: %d\n%s", slot.ID, res.StatusCode, body)
+		}
+		if r := f.lastReq; r.Slot != phoneapi.MachineID(slot.ID) || r.ExpectedPrice == nil || *r.ExpectedPrice != slot.Price {
+			t.Errorf("slot %s: request %+v, want the slot's price %v as shown", slot.ID, r, slot.Price)
+		}
 	}
 }

@@ -44,7 +44,7 @@ func FuzzCheckoutForm(f *testing.F) {
 			Slots:   []service.OfferSlot{{ID: "A1", Price: vend.Price{Minor: 150, Per: 1}}, {ID: "B1", Empty: true, Price: vend.Price{Minor: 150, Per: 1}}},
 			Sources: []phoneapi.PaymentSource{{ID: "wechatpay", Kind: phoneapi.SourceWeChatPay}}},
 	}
-	for _, s := range []string{"cap=u:1000&source=alipay&price=50/1000", "cap=custom&custom=2.5&source=alipay", "slot=A1&source=wechatpay",
+	for _, s := range []string{"cap=u:1000&source=alipay&price=50/1000", "cap=custom&custom=2.5&source=alipay", "slot=A1&source=wechatpay&price.A1=150/1", "slot=A1&source=wechatpay&price.A1=1/x",
 		"slot=B1&source=wechatpay", "cap=u:18446744073709551615&source=alipay", "price=1/0&cap=u:1&source=alipay", "source=wallet&cap=u:5"} {
 		f.Add(s, false)
 		f.Add(s, true)

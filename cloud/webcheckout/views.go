@@ -91,6 +91,7 @@ type choice struct {
 
 type slotView struct {
 	ID, Name, Price string
+	Expected        string // the slot's price as shown, "minor/per", posted as price.<slot>
 	Empty, Checked  bool
 }
 
@@ -115,7 +116,8 @@ func newMachineView(o service.MachineOffer, form, csrf string) machineView {
 		ExpectedPrice: fmt.Sprintf("%d/%d", o.Price.Minor, o.Price.Per), CustomPlaceholder: "e.g. 3.00"}
 	if v.Vending {
 		for _, s := range o.Slots {
-			sv := slotView{ID: s.ID, Name: s.Name, Price: money(s.Price.Minor, o.Currency), Empty: s.Empty}
+			sv := slotView{ID: s.ID, Name: s.Name, Price: money(s.Price.Minor, o.Currency), Empty: s.Empty,
+				Expected: fmt.Sprintf("%d/%d", s.Price.Minor, s.Price.Per)}
 			if !s.Empty && !v.AnySlot {
 				sv.Checked, v.AnySlot = true, true
 			}
@@ -180,12 +182,18 @@ func parseCheckoutForm(o service.MachineOffer, f url.Values) (phoneapi.CheckoutR
 	if !ok {
 		return req, vend.Errorf(ErrForm, "choose how to pay")
 	}
-	if ep := f.Get("price"); ep != "" {
+	// The price the payer was shown: the machine's, or for a vending
+	// machine the chosen slot's (each slot posts its own, price.<slot>).
+	field := "price"
+	if o.Kind == vend.KindVending {
+		field = "price." + f.Get("slot")
+	}
+	if ep := f.Get(field); ep != "" {
 		m, p, found := strings.Cut(ep, "/")
 		minor, err1 := strconv.ParseInt(m, 10, 64)
 		per, err2 := strconv.ParseUint(p, 10, 32)
 		if !found || err1 != nil || err2 != nil {
-			return req, vend.Errorf(ErrForm, "price %q", ep)
+			return req, vend.Errorf(ErrForm, "%s %q", field, ep)
 		}
 		req.ExpectedPrice = &phoneapi.Price{Minor: minor, Per: uint32(per)}
 	}
@@ -287,7 +295,8 @@ func newCheckoutView(co phoneapi.Checkout, o service.MachineOffer, csrf string) 
 	if v.State == "" {
 		v.State = string(co.State)
 	}
-	if !v.Final {
+	switch co.State { // Stop cancels before the session, stops the machine during it
+	case phoneapi.CheckoutAwaitingPayment, phoneapi.CheckoutActionRequired, phoneapi.CheckoutStarting, phoneapi.CheckoutInSession:
 		v.CanStop = true
 	}
 	if co.State == phoneapi.CheckoutAwaitingPayment || co.State == phoneapi.CheckoutActionRequired {
