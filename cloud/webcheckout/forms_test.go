@@ -21,6 +21,11 @@ func newServer(t *testing.T, f *fakeBackend) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newServerWith(t, h)
+}
+
+func newServerWith(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"beaconvend/app-protocol/phoneapi"
@@ -51,13 +52,18 @@ type Options struct {
 	// KeepAlive is the interval of comments on an idle events stream;
 	// DefaultKeepAlive when 0.
 	KeepAlive time.Duration
+	// MaxStreams bounds the events streams open at once for one checkout
+	// on this instance (a page open in a few tabs); DefaultMaxStreams
+	// when 0. One more is answered 429.
+	MaxStreams int
 	// Logger receives internal errors only; discard when nil.
 	Logger *slog.Logger
 }
 
 // Defaults of Options.
 const (
-	DefaultKeepAlive = 15 * time.Second
+	DefaultKeepAlive  = 15 * time.Second
+	DefaultMaxStreams = 4
 )
 
 // Handler serves the web checkout's routes. It is an http.Handler.
@@ -67,6 +73,9 @@ type Handler struct {
 	log  *slog.Logger
 	tpl  map[string]*template.Template
 	mux  *http.ServeMux
+
+	mu      sync.Mutex
+	streams map[string]int // open events streams per checkout
 }
 
 //go:embed templates/*.html
@@ -90,13 +99,17 @@ func New(opts Options) (*Handler, error) {
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = DefaultKeepAlive
 	}
+	if opts.MaxStreams <= 0 {
+		opts.MaxStreams = DefaultMaxStreams
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.ClientIP == nil {
 		opts.ClientIP = remoteHost
 	}
-	h := &Handler{opts: opts, be: opts.Backend, log: opts.Logger, tpl: map[string]*template.Template{}, mux: http.NewServeMux()}
+	h := &Handler{opts: opts, be: opts.Backend, log: opts.Logger, tpl: map[string]*template.Template{}, mux: http.NewServeMux(),
+		streams: map[string]int{}}
 	for _, page := range []string{"machine", "checkout", "receipt", "message"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
@@ -335,9 +348,29 @@ func (h *Handler) stop(w http.ResponseWriter, r *http.Request) {
 // stream at a final state.
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	h.mu.Lock()
+	if h.streams[id] >= h.opts.MaxStreams {
+		h.mu.Unlock()
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many event streams for this checkout", http.StatusTooManyRequests)
+		return
+	}
+	h.streams[id]++
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		if h.streams[id]--; h.streams[id] <= 0 {
+			delete(h.streams, id)
+		}
+		h.mu.Unlock()
+	}()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	ch, err := h.be.WatchCheckout(ctx, id, h.access(r))
+	if k := vend.KindOf(err); k == vend.NotFound || k == vend.Unauthorized {
+		http.Error(w, "checkout not found here", http.StatusNotFound) // as the page: missing or another browser's
+		return
+	}
 	if err != nil {
 		status, _, _ := describe(err)
 		http.Error(w, vend.CodeOf(err), status)
