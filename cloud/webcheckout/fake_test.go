@@ -71,6 +71,9 @@ func (f *fakeBackend) Checkout(ctx context.Context, p service.Payer, key string,
 		Mode: phoneapi.HoldModePrepay, Order: "o-" + id, Hold: phoneapi.Amount{Minor: 100, Currency: "CNY"}, Price: f.offer.Price,
 		CodeURL: "weixin://wxpay/bizpayurl?pr=" + id, Token: "tok-" + id, ReceiptURL: "http://x/r/rcpt-" + id,
 		CreatedAt: time.Unix(1700000000, 0), ExpiresAt: time.Unix(1700000900, 0)}
+	if req.Source == "card" { // a card hold: the payer confirms with the client secret, not a code
+		co.CodeURL, co.ClientSecret, co.Mode = "", "pi_secret_"+id, phoneapi.HoldModeAuthorize
+	}
 	f.checkouts[id], f.byKey[key] = co, id
 	return co, nil
 }

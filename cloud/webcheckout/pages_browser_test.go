@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/cloud/internal/browsertest"
 	"beaconvend/cloud/service"
@@ -63,6 +65,33 @@ func TestPagesAccessible(t *testing.T) {
 			p.WaitFor("table.refunds")
 			if got := p.Text("#returned"); got != "0.25 CNY" {
 				t.Errorf("receipt returned = %q", got)
+			}
+			p.Axe()
+
+			// Another amount, typed: with scripts typing chooses it,
+			// without them the payer picks "Another amount" too.
+			p.Go(srv.URL + "/m/dev1/tap1")
+			if noScript {
+				p.Click("#cap-custom")
+			}
+			p.Click("#custom")
+			p.Do(chromedp.KeyEvent("3.50"))
+			p.ClickAndLoad("#pay")
+			if a := f.lastReq.Cap.Amount; a == nil || a.Minor != 350 {
+				t.Errorf("typed 3.50: request cap %+v, want 350 minor units", f.lastReq.Cap)
+			}
+
+			// A card: the client secret would go to Stripe.js, which the
+			// policy does not load; the page says so and never shows it.
+			f.offer.Sources = append(f.offer.Sources, phoneapi.PaymentSource{ID: "card", Kind: phoneapi.SourceCard, Name: "Card"})
+			p.Go(srv.URL + "/m/dev1/tap1")
+			p.Click("#source-card")
+			p.ClickAndLoad("#pay")
+			if got := p.Text("#pay-h"); !strings.Contains(got, "by card") {
+				t.Errorf("card checkout heading %q", got)
+			}
+			if html := browsertest.Eval[string](p, "document.documentElement.outerHTML"); strings.Contains(html, "pi_secret_") || strings.Contains(html, "<svg") {
+				t.Error("the card page shows the client secret or a code")
 			}
 			p.Axe()
 

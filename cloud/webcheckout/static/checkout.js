@@ -13,6 +13,10 @@ document.addEventListener("submit", function (ev) {
   b.dataset.sent = "1";
   setTimeout(function () { b.disabled = true; }, 0); // after the form's data is taken
 });
+(function () { // typing another amount chooses it
+  var custom = document.getElementById("custom"), radio = document.getElementById("cap-custom");
+  if (custom && radio) custom.addEventListener("input", function () { radio.checked = true; });
+})();
 (function () {
   var box = document.getElementById("checkout");
   if (!box || !window.EventSource) return;
