@@ -566,3 +566,27 @@ func TestCheckoutCancelledBeforePayment(t *testing.T) {
 		c.guestZero(t, v)
 	})
 }
+
+// A machine that never answers the grant: the session expires at its
+// start-by bound and the checkout fails with everything returned.
+func TestCheckoutDeviceNeverAnswersReturnsEverything(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		c := newCoRig(t, dsn, service.Options{}, nil) // no answers from the device
+		v := c.wait(t, c.open(t, "card", 2000), phoneapi.CheckoutInSession)
+		if ss := c.session(t, v); ss.State != store.Pending {
+			t.Fatalf("session %s, want pending", ss.State)
+		}
+		c.clk.Add(31 * time.Second) // the 20 s start-by bound and the 10 s allowance
+		if _, err := c.svc.Sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		v = c.wait(t, v, phoneapi.CheckoutFailed)
+		if v.FailCode != store.ReasonUnacknowledged || v.Returned.Minor != 100 || v.SessionState != phoneapi.SessionState(store.Expired) {
+			t.Fatalf("failed %+v", v)
+		}
+		if st, _ := c.card.Status(v.Order); st.State != payments.PayClosed || c.card.Count("capture") != 0 {
+			t.Fatalf("card order %s, captures %d", st.State, c.card.Count("capture"))
+		}
+		c.guestZero(t, v)
+	})
+}

@@ -105,6 +105,34 @@
 // oldest paid order first. The development sandbox card
 // (payments.Sandbox) pays at once: TopUp queries it right after Create.
 //
+// # Checkouts
+//
+// Checkout pays for one session through a channel instead of the wallet,
+// for a signed-in user or a guest (Payer.User ""): a card hold
+// (payments.HoldChannel: Authorize, then Capture of exactly the metered
+// amount, or Cancel for nothing) or a QR prepayment (Create, then a
+// refund of the unused part to the same order). The checkout and its
+// order are recorded before the provider is called; the grant goes to the
+// board only once the channel holds the money (a notification, a query
+// by GetCheckout or WatchCheckout of a late order, or the sweep), and
+// the session starts for the checkout's user with key checkout:<id>,
+// without a proximity check (checked at Checkout: a proximity ID, or the
+// machine's web checkout switch). Every step is idempotent and retried by
+// SweepCheckouts (part of Sweep): a checkout past its bound is expired
+// (the order cancelled or closed: nothing taken), started, checked
+// against its authorization's validity, or settled with the channel. A
+// start the machine refuses returns everything; a 3-D Secure never
+// completed expires with the order; an unreported card-held session is
+// settled by the unreported policy at the authorization's expiry less
+// Options.AuthMargin (reason unreported.auth_lapsing), and anything else
+// still uncaptured then is alerted (auth.lapsing); a hold that lapsed
+// before its capture fails the checkout with an alert (auth.lapsed),
+// never silently. A report that arrives after a checkout settled without
+// it is a late capture on the payer (the channel's hold is gone, and no
+// second capture or incremental authorization is attempted): the payer's
+// receivable, alerted as checkout.late_report for an operator to pursue
+// or forgive. The receipt is a link (CheckoutReceipt, no account).
+//
 // # Metrics
 //
 // See Metrics for the Prometheus series; Registry returns the registry

@@ -322,3 +322,50 @@ func TestCheckoutIdempotencyAndLookups(t *testing.T) {
 		wantCode(t, e.s.SetWebCheckout(e.ctx, "dev-a", "nope", true), store.ErrMachineNotFound.Code)
 	})
 }
+
+// A checkout cancelled while its start was on the way never starts a
+// session (a signed-in payer's own wallet money is not taken instead),
+// and a retried start of a started checkout finds its session.
+func TestCheckoutCancelledNeverStarts(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, nil)
+		e.topUp(e.user.ID, 10000) // the payer has wallet money of their own
+		price := vend.Price{Minor: 50, Per: 1000}
+		h := sha256.Sum256([]byte("t"))
+		c, _, err := e.s.CreateCheckout(e.ctx, store.NewCheckout{User: e.user.ID, Scope: e.user.ID, IdemKey: "k", ReqHash: "h", Device: "dev-a",
+			Machine: "w1", CapUnits: 2000, Price: price, Currency: "EUR", Hold: 100, Channel: "wechatpay", OrderNo: "o-1",
+			Mode: phoneapi.HoldModePrepay, TokenHash: hex.EncodeToString(h[:]), Receipt: "r", Expires: e.clk.Now().Add(time.Minute)})
+		must(t, err)
+		if c.Guest || c.User != e.user.ID {
+			t.Fatalf("checkout of a signed-in payer %+v", c)
+		}
+		if _, _, err := e.s.MarkPaid(e.ctx, store.Paid{Channel: "wechatpay", OrderNo: "o-1", ProviderTxID: "wx", Amount: eur(100)}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.s.FailCheckout(e.ctx, c.ID, phoneapi.CheckoutCancelled, "", "the payer cancelled")
+		must(t, err)
+		if got.State != phoneapi.CheckoutSettling || got.EndState != phoneapi.CheckoutCancelled || got.Returned != 100 {
+			t.Fatalf("cancelled %+v", got)
+		}
+		_, err = e.s.StartSession(e.ctx, store.StartInput{User: c.User, Device: "dev-a", Machine: "w1", CapUnits: 2000,
+			IdemKey: store.CheckoutKeyPrefix + c.ID, ExpectedPrice: &price})
+		wantCode(t, err, store.ErrCheckoutState.Code)
+		if w := e.wallet(e.user.ID); w != 10000 {
+			t.Fatalf("wallet %d, want the payer's own 10000 untouched", w)
+		}
+		e.checkLedger()
+		// Another checkout that did start: a retried start finds the session.
+		c2 := e.checkout("wechatpay", phoneapi.HoldModePrepay, "k2", 2000)
+		if _, _, err := e.s.MarkPaid(e.ctx, store.Paid{Channel: "wechatpay", OrderNo: c2.OrderNo, ProviderTxID: "wx2", Amount: eur(100)}); err != nil {
+			t.Fatal(err)
+		}
+		ss := e.startCheckout(c2)
+		again, err := e.s.StartSession(e.ctx, store.StartInput{User: c2.User, Device: "dev-a", Machine: "w1", CapUnits: 2000,
+			IdemKey: store.CheckoutKeyPrefix + c2.ID, ExpectedPrice: &c2.Price})
+		if err != nil || again.ID != ss.ID || !again.Duplicate {
+			t.Fatalf("retried start = %+v, %v", again, err)
+		}
+		_, err = e.s.FailCheckout(e.ctx, c2.ID, phoneapi.CheckoutCancelled, "", "too late")
+		wantCode(t, err, store.ErrCheckoutState.Code)
+	})
+}

@@ -109,6 +109,33 @@
 //	RefundSession session_refund   operator_revenue   user_wallet        sessrefund:<request>
 //	ApplyRefund   chan_refund_rev… channel_clearing   wallet or revenue  chanrefundrev:<channel>:<refund_no>
 //	PostChannelFee chan_fee        fees               channel_clearing   chanfee:<channel>:<day>:<row>
+//	MarkAuthorized topup           channel_clearing   user_wallet        chan:<channel>:<order>
+//	session end   chan_void        user_wallet        channel_clearing   chanvoid:<channel>:<order>
+//	session end   chan_refund      user_wallet        channel_clearing   chanrefund:<channel>:<refund_no>
+//
+// # Checkouts
+//
+// A checkout (checkouts) is one session paid through a channel instead of
+// the wallet, by a signed-in user or a guest (users.kind guest, one per
+// checkout, made by [Store.CreateCheckout]). Its order (channel_payments,
+// purpose session) holds the cap's cost: a card authorization (capture
+// mode manual) or a QR prepayment. The order turning authorized
+// ([Store.MarkAuthorized]) or paid ([Store.MarkPaid]) credits the payer's
+// wallet once under chan:<channel>:<order> and moves the checkout to
+// starting in the same transaction; its session, started with the key
+// checkout:<id>, holds that money as any session. Whatever ends the
+// session (a report, a refusal, a sweep, an operator) settles it in one
+// transaction with the return of what it did not charge: for a hold,
+// chan_void of the uncaptured part (voided_minor); for a prepayment, a
+// pending channel refund against the same order; the checkout becomes
+// settling until the channel confirmed the capture ([Store.MarkCaptured]),
+// the cancel ([Store.MarkReleased]) or the refund ([Store.FinishCheckout]),
+// then done (or failed, when the machine never ran). A checkout whose
+// session never started returns everything ([Store.FailCheckout]); money
+// that arrives after a checkout expired or was cancelled is returned the
+// same way (alert checkout.late_payment). The guest's wallet is zero at
+// the end of every path. Reconciliation reads a hold for what it captured
+// (amount − voided), which is what the provider's statement shows.
 //
 // # Channel payments
 //

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
@@ -309,6 +310,22 @@ func (s *Store) StartSession(ctx context.Context, in StartInput) (Session, error
 		}
 		if err := s.userExists(ctx, tx, in.User); err != nil {
 			return err
+		}
+		// A checkout's session starts only while its checkout is starting
+		// (funded, not cancelled or failed meanwhile): the row lock orders
+		// this start against FailCheckout.
+		if id, ok := strings.CutPrefix(in.IdemKey, CheckoutKeyPrefix); ok {
+			var state string
+			err := tx.QueryRowContext(ctx, `SELECT state FROM checkouts WHERE id = $1 AND user_id = $2`+s.d.lockRow, id, in.User).Scan(&state)
+			if errors.Is(err, sql.ErrNoRows) {
+				return vend.Errorf(ErrCheckoutNotFound, "%q", clip(id))
+			}
+			if err != nil {
+				return err
+			}
+			if state != string(phoneapi.CheckoutStarting) {
+				return vend.Errorf(ErrCheckoutState, "checkout %s is %s", id, state)
+			}
 		}
 		// The device, its machine and whether the machine has slots, in
 		// one round trip (the transaction holds no lock while it waits).

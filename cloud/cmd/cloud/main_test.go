@@ -727,6 +727,44 @@ func TestCloudEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("GuestCheckout", func(t *testing.T) {
+		// A payer without an account pays one session through the sandbox
+		// card (a prepayment), stops early and reads the receipt link: the
+		// unused part went back to the same order.
+		guest := e.newPhone()
+		co, err := guest.CreateCheckout(ctx, phoneapi.NewIdempotencyKey(), &phoneapi.CheckoutRequest{Device: "wd-1", Machine: "tap1",
+			ProximityID: e.water.proximityID(time.Now()), Cap: phoneapi.Cap{Units: 2000}, Source: "card_sandbox"})
+		if err != nil || co.Token == "" || co.Mode != phoneapi.HoldModePrepay {
+			t.Fatalf("CreateCheckout: %+v %v", co, err)
+		}
+		var cur *phoneapi.Checkout
+		eventually(t, "checkout in session", func() bool {
+			cur, err = guest.GetCheckout(ctx, co.ID, co.Token)
+			return err == nil && cur.State == phoneapi.CheckoutInSession && cur.Session != nil
+		})
+		g := e.water.grant(*cur.Session)
+		if g.Session != *cur.Session || g.CapMoney != co.Hold.Minor {
+			t.Fatalf("grant %+v for checkout %+v", g, co)
+		}
+		if _, err := guest.StopCheckout(ctx, co.ID, co.Token); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "stop command", func() bool { e.water.mu.Lock(); defer e.water.mu.Unlock(); return e.water.stops > 1 })
+		e.water.publish(e.water.usage(g, 1000, vend.OutcomeUserStop, nil))
+		eventually(t, "checkout done", func() bool {
+			cur, err = guest.GetCheckout(ctx, co.ID, co.Token)
+			return err == nil && cur.State == phoneapi.CheckoutDone
+		})
+		half := co.Hold.Minor / 2
+		rc, err := e.newPhone().GetCheckoutReceipt(ctx, cur.ReceiptURL[strings.LastIndex(cur.ReceiptURL, "/")+1:])
+		if err != nil || rc.Captured.Minor != half || rc.Returned.Minor != co.Hold.Minor-half || len(rc.Refunds) != 1 || rc.Refunds[0].Order != co.Order {
+			t.Fatalf("receipt %+v %v", rc, err)
+		}
+		if imb, err := e.m.Store.LedgerImbalance(ctx); err != nil || len(imb) != 0 {
+			t.Fatalf("ledger %v %v", imb, err)
+		}
+	})
+
 	t.Run("Auth", func(t *testing.T) {
 		p := e.newPhone()
 		if _, err := p.LogIn(ctx, &phoneapi.LogInRequest{Email: "ana@example.com", Password: "correct-horse-battery"}); err != nil {
