@@ -253,7 +253,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	}
 	errLog := slog.NewLogLogger(s.log.With("part", "http").Handler(), slog.LevelDebug) // TLS handshake noise
 	pub, adm := api.NewHTTPServer(), httpServer(s.adminHandler(svc, in))
-	web, err := s.webCheckout(svc, sec, scheme)
+	web, err := s.webCheckout(svc, api, sec, scheme)
 	if err != nil {
 		ln.Close()
 		aln.Close()

@@ -15,6 +15,9 @@
 //	GET  /r/{token}                     the receipt: delivered, captured, returned to the channel with the refunds' state
 //	GET  /m/static/…                    the style sheet and the one script, embedded in the binary
 //
+// (So a device named "c" or "static" has no machine pages: those paths
+// are taken.)
+//
 // The pages are rendered on the server with html/template and work
 // without JavaScript for the essential path: the form is a plain POST and
 // the progress page advances when reloaded (a "Check progress" link). It
@@ -32,7 +35,9 @@
 // form, an HMAC under Options.Key of a random cookie (HttpOnly,
 // SameSite=Strict) and of the form's purpose; each rendered machine form
 // carries its own idempotency key, so a double submit opens one checkout
-// and lands both requests on the same progress page. The checkout's
+// and lands both requests on the same progress page. Opening a checkout
+// takes from the payer's per-address budget that the phone API's guest
+// checkouts share (Options.Limit). The checkout's
 // token, which lets a guest read and stop it, is kept in an HttpOnly,
 // SameSite=Strict cookie scoped to the checkout's path, never in a URL.
 //

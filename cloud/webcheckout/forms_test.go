@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/cloud/service"
@@ -216,5 +217,38 @@ func TestShownPriceGoesWithTheRequest(t *testing.T) {
 		if r := f.lastReq; r.Slot != phoneapi.MachineID(slot.ID) || r.ExpectedPrice == nil || *r.ExpectedPrice != slot.Price {
 			t.Errorf("slot %s: request %+v, want the slot's price %v as shown", slot.ID, r, slot.Price)
 		}
+	}
+}
+
+// Past the payer's budget a form opens nothing and says when to retry.
+func TestCheckoutLimit(t *testing.T) {
+	f := newFake()
+	left := 2
+	h, err := webcheckout.New(webcheckout.Options{Backend: f, Limit: func(*http.Request) time.Duration {
+		if left == 0 {
+			return 30 * time.Second
+		}
+		left--
+		return 0
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServerWith(t, h)
+	c := client(t)
+	for i := range 3 {
+		v := machineForm(t, c, srv.URL)
+		v.Set("cap", "u:1000")
+		v.Set("source", "alipay")
+		res, body := post(t, c, srv.URL+"/m/dev1/tap1/checkout", v)
+		switch {
+		case i < 2 && res.StatusCode != 303:
+			t.Fatalf("checkout %d: %d", i, res.StatusCode)
+		case i == 2 && (res.StatusCode != 429 || res.Header.Get("Retry-After") != "31" || !strings.Contains(body, "Try again in 31 seconds")):
+			t.Fatalf("checkout past the budget: %d, Retry-After %q", res.StatusCode, res.Header.Get("Retry-After"))
+		}
+	}
+	if f.calls != 2 {
+		t.Errorf("the service saw %d checkouts, want 2", f.calls)
 	}
 }

@@ -1,6 +1,7 @@
 package webcheckout
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"embed"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +51,11 @@ type Options struct {
 	// ClientIP returns the payer's address for the service's limits and
 	// audit; the request's remote host when nil.
 	ClientIP func(*http.Request) string
+	// Limit takes one guest checkout from the payer's budget before a
+	// checkout is opened: 0, or how long to wait (the form is answered
+	// 429 then). cloud/server shares the phone API's per-address budget
+	// (httpapi's TakeGuestCheckout); nil means no limit here.
+	Limit func(*http.Request) time.Duration
 	// KeepAlive is the interval of comments on an idle events stream;
 	// DefaultKeepAlive when 0.
 	KeepAlive time.Duration
@@ -173,16 +180,20 @@ func secureHeaders(w http.ResponseWriter) {
 	h.Set("X-Frame-Options", "DENY")
 }
 
-// render writes page with status; a template error is internal (the
-// status line is already out, so it is only logged).
+// render writes page with status. The page is rendered in full first,
+// so a template error is a plain 500, never half a page.
 func (h *Handler) render(w http.ResponseWriter, status int, page string, data any) {
 	secureHeaders(w)
+	var b bytes.Buffer
+	if err := h.tpl[page].Execute(&b, data); err != nil {
+		h.log.Error("webcheckout: render", "page", page, "err", err)
+		http.Error(w, "webcheckout: internal error", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	if err := h.tpl[page].Execute(w, data); err != nil {
-		h.log.Error("webcheckout: render", "page", page, "err", err)
-	}
+	w.Write(b.Bytes())
 }
 
 // message is the data of the message page: an error or a notice.
@@ -276,6 +287,15 @@ func (h *Handler) checkout(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.fail(w, r, err, back)
 		return
+	}
+	if h.opts.Limit != nil {
+		if wait := h.opts.Limit(r); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			h.render(w, http.StatusTooManyRequests, "message", message{Title: "Too many checkouts",
+				Text: fmt.Sprintf("Too many checkouts were opened from this network just now. Try again in %d seconds.", int(wait/time.Second)+1),
+				Back: back, Code: "rate.limited"})
+			return
+		}
 	}
 	co, err := h.be.Checkout(r.Context(), service.Payer{ClientIP: h.opts.ClientIP(r)}, "web:"+formID, req)
 	if err != nil {
