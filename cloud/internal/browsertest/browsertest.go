@@ -9,9 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,9 +106,32 @@ func Start(t testing.TB) *Browser {
 	return shared
 }
 
+// profileDir is the browser's profile directory for this process:
+// os.TempDir()/beaconvend-browsertest/profile-<pid>. The browser lives
+// as long as the test binary (chromedp kills it when the binary exits),
+// so nothing removes its profile then; each start removes the profiles of
+// processes that are gone instead.
+func profileDir() (string, error) {
+	base := filepath.Join(os.TempDir(), "beaconvend-browsertest")
+	old, _ := filepath.Glob(filepath.Join(base, "profile-*"))
+	for _, d := range old {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "profile-"))
+		if err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(d)
+		}
+	}
+	dir := filepath.Join(base, fmt.Sprintf("profile-%d", os.Getpid()))
+	return dir, os.MkdirAll(dir, 0o700)
+}
+
 func start(exe, axe string) (*Browser, error) {
+	profile, err := profileDir()
+	if err != nil {
+		return nil, fmt.Errorf("browsertest: profile: %w", err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
+		chromedp.UserDataDir(profile),
 		chromedp.NoSandbox, // tests run as root in CI containers
 		chromedp.DisableGPU,
 		chromedp.Flag("lang", "en-US"),

@@ -8,6 +8,10 @@
 // installs the payment peers) inside the page, failing the test on any
 // serious or critical finding.
 //
+// The browser lives as long as the test binary (chromedp kills it when the
+// binary exits); its profile is os.TempDir()/beaconvend-browsertest/
+// profile-<pid>, and each start removes the profiles of exited binaries.
+//
 // When a test that used a page fails, the page's screenshot is written
 // to a kept file and its path logged: under $VEND_ARTIFACTS/<test> when
 // set, under go test's -artifacts directory (t.ArtifactDir) when that
