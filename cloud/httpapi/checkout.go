@@ -144,3 +144,49 @@ func (s *Server) getCheckoutReceipt(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, c)
 }
+
+// OperatorWebCheckoutRequest is the body of PUT
+// /v1/operator/devices/{device}/machines/{machine}/web-checkout: whether
+// the machine's QR web checkout may start sessions without a proximity
+// ID. A printed code proves nothing about presence: anyone who has a
+// photo of it can pay and start the machine from anywhere, so turn it on
+// only where that is acceptable.
+type OperatorWebCheckoutRequest struct {
+	On *bool `json:"on"`
+}
+
+// Validate requires the field.
+func (q *OperatorWebCheckoutRequest) Validate() error {
+	if q.On == nil {
+		return vend.Errorf(ErrField, "on: required")
+	}
+	return nil
+}
+
+// OperatorWebCheckout is the answer of the web checkout switch.
+type OperatorWebCheckout struct {
+	Device      string `json:"device"`
+	Machine     string `json:"machine"`
+	WebCheckout bool   `json:"web_checkout"`
+}
+
+// opSetWebCheckout turns one of the operator's machines' web checkout on
+// or off; another operator's device is device.not_found.
+func (s *Server) opSetWebCheckout(w http.ResponseWriter, r *http.Request) {
+	var req OperatorWebCheckoutRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	dev, mach := r.PathValue("device"), r.PathValue("machine")
+	if _, err := s.st.OperatorDevice(r.Context(), operatorOf(r), dev); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.st.SetWebCheckout(r.Context(), dev, mach, *req.On); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("httpapi: web checkout switched", "operator", operatorOf(r), "device", dev, "machine", mach, "on", *req.On)
+	writeJSON(w, http.StatusOK, OperatorWebCheckout{Device: dev, Machine: mach, WebCheckout: *req.On})
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -255,9 +256,44 @@ func checkoutFlow(t *testing.T, dsn string) {
 	}
 	balanced("card done")
 
-	// Web checkout off: refused without a proximity ID.
-	if err := st.SetWebCheckout(ctx, "dev-1", "tap1", false); err != nil {
+	// The operator turns the machine's web checkout off (another
+	// operator cannot); then a checkout without a proximity ID is refused.
+	opLogin := func(email, pw string) string {
+		resp, err := http.Post(srv.URL+"/v1/operator/auth/login", "application/json", strings.NewReader(`{"email":"`+email+`","password":"`+pw+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tok struct{ Token string }
+		if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.Token == "" {
+			t.Fatalf("operator login %d %v", resp.StatusCode, err)
+		}
+		return tok.Token
+	}
+	if _, _, err := st.CreateOperatorWithAccount(ctx, "Other", "ops@other.example", "other-password"); err != nil {
 		t.Fatal(err)
+	}
+	switchWeb := func(tok, body string) (int, string) {
+		r, _ := http.NewRequest("PUT", srv.URL+"/v1/operator/devices/dev-1/machines/tap1/web-checkout", strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, b := switchWeb(opLogin("ops@other.example", "other-password"), `{"on":false}`); code != 404 || !strings.Contains(b, "device.not_found") {
+		t.Fatalf("another operator: %d %s", code, b)
+	}
+	acme := opLogin("ops@acme.example", "acme-password")
+	if code, b := switchWeb(acme, `{}`); code != 400 {
+		t.Fatalf("no field: %d %s", code, b)
+	}
+	if code, b := switchWeb(acme, `{"on":false}`); code != 200 || !strings.Contains(b, `"web_checkout":false`) {
+		t.Fatalf("switch off: %d %s", code, b)
 	}
 	_, err = guest.CreateCheckout(ctx, phoneapi.NewIdempotencyKey(), req)
 	var ae *phoneapi.APIError

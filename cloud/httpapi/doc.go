@@ -42,6 +42,17 @@
 // /v1/operator/sessions/{session}/refund {amount, reason} and an
 // Idempotency-Key.
 //
+// POST /v1/checkouts pays one session through a channel; the bearer is
+// optional (none: a guest, limited per client address like a sign-up).
+// The service is idempotent by the Idempotency-Key itself (scoped by the
+// user, or the key alone for a guest), so the route does not store
+// responses: a retry gets the same checkout and its token. GET
+// /v1/checkouts/{id} and POST /v1/checkouts/{id}/stop take the owner's
+// bearer or the checkout's token in X-Checkout-Token; GET
+// /v1/receipts/{token} needs neither. An operator turns a machine's web
+// checkout on or off with PUT
+// /v1/operator/devices/{device}/machines/{machine}/web-checkout {on}.
+//
 // # Idempotency
 //
 // StartSession, StopSession, TopUp and Withdraw need an Idempotency-Key. The key is

@@ -147,6 +147,7 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/operator/devices", s.operator(s.opDevices))
 	m.HandleFunc("GET /v1/operator/devices/{device}", s.operator(s.opDevice))
 	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/price", s.operator(s.opSetPrice))
+	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/web-checkout", s.operator(s.opSetWebCheckout))
 	m.HandleFunc("GET /v1/operator/sessions", s.operator(s.opSessions))
 	m.HandleFunc("GET /v1/operator/revenue", s.operator(s.opRevenue))
 	m.HandleFunc("GET /v1/operator/sessions/unreported", s.operator(s.opUnreported))

@@ -351,8 +351,16 @@ func (s *Service) queryCheckoutOrder(ctx context.Context, ch *payments.Guarded, 
 func (s *Service) applyHoldStatus(ctx context.Context, channel string, cur store.Payment, st payments.Status, eventID string) (store.Payment, bool, error) {
 	switch st.State {
 	case payments.PayAuthorized:
+		exp := st.AuthExpiresAt
+		if exp.IsZero() { // the provider did not say: count the channel's validity from the order's creation, never later than the real lapse
+			if ch, ok := s.channel(channel); ok {
+				if h, ok := holdOf(ch); ok {
+					exp = cur.Created.Add(h.AuthorizationValidity())
+				}
+			}
+		}
 		p, credited, err := s.st.MarkAuthorized(ctx, store.HoldAuthorized{Channel: channel, OrderNo: st.OrderNo, ProviderTxID: st.ProviderTxID,
-			Amount: st.Amount, Expires: st.AuthExpiresAt, EventID: eventID})
+			Amount: st.Amount, Expires: exp, EventID: eventID})
 		if credited {
 			s.Metrics.pay.orders.WithLabelValues(channel, "authorized").Inc()
 			s.log.Info("service: hold authorized", "channel", channel, "order", st.OrderNo, "amount", st.Amount.String())
@@ -525,6 +533,14 @@ func (s *Service) advance(ctx context.Context, id string) (store.Checkout, error
 func (s *Service) expireCheckout(ctx context.Context, ch *payments.Guarded, c store.Checkout) (store.Checkout, error) {
 	var err error
 	if h, ok := holdOf(ch); ok && c.Mode == phoneapi.HoldModeAuthorize {
+		// Ask first: an authorization that completed while its notification
+		// was on the way funds the checkout instead of being cancelled. (One
+		// that completes between this answer and the cancel is released by
+		// the cancel; if its notification still started a session, the
+		// capture is refused and alerted as auth.lapsed, never silent.)
+		if p, qerr := s.queryCheckoutOrder(ctx, ch, c.OrderNo); qerr == nil && p.State != store.PaymentPending {
+			return s.st.GetCheckout(ctx, c.ID)
+		}
 		cctx, cancel := callCtx(ctx, ch)
 		var st payments.Status
 		st, err = h.Cancel(cctx, c.OrderNo)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -588,5 +589,75 @@ func TestCheckoutDeviceNeverAnswersReturnsEverything(t *testing.T) {
 			t.Fatalf("card order %s, captures %d", st.State, c.card.Count("capture"))
 		}
 		c.guestZero(t, v)
+	})
+}
+
+// Duplicate notifications, page polls and the sweep racing each other
+// fund the checkout once and start one session.
+func TestCheckoutRacingDeliveriesStartOnce(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		c := newCoRig(t, dsn, service.Options{}, nil)
+		c.answerOK()
+		ctx := context.Background()
+		v := c.open(t, "wechatpay", 2000)
+		st, err := c.wx.Pay(v.Order)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.clk.Add(6 * time.Second) // late enough for the polls to query
+		pe := &payEnv{t: t, ctx: ctx, svc: c.svc}
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(3)
+			go func() {
+				defer wg.Done()
+				pe.notify(c.wx, payments.Notification{EventID: fmt.Sprintf("ev-%d", i%2), Kind: payments.NotifyPayment, Payment: st})
+			}()
+			go func() {
+				defer wg.Done()
+				_, _ = c.svc.GetCheckout(ctx, v.ID, service.CheckoutAccess{Token: v.Token})
+			}()
+			go func() {
+				defer wg.Done()
+				_, _ = c.svc.Sweep(ctx)
+			}()
+		}
+		wg.Wait()
+		v = c.wait(t, v, phoneapi.CheckoutInSession)
+		var n int
+		if err := c.st.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM sessions WHERE idem_key = $1`, store.CheckoutKeyPrefix+v.ID).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("%d sessions (%v), want 1", n, err)
+		}
+		if err := c.st.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM ledger_tx WHERE idem_key = $1`, store.ChannelPaymentKey("wechatpay", v.Order)).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("%d credits (%v), want 1", n, err)
+		}
+		c.report(t, c.session(t, v), 2000)
+		v = c.wait(t, v, phoneapi.CheckoutDone)
+		if v.Captured.Minor != 100 || v.Returned.Minor != 0 || len(v.Refunds) != 0 {
+			t.Fatalf("done %+v", v)
+		}
+		c.guestZero(t, v)
+	})
+}
+
+// A payer who completed 3-D Secure whose notification never came: at the
+// order's TTL the sweep asks the channel first and starts the session
+// instead of cancelling a valid authorization.
+func TestCheckout3DSCompletedNotificationLostStartsAtTTL(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		c := newCoRig(t, dsn, service.Options{PaymentLate: time.Hour}, &paytest.Card{Require3DS: true})
+		c.answerOK()
+		v := c.open(t, "card", 2000)
+		if _, err := c.card.Authenticate(v.Order); err != nil {
+			t.Fatal(err)
+		}
+		c.clk.Add(16 * time.Minute)
+		if _, err := c.svc.Sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c.wait(t, v, phoneapi.CheckoutInSession)
+		if c.card.Count("cancel") != 0 {
+			t.Fatal("a valid authorization was cancelled")
+		}
 	})
 }

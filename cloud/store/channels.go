@@ -323,10 +323,10 @@ func (s *Store) UserPayments(ctx context.Context, user string, cur PaymentCursor
 }
 
 // PaymentTotal returns the sum, in minor units, of the orders of channel
-// created at or after since that are pending or paid (what counts against
+// created at or after since that are pending, authorized or paid (what counts against
 // a daily limit): user's alone, or every user's when user is "".
 func (s *Store) PaymentTotal(ctx context.Context, channel, user string, since time.Time) (int64, error) {
-	q := `SELECT COALESCE(SUM(amount_minor), 0) FROM channel_payments WHERE channel = $1 AND created_ms >= $2 AND state IN ('pending', 'paid')`
+	q := `SELECT COALESCE(SUM(amount_minor), 0) FROM channel_payments WHERE channel = $1 AND created_ms >= $2 AND state IN ('pending', 'authorized', 'paid')`
 	args := []any{channel, since.UnixMilli()}
 	if user != "" {
 		q += ` AND user_id = $3`
@@ -536,11 +536,13 @@ func (s *Store) ClosePayment(ctx context.Context, orderNo string, failed bool) (
 	return p, changed, err
 }
 
-// ExpiredPayments returns up to limit pending orders whose TTL has
-// passed, oldest first: the janitor closes them.
+// ExpiredPayments returns up to limit pending top-up orders whose TTL
+// has passed, oldest first: the janitor closes them. A checkout's order
+// (purpose session) is left to its checkout (DueCheckouts), which asks
+// the channel before it cancels a hold.
 func (s *Store) ExpiredPayments(ctx context.Context, limit int) ([]Payment, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+paymentCols+` FROM channel_payments WHERE state = 'pending' AND expires_ms <= $1
-		ORDER BY expires_ms LIMIT $2`, s.nowMs(), limit)
+		AND purpose = 'topup' ORDER BY expires_ms LIMIT $2`, s.nowMs(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: expired payments: %w", err)
 	}

@@ -90,6 +90,10 @@ func TestCheckoutCardHoldCapturesExactlyTheMeteredAmount(t *testing.T) {
 			t.Fatalf("authorized: %+v credited %v wallet %d", p, credited, e.wallet(c.User))
 		}
 		e.checkLedger()
+		// An authorized hold counts against the channel's daily limits.
+		if n, err := e.s.PaymentTotal(e.ctx, "card", "", e.clk.Now().Add(-time.Hour)); err != nil || n != 200 {
+			t.Fatalf("PaymentTotal = %d, %v; want the 200 authorized", n, err)
+		}
 		// The same notification, another one and a query's answer: nothing more.
 		for _, ev := range []string{"ev1", "ev2", ""} {
 			if _, credited := e.authorize(c, ev); credited {
@@ -303,6 +307,15 @@ func TestCheckoutIdempotencyAndLookups(t *testing.T) {
 		}
 		if _, err := e.s.CheckoutByReceipt(e.ctx, ""); !errors.Is(err, store.ErrCheckoutNotFound) {
 			t.Fatalf("empty receipt token: %v", err)
+		}
+		// The top-up janitor leaves a checkout's order to its checkout.
+		e.clk.Add(20 * time.Minute)
+		if exp, err := e.s.ExpiredPayments(e.ctx, 10); err != nil || len(exp) != 0 {
+			t.Fatalf("ExpiredPayments = %+v, %v; want none (a checkout's order)", exp, err)
+		}
+		due, err := e.s.DueCheckouts(e.ctx, 10)
+		if err != nil || len(due) != 1 || due[0].ID != c.ID {
+			t.Fatalf("DueCheckouts = %+v, %v", due, err)
 		}
 		// 3-D Secure, then the web checkout switch.
 		got, err := e.s.SetCheckoutAction(e.ctx, c.ID, "pi_secret", "pi_123", "3ds")
