@@ -301,7 +301,21 @@ func webCheckoutEndToEnd(t *testing.T, bins [2]string, dsn string) {
 		browsertest.Eval[bool](p, `window.__sameDocument = true`)
 		p.Wait(`window.__sameDocument && !["0 L", ""].includes(document.getElementById("units").textContent)`)
 		p.Axe()
-		p.ClickAndLoad("#stop")
+		// Stop, tapped twice: both answers are the progress page, not
+		// an error.
+		stops := browsertest.Run(p, chromedp.Evaluate[[]string](`(async () => {
+			const f = document.querySelector("form[action$='/stop']");
+			const body = new URLSearchParams(new FormData(f)).toString();
+			const post = () => fetch(f.action, {method: "POST", body, headers: {"Content-Type": "application/x-www-form-urlencoded"}});
+			const rs = await Promise.all([post(), post()]);
+			return Promise.all(rs.map(async r => r.status + " " + r.url + " " + (await r.text()).includes('id="checkout"')));
+		})()`, chromedp.EvalAwaitPromise))
+		for _, s := range stops {
+			if want := "200 " + r.m.HTTPURL + "/m/c/" + id + " true"; s != want {
+				t.Errorf("a Stop tapped twice answered %q, want %q", s, want)
+			}
+		}
+		p.Go(r.m.HTTPURL + "/m/c/" + id)
 		p.Wait(`document.getElementById("checkout") && ["settling", "done"].includes(document.getElementById("checkout").dataset.state)`)
 
 		// WeChat Pay confirms the refund of the unused part later.
