@@ -31,20 +31,37 @@ func TestPagesAccessible(t *testing.T) {
 			p := b.Page(t, vp)
 
 			// vending machine with a sold-out slot
+			f.mu.Lock() // the page's script may be asking for the state
 			f.offer.Slots = []service.OfferSlot{{ID: "s1", Name: "Water 0.5 L", Price: f.offer.Price}, {ID: "s2", Name: "Cola", Price: f.offer.Price, Empty: true}}
 			f.offer.Kind = "vending"
+			f.mu.Unlock()
 			p.Go(srv.URL + "/m/dev1/tap1")
 			if d := browsertest.Eval[bool](p, `document.getElementById("slot-s2").disabled`); !d {
 				t.Error("the sold-out slot is not disabled")
 			}
 			p.Axe()
 
+			f.mu.Lock() // the page's script may be asking for the state
 			f.offer.Kind, f.offer.Slots = "water", nil
+			f.mu.Unlock()
 			p.Go(srv.URL + "/m/dev1/tap1")
 			if got := p.Text("#machine-state"); !strings.Contains(got, "In use") {
 				t.Errorf("state = %q, want In use", got)
 			}
 			p.Axe()
+			if !noScript { // the state follows the machine without a reload
+				browsertest.Eval[bool](p, `window.__samePage = true`)
+				f.mu.Lock()
+				f.offer.State = "fault"
+				f.mu.Unlock()
+				p.Wait(`window.__samePage && document.getElementById("machine-state").innerText.includes("Out of order")`)
+				if sh := browsertest.Eval[string](p, `document.querySelector("#machine-state .shape").className`); sh != "shape shape-triangle" {
+					t.Errorf("shape %q after the machine faulted, want the triangle", sh)
+				}
+				f.mu.Lock()
+				f.offer.State = "busy"
+				f.mu.Unlock()
+			}
 			p.Click("#source-alipay")
 			p.ClickAndLoad("#pay")
 			p.WaitFor(".qr svg")
@@ -83,7 +100,9 @@ func TestPagesAccessible(t *testing.T) {
 
 			// A card: the client secret would go to Stripe.js, which the
 			// policy does not load; the page says so and never shows it.
+			f.mu.Lock() // the page's script may be asking for the state
 			f.offer.Sources = append(f.offer.Sources, phoneapi.PaymentSource{ID: "card", Kind: phoneapi.SourceCard, Name: "Card"})
+			f.mu.Unlock()
 			p.Go(srv.URL + "/m/dev1/tap1")
 			p.Click("#source-card")
 			p.ClickAndLoad("#pay")
@@ -95,7 +114,9 @@ func TestPagesAccessible(t *testing.T) {
 			}
 			p.Axe()
 
+			f.mu.Lock() // the page's script may be asking for the state
 			f.offer.WebCheckout = false
+			f.mu.Unlock()
 			p.Go(srv.URL + "/m/dev1/tap1")
 			if n := browsertest.Eval[int](p, `document.forms.length`); n != 0 {
 				t.Errorf("the web-off page has %d forms", n)

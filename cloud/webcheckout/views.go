@@ -58,7 +58,9 @@ func priceText(p vend.Price, u vend.Unit, cur vend.Currency) string {
 // stateView is a machine's live state as words and a shape, so it does
 // not rest on colour alone.
 type stateView struct {
-	Key, Label, Shape string // Shape: circle, square, triangle, ring
+	Key   string `json:"key"`   // idle, busy, fault, offline
+	Label string `json:"label"` // in words
+	Shape string `json:"shape"` // circle, square, triangle, ring
 }
 
 func machineState(o service.MachineOffer) stateView {

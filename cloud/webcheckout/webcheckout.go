@@ -131,6 +131,7 @@ func New(opts Options) (*Handler, error) {
 // Register mounts the routes on mux.
 func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /m/{device}/{machine}", h.machine)
+	mux.HandleFunc("GET /m/{device}/{machine}/state", h.machineState)
 	mux.HandleFunc("POST /m/{device}/{machine}/checkout", h.checkout)
 	mux.HandleFunc("GET /m/c/{id}", h.progress)
 	mux.HandleFunc("GET /m/c/{id}/events", h.events)
@@ -262,6 +263,21 @@ func (h *Handler) machine(w http.ResponseWriter, r *http.Request) {
 	sess := h.session(w, r)
 	formID := randHex(16)
 	h.render(w, http.StatusOK, "machine", newMachineView(offer, formID, h.sign(sess, "checkout", formID)))
+}
+
+// machineState answers the machine page's script: the machine's state now
+// as JSON {"key","label","shape"}, so the page shows it live.
+func (h *Handler) machineState(w http.ResponseWriter, r *http.Request) {
+	offer, err := h.be.MachineOffer(r.Context(), r.PathValue("device"), r.PathValue("machine"))
+	if err != nil {
+		status, _, _ := describe(err)
+		http.Error(w, vend.CodeOf(err), status)
+		return
+	}
+	secureHeaders(w)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(machineState(offer))
 }
 
 // checkout opens the checkout the machine form asks for.

@@ -1,5 +1,5 @@
 // The web checkout's one script. The pages work without it; with it:
-// the Pay and Stop buttons are disabled once pressed (a second press
+// the machine page keeps the machine's state up to date, the Pay and Stop buttons are disabled once pressed (a second press
 // would open nothing new: each form carries its own idempotency key), and
 // the checkout page follows its progress over Server-Sent Events,
 // updating the live region, and reloads itself when the checkout changes
@@ -13,6 +13,20 @@ document.addEventListener("submit", function (ev) {
   b.dataset.sent = "1";
   setTimeout(function () { b.disabled = true; }, 0); // after the form's data is taken
 });
+(function () { // the machine's state, live: asked again every few seconds
+  var el = document.getElementById("machine-state");
+  if (!el || !window.fetch) return;
+  function poll() {
+    fetch(el.dataset.url, {cache: "no-store"}).then(function (r) { return r.ok ? r.json() : null; }).then(function (s) {
+      if (!s) return;
+      el.className = "state state-" + s.key;
+      el.querySelector(".shape").className = "shape shape-" + s.shape;
+      var label = el.querySelector("span:last-child");
+      if (label.textContent !== s.label) label.textContent = s.label;
+    }).catch(function () {}).then(function () { setTimeout(poll, 5000); });
+  }
+  setTimeout(poll, 5000);
+})();
 (function () { // typing another amount chooses it
   var custom = document.getElementById("custom"), radio = document.getElementById("cap-custom");
   if (custom && radio) custom.addEventListener("input", function () { radio.checked = true; });
