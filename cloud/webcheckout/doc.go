@@ -8,6 +8,7 @@
 // them beside the phone API):
 //
 //	GET  /m/{device}/{machine}          the machine: name, live state, price, a choice of amount or slot and channel
+//	GET  /m/{device}/{machine}/state    the machine's state now, JSON, for the page's script
 //	POST /m/{device}/{machine}/checkout opens a guest checkout, then 303 to its progress page
 //	GET  /m/c/{id}                      the checkout: the QR to pay, live progress, Stop, the receipt link
 //	GET  /m/c/{id}/events               its progress as Server-Sent Events (event "checkout", data a phoneapi.Checkout)
