@@ -12,7 +12,8 @@
 # for the independent Modbus peer and the WeChat Pay and Alipay peers, whose
 # npm packages the tests install with npm ci from their lockfiles into the
 # user's cache, and for axe-core in the browser suites; Chromium for those
-# suites), installing them with apt-get when absent and running as root.
+# suites; poppler-utils for the sticker sheet's PDF), installing them with
+# apt-get when absent and running as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,6 +8,9 @@ import (
 	"image/png"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,6 +20,7 @@ import (
 	"github.com/makiuchi-d/gozxing/qrcode"
 
 	"beaconvend/cloud/internal/browsertest"
+	"beaconvend/cloud/internal/svctest"
 	"beaconvend/cloud/stickers"
 )
 
@@ -40,6 +44,21 @@ func decode(t *testing.T, img image.Image) string {
 		t.Fatal(err)
 	}
 	res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
+	if err != nil {
+		t.Fatalf("gozxing: %v", err)
+	}
+	return res.GetText()
+}
+
+// decodeScan decodes a code as a scanner finds it in a picture (no
+// assumption about where its modules lie).
+func decodeScan(t *testing.T, img image.Image) string {
+	t.Helper()
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
 	if err != nil {
 		t.Fatalf("gozxing: %v", err)
 	}
@@ -204,3 +223,54 @@ func TestSVGInChromium(t *testing.T) {
 }
 
 func pngDecode(b []byte) (image.Image, error) { return png.Decode(bytes.NewReader(b)) }
+
+// The PDF as poppler (an independent PDF implementation) reads it: it
+// opens, has a page per twelve stickers, its text is each machine's name
+// and URL, and each code, rendered at 200 dpi, decodes to its URL.
+func TestPDFInPoppler(t *testing.T) {
+	pdftoppm, err1 := exec.LookPath("pdftoppm")
+	pdftotext, err2 := exec.LookPath("pdftotext")
+	if err1 != nil || err2 != nil {
+		svctest.Missing(t, "poppler-utils (pdftoppm, pdftotext)", "apt-get install poppler-utils (scripts/test.sh does as root)")
+	}
+	ss := sheet(t, 13)
+	var b bytes.Buffer
+	if err := stickers.WritePDF(&b, ss); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sheet.pdf")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text, err := exec.Command(pdftotext, "-layout", file, "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pdftotext: %v\n%s", err, text)
+	}
+	for _, s := range ss {
+		if !bytes.Contains(text, []byte(s.Name)) || !bytes.Contains(text, []byte(stickers.ShortText(s.URL))) {
+			t.Errorf("poppler reads no %q or %q in the PDF:\n%s", s.Name, stickers.ShortText(s.URL), text)
+		}
+	}
+	if out, err := exec.Command(pdftoppm, "-r", "200", "-gray", "-png", "-aa", "no", "-aaVector", "no", file, filepath.Join(dir, "page")).CombinedOutput(); err != nil {
+		t.Fatalf("pdftoppm: %v\n%s", err, out)
+	}
+	pages, _ := filepath.Glob(filepath.Join(dir, "page-*.png"))
+	if len(pages) != 2 {
+		t.Fatalf("poppler rendered %d pages, want 2", len(pages))
+	}
+	for i, s := range ss {
+		f, err := os.ReadFile(pages[i/12])
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := pngDecode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := stickers.CodeRect(i % 12) // the same place on each A4 page at 200 dpi
+		if got := decodeScan(t, img.(subImager).SubImage(r.Inset(-8))); got != s.URL {
+			t.Errorf("code %d as poppler draws it holds %q, want %q", i, got, s.URL)
+		}
+	}
+}
