@@ -292,6 +292,9 @@ printf '%s\n' "$OP_PASS" | "$BIN/cloud" operator add -data "$D/cloud" -name demo
 	-id demo-vending -kind vending -name "Snack machine" \
 	-slots "A1:Cola:150,A2:Lemonade:150,A3:Water:100,A4:Juice:180,A5:Iced tea:160,B1:Crisps:120,B2:Pretzels:120,B3:Chocolate:130,B4:Gum:80,B5:Cookies:140" \
 	2>>"$D/provision.log" >/dev/null || fail "device add vending"
+# The water tap also takes guests through its printed code (web checkout,
+# off for every machine until the operator turns it on).
+"$BIN/cloud" machine web-checkout -data "$D/cloud" demo-water tap1 on 2>>"$D/provision.log" >/dev/null || fail "machine web-checkout"
 
 # Each board: its wiring (profile, the emulator's pty, the simulated air at
 # a distance) and the controller's import of the bundle.
@@ -333,6 +336,7 @@ API=$(json_field "$D/cloud.json" http)
 MQTT=$(json_field "$D/cloud.json" mqtt)
 ADMIN=$(json_field "$D/cloud.json" admin)
 echo "phone API $API, broker $MQTT, admin (metrics) $ADMIN"
+"$BIN/cloud" stickers -data "$D/cloud" -device demo-water -public-url "$API" -o "$D/stickers.pdf" 2>>"$D/provision.log" || fail "cloud stickers"
 
 # ---------------------------------------------------------------- controllers
 step "controllers"
@@ -415,6 +419,7 @@ step "running"
 cat <<EOF
 phone API     $API   (try: $BIN/phone -api $API -air $AIR -email $PHONE_EMAIL -password $PHONE_PASS)
 operator API  $API/v1/operator/  (log in as $OP_EMAIL / $OP_PASS)
+web checkout  $API/m/demo-water/tap1   (a guest's page at the water tap; its sticker: $D/stickers.pdf)
 metrics       $ADMIN/metrics   (admin listener; not on the phone API)
 broker        $MQTT
 Ctrl-C stops everything and removes $D

@@ -11,7 +11,9 @@
 # It makes the real services available first (PostgreSQL, Mosquitto, Node
 # for the independent Modbus peer and the WeChat Pay and Alipay peers, whose
 # npm packages the tests install with npm ci from their lockfiles into the
-# user's cache), installing them with apt-get when absent and running as root.
+# user's cache, and for axe-core in the browser suites; Chromium for those
+# suites; poppler-utils for the sticker sheet's PDF), installing them with
+# apt-get when absent and running as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +43,7 @@ step "services"
 need postgresql scripts/pg.sh
 need mosquitto scripts/mosquitto.sh
 need node scripts/node.sh
+need chromium scripts/chromium.sh
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*') 2>/dev/null || true)

@@ -26,7 +26,9 @@
 // # Listeners
 //
 // The public listener serves the phone and operator API with /healthz and
-// /readyz that say only a status. The admin listener serves /metrics,
+// /readyz that say only a status, and the web checkout at the machines
+// (cloud/webcheckout: /m/… and /r/…), whose forms' key is derived from
+// the cloud key so any instance accepts a form another rendered. The admin listener serves /metrics,
 // /healthz with detail (Health) and Go's profiles under /debug/pprof/:
 // keep it on loopback or a management network. Metrics never reach the
 // public listener.

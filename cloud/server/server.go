@@ -23,6 +23,7 @@ import (
 	"beaconvend/cloud/payments/reconcile"
 	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
+	"beaconvend/cloud/webcheckout"
 )
 
 // UpkeepOptions are the knobs of the service's background components that
@@ -255,6 +256,13 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	}
 	errLog := slog.NewLogLogger(s.log.With("part", "http").Handler(), slog.LevelDebug) // TLS handshake noise
 	pub, adm := api.NewHTTPServer(), httpServer(s.adminHandler(svc, in))
+	web, err := s.webCheckout(svc, api, sec, scheme)
+	if err != nil {
+		ln.Close()
+		aln.Close()
+		return err
+	}
+	pub.Handler = webcheckout.Mount(web, pub.Handler)
 	pub.ErrorLog, adm.ErrorLog = errLog, errLog
 	goRun("http", serveUntilDone(pub, ln))
 	goRun("admin", serveUntilDone(adm, aln))

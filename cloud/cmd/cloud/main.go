@@ -10,6 +10,8 @@
 //	cloud device add -id ID -operator OPERATOR -kind water|washer|dryer|vending -out DIR [...]
 //	cloud device rotate-key -id ID [-status] [-wait DURATION]
 //	cloud device disable -id ID
+//	cloud stickers [-config cloud.yaml | -public-url URL] -device D [-machine M] [-format svg|png|pdf] -o FILE
+//	cloud machine web-checkout [-config cloud.yaml] DEVICE MACHINE on|off
 //
 // The serving logic and its configuration are package cloud/server; see
 // Main for what each command does; main only wires signals to Main.

@@ -29,7 +29,7 @@ var (
 	errHelp  = errors.New("cloud: help printed")
 )
 
-const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|password|disable|enable|broker-credentials | device add|rotate-key|disable | broker files | reconcile  [-h for flags]"
+const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|password|disable|enable|broker-credentials | device add|rotate-key|disable | broker files | reconcile | stickers | machine web-checkout  [-h for flags]"
 
 // Main is the cloud program: ParseFlags, Run, Close. Tests run it in
 // process (STYLE.md #3).
@@ -58,6 +58,7 @@ type Main struct {
 	op        operatorFlags
 	dryRun    bool     // keys reencrypt
 	reconArgs []string // reconcile: its flags, handed to the reconcile package
+	web       webFlags // stickers, machine web-checkout (web.go)
 
 	// Set by Run (serve) once listening; Ready is closed then.
 	HTTPURL  string
@@ -107,6 +108,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if len(args) == 0 {
 		return usage()
+	}
+	if ok, err := m.webCommand(args); ok {
+		return err
 	}
 	var fs *flag.FlagSet
 	var overlays []overlay
@@ -314,6 +318,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return m.deviceRotate(ctx)
 	case "device disable":
 		return m.deviceDisable(ctx)
+	}
+	if ok, err := m.webRun(ctx); ok {
+		return err
 	}
 	return errUsage
 }

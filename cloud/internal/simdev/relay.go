@@ -62,6 +62,7 @@ type RelayConfig struct {
 	Dir           string    // controller directories (config, keys, journal, log), one per device
 	N             int       // real controllers, at least 1
 	FlowLPM       float64   // emulated flow while a valve is open, L/min; DefaultRelayFlowLPM when 0
+	Currency      string    // the machines' currency (cloud device add -currency); its default when empty
 	Log           io.Writer // progress lines; discarded when nil
 }
 
@@ -184,8 +185,12 @@ func ProvisionRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		id := fmt.Sprintf("relay-%02d", i)
 		dir := filepath.Join(cfg.Dir, id)
 		// The port and broker are placeholders until Start knows them.
-		if _, err := r.cloud(ctx, "device", "add", "-operator", op.Operator, "-id", id, "-kind", "water", "-machines", "1",
-			"-out", dir, "-mqtt-url", "tcp://127.0.0.1:1"); err != nil {
+		args := []string{"device", "add", "-operator", op.Operator, "-id", id, "-kind", "water", "-machines", "1",
+			"-out", dir, "-mqtt-url", "tcp://127.0.0.1:1"}
+		if cfg.Currency != "" {
+			args = append(args, "-currency", cfg.Currency)
+		}
+		if _, err := r.cloud(ctx, args...); err != nil {
 			return nil, err
 		}
 		if err := WriteController(dir, Wiring{Port: "/dev/null"}); err != nil {
