@@ -164,8 +164,18 @@ func TestCardSessionEndToEnd(t *testing.T) {
 	if co.Captured.Minor != cost || co.Returned.Minor != co.Hold.Minor-cost {
 		t.Fatalf("checkout %+v: want %d captured and the rest returned", co, cost)
 	}
-	if n := standin.Calls("POST /v1/payment_intents/{id}/capture"); n != 1 {
-		t.Fatalf("%d capture calls, want 1", n)
+	// Captured once, for exactly the cost: a capture retried by the
+	// sweep racing the settlement is answered by Stripe's state, not
+	// charged twice.
+	if n := standin.Calls("POST /v1/payment_intents/{id}/capture"); n < 1 {
+		t.Fatalf("%d capture calls, want at least 1", n)
+	}
+	ch, ok := m.Service.Router().Lookup("stripe_card")
+	if !ok {
+		t.Fatal("no stripe_card channel")
+	}
+	if st, err := ch.Query(ctx, co.Order); err != nil || st.State != payments.PayPaid || st.Amount.Minor != cost {
+		t.Fatalf("the intent at Stripe: %+v %v, want paid %d", st, err, cost)
 	}
 	p, err := m.Store.GetPayment(ctx, co.Order)
 	if err != nil || p.Captured != cost || p.Voided != co.Hold.Minor-cost || p.ProviderRef != pi {
@@ -179,8 +189,11 @@ func TestCardSessionEndToEnd(t *testing.T) {
 		co2, err = phone.GetCheckout(ctx, co2.ID, "")
 		return err == nil && co2.State == phoneapi.CheckoutDone
 	})
-	if co2.Captured.Minor != 0 || co2.Returned.Minor != co2.Hold.Minor || standin.Calls("POST /v1/payment_intents/{id}/cancel") != 1 {
+	if co2.Captured.Minor != 0 || co2.Returned.Minor != co2.Hold.Minor || standin.Calls("POST /v1/payment_intents/{id}/cancel") < 1 {
 		t.Fatalf("zero-unit checkout %+v: want the hold cancelled in full", co2)
+	}
+	if st, err := ch.Query(ctx, co2.Order); err != nil || st.State != payments.PayClosed {
+		t.Fatalf("the zero-unit intent at Stripe: %+v %v, want cancelled", st, err)
 	}
 	if standin.IntentOf(co2.Order) != pi2 {
 		t.Fatalf("second checkout's order has no intent %s", pi2)
@@ -200,10 +213,6 @@ func TestCardSessionEndToEnd(t *testing.T) {
 	}
 
 	// The day (a UTC day, Stripe's) reconciles all matched.
-	ch, ok := m.Service.Router().Lookup("stripe_card")
-	if !ok {
-		t.Fatal("no stripe_card channel")
-	}
 	now := time.Now().UTC()
 	day := payments.Day{Year: now.Year(), Month: now.Month(), Day: now.Day()}
 	later := func() time.Time {
