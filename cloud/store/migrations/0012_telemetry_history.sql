@@ -1,4 +1,4 @@
--- 0011: what the operator console's fleet pages read besides the latest
+-- 0012: what the operator console's fleet pages read besides the latest
 -- telemetry: a device's location (searched and shown), a bounded history
 -- of telemetry samples (the device page's chart) and of presence changes
 -- (its state history). Both histories are pruned per device as they are
