@@ -111,8 +111,12 @@ type FleetSummary struct {
 
 // Fleet returns operator's devices that pass f, ordered by ID, and the
 // counts of all of them. Another operator's devices are never read.
-// Errors: ErrFleetFilter, the store's.
+// Errors: ErrForbidden (the actor in ctx may not view), ErrFleetFilter,
+// the store's.
 func (s *Service) Fleet(ctx context.Context, operator string, f FleetFilter) ([]FleetDevice, FleetSummary, error) {
+	if err := s.Authorize(ctx, PermView); err != nil {
+		return nil, FleetSummary{}, err
+	}
 	switch f.State {
 	case "", FleetOnline, FleetFault, FleetOffline:
 	default:
@@ -236,9 +240,12 @@ const DeviceSessions = 20
 
 // FleetDevice returns one of operator's devices with its recent
 // sessions, telemetry history and state history. Errors:
-// store.ErrDeviceNotFound (also for another operator's device), the
-// store's.
+// ErrForbidden, store.ErrDeviceNotFound (also for another operator's
+// device), the store's.
 func (s *Service) FleetDevice(ctx context.Context, operator, id string) (DeviceDetail, error) {
+	if err := s.Authorize(ctx, PermView); err != nil {
+		return DeviceDetail{}, err
+	}
 	d, err := s.st.FleetDevice(ctx, operator, id)
 	if err != nil {
 		return DeviceDetail{}, err

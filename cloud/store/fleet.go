@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
 	"beaconvend/app-protocol/vend"
@@ -14,9 +13,6 @@ import (
 // last sale: a sale older than this shows as none, so the fleet list
 // reads a bounded slice of the session table.
 const LastSaleWindow = 30 * 24 * time.Hour
-
-// MaxLocation is the longest device location, in bytes.
-const MaxLocation = 200
 
 // FleetDevice is a device as the operator console's fleet list shows it:
 // its status with the presence epoch's bounds, where it stands, and when
@@ -129,25 +125,6 @@ func (s *Store) fleet(ctx context.Context, operator, id string) ([]FleetDevice, 
 		return nil, fmt.Errorf("store: fleet last sales: %w", err)
 	}
 	return out, nil
-}
-
-// SetDeviceLocation sets where one of operator's devices stands (free
-// text of at most MaxLocation bytes, trimmed; "" clears it). Errors:
-// ErrInput, ErrDeviceNotFound (also for another operator's device).
-func (s *Store) SetDeviceLocation(ctx context.Context, operator, device, location string) error {
-	location = strings.TrimSpace(location)
-	if len(location) > MaxLocation || strings.ContainsFunc(location, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		return vend.Errorf(ErrInput, "location: at most %d bytes without control characters", MaxLocation)
-	}
-	res, err := s.db.ExecContext(ctx, `UPDATE devices SET location = $1, updated_ms = $2 WHERE id = $3 AND operator_id = $4`,
-		location, s.nowMs(), device, operator)
-	if err != nil {
-		return fmt.Errorf("store: device location: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
-	}
-	return nil
 }
 
 // TelemetrySample is one point of a device's telemetry history.

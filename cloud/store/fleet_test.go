@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -58,8 +57,6 @@ func TestFleetDevices(t *testing.T) {
 		wantCode(t, err, "device.not_found")
 		_, err = e.s.PresenceHistory(e.ctx, e.opA.ID, "dev-b", 0)
 		wantCode(t, err, "device.not_found")
-		wantCode(t, e.s.SetDeviceLocation(e.ctx, e.opA.ID, "dev-a", strings.Repeat("x", store.MaxLocation+1)), "store.input")
-		wantCode(t, e.s.SetDeviceLocation(e.ctx, e.opA.ID, "dev-a", "a\nb"), "store.input")
 	})
 }
 

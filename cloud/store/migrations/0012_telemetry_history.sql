@@ -4,6 +4,7 @@
 -- (its state history). Both histories are pruned per device as they are
 -- written (store.RecordTelemetrySample, store.RecordPresence).
 
+-- devices.location: where the device stands (free text, searched).
 ALTER TABLE devices ADD COLUMN location TEXT NOT NULL DEFAULT '';
 
 -- One sample per device at most every sampling period (the service's
