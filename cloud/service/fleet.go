@@ -233,6 +233,7 @@ type DeviceDetail struct {
 	Sessions  []store.Session         // the newest sessions, newest first
 	Telemetry []store.TelemetrySample // the history within HistoryOptions.Keep, oldest first
 	Presence  []store.PresenceChange  // state history, newest first
+	Keep      time.Duration           // how far back the histories go
 }
 
 // DeviceSessions is how many recent sessions DeviceDetail carries.
@@ -256,6 +257,7 @@ func (s *Service) FleetDevice(ctx context.Context, operator, id string) (DeviceD
 	}
 	h := s.opts.History
 	h.defaults()
+	out.Keep = h.Keep
 	if out.Telemetry, err = s.st.TelemetryHistory(ctx, operator, id, s.now().Add(-h.Keep), 0); err != nil {
 		return DeviceDetail{}, err
 	}
