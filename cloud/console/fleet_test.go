@@ -131,7 +131,7 @@ func TestFleetPages(t *testing.T) {
 			r := newFleetRig(t, dsn)
 			r.handle(t, "wd-1", mqttapi.LeafState, onlineState())
 			tel := &mqttapi.Telemetry{Envelope: mqttapi.NewEnvelope(time.Now()), Board: mqttapi.Board{Status: "ok"}, OutboxDepth: 7,
-				Modem: &mqttapi.Modem{CSQ: 20, Registration: mqttapi.RegHome, Tech: "lte-m"},
+				Modem:    &mqttapi.Modem{CSQ: 20, Registration: mqttapi.RegHome, Tech: "lte-m"},
 				Machines: []mqttapi.MachineStatus{{ID: "tap1", State: mqttapi.MachineIdle, Counters: mqttapi.Counters{Unit: vend.UnitML}}}}
 			r.handle(t, "wd-1", mqttapi.LeafTelemetry, tel)
 
