@@ -35,6 +35,7 @@ type fleetRig struct {
 	svc    *service.Service
 	st     *store.Store
 	op     string
+	tok    string // the viewer's console session
 	client *http.Client
 }
 
@@ -91,7 +92,7 @@ func newFleetRig(t *testing.T, dsn string) *fleetRig {
 	jar, _ := cookiejar.New(nil)
 	u, _ := url.Parse(srv.URL + "/console/")
 	jar.SetCookies(u, []*http.Cookie{{Name: "bv_console", Value: tok, Path: "/console/"}})
-	r := &fleetRig{srv: srv, svc: svc, st: st, op: mine.ID, client: &http.Client{Jar: jar,
+	r := &fleetRig{srv: srv, svc: svc, st: st, op: mine.ID, tok: tok, client: &http.Client{Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	return r
 }
@@ -254,5 +255,19 @@ func TestFleetEventsLive(t *testing.T) {
 	name, data = s.next(t, console.FleetPoll/2)
 	if name != "fleet" || !strings.Contains(data, `data-device="wd-1" data-status="offline"`) {
 		t.Fatalf("after the disconnect %s:\n%s", name, data)
+	}
+	// Logged out elsewhere: the stream ends at its next poll.
+	if err := r.st.EndConsoleSession(context.Background(), r.tok); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, resp.Body)
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(2 * console.FleetPoll):
+		t.Fatal("the stream outlived its console session")
 	}
 }
