@@ -101,9 +101,7 @@ func TestFleetInChromium(t *testing.T) {
 	if n := browsertest.Eval[int](p, `document.querySelectorAll("tr[data-device]").length`); n != 3 {
 		t.Fatalf("%d rows, want 3 (this operator's devices only)", n)
 	}
-	if v := p.Axe(); len(v) > 0 {
-		t.Errorf("axe on the fleet page: %v", v)
-	}
+	p.Axe() // fails on a serious or critical finding; logs the others
 	if *updateShot {
 		if err := os.WriteFile("fleet.png", p.ElementPNG("body", 1), 0o644); err != nil {
 			t.Fatal(err)
@@ -146,7 +144,5 @@ func TestFleetInChromium(t *testing.T) {
 	if s := p.Text(`#chart-signal desc`); !strings.Contains(s, "97 points") || !strings.Contains(s, "highest -70 dBm") {
 		t.Errorf("signal chart summary: %q", s)
 	}
-	if v := p.Axe(); len(v) > 0 {
-		t.Errorf("axe on the device page: %v", v)
-	}
+	p.Axe() // fails on a serious or critical finding; logs the others
 }

@@ -80,9 +80,7 @@ func consoleFleet(t *testing.T, dsn string) {
 		if !strings.Contains(row, "Online") || !strings.Contains(row, "since") || strings.Contains(row, "none in 30 days") {
 			t.Errorf("board 0's row (with a sale) reads %q", row)
 		}
-		if v := p.Axe(); len(v) > 0 {
-			t.Errorf("axe on the fleet page: %v", v)
-		}
+		p.Axe() // fails on a serious or critical finding; logs the others
 	})
 
 	t.Run("device page: machines, sessions, chart", func(t *testing.T) {
@@ -98,9 +96,7 @@ func consoleFleet(t *testing.T, dsn string) {
 		if h := d.Text("main"); !strings.Contains(h, "connected") {
 			t.Errorf("the state history lacks the connection: %q", h)
 		}
-		if v := d.Axe(); len(v) > 0 {
-			t.Errorf("axe on the device page: %v", v)
-		}
+		d.Axe() // fails on a serious or critical finding; logs the others
 	})
 
 	t.Run("another operator sees none of it", func(t *testing.T) {
@@ -169,8 +165,6 @@ func consoleFleet(t *testing.T, dsn string) {
 		if got := rows(p); len(got) != 1 || got[0] != b0.ID {
 			t.Errorf("search by device ID lists %v, want only %s", got, b0.ID)
 		}
-		if v := p.Axe(); len(v) > 0 {
-			t.Errorf("axe on the filtered fleet page: %v", v)
-		}
+		p.Axe() // fails on a serious or critical finding; logs the others
 	})
 }
