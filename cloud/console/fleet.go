@@ -16,10 +16,11 @@ import (
 )
 
 // FleetPoll is how often an open fleet or device page's event stream
-// re-reads the store even when this instance announced no change: a
-// change decided by another cloud instance (its ingest heard the will,
-// its sweeper found the device stale) reaches the page within it, and
-// the stream ends within it once the console session is revoked.
+// re-reads the store even when no change was announced (changes are
+// announced at once on this instance and, on PostgreSQL, from the other
+// instances: service.FleetEvents). A notification lost while the
+// listener reconnected, and the passing minutes of "since", show within
+// it; the stream ends within it once the console session ended.
 const FleetPoll = 5 * time.Second
 
 // fleetDebounce gathers the changes of a burst (a broker restart drops
