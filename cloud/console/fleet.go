@@ -371,11 +371,6 @@ func clip(s string) string {
 // change, else at the next FleetPoll. The stream ends when the client
 // goes, or at the first poll after the console session ended.
 func (c *Console) fleetEvents(w http.ResponseWriter, r *http.Request) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		c.fail(w, r, fmt.Errorf("console: event stream: the response cannot be flushed"))
-		return
-	}
 	device := r.URL.Query().Get("device")
 	f := fleetFilter(r)
 	ctx := r.Context()
@@ -406,33 +401,30 @@ func (c *Console) fleetEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	changes, stop := c.svc.FleetEvents.Subscribe()
 	defer func() { stop() }()
-	secureHeaders(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	s, err := c.stream(w, r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	defer s.Close()
 	last := ""
-	send := func(html string) {
+	send := func(html string) error {
 		if html == last {
-			return
+			return nil
 		}
 		last = html
-		var b strings.Builder
-		b.WriteString("event: " + event + "\n")
-		for _, line := range strings.Split(html, "\n") {
-			b.WriteString("data: " + strings.TrimRight(line, "\r") + "\n")
-		}
-		b.WriteString("\n")
-		w.Write([]byte(b.String()))
-		fl.Flush()
+		return s.Send(event, html)
 	}
-	send(first)
+	if send(first) != nil {
+		return
+	}
 	poll := time.NewTicker(FleetPoll)
 	defer poll.Stop()
-	keep := time.NewTicker(c.opts.KeepAlive)
+	keep := time.NewTicker(s.KeepAliveEvery())
 	defer keep.Stop()
 	var debounce <-chan time.Time
+	// refresh sends what the part shows now; false ends the stream (the
+	// tab has gone, or the device is no longer the operator's).
 	refresh := func() bool {
 		html, err := renderNow()
 		if err != nil {
@@ -441,8 +433,7 @@ func (c *Console) fleetEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			return vend.KindOf(err) == vend.Transient || vend.KindOf(err) == vend.Internal
 		}
-		send(html)
-		return true
+		return send(html) == nil
 	}
 	for {
 		select {
@@ -468,8 +459,9 @@ func (c *Console) fleetEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-keep.C:
-			w.Write([]byte(": keep-alive\n\n"))
-			fl.Flush()
+			if s.KeepAlive() != nil {
+				return
+			}
 		}
 	}
 }
