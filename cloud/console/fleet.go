@@ -278,10 +278,10 @@ func causeText(c string, online bool) string {
 	return c
 }
 
-// PriceChangeURL is where a machine's price is changed (the operations
-// pages own that form).
+// PriceChangeURL is where a machine's price is changed: its form on the
+// operations page of the device, which reviews and confirms the change.
 func PriceChangeURL(device, machine string) string {
-	return "/console/ops/devices/" + url.PathEscape(device) + "/prices?machine=" + url.QueryEscape(machine)
+	return "/console/ops/devices/" + url.PathEscape(device) + "#price-" + url.PathEscape(machine)
 }
 
 func (c *Console) deviceData(ctx context.Context, id string) (deviceView, error) {
