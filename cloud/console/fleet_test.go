@@ -83,6 +83,10 @@ func newFleetRig(t *testing.T, dsn string) *fleetRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 	c, err := console.New(console.Options{Store: st, Service: svc, KeepAlive: time.Hour})
 	if err != nil {
 		t.Fatal(err)
