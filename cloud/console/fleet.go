@@ -23,6 +23,11 @@ import (
 // it; the stream ends within it once the console session ended.
 const FleetPoll = 5 * time.Second
 
+// FleetRows bounds the devices one fleet page (and each of its live
+// updates) lists; the page says how many more match and the filter and
+// search narrow it.
+const FleetRows = 500
+
 // fleetDebounce gathers the changes of a burst (a broker restart drops
 // every board at once) into one message.
 const fleetDebounce = 150 * time.Millisecond
@@ -46,6 +51,7 @@ type fleetView struct {
 	Filter  service.FleetFilter
 	Summary service.FleetSummary
 	Rows    []deviceRow
+	More    int    // devices that match but are not listed (beyond FleetRows)
 	Events  string // the event stream's URL, with the filter
 	Updated string // when the table was read, for people
 }
@@ -219,6 +225,9 @@ func (c *Console) fleetData(ctx context.Context, f service.FleetFilter) (fleetVi
 	v.Events = "/console/fleet/events"
 	if len(q) > 0 {
 		v.Events += "?" + q.Encode()
+	}
+	if len(ds) > FleetRows {
+		v.More, ds = len(ds)-FleetRows, ds[:FleetRows]
 	}
 	for _, d := range ds {
 		v.Rows = append(v.Rows, rowOf(d, now))

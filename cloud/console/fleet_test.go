@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -273,5 +274,27 @@ func TestFleetEventsLive(t *testing.T) {
 	case <-ended:
 	case <-time.After(2 * console.FleetPoll):
 		t.Fatal("the stream outlived its console session")
+	}
+}
+
+// A fleet larger than a page lists FleetRows devices and says how many
+// more match; search still finds the others.
+func TestFleetRowsBounded(t *testing.T) {
+	r := newFleetRig(t, "sqlite:"+filepath.Join(t.TempDir(), "c.db"))
+	ctx := context.Background()
+	for i := 0; i < console.FleetRows; i++ {
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		if err := r.st.CreateDevice(ctx, store.Device{ID: fmt.Sprintf("bulk-%04d", i), OperatorID: r.op, Name: "bulk", K: 5, SignKey: pub, MQTTHash: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := console.FleetRows + 2
+	code, body := r.get(t, "/console/fleet")
+	if code != 200 || strings.Count(body, "<tr data-device=") != console.FleetRows ||
+		!strings.Contains(body, fmt.Sprintf("(%d of %d)", console.FleetRows, total)) || !strings.Contains(body, "2 more devices match") {
+		t.Fatalf("GET /console/fleet = %d with %d rows", code, strings.Count(body, "<tr data-device="))
+	}
+	if _, body := r.get(t, "/console/fleet?q=wd-2"); strings.Count(body, "<tr data-device=") != 1 {
+		t.Fatal("search does not reach a device beyond the first page")
 	}
 }
