@@ -53,7 +53,7 @@ type fleetView struct {
 	Rows    []deviceRow
 	More    int    // devices that match but are not listed (beyond FleetRows)
 	Events  string // the event stream's URL, with the filter
-	Updated string // when the table was read, for people
+	Updated string // when the table was read, to the minute (so an unchanged table is not sent again)
 }
 
 // deviceRow is one device as the table shows it, every text prepared.
@@ -214,7 +214,7 @@ func (c *Console) fleetData(ctx context.Context, f service.FleetFilter) (fleetVi
 		return fleetView{}, err
 	}
 	now := time.Now()
-	v := fleetView{Filter: f, Summary: sum, Updated: now.UTC().Format("15:04:05 UTC")}
+	v := fleetView{Filter: f, Summary: sum, Updated: now.UTC().Format("15:04 UTC")}
 	q := url.Values{}
 	if f.State != "" {
 		q.Set("state", f.State)

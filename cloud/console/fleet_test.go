@@ -298,3 +298,31 @@ func TestFleetRowsBounded(t *testing.T) {
 		t.Fatal("search does not reach a device beyond the first page")
 	}
 }
+
+// An unchanged fleet is not sent again at each poll.
+func TestFleetEventsQuietWhenUnchanged(t *testing.T) {
+	r := newFleetRig(t, "sqlite:"+filepath.Join(t.TempDir(), "c.db"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.srv.URL+"/console/fleet/events", nil)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := sseReader{bufio.NewScanner(resp.Body)}
+	s.next(t, 2*time.Second)
+	// Two polls pass; the minute may turn once, which changes the text.
+	got := make(chan struct{}, 4)
+	go func() {
+		for s.sc.Scan() {
+			if strings.HasPrefix(s.sc.Text(), "event: ") {
+				got <- struct{}{}
+			}
+		}
+	}()
+	time.Sleep(2*console.FleetPoll + time.Second)
+	if n := len(got); n > 1 {
+		t.Fatalf("%d messages for an unchanged fleet over two polls", n)
+	}
+}
