@@ -687,7 +687,7 @@ func (s *Store) NoFlowMachines(ctx context.Context, since time.Duration, limit i
 // session that delivered something ended after the alert was raised.
 func (s *Store) ResolveFlowing(ctx context.Context) ([]Alert, error) {
 	return s.resolveWhere(ctx, `kind = 'water.no_flow' AND EXISTS (SELECT 1 FROM sessions y
-		WHERE y.device_id = alerts.device_id AND y.machine_id = alerts.machine_id AND y.updated_ms > alerts.created_ms
+		WHERE y.device_id = alerts.device_id AND y.machine_id = alerts.machine_id AND y.updated_ms >= alerts.created_ms
 		AND y.units > 0 AND y.outcome <> $2 AND y.state IN `+endedStates+`)`, int(vend.OutcomeNoFlow))
 }
 

@@ -1,10 +1,12 @@
 package store_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/store"
 )
 
@@ -287,6 +289,98 @@ func TestAlertOfflineCondition(t *testing.T) {
 		must(t, err)
 		if len(res) != 1 || res[0].State != store.AlertResolved {
 			t.Fatalf("ResolveOnlineDevices = %+v", res)
+		}
+	})
+}
+
+func TestAlertSessionConditions(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, nil)
+		e.topUp(e.user.ID, 10000)
+		settle := func(units uint64, out vend.Outcome) {
+			t.Helper()
+			ss, err := e.start(e.user.ID, "w1", "", 2000, fmt.Sprintf("k-%d", e.seq.Add(1)))
+			must(t, err)
+			must(t, e.s.Advance(e.ctx, ss.ID, store.Authorized, e.clk.Now()))
+			must(t, e.s.Advance(e.ctx, ss.ID, store.Running, e.clk.Now()))
+			u, raw := e.usage(ss, units, out)
+			_, err = e.s.Settle(e.ctx, u, raw)
+			must(t, err)
+			e.clk.Add(time.Second)
+		}
+
+		// No flow: the latest session on w1 ended no_flow.
+		settle(500, vend.OutcomeCompleted)
+		if got, _ := e.s.NoFlowMachines(e.ctx, time.Hour, 10); len(got) != 0 {
+			t.Fatalf("no-flow after a good session: %+v", got)
+		}
+		settle(0, vend.OutcomeNoFlow)
+		got, err := e.s.NoFlowMachines(e.ctx, time.Hour, 10)
+		must(t, err)
+		if len(got) != 1 || got[0].Machine != "w1" || got[0].Operator != e.opA.ID {
+			t.Fatalf("NoFlowMachines = %+v", got)
+		}
+		_, _, err = e.s.RaiseAlert(e.ctx, store.NewAlert{Operator: e.opA.ID, Kind: store.AlertNoFlow, Device: "dev-a", Machine: "w1", Summary: "no flow"})
+		must(t, err)
+		if got, _ := e.s.NoFlowMachines(e.ctx, time.Hour, 10); len(got) != 0 {
+			t.Fatalf("listed again with an open alert: %+v", got)
+		}
+		if res, _ := e.s.ResolveFlowing(e.ctx); len(res) != 0 {
+			t.Fatal("resolved before water flowed again")
+		}
+		settle(700, vend.OutcomeCapReached)
+		res, err := e.s.ResolveFlowing(e.ctx)
+		must(t, err)
+		if len(res) != 1 {
+			t.Fatalf("ResolveFlowing = %d, want 1", len(res))
+		}
+
+		// Vend failures: three failed sessions within the window.
+		for i := 0; i < store.DefaultVendFailCount; i++ {
+			if got, _ := e.s.VendFailureMachines(e.ctx, 10); len(got) != 0 {
+				t.Fatalf("after %d failures: %+v", i, got)
+			}
+			ss, err := e.start(e.user.ID, "w1", "", 2000, fmt.Sprintf("f-%d", i))
+			must(t, err)
+			_, err = e.s.Fail(e.ctx, ss.ID, "device.refused")
+			must(t, err)
+			e.clk.Add(time.Minute)
+		}
+		fails, err := e.s.VendFailureMachines(e.ctx, 10)
+		must(t, err)
+		if len(fails) != 1 || fails[0].Count != 3 {
+			t.Fatalf("VendFailureMachines = %+v", fails)
+		}
+		_, _, err = e.s.RaiseAlert(e.ctx, store.NewAlert{Operator: e.opA.ID, Kind: store.AlertVendFailures, Device: "dev-a", Machine: "w1", Summary: "fails"})
+		must(t, err)
+		if res, _ := e.s.ResolveVendFailures(e.ctx); len(res) != 0 {
+			t.Fatal("resolved within the window")
+		}
+		e.clk.Add(store.DefaultVendFailWindow)
+		if res, _ := e.s.ResolveVendFailures(e.ctx); len(res) != 1 {
+			t.Fatalf("ResolveVendFailures after the window = %d, want 1", len(res))
+		}
+
+		// Unreported: listed until closed.
+		ss := e.reach(store.Unreported, "u-1")
+		un, err := e.s.UnreportedAlertSessions(e.ctx, 10)
+		must(t, err)
+		if len(un) != 1 || un[0].Ref != ss.ID.String() {
+			t.Fatalf("UnreportedAlertSessions = %+v", un)
+		}
+		_, _, err = e.s.RaiseAlert(e.ctx, store.NewAlert{Operator: e.opA.ID, Kind: store.AlertUnreported, Device: "dev-a", Machine: "w1",
+			Ref: ss.ID.String(), Summary: "unreported"})
+		must(t, err)
+		if un, _ := e.s.UnreportedAlertSessions(e.ctx, 10); len(un) != 0 {
+			t.Fatalf("listed again: %+v", un)
+		}
+		if res, _ := e.s.ResolveReported(e.ctx); len(res) != 0 {
+			t.Fatal("resolved while unreported")
+		}
+		_, err = e.s.OperatorVoid(e.ctx, e.opA.ID, ss.ID, "checked the machine")
+		must(t, err)
+		if res, _ := e.s.ResolveReported(e.ctx); len(res) != 1 {
+			t.Fatalf("ResolveReported after void = %d, want 1", len(res))
 		}
 	})
 }

@@ -1,5 +1,4 @@
--- 0011 (numbered after the console's roles and audit log when they land
--- before it): operator alerts, their deliveries and the operators' alert
+-- 0012: operator alerts, their deliveries and the operators' alert
 -- settings.
 --
 -- alerts: one row per raised alert. dedup_key (kind|device|machine|slot|ref)
