@@ -320,7 +320,9 @@ func label(name, id string) string {
 	return name
 }
 
-func clipCode(s string) string { return clipN(strings.NewReplacer("|", "_", "\n", " ", "\r", " ").Replace(s), 128) }
+func clipCode(s string) string {
+	return clipN(strings.NewReplacer("|", "_", "\n", " ", "\r", " ").Replace(s), 128)
+}
 
 func clipN(s string, n int) string {
 	if len(s) <= n {
