@@ -147,6 +147,7 @@ type Summary struct {
 	To        []*mail.Address
 	Subject   string
 	Created   time.Time
+	Username  string // the SMTP user the message was sent as, "" without authentication
 }
 
 // Message is one message with its bodies and headers.
