@@ -155,6 +155,7 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("POST /v1/operator/sessions/{session}/settle", s.operator(s.opSettle))
 	m.HandleFunc("POST /v1/operator/sessions/{session}/void", s.operator(s.opVoid))
 	m.HandleFunc("POST /v1/operator/sessions/{session}/refund", s.operator(s.opRefund))
+	s.alertRoutes(m)
 
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
