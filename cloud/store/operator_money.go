@@ -727,3 +727,78 @@ func (s *Store) RejectRefundApproval(ctx context.Context, operator, id, account,
 	}
 	return s.RefundApproval(ctx, operator, id)
 }
+
+// RefundPlan is what a session refund would do, computed without moving
+// anything: the review step before an operator confirms.
+type RefundPlan struct {
+	Session    vend.SessionID
+	Charged    vend.Amount   // what the session charged (captured and late)
+	Refundable vend.Amount   // what is left to refund
+	Amount     vend.Amount   // the refund asked for
+	Channels   []PlannedPart // to the payer's channel orders, oldest first
+	Wallet     vend.Amount   // to the payer's wallet: what did not come through a channel
+}
+
+// PlannedPart is one channel refund of a RefundPlan.
+type PlannedPart struct {
+	Channel    string
+	OrderNo    string
+	ProviderTx string // the provider's transaction ID of the order
+	Amount     vend.Amount
+}
+
+// PlanSessionRefund computes where a refund of amount of operator's
+// session would go, by the rules of RefundSession, without writing. The
+// plan is advice: RefundSession decides again when it runs. Errors:
+// ErrSessionNotFound (or another operator's), ErrAmount, ErrCurrency,
+// ErrSessionState (nothing charged), ErrRefundable.
+func (s *Store) PlanSessionRefund(ctx context.Context, operator string, id vend.SessionID, amount vend.Amount) (RefundPlan, error) {
+	ss, err := s.OperatorSession(ctx, operator, id)
+	if err != nil {
+		return RefundPlan{}, err
+	}
+	cur := ss.Currency
+	p := RefundPlan{Session: id, Amount: amount, Charged: vend.Amount{Minor: ss.Captured + ss.LateAmount, Currency: cur}}
+	var before, failed int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount_minor), 0) FROM refund_requests WHERE session_id = $1`, id.String()).Scan(&before); err != nil {
+		return RefundPlan{}, fmt.Errorf("store: plan refund: %w", err)
+	}
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount_minor), 0) FROM channel_refunds WHERE session_id = $1 AND state = 'failed'`,
+		id.String()).Scan(&failed); err != nil {
+		return RefundPlan{}, fmt.Errorf("store: plan refund: %w", err)
+	}
+	p.Refundable = vend.Amount{Minor: max(p.Charged.Minor-before+failed, 0), Currency: cur}
+	switch {
+	case p.Charged.Minor <= 0:
+		return p, vend.Errorf(ErrSessionState, "session %s (%s) charged nothing", id, ss.State)
+	case amount.Minor <= 0:
+		return p, vend.Errorf(ErrAmount, "refund of %d", amount.Minor)
+	case amount.Currency != cur:
+		return p, vend.Errorf(ErrCurrency, "session in %s", cur)
+	case amount.Minor > p.Refundable.Minor:
+		return p, vend.Errorf(ErrRefundable, "session %s: %s left to refund", id, p.Refundable)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT order_no, channel, COALESCE(provider_tx_id, ''), amount_minor - refunded_minor - voided_minor
+		FROM channel_payments WHERE user_id = $1 AND currency = $2 AND state = 'paid' AND refunded_minor + voided_minor < amount_minor
+		ORDER BY paid_ms, order_no`, ss.User, string(cur))
+	if err != nil {
+		return RefundPlan{}, fmt.Errorf("store: plan refund: %w", err)
+	}
+	defer rows.Close()
+	left := amount.Minor
+	for rows.Next() && left > 0 {
+		var pp PlannedPart
+		var room int64
+		if err := rows.Scan(&pp.OrderNo, &pp.Channel, &pp.ProviderTx, &room); err != nil {
+			return RefundPlan{}, fmt.Errorf("store: plan refund: %w", err)
+		}
+		pp.Amount = vend.Amount{Minor: min(left, room), Currency: cur}
+		left -= pp.Amount.Minor
+		p.Channels = append(p.Channels, pp)
+	}
+	if err := rows.Err(); err != nil {
+		return RefundPlan{}, fmt.Errorf("store: plan refund: %w", err)
+	}
+	p.Wallet = vend.Amount{Minor: left, Currency: cur}
+	return p, nil
+}

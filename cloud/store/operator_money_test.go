@@ -258,3 +258,26 @@ func TestRefundApprovals(t *testing.T) {
 		}
 	})
 }
+
+func TestPlanSessionRefundMatchesRefund(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, nil)
+		e.paidOrder("alipay", "p1", 300)
+		e.topUp(e.user.ID, 1000)
+		ss := e.settled(e.user.ID, "s1", 10000) // 500
+		p, err := e.s.PlanSessionRefund(e.ctx, e.opA.ID, ss.ID, eur(400))
+		must(t, err)
+		if len(p.Channels) != 1 || p.Channels[0].Amount.Minor != 300 || p.Channels[0].ProviderTx != "tx-p1" || p.Wallet.Minor != 100 || p.Refundable.Minor != 500 {
+			t.Fatalf("plan = %+v, want 3.00 to alipay and 1.00 to the wallet of 5.00", p)
+		}
+		r, err := e.s.RefundSession(e.ctx, e.opA.ID, ss.ID, eur(400), "leak", "r1")
+		must(t, err)
+		if r.Refunds[0].Amount.Minor != 300 || r.Wallet != 100 {
+			t.Fatalf("refund = %+v, differs from its plan", r)
+		}
+		_, err = e.s.PlanSessionRefund(e.ctx, e.opA.ID, ss.ID, eur(101))
+		wantCode(t, err, "refund.exceeds_refundable")
+		_, err = e.s.PlanSessionRefund(e.ctx, "op_other", ss.ID, eur(1))
+		wantCode(t, err, "session.not_found")
+	})
+}
