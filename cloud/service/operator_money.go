@@ -502,7 +502,7 @@ const (
 
 // ExportRange is what an export covers.
 type ExportRange struct {
-	From, To time.Time         // [From, To)
+	From, To time.Time          // [From, To)
 	Group    store.RevenueGroup // revenue exports: day, device or location
 	Query    store.SessionQuery // session exports: the search (its time range is From, To)
 }
