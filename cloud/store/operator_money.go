@@ -384,25 +384,6 @@ func (s *Store) Movements(ctx context.Context, operator string, from, to time.Ti
 	return nil
 }
 
-// SetDeviceLocation sets the location of one of operator's devices
-// (free text, at most 100 bytes; "" none). Errors: ErrDeviceNotFound
-// (or another operator's), ErrInput.
-func (s *Store) SetDeviceLocation(ctx context.Context, operator, device, location string) error {
-	location = strings.TrimSpace(location)
-	if len(location) > 100 {
-		return vend.Errorf(ErrInput, "a location is at most 100 bytes")
-	}
-	res, err := s.db.ExecContext(ctx, `UPDATE devices SET location = $1, updated_ms = $2 WHERE id = $3 AND operator_id = $4`,
-		location, s.nowMs(), device, operator)
-	if err != nil {
-		return fmt.Errorf("store: set location: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return vend.Errorf(ErrDeviceNotFound, "%q", clip(device))
-	}
-	return nil
-}
-
 // DeviceLocations returns the location of each of operator's devices that has one.
 func (s *Store) DeviceLocations(ctx context.Context, operator string) (map[string]string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, location FROM devices WHERE operator_id = $1 AND location <> ''`, operator)

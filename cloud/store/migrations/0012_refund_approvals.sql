@@ -3,8 +3,8 @@
 --
 -- operators.refund_approval_minor/_currency is the amount above which an
 -- operator's refund of a session needs a second person (an owner) to
--- approve it; NULL minor: never. devices.location is a free-text place
--- ("Station Road laundry") that revenue is grouped by; '' none.
+-- approve it; NULL minor: never. (Revenue is grouped by devices.location,
+-- which the fleet's migration adds.)
 --
 -- refund_approvals holds refunds waiting for that second person: the
 -- request (session, amount, reason, who asked), its state (pending →
@@ -19,7 +19,6 @@
 -- the refund. Times are the cloud's clock, BIGINT Unix milliseconds.
 ALTER TABLE operators ADD COLUMN refund_approval_minor BIGINT;
 ALTER TABLE operators ADD COLUMN refund_approval_currency TEXT NOT NULL DEFAULT '';
-ALTER TABLE devices ADD COLUMN location TEXT NOT NULL DEFAULT '';
 
 CREATE TABLE refund_approvals (
 	id              TEXT PRIMARY KEY,
