@@ -1,4 +1,4 @@
--- 0012 (to be numbered after the console's other migrations): money in
+-- 0013 (to be numbered after the console's other migrations): money in
 -- the operator console.
 --
 -- operators.refund_approval_minor/_currency is the amount above which an
