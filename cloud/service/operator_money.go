@@ -184,40 +184,25 @@ func sessionEvents(d SessionDetail) []SessionEvent {
 
 // SettleUnreported settles one of the actor's operator's unreported
 // sessions by hand: amount captured (≤ the hold), the rest released, with
-// a reason (OperatorSettle). Needs PermSettle; audited as session.settle.
+// a reason (OperatorSettle, which authorizes PermSettle and audits
+// session.settle).
 func (s *Service) SettleUnreported(ctx context.Context, id vend.SessionID, amount vend.Amount, reason string) (store.Session, error) {
 	a, err := s.opActor(ctx, PermSettle)
 	if err != nil {
 		return store.Session{}, err
 	}
-	before, err := s.st.OperatorSession(ctx, a.Operator, id)
-	if err != nil {
-		return store.Session{}, err
-	}
-	after, err := s.OperatorSettle(ctx, a.Operator, id, amount, reason)
-	if err != nil {
-		return store.Session{}, err
-	}
-	return after, s.Audit(ctx, "session.settle", id.String(), auditSession(before), auditSession(after))
+	return s.OperatorSettle(ctx, a.Operator, id, amount, reason)
 }
 
 // VoidUnreported releases one of the actor's operator's unreported
-// sessions in full, with a reason (OperatorVoid). Needs PermSettle;
-// audited as session.void.
+// sessions in full, with a reason (OperatorVoid, which authorizes
+// PermSettle and audits session.void).
 func (s *Service) VoidUnreported(ctx context.Context, id vend.SessionID, reason string) (store.Session, error) {
 	a, err := s.opActor(ctx, PermSettle)
 	if err != nil {
 		return store.Session{}, err
 	}
-	before, err := s.st.OperatorSession(ctx, a.Operator, id)
-	if err != nil {
-		return store.Session{}, err
-	}
-	after, err := s.OperatorVoid(ctx, a.Operator, id, reason)
-	if err != nil {
-		return store.Session{}, err
-	}
-	return after, s.Audit(ctx, "session.void", id.String(), auditSession(before), auditSession(after))
+	return s.OperatorVoid(ctx, a.Operator, id, reason)
 }
 
 // UnreportedSessions lists the actor's operator's unreported sessions,
@@ -228,18 +213,6 @@ func (s *Service) UnreportedSessions(ctx context.Context, limit int) ([]store.Se
 		return nil, err
 	}
 	return s.st.UnreportedSessions(ctx, a.Operator, limit)
-}
-
-type auditedSession struct {
-	State    string `json:"state"`
-	Captured int64  `json:"captured_minor"`
-	Released int64  `json:"released_minor"`
-	Currency string `json:"currency"`
-	Reason   string `json:"reason,omitempty"`
-}
-
-func auditSession(ss store.Session) auditedSession {
-	return auditedSession{State: string(ss.State), Captured: ss.Captured, Released: ss.Released, Currency: string(ss.Currency), Reason: ss.Reason}
 }
 
 // RefundReview is what a refund will do, shown before it is confirmed.
@@ -285,8 +258,8 @@ type RefundOutcome struct {
 // with a reason, once per key (a double submission refunds once): to the
 // original channels, the rest to the wallet (RefundSession). Above the
 // operator's threshold it records a refund approval for an owner instead
-// (once per key too). Needs PermRefund; audited as refund.session or
-// refund.requested (not again for a duplicate).
+// (once per key too). Needs PermRefund; audited as session.refund
+// (RefundSession) or refund.requested, not again for a duplicate.
 func (s *Service) RequestRefund(ctx context.Context, id vend.SessionID, key string, amount vend.Amount, reason string) (RefundOutcome, error) {
 	a, err := s.opActor(ctx, PermRefund)
 	if err != nil {
@@ -303,35 +276,15 @@ func (s *Service) RequestRefund(ctx context.Context, id vend.SessionID, key stri
 			return RefundOutcome{}, err
 		}
 		if !ap.Duplicate {
-			if err := s.Audit(ctx, "refund.requested", id.String(), nil, auditApproval(ap)); err != nil {
-				return RefundOutcome{}, err
-			}
+			s.audited(ctx, a.Operator, "refund.requested", id.String(), nil, auditApproval(ap))
 		}
 		return RefundOutcome{Approval: &ap}, nil
 	}
-	r, dup, err := s.refundSession(ctx, a.Operator, id, key, amount, reason)
+	r, err := s.RefundSession(ctx, a.Operator, id, key, amount, reason)
 	if err != nil {
 		return RefundOutcome{}, err
 	}
-	if !dup {
-		if err := s.Audit(ctx, "refund.session", id.String(), nil, r); err != nil {
-			return RefundOutcome{}, err
-		}
-	}
 	return RefundOutcome{Refund: &r}, nil
-}
-
-// refundSession is RefundSession that also says whether the key was used before.
-func (s *Service) refundSession(ctx context.Context, operator string, id vend.SessionID, key string, amount vend.Amount, reason string) (SessionRefund, bool, error) {
-	r, err := s.st.RefundSession(ctx, operator, id, amount, reason, key)
-	if err != nil {
-		return SessionRefund{}, false, err
-	}
-	if !r.Duplicate {
-		r = s.sendRefunds(ctx, r)
-	}
-	return SessionRefund{Session: id, Amount: r.Amount, Wallet: vend.Amount{Minor: r.Wallet, Currency: r.Amount.Currency},
-		Refunds: s.refundParts(r.Refunds)}, r.Duplicate, nil
 }
 
 type auditedApproval struct {
@@ -411,7 +364,8 @@ func (s *Service) ApproveRefund(ctx context.Context, id, note string) (store.Ref
 	if err != nil {
 		return store.RefundApproval{}, err
 	}
-	return after, s.Audit(ctx, "refund.approved", ap.Session.String(), auditApproval(before), auditApproval(after))
+	s.audited(ctx, a.Operator, "refund.approved", ap.Session.String(), auditApproval(before), auditApproval(after))
+	return after, nil
 }
 
 // RejectRefund is an owner's rejection of a pending refund, with a
@@ -430,7 +384,8 @@ func (s *Service) RejectRefund(ctx context.Context, id, note string) (store.Refu
 	if err != nil {
 		return store.RefundApproval{}, err
 	}
-	return after, s.Audit(ctx, "refund.rejected", after.Session.String(), auditApproval(before), auditApproval(after))
+	s.audited(ctx, a.Operator, "refund.rejected", after.Session.String(), auditApproval(before), auditApproval(after))
+	return after, nil
 }
 
 // RefundThreshold returns the actor's operator's refund approval
@@ -462,7 +417,8 @@ func (s *Service) SetRefundThreshold(ctx context.Context, limit *vend.Amount) er
 	if ok {
 		before = prev
 	}
-	return s.Audit(ctx, "refund.threshold", a.Operator, before, limit)
+	s.audited(ctx, a.Operator, "refund.threshold", a.Operator, before, limit)
+	return nil
 }
 
 // SetDeviceLocation sets where one of the actor's operator's devices
@@ -480,7 +436,8 @@ func (s *Service) SetDeviceLocation(ctx context.Context, device, location string
 	if err := s.st.SetDeviceLocation(ctx, a.Operator, device, location); err != nil {
 		return err
 	}
-	return s.Audit(ctx, "device.location", device, locs[device], strings.TrimSpace(location))
+	s.audited(ctx, a.Operator, "device.location", device, locs[device], strings.TrimSpace(location))
+	return nil
 }
 
 // Revenue returns the actor's operator's revenue in [from, to) grouped by

@@ -211,6 +211,20 @@ func TestRefundAboveThresholdNeedsAnotherOwner(t *testing.T) {
 	if err != nil || rej.State != store.ApprovalRejected {
 		t.Fatalf("reject = %+v, %v", rej, err)
 	}
+	// Each step is in the audit log once, with who did it.
+	log, err := m.st.AuditLog(m.ctx, m.op, store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i := len(log) - 1; i >= 0; i-- {
+		got = append(got, log[i].Action+" "+log[i].Email)
+	}
+	want := "[refund.threshold o1@example.com session.refund m@example.com refund.requested m@example.com refund.requested o1@example.com " +
+		"refund.approved o1@example.com refund.rejected o2@example.com]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("audit log = %v\nwant %s", got, want)
+	}
 }
 
 func TestSessionDetailChecksTheReport(t *testing.T) {
