@@ -302,28 +302,6 @@ func queryTime(r *http.Request, name string) (time.Time, error) {
 	return t, nil
 }
 
-func (s *Server) opSessions(w http.ResponseWriter, r *http.Request) {
-	f := store.SessionFilter{Device: r.URL.Query().Get("device")}
-	var err error
-	if f.Since, err = queryTime(r, "since"); err == nil {
-		f.Until, err = queryTime(r, "until")
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if f.Limit, err = queryLimit(r); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ss, err := s.st.OperatorSessions(r.Context(), operatorOf(r), f)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": operatorSessions(ss)})
-}
-
 // queryLimit reads the optional limit query parameter: 0 when absent, else
 // a positive integer (request.field otherwise).
 func queryLimit(r *http.Request) (int, error) {

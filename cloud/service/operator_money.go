@@ -287,6 +287,10 @@ func (s *Service) RequestRefund(ctx context.Context, id vend.SessionID, key stri
 	return RefundOutcome{Refund: &r}, nil
 }
 
+// RefundParts describes channel refunds as the phone API does (source,
+// order, amount, state, provider's refund ID).
+func (s *Service) RefundParts(fs []store.Refund) []phoneapi.RefundPart { return s.refundParts(fs) }
+
 type auditedApproval struct {
 	ID      string `json:"id"`
 	Session string `json:"session"`
