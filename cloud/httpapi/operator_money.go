@@ -149,6 +149,18 @@ type (
 	OperatorApprovalList struct {
 		Approvals []OperatorApproval `json:"approvals"`
 	}
+	// OperatorDeviceList answers GET /v1/operator/devices.
+	OperatorDeviceList struct {
+		Devices []OperatorDevice `json:"devices"`
+	}
+	// OperatorSessionList answers GET /v1/operator/sessions/unreported.
+	OperatorSessionList struct {
+		Sessions []OperatorSession `json:"sessions"`
+	}
+	// OperatorRevenueList answers GET /v1/operator/revenue.
+	OperatorRevenueList struct {
+		Revenue []OperatorRevenue `json:"revenue"`
+	}
 	// OperatorRevenueReport is revenue grouped one way.
 	OperatorRevenueReport struct {
 		Group string                `json:"group"`
