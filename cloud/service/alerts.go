@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"beaconvend/app-protocol/mqttapi"
-	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/store"
 )
 
@@ -29,10 +28,6 @@ const (
 	AlertLowStock     = store.AlertLowStock     // stock.low
 	AlertChannel      = store.AlertChannel      // channel
 )
-
-// ErrNoOperator refuses an operator-facing call whose context carries no
-// operator account (WithActor).
-var ErrNoOperator = vend.E(vend.Unauthorized, "auth.token", "service: no operator account in the request")
 
 // AlertInput is an alert another part of the cloud raises or resolves
 // (the inventory's low stock). At most one alert per dedup key
@@ -83,20 +78,11 @@ func (s *Service) ResolveAlert(ctx context.Context, a AlertInput) error {
 	return err
 }
 
-// actorOperator returns the actor's operator after Authorize(p).
-func (s *Service) actorOperator(ctx context.Context, p Perm) (Actor, error) {
-	a, ok := ActorFrom(ctx)
-	if !ok || a.Operator == "" {
-		return Actor{}, ErrNoOperator
-	}
-	return a, s.Authorize(ctx, p)
-}
-
 // Alerts lists the actor's operator's alerts (PermView), newest first,
 // and the next page's cursor. Errors: ErrNoOperator, ErrForbidden,
 // store.ErrInput.
 func (s *Service) Alerts(ctx context.Context, f store.AlertFilter) ([]store.Alert, string, error) {
-	a, err := s.actorOperator(ctx, PermView)
+	a, err := s.opActor(ctx, PermView)
 	if err != nil {
 		return nil, "", err
 	}
@@ -106,7 +92,7 @@ func (s *Service) Alerts(ctx context.Context, f store.AlertFilter) ([]store.Aler
 // Alert returns one of the actor's operator's alerts with its deliveries
 // (PermView). Errors: store.ErrAlertNotFound.
 func (s *Service) Alert(ctx context.Context, id string) (store.Alert, []store.Delivery, error) {
-	a, err := s.actorOperator(ctx, PermView)
+	a, err := s.opActor(ctx, PermView)
 	if err != nil {
 		return store.Alert{}, nil, err
 	}
@@ -121,7 +107,7 @@ func (s *Service) Alert(ctx context.Context, id string) (store.Alert, []store.De
 // OpenAlertCount counts the actor's operator's open (unacknowledged)
 // alerts, for the console's navigation.
 func (s *Service) OpenAlertCount(ctx context.Context) (int, error) {
-	a, err := s.actorOperator(ctx, PermView)
+	a, err := s.opActor(ctx, PermView)
 	if err != nil {
 		return 0, err
 	}
@@ -133,7 +119,7 @@ func (s *Service) OpenAlertCount(ctx context.Context) (int, error) {
 // Errors: ErrForbidden, store.ErrAlertNotFound, store.ErrAlertState (it
 // is resolved).
 func (s *Service) AckAlert(ctx context.Context, id string) (store.Alert, error) {
-	a, err := s.actorOperator(ctx, PermAckAlert)
+	a, err := s.opActor(ctx, PermAckAlert)
 	if err != nil {
 		return store.Alert{}, err
 	}
@@ -152,7 +138,7 @@ func (s *Service) AckAlert(ctx context.Context, id string) (store.Alert, error) 
 // (alert.resolve); the engine opens a new one if its condition persists.
 // Errors: ErrForbidden, store.ErrAlertNotFound, store.ErrAlertState.
 func (s *Service) CloseAlert(ctx context.Context, id string) (store.Alert, error) {
-	a, err := s.actorOperator(ctx, PermAckAlert)
+	a, err := s.opActor(ctx, PermAckAlert)
 	if err != nil {
 		return store.Alert{}, err
 	}
@@ -174,7 +160,7 @@ func alertAudit(a store.Alert) map[string]any {
 // AlertSettings returns the actor's operator's alert settings
 // (PermView).
 func (s *Service) AlertSettings(ctx context.Context) (store.AlertSettings, error) {
-	a, err := s.actorOperator(ctx, PermView)
+	a, err := s.opActor(ctx, PermView)
 	if err != nil {
 		return store.AlertSettings{}, err
 	}
@@ -185,7 +171,7 @@ func (s *Service) AlertSettings(ctx context.Context) (store.AlertSettings, error
 // (PermAlertSettings: owner) and audits it (alert.settings). Errors:
 // ErrForbidden, store.ErrInput naming the field.
 func (s *Service) PutAlertSettings(ctx context.Context, set store.AlertSettings) (store.AlertSettings, error) {
-	a, err := s.actorOperator(ctx, PermAlertSettings)
+	a, err := s.opActor(ctx, PermAlertSettings)
 	if err != nil {
 		return set, err
 	}
@@ -205,7 +191,7 @@ func (s *Service) PutAlertSettings(ctx context.Context, set store.AlertSettings)
 // cloud's webhook key, so every instance signs alike and nothing secret
 // is stored per operator.
 func (s *Service) WebhookSecret(ctx context.Context) (string, error) {
-	a, err := s.actorOperator(ctx, PermAlertSettings)
+	a, err := s.opActor(ctx, PermAlertSettings)
 	if err != nil {
 		return "", err
 	}

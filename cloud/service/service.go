@@ -92,6 +92,9 @@ type Options struct {
 	// Alerts configure the alert engine and its e-mail and webhook
 	// deliveries (see AlertOptions; the zero value: defaults, no SMTP).
 	Alerts AlertOptions
+	// History bounds the telemetry and state histories of the console's
+	// device page (see HistoryOptions; the zero value: defaults).
+	History HistoryOptions
 }
 
 // Service is the money flow of the cloud: proximity resolution, session
@@ -116,6 +119,12 @@ type Service struct {
 	tel     *telemetryBuffer
 
 	wg sync.WaitGroup
+
+	// FleetEvents fans device status changes out to the console's fleet
+	// pages on this instance.
+	FleetEvents *FleetEvents
+	sampleMu    sync.Mutex
+	sampled     map[string]time.Time // device → last telemetry sample this instance kept
 }
 
 // refLooker is a channel that needs the provider's own ID of an order
@@ -180,6 +189,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		coWatch: map[string][]chan struct{}{},
 		tel:     newTelemetryBuffer(),
 	}
+	s.FleetEvents = &FleetEvents{}
 	s.router = payments.NewRouter(opts.Channels, opts.Store.PaymentTotal, opts.PaymentDay, opts.Now)
 	for _, g := range opts.Channels {
 		// A channel that finds an order by its own ID (Stripe's pi_…)

@@ -135,13 +135,13 @@ func scanAlert(sc interface{ Scan(...any) error }) (Alert, error) {
 	var c, ak, r int64
 	err := sc.Scan(&a.ID, &a.Operator, &a.Kind, &a.Severity, &a.DedupKey, &a.Device, &a.Machine, &a.Slot, &a.Ref, &a.Code,
 		&a.Summary, &a.Detail, &a.State, &c, &ak, &a.AckedBy, &r, &a.ResolvedBy)
-	a.Created = msTime(c)
-	a.Acked = msTime(ak)
-	a.Resolved = msTime(r)
+	a.Created = alertTime(c)
+	a.Acked = alertTime(ak)
+	a.Resolved = alertTime(r)
 	return a, err
 }
 
-func msTime(ms int64) time.Time {
+func alertTime(ms int64) time.Time {
 	if ms == 0 {
 		return time.Time{}
 	}
@@ -524,7 +524,7 @@ func alertSettings(ctx context.Context, q queryer, operator string) (AlertSettin
 	}
 	a.OfflineAfter = time.Duration(off) * time.Second
 	a.VendFailWindow = time.Duration(win) * time.Second
-	a.Updated = msTime(upd)
+	a.Updated = alertTime(upd)
 	return a, nil
 }
 
@@ -549,7 +549,7 @@ func (s *Store) PutAlertSettings(ctx context.Context, operator string, a AlertSe
 		return a, err
 	}
 	now := s.nowMs()
-	a.Updated = msTime(now)
+	a.Updated = alertTime(now)
 	_, err := s.db.ExecContext(ctx, `INSERT INTO alert_settings (operator_id, email_to, webhook_url, offline_after_s, vend_fail_count,
 		vend_fail_window_s, low_stock_level, quiet_start, quiet_end, time_zone, updated_ms)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -594,7 +594,7 @@ func (s *Store) subjects(ctx context.Context, what, q string, args ...any) ([]Al
 		if err := rows.Scan(&a.Operator, &a.Device, &a.Name, &a.Machine, &a.Ref, &a.Code, &a.Count, &since); err != nil {
 			return nil, fmt.Errorf("store: %s: %w", what, err)
 		}
-		a.Since = msTime(since)
+		a.Since = alertTime(since)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
@@ -867,9 +867,9 @@ func scanDelivery(sc interface{ Scan(...any) error }, withAlert bool) (Delivery,
 	if err := sc.Scan(dst...); err != nil {
 		return d, err
 	}
-	a.Created, a.Acked, a.Resolved = msTime(c), msTime(ak), msTime(r)
+	a.Created, a.Acked, a.Resolved = alertTime(c), alertTime(ak), alertTime(r)
 	d.Alert = a
-	d.Next, d.Sent = msTime(next), msTime(sent)
+	d.Next, d.Sent = alertTime(next), alertTime(sent)
 	return d, nil
 }
 

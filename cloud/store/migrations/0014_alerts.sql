@@ -1,4 +1,5 @@
--- 0012: operator alerts, their deliveries and the operators' alert
+-- 0014 (0012 in the agreed order; renumbered where the fleet and refund
+-- approval migrations landed first): operator alerts, their deliveries and the operators' alert
 -- settings.
 --
 -- alerts: one row per raised alert. dedup_key (kind|device|machine|slot|ref)
