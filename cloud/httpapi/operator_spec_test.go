@@ -39,6 +39,8 @@ var operatorSchemas = map[string]any{
 	"OperatorDecision": httpapi.OperatorDecision{}, "OperatorRefundThreshold": httpapi.OperatorRefundThreshold{},
 	"OperatorRevenue": httpapi.OperatorRevenue{}, "OperatorRevenueList": httpapi.OperatorRevenueList{},
 	"OperatorRevenueLine": httpapi.OperatorRevenueLine{}, "OperatorRevenueReport": httpapi.OperatorRevenueReport{},
+	"OperatorAlert": httpapi.OperatorAlert{}, "OperatorAlertDelivery": httpapi.OperatorAlertDelivery{},
+	"OperatorAlertPage": httpapi.OperatorAlertPage{}, "OperatorAlertSettings": httpapi.OperatorAlertSettings{},
 }
 
 // sharedSchemas are the phone API's schemas the operator API uses, with
