@@ -19,6 +19,7 @@ import (
 // recipients, webhook, thresholds, quiet period).
 func (c *Console) alertRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /console/alerts", c.allow(service.PermView, c.alertInbox))
+	m.HandleFunc("GET /console/alerts/badge", c.allow(service.PermView, c.alertBadge))
 	m.HandleFunc("GET /console/alerts/{alert}", c.allow(service.PermView, c.alertPage))
 	m.HandleFunc("POST /console/alerts/{alert}/ack", c.allow(service.PermAckAlert, c.alertAct(true)))
 	m.HandleFunc("POST /console/alerts/{alert}/resolve", c.allow(service.PermAckAlert, c.alertAct(false)))
@@ -92,6 +93,18 @@ func (c *Console) alertInbox(w http.ResponseWriter, r *http.Request) {
 		v.Notice = "Alert resolved."
 	}
 	c.render(w, r, http.StatusOK, "alerts", "Alerts", "alerts", v)
+}
+
+// alertBadge is the open-alert count in the navigation (the layout
+// loads it with htmx, and again every 30 s): " (3 open)", nothing when
+// none are open.
+func (c *Console) alertBadge(w http.ResponseWriter, r *http.Request) {
+	n, err := c.svc.OpenAlertCount(r.Context())
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.renderPart(w, r, http.StatusOK, "alerts", "badge", n)
 }
 
 // alertView is an alert's page data.

@@ -194,6 +194,7 @@ func TestConsoleAlertsInChromium(t *testing.T) {
 	viewer := r.login(t, service.RoleViewer)
 	viewer.Go(r.URL + "/console/alerts")
 	viewer.WaitText("main", "is offline")
+	viewer.WaitText("nav", "Alerts (1 open)") // the live count in the navigation
 	if n := browsertest.Eval[int](viewer, `document.querySelectorAll("form[action$='/ack']").length`); n != 0 {
 		t.Errorf("the viewer is shown %d acknowledge buttons", n)
 	}
