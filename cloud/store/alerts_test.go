@@ -384,3 +384,44 @@ func TestAlertSessionConditions(t *testing.T) {
 		}
 	})
 }
+
+// Channel alerts about a checkout's order reach the device operator's
+// inbox once, whatever instance reads them and however often; one about
+// an order with no checkout (a wallet top-up) is passed over.
+func TestAlertChannelMirror(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, nil)
+		c := e.checkout("sandbox_card", "authorize", "ch-1", 1000)
+		must(t, e.s.RecordChannelAlert(e.ctx, store.ChannelAlert{Channel: "sandbox_card", OrderNo: "o-unknown", Code: "payment.not_found", Detail: "no such order"}))
+		must(t, e.s.RecordChannelAlert(e.ctx, store.ChannelAlert{Channel: "sandbox_card", OrderNo: c.OrderNo, Code: "auth.lapsing", Detail: "the hold lapses soon"}))
+		raise := func(s store.AlertSubject, detail string) store.NewAlert {
+			return store.NewAlert{Operator: s.Operator, Kind: store.AlertChannel, Device: s.Device, Machine: s.Machine, Ref: s.Ref,
+				Code: s.Code, Summary: "channel " + s.Code, Detail: detail}
+		}
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := e.s.ChannelAlertsAfter(e.ctx, 10, raise); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		as, _, err := e.s.ListAlerts(e.ctx, e.opA.ID, store.AlertFilter{Kind: store.AlertChannel})
+		must(t, err)
+		if len(as) != 1 || as[0].Code != "auth.lapsing" || as[0].Device != "dev-a" || as[0].Machine != "w1" || !contains(as[0].Detail, c.OrderNo) {
+			t.Fatalf("mirrored = %+v", as)
+		}
+		// Resolved by hand, it does not come back.
+		_, err = e.s.ResolveAlertID(e.ctx, e.opA.ID, as[0].ID, "owner@example.com")
+		must(t, err)
+		if n, err := e.s.ChannelAlertsAfter(e.ctx, 10, raise); err != nil || n != 0 {
+			t.Fatalf("read again: %d, %v", n, err)
+		}
+		if e.count("alerts") != 1 {
+			t.Fatalf("%d alerts, want 1", e.count("alerts"))
+		}
+	})
+}
