@@ -19,6 +19,7 @@ import (
 //	alerts:
 //	  console_url: https://cloud.example.com/console  # links in messages
 //	  webhook_key_file: /etc/beaconvend/alert-webhook.key  # 0600, 64 hex digits; default derived from the cloud key
+//	  webhook_private: false        # let webhooks reach loopback/private addresses; default true only in development
 //	  smtp:
 //	    host: smtp.example.com
 //	    port: 587                     # default 587, 465 with tls: tls
@@ -30,7 +31,11 @@ import (
 type Alerts struct {
 	ConsoleURL     string `yaml:"console_url"`
 	WebhookKeyFile string `yaml:"webhook_key_file"`
-	SMTP           SMTP   `yaml:"smtp"`
+	// WebhookPrivate lets operators' webhooks reach loopback and private
+	// addresses; refused by default in production (the cloud's own
+	// network), allowed in development.
+	WebhookPrivate bool `yaml:"webhook_private"`
+	SMTP           SMTP `yaml:"smtp"`
 }
 
 // SMTP is the mail server alert e-mails go through.
@@ -49,7 +54,7 @@ type SMTP struct {
 // ErrKeyFile, ErrKeyPerms.
 func (c *Config) AlertOptions() (service.AlertOptions, error) {
 	a := c.Alerts
-	o := service.AlertOptions{ConsoleURL: strings.TrimSuffix(a.ConsoleURL, "/")}
+	o := service.AlertOptions{ConsoleURL: strings.TrimSuffix(a.ConsoleURL, "/"), WebhookPrivate: a.WebhookPrivate || c.Development}
 	if a.WebhookKeyFile != "" {
 		k, err := readKey("alerts.webhook_key", c.path(a.WebhookKeyFile), "", nil)
 		if err != nil {
@@ -140,5 +145,6 @@ func mergeAlerts(o service.AlertOptions, c *Config) (service.AlertOptions, error
 	if o.ConsoleURL == "" {
 		o.ConsoleURL = f.ConsoleURL
 	}
+	o.WebhookPrivate = o.WebhookPrivate || f.WebhookPrivate
 	return o, nil
 }

@@ -16,9 +16,11 @@ import (
 	"net"
 	"net/http"
 	"net/mail"
+	"net/netip"
 	"net/smtp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"beaconvend/cloud/store"
@@ -51,9 +53,14 @@ type AlertOptions struct {
 	// WebhookKey derives each operator's webhook signing secret
 	// (Service.WebhookSecret); derived from the cloud key when empty.
 	WebhookKey []byte
-	// HTTPClient posts webhooks; one with a 10 s timeout that follows no
-	// redirects when nil.
+	// HTTPClient posts webhooks; when nil, one with a 10 s timeout that
+	// follows no redirects and, unless WebhookPrivate, refuses to connect
+	// to loopback, private, link-local and unspecified addresses (an
+	// operator's URL must not reach the cloud's own network).
 	HTTPClient *http.Client
+	// WebhookPrivate lets webhooks reach loopback and private addresses
+	// (development, tests, a receiver on the cloud's own network).
+	WebhookPrivate bool
 	// ConsoleURL is the console's base URL for links in messages
 	// (https://cloud.example.com/console); no links when "".
 	ConsoleURL string
@@ -91,9 +98,34 @@ func (o *AlertOptions) defaults() {
 		o.SMTP.Timeout = 20 * time.Second
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 10 * time.Second,
+		d := &net.Dialer{Timeout: 10 * time.Second}
+		if !o.WebhookPrivate {
+			d.Control = publicOnly
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy, tr.DialContext = nil, d.DialContext
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
+}
+
+// publicOnly refuses a connection to an address that is not public
+// unicast (checked after name resolution, so a name cannot point inside).
+func publicOnly(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("service: alert webhook: address %q", address)
+	}
+	ip = ip.Unmap()
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() ||
+		ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || !ip.IsGlobalUnicast() {
+		return fmt.Errorf("service: alert webhook: %s is not a public address (alerts.webhook_private allows it)", ip)
+	}
+	return nil
 }
 
 // WebhookSignatureHeader carries an alert webhook's signature:

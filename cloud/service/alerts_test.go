@@ -76,6 +76,7 @@ func newAlertEnv(t *testing.T) *alertEnv {
 
 func (e *alertEnv) service(a service.AlertOptions) *service.Service {
 	e.t.Helper()
+	a.WebhookPrivate = true // the receivers are on loopback
 	svc, err := service.New(context.Background(), service.Options{Store: e.st, Publisher: &FakePublisher{}, CloudKey: e.cloud,
 		Now: e.clk.Now, Alerts: a})
 	if err != nil {
@@ -559,5 +560,35 @@ func TestAlertMailRequiresTLS(t *testing.T) {
 	}
 	if ms := mp.Wait(t, 1, 10*time.Second); ms[0].Subject != "[beaconvend warning] low" {
 		t.Fatalf("subject = %q", ms[0].Subject)
+	}
+}
+
+// By default a webhook may not reach the cloud's own network: a URL on
+// loopback is refused at connect time, recorded, and retried.
+func TestAlertWebhookRefusesPrivateAddresses(t *testing.T) {
+	e := newAlertEnv(t)
+	svc, err := service.New(context.Background(), service.Options{Store: e.st, Publisher: &FakePublisher{}, CloudKey: e.cloud, Now: e.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hit := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hit <- struct{}{} }))
+	defer srv.Close()
+	e.settings(svc, func(s *store.AlertSettings) { s.WebhookURL = srv.URL })
+	if err := svc.RaiseAlert(context.Background(), service.AlertInput{Operator: e.op.ID, Kind: service.AlertLowStock, Slot: "A1", Summary: "low"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := svc.DeliverAlerts(context.Background()); n != 0 {
+		t.Fatal("posted to a loopback address")
+	}
+	select {
+	case <-hit:
+		t.Fatal("the loopback receiver was reached")
+	default:
+	}
+	as := e.alerts(svc, service.AlertLowStock)
+	_, ds, _ := svc.Alert(e.ctx, as[0].ID)
+	if len(ds) != 1 || ds[0].State != "pending" || !strings.Contains(ds[0].LastError, "not a public address") {
+		t.Fatalf("deliveries = %+v", ds)
 	}
 }
