@@ -107,12 +107,23 @@ func startNodeHook(t *testing.T, secret string) (string, <-chan hookLine) {
 // e-mailed to a real SMTP server (Mailpit) and posted to a webhook whose
 // signature Node's crypto checks; a technician acknowledges it; a viewer
 // is shown no button and is refused a hand-made request; axe finds
-// nothing serious or critical on the alert pages.
+// nothing serious or critical on the alert pages. On SQLite and on
+// PostgreSQL.
 func TestConsoleAlertsInChromium(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { consoleAlerts(t, "") })
+	t.Run("postgres", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("not with -short")
+		}
+		consoleAlerts(t, consolePG(t))
+	})
+}
+
+func consoleAlerts(t *testing.T, dsn string) {
 	mp := mailpittest.Start(t, mailpittest.Opts{})
 	host, port, _ := net.SplitHostPort(mp.SMTPAddr)
 	p, _ := strconv.Atoi(port)
-	r := newConsoleRig(t, consoleRigOpts{Config: map[string]any{"alerts": map[string]any{
+	r := newConsoleRig(t, consoleRigOpts{DSN: dsn, Config: map[string]any{"alerts": map[string]any{
 		"smtp": map[string]any{"host": host, "port": p, "from": "Beaconvend alerts <alerts@console-rig.example>", "tls": "none"},
 	}}, Args: []string{"-presence-stale", "3s"}})
 	ctx := context.Background()
