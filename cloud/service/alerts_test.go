@@ -592,3 +592,33 @@ func TestAlertWebhookRefusesPrivateAddresses(t *testing.T) {
 		t.Fatalf("deliveries = %+v", ds)
 	}
 }
+
+// A receiver that never answers 2xx gets MaxAttempts attempts, each
+// after the backoff, and the delivery is then recorded failed.
+func TestAlertWebhookGivesUp(t *testing.T) {
+	e := newAlertEnv(t)
+	svc := e.service(service.AlertOptions{Backoff: time.Second, MaxAttempts: 3})
+	secret, _ := svc.WebhookSecret(e.ctx)
+	h := &hookRecv{t: t, secret: secret, fail: 1000}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	e.settings(svc, func(s *store.AlertSettings) { s.WebhookURL = srv.URL })
+	ctx := context.Background()
+	if err := svc.RaiseAlert(ctx, service.AlertInput{Operator: e.op.ID, Kind: service.AlertLowStock, Slot: "A1", Summary: "low"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if n, _ := svc.DeliverAlerts(ctx); n != 0 {
+			t.Fatal("sent to a receiver that always fails")
+		}
+		e.clk.Add(time.Hour)
+	}
+	if _, ids := h.count(); len(ids) != 3 {
+		t.Fatalf("%d attempts, want 3", len(ids))
+	}
+	as := e.alerts(svc, service.AlertLowStock)
+	_, ds, _ := svc.Alert(e.ctx, as[0].ID)
+	if len(ds) != 1 || ds[0].State != "failed" || ds[0].Attempts != 3 || !strings.Contains(ds[0].LastError, "503") {
+		t.Fatalf("deliveries = %+v", ds)
+	}
+}
