@@ -335,7 +335,7 @@ func TestConsoleMoneyInChromium(t *testing.T) {
 }
 
 // Eval is browsertest.Eval, short.
-func moneyEval[T any](p *browsertest.Page, expr string) T { return browsertest.moneyEval[T](p, expr) }
+func moneyEval[T any](p *browsertest.Page, expr string) T { return browsertest.Eval[T](p, expr) }
 
 // moneyRun is browsertest.Run, short.
 func moneyRun[T any](p *browsertest.Page, a chromedp.Action[T]) T { return browsertest.Run(p, a) }
