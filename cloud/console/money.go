@@ -49,7 +49,7 @@ var done = map[string]string{
 
 // sessionStates are the states a search can pick.
 var sessionStates = []store.State{store.Pending, store.Authorized, store.Running, store.Ending, store.Settled, store.Refunded,
-	store.Failed, store.Unreported, store.Voided}
+	store.Failed, store.Unreported, store.Released, store.Voided}
 
 // sessionsView is the sessions page's data.
 type sessionsView struct {
