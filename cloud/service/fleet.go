@@ -233,6 +233,7 @@ type DeviceDetail struct {
 	Sessions  []store.Session         // the newest sessions, newest first
 	Telemetry []store.TelemetrySample // the history within HistoryOptions.Keep, oldest first
 	Presence  []store.PresenceChange  // state history, newest first
+	Keep      time.Duration           // how far back the histories go
 }
 
 // DeviceSessions is how many recent sessions DeviceDetail carries.
@@ -256,6 +257,7 @@ func (s *Service) FleetDevice(ctx context.Context, operator, id string) (DeviceD
 	}
 	h := s.opts.History
 	h.defaults()
+	out.Keep = h.Keep
 	if out.Telemetry, err = s.st.TelemetryHistory(ctx, operator, id, s.now().Add(-h.Keep), 0); err != nil {
 		return DeviceDetail{}, err
 	}
@@ -268,9 +270,12 @@ func (s *Service) FleetDevice(ctx context.Context, operator, id string) (DeviceD
 // FleetEvents fans device status changes out to this instance's fleet
 // pages: a device ID each time the cloud decides a presence change (an
 // online or offline state, a will, a disconnect, the staleness bound) or
-// writes telemetry whose board or machine states changed. A change
-// decided on another instance does not reach it: subscribers also re-read
-// the store periodically. Safe for concurrent use.
+// writes telemetry whose board or machine states changed. On PostgreSQL a
+// change decided on another instance reaches it through a notification
+// (store.ListenDeviceChanges, started by Run), and a change of this
+// instance may come twice; a notification lost while the listener
+// reconnects is not repeated, so subscribers also re-read the store
+// periodically. Safe for concurrent use.
 type FleetEvents struct {
 	mu   sync.Mutex
 	subs map[chan string]struct{}
@@ -321,11 +326,22 @@ func (f *FleetEvents) publish(device string) {
 	}
 }
 
+// fleetChanged announces a change of device to this instance's fleet
+// pages and, through the database, to every other instance's. A failed
+// notification is logged: the other instances' pages re-read the store
+// within console.FleetPoll.
+func (s *Service) fleetChanged(ctx context.Context, device string) {
+	s.FleetEvents.publish(device)
+	if err := s.st.NotifyDeviceChange(ctx, device); err != nil {
+		s.log.Warn("service: device change notification", "device", device, "err", err)
+	}
+}
+
 // presenceChanged announces a presence change of device and keeps it in
 // the device's state history. A failed write is logged: the history is
 // for people, the presence itself is already stored.
 func (s *Service) presenceChanged(ctx context.Context, device string, online bool, cause string, at time.Time) {
-	s.FleetEvents.publish(device)
+	s.fleetChanged(ctx, device)
 	h := s.opts.History
 	h.defaults()
 	if err := s.st.RecordPresence(ctx, device, store.PresenceChange{At: at, Online: online, Cause: cause}, h.Keep); err != nil {

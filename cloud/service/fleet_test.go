@@ -9,6 +9,7 @@ import (
 
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/internal/svctest"
 	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
 )
@@ -166,5 +167,47 @@ func TestFleetEventsSlowSubscriber(t *testing.T) {
 	}
 	if n != 256 || f.Subscribers() != 0 {
 		t.Fatalf("read %d changes before the close, %d subscribers left; want 256 and 0", n, f.Subscribers())
+	}
+}
+
+// On PostgreSQL a presence change one instance decides reaches the fleet
+// subscribers of another instance through a notification.
+func TestFleetEventsAcrossInstances(t *testing.T) {
+	dsn := svctest.PostgresDSN(t, "vend_svc_fleet")
+	a := newPRig(t, dsn, service.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := store.Open(ctx, dsn, &store.Opts{BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	opts := a.opts
+	opts.Store, opts.Registry = st, nil
+	b, err := service.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	ch, stop := b.FleetEvents.Subscribe()
+	defer stop()
+	// The listener connects in the background: announce until it hears.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.handle(t, mqttapi.LeafState, state(a.clk.Now(), mqttapi.Online, ""))
+		select {
+		case d := <-ch:
+			if d != "wd-1" {
+				t.Fatalf("instance b heard %q, want wd-1", d)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("instance b never heard instance a's presence change")
+		}
+		a.clk.Add(time.Second)
 	}
 }

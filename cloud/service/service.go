@@ -238,6 +238,15 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Error("service: reply listener", "err", err)
 		}
 	}()
+	// Device changes decided by other instances reach this one's fleet
+	// pages (PostgreSQL LISTEN); the pages' own re-reads are the fallback.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.st.ListenDeviceChanges(lctx, s.FleetEvents.publish); err != nil && !errors.Is(err, store.ErrNoNotify) {
+			s.log.Error("service: device change listener", "err", err)
+		}
+	}()
 	sweep := time.NewTicker(s.opts.SweepInterval)
 	refresh := time.NewTicker(s.opts.RefreshInterval)
 	flush := time.NewTicker(s.opts.TelemetryFlush)

@@ -124,7 +124,7 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 			return ResultError, err
 		}
 		s.tel.wrote(u, sig)
-		s.FleetEvents.publish(device)
+		s.fleetChanged(ctx, device)
 		return ResultOK, nil
 	case *mqttapi.Event:
 		return s.event(ctx, device, m, at)

@@ -301,3 +301,31 @@ func (s *Store) ownsDevice(ctx context.Context, operator, device string) error {
 	}
 	return nil
 }
+
+// deviceChannel is the PostgreSQL notification channel NotifyDeviceChange
+// notifies on, with the device id as payload.
+const deviceChannel = "beaconvend_device"
+
+// NotifyDeviceChange tells every instance listening with
+// ListenDeviceChanges that device's status changed (a presence change, a
+// fault). On databases without notifications (SQLite, one instance) it
+// does nothing.
+func (s *Store) NotifyDeviceChange(ctx context.Context, device string) error {
+	if s.d.name != "postgres" {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, deviceChannel, device); err != nil {
+		return fmt.Errorf("store: notify device change: %w", err)
+	}
+	return nil
+}
+
+// ListenDeviceChanges calls fn with the device id of every
+// NotifyDeviceChange any instance makes from now on (its own included),
+// until ctx is done; it then returns nil. It reconnects as ListenReplies
+// does, and a change notified while it reconnects is not announced, so
+// callers re-read the store periodically as well. Other databases than
+// PostgreSQL return ErrNoNotify at once.
+func (s *Store) ListenDeviceChanges(ctx context.Context, fn func(device string)) error {
+	return s.listen(ctx, deviceChannel, "device change", fn)
+}

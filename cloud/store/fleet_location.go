@@ -26,4 +26,3 @@ func (s *Store) SetDeviceLocation(ctx context.Context, operator, device, locatio
 	}
 	return nil
 }
-

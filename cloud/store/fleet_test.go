@@ -135,3 +135,40 @@ func TestPresenceHistory(t *testing.T) {
 		wantCode(t, e.s.RecordPresence(e.ctx, "dev-a", store.PresenceChange{At: t0}, keep), "store.input")
 	})
 }
+
+// The last sale per machine: the newest session that captured money,
+// not one that captured nothing, and none older than LastSaleWindow.
+func TestFleetLastSale(t *testing.T) {
+	forEachDB(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, nil)
+		e.topUp(e.user.ID, 5000)
+		old, err := e.start(e.user.ID, "w1", "", 2000, "old")
+		must(t, err)
+		e.settleUnits(old, 1000)
+		e.clk.Add(store.LastSaleWindow + time.Hour)
+		sale, err := e.start(e.user.ID, "w1", "", 2000, "sale")
+		must(t, err)
+		e.clk.Add(time.Minute)
+		e.settleUnits(sale, 1000)
+		soldAt := e.clk.Now().Add(time.Second) // the report's end (env.usage)
+		e.clk.Add(time.Minute)
+		none, err := e.start(e.user.ID, "w1", "", 2000, "none")
+		must(t, err)
+		e.settleUnits(none, 0)
+		old2, err := e.start(e.user.ID, "wash1", "", 1, "wash")
+		must(t, err)
+		e.settleUnits(old2, 1)
+		washAt := e.clk.Now().Add(time.Second)
+		d, err := e.s.FleetDevice(e.ctx, e.opA.ID, "dev-a")
+		must(t, err)
+		if len(d.LastSale) != 2 || !d.LastSale["w1"].Equal(soldAt) || !d.LastSale["wash1"].Equal(washAt) {
+			t.Fatalf("last sales = %v, want w1 at %v and wash1 at %v", d.LastSale, soldAt, washAt)
+		}
+		e.clk.Add(store.LastSaleWindow + time.Hour)
+		d, err = e.s.FleetDevice(e.ctx, e.opA.ID, "dev-a")
+		must(t, err)
+		if len(d.LastSale) != 0 {
+			t.Fatalf("last sales past the window = %v", d.LastSale)
+		}
+	})
+}

@@ -24,16 +24,22 @@ var ErrNoNotify = errors.New("store: this database has no notifications")
 // not announced, so callers keep polling as well. Other databases return
 // ErrNoNotify at once.
 func (s *Store) ListenReplies(ctx context.Context, fn func(commandID string)) error {
+	return s.listen(ctx, replyChannel, "reply", fn)
+}
+
+// listen holds a LISTEN on channel and calls fn with each payload until
+// ctx is done, reconnecting as ListenReplies says; what names it in logs.
+func (s *Store) listen(ctx context.Context, channel, what string, fn func(string)) error {
 	if s.d.name != "postgres" {
 		return ErrNoNotify
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx, fn)
+		err := s.listenOnce(ctx, channel, fn)
 		if ctx.Err() != nil {
 			break
 		}
-		s.log.Warn("store: reply listener lost its connection; reconnecting", "err", err, "in", backoff)
+		s.log.Warn("store: "+what+" listener lost its connection; reconnecting", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -43,7 +49,7 @@ func (s *Store) ListenReplies(ctx context.Context, fn func(commandID string)) er
 	return nil
 }
 
-func (s *Store) listenOnce(ctx context.Context, fn func(string)) error {
+func (s *Store) listenOnce(ctx context.Context, channel string, fn func(string)) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return err
@@ -55,7 +61,7 @@ func (s *Store) listenOnce(ctx context.Context, fn func(string)) error {
 			return fmt.Errorf("store: listen: driver connection is %T", dc)
 		}
 		pc := sc.Conn()
-		if _, err := pc.Exec(ctx, "LISTEN "+replyChannel); err != nil {
+		if _, err := pc.Exec(ctx, "LISTEN "+channel); err != nil {
 			return err
 		}
 		for {

@@ -124,7 +124,7 @@ func (o *Opts) timeFormat(span time.Duration) func(time.Time) string {
 	}
 	layout := "Jan 2"
 	switch {
-	case span <= 36*time.Hour:
+	case span <= 12*time.Hour:
 		layout = "15:04"
 	case span <= 7*24*time.Hour:
 		layout = "Jan 2 15:04"
