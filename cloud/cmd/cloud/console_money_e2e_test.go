@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"beaconvend/app-protocol/phoneapi"
@@ -26,8 +28,18 @@ import (
 // unreported session settled, the revenue charts and the CSV exports;
 // axe-core on every page.
 func TestConsoleMoneyInChromium(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { consoleMoney(t, "") })
+	t.Run("postgres", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("not with -short")
+		}
+		consoleMoney(t, consolePG(t))
+	})
+}
+
+func consoleMoney(t *testing.T, dsn string) {
 	// A session whose board goes silent is unreported within seconds.
-	r := newConsoleRig(t, consoleRigOpts{Boards: 2, Args: []string{"-grant-ttl", "5s", "-ack-bound", "2s",
+	r := newConsoleRig(t, consoleRigOpts{DSN: dsn, Boards: 2, Args: []string{"-grant-ttl", "5s", "-ack-bound", "2s",
 		"-offline-allowance", "2s", "-run-per-unit", "water=20ms"}})
 	ctx := context.Background()
 	st := r.Store()
@@ -151,7 +163,16 @@ func TestConsoleMoneyInChromium(t *testing.T) {
 		p.Axe()
 		key := moneyEval[string](p, `document.querySelector('input[name=key]').value`)
 		minor := moneyEval[string](p, `document.querySelector('input[name=minor]').value`)
-		// A person's double click: two clicks in a row on the confirm button.
+		// A person's double click: two clicks in a row on the confirm
+		// button. The browser sends the form twice.
+		var posts atomic.Int32
+		if err := chromedp.Listen(p.Ctx, func(ev any) {
+			if e, ok := ev.(*network.EventRequestWillBeSent); ok && e.Request.Method == "POST" && strings.HasSuffix(e.Request.URL, "/refund") {
+				posts.Add(1)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
 		moneyEval[bool](p, `window.__browsertestOld = true`)
 		type pt struct{ X, Y float64 }
 		c := moneyEval[pt](p, `(e => { const r = e.getBoundingClientRect(); return {X: r.x + r.width/2, Y: r.y + r.height/2} })(document.querySelector('#confirm-refund'))`)
@@ -159,6 +180,9 @@ func TestConsoleMoneyInChromium(t *testing.T) {
 		p.Wait(`!window.__browsertestOld && document.readyState === "complete"`)
 		if txt := p.Text("main"); !strings.Contains(txt, "The refund was made") {
 			t.Fatalf("after the double click: %q", txt)
+		}
+		if n := posts.Load(); n < 2 {
+			t.Fatalf("the double click sent the form %d times, want 2: the test no longer double-submits", n)
 		}
 		// The same form sent once more (a retry) is still the one refund.
 		if got := post(p, "/console/sessions/"+id.String()+"/refund", map[string]string{"csrf": csrfOf(p), "key": key,
