@@ -159,7 +159,11 @@ func sessionEvents(d SessionDetail) []SessionEvent {
 	if !ss.Started.IsZero() {
 		ev = append(ev, SessionEvent{At: ss.Started, What: "started"})
 	}
-	if !ss.Unreported.IsZero() {
+	// Unreported is the bound an acknowledged session had to report by; it
+	// is an event only for a session that passed it (unreported, or ended
+	// from there by the policy or an operator).
+	if !ss.Unreported.IsZero() && (ss.State == store.Unreported || strings.HasPrefix(ss.Reason, "unreported") ||
+		strings.HasPrefix(ss.Reason, "operator.")) {
 		ev = append(ev, SessionEvent{At: ss.Unreported, What: "unreported", Detail: "no report within the longest run and the offline allowance"})
 	}
 	if !ss.Ended.IsZero() {

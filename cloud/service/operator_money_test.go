@@ -238,6 +238,11 @@ func TestSessionDetailChecksTheReport(t *testing.T) {
 	if d.Report == nil || d.Report.Units != 4000 || d.ReportErr != "" || d.Receipt == nil || d.Refundable.Minor != 200 || len(d.Ledger) < 2 {
 		t.Fatalf("detail = report %+v (%s), receipt %v, refundable %v, ledger %d", d.Report, d.ReportErr, d.Receipt, d.Refundable, len(d.Ledger))
 	}
+	for _, e := range d.Events {
+		if e.What == "unreported" {
+			t.Fatalf("a session reported in time lists an unreported event: %+v", d.Events)
+		}
+	}
 	// A stored report whose bytes were changed is shown as failing its check.
 	if _, err := m.st.DB().Exec(`UPDATE usage_reports SET signed = substr(signed, 1, length(signed) - 1) || X'00' WHERE session_id = ?`, ss.ID.String()); err != nil {
 		t.Fatal(err)
