@@ -244,7 +244,12 @@ func TestSessionDetailChecksTheReport(t *testing.T) {
 		}
 	}
 	// A stored report whose bytes were changed is shown as failing its check.
-	if _, err := m.st.DB().Exec(`UPDATE usage_reports SET signed = substr(signed, 1, length(signed) - 1) || X'00' WHERE session_id = ?`, ss.ID.String()); err != nil {
+	var raw []byte
+	if err := m.st.DB().QueryRow(`SELECT signed FROM usage_reports WHERE session_id = ?`, ss.ID.String()).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0x01 // one bit of the signed body
+	if _, err := m.st.DB().Exec(`UPDATE usage_reports SET signed = ? WHERE session_id = ?`, raw, ss.ID.String()); err != nil {
 		t.Fatal(err)
 	}
 	d, err = m.svc.SessionDetail(v, ss.ID)
