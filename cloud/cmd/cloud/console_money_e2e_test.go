@@ -44,14 +44,20 @@ func consoleMoney(t *testing.T, dsn string) {
 	ctx := context.Background()
 	st := r.Store()
 
-	// A payer with 50.00 EUR in the wallet runs three sessions on board 0
-	// and one on board 1, whose controller is killed while the valve is
-	// open: that one is never reported.
+	// A payer who topped up 50.00 EUR through the sandbox card channel runs
+	// three sessions on board 0 and one on board 1, whose controller is
+	// killed while the valve is open: that one is never reported.
 	u, err := st.CreateUser(ctx, "payer@money-e2e.example", "payer password")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.TopUp(ctx, u.ID, vend.Amount{Minor: 5000, Currency: "EUR"}, "sandbox_card", "money-e2e"); err != nil {
+	const topUpTx = "sbx-money-e2e-1"
+	if _, _, err := st.CreatePayment(ctx, store.NewPayment{OrderNo: "bv-money-e2e-1", Channel: "sandbox_card", User: u.ID,
+		Amount: vend.Amount{Minor: 5000, Currency: "EUR"}, Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.MarkPaid(ctx, store.Paid{Channel: "sandbox_card", OrderNo: "bv-money-e2e-1", ProviderTxID: topUpTx,
+		Amount: vend.Amount{Minor: 5000, Currency: "EUR"}, PaidAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := st.IssueToken(ctx, u.ID, time.Hour)
@@ -105,6 +111,12 @@ func consoleMoney(t *testing.T, dsn string) {
 			t.Fatalf("payer search for R-%s shows %q", settled[1], got)
 		}
 		p.Axe()
+		// The top-up's transaction ID, as the payer's card statement shows
+		// it, finds all the payer's sessions.
+		p.Go(r.URL + "/console/sessions?payer=" + topUpTx)
+		if n := moneyEval[int](p, `document.querySelectorAll("main table tbody a").length`); n != 4 {
+			t.Fatalf("payer search by the top-up's transaction ID found %d sessions, want 4", n)
+		}
 		p.Go(r.URL + "/console/sessions?state=unreported")
 		if got := p.Text("main table tbody"); !strings.Contains(got, lost.ID.String()) {
 			t.Fatalf("unreported sessions: %q", got)
@@ -157,8 +169,8 @@ func consoleMoney(t *testing.T, dsn string) {
 		p.Click("#r-reason")
 		p.Do(chromedp.KeyEvent("the tap ran dry"))
 		p.ClickAndLoad(`form[action$="/refund/review"] button[type=submit]`)
-		if txt := p.Text("main"); !strings.Contains(txt, "the payer's wallet") {
-			t.Fatalf("review page: %q", txt)
+		if txt := p.Text("main"); !strings.Contains(txt, "back to channel sandbox_card, order bv-money-e2e-1") {
+			t.Fatalf("review page does not say the money goes back to the card: %q", txt)
 		}
 		p.Axe()
 		key := moneyEval[string](p, `document.querySelector('input[name=key]').value`)
@@ -197,7 +209,15 @@ func consoleMoney(t *testing.T, dsn string) {
 		if len(rs) != 1 || rs[0].Amount.Minor != n || revenue() != before-n {
 			t.Fatalf("refunds after a double click and a retry: %+v (revenue %d → %d), want one of %d", rs, before, revenue(), n)
 		}
-		if txt := p.Text("main"); !strings.Contains(txt, "the payer's wallet") || !strings.Contains(txt, "the tap ran dry") {
+		// The channel got one refund, of the whole amount, and the wallet none.
+		if len(rs[0].Refunds) != 1 || rs[0].Refunds[0].Amount.Minor != n || rs[0].Wallet != 0 {
+			t.Fatalf("refund parts = %+v, want one channel refund of %d", rs[0], n)
+		}
+		fs, err := st.OrderRefunds(ctx, "bv-money-e2e-1")
+		if err != nil || len(fs) != 1 {
+			t.Fatalf("channel refunds of the order = %+v, %v; want one", fs, err)
+		}
+		if txt := p.Text("main"); !strings.Contains(txt, "channel sandbox_card, order bv-money-e2e-1") || !strings.Contains(txt, "the tap ran dry") {
 			t.Fatalf("session page does not list the refund: %q", txt)
 		}
 		p.Axe()
@@ -353,8 +373,8 @@ func consoleMoney(t *testing.T, dsn string) {
 		for _, row := range rows[1:] {
 			kinds[row[2]]++
 		}
-		if kinds["capture"] != 4 || kinds["session_refund"] != 3 {
-			t.Fatalf("account book kinds %v, want 4 captures and 3 refunds", kinds)
+		if kinds["capture"] != 4 || kinds["chan_refund"] != 3 {
+			t.Fatalf("account book kinds %v, want 4 captures and 3 refunds to the card", kinds)
 		}
 	})
 }
