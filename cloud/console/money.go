@@ -179,7 +179,6 @@ func sessionID(r *http.Request) (vend.SessionID, error) {
 	return id, nil
 }
 
-
 func (c *Console) sessionPage(w http.ResponseWriter, r *http.Request) {
 	id, err := sessionID(r)
 	if err != nil {
