@@ -16,22 +16,16 @@ import (
 	"beaconvend/cloud/store"
 )
 
-// Errors of the operator's money.
-var (
-	// ErrNoOperator refuses an operator's money request made without a
-	// signed-in operator account in the context.
-	ErrNoOperator = vend.E(vend.Unauthorized, "auth.forbidden", "service: an operator account is needed")
-	// ErrMoneyInput is a malformed amount, range or grouping.
-	ErrMoneyInput = vend.E(vend.Invalid, "request.field", "service: invalid field")
-)
+// ErrMoneyInput is a malformed amount, range or grouping.
+var ErrMoneyInput = vend.E(vend.Invalid, "request.field", "service: invalid field")
 
 // opActor checks that the actor in ctx may do p and returns it; a context
-// without an operator account is ErrNoOperator: an operator's money is
-// always looked at by someone.
+// without an operator account is ErrForbidden: an operator's money is
+// always looked at by someone, whose operator it is.
 func (s *Service) opActor(ctx context.Context, p Perm) (Actor, error) {
 	a, ok := ActorFrom(ctx)
 	if !ok || a.Operator == "" {
-		return Actor{}, vend.Errorf(ErrNoOperator, "%s", p)
+		return Actor{}, vend.Errorf(ErrForbidden, "%s needs a signed-in operator account", p)
 	}
 	if err := s.Authorize(ctx, p); err != nil {
 		return Actor{}, err
