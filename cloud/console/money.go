@@ -49,7 +49,7 @@ var done = map[string]string{
 
 // sessionStates are the states a search can pick.
 var sessionStates = []store.State{store.Pending, store.Authorized, store.Running, store.Ending, store.Settled, store.Refunded,
-	store.Failed, store.Unreported, store.Voided}
+	store.Failed, store.Unreported, store.Released, store.Voided}
 
 // sessionsView is the sessions page's data.
 type sessionsView struct {
@@ -60,6 +60,14 @@ type sessionsView struct {
 	Next     string // the next page's URL, or ""
 	First    string // the first page's URL when this is not it, or ""
 	Approval int    // open refund approvals
+}
+
+// clipMoney shortens what a person typed for an error message.
+func clipMoney(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }
 
 // parseDay reads a YYYY-MM-DD (or RFC 3339) form value; zero when empty.
@@ -99,7 +107,7 @@ func sessionQuery(q url.Values) (store.SessionQuery, error) {
 			}
 		}
 		if sq.Outcome == 0 {
-			return sq, vend.Errorf(service.ErrMoneyInput, "outcome: unknown %q", clip(o))
+			return sq, vend.Errorf(service.ErrMoneyInput, "outcome: unknown %q", clipMoney(o))
 		}
 	}
 	return sq, nil
@@ -166,16 +174,9 @@ type sessionView struct {
 func sessionID(r *http.Request) (vend.SessionID, error) {
 	id, err := vend.ParseSessionID(r.PathValue("id"))
 	if err != nil {
-		return vend.SessionID{}, vend.Errorf(store.ErrSessionNotFound, "%q is no session ID", clip(r.PathValue("id")))
+		return vend.SessionID{}, vend.Errorf(store.ErrSessionNotFound, "%q is no session ID", clipMoney(r.PathValue("id")))
 	}
 	return id, nil
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }
 
 func (c *Console) sessionPage(w http.ResponseWriter, r *http.Request) {
@@ -549,7 +550,7 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request) {
 	switch kind {
 	case service.ExportSessions, service.ExportRevenue, service.ExportMovements:
 	default:
-		c.fail(w, r, vend.Errorf(service.ErrMoneyInput, "export: unknown kind %q (want sessions, revenue or ledger)", clip(kind)))
+		c.fail(w, r, vend.Errorf(service.ErrMoneyInput, "export: unknown kind %q (want sessions, revenue or ledger)", clipMoney(kind)))
 		return
 	}
 	if err := c.svc.Authorize(r.Context(), service.PermExport); err != nil {

@@ -116,6 +116,19 @@
 // oldest paid order first. The development sandbox card
 // (payments.Sandbox) pays at once: TopUp queries it right after Create.
 //
+// # The operator's money
+//
+// The console and the operator API call the same methods, with the
+// signed-in account as the Actor: SearchSessions, SessionDetail (the grant
+// checked with the cloud's key, the usage report with the device's),
+// Revenue, Export (CSV of sessions, revenue or the account book; money
+// as minor units and exact decimals, formula-like text cells prefixed
+// with a quote), SettleUnreported and VoidUnreported, ReviewRefund (where
+// a refund would go, nothing moved), RequestRefund (once per key; above
+// the operator's threshold an approval instead), ApproveRefund and
+// RejectRefund (an owner other than the requester), SetRefundThreshold.
+// Each authorizes its permission and writes the audit log.
+//
 // # Checkouts
 //
 // Checkout pays for one session through a channel instead of the wallet,

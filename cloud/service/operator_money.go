@@ -16,22 +16,16 @@ import (
 	"beaconvend/cloud/store"
 )
 
-// Errors of the operator's money.
-var (
-	// ErrNoOperator refuses an operator's money request made without a
-	// signed-in operator account in the context.
-	ErrNoOperator = vend.E(vend.Unauthorized, "auth.forbidden", "service: an operator account is needed")
-	// ErrMoneyInput is a malformed amount, range or grouping.
-	ErrMoneyInput = vend.E(vend.Invalid, "request.field", "service: invalid field")
-)
+// ErrMoneyInput is a malformed amount, range or grouping.
+var ErrMoneyInput = vend.E(vend.Invalid, "request.field", "service: invalid field")
 
 // opActor checks that the actor in ctx may do p and returns it; a context
-// without an operator account is ErrNoOperator: an operator's money is
-// always looked at by someone.
+// without an operator account is ErrForbidden: an operator's money is
+// always looked at by someone, whose operator it is.
 func (s *Service) opActor(ctx context.Context, p Perm) (Actor, error) {
 	a, ok := ActorFrom(ctx)
 	if !ok || a.Operator == "" {
-		return Actor{}, vend.Errorf(ErrNoOperator, "%s", p)
+		return Actor{}, vend.Errorf(ErrForbidden, "%s needs a signed-in operator account", p)
 	}
 	if err := s.Authorize(ctx, p); err != nil {
 		return Actor{}, err
@@ -159,7 +153,11 @@ func sessionEvents(d SessionDetail) []SessionEvent {
 	if !ss.Started.IsZero() {
 		ev = append(ev, SessionEvent{At: ss.Started, What: "started"})
 	}
-	if !ss.Unreported.IsZero() {
+	// Unreported is the bound an acknowledged session had to report by; it
+	// is an event only for a session that passed it (unreported, or ended
+	// from there by the policy or an operator).
+	if !ss.Unreported.IsZero() && (ss.State == store.Unreported || strings.HasPrefix(ss.Reason, "unreported") ||
+		strings.HasPrefix(ss.Reason, "operator.")) {
 		ev = append(ev, SessionEvent{At: ss.Unreported, What: "unreported", Detail: "no report within the longest run and the offline allowance"})
 	}
 	if !ss.Ended.IsZero() {

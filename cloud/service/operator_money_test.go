@@ -238,8 +238,18 @@ func TestSessionDetailChecksTheReport(t *testing.T) {
 	if d.Report == nil || d.Report.Units != 4000 || d.ReportErr != "" || d.Receipt == nil || d.Refundable.Minor != 200 || len(d.Ledger) < 2 {
 		t.Fatalf("detail = report %+v (%s), receipt %v, refundable %v, ledger %d", d.Report, d.ReportErr, d.Receipt, d.Refundable, len(d.Ledger))
 	}
+	for _, e := range d.Events {
+		if e.What == "unreported" {
+			t.Fatalf("a session reported in time lists an unreported event: %+v", d.Events)
+		}
+	}
 	// A stored report whose bytes were changed is shown as failing its check.
-	if _, err := m.st.DB().Exec(`UPDATE usage_reports SET signed = substr(signed, 1, length(signed) - 1) || X'00' WHERE session_id = ?`, ss.ID.String()); err != nil {
+	var raw []byte
+	if err := m.st.DB().QueryRow(`SELECT signed FROM usage_reports WHERE session_id = ?`, ss.ID.String()).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0x01 // one bit of the signed body
+	if _, err := m.st.DB().Exec(`UPDATE usage_reports SET signed = ? WHERE session_id = ?`, raw, ss.ID.String()); err != nil {
 		t.Fatal(err)
 	}
 	d, err = m.svc.SessionDetail(v, ss.ID)
@@ -323,5 +333,54 @@ func TestDecimalIsExact(t *testing.T) {
 		if err != nil && !strings.HasPrefix(err.Error(), "service:") {
 			t.Errorf("error %q does not name the package", err)
 		}
+	}
+}
+
+// TestRefundDoubleSubmissionConcurrent sends the same refund form five
+// times at once (a double click, a retry, a second tab): one refund.
+func TestRefundDoubleSubmissionConcurrent(t *testing.T) {
+	m := newMoney(t)
+	ss := m.settled("s1", 10000) // 5.00
+	mgr := m.as(service.RoleManager, "m")
+	errs := make(chan error, 5)
+	for i := 0; i < 5; i++ {
+		go func() {
+			_, err := m.svc.RequestRefund(mgr, ss.ID, "form-1", euro(300), "leak")
+			errs <- err
+		}()
+	}
+	for i := 0; i < 5; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("submission: %v", err)
+		}
+	}
+	rs, err := m.st.SessionRefunds(m.ctx, ss.ID)
+	if err != nil || len(rs) != 1 || m.revenue() != 200 {
+		t.Fatalf("after five submissions: %d refunds (%v), revenue %d; want one, 200", len(rs), err, m.revenue())
+	}
+	// Two owners approving the same request at once refund once.
+	if err := m.svc.SetRefundThreshold(m.as(service.RoleOwner, "o1"), &vend.Amount{Minor: 10, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.svc.RequestRefund(mgr, ss.ID, "form-2", euro(150), "more")
+	if err != nil || out.Approval == nil {
+		t.Fatalf("request = %+v, %v", out, err)
+	}
+	for _, o := range []string{"o1", "o2"} {
+		go func() {
+			_, err := m.svc.ApproveRefund(m.as(service.RoleOwner, o), out.Approval.ID, "")
+			errs <- err
+		}()
+	}
+	var ok int
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err == nil {
+			ok++
+		} else if vend.CodeOf(err) != "refund.approval_state" {
+			t.Fatalf("approve: %v", err)
+		}
+	}
+	if rs, _ := m.st.SessionRefunds(m.ctx, ss.ID); ok == 0 || len(rs) != 2 || m.revenue() != 50 {
+		t.Fatalf("after two approvals at once: %d ok, %d refunds, revenue %d; want one more refund, 50", ok, len(rs), m.revenue())
 	}
 }

@@ -243,6 +243,25 @@
 // given a signer, stores the signed grant with it, so what is held and
 // what the device is told always agree.
 //
+// # The operator's money
+//
+// [Store.SearchSessions] pages an operator's sessions newest first by an
+// opaque cursor (created time and ID), with no cap on the pages, filtered
+// by device, machine, time, state, outcome and a payer reference
+// ([PayerRef]: a receipt number, a session ID, or a channel order number or
+// provider transaction ID of a checkout or a top-up). [Store.RevenueBy]
+// sums the revenue account's entries by day, device or location;
+// [Store.Movements] streams the account book with the balance after each
+// entry (a window sum over the whole account, so a range keeps its
+// opening balance). [Store.PlanSessionRefund] computes, without writing,
+// what [Store.RefundSession] would send to which order and to the wallet.
+// A refund above the operator's threshold ([Store.SetRefundThreshold]) is
+// a refund_approvals row, once per (operator, key): pending, claimed by an
+// owner other than the requester ([Store.ClaimRefundApproval]: approving),
+// refunded with key "approval:<id>", then approved
+// ([Store.FinishRefundApproval]); or rejected; it reads as expired
+// [ApprovalTTL] after it was asked for.
+//
 // # Exactly-once settlement
 //
 // Settle takes a usage report already verified by signed.OpenUsage and

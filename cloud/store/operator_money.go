@@ -160,7 +160,7 @@ func cursorID(id string) string {
 
 func knownState(st State) bool {
 	switch st {
-	case Pending, Authorized, Running, Ending, Settled, Refunded, Failed, Unreported, Voided:
+	case Pending, Authorized, Running, Ending, Settled, Refunded, Failed, Unreported, Released, Voided:
 		return true
 	}
 	return false
