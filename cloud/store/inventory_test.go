@@ -3,8 +3,8 @@ package store_test
 import (
 	"fmt"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/store"
