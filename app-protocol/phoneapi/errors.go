@@ -66,12 +66,13 @@ var statusOfCode = map[string]int{
 	"step_up.invalid":      http.StatusForbidden,            // 403
 	"step_up.pin_required": http.StatusForbidden,            // 403
 	"step_up.wrong_pin":    http.StatusForbidden,            // 403
+	"auth.forbidden":       http.StatusForbidden,            // 403: the operator account's role lacks the permission
 }
 
 // ErrorStatus returns the HTTP status of an error: 429 for the limit codes
 // rate.limited, auth.locked, stream.limit and step_up.locked, 415 for
 // request.content_type, 403 for step_up.required, step_up.invalid,
-// step_up.pin_required and step_up.wrong_pin, otherwise HTTPStatus(k).
+// step_up.pin_required, step_up.wrong_pin and auth.forbidden, otherwise HTTPStatus(k).
 func ErrorStatus(k vend.Kind, code string) int {
 	if s, ok := statusOfCode[code]; ok && KindForStatus(s) == k {
 		return s

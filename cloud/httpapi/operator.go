@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"beaconvend/app-protocol/vend"
@@ -427,4 +428,60 @@ func (s *Server) opRevenue(w http.ResponseWriter, r *http.Request) {
 		out = append(out, OperatorRevenue{Device: x.Device, Day: x.Day.UTC().Format(time.DateOnly), Amount: x.Amount, Sessions: x.Sessions})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"revenue": out})
+}
+
+// ThrottleOperatorLogIn runs try, an operator log-in by email made
+// elsewhere (the console's log-in form), under the throttle of POST
+// /v1/operator/auth/login: the per-address and per-account rate limits
+// (rate.limited) and the account's lock-out (auth.locked), which refuse
+// without calling try. A failure of try of kind unauthorized (wrong
+// password, disabled account) counts towards the lock-out; a success
+// clears it. It returns try's error or the refusal, whose message says
+// how long to wait.
+func (s *Server) ThrottleOperatorLogIn(r *http.Request, email string, try func() error) error {
+	now := s.now()
+	if wait := s.guard.logIn.take(s.clientAddr(r), now); wait > 0 {
+		s.guard.refused.WithLabelValues("rate.limited").Inc()
+		return vend.Errorf(ErrRateLimited, "too many attempts from this address; try again in %d s", retrySeconds(wait))
+	}
+	acct := accountKey(scopeOperator, email)
+	if wait := s.guard.account.take(scopeOperator+"|"+acct, now); wait > 0 {
+		s.guard.refused.WithLabelValues("rate.limited").Inc()
+		return vend.Errorf(ErrRateLimited, "too many attempts for this account; try again in %d s", retrySeconds(wait))
+	}
+	if s.opts.LockoutAfter <= 0 {
+		return try()
+	}
+	th, err := s.st.LoginThrottle(r.Context(), scopeOperator, acct)
+	if err != nil {
+		return err
+	}
+	if wait := th.LockedUntil.Sub(now); wait > 0 {
+		s.guard.refused.WithLabelValues("auth.locked").Inc()
+		return vend.Errorf(ErrLocked, "after %d failed log-ins; try again in %d s", th.Failures, retrySeconds(wait))
+	}
+	err = try()
+	ctx := context.WithoutCancel(r.Context())
+	switch {
+	case vend.KindOf(err) == vend.Unauthorized:
+		if _, err := s.st.RecordLoginFailure(ctx, scopeOperator, acct, s.lockFor); err != nil {
+			s.log.Error("httpapi: record failed log-in", "err", err)
+		}
+	case err == nil && th.Failures > 0:
+		if err := s.st.ClearLoginFailures(ctx, scopeOperator, acct); err != nil {
+			s.log.Error("httpapi: clear failed log-ins", "err", err)
+		}
+	}
+	return err
+}
+
+// ForwardedTLS reports whether r came over TLS: to this listener, or to a
+// trusted proxy (Limits.TrustedProxies) that says so in
+// X-Forwarded-Proto. The console marks its cookies Secure then.
+func (s *Server) ForwardedTLS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	ip := peerIP(r.RemoteAddr)
+	return ip.IsValid() && s.trusted(ip) && strings.EqualFold(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")), "https")
 }

@@ -18,6 +18,7 @@ import (
 
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/cloud/broker"
+	"beaconvend/cloud/console"
 	"beaconvend/cloud/httpapi"
 	"beaconvend/cloud/ingest"
 	"beaconvend/cloud/payments/reconcile"
@@ -262,7 +263,13 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		aln.Close()
 		return err
 	}
-	pub.Handler = webcheckout.Mount(web, pub.Handler)
+	con, err := s.operatorConsole(svc, api, sec)
+	if err != nil {
+		ln.Close()
+		aln.Close()
+		return err
+	}
+	pub.Handler = console.Mount(con, webcheckout.Mount(web, pub.Handler))
 	pub.ErrorLog, adm.ErrorLog = errLog, errLog
 	goRun("http", serveUntilDone(pub, ln))
 	goRun("admin", serveUntilDone(adm, aln))

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +38,8 @@ type OperatorAccount struct {
 	ID         string // "opa_" + 16 hex digits
 	OperatorID string
 	Email      string
-	Disabled   bool // cannot log in; its sessions are refused
+	Disabled   bool   // cannot log in; its sessions are refused
+	Role       string // owner, manager, technician or viewer (cloud/service roles)
 }
 
 // ConsoleTokenPrefix begins every console session token; the rest is the
@@ -125,7 +127,7 @@ func (s *Store) CreateOperatorWithAccount(ctx context.Context, name, email, pass
 		return Operator{}, OperatorAccount{}, err
 	}
 	o := Operator{ID: newID("op"), Name: name, Created: time.UnixMilli(s.nowMs()).UTC()}
-	a := OperatorAccount{ID: newID("opa"), OperatorID: o.ID, Email: e}
+	a := OperatorAccount{ID: newID("opa"), OperatorID: o.ID, Email: e, Role: RoleOwner}
 	err = s.tx(ctx, "create operator", func(tx *sql.Tx) error {
 		if err := insertOperator(ctx, s, tx, o); err != nil {
 			return err
@@ -139,8 +141,8 @@ func (s *Store) CreateOperatorWithAccount(ctx context.Context, name, email, pass
 }
 
 func insertAccount(ctx context.Context, s *Store, q queryer, a OperatorAccount, hash string) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO operator_accounts (id, operator_id, email, pw_hash, created_ms) VALUES ($1, $2, $3, $4, $5)`,
-		a.ID, a.OperatorID, a.Email, hash, s.nowMs())
+	_, err := q.ExecContext(ctx, `INSERT INTO operator_accounts (id, operator_id, email, pw_hash, created_ms, role) VALUES ($1, $2, $3, $4, $5, $6)`,
+		a.ID, a.OperatorID, a.Email, hash, s.nowMs(), a.Role)
 	if s.d.unique(err) {
 		return vend.Errorf(ErrEmailTaken, "%s", a.Email)
 	}
@@ -175,9 +177,19 @@ func (s *Store) getOperator(ctx context.Context, where, arg string) (Operator, e
 	return o, nil
 }
 
-// CreateOperatorAccount adds a console login to operator. Errors:
-// ErrInput, ErrOperatorNotFound, ErrEmailTaken.
+// CreateOperatorAccount adds a console login to operator with the owner
+// role. Errors: ErrInput, ErrOperatorNotFound, ErrEmailTaken.
 func (s *Store) CreateOperatorAccount(ctx context.Context, operator, email, password string) (OperatorAccount, error) {
+	return s.CreateOperatorAccountRole(ctx, operator, email, password, RoleOwner)
+}
+
+// CreateOperatorAccountRole adds a console login with role to operator.
+// Errors: ErrInput (also for a role that is not one of OperatorRoles),
+// ErrOperatorNotFound, ErrEmailTaken.
+func (s *Store) CreateOperatorAccountRole(ctx context.Context, operator, email, password, role string) (OperatorAccount, error) {
+	if err := checkRole(role); err != nil {
+		return OperatorAccount{}, err
+	}
 	e, err := normEmail(email)
 	if err != nil {
 		return OperatorAccount{}, err
@@ -189,7 +201,7 @@ func (s *Store) CreateOperatorAccount(ctx context.Context, operator, email, pass
 	if _, err := s.GetOperator(ctx, operator); err != nil {
 		return OperatorAccount{}, err
 	}
-	a := OperatorAccount{ID: newID("opa"), OperatorID: operator, Email: e}
+	a := OperatorAccount{ID: newID("opa"), OperatorID: operator, Email: e, Role: role}
 	if err := insertAccount(ctx, s, s.db, a, h); err != nil {
 		return OperatorAccount{}, err
 	}
@@ -216,13 +228,13 @@ func (s *Store) dummyCompare(password string) {
 	_ = bcrypt.CompareHashAndPassword(h.([]byte), []byte(password))
 }
 
-const accountCols = `id, operator_id, email, pw_hash, disabled_ms`
+const accountCols = `id, operator_id, email, pw_hash, disabled_ms, role`
 
 func scanAccount(sc interface{ Scan(...any) error }) (OperatorAccount, string, error) {
 	var a OperatorAccount
 	var h string
 	var disabled int64
-	err := sc.Scan(&a.ID, &a.OperatorID, &a.Email, &h, &disabled)
+	err := sc.Scan(&a.ID, &a.OperatorID, &a.Email, &h, &disabled, &a.Role)
 	a.Disabled = disabled != 0
 	return a, h, err
 }
@@ -337,10 +349,10 @@ func (s *Store) ConsoleSessionByToken(ctx context.Context, token string) (Consol
 	var cs ConsoleSession
 	var created, used, idle, exp, revoked, disabled int64
 	var why string
-	err := s.db.QueryRowContext(ctx, `SELECT a.id, a.operator_id, a.email, a.disabled_ms,
+	err := s.db.QueryRowContext(ctx, `SELECT a.id, a.operator_id, a.email, a.disabled_ms, a.role,
 			c.created_ms, c.last_used_ms, c.idle_ms, c.expires_ms, c.revoked_ms, c.revoke_reason
 		FROM console_sessions c JOIN operator_accounts a ON a.id = c.account_id WHERE c.hash = $1`, h).
-		Scan(&cs.Account.ID, &cs.Account.OperatorID, &cs.Account.Email, &disabled, &created, &used, &idle, &exp, &revoked, &why)
+		Scan(&cs.Account.ID, &cs.Account.OperatorID, &cs.Account.Email, &disabled, &cs.Account.Role, &created, &used, &idle, &exp, &revoked, &why)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ConsoleSession{}, vend.Errorf(ErrToken, "unknown console session")
 	}
@@ -559,4 +571,23 @@ func (s *Store) OperatorDevice(ctx context.Context, operator, id string) (Device
 	}
 	d.Machines = ms[id]
 	return d, nil
+}
+
+// The roles an operator account may have, from the most to the least
+// powerful; cloud/service (roles.go) says what each may do.
+const (
+	RoleOwner      = "owner"
+	RoleManager    = "manager"
+	RoleTechnician = "technician"
+	RoleViewer     = "viewer"
+)
+
+// OperatorRoles lists the roles, the most powerful first.
+var OperatorRoles = []string{RoleOwner, RoleManager, RoleTechnician, RoleViewer}
+
+func checkRole(role string) error {
+	if !slices.Contains(OperatorRoles, role) {
+		return vend.Errorf(ErrInput, "role %q: want owner, manager, technician or viewer", clip(role))
+	}
+	return nil
 }

