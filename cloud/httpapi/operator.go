@@ -19,7 +19,7 @@ import (
 //	POST /v1/operator/auth/password                               OperatorPasswordRequest → OperatorPasswordChanged
 //	GET  /v1/operator/devices                                     {"devices": [OperatorDevice]}
 //	GET  /v1/operator/devices/{device}                            OperatorDevice
-//	PUT  /v1/operator/devices/{device}/machines/{machine}/price   OperatorPriceRequest → OperatorDevice (and mqttapi.SetPrices to the device)
+//	PUT  /v1/operator/devices/{device}/machines/{machine}/price   OperatorPriceRequest → OperatorDevice with the device's reply (mqttapi.SetPrices; manager+)
 //	GET  /v1/operator/sessions?device=&since=&until=&limit=       {"sessions": [OperatorSession]} (RFC 3339 times)
 //	GET  /v1/operator/revenue?from=YYYY-MM-DD&to=YYYY-MM-DD       {"revenue": [OperatorRevenue]} (to exclusive; default the last 30 days)
 //	GET  /v1/operator/sessions/unreported?limit=                  {"sessions": [OperatorSession]} (settlement window ending first, first)
@@ -87,13 +87,14 @@ type (
 	}
 	// OperatorDevice is a device with its online state and last telemetry.
 	OperatorDevice struct {
-		ID        string            `json:"id"`
-		Name      string            `json:"name"`
-		State     string            `json:"state"` // active or disabled
-		Online    bool              `json:"online"`
-		LastSeen  time.Time         `json:"last_seen,omitzero"`
-		Telemetry json.RawMessage   `json:"telemetry,omitempty"`
-		Machines  []OperatorMachine `json:"machines"`
+		ID        string                `json:"id"`
+		Name      string                `json:"name"`
+		State     string                `json:"state"` // active or disabled
+		Online    bool                  `json:"online"`
+		LastSeen  time.Time             `json:"last_seen,omitzero"`
+		Telemetry json.RawMessage       `json:"telemetry,omitempty"`
+		Machines  []OperatorMachine     `json:"machines"`
+		Reply     *OperatorCommandReply `json:"reply,omitempty"` // a price change only: the device's answer to the new price table
 	}
 	// OperatorPriceRequest sets a machine's price and, optionally, slot prices.
 	OperatorPriceRequest struct {
@@ -263,7 +264,8 @@ func (s *Server) opSetPrice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dev := r.PathValue("device")
-	if err := s.svc.SetPrices(r.Context(), operatorOf(r), dev, r.PathValue("machine"), req.Price, req.Slots); err != nil {
+	pc, err := s.svc.ChangePrice(r.Context(), dev, r.PathValue("machine"), req.Price, req.Slots)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -272,6 +274,7 @@ func (s *Server) opSetPrice(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	d.Reply = &pc.Reply
 	writeJSON(w, http.StatusOK, d)
 }
 

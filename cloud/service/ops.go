@@ -17,6 +17,7 @@ import (
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/provision"
+	"beaconvend/cloud/stickers"
 	"beaconvend/cloud/store"
 )
 
@@ -456,4 +457,42 @@ func (s *Service) TakeBundle(ctx context.Context, token string) (device string, 
 		return "", nil, err
 	}
 	return b.device, b.data, nil
+}
+
+// Stickers returns the QR stickers of a device's machines (all, or the one
+// named), each holding the machine's web checkout address under the
+// cloud's public URL (PermProvision: stickers go on machines one adds).
+// Errors: auth.forbidden, device.not_found, machine.not_found,
+// provision.unavailable (no public URL configured).
+func (s *Service) Stickers(ctx context.Context, device, machine string) ([]stickers.Sticker, error) {
+	a, err := s.operatorOf(ctx, PermProvision)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.ownDevice(ctx, a.Operator, device)
+	if err != nil {
+		return nil, err
+	}
+	if s.opts.PublicURL == "" {
+		return nil, errf(ErrNoProvisioner, "no public URL: set payments.public_url, the address payers' phones open")
+	}
+	var out []stickers.Sticker
+	for _, m := range d.Machines {
+		if machine != "" && m.ID != machine {
+			continue
+		}
+		u, err := stickers.MachineURL(s.opts.PublicURL, d.ID, m.ID)
+		if err != nil {
+			return nil, errf(ErrNoProvisioner, "%v", err)
+		}
+		name := m.Name
+		if name == "" {
+			name = m.ID
+		}
+		out = append(out, stickers.Sticker{URL: u, Name: name})
+	}
+	if len(out) == 0 {
+		return nil, errf(store.ErrMachineNotFound, "%s/%s", device, machine)
+	}
+	return out, nil
 }
