@@ -248,6 +248,7 @@ func (s *Service) TestOutput(ctx context.Context, device, machine, output string
 		return ot, errf(ErrOpInput, "duration %s: want %s to %s", d, MinTestOutput, MaxTestOutput)
 	}
 	msg := &mqttapi.TestOutput{Envelope: mqttapi.NewEnvelope(s.now()), Machine: machine, Output: output, DurationMS: uint32(d / time.Millisecond)}
+	msg.V, msg.Type = mqttapi.Version, msg.TypeName() // as Encode will set them
 	if err := msg.Validate(); err != nil {
 		return ot, errf(ErrOpInput, "%v", err)
 	}
