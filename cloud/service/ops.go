@@ -262,10 +262,10 @@ func (s *Service) TestOutput(ctx context.Context, device, machine, output string
 	if dev.State == store.DeviceDisabled || !dev.Online {
 		return ot, errf(ErrMachineOffline, "device %s is offline", device)
 	}
-	if id, err := s.st.LiveSessionOn(ctx, device, machine); err != nil {
+	if live, err := s.st.MachineLive(ctx, device, machine); err != nil {
 		return ot, err
-	} else if !id.IsZero() {
-		return ot, errf(store.ErrMachineBusy, "session %s is live on %s/%s", id, device, machine)
+	} else if live {
+		return ot, errf(store.ErrMachineBusy, "a session is live on %s/%s", device, machine)
 	}
 	ot.Reply, err = s.command(ctx, device, msg)
 	after := map[string]any{"output": output, "duration_ms": msg.DurationMS, "reply": ot.Reply}

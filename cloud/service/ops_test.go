@@ -360,6 +360,10 @@ func TestInventory(t *testing.T) {
 	if !a1.Empty || a1.Available || a1.Stock == nil || *a1.Stock != 0 || a2.Empty || !a2.Available || a2.Stock != nil {
 		t.Fatalf("phone's slots: %+v %+v", a1, a2)
 	}
+	offer, err := r.svc.MachineOffer(ctx, "vm-1", "v1")
+	if err != nil || !offer.Slots[0].Empty || offer.Slots[1].Empty {
+		t.Fatalf("web checkout offer: %+v, %v", offer.Slots, err)
+	}
 	held := func() int64 { a, _ := r.st.Balance(ctx, store.UserHolds, r.user, "EUR"); return a.Minor }
 	_, err = r.svc.StartSession(ctx, r.user, "start-empty-1", phoneapi.StartSessionRequest{Device: "vm-1", Machine: "v1", Slot: "A1",
 		Cap: phoneapi.Cap{Units: 1}, Source: "wallet", ProximityID: r.proximity()})

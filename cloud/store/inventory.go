@@ -178,19 +178,3 @@ func (s *Store) vendStock(ctx context.Context, tx *sql.Tx, device, machine, slot
 	}
 	return &StockChange{After: st, Vended: items, Clamped: clamped}, nil
 }
-
-// LiveSessionOn returns the id of the live session (pending, authorized,
-// running or ending) on a machine, or the zero id when it is free. An
-// output test and the start check ask it.
-func (s *Store) LiveSessionOn(ctx context.Context, device, machine string) (vend.SessionID, error) {
-	var id string
-	err := s.db.QueryRowContext(ctx, `SELECT id FROM sessions WHERE device_id = $1 AND machine_id = $2 AND state IN `+liveStates,
-		device, machine).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return vend.SessionID{}, nil
-	}
-	if err != nil {
-		return vend.SessionID{}, err
-	}
-	return vend.ParseSessionID(id)
-}
