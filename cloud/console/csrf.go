@@ -47,8 +47,8 @@ func (c *Console) csrfToken(r *http.Request) string {
 
 // checkCSRF reports whether r carries its session's token, in the
 // CSRFHeader header or the CSRFField form field, and, when the browser
-// names the request's origin, whether it is this host. The form is read
-// (at most 1 MiB) only when the header is absent.
+// names the request's origin, whether it is this host. It reads the form
+// (at most 1 MiB; handlers find it in r.PostForm).
 func (c *Console) checkCSRF(w http.ResponseWriter, r *http.Request) bool {
 	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r) {
 		return false
@@ -57,12 +57,12 @@ func (c *Console) checkCSRF(w http.ResponseWriter, r *http.Request) bool {
 	if want == "" {
 		return false
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if err := r.ParseForm(); err != nil {
+		return false
+	}
 	got := r.Header.Get(CSRFHeader)
 	if got == "" {
-		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-		if err := r.ParseForm(); err != nil {
-			return false
-		}
 		got = r.PostForm.Get(CSRFField)
 	}
 	return hmac.Equal([]byte(got), []byte(want))

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -246,3 +247,5 @@ func describe(err error) (status int, title, text string) {
 	}
 	return http.StatusInternalServerError, "Something went wrong", "The console failed to do this. Reload the page to see what was saved, then try again."
 }
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }

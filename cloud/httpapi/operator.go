@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/service"
 	"beaconvend/cloud/store"
 )
 
@@ -35,6 +36,12 @@ import (
 // is still captured (late), for the difference.
 //
 // Another operator's device is device.not_found, never forbidden.
+//
+// Each account has a role (owner > manager > technician > viewer): every
+// role may read; changing a price needs manager (service.PermPrice),
+// settling or voiding manager (PermSettle), a refund manager (PermRefund);
+// a role without the permission is refused 403 auth.forbidden, naming the
+// permission. Every change is written to the operator's audit log.
 //
 // Log-in errors: auth.credentials (unknown email or wrong password, alike),
 // auth.account_disabled (right password, disabled account). A token that is
@@ -146,7 +153,10 @@ type consoleAuth struct {
 // operator wraps a handler of the operator API: the bearer token must be a
 // live console session (store.ConsoleSessionByToken, checked against the
 // database on every request, so a revocation holds from the next request
-// on every instance).
+// on every instance). The handler runs with the account as the
+// service.Actor of its context: the service methods that change things
+// check the account's role (service.Authorize: 403 auth.forbidden) and
+// write the audit log.
 func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		t, err := bearer(r)
@@ -159,7 +169,10 @@ func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), operatorKey, consoleAuth{session: cs, token: t})))
+		a := cs.Account
+		ctx := service.WithActor(r.Context(), service.Actor{Operator: a.OperatorID, Account: a.ID, Email: a.Email,
+			Role: service.Role(a.Role), IP: s.clientAddr(r)})
+		h(w, r.WithContext(context.WithValue(ctx, operatorKey, consoleAuth{session: cs, token: t})))
 	}
 }
 

@@ -1,9 +1,10 @@
 // Package opadmin is the logic of the `cloud operator` commands: operators
-// (tenants) and the console accounts people log in to the operator API
-// with, administered next to the cloud's database.
+// (tenants) and the accounts people log in to the operator console and
+// the operator API with, administered next to the cloud's database.
 //
 //	cloud operator add         -name N -email E (-password-file F | -password-stdin)
-//	cloud operator add-account -operator OP -email E (-password-file F | -password-stdin)
+//	cloud operator add-account -operator OP -email E [-role R] (-password-file F | -password-stdin)
+//	cloud operator role        -email E -role R
 //	cloud operator password    -email E (-password-file F | -password-stdin)
 //	cloud operator disable     -email E
 //	cloud operator enable      -email E

@@ -3,6 +3,7 @@ package opadmin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -87,6 +88,7 @@ type Result struct {
 	Account         string `json:"account,omitempty"`
 	Email           string `json:"email,omitempty"`
 	State           string `json:"state,omitempty"`            // account: enabled or disabled
+	Role            string `json:"role,omitempty"`             // account: owner, manager, technician or viewer
 	RevokedSessions *int   `json:"revoked_sessions,omitempty"` // console sessions this command ended
 }
 
@@ -95,7 +97,7 @@ func accountResult(a store.OperatorAccount, revoked *int) Result {
 	if a.Disabled {
 		state = "disabled"
 	}
-	return Result{Operator: a.OperatorID, Account: a.ID, Email: a.Email, State: state, RevokedSessions: revoked}
+	return Result{Operator: a.OperatorID, Account: a.ID, Email: a.Email, State: state, Role: a.Role, RevokedSessions: revoked}
 }
 
 // Admin administers operators and console accounts in Store.
@@ -135,10 +137,18 @@ func (a *Admin) AddOperator(ctx context.Context, name, email, password string) (
 	return r, nil
 }
 
-// AddAccount adds a console account to the operator ref names (ID or
-// name). Errors: store.ErrOperatorNotFound, store.ErrEmailTaken,
+// AddAccount adds an owner's console account to the operator ref names
+// (ID or name). Errors: store.ErrOperatorNotFound, store.ErrEmailTaken,
 // store.ErrInput.
 func (a *Admin) AddAccount(ctx context.Context, ref, email, password string) (Result, error) {
+	return a.AddAccountRole(ctx, ref, email, password, store.RoleOwner)
+}
+
+// AddAccountRole adds a console account with role (owner, manager,
+// technician or viewer) to the operator ref names (ID or name), audited
+// as account.add by the command line. Errors: store.ErrOperatorNotFound,
+// store.ErrEmailTaken, store.ErrInput (also an unknown role).
+func (a *Admin) AddAccountRole(ctx context.Context, ref, email, password, role string) (Result, error) {
 	if strings.TrimSpace(email) == "" {
 		return Result{}, vend.Errorf(ErrUsage, "operator add-account needs -operator and -email")
 	}
@@ -146,13 +156,73 @@ func (a *Admin) AddAccount(ctx context.Context, ref, email, password string) (Re
 	if err != nil {
 		return Result{}, err
 	}
-	acc, err := a.Store.CreateOperatorAccount(ctx, o.ID, email, password)
+	acc, err := a.Store.CreateOperatorAccountRole(ctx, o.ID, email, password, role)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := a.audit(ctx, o.ID, "account.add", acc.Email, nil, acc); err != nil {
 		return Result{}, err
 	}
 	r := accountResult(acc, nil)
 	r.Name = o.Name
 	return r, nil
+}
+
+// SetRole gives the account of email role (owner, manager, technician or
+// viewer), audited as account.role by the command line. Its sessions
+// carry the new role from their next request. Errors:
+// store.ErrAccountNotFound, store.ErrInput (an unknown role),
+// store.ErrLastOwner (the operator's last enabled owner).
+func (a *Admin) SetRole(ctx context.Context, email, role string) (Result, error) {
+	if strings.TrimSpace(email) == "" || strings.TrimSpace(role) == "" {
+		return Result{}, vend.Errorf(ErrUsage, "operator role needs -email and -role")
+	}
+	acc, err := a.Store.OperatorAccountByEmail(ctx, email)
+	if err != nil {
+		return Result{}, err
+	}
+	before, after, err := a.Store.SetOperatorAccountRole(ctx, acc.OperatorID, acc.ID, role)
+	if err != nil {
+		return Result{}, err
+	}
+	if before.Role != after.Role {
+		if err := a.audit(ctx, acc.OperatorID, "account.role", after.Email, before, after); err != nil {
+			return Result{}, err
+		}
+	}
+	return accountResult(after, nil), nil
+}
+
+// auditAccount is what the audit log keeps of an account.
+type auditAccount struct {
+	Email    string `json:"email"`
+	Role     string `json:"role"`
+	Disabled bool   `json:"disabled"`
+}
+
+// audit writes an audit entry of operator made on the command line
+// (account "", email "cli"). An account is recorded as its email, role
+// and state.
+func (a *Admin) audit(ctx context.Context, operator, action, target string, before, after any) error {
+	enc := func(v any) (json.RawMessage, error) {
+		switch x := v.(type) {
+		case nil:
+			return nil, nil
+		case store.OperatorAccount:
+			v = auditAccount{Email: x.Email, Role: x.Role, Disabled: x.Disabled}
+		}
+		return json.Marshal(v)
+	}
+	b, err := enc(before)
+	if err != nil {
+		return err
+	}
+	af, err := enc(after)
+	if err != nil {
+		return err
+	}
+	_, err = a.Store.AppendAudit(ctx, store.AuditEntry{Operator: operator, Email: "cli", Action: action, Target: target, Before: b, After: af})
+	return err
 }
 
 // SetPassword sets the password of the account of email and ends every
@@ -165,6 +235,9 @@ func (a *Admin) SetPassword(ctx context.Context, email, password string) (Result
 	if err != nil {
 		return Result{}, err
 	}
+	if err := a.audit(ctx, acc.OperatorID, "account.password", acc.Email, nil, map[string]int{"revoked_sessions": n}); err != nil {
+		return Result{}, err
+	}
 	return accountResult(acc, &n), nil
 }
 
@@ -175,9 +248,22 @@ func (a *Admin) SetDisabled(ctx context.Context, email string, disabled bool) (R
 	if strings.TrimSpace(email) == "" {
 		return Result{}, vend.Errorf(ErrUsage, "operator disable and enable need -email")
 	}
+	before, err := a.Store.OperatorAccountByEmail(ctx, email)
+	if err != nil {
+		return Result{}, err
+	}
 	acc, n, err := a.Store.SetOperatorAccountDisabled(ctx, email, disabled)
 	if err != nil {
 		return Result{}, err
+	}
+	if before.Disabled != disabled {
+		action := "account.enable"
+		if disabled {
+			action = "account.disable"
+		}
+		if err := a.audit(ctx, acc.OperatorID, action, acc.Email, before, acc); err != nil {
+			return Result{}, err
+		}
 	}
 	return accountResult(acc, &n), nil
 }

@@ -165,7 +165,7 @@ type PriceChange struct {
 // ChangePrice sets a machine's price and, for the slots named, the slots'
 // prices on one of the actor's operator's devices (PermPrice), sends the
 // device its whole new price table (mqttapi.SetPrices) and waits for its
-// answer, and writes the audit log (price.change, before and after). The
+// answer, and writes the audit log (price.set, before and after). The
 // price is changed in the cloud even when the device refuses or does not
 // answer: sessions are priced by the cloud's grant, and the table is sent
 // again with the next change. Errors: auth.forbidden, device.not_found,
@@ -194,9 +194,7 @@ func (s *Service) ChangePrice(ctx context.Context, device, machine string, price
 	m, _ = machineOf(d, machine)
 	pc.After = pricesOf(m)
 	pc.Reply, err = s.command(ctx, device, s.pricesMsg(d))
-	if aerr := s.Audit(ctx, "price.change", device+"/"+machine, pc.Before, map[string]any{"prices": pc.After, "reply": pc.Reply}); aerr != nil {
-		return pc, aerr
-	}
+	s.audited(ctx, a.Operator, "price.set", device+"/"+machine, pc.Before, map[string]any{"prices": pc.After, "reply": pc.Reply})
 	return pc, err
 }
 
@@ -269,9 +267,7 @@ func (s *Service) TestOutput(ctx context.Context, device, machine, output string
 	}
 	ot.Reply, err = s.command(ctx, device, msg)
 	after := map[string]any{"output": output, "duration_ms": msg.DurationMS, "reply": ot.Reply}
-	if aerr := s.Audit(ctx, "output.test", device+"/"+machine, nil, after); aerr != nil {
-		return ot, aerr
-	}
+	s.audited(ctx, a.Operator, "output.test", device+"/"+machine, nil, after)
 	return ot, err
 }
 
@@ -307,9 +303,7 @@ func (s *Service) Reboot(ctx context.Context, device string, delay time.Duration
 	}
 	msg := &mqttapi.Reboot{Envelope: mqttapi.NewEnvelope(s.now()), DelayS: uint32(delay / time.Second)}
 	rr.Reply, err = s.command(ctx, device, msg)
-	if aerr := s.Audit(ctx, "device.reboot", device, nil, map[string]any{"delay_s": msg.DelayS, "reply": rr.Reply}); aerr != nil {
-		return rr, aerr
-	}
+	s.audited(ctx, a.Operator, "device.reboot", device, nil, map[string]any{"delay_s": msg.DelayS, "reply": rr.Reply})
 	return rr, err
 }
 
@@ -406,9 +400,7 @@ func (s *Service) ProvisionDevice(ctx context.Context, req provision.DeviceReque
 	sort.Strings(slots)
 	after := map[string]any{"device": req.ID, "name": req.Name, "kind": req.Kind, "machines": req.Machines, "currency": req.Currency,
 		"slots": strings.Join(slots, ","), "k": req.K, "mqtt_url": req.MQTTURL, "recovered": res.Recovered}
-	if err := s.Audit(ctx, "device.add", req.ID, nil, after); err != nil {
-		return out, err
-	}
+	s.audited(ctx, a.Operator, "device.add", req.ID, nil, after)
 	return out, nil
 }
 
@@ -454,9 +446,7 @@ func (s *Service) TakeBundle(ctx context.Context, token string) (device string, 
 	if !ok || b.operator != a.Operator || s.now().After(b.until) {
 		return "", nil, errf(ErrBundleGone, "%s", sinceBundle)
 	}
-	if err := s.Audit(ctx, "device.bundle_download", b.device, nil, nil); err != nil {
-		return "", nil, err
-	}
+	s.audited(ctx, a.Operator, "device.bundle_download", b.device, nil, nil)
 	return b.device, b.data, nil
 }
 

@@ -520,9 +520,16 @@ type SessionRefund struct {
 // refund.exceeds_refundable, funds.insufficient, store.input (reason),
 // idempotency.conflict.
 func (s *Service) RefundSession(ctx context.Context, operator string, id vend.SessionID, key string, amount vend.Amount, reason string) (SessionRefund, error) {
+	if err := s.authorizeFor(ctx, operator, PermRefund); err != nil {
+		return SessionRefund{}, err
+	}
 	r, err := s.st.RefundSession(ctx, operator, id, amount, reason, key)
 	if err != nil {
 		return SessionRefund{}, err
+	}
+	if !r.Duplicate {
+		s.audited(ctx, operator, "session.refund", id.String(), nil,
+			map[string]any{"amount": r.Amount, "wallet": vend.Amount{Minor: r.Wallet, Currency: r.Amount.Currency}, "reason": reason, "key": key})
 	}
 	if !r.Duplicate {
 		r = s.sendRefunds(ctx, r)

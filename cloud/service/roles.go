@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/store"
 )
 
 // Role is what an operator account may do in its operator's business. The
@@ -160,4 +161,100 @@ func roleName(r Role) string {
 		return "without a role"
 	}
 	return string(r)
+}
+
+// authorizeFor is Authorize for a request about operator's business: the
+// actor, when there is one, must also belong to operator (another
+// operator's account is refused as auth.forbidden).
+func (s *Service) authorizeFor(ctx context.Context, operator string, p Perm) error {
+	if a, ok := ActorFrom(ctx); ok && a.Operator != operator {
+		return vend.Errorf(ErrForbidden, "the account belongs to another operator")
+	}
+	return s.Authorize(ctx, p)
+}
+
+// accountView is what the audit log keeps of an account.
+type accountView struct {
+	Email    string `json:"email"`
+	Role     string `json:"role"`
+	Disabled bool   `json:"disabled"`
+}
+
+func viewAccount(a store.OperatorAccount) accountView {
+	return accountView{Email: a.Email, Role: a.Role, Disabled: a.Disabled}
+}
+
+// OperatorAccounts lists operator's console accounts (PermUsers).
+// Errors: auth.forbidden and the store's.
+func (s *Service) OperatorAccounts(ctx context.Context, operator string) ([]store.OperatorAccount, error) {
+	if err := s.authorizeFor(ctx, operator, PermUsers); err != nil {
+		return nil, err
+	}
+	return s.st.OperatorAccounts(ctx, operator)
+}
+
+// AddOperatorAccount adds a console account with role and an initial
+// password (8-72 bytes; its user should change it) to operator
+// (PermUsers), audited as account.add. Errors: auth.forbidden,
+// request.field (role), store.input, auth.email_taken.
+func (s *Service) AddOperatorAccount(ctx context.Context, operator, email, password string, role Role) (store.OperatorAccount, error) {
+	if err := s.authorizeFor(ctx, operator, PermUsers); err != nil {
+		return store.OperatorAccount{}, err
+	}
+	if _, err := ParseRole(string(role)); err != nil {
+		return store.OperatorAccount{}, err
+	}
+	a, err := s.st.CreateOperatorAccountRole(ctx, operator, email, password, string(role))
+	if err != nil {
+		return store.OperatorAccount{}, err
+	}
+	s.audited(ctx, operator, "account.add", a.Email, nil, viewAccount(a))
+	return a, nil
+}
+
+// SetAccountRole gives operator's account the role (PermUsers), audited
+// as account.role with the role before and after. Errors: auth.forbidden,
+// request.field, operator_account.not_found, account.last_owner.
+func (s *Service) SetAccountRole(ctx context.Context, operator, account string, role Role) (store.OperatorAccount, error) {
+	if err := s.authorizeFor(ctx, operator, PermUsers); err != nil {
+		return store.OperatorAccount{}, err
+	}
+	if _, err := ParseRole(string(role)); err != nil {
+		return store.OperatorAccount{}, err
+	}
+	before, after, err := s.st.SetOperatorAccountRole(ctx, operator, account, string(role))
+	if err != nil {
+		return store.OperatorAccount{}, err
+	}
+	if before.Role != after.Role {
+		s.audited(ctx, operator, "account.role", after.Email, viewAccount(before), viewAccount(after))
+	}
+	return after, nil
+}
+
+// SetAccountDisabled disables (revoking every session of the account at
+// once) or enables operator's account (PermUsers), audited as
+// account.disable or account.enable. It returns the account and how many
+// sessions it revoked. Errors: auth.forbidden,
+// operator_account.not_found, account.last_owner.
+func (s *Service) SetAccountDisabled(ctx context.Context, operator, account string, disabled bool) (store.OperatorAccount, int, error) {
+	if err := s.authorizeFor(ctx, operator, PermUsers); err != nil {
+		return store.OperatorAccount{}, 0, err
+	}
+	before, after, n, err := s.st.SetOperatorAccountDisabledByID(ctx, operator, account, disabled)
+	if err != nil {
+		return store.OperatorAccount{}, 0, err
+	}
+	if before.Disabled != after.Disabled {
+		action := "account.enable"
+		if disabled {
+			action = "account.disable"
+		}
+		type change struct {
+			accountView
+			RevokedSessions int `json:"revoked_sessions,omitempty"`
+		}
+		s.audited(ctx, operator, action, after.Email, viewAccount(before), change{viewAccount(after), n})
+	}
+	return after, n, nil
 }

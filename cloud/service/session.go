@@ -420,6 +420,9 @@ func (s *Service) StopSession(ctx context.Context, user string, id vend.SessionI
 // kept) and tells the session's subscribers. Errors: money.currency_mismatch
 // and the store's.
 func (s *Service) OperatorSettle(ctx context.Context, operator string, id vend.SessionID, amount vend.Amount, reason string) (store.Session, error) {
+	if err := s.authorizeFor(ctx, operator, PermSettle); err != nil {
+		return store.Session{}, err
+	}
 	cur, err := s.st.GetSession(ctx, id)
 	if err != nil {
 		return store.Session{}, err
@@ -431,6 +434,8 @@ func (s *Service) OperatorSettle(ctx context.Context, operator string, id vend.S
 	if err != nil {
 		return store.Session{}, err
 	}
+	s.audited(ctx, operator, "session.settle", id.String(), auditSession(cur),
+		map[string]any{"state": set.Session.State, "captured": vend.Amount{Minor: set.Session.Captured, Currency: set.Session.Currency}, "reason": reason})
 	s.Metrics.sessions.WithLabelValues(string(set.Session.State)).Inc()
 	s.publishSession(set.Session)
 	return set.Session, nil
@@ -440,10 +445,15 @@ func (s *Service) OperatorSettle(ctx context.Context, operator string, id vend.S
 // (store.OperatorVoid, reason kept) and tells the session's subscribers.
 // Errors: the store's.
 func (s *Service) OperatorVoid(ctx context.Context, operator string, id vend.SessionID, reason string) (store.Session, error) {
+	if err := s.authorizeFor(ctx, operator, PermSettle); err != nil {
+		return store.Session{}, err
+	}
+	cur, _ := s.st.GetSession(ctx, id) // for the audit's before; the void decides
 	set, err := s.st.OperatorVoid(ctx, operator, id, reason)
 	if err != nil {
 		return store.Session{}, err
 	}
+	s.audited(ctx, operator, "session.void", id.String(), auditSession(cur), map[string]any{"state": set.Session.State, "reason": reason})
 	s.Metrics.sessions.WithLabelValues(string(set.Session.State)).Inc()
 	s.publishSession(set.Session)
 	return set.Session, nil
@@ -456,6 +466,10 @@ func (s *Service) OperatorVoid(ctx context.Context, operator string, id vend.Ses
 // money.price) and service.unavailable when the command could not be
 // published (the store is changed; sending again is harmless).
 func (s *Service) SetPrices(ctx context.Context, operator, device, machine string, price vend.Price, slots map[string]vend.Price) error {
+	if err := s.authorizeFor(ctx, operator, PermPrice); err != nil {
+		return err
+	}
+	old, _ := s.st.OperatorDevice(ctx, operator, device) // for the audit's before; SetPrices decides
 	if err := s.st.SetPrices(ctx, operator, device, machine, price, slots); err != nil {
 		return err
 	}
@@ -463,6 +477,7 @@ func (s *Service) SetPrices(ctx context.Context, operator, device, machine strin
 	if err != nil {
 		return err
 	}
+	s.audited(ctx, operator, "price.set", device+"/"+machine, machinePrices(old.Machines, machine), machinePrices(d.Machines, machine))
 	msg := s.pricesMsg(d)
 	pctx, cancel := context.WithTimeout(ctx, s.opts.ReplyTimeout)
 	defer cancel()
@@ -481,4 +496,68 @@ func (s *Service) publishSession(ss store.Session) {
 	}
 	s.Hub.Publish(ss.ID, typ, s.PhoneSession(ss))
 	s.sessionEnded(ss)
+}
+
+// auditSession is what the audit log keeps of a session before an
+// operator's change.
+func auditSession(ss store.Session) map[string]any {
+	if ss.ID == (vend.SessionID{}) {
+		return nil
+	}
+	return map[string]any{"state": ss.State, "hold": vend.Amount{Minor: ss.Hold, Currency: ss.Currency},
+		"captured": vend.Amount{Minor: ss.Captured, Currency: ss.Currency}, "device": ss.Device, "machine": ss.Machine}
+}
+
+// auditPrices is what the audit log keeps of a machine's prices.
+type auditPrices struct {
+	Price vend.Price            `json:"price"`
+	Slots map[string]vend.Price `json:"slots,omitempty"`
+}
+
+// machinePrices returns machine's prices among ms, nil when absent.
+func machinePrices(ms []store.Machine, machine string) *auditPrices {
+	for _, m := range ms {
+		if m.ID != machine {
+			continue
+		}
+		p := &auditPrices{Price: m.Price}
+		for _, sl := range m.Slots {
+			if p.Slots == nil {
+				p.Slots = map[string]vend.Price{}
+			}
+			p.Slots[sl.ID] = sl.Price
+		}
+		return p
+	}
+	return nil
+}
+
+// SetWebCheckout turns the QR web checkout of a machine on one of
+// operator's devices on or off (PermPrice), audited as
+// machine.web_checkout. Errors: auth.forbidden, device.not_found (also
+// another operator's device), machine.not_found.
+func (s *Service) SetWebCheckout(ctx context.Context, operator, device, machine string, on bool) error {
+	if err := s.authorizeFor(ctx, operator, PermPrice); err != nil {
+		return err
+	}
+	d, err := s.st.OperatorDevice(ctx, operator, device)
+	if err != nil {
+		return err
+	}
+	was, found := false, false
+	for _, m := range d.Machines {
+		if m.ID == machine {
+			was, found = m.WebCheckout, true
+		}
+	}
+	if !found {
+		return vend.Errorf(store.ErrMachineNotFound, "%s/%s", device, machine)
+	}
+	if err := s.st.SetWebCheckout(ctx, device, machine, on); err != nil {
+		return err
+	}
+	if was != on {
+		s.audited(ctx, operator, "machine.web_checkout", device+"/"+machine, map[string]bool{"on": was}, map[string]bool{"on": on})
+	}
+	return nil
 }

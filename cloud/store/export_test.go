@@ -38,3 +38,9 @@ func OpenAtVersion(ctx context.Context, dsn string, version int) (*sql.DB, error
 func DeviceExistsOrNotFound(s *Store, ctx context.Context, device string) error {
 	return s.deviceExists(ctx, device)
 }
+
+// RawExec runs a statement on the store's database, for tests of the
+// schema's own checks.
+func RawExec(s *Store, ctx context.Context, q string) (sql.Result, error) {
+	return s.db.ExecContext(ctx, q)
+}

@@ -591,3 +591,118 @@ func checkRole(role string) error {
 	}
 	return nil
 }
+
+// ErrLastOwner refuses a change that would leave an operator without an
+// enabled owner (nobody could manage its accounts any more).
+var ErrLastOwner = vend.E(vend.Conflict, "account.last_owner", "store: an operator needs at least one enabled owner")
+
+// OperatorAccounts returns operator's console accounts, ordered by email.
+func (s *Store) OperatorAccounts(ctx context.Context, operator string) ([]OperatorAccount, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+accountCols+` FROM operator_accounts WHERE operator_id = $1 ORDER BY email`, operator)
+	if err != nil {
+		return nil, fmt.Errorf("store: operator accounts: %w", err)
+	}
+	defer rows.Close()
+	var out []OperatorAccount
+	for rows.Next() {
+		a, _, err := scanAccount(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: operator accounts: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: operator accounts: %w", err)
+	}
+	return out, nil
+}
+
+// OperatorAccountByID returns operator's account id. Errors:
+// ErrAccountNotFound (also for another operator's account).
+func (s *Store) OperatorAccountByID(ctx context.Context, operator, id string) (OperatorAccount, error) {
+	a, _, err := scanAccount(s.db.QueryRowContext(ctx, `SELECT `+accountCols+` FROM operator_accounts WHERE id = $1 AND operator_id = $2`, id, operator))
+	if errors.Is(err, sql.ErrNoRows) {
+		return OperatorAccount{}, vend.Errorf(ErrAccountNotFound, "%q", clip(id))
+	}
+	if err != nil {
+		return OperatorAccount{}, fmt.Errorf("store: operator account: %w", err)
+	}
+	return a, nil
+}
+
+// changeAccount runs change on operator's account id in one transaction
+// that holds the operator's row, so that concurrent changes of one
+// operator's accounts are serialized; after change, at least one enabled
+// owner must remain (else ErrLastOwner and nothing is changed). It
+// returns the account before and after.
+func (s *Store) changeAccount(ctx context.Context, what, operator, id string, change func(tx *sql.Tx, a OperatorAccount) error) (before, after OperatorAccount, err error) {
+	err = s.tx(ctx, what, func(tx *sql.Tx) error {
+		var op string
+		err := tx.QueryRowContext(ctx, `SELECT id FROM operators WHERE id = $1`+s.d.lockRow, operator).Scan(&op)
+		if errors.Is(err, sql.ErrNoRows) {
+			return vend.Errorf(ErrAccountNotFound, "%q", clip(id))
+		}
+		if err != nil {
+			return err
+		}
+		before, _, err = scanAccount(tx.QueryRowContext(ctx, `SELECT `+accountCols+` FROM operator_accounts WHERE id = $1 AND operator_id = $2`, id, operator))
+		if errors.Is(err, sql.ErrNoRows) {
+			return vend.Errorf(ErrAccountNotFound, "%q", clip(id))
+		}
+		if err != nil {
+			return err
+		}
+		if err := change(tx, before); err != nil {
+			return err
+		}
+		var owners int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM operator_accounts WHERE operator_id = $1 AND role = 'owner' AND disabled_ms = 0`, operator).Scan(&owners); err != nil {
+			return err
+		}
+		if owners == 0 {
+			return vend.Errorf(ErrLastOwner, "%s", before.Email)
+		}
+		after, _, err = scanAccount(tx.QueryRowContext(ctx, `SELECT `+accountCols+` FROM operator_accounts WHERE id = $1`, id))
+		return err
+	})
+	if err != nil {
+		return OperatorAccount{}, OperatorAccount{}, err
+	}
+	return before, after, nil
+}
+
+// SetOperatorAccountRole gives operator's account id role and returns the
+// account before and after; its sessions stay, and carry the new role
+// from their next request. Errors: ErrInput (unknown role),
+// ErrAccountNotFound (also another operator's), ErrLastOwner.
+func (s *Store) SetOperatorAccountRole(ctx context.Context, operator, id, role string) (before, after OperatorAccount, err error) {
+	if err := checkRole(role); err != nil {
+		return OperatorAccount{}, OperatorAccount{}, err
+	}
+	return s.changeAccount(ctx, "set account role", operator, id, func(tx *sql.Tx, _ OperatorAccount) error {
+		_, err := tx.ExecContext(ctx, `UPDATE operator_accounts SET role = $1 WHERE id = $2`, role, id)
+		return err
+	})
+}
+
+// SetOperatorAccountDisabledByID disables (or enables) operator's account
+// id, as SetOperatorAccountDisabled does (disabling revokes its sessions
+// in the same transaction), and returns the account before and after and
+// how many sessions it revoked. Errors: ErrAccountNotFound (also another
+// operator's), ErrLastOwner (disabling the last enabled owner).
+func (s *Store) SetOperatorAccountDisabledByID(ctx context.Context, operator, id string, disabled bool) (before, after OperatorAccount, revoked int, err error) {
+	before, after, err = s.changeAccount(ctx, "disable account", operator, id, func(tx *sql.Tx, a OperatorAccount) error {
+		revoked = 0
+		if !disabled {
+			_, err := tx.ExecContext(ctx, `UPDATE operator_accounts SET disabled_ms = 0 WHERE id = $1`, id)
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE operator_accounts SET disabled_ms = $1 WHERE id = $2 AND disabled_ms = 0`, s.nowMs(), id); err != nil {
+			return err
+		}
+		n, err := s.revokeConsoleSessions(ctx, tx, id, nil, "disabled")
+		revoked = n
+		return err
+	})
+	return before, after, revoked, err
+}

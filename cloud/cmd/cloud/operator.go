@@ -14,6 +14,7 @@ import (
 // -password-stdin only.
 type operatorFlags struct {
 	Name, Operator, Email string
+	Role                  string // add-account, role: owner, manager, technician or viewer
 	Password              opadmin.PasswordSource
 	Stdin                 io.Reader // -password-stdin reads it; os.Stdin when nil
 }
@@ -27,6 +28,11 @@ func (o *operatorFlags) flags(fs *flag.FlagSet, cmd string) {
 	case "add-account":
 		fs.StringVar(&o.Operator, "operator", "", "the operator: its id (op_…) or its name")
 		fs.StringVar(&o.Email, "email", "", "console login email of the new account")
+		fs.StringVar(&o.Role, "role", "owner", "the account's role: owner, manager, technician or viewer")
+	case "role":
+		fs.StringVar(&o.Email, "email", "", "console login email of the account")
+		fs.StringVar(&o.Role, "role", "", "the new role: owner, manager, technician or viewer (an operator keeps at least one enabled owner)")
+		return
 	case "password":
 		fs.StringVar(&o.Email, "email", "", "console login email of the account; every session of it ends")
 	default: // disable, enable
@@ -57,12 +63,14 @@ func (m *Main) operatorRun(ctx context.Context, cmd string) error {
 		case "add":
 			r, err = a.AddOperator(ctx, o.Name, o.Email, pw)
 		case "add-account":
-			r, err = a.AddAccount(ctx, o.Operator, o.Email, pw)
+			r, err = a.AddAccountRole(ctx, o.Operator, o.Email, pw, o.Role)
 		default:
 			r, err = a.SetPassword(ctx, o.Email, pw)
 		}
 	case "disable", "enable":
 		r, err = a.SetDisabled(ctx, o.Email, cmd == "disable")
+	case "role":
+		r, err = a.SetRole(ctx, o.Email, o.Role)
 	default:
 		return errUsage
 	}

@@ -29,7 +29,7 @@ var (
 	errHelp  = errors.New("cloud: help printed")
 )
 
-const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|password|disable|enable|broker-credentials | device add|rotate-key|disable | broker files | reconcile | stickers | machine web-checkout  [-h for flags]"
+const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|role|password|disable|enable|broker-credentials | device add|rotate-key|disable | broker files | reconcile | stickers | machine web-checkout  [-h for flags]"
 
 // Main is the cloud program: ParseFlags, Run, Close. Tests run it in
 // process (STYLE.md #3).
@@ -160,7 +160,7 @@ func (m *Main) ParseFlags(args []string) error {
 		switch strings.Join(m.Cmd, " ") {
 		case "keys reencrypt":
 			fs.BoolVar(&m.dryRun, "dry-run", false, "only report what would be sealed or resealed")
-		case "operator add", "operator add-account", "operator password", "operator disable", "operator enable":
+		case "operator add", "operator add-account", "operator role", "operator password", "operator disable", "operator enable":
 			m.op.flags(fs, m.Cmd[1])
 		case "operator broker-credentials":
 			m.dev.brokerCredFlags(fs)
@@ -306,7 +306,7 @@ func (m *Main) Run(ctx context.Context) error {
 			err = perr
 		}
 		return err
-	case "operator add", "operator add-account", "operator password", "operator disable", "operator enable":
+	case "operator add", "operator add-account", "operator role", "operator password", "operator disable", "operator enable":
 		return m.operatorRun(ctx, m.Cmd[1])
 	case "operator broker-credentials":
 		return m.operatorBrokerCredentials(ctx)
