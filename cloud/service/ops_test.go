@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,6 +110,17 @@ func (r *opsRig) setAnswer(fn func(cmd mqttapi.Message) error) {
 	r.answer = fn
 }
 
+// audits returns operator op's audit entries of action, oldest first.
+func (r *opsRig) audits(t *testing.T, op, action string) []store.AuditEntry {
+	t.Helper()
+	es, err := r.st.AuditLog(context.Background(), op, store.AuditFilter{Action: action})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(es)
+	return es
+}
+
 // as is a request context of an account of operator op with role.
 func as(op string, role service.Role) context.Context {
 	return service.WithActor(context.Background(), service.Actor{Operator: op, Account: "opa_" + string(role), Email: string(role) + "@a.example", Role: role})
@@ -185,6 +198,15 @@ func TestChangePriceRepliesAndRoles(t *testing.T) {
 	}
 	_, err = r.svc.ChangePrice(mgr, "vm-1", "v1", vend.Price{Minor: 100, Per: 1}, map[string]vend.Price{"Z9": {Minor: 1, Per: 1}})
 	wantErrCode(t, "unknown slot", err, "slot.not_found")
+
+	// Audited: who, before and after, and the device's answer; refusals
+	// of the role or the input are not changes.
+	es := r.audits(t, r.opA, "price.set")
+	if len(es) != 3 || es[0].Target != "vm-1/v1" || es[0].Role != "manager" || !strings.Contains(string(es[0].Before), `"A1":{"minor":150`) ||
+		!strings.Contains(string(es[0].After), `"A1":{"minor":170`) || !strings.Contains(string(es[0].After), `"status":"accepted"`) ||
+		!strings.Contains(string(es[1].After), `"status":"refused"`) || !strings.Contains(string(es[2].After), `"status":"timeout"`) {
+		t.Fatalf("price audit entries: %+v", es)
+	}
 }
 
 func TestOutputTest(t *testing.T) {
@@ -249,6 +271,9 @@ func TestOutputTest(t *testing.T) {
 	}
 	_, err = r.svc.TestOutput(tech, "vm-1", "v1", "out1", time.Second)
 	wantErrCode(t, "offline device", err, "machine.offline")
+	if es := r.audits(t, r.opA, "output.test"); len(es) != 2 || es[0].Role != "technician" || !strings.Contains(string(es[0].After), `"duration_ms":1500`) {
+		t.Fatalf("output test audit entries: %+v", es)
+	}
 }
 
 func TestReboot(t *testing.T) {
@@ -266,6 +291,9 @@ func TestReboot(t *testing.T) {
 	}
 	if m, ok := r.sent()[0].(*mqttapi.Reboot); !ok || m.DelayS != 30 {
 		t.Fatalf("sent %+v", r.sent()[0])
+	}
+	if es := r.audits(t, r.opA, "device.reboot"); len(es) != 1 || es[0].Target != "wd-1" {
+		t.Fatalf("reboot audit entries: %+v", es)
 	}
 }
 
@@ -394,4 +422,8 @@ func TestInventory(t *testing.T) {
 	}
 	// The untracked slot sells.
 	r.vend(t, "A2", "v-4")
+	es := r.audits(t, r.opA, "inventory.restock")
+	if len(es) != 3 || (len(es[0].Before) != 0 && string(es[0].Before) != "null") || string(es[0].After) != `{"low_at":1,"stock":2}` || !strings.Contains(string(es[2].Before), `"stock":1`) {
+		t.Fatalf("restock audit entries: %+v", es)
+	}
 }
