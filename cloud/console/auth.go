@@ -76,6 +76,18 @@ func (c *Console) allow(p service.Perm, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// signedIn wraps a handler that serves anyone (the not-found page): with
+// a live session it runs with the account's actor, so the page keeps its
+// navigation; without one it runs as it is.
+func (c *Console) signedIn(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if cs, _, err := c.session(r); err == nil {
+			r = r.WithContext(service.WithActor(r.Context(), c.actorOf(r, cs.Account)))
+		}
+		h(w, r)
+	}
+}
+
 // signIn answers a request without a live session: a page GET goes to the
 // log-in page (back here afterwards); an htmx request is told to load the
 // log-in page; anything else is 401.

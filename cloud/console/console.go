@@ -144,9 +144,9 @@ func (c *Console) routes(m *http.ServeMux) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		files.ServeHTTP(w, r)
 	}))
-	m.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("/console/", c.signedIn(func(w http.ResponseWriter, r *http.Request) {
 		c.message(w, r, http.StatusNotFound, "Not found", "There is no such page in the console.")
-	})
+	}))
 	c.userRoutes(m)
 	c.auditRoutes(m)
 	c.fleetRoutes(m)
