@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -539,17 +540,29 @@ type restockDone struct {
 	Tracked       bool
 }
 
+// inventory shows the slots (?device= for one device); after a restock
+// (?restocked=device/machine/slot&from=N, or from=new) it says what the
+// count was and is now.
 func (c *Console) inventory(w http.ResponseWriter, r *http.Request) {
-	c.showInventory(w, r, r.URL.Query().Get("device"), nil)
-}
-
-func (c *Console) showInventory(w http.ResponseWriter, r *http.Request, device string, done *restockDone) {
+	q := r.URL.Query()
+	device := q.Get("device")
 	slots, err := c.svc.Inventory(r.Context(), device)
 	if err != nil {
 		c.fail(w, r, err)
 		return
 	}
 	sort.SliceStable(slots, func(i, j int) bool { return slots[i].Device < slots[j].Device })
+	var done *restockDone
+	if at := q.Get("restocked"); at != "" {
+		for _, s := range slots {
+			if s.Device+"/"+s.Machine+"/"+s.Slot == at && s.Tracked {
+				done = &restockDone{Slot: at, After: s.Stock}
+				if n, err := strconv.ParseUint(q.Get("from"), 10, 64); err == nil {
+					done.Before, done.Tracked = n, true
+				}
+			}
+		}
+	}
 	c.render(w, r, http.StatusOK, "inventory", "Inventory", "ops", inventoryPage{Device: device, Slots: slots, Done: done, Max: store.MaxStock})
 }
 
@@ -570,18 +583,23 @@ func (c *Console) restock(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	after, err := c.svc.Restock(r.Context(), dev, mach, slot, n, low)
-	if err != nil {
+	if _, err := c.svc.Restock(r.Context(), dev, mach, slot, n, low); err != nil {
 		c.fail(w, r, err)
 		return
 	}
-	done := &restockDone{Slot: dev + "/" + mach + "/" + slot, After: after.Stock}
+	from := "new"
 	for _, s := range before {
-		if s.Machine == mach && s.Slot == slot {
-			done.Before, done.Tracked = s.Stock, s.Tracked
+		if s.Machine == mach && s.Slot == slot && s.Tracked {
+			from = strconv.FormatUint(s.Stock, 10)
 		}
 	}
-	c.showInventory(w, r, r.PostFormValue("back_device"), done)
+	// Post/redirect/get: reloading the page must not count the slot
+	// again (it would undo the vends settled since).
+	q := url.Values{"restocked": {dev + "/" + mach + "/" + slot}, "from": {from}}
+	if b := r.PostFormValue("back_device"); b != "" {
+		q.Set("device", b)
+	}
+	http.Redirect(w, r, "/console/inventory?"+q.Encode(), http.StatusSeeOther)
 }
 
 // PriceInput is the new machine price as the form takes it.
