@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/phoneapi"
+	pb "beaconvend/app-protocol/provision"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/internal/browsertest"
@@ -43,8 +46,10 @@ func setValue(p *browsertest.Page, sel, v string) {
 }
 
 func consoleOps(t *testing.T, dsn string) {
-	// The sandbox card funds the phone of the inventory test.
-	r := newConsoleRig(t, consoleRigOpts{DSN: dsn, Config: map[string]any{"payments": map[string]any{"channels": []string{"sandbox_card"}}}})
+	// The sandbox card funds the phone of the inventory test; stickers
+	// carry the public URL.
+	r := newConsoleRig(t, consoleRigOpts{DSN: dsn, Config: map[string]any{"payments": map[string]any{
+		"channels": []string{"sandbox_card"}, "public_url": "https://pay.example.test"}}})
 	ctx := context.Background()
 	st := r.Store()
 	board := r.Board(0)
@@ -151,8 +156,8 @@ func consoleOps(t *testing.T, dsn string) {
 			"/console/ops/devices/" + dev + "/test":   {"machine": tap.ID, "output": "out1", "duration_ms": "300"},
 			"/console/ops/devices/" + dev + "/price":  {"machine": tap.ID, "price": "9.99", "per": "1000"},
 			"/console/ops/devices/" + dev + "/reboot": {"delay_s": "0"},
-			"/console/inventory/restock":             {"device": dev, "machine": "v1", "slot": "A1", "stock": "5"},
-			"/console/ops/provision":                 {"id": "viewer-dev", "kind": "water", "currency": "EUR", "k": "5"},
+			"/console/inventory/restock":              {"device": dev, "machine": "v1", "slot": "A1", "stock": "5"},
+			"/console/ops/provision":                  {"id": "viewer-dev", "kind": "water", "currency": "EUR", "k": "5"},
 		} {
 			fields["csrf"] = tok
 			if st := post(p, path, fields); st != http.StatusForbidden {
@@ -167,6 +172,56 @@ func consoleOps(t *testing.T, dsn string) {
 		}
 		if got, _ := st.GetDevice(ctx, dev); got.Machines[0].Price != tap.Price {
 			t.Fatal("a viewer changed the price")
+		}
+	})
+
+	t.Run("provisioning: add a device, its bundle once, its stickers", func(t *testing.T) {
+		p := r.login(t, service.RoleManager)
+		p.Go(r.URL + "/console/ops/provision")
+		p.Axe()
+		setValue(p, "#p-id", "added-01")
+		setValue(p, "#p-name", "Added in the console")
+		browsertest.Eval[bool](p, `(e => { e.value = "vending"; return true })(document.querySelector("#p-kind"))`)
+		setValue(p, "#p-slots", "B1:Water:120,B2:Cola:200")
+		p.ClickAndLoad(`form[action="/console/ops/provision"] button[type=submit]`)
+		if txt := p.WaitText("main", "is registered"); !strings.Contains(txt, "once") || !strings.Contains(txt, "private keys") {
+			t.Fatalf("provisioned page: %q", txt)
+		}
+		p.Axe()
+		d, err := st.GetDevice(ctx, "added-01")
+		if err != nil || d.OperatorID != r.Operator || len(d.Machines) != 1 || len(d.Machines[0].Slots) != 2 || d.Machines[0].Slots[1].Price.Minor != 200 {
+			t.Fatalf("added device: %+v, %v", d, err)
+		}
+		fetch := func(method, path, body string) (int, string) {
+			js := fmt.Sprintf(`fetch(%q, {method: %q, headers: {"X-CSRF-Token": %q}%s}).then(async r => JSON.stringify([r.status, await r.text()]))`,
+				path, method, csrfOf(p), map[bool]string{true: fmt.Sprintf(", body: new URLSearchParams(%s)", body), false: ""}[body != ""])
+			var res [2]any
+			if err := json.Unmarshal([]byte(browsertest.Run(p, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))), &res); err != nil {
+				t.Fatal(err)
+			}
+			return int(res[0].(float64)), res[1].(string)
+		}
+		tok := browsertest.Eval[string](p, `document.querySelector("input[name=token]").value`)
+		status, body := fetch("POST", "/console/ops/provision/bundle", fmt.Sprintf(`{token: %q}`, tok))
+		b, err := pb.Decode(strings.NewReader(body))
+		if status != http.StatusOK || err != nil || b.DeviceID != "added-01" || b.OperatorID != r.Operator || !strings.HasPrefix(b.MQTT.URL, "tcp://127.0.0.1:") {
+			t.Fatalf("bundle download: %d, %v, %+v", status, err, b)
+		}
+		if status, _ := fetch("POST", "/console/ops/provision/bundle", fmt.Sprintf(`{token: %q}`, tok)); status != http.StatusNotFound {
+			t.Fatalf("second bundle download: %d, want 404 (once)", status)
+		}
+		status, svg := fetch("GET", "/console/ops/devices/added-01/stickers/stickers.svg", "")
+		if status != http.StatusOK || !strings.Contains(svg, "<svg") || !strings.Contains(svg, "pay.example.test/m/added-01/") {
+			t.Fatalf("stickers: %d %.200s", status, svg)
+		}
+		if es, _ := st.AuditLog(ctx, r.Operator, store.AuditFilter{Action: "device.add"}); len(es) != 1 || strings.Contains(string(es[0].After), b.MQTT.Password) {
+			t.Fatalf("device.add audit: %+v", es)
+		}
+		// A technician may not provision.
+		tp := r.login(t, service.RoleTechnician)
+		tp.Go(r.URL + "/console/ops/provision")
+		if !strings.Contains(tp.Text("main"), "manager") {
+			t.Fatalf("a technician on the provisioning page: %q", tp.Text("main"))
 		}
 	})
 
