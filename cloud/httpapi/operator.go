@@ -13,19 +13,9 @@ import (
 	"beaconvend/cloud/store"
 )
 
-// Operator API types. Routes (bearer token from OperatorLogIn):
-//
-//	POST /v1/operator/auth/login                                  OperatorLogInRequest → OperatorToken (no bearer)
-//	POST /v1/operator/auth/logout                                 204; the token is refused from then on
-//	POST /v1/operator/auth/password                               OperatorPasswordRequest → OperatorPasswordChanged
-//	GET  /v1/operator/devices                                     {"devices": [OperatorDevice]}
-//	GET  /v1/operator/devices/{device}                            OperatorDevice
-//	PUT  /v1/operator/devices/{device}/machines/{machine}/price   OperatorPriceRequest → OperatorDevice with the device's reply (mqttapi.SetPrices; manager+)
-//	GET  /v1/operator/sessions?device=&since=&until=&limit=       {"sessions": [OperatorSession]} (RFC 3339 times)
-//	GET  /v1/operator/revenue?from=YYYY-MM-DD&to=YYYY-MM-DD       {"revenue": [OperatorRevenue]} (to exclusive; default the last 30 days)
-//	GET  /v1/operator/sessions/unreported?limit=                  {"sessions": [OperatorSession]} (settlement window ending first, first)
-//	POST /v1/operator/sessions/{session}/settle                   OperatorSettleRequest → OperatorSession (unreported → settled)
-//	POST /v1/operator/sessions/{session}/void                     OperatorVoidRequest → OperatorSession (unreported → voided)
+// Operator API types. The routes (bearer token from OperatorLogIn) are
+// described in app-protocol/openapi.yaml, tag operator, paths under
+// /v1/operator/; TestOperatorRoutesAreInTheSpec keeps the two in step.
 //
 // An unreported session is one the device acknowledged but never reported
 // within the machine's longest run plus the offline allowance: its
@@ -258,7 +248,7 @@ func (s *Server) opDevices(w http.ResponseWriter, r *http.Request) {
 	for _, d := range ds {
 		out = append(out, opDevice(d))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
+	writeJSON(w, http.StatusOK, OperatorDeviceList{Devices: out})
 }
 
 func (s *Server) opDevice(w http.ResponseWriter, r *http.Request) {
@@ -303,28 +293,6 @@ func queryTime(r *http.Request, name string) (time.Time, error) {
 		}
 	}
 	return t, nil
-}
-
-func (s *Server) opSessions(w http.ResponseWriter, r *http.Request) {
-	f := store.SessionFilter{Device: r.URL.Query().Get("device")}
-	var err error
-	if f.Since, err = queryTime(r, "since"); err == nil {
-		f.Until, err = queryTime(r, "until")
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if f.Limit, err = queryLimit(r); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ss, err := s.st.OperatorSessions(r.Context(), operatorOf(r), f)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": operatorSessions(ss)})
 }
 
 // queryLimit reads the optional limit query parameter: 0 when absent, else
@@ -373,7 +341,7 @@ func (s *Server) opUnreported(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": operatorSessions(ss)})
+	writeJSON(w, http.StatusOK, OperatorSessionList{Sessions: operatorSessions(ss)})
 }
 
 func (s *Server) opSettle(w http.ResponseWriter, r *http.Request) {
@@ -443,7 +411,7 @@ func (s *Server) opRevenue(w http.ResponseWriter, r *http.Request) {
 	for _, x := range rs {
 		out = append(out, OperatorRevenue{Device: x.Device, Day: x.Day.UTC().Format(time.DateOnly), Amount: x.Amount, Sessions: x.Sessions})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"revenue": out})
+	writeJSON(w, http.StatusOK, OperatorRevenueList{Revenue: out})
 }
 
 // ThrottleOperatorLogIn runs try, an operator log-in by email made

@@ -123,7 +123,9 @@ func (q *OperatorRefundRequest) Validate() error {
 
 // opRefund refunds a session of the operator's to the payer's original
 // channel(s), once per Idempotency-Key (the store keeps the key with the
-// refund, so a retry answers the same refund).
+// refund, so a retry answers the same refund): 201 with the refund, or,
+// above the operator's approval threshold, 202 with the approval it now
+// waits for (service.RequestRefund).
 func (s *Server) opRefund(w http.ResponseWriter, r *http.Request) {
 	key := r.Header.Get("Idempotency-Key")
 	if err := phoneapi.ValidateIdempotencyKey(key); err != nil {
@@ -140,10 +142,5 @@ func (s *Server) opRefund(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out, err := s.svc.RefundSession(r.Context(), operatorOf(r), id, key, req.Amount, req.Reason)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, out)
+	s.opRefundOrApproval(w, r, id, key, req)
 }

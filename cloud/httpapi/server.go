@@ -149,13 +149,15 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/operator/devices/{device}", s.operator(s.opDevice))
 	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/price", s.operator(s.opSetPrice))
 	m.HandleFunc("PUT /v1/operator/devices/{device}/machines/{machine}/web-checkout", s.operator(s.opSetWebCheckout))
-	m.HandleFunc("GET /v1/operator/sessions", s.operator(s.opSessions))
+	m.HandleFunc("GET /v1/operator/sessions", s.operator(s.opSearchSessions))
 	m.HandleFunc("GET /v1/operator/revenue", s.operator(s.opRevenue))
 	m.HandleFunc("GET /v1/operator/sessions/unreported", s.operator(s.opUnreported))
 	m.HandleFunc("POST /v1/operator/sessions/{session}/settle", s.operator(s.opSettle))
 	m.HandleFunc("POST /v1/operator/sessions/{session}/void", s.operator(s.opVoid))
 	s.opsRoutes(m) // remote operations and inventory (operator_ops.go)
 	m.HandleFunc("POST /v1/operator/sessions/{session}/refund", s.operator(s.opRefund))
+	s.alertRoutes(m)
+	s.operatorMoneyRoutes(m)
 
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -59,6 +59,7 @@ type Config struct {
 	Sessions      Sessions      `yaml:"sessions"`
 	Upkeep        Upkeep        `yaml:"upkeep"`
 	StepUp        StepUp        `yaml:"step_up"` // the step-up PIN's token life, lock-out and operator limits (stepup.go)
+	Alerts        Alerts        `yaml:"alerts"`  // alert e-mail (SMTP) and the webhooks' signing key (alerts.go)
 
 	dir string // the file's directory, for relative paths
 }
@@ -287,7 +288,7 @@ const production = " (a production cloud needs it; development: true for a devel
 // listener, admin listener, broker, payments, keys, sessions), one line
 // each. Errors: ErrConfig naming the field.
 func (c *Config) Validate() error {
-	return errors.Join(c.validateHTTP(), c.validateAdmin(), c.validateBroker(), c.validatePayments(), c.validateKeys(), c.validateSessions(), c.validateStepUp())
+	return errors.Join(c.validateHTTP(), c.validateAdmin(), c.validateBroker(), c.validatePayments(), c.validateKeys(), c.validateSessions(), c.validateStepUp(), c.validateAlerts())
 }
 
 func (c *Config) validateHTTP() error {

@@ -210,6 +210,9 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	if so.StepUp, err = mergeStepUp(so.StepUp, cfg); err != nil {
 		return err
 	}
+	if so.Alerts, err = mergeAlerts(so.Alerts, cfg); err != nil {
+		return err
+	}
 	if so.GaugeInterval == 0 {
 		so.GaugeInterval = cfg.Upkeep.GaugeInterval.D()
 	}

@@ -153,6 +153,24 @@
 // not used: its check and its count are separate steps, and its count
 // resets only after a quiet day.
 //
+// # Alerts
+//
+// RunAlerts (started by Run) evaluates the alert conditions every
+// AlertOptions.Interval (EvaluateAlerts: store.AlertKinds documents each
+// kind's condition and when it resolves) and sends what is due
+// (DeliverAlerts). Raising is a conditional insert on a dedup key unique
+// while the alert is open, so instances never duplicate an alert;
+// RaiseAlert and ResolveAlert let other parts (the inventory's low stock)
+// do the same. A new alert's e-mail and webhook are queued in the
+// alert_deliveries outbox in the raising transaction; senders lease
+// them, so a crash between the raise and the send, or during it, leaves
+// the delivery to the next run on any instance (at least once; the
+// delivery id lets a receiver drop a repeat). Failures retry after
+// Backoff×2^(attempt-1), at most 1 h, MaxAttempts (8) times; in the
+// operator's quiet period a delivery is held, uncounted, until it ends.
+// Webhooks are signed (SignWebhook) with the operator's secret
+// (WebhookSecret), derived from AlertOptions.WebhookKey.
+//
 // # Metrics
 //
 // See Metrics for the Prometheus series; Registry returns the registry

@@ -54,6 +54,7 @@ func (s *Service) DeviceDisconnected(ctx context.Context, device string, at time
 		s.log.Error("service: device disconnect", "device", device, "err", err)
 	case changed:
 		s.Metrics.offline.WithLabelValues("disconnect").Inc()
+		s.presenceChanged(ctx, device, false, "disconnect", at)
 		s.log.Info("service: device offline: connection closed", "device", device)
 	}
 }
@@ -97,6 +98,7 @@ func (p *Presence) Sweep(ctx context.Context) ([]string, error) {
 	ids, err := p.s.st.ExpirePresence(ctx, p.s.now().Add(-p.opts.StaleAfter))
 	for _, id := range ids {
 		p.s.Metrics.offline.WithLabelValues("stale").Inc()
+		p.s.presenceChanged(ctx, id, false, "stale", p.s.now())
 		p.s.log.Info("service: device offline: nothing heard within the presence bound", "device", id, "bound", p.opts.StaleAfter)
 	}
 	return ids, err

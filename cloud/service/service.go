@@ -89,6 +89,12 @@ type Options struct {
 	// StepUp configures the step-up PIN: token life, lock-out, the
 	// operator's limits (see StepUpOptions; the zero value: defaults, no limits).
 	StepUp StepUpOptions
+	// Alerts configure the alert engine and its e-mail and webhook
+	// deliveries (see AlertOptions; the zero value: defaults, no SMTP).
+	Alerts AlertOptions
+	// History bounds the telemetry and state histories of the console's
+	// device page (see HistoryOptions; the zero value: defaults).
+	History HistoryOptions
 }
 
 // Service is the money flow of the cloud: proximity resolution, session
@@ -114,6 +120,12 @@ type Service struct {
 	ops     opsState // remote operations and inventory (ops.go, inventory.go)
 
 	wg sync.WaitGroup
+
+	// FleetEvents fans device status changes out to the console's fleet
+	// pages on this instance.
+	FleetEvents *FleetEvents
+	sampleMu    sync.Mutex
+	sampled     map[string]time.Time // device → last telemetry sample this instance kept
 }
 
 // refLooker is a channel that needs the provider's own ID of an order
@@ -170,6 +182,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Channels == nil {
 		opts.Channels = DefaultChannels()
 	}
+	opts.Alerts.defaults()
 	s := &Service{
 		opts: opts, st: opts.Store, pub: opts.Publisher, log: opts.Logger, now: opts.Now,
 		Hub:     NewHub(),
@@ -177,6 +190,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		coWatch: map[string][]chan struct{}{},
 		tel:     newTelemetryBuffer(),
 	}
+	s.FleetEvents = &FleetEvents{}
 	s.router = payments.NewRouter(opts.Channels, opts.Store.PaymentTotal, opts.PaymentDay, opts.Now)
 	for _, g := range opts.Channels {
 		// A channel that finds an order by its own ID (Stripe's pi_…)
@@ -209,7 +223,8 @@ func (s *Service) Currency() vend.Currency { return s.opts.Currency }
 // rolls the resolver's windows, rebuilds it every RefreshInterval,
 // releases expired holds every SweepInterval, prunes the event hub and
 // writes coalesced telemetry every TelemetryFlush, recomputes the
-// database-derived gauges every GaugeInterval, until ctx is done; it
+// database-derived gauges every GaugeInterval, evaluates and delivers
+// alerts every Alerts.Interval (RunAlerts), until ctx is done; it
 // writes what telemetry is left, then returns nil.
 func (s *Service) Run(ctx context.Context) error {
 	stop := make(chan struct{})
@@ -228,6 +243,13 @@ func (s *Service) Run(ctx context.Context) error {
 		if err := s.st.ListenReplies(lctx, s.notify); err != nil && !errors.Is(err, store.ErrNoNotify) {
 			s.log.Error("service: reply listener", "err", err)
 		}
+	}()
+	// Alerts: conditions and deliveries on their own schedule, so a slow
+	// mail server never delays the sweep.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.RunAlerts(lctx)
 	}()
 	sweep := time.NewTicker(s.opts.SweepInterval)
 	refresh := time.NewTicker(s.opts.RefreshInterval)

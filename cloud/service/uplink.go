@@ -98,9 +98,16 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 		if cause != "" {
 			s.Metrics.offline.WithLabelValues(cause).Inc()
 		}
+		if m.Status == mqttapi.Online || cause != "" {
+			if cause == "" {
+				cause = "state"
+			}
+			s.presenceChanged(ctx, device, m.Status == mqttapi.Online, cause, now)
+		}
 		return ResultOK, nil
 	case *mqttapi.Telemetry:
 		sig := signature(m)
+		s.telemetrySample(ctx, device, m, now)
 		if s.tel.add(device, m, now, sig) {
 			return ResultOK, nil // written with the next flush
 		}
@@ -117,6 +124,7 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 			return ResultError, err
 		}
 		s.tel.wrote(u, sig)
+		s.FleetEvents.publish(device)
 		return ResultOK, nil
 	case *mqttapi.Event:
 		return s.event(ctx, device, m, at)

@@ -265,6 +265,19 @@
 // refuse the same key with a different body ([ErrIdemConflict]). How long
 // each is kept is in [Retention] ([Store.Prune]).
 //
+// # Alerts
+//
+// alerts holds operators' alerts (RaiseAlert: at most one open per dedup
+// key, by a conditional insert on a partial unique index; AckAlert,
+// ResolveAlert, ListAlerts with a cursor); alert_deliveries is their
+// outbox of e-mails and webhooks (ClaimDeliveries leases, FinishDelivery
+// records sent, retry, hold or failed, ignoring a stale attempt's
+// result); alert_settings the operators' thresholds, recipients and
+// quiet periods. The engine's conditions are queries here
+// (OfflineDevices, FaultTelemetry, NoFlowMachines, VendFailureMachines,
+// UnreportedAlertSessions, ChannelAlertsAfter) with their resolving
+// updates, each bounded and safe on several instances.
+//
 // # Tests and benchmark
 //
 // The same suite runs on SQLite (a file under t.TempDir) and on

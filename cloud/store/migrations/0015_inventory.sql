@@ -1,4 +1,4 @@
--- 0013: inventory of vending slots. slot_stock holds one slot's counted
+-- 0015: inventory of vending slots. slot_stock holds one slot's counted
 -- stock once a restock has set it (a slot without a row is not tracked
 -- and never sold out). stock is what the technician counted at the last
 -- restock less the items of every vend settled since, never below zero;
