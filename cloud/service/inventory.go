@@ -12,85 +12,69 @@ import (
 // (Restock); each settled vend decrements it in the settlement's own
 // transaction (store.Settle), never below zero; a start on a slot counted
 // at zero is refused with slot.empty (StartSession, checkouts) and the
-// phone sees the slot as empty. A vend that leaves a slot at or below its
-// threshold raises stock.low, at zero stock.empty, and one that the count
-// did not have (the count was wrong: clamped at zero) stock.short —
-// through the alert engine (UseStockAlerts), which keeps one open alert
-// per kind and slot. A slot no restock has counted is not tracked and
-// never sold out.
+// phone sees the slot as empty. A count at or below its threshold raises
+// a low-stock alert (code stock.low), at zero stock.empty, and a vend the
+// count did not have (the count was wrong: clamped at zero) stock.short —
+// through the alert engine (RaiseAlert), which keeps one open alert per
+// slot and code; a restock resolves those its count no longer calls for.
+// A slot no restock has counted is not tracked and never sold out.
 
 // ErrSlotEmpty answers a start on a sold-out slot.
 var ErrSlotEmpty = vend.E(vend.Conflict, "slot.empty", "sessions: the slot is sold out")
 
-// Stock alert kinds (StockAlert.Kind).
+// Inventory alerts: all of kind stock.low (AlertLowStock) in the alert
+// engine, one open per slot and reason (the Ref of the dedup key), with
+// these codes.
 const (
-	AlertStockLow   = "stock.low"   // at or below the slot's threshold
-	AlertStockEmpty = "stock.empty" // sold out
-	AlertStockShort = "stock.short" // a vend settled on a slot counted at zero: the count was wrong
+	StockCodeLow   = "stock.low"   // Ref "": at or below the slot's threshold
+	StockCodeEmpty = "stock.empty" // Ref "empty": sold out (critical)
+	StockCodeShort = "stock.short" // Ref "short": a vend settled on a slot counted at zero: the count was wrong
 )
 
-// StockAlert is one inventory alert for the alert engine.
-type StockAlert struct {
-	Kind    string // AlertStockLow, AlertStockEmpty or AlertStockShort
-	Device  string
-	Machine string
-	Slot    string
-	Stock   uint64 // the slot's count now
-	LowAt   uint64 // its threshold
-	Short   uint64 // items settled beyond the count since the last restock
-	Message string // one line for a person
-}
-
-// StockAlerter raises an inventory alert; idempotent while one of the
-// same kind and slot is open (the alert engine's dedup key).
-type StockAlerter interface {
-	RaiseStockAlert(ctx context.Context, a StockAlert) error
-}
-
-// StockAlerterFunc adapts a function to StockAlerter.
-type StockAlerterFunc func(ctx context.Context, a StockAlert) error
-
-// RaiseStockAlert calls f.
-func (f StockAlerterFunc) RaiseStockAlert(ctx context.Context, a StockAlert) error { return f(ctx, a) }
-
-// UseStockAlerts sends inventory alerts to a; until it is called they are
-// only logged.
-func (s *Service) UseStockAlerts(a StockAlerter) {
-	s.ops.mu.Lock()
-	defer s.ops.mu.Unlock()
-	s.ops.alerts = a
+// stockAlerts returns the alerts a slot's count calls for (raise) and the
+// ones it clears (resolve), all with the slot's operator's dedup keys.
+func stockAlerts(operator string, st store.SlotStock, clamped uint64) (raise, resolve []AlertInput) {
+	at := fmt.Sprintf("%s/%s/%s", st.Device, st.Machine, st.Slot)
+	base := AlertInput{Operator: operator, Kind: AlertLowStock, Device: st.Device, Machine: st.Machine, Slot: st.Slot}
+	low, empty, short := base, base, base
+	low.Code, low.Summary = StockCodeLow, fmt.Sprintf("slot %s has %d left (alert at %d)", at, st.Stock, st.LowAt)
+	empty.Ref, empty.Code, empty.Severity, empty.Summary = "empty", StockCodeEmpty, "critical", fmt.Sprintf("slot %s is sold out", at)
+	short.Ref, short.Code = "short", StockCodeShort
+	short.Summary = fmt.Sprintf("slot %s sold %d more than counted (%d since the last restock): recount it", at, clamped, st.Short)
+	switch {
+	case st.Empty():
+		raise = append(raise, empty)
+	case st.Low():
+		raise = append(raise, low)
+		resolve = append(resolve, empty)
+	default:
+		resolve = append(resolve, low, empty)
+	}
+	if clamped > 0 {
+		raise = append(raise, short)
+	} else if st.Short == 0 {
+		resolve = append(resolve, short)
+	}
+	return raise, resolve
 }
 
 // stockSettled raises the alerts a settled vend's stock change calls for.
-// A failure is logged, not returned: the money has settled, and the next
-// vend or the inventory page shows the count again.
+// A failure is logged, not returned: the money has settled, and the
+// inventory page shows the count.
 func (s *Service) stockSettled(ctx context.Context, ch *store.StockChange) {
 	if ch == nil {
 		return
 	}
-	st := ch.After
-	var as []StockAlert
-	at := fmt.Sprintf("%s/%s/%s", st.Device, st.Machine, st.Slot)
-	if ch.Clamped > 0 {
-		as = append(as, StockAlert{Kind: AlertStockShort, Message: fmt.Sprintf("slot %s sold %d more than counted (%d since the last restock): recount it", at, ch.Clamped, st.Short)})
+	d, err := s.st.GetDevice(ctx, ch.After.Device)
+	if err != nil {
+		s.log.Error("service: inventory alert: device", "device", ch.After.Device, "err", err)
+		return
 	}
-	switch {
-	case st.Empty():
-		as = append(as, StockAlert{Kind: AlertStockEmpty, Message: fmt.Sprintf("slot %s is sold out", at)})
-	case st.Low():
-		as = append(as, StockAlert{Kind: AlertStockLow, Message: fmt.Sprintf("slot %s has %d left (threshold %d)", at, st.Stock, st.LowAt)})
-	}
-	s.ops.mu.Lock()
-	al := s.ops.alerts
-	s.ops.mu.Unlock()
-	for _, a := range as {
-		a.Device, a.Machine, a.Slot, a.Stock, a.LowAt, a.Short = st.Device, st.Machine, st.Slot, st.Stock, st.LowAt, st.Short
-		s.log.Warn("service: inventory alert", "kind", a.Kind, "device", a.Device, "machine", a.Machine, "slot", a.Slot, "stock", a.Stock)
-		if al == nil {
-			continue
-		}
-		if err := al.RaiseStockAlert(ctx, a); err != nil {
-			s.log.Error("service: inventory alert not raised", "kind", a.Kind, "device", a.Device, "slot", a.Slot, "err", err)
+	raise, _ := stockAlerts(d.OperatorID, ch.After, ch.Clamped)
+	for _, a := range raise {
+		s.log.Warn("service: inventory alert", "code", a.Code, "device", a.Device, "machine", a.Machine, "slot", a.Slot, "stock", ch.After.Stock)
+		if err := s.RaiseAlert(ctx, a); err != nil {
+			s.log.Error("service: inventory alert not raised", "code", a.Code, "device", a.Device, "slot", a.Slot, "err", err)
 		}
 	}
 }
@@ -174,6 +158,19 @@ func (s *Service) Restock(ctx context.Context, device, machine, slot string, sto
 	var b any
 	if tracked {
 		b = map[string]uint64{"stock": before.Stock, "low_at": before.LowAt, "short": before.Short}
+	}
+	// The count is the technician's now: alerts it no longer calls for
+	// are resolved (an empty or low count still raises its own).
+	raise, resolve := stockAlerts(a.Operator, after, 0)
+	for _, al := range resolve {
+		if err := s.ResolveAlert(ctx, al); err != nil {
+			s.log.Error("service: inventory alert not resolved", "code", al.Code, "device", device, "slot", slot, "err", err)
+		}
+	}
+	for _, al := range raise {
+		if err := s.RaiseAlert(ctx, al); err != nil {
+			s.log.Error("service: inventory alert not raised", "code", al.Code, "device", device, "slot", slot, "err", err)
+		}
 	}
 	s.audited(ctx, a.Operator, "inventory.restock", device+"/"+machine+"/"+slot, b, map[string]uint64{"stock": after.Stock, "low_at": after.LowAt})
 	return after, nil

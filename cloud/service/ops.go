@@ -326,7 +326,6 @@ type opsState struct {
 	mu      sync.Mutex
 	prov    *Provisioning
 	bundles map[string]heldBundle // token → bundle
-	alerts  StockAlerter
 }
 
 type heldBundle struct {

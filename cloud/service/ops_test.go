@@ -37,7 +37,6 @@ type opsRig struct {
 	seq    atomic.Uint64
 	mu     sync.Mutex
 	answer func(cmd mqttapi.Message) error // nil: never answers
-	alerts []service.StockAlert
 }
 
 func newOpsRig(t *testing.T) *opsRig {
@@ -95,12 +94,6 @@ func newOpsRig(t *testing.T) *opsRig {
 		}
 		_ = r.svc.Handle(context.Background(), device, mqttapi.LeafReply, mqttapi.NewReply(mqttapi.NewEnvelope(time.Now()), cmd.Head().ID, fn(cmd)))
 	}
-	r.svc.UseStockAlerts(service.StockAlerterFunc(func(_ context.Context, a service.StockAlert) error {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.alerts = append(r.alerts, a)
-		return nil
-	}))
 	return r
 }
 
@@ -342,14 +335,19 @@ func (r *opsRig) settle(t *testing.T, ss store.Session) {
 	}
 }
 
-func (r *opsRig) alertKinds() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	kinds := []string{}
-	for _, a := range r.alerts {
-		kinds = append(kinds, a.Kind+":"+a.Slot)
+// alertCodes returns operator A's stock alerts as "code:slot:state",
+// oldest first.
+func (r *opsRig) alertCodes(t *testing.T) []string {
+	t.Helper()
+	as, _, err := r.st.ListAlerts(context.Background(), r.opA, store.AlertFilter{Kind: service.AlertLowStock})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return kinds
+	out := []string{}
+	for _, a := range slices.Backward(as) {
+		out = append(out, a.Code+":"+a.Slot+":"+string(a.State))
+	}
+	return out
 }
 
 func TestInventory(t *testing.T) {
@@ -399,8 +397,8 @@ func TestInventory(t *testing.T) {
 	if !errors.Is(err, service.ErrSlotEmpty) || held() != 0 {
 		t.Fatalf("slot.empty: %v, held %d", err, held())
 	}
-	if got := r.alertKinds(); len(got) != 2 || got[0] != "stock.low:A1" || got[1] != "stock.empty:A1" {
-		t.Fatalf("alerts %v, want stock.low then stock.empty on A1", got)
+	if got := strings.Join(r.alertCodes(t), " "); got != "stock.low:A1:open stock.empty:A1:open" {
+		t.Fatalf("alerts %s, want stock.low then stock.empty open on A1", got)
 	}
 	// A vend the count did not have: a technician recounts 0 while the
 	// last item is being vended. It settles anyway (the item left): the
@@ -417,8 +415,10 @@ func TestInventory(t *testing.T) {
 	if inv[0].Stock != 0 || inv[0].Short != 1 {
 		t.Fatalf("after a vend beyond the count: %+v", inv[0])
 	}
-	if got := r.alertKinds(); len(got) != 4 || got[2] != "stock.short:A1" || got[3] != "stock.empty:A1" {
-		t.Fatalf("alerts %v, want stock.short and stock.empty added", got)
+	// The restock to 1 resolved both; the recount to 0 raised a new
+	// empty alert, and the vend beyond it stock.short.
+	if got := strings.Join(r.alertCodes(t), " "); got != "stock.low:A1:resolved stock.empty:A1:resolved stock.empty:A1:open stock.short:A1:open" {
+		t.Fatalf("alerts %s", got)
 	}
 	// The untracked slot sells.
 	r.vend(t, "A2", "v-4")
