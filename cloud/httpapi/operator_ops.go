@@ -15,15 +15,15 @@ import (
 
 // Remote operations and inventory of the operator API (bearer token as
 // for the other operator routes; the roles of service.Perm apply, and
-// every change is audited by the service):
+// every change is audited by the service), in openapi.yaml:
 //
 //	POST /v1/operator/devices/{device}/machines/{machine}/test-output    OperatorTestOutputRequest → OperatorCommandReply (technician+)
 //	POST /v1/operator/devices/{device}/reboot                            OperatorRebootRequest → OperatorCommandReply (technician+)
 //	POST /v1/operator/devices                                            OperatorAddDeviceRequest → OperatorProvisioned (manager+)
 //	POST /v1/operator/bundles/{token}                                    the new device's bundle.json, once (manager+)
 //	GET  /v1/operator/devices/{device}/stickers/{format}?machine=        svg, png or pdf QR stickers (manager+)
-//	GET  /v1/operator/inventory?device=                                  {"slots": [service.SlotInventory]}
-//	PUT  /v1/operator/devices/{device}/machines/{machine}/slots/{slot}/stock  OperatorRestockRequest → service.SlotInventory (technician+)
+//	GET  /v1/operator/inventory?device=                                  OperatorInventory
+//	PUT  /v1/operator/devices/{device}/machines/{machine}/slots/{slot}/stock  OperatorRestockRequest → OperatorSlotStock (technician+)
 //
 // A command's answer is the device's: status accepted, refused (with the
 // device's code, e.g. machine.busy, output.unknown) or timeout (no answer
@@ -51,12 +51,18 @@ type (
 		Price    *vend.Price      `json:"price,omitempty"`    // nil: the kind's default
 		Currency vend.Currency    `json:"currency"`
 		Slots    []pb.Slot        `json:"slots,omitempty"` // vending; nil: two default slots
-		K        uint8            `json:"k"`               // proximity-ID rotation exponent
+		K        int              `json:"k"`               // proximity-ID rotation exponent, 0-15
 	}
 	// OperatorProvisioned answers an added device: its bundle is fetched
 	// once with POST /v1/operator/bundles/{bundle_token} before
 	// bundle_until, from the same cloud instance.
 	OperatorProvisioned = service.ProvisionedDevice
+	// OperatorSlotStock is a vending slot with its count.
+	OperatorSlotStock = service.SlotInventory
+	// OperatorInventory lists vending slots with their counts.
+	OperatorInventory struct {
+		Slots []OperatorSlotStock `json:"slots"`
+	}
 	// OperatorRestockRequest sets a slot's count and low-stock threshold.
 	OperatorRestockRequest struct {
 		Stock uint64 `json:"stock"`  // items now in the slot, 0-10000
@@ -109,8 +115,12 @@ func (s *Server) opAddDevice(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if req.K < 0 || req.K > 15 {
+		s.fail(w, r, vend.Errorf(ErrField, "k %d: want 0-15", req.K))
+		return
+	}
 	pd, err := s.svc.ProvisionDevice(r.Context(), provision.DeviceRequest{ID: req.ID, Name: req.Name, Kind: req.Kind, Machines: req.Machines,
-		Price: req.Price, Currency: req.Currency, Slots: req.Slots, K: req.K})
+		Price: req.Price, Currency: req.Currency, Slots: req.Slots, K: uint8(req.K)})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -161,7 +171,7 @@ func (s *Server) opInventory(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"slots": slots})
+	writeJSON(w, http.StatusOK, OperatorInventory{Slots: slots})
 }
 
 func (s *Server) opRestock(w http.ResponseWriter, r *http.Request) {

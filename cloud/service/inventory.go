@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/store"
@@ -96,7 +97,7 @@ type SlotInventory struct {
 	Empty       bool          `json:"empty"`
 	Low         bool          `json:"low"`
 	RestockedBy string        `json:"restocked_by,omitempty"`
-	RestockedAt string        `json:"restocked_at,omitempty"` // RFC 3339
+	RestockedAt time.Time     `json:"restocked_at,omitzero"`
 }
 
 // Inventory lists every vending slot of the actor's operator's devices
@@ -128,7 +129,7 @@ func (s *Service) Inventory(ctx context.Context, device string) ([]SlotInventory
 					Price: sl.Price, Currency: m.Currency}
 				if st, ok := stocks[m.ID+"/"+sl.ID]; ok {
 					si.Tracked, si.Stock, si.LowAt, si.Short, si.Empty, si.Low = true, st.Stock, st.LowAt, st.Short, st.Empty(), st.Low()
-					si.RestockedBy, si.RestockedAt = st.RestockedBy, st.RestockedAt.Format("2006-01-02T15:04:05Z07:00")
+					si.RestockedBy, si.RestockedAt = st.RestockedBy, st.RestockedAt
 				}
 				out = append(out, si)
 			}
