@@ -330,6 +330,11 @@ func consoleOps(t *testing.T, dsn string) {
 		if w1, _ := phone.GetWallet(ctx); w1.Held != w0.Held || w1.Available != w0.Available {
 			t.Fatalf("a refused start moved money: %+v → %+v", w0, w1)
 		}
+		// The alert engine has the sold-out slot.
+		as, _, err := st.ListAlerts(ctx, r.Operator, store.AlertFilter{Kind: store.AlertLowStock, State: store.AlertOpen})
+		if err != nil || len(as) != 1 || as[0].Code != "stock.empty" || as[0].Slot != "A1" {
+			t.Fatalf("open stock alerts: %+v, %v", as, err)
+		}
 		// The web checkout offers it as empty.
 		offer, err := r.M.Service.MachineOffer(ctx, dev, "v1")
 		if err != nil || !offer.Slots[0].Empty || offer.Slots[1].Empty {
