@@ -341,4 +341,37 @@ func consoleOps(t *testing.T, dsn string) {
 			t.Fatalf("web checkout offer: %+v, %v", offer.Slots, err)
 		}
 	})
+
+	// Last: the board's controller really restarts (it exits for its
+	// supervisor), so nothing may follow.
+	t.Run("reboot confirmed, answered, and the board goes away", func(t *testing.T) {
+		p := r.login(t, service.RoleTechnician)
+		p.Go(r.URL + "/console/ops/devices/" + dev)
+		setValue(p, "#reboot-delay", "0")
+		p.ClickAndLoad(`form[action$="/reboot/review"] button[type=submit]`)
+		if txt := p.Text("main"); !strings.Contains(txt, "Reboot "+dev) {
+			t.Fatalf("review page: %q", txt)
+		}
+		p.Axe()
+		p.ClickAndLoad("#confirm")
+		p.WaitText("#reply", "Accepted by the device")
+		p.Axe()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			d, err := st.GetDevice(ctx, dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !d.Online {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the board stayed online after an accepted reboot")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if es, _ := st.AuditLog(ctx, r.Operator, store.AuditFilter{Action: "device.reboot"}); len(es) != 1 {
+			t.Fatalf("%d device.reboot audit entries, want 1", len(es))
+		}
+	})
 }
