@@ -26,7 +26,9 @@
 #      through the hwsim control socket) that is refunded in full;
 #   6. prints every receipt and the ledger totals (wallet before/after,
 #      held, captured, released, the operator's view, and the ledger
-#      imbalance gauge from the admin listener's /metrics, which must be 0).
+#      imbalance gauge from the admin listener's /metrics, which must be 0);
+#   7. logs in to the operator console (/console/) through its form and
+#      prints its address and the operator's log-in.
 #
 # Environment:
 #   DEMO_EXIT=1           exit after the purchases instead of waiting
@@ -142,6 +144,7 @@ cat >"$D/democtl/main.go" <<'EOF'
 //   ctl SOCKET JSON                send one control command to hwsim, print the reply
 //   metric URL NAME                print the value of a Prometheus metric at URL
 //   operator API EMAIL PASSWORD    print the operator's sessions as totals
+//   console API EMAIL PASSWORD     log in to the operator console's form; open its users page
 package main
 
 import (
@@ -152,6 +155,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -161,7 +166,7 @@ func die(f string, a ...any) { fmt.Fprintf(os.Stderr, "democtl: "+f+"\n", a...);
 
 func main() {
 	if len(os.Args) < 2 {
-		die("usage: ctl|metric|operator ...")
+		die("usage: ctl|metric|operator|console ...")
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	switch a := os.Args[2:]; os.Args[1] {
@@ -220,6 +225,18 @@ func main() {
 			captured += s.Captured.Minor
 		}
 		fmt.Printf("sessions=%d held=%d captured=%d released=%d\n", len(out.Sessions), held, captured, held-captured)
+	case "console":
+		jar, _ := cookiejar.New(nil)
+		cc := &http.Client{Timeout: 10 * time.Second, Jar: jar}
+		r, err := cc.PostForm(a[0]+"/console/login", url.Values{"email": {a[1]}, "password": {a[2]}, "next": {"/console/users"}})
+		if err != nil {
+			die("console log-in: %v", err)
+		}
+		b, _ := io.ReadAll(r.Body)
+		if r.StatusCode != 200 || r.Request.URL.Path != "/console/users" || !strings.Contains(string(b), a[1]) {
+			die("console log-in: %s at %s", r.Status, r.Request.URL.Path)
+		}
+		fmt.Println("console log-in ok: users page lists", a[1])
 	default:
 		die("unknown command %s", os.Args[1])
 	}
@@ -336,6 +353,7 @@ API=$(json_field "$D/cloud.json" http)
 MQTT=$(json_field "$D/cloud.json" mqtt)
 ADMIN=$(json_field "$D/cloud.json" admin)
 echo "phone API $API, broker $MQTT, admin (metrics) $ADMIN"
+echo "operator console $API/console/  (log in as $OP_EMAIL / $OP_PASS)"
 "$BIN/cloud" stickers -data "$D/cloud" -device demo-water -public-url "$API" -o "$D/stickers.pdf" 2>>"$D/provision.log" || fail "cloud stickers"
 
 # ---------------------------------------------------------------- controllers
@@ -410,6 +428,10 @@ echo "  ledger imbalance $imbalance"
 [ "$imbalance" = 0 ] || fail "ledger imbalance $imbalance"
 echo "  balanced: wallet before - after = captured; held = captured + released; imbalance 0"
 
+step "operator console"
+"$BIN/democtl" console "$API" "$OP_EMAIL" "$OP_PASS" || fail "operator console log-in"
+echo "  open $API/console/ in a browser; log in as $OP_EMAIL / $OP_PASS (the operator's owner)"
+
 if [ "${DEMO_EXIT:-}" = 1 ]; then
 	echo
 	echo "demo: OK"
@@ -418,6 +440,7 @@ fi
 step "running"
 cat <<EOF
 phone API     $API   (try: $BIN/phone -api $API -air $AIR -email $PHONE_EMAIL -password $PHONE_PASS)
+operator console  $API/console/  (log in as $OP_EMAIL / $OP_PASS)
 operator API  $API/v1/operator/  (log in as $OP_EMAIL / $OP_PASS)
 web checkout  $API/m/demo-water/tap1   (a guest's page at the water tap; its sticker: $D/stickers.pdf)
 metrics       $ADMIN/metrics   (admin listener; not on the phone API)

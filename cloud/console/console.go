@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"beaconvend/cloud/service"
@@ -45,14 +46,19 @@ type Options struct {
 	// KeepAlive is the interval of comments on an idle event stream;
 	// DefaultKeepAlive when 0.
 	KeepAlive time.Duration
+	// MaxStreams bounds the event streams open at once on this instance
+	// (every tab of every operator); DefaultMaxStreams when 0. One more
+	// is answered 429 and the browser retries.
+	MaxStreams int
 	// Logger receives internal errors only; discard when nil.
 	Logger *slog.Logger
 }
 
 // Defaults of Options.
 var (
-	DefaultSession   = store.ConsoleLimits{TTL: 12 * time.Hour, Idle: 30 * time.Minute}
-	DefaultKeepAlive = 15 * time.Second
+	DefaultSession    = store.ConsoleLimits{TTL: 12 * time.Hour, Idle: 30 * time.Minute}
+	DefaultKeepAlive  = 15 * time.Second
+	DefaultMaxStreams = 512
 )
 
 // Console is the operator console: its pages, forms, event streams and
@@ -64,6 +70,9 @@ type Console struct {
 	log  *slog.Logger
 	mux  *http.ServeMux
 	tpl  map[string]*template.Template // page name → layout + page
+
+	mu      sync.Mutex
+	streams int // event streams open (stream)
 }
 
 //go:embed templates/*.html
@@ -90,6 +99,9 @@ func New(opts Options) (*Console, error) {
 	}
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = DefaultKeepAlive
+	}
+	if opts.MaxStreams <= 0 {
+		opts.MaxStreams = DefaultMaxStreams
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -35,9 +35,23 @@
 // # Adding a page
 //
 // A feature registers its routes in its own xxxRoutes(m) with full paths
-// ("GET /console/fleet"), each wrapped by allow, and renders with
-// render(w, r, status, page, title, nav, data): page is templates/<page>.html
-// (it defines "main", and may define "head"), inside templates/layout*.html;
-// <feature>_parts.html holds part templates shared by that feature's pages,
-// rendered alone for htmx by renderPart. Forms carry {{template "csrf" .}}.
+// ("GET /console/fleet", "POST /console/ops/price"), each wrapped by
+// allow(perm, h); a POST's form is parsed already (r.PostForm) and its
+// token checked. It renders with render(w, r, status, page, title, nav,
+// data): page is templates/<page>.html (it defines "main", and may define
+// "head"), inside templates/layout*.html, with data as .Data, the actor as
+// .Actor, .Can "perm" for what to show, and .CSRF; <feature>_parts.html
+// holds part templates shared by that feature's pages, rendered alone for
+// an htmx swap by renderPart or into a string by part. Forms carry
+// {{template "csrf" .}}. Errors go through fail(w, r, err): one table maps
+// kinds and codes to statuses and words; for htmx requests it swaps the
+// message into the page's #flash live region. Navigation entries (in
+// layout.html): /console/fleet, /console/alerts, /console/sessions,
+// /console/revenue, /console/ops, /console/users, /console/audit.
+//
+// # Live updates
+//
+// stream(w, r) opens a Server-Sent Events answer for htmx-ext-sse
+// (bounded per instance by Options.MaxStreams; 429 beyond), whose Send
+// writes an event carrying an HTML fragment and KeepAlive a comment.
 package console

@@ -230,7 +230,7 @@ func describe(err error) (status int, title, text string) {
 		return http.StatusForbidden, "Not allowed", "Your account's role does not allow this. " + err.Error()
 	case "web.csrf":
 		return http.StatusForbidden, "Form expired", err.Error()
-	case "rate.limited", "auth.locked":
+	case "rate.limited", "auth.locked", "stream.limit":
 		return http.StatusTooManyRequests, "Too many attempts", err.Error()
 	}
 	switch vend.KindOf(err) {

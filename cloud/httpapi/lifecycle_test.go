@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +140,12 @@ func TestStartTruthAndUnreportedAPI(t *testing.T) {
 	}
 	if w, _ := c.GetWallet(ctx); w.Available.Minor != 1000 || w.Held.Minor != 0 {
 		t.Fatalf("wallet after void %+v", w)
+	}
+	// The void is in the operator's audit log, as the account's, with
+	// the state before and after; the refused settle is not.
+	es, err := st.AuditLog(ctx, tok.Operator, store.AuditFilter{Action: "session."})
+	if err != nil || len(es) != 1 || es[0].Action != "session.void" || es[0].Target != sid.String() || es[0].Account != tok.Account ||
+		!strings.Contains(string(es[0].Before), `"state":"unreported"`) || !strings.Contains(string(es[0].After), `"reason":"board replaced"`) {
+		t.Fatalf("audit of the void = %+v, %v", es, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,6 +218,12 @@ func channelFlow(t *testing.T, dsn string) {
 	}
 	if code, ec := opCall("POST", path, tok.Token, "refund-key-2", `{"amount":{"minor":101,"currency":"EUR"},"reason":"more"}`, nil); code != 409 || ec != "refund.exceeds_refundable" {
 		t.Fatalf("over-refund = %d %s", code, ec)
+	}
+	// Audited once (the retry with the same key changed nothing), as the
+	// operator account's; the refused over-refund is not.
+	if es, err := st.AuditLog(ctx, tok.Operator, store.AuditFilter{Action: "session.refund"}); err != nil || len(es) != 1 ||
+		es[0].Account != tok.Account || !strings.Contains(string(es[0].After), `"reason":"slow flow"`) {
+		t.Fatalf("audit of the refund = %+v, %v", es, err)
 	}
 	rc, err := phone.GetReceipt(ctx, ss.ID)
 	if err != nil || rc.Refunded.Minor != 200 || len(rc.Refunds) != 1 || rc.Refunds[0].Source != "wechatpay" {

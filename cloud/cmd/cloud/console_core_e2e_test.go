@@ -74,18 +74,44 @@ func consoleCore(t *testing.T, dsn string) {
 		}
 		// The right password, after a redirect to the page first asked
 		// for: the log-in keeps where the operator was going.
+		// By keyboard alone: type, Tab to the password (its focus
+		// visible), Enter submits.
 		p.Go(r.URL + "/console/users")
 		p.Click("#email")
-		p.Do(chromedp.KeyEvent(owner.Email))
-		p.Click("#password")
-		p.Do(chromedp.KeyEvent(owner.Password))
-		p.ClickAndLoad("form.login button[type=submit]")
+		p.Do(chromedp.KeyEvent(owner.Email + "\t"))
+		if id := browsertest.Eval[string](p, `document.activeElement.id`); id != "password" {
+			t.Fatalf("Tab from the email went to %q, want the password", id)
+		}
+		if o := browsertest.Eval[string](p, `getComputedStyle(document.activeElement).outlineStyle`); o == "none" || o == "" {
+			t.Errorf("the focused password field shows no outline (%q)", o)
+		}
+		browsertest.Eval[bool](p, `window.__beforeSubmit = true`)
+		p.Do(chromedp.KeyEvent(owner.Password + "\r"))
+		p.Wait(`!window.__beforeSubmit && document.readyState === "complete"`)
 		if !strings.HasSuffix(p.URL(), "/console/users") {
 			t.Fatalf("after log-in at %s, want /console/users", p.URL())
 		}
 		c := sessionCookie(p)
 		if c == nil || !c.HTTPOnly || c.SameSite != network.CookieSameSiteStrict || c.Path != "/console/" || c.Secure {
 			t.Errorf("session cookie = %+v, want HttpOnly, SameSite=Strict, Path=/console/, not Secure over plain HTTP", c)
+		}
+		// Every console answer carries the strict policy; the scripts are
+		// this origin's.
+		for _, path := range []string{"/console/login", "/console/static/htmx.min.js", "/console/static/console.css"} {
+			res, err := http.Get(r.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if csp := res.Header.Get("Content-Security-Policy"); res.StatusCode != 200 || !strings.HasPrefix(csp, "default-src 'self';") {
+				t.Errorf("%s: %d, policy %q", path, res.StatusCode, csp)
+			}
+		}
+		if n := browsertest.Eval[int](p, `document.querySelectorAll("script:not([src]), style, [style]").length`); n != 0 {
+			t.Errorf("the page has %d inline scripts or styles", n)
+		}
+		if ok := browsertest.Eval[bool](p, `typeof htmx === "object" && htmx.version.startsWith("2.0.")`); !ok {
+			t.Errorf("htmx 2.0 is not loaded")
 		}
 		// The page's scripts cannot read the session.
 		if s := browsertest.Eval[string](p, `document.cookie`); strings.Contains(s, "bv_console") {
@@ -380,6 +406,31 @@ func consoleCore(t *testing.T, dsn string) {
 				t.Errorf("export row %v", row)
 			}
 		}
+		// Paged newest first, 50 a page, the filter kept across pages.
+		for i := range 60 {
+			if _, err := st.AppendAudit(ctx, store.AuditEntry{Operator: r.Operator, Email: "cli", Action: "test.page", Target: fmt.Sprintf("n%02d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.Go(r.URL + "/console/audit?action=test.page")
+		targets := func() []string {
+			return browsertest.Eval[[]string](p, `[...document.querySelectorAll("tbody tr td:nth-child(4)")].map(e => e.textContent)`)
+		}
+		if ts := targets(); len(ts) != 50 || ts[0] != "n59" || ts[49] != "n10" {
+			t.Fatalf("first page: %d entries %v…", len(ts), ts[:min(len(ts), 3)])
+		}
+		p.ClickAndLoad(`nav.pager a:last-child`)
+		if ts := targets(); len(ts) != 10 || ts[0] != "n09" || ts[9] != "n00" {
+			t.Fatalf("older page: %v", ts)
+		}
+		if n := browsertest.Eval[int](p, `[...document.querySelectorAll("nav.pager a")].filter(a => a.textContent === "Older").length`); n != 0 {
+			t.Errorf("the last page links to an older one")
+		}
+		p.ClickAndLoad(`nav.pager a`)
+		if ts := targets(); len(ts) != 50 || ts[0] != "n59" {
+			t.Errorf("Newest: %d entries", len(ts))
+		}
+		p.Axe()
 		// A viewer's session cannot export.
 		vp := r.login(t, service.RoleViewer)
 		res, err = r.httpClient(t, sessionCookie(vp).Value).Get(r.URL + "/console/audit.csv")

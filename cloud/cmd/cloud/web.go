@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"beaconvend/cloud/internal/atomicfile"
 	"beaconvend/cloud/stickers"
+	"beaconvend/cloud/store"
 )
 
 // The web checkout's commands:
@@ -133,6 +135,16 @@ func (m *Main) webRun(ctx context.Context) (ok bool, err error) {
 		state := "off"
 		if m.web.on {
 			state = "on"
+		}
+		// In the operator's audit log, as made on the command line.
+		d, err := m.Store.GetDevice(ctx, m.web.device)
+		if err != nil {
+			return true, err
+		}
+		after, _ := json.Marshal(map[string]bool{"on": m.web.on})
+		if _, err := m.Store.AppendAudit(ctx, store.AuditEntry{Operator: d.OperatorID, Email: "cli", Action: "machine.web_checkout",
+			Target: m.web.device + "/" + m.web.machine, After: after}); err != nil {
+			return true, err
 		}
 		return true, m.printJSON(map[string]any{"device": m.web.device, "machine": m.web.machine, "web_checkout": state})
 	}
