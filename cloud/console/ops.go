@@ -182,6 +182,22 @@ type priceLine struct {
 	Changed  bool
 }
 
+// key names the line in the review's hidden "was." fields.
+func (l priceLine) key() string {
+	if l.Slot == "" {
+		return "machine"
+	}
+	return "slot." + l.Slot
+}
+
+// Key is key for the templates.
+func (l priceLine) Key() string { return l.key() }
+
+// Was is the line's current price as the review's hidden field keeps it.
+func (l priceLine) Was() string { return priceKey(l.Old) }
+
+func priceKey(p vend.Price) string { return fmt.Sprintf("%d/%d", p.Minor, p.Per) }
+
 // priceForm is a price change read from the form.
 type priceForm struct {
 	Device   store.Device
@@ -268,6 +284,16 @@ func (c *Console) priceApply(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
+	// The prices the review showed as "now" must still be the prices: if
+	// someone changed them meanwhile, review again rather than confirm a
+	// comparison that no longer holds.
+	for _, l := range f.Lines {
+		if r.PostFormValue("was."+l.key()) != priceKey(l.Old) {
+			c.render(w, r, http.StatusConflict, "ops_confirm", "Confirm the price change", "ops",
+				opsConfirm{Kind: "price", Device: f.Device, Price: &f, Stale: true})
+			return
+		}
+	}
 	pc, err := c.svc.ChangePrice(r.Context(), f.Device.ID, f.Machine.ID, f.Price, f.Slots)
 	if err != nil && pc.Reply.Command == "" {
 		c.fail(w, r, err)
@@ -302,6 +328,7 @@ type opsConfirm struct {
 	Machine  string
 	Output   string
 	Duration int64 // ms for a test, s for a reboot
+	Stale    bool  // the prices changed since the review: shown again with the new "now"
 }
 
 // opsResult is the data of a result page.

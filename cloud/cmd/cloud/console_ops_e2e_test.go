@@ -80,6 +80,21 @@ func consoleOps(t *testing.T, dsn string) {
 		if got, _ := st.GetDevice(ctx, dev); got.Machines[0].Price.Minor != tap.Price.Minor {
 			t.Fatal("the review changed the price")
 		}
+		// Another manager changes the price meanwhile: the confirmation is
+		// refused and the review shown again against the price now.
+		other := tap.Price
+		other.Minor++
+		if err := st.SetPrices(ctx, r.Operator, dev, tap.ID, other, nil); err != nil {
+			t.Fatal(err)
+		}
+		p.ClickAndLoad("#confirm")
+		if txt := p.WaitText("#stale", "changed since you reviewed"); !strings.Contains(p.Text("main table"), fmt.Sprintf("%d.%02d %s", other.Minor/100, other.Minor%100, cur)) {
+			t.Fatalf("stale review: %q / %q", txt, p.Text("main table"))
+		}
+		p.Axe()
+		if got, _ := st.GetDevice(ctx, dev); got.Machines[0].Price != other {
+			t.Fatal("a stale confirmation changed the price")
+		}
 		p.ClickAndLoad("#confirm")
 		p.WaitText("#reply", "Accepted by the device")
 		p.Axe()
