@@ -275,7 +275,9 @@ type Slot struct {
 	ID        MachineID `json:"id"`
 	Name      string    `json:"name"`
 	Price     Price     `json:"price"`
-	Available bool      `json:"available"` // false when empty or disabled
+	Available bool      `json:"available"`       // false when empty or disabled
+	Empty     bool      `json:"empty,omitempty"` // sold out by the operator's count: a start is refused with slot.empty
+	Stock     *uint64   `json:"stock,omitempty"` // items left by the operator's count; absent when the slot is not counted
 }
 
 // Machine is one machine of a device with its price (schema Machine).

@@ -84,13 +84,14 @@ type (
 	}
 	// OperatorDevice is a device with its online state and last telemetry.
 	OperatorDevice struct {
-		ID        string            `json:"id"`
-		Name      string            `json:"name"`
-		State     string            `json:"state"` // active or disabled
-		Online    bool              `json:"online"`
-		LastSeen  time.Time         `json:"last_seen,omitzero"`
-		Telemetry json.RawMessage   `json:"telemetry,omitempty"`
-		Machines  []OperatorMachine `json:"machines"`
+		ID        string                `json:"id"`
+		Name      string                `json:"name"`
+		State     string                `json:"state"` // active or disabled
+		Online    bool                  `json:"online"`
+		LastSeen  time.Time             `json:"last_seen,omitzero"`
+		Telemetry json.RawMessage       `json:"telemetry,omitempty"`
+		Machines  []OperatorMachine     `json:"machines"`
+		Reply     *OperatorCommandReply `json:"reply,omitempty"` // a price change only: the device's answer to the new price table
 	}
 	// OperatorPriceRequest sets a machine's price and, optionally, slot prices.
 	OperatorPriceRequest struct {
@@ -266,7 +267,8 @@ func (s *Server) opSetPrice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dev := r.PathValue("device")
-	if err := s.svc.SetPrices(r.Context(), operatorOf(r), dev, r.PathValue("machine"), req.Price, req.Slots); err != nil {
+	pc, err := s.svc.ChangePrice(r.Context(), dev, r.PathValue("machine"), req.Price, req.Slots)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -275,6 +277,7 @@ func (s *Server) opSetPrice(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	d.Reply = &pc.Reply
 	writeJSON(w, http.StatusOK, d)
 }
 

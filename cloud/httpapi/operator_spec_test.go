@@ -15,6 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"beaconvend/app-protocol/phoneapi"
+	pb "beaconvend/app-protocol/provision"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/httpapi"
 	"beaconvend/cloud/service"
@@ -41,6 +42,11 @@ var operatorSchemas = map[string]any{
 	"OperatorRevenueLine": httpapi.OperatorRevenueLine{}, "OperatorRevenueReport": httpapi.OperatorRevenueReport{},
 	"OperatorAlert": httpapi.OperatorAlert{}, "OperatorAlertDelivery": httpapi.OperatorAlertDelivery{},
 	"OperatorAlertPage": httpapi.OperatorAlertPage{}, "OperatorAlertSettings": httpapi.OperatorAlertSettings{},
+	"OperatorCommandReply": httpapi.OperatorCommandReply{}, "OperatorTestOutputRequest": httpapi.OperatorTestOutputRequest{},
+	"OperatorRebootRequest": httpapi.OperatorRebootRequest{}, "OperatorAddDeviceRequest": httpapi.OperatorAddDeviceRequest{},
+	"OperatorProvisionSlot": pb.Slot{}, "OperatorProvisioned": httpapi.OperatorProvisioned{},
+	"OperatorRestockRequest": httpapi.OperatorRestockRequest{}, "OperatorSlotStock": httpapi.OperatorSlotStock{},
+	"OperatorInventory": httpapi.OperatorInventory{},
 }
 
 // sharedSchemas are the phone API's schemas the operator API uses, with

@@ -154,6 +154,7 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /v1/operator/sessions/unreported", s.operator(s.opUnreported))
 	m.HandleFunc("POST /v1/operator/sessions/{session}/settle", s.operator(s.opSettle))
 	m.HandleFunc("POST /v1/operator/sessions/{session}/void", s.operator(s.opVoid))
+	s.opsRoutes(m) // remote operations and inventory (operator_ops.go)
 	m.HandleFunc("POST /v1/operator/sessions/{session}/refund", s.operator(s.opRefund))
 	s.alertRoutes(m)
 	s.operatorMoneyRoutes(m)

@@ -225,6 +225,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	}
 	s.Service = svc
 	svcp.Store(svc)
+	s.useProvisioner(svc, sec, url) // device provisioning from the console (provisioning.go)
 
 	ho := s.opts.HTTP
 	ho.Service, ho.BrokerConnected = svc, in.Connected

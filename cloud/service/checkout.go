@@ -54,7 +54,7 @@ type CheckoutAccess struct {
 type OfferSlot struct {
 	ID, Name string
 	Price    vend.Price
-	Empty    bool // the slot cannot vend now (jammed)
+	Empty    bool // the slot cannot vend now (jammed, or sold out by the operator's count)
 }
 
 // MachineOffer is what the web checkout page shows of one machine.
@@ -1128,8 +1128,13 @@ func (s *Service) MachineOffer(ctx context.Context, device, machine string) (Mac
 	o := MachineOffer{Device: d.ID, Machine: m.ID, Name: m.Name, Kind: m.Kind, Unit: m.Unit, Price: m.Price, Currency: m.Currency,
 		Online: d.Online && d.State != store.DeviceDisabled, WebCheckout: m.WebCheckout, Slots: []OfferSlot{}}
 	jammed := jammedSlots(d.Telemetry)[m.ID]
+	stocks, err := s.slotStocks(ctx, d.ID) // sold out by the operator's count (inventory.go)
+	if err != nil {
+		return MachineOffer{}, err
+	}
 	for _, sl := range m.Slots {
-		empty := false
+		st, counted := stocks[m.ID+"/"+sl.ID]
+		empty := counted && st.Empty()
 		for _, j := range jammed {
 			empty = empty || j == sl.ID
 		}

@@ -208,6 +208,19 @@
 // Webhooks are signed (SignWebhook) with the operator's secret
 // (WebhookSecret), derived from AlertOptions.WebhookKey.
 //
+// # Remote operations and inventory
+//
+// ChangePrice, TestOutput and Reboot send one command to a device and
+// wait up to ReplyTimeout for its Reply (CommandResult: accepted,
+// refused with the device's code, or timeout, which is not an error);
+// ProvisionDevice adds a device through the provisioner the server
+// configures (UseProvisioner) and keeps its bundle in memory for one
+// download (TakeBundle). Restock sets a vending slot's count; a settled
+// vend decrements it in the settlement (store.Settle), a start on a slot
+// counted at zero is slot.empty, and low, empty and short counts raise
+// alerts (kind stock.low, codes stock.low, stock.empty, stock.short).
+// Each checks the actor's permission and is audited.
+//
 // # Metrics
 //
 // See Metrics for the Prometheus series; Registry returns the registry

@@ -161,14 +161,18 @@ func (s *Service) DeviceView(ctx context.Context, id, proximity string) (phoneap
 	if err != nil {
 		return phoneapi.DeviceResponse{}, err
 	}
-	v := deviceView(d)
+	stocks, err := s.slotStocks(ctx, d.ID)
+	if err != nil {
+		return phoneapi.DeviceResponse{}, err
+	}
+	v := deviceView(d, stocks)
 	if proximity == "" {
 		v.Machines = []phoneapi.Machine{}
 	}
 	return v, nil
 }
 
-func deviceView(d store.Device) phoneapi.DeviceResponse {
+func deviceView(d store.Device, stocks map[string]store.SlotStock) phoneapi.DeviceResponse {
 	offline := !d.Online || d.State == store.DeviceDisabled
 	states := machineStates(d.Telemetry)
 	out := phoneapi.DeviceResponse{Device: phoneapi.Device{ID: phoneapi.DeviceID(d.ID), Name: d.Name, State: phoneapi.DeviceOffline}, Machines: []phoneapi.Machine{}}
@@ -188,7 +192,12 @@ func deviceView(d store.Device) phoneapi.DeviceResponse {
 		}
 		pm := phoneapi.Machine{ID: phoneapi.MachineID(m.ID), Kind: m.Kind, Name: m.Name, Unit: m.Unit, Currency: m.Currency, Price: m.Price, State: st, Slots: []phoneapi.Slot{}}
 		for _, sl := range m.Slots {
-			pm.Slots = append(pm.Slots, phoneapi.Slot{ID: phoneapi.MachineID(sl.ID), Name: sl.Name, Price: sl.Price, Available: true})
+			ps := phoneapi.Slot{ID: phoneapi.MachineID(sl.ID), Name: sl.Name, Price: sl.Price, Available: true}
+			if st, ok := stocks[m.ID+"/"+sl.ID]; ok { // counted at restock (inventory.go)
+				n := st.Stock
+				ps.Stock, ps.Empty, ps.Available = &n, st.Empty(), !st.Empty()
+			}
+			pm.Slots = append(pm.Slots, ps)
 		}
 		out.Machines = append(out.Machines, pm)
 	}

@@ -117,6 +117,7 @@ type Service struct {
 	coWatch map[string][]chan struct{} // checkout id → WatchCheckout calls
 	bg      sync.WaitGroup             // checkout steps started in the background (kickCheckout)
 	tel     *telemetryBuffer
+	ops     opsState // remote operations and inventory (ops.go, inventory.go)
 
 	wg sync.WaitGroup
 

@@ -33,7 +33,11 @@ func (s *Service) Resolve(ctx context.Context, idText string) (phoneapi.ResolveR
 	if err != nil {
 		return phoneapi.ResolveResponse{}, err
 	}
-	v := deviceView(d)
+	stocks, err := s.slotStocks(ctx, d.ID)
+	if err != nil {
+		return phoneapi.ResolveResponse{}, err
+	}
+	v := deviceView(d, stocks)
 	return phoneapi.ResolveResponse{Device: v.Device, Window: phoneapi.ProximityWindow{Start: int64(m.Window), K: m.K}, Machines: v.Machines}, nil
 }
 
@@ -136,7 +140,8 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 // every start checks after presence: the machine exists, a machine with
 // slots is given one, the device is online (machine.offline), the machine
 // not faulted (machine.fault) and the slot not jammed (slot.jammed) by its
-// last telemetry. StartSession and checkouts share it.
+// last telemetry, nor counted sold out (slot.empty, inventory.go).
+// StartSession and checkouts share it.
 func (s *Service) readyMachine(ctx context.Context, device, machine, slot string) (store.Device, store.Machine, error) {
 	d, err := s.st.GetDevice(ctx, device)
 	if err != nil {
@@ -157,6 +162,9 @@ func (s *Service) readyMachine(ctx context.Context, device, machine, slot string
 	}
 	if slot != "" && slices.Contains(jammedSlots(d.Telemetry)[mach.ID], slot) {
 		return d, mach, errf(ErrSlotJammed, "slot %s of machine %s", slot, mach.ID)
+	}
+	if err := s.checkStock(ctx, d.ID, mach.ID, slot); err != nil { // slot.empty
+		return d, mach, err
 	}
 	return d, mach, nil
 }
@@ -470,22 +478,7 @@ func (s *Service) SetPrices(ctx context.Context, operator, device, machine strin
 		return err
 	}
 	s.audited(ctx, operator, "price.set", device+"/"+machine, machinePrices(old.Machines, machine), machinePrices(d.Machines, machine))
-	msg := &mqttapi.SetPrices{Envelope: mqttapi.NewEnvelope(s.now())}
-	for _, m := range d.Machines {
-		if msg.Currency == "" {
-			msg.Currency = m.Currency
-		}
-		if m.Currency != msg.Currency {
-			s.log.Error("service: device machines in several currencies; skipped in set_prices", "device", d.ID, "machine", m.ID)
-			continue
-		}
-		if len(m.Slots) == 0 {
-			msg.Prices = append(msg.Prices, mqttapi.PriceEntry{Machine: m.ID, Unit: m.Unit, Price: m.Price})
-		}
-		for _, sl := range m.Slots {
-			msg.Prices = append(msg.Prices, mqttapi.PriceEntry{Machine: m.ID, Slot: sl.ID, Unit: m.Unit, Price: sl.Price})
-		}
-	}
+	msg := s.pricesMsg(d)
 	pctx, cancel := context.WithTimeout(ctx, s.opts.ReplyTimeout)
 	defer cancel()
 	if err := s.pub.Publish(pctx, device, msg); err != nil {

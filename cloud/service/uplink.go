@@ -293,6 +293,7 @@ func (s *Service) usage(ctx context.Context, device string, m *mqttapi.Usage) (s
 	if set.Duplicate {
 		return ResultDuplicate, nil
 	}
+	s.stockSettled(ctx, set.Stock) // inventory alerts (inventory.go)
 	if set.Late {
 		// The session was closed without this report (expired, released,
 		// voided…): captured late, once (store key late:<session>).

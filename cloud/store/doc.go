@@ -307,6 +307,16 @@
 // UnreportedAlertSessions, ChannelAlertsAfter) with their resolving
 // updates, each bounded and safe on several instances.
 //
+// # Inventory
+//
+// slot_stock holds a vending slot's count once a restock has set it
+// ([Store.Restock]: the count replaces the slot's, under the row's lock).
+// [Store.Settle] decrements it by the report's items in the settlement's
+// own transaction, after inserting the report's row (unique per
+// session), so a vend counts once however often it is delivered; the
+// count never goes below zero, the excess is added to short and returned
+// in [Settlement].Stock. A slot without a row is not tracked.
+//
 // # Tests and benchmark
 //
 // The same suite runs on SQLite (a file under t.TempDir) and on

@@ -693,13 +693,14 @@ func (s *Store) RecordEnded(ctx context.Context, id vend.SessionID, units uint64
 // Settlement is what Settle, Fail, the sweeps and the operator's settle
 // and void did to a session.
 type Settlement struct {
-	Session    Session // the session after settlement
-	Captured   int64   // minor units of the hold moved to the operator
-	Released   int64   // minor units of the hold returned to the wallet
-	Late       bool    // a late capture: the report came after the session was closed without one
-	LateAmount int64   // minor units captured late (wallet and receivable; negative: refunded late)
-	Receivable int64   // minor units of LateAmount the wallet could not cover, booked as owed by the payer
-	Duplicate  bool    // the session was already settled by this very report (or failed with this call); no money moved now
+	Session    Session      // the session after settlement
+	Captured   int64        // minor units of the hold moved to the operator
+	Released   int64        // minor units of the hold returned to the wallet
+	Late       bool         // a late capture: the report came after the session was closed without one
+	LateAmount int64        // minor units captured late (wallet and receivable; negative: refunded late)
+	Receivable int64        // minor units of LateAmount the wallet could not cover, booked as owed by the payer
+	Duplicate  bool         // the session was already settled by this very report (or failed with this call); no money moved now
+	Stock      *StockChange // a vend from a tracked slot: its count after this report's items (nil otherwise, and on a duplicate)
 }
 
 // Settle settles a session from its device's verified usage report (the
@@ -717,6 +718,12 @@ type Settlement struct {
 // cover is booked to the payer's user_receivable account; an excess
 // already captured is refunded from revenue to the wallet. The session
 // keeps its state and is flagged Late (Settlement.Late).
+//
+// A vend from a tracked slot (SlotStock) decrements its count by the
+// report's items (none for vend_failed or not_started) in the same
+// transaction, never below zero (Settlement.Stock; the excess is clamped
+// and counted in Short), late reports included; an operator's settle of
+// an unreported session has no report and counts nothing.
 //
 // Exactly once, as signed.UsageGuard states it: the same signed bytes
 // again return the first Settlement with Duplicate set; a different
@@ -799,6 +806,15 @@ func (s *Store) Settle(ctx context.Context, u signed.Usage, signedUsage []byte) 
 			VALUES ($1, $2, $3, $4, $5, $6)`, sid, u.Device, int64(u.Seq), digest[:], signedUsage, now); err != nil {
 			return err
 		}
+		// The report row above is once per session: so is the decrement.
+		items := u.Units
+		if u.Outcome == vend.OutcomeVendFailed || u.Outcome == vend.OutcomeNotStarted {
+			items = 0
+		}
+		stock, err := s.vendStock(ctx, tx, ss.Device, ss.Machine, ss.Slot, items)
+		if err != nil {
+			return err
+		}
 		if !slices.Contains(from(EvReport), ss.State) {
 			if !slices.Contains(from(EvLateReport), ss.State) {
 				return vend.Errorf(ErrSessionState, "session %s is already %s", sid, ss.State)
@@ -819,7 +835,7 @@ func (s *Store) Settle(ctx context.Context, u signed.Usage, signedUsage []byte) 
 			if ss, err = s.getSession(ctx, tx, u.Session); err != nil {
 				return err
 			}
-			out = Settlement{Session: ss, Late: true, LateAmount: late, Receivable: recv}
+			out = Settlement{Session: ss, Late: true, LateAmount: late, Receivable: recv, Stock: stock}
 			return nil
 		}
 		capture := owed
@@ -844,7 +860,7 @@ func (s *Store) Settle(ctx context.Context, u signed.Usage, signedUsage []byte) 
 		if err != nil {
 			return err
 		}
-		out = Settlement{Session: ss, Captured: capture, Released: release}
+		out = Settlement{Session: ss, Captured: capture, Released: release, Stock: stock}
 		return nil
 	})
 	if err != nil {

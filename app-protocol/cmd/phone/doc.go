@@ -142,7 +142,7 @@
 //	machine.offline, machine.fault, device.refused   "the machine cannot sell now" (4)
 //	funds.insufficient, source.limit                 "not enough money", with balance and hold (5)
 //	proximity.expired                                rescan and retry once with a fresh ID and key
-//	slot.jammed                                      "the machine cannot sell now" (4)
+//	slot.jammed, slot.empty                          "the machine cannot sell now" (4)
 //	price.changed                                    "the price changed", with the new price (1)
 //	device.no_reply (with the pending session)       "waiting for the machine", then step 7
 //

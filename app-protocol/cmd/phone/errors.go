@@ -38,6 +38,7 @@ var apiHint = map[string]struct {
 	"device.refused":     {ErrMachineUnavailable, "it refused the grant"},
 	"device.no_reply":    {ErrMachineUnavailable, "it has not answered yet; money may be held until the session ends: check it before assuming nothing was charged"},
 	"slot.jammed":        {ErrMachineUnavailable, "that slot is jammed; pick another"},
+	"slot.empty":         {ErrMachineUnavailable, "that slot is sold out; pick another"},
 	"price.changed":      {ErrChoice, "the price changed; look at the new price and start again"},
 	"device.disabled":    {ErrMachineUnavailable, "it is disabled by its operator"},
 	"funds.insufficient": {ErrFunds, "top up the wallet (-topup) or lower the cap"},
