@@ -107,7 +107,7 @@ func TestStartTruthAndUnreportedAPI(t *testing.T) {
 		if tok != "" {
 			r.Header.Set("Authorization", "Bearer "+tok)
 		}
-		resp, err := http.DefaultClient.Do(r)
+		resp, err := (&http.Client{Transport: newSpecChecker(t)}).Do(r)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -103,7 +103,7 @@ func (e *opEnv) call(method, path, tok, body string, out any) (int, string) {
 	if tok != "" {
 		r.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := http.DefaultClient.Do(r)
+	resp, err := (&http.Client{Transport: newSpecChecker(e.t)}).Do(r)
 	if err != nil {
 		e.t.Fatal(err)
 	}
