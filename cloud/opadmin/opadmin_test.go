@@ -174,3 +174,54 @@ func TestAccounts(t *testing.T) {
 		wantCode(t, err, "opadmin.usage")
 	})
 }
+
+// add-account -role and role: accounts get the role asked for (owner by
+// default), an unknown role writes nothing, the last enabled owner keeps
+// its role, and each change is in the operator's audit log as the
+// command line's.
+func TestRoles(t *testing.T) {
+	forEachDB(t, func(t *testing.T, a *opadmin.Admin) {
+		ctx := context.Background()
+		r, err := a.AddOperator(ctx, "Roles", "boss@roles.example", "password-123")
+		if err != nil || r.Role != "owner" {
+			t.Fatalf("AddOperator = %+v, %v; want an owner", r, err)
+		}
+		if r, err := a.AddAccount(ctx, "Roles", "second@roles.example", "password-123"); err != nil || r.Role != "owner" {
+			t.Fatalf("AddAccount = %+v, %v; want an owner by default", r, err)
+		}
+		_, err = a.AddAccountRole(ctx, "Roles", "x@roles.example", "password-123", "admin")
+		wantCode(t, err, "store.input")
+		if _, err := a.Store.OperatorAccountByEmail(ctx, "x@roles.example"); err == nil {
+			t.Fatal("an account with an unknown role was written")
+		}
+		tech, err := a.AddAccountRole(ctx, "Roles", "tech@roles.example", "password-123", "technician")
+		if err != nil || tech.Role != "technician" {
+			t.Fatalf("AddAccountRole = %+v, %v", tech, err)
+		}
+		if r, err := a.SetRole(ctx, "tech@roles.example", "manager"); err != nil || r.Role != "manager" {
+			t.Fatalf("SetRole = %+v, %v", r, err)
+		}
+		_, err = a.SetRole(ctx, "tech@roles.example", "")
+		wantCode(t, err, "opadmin.usage")
+		if _, err := a.SetRole(ctx, "second@roles.example", "viewer"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.SetRole(ctx, "boss@roles.example", "viewer")
+		wantCode(t, err, "account.last_owner")
+		es, err := a.Store.AuditLog(ctx, r.Operator, store.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range es {
+			if e.Email != "cli" || e.Account != "" {
+				t.Errorf("entry %+v is not the command line's", e)
+			}
+			got = append(got, e.Action+" "+e.Target)
+		}
+		want := "account.role second@roles.example|account.role tech@roles.example|account.add tech@roles.example|account.add second@roles.example"
+		if strings.Join(got, "|") != want {
+			t.Errorf("audit = %q, want %q", strings.Join(got, "|"), want)
+		}
+	})
+}

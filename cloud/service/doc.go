@@ -166,6 +166,19 @@
 // not used: its check and its count are separate steps, and its count
 // resets only after a quiet day.
 //
+// # Roles and the audit log
+//
+// The console and the operator API put the signed-in operator account in
+// the context (WithActor: operator, account, email, Role, client
+// address). Methods that change an operator's business check a
+// permission (Authorize; roles.go lists which role has which) and refuse
+// with auth.forbidden before changing anything; a context without an
+// actor is the cloud's own work or the command line and is allowed. After
+// the change they write the audit log (Audit, AuditFor): an entry that
+// cannot be written is logged, not turned into a failure of the change.
+// Account management (OperatorAccounts, AddOperatorAccount,
+// SetAccountRole, SetAccountDisabled) and AuditLog need the owner.
+//
 // # Metrics
 //
 // See Metrics for the Prometheus series; Registry returns the registry

@@ -78,6 +78,16 @@
 // session; a password change revokes every other session of the account;
 // disabling an account revokes them all and refuses its log-ins.
 //
+// Each account has a role (owner, manager, technician, viewer; the
+// schema refuses any other); accounts made before roles are owners. Role
+// changes and disabling by ID (SetOperatorAccountRole,
+// SetOperatorAccountDisabledByID) hold the operator's row, so concurrent
+// changes are serialized, and refuse to leave the operator without an
+// enabled owner ([ErrLastOwner]). The audit log (audit_log, AppendAudit,
+// AuditLog) keeps one row per change: operator, account, email and role
+// then, action, target, before and after as JSON, the time and the client
+// address; it is read per operator, newest first, by an ID cursor.
+//
 // Device identity keys (the proximity secret) are encrypted at rest with
 // AES-256-GCM when [Opts].KeyEncKey is set (device ID as associated data);
 // without it they are stored in clear, acceptable for a pilot only.

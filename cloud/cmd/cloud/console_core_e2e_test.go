@@ -406,6 +406,31 @@ func consoleCore(t *testing.T, dsn string) {
 				t.Errorf("export row %v", row)
 			}
 		}
+		// Paged newest first, 50 a page, the filter kept across pages.
+		for i := range 60 {
+			if _, err := st.AppendAudit(ctx, store.AuditEntry{Operator: r.Operator, Email: "cli", Action: "test.page", Target: fmt.Sprintf("n%02d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.Go(r.URL + "/console/audit?action=test.page")
+		targets := func() []string {
+			return browsertest.Eval[[]string](p, `[...document.querySelectorAll("tbody tr td:nth-child(4)")].map(e => e.textContent)`)
+		}
+		if ts := targets(); len(ts) != 50 || ts[0] != "n59" || ts[49] != "n10" {
+			t.Fatalf("first page: %d entries %v…", len(ts), ts[:min(len(ts), 3)])
+		}
+		p.ClickAndLoad(`nav.pager a:last-child`)
+		if ts := targets(); len(ts) != 10 || ts[0] != "n09" || ts[9] != "n00" {
+			t.Fatalf("older page: %v", ts)
+		}
+		if n := browsertest.Eval[int](p, `[...document.querySelectorAll("nav.pager a")].filter(a => a.textContent === "Older").length`); n != 0 {
+			t.Errorf("the last page links to an older one")
+		}
+		p.ClickAndLoad(`nav.pager a`)
+		if ts := targets(); len(ts) != 50 || ts[0] != "n59" {
+			t.Errorf("Newest: %d entries", len(ts))
+		}
+		p.Axe()
 		// A viewer's session cannot export.
 		vp := r.login(t, service.RoleViewer)
 		res, err = r.httpClient(t, sessionCookie(vp).Value).Get(r.URL + "/console/audit.csv")
