@@ -23,6 +23,11 @@ import (
 // it; the stream ends within it once the console session ended.
 const FleetPoll = 5 * time.Second
 
+// FleetRows bounds the devices one fleet page (and each of its live
+// updates) lists; the page says how many more match and the filter and
+// search narrow it.
+const FleetRows = 500
+
 // fleetDebounce gathers the changes of a burst (a broker restart drops
 // every board at once) into one message.
 const fleetDebounce = 150 * time.Millisecond
@@ -46,8 +51,9 @@ type fleetView struct {
 	Filter  service.FleetFilter
 	Summary service.FleetSummary
 	Rows    []deviceRow
+	More    int    // devices that match but are not listed (beyond FleetRows)
 	Events  string // the event stream's URL, with the filter
-	Updated string // when the table was read, for people
+	Updated string // when the table was read, to the minute (so an unchanged table is not sent again)
 }
 
 // deviceRow is one device as the table shows it, every text prepared.
@@ -208,7 +214,7 @@ func (c *Console) fleetData(ctx context.Context, f service.FleetFilter) (fleetVi
 		return fleetView{}, err
 	}
 	now := time.Now()
-	v := fleetView{Filter: f, Summary: sum, Updated: now.UTC().Format("15:04:05 UTC")}
+	v := fleetView{Filter: f, Summary: sum, Updated: now.UTC().Format("15:04 UTC")}
 	q := url.Values{}
 	if f.State != "" {
 		q.Set("state", f.State)
@@ -219,6 +225,9 @@ func (c *Console) fleetData(ctx context.Context, f service.FleetFilter) (fleetVi
 	v.Events = "/console/fleet/events"
 	if len(q) > 0 {
 		v.Events += "?" + q.Encode()
+	}
+	if len(ds) > FleetRows {
+		v.More, ds = len(ds)-FleetRows, ds[:FleetRows]
 	}
 	for _, d := range ds {
 		v.Rows = append(v.Rows, rowOf(d, now))
@@ -278,10 +287,10 @@ func causeText(c string, online bool) string {
 	return c
 }
 
-// PriceChangeURL is where a machine's price is changed (the operations
-// pages own that form).
+// PriceChangeURL is where a machine's price is changed: its form on the
+// operations page of the device, which reviews and confirms the change.
 func PriceChangeURL(device, machine string) string {
-	return "/console/ops/devices/" + url.PathEscape(device) + "/prices?machine=" + url.QueryEscape(machine)
+	return "/console/ops/devices/" + url.PathEscape(device) + "#price-" + url.PathEscape(machine)
 }
 
 func (c *Console) deviceData(ctx context.Context, id string) (deviceView, error) {
@@ -371,11 +380,6 @@ func clip(s string) string {
 // change, else at the next FleetPoll. The stream ends when the client
 // goes, or at the first poll after the console session ended.
 func (c *Console) fleetEvents(w http.ResponseWriter, r *http.Request) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		c.fail(w, r, fmt.Errorf("console: event stream: the response cannot be flushed"))
-		return
-	}
 	device := r.URL.Query().Get("device")
 	f := fleetFilter(r)
 	ctx := r.Context()
@@ -406,33 +410,30 @@ func (c *Console) fleetEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	changes, stop := c.svc.FleetEvents.Subscribe()
 	defer func() { stop() }()
-	secureHeaders(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	s, err := c.stream(w, r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	defer s.Close()
 	last := ""
-	send := func(html string) {
+	send := func(html string) error {
 		if html == last {
-			return
+			return nil
 		}
 		last = html
-		var b strings.Builder
-		b.WriteString("event: " + event + "\n")
-		for _, line := range strings.Split(html, "\n") {
-			b.WriteString("data: " + strings.TrimRight(line, "\r") + "\n")
-		}
-		b.WriteString("\n")
-		w.Write([]byte(b.String()))
-		fl.Flush()
+		return s.Send(event, html)
 	}
-	send(first)
+	if send(first) != nil {
+		return
+	}
 	poll := time.NewTicker(FleetPoll)
 	defer poll.Stop()
-	keep := time.NewTicker(c.opts.KeepAlive)
+	keep := time.NewTicker(s.KeepAliveEvery())
 	defer keep.Stop()
 	var debounce <-chan time.Time
+	// refresh sends what the part shows now; false ends the stream (the
+	// tab has gone, or the device is no longer the operator's).
 	refresh := func() bool {
 		html, err := renderNow()
 		if err != nil {
@@ -441,8 +442,7 @@ func (c *Console) fleetEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			return vend.KindOf(err) == vend.Transient || vend.KindOf(err) == vend.Internal
 		}
-		send(html)
-		return true
+		return send(html) == nil
 	}
 	for {
 		select {
@@ -468,8 +468,9 @@ func (c *Console) fleetEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-keep.C:
-			w.Write([]byte(": keep-alive\n\n"))
-			fl.Flush()
+			if s.KeepAlive() != nil {
+				return
+			}
 		}
 	}
 }

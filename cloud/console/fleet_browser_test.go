@@ -75,6 +75,21 @@ func demoFleet(t *testing.T, r *fleetRig) {
 			t.Fatal(err)
 		}
 	}
+	// The sample of the telemetry above, written with the service's next flush.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h, err := r.st.TelemetryHistory(ctx, r.op, "wd-1", time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h) == 97 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wd-1 has %d telemetry samples, want 96 and the live one", len(h))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // The fleet page in Chromium: live over SSE (a board that drops turns

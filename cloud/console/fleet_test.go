@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -83,6 +84,10 @@ func newFleetRig(t *testing.T, dsn string) *fleetRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 	c, err := console.New(console.Options{Store: st, Service: svc, KeepAlive: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -269,5 +274,55 @@ func TestFleetEventsLive(t *testing.T) {
 	case <-ended:
 	case <-time.After(2 * console.FleetPoll):
 		t.Fatal("the stream outlived its console session")
+	}
+}
+
+// A fleet larger than a page lists FleetRows devices and says how many
+// more match; search still finds the others.
+func TestFleetRowsBounded(t *testing.T) {
+	r := newFleetRig(t, "sqlite:"+filepath.Join(t.TempDir(), "c.db"))
+	ctx := context.Background()
+	for i := 0; i < console.FleetRows; i++ {
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		if err := r.st.CreateDevice(ctx, store.Device{ID: fmt.Sprintf("bulk-%04d", i), OperatorID: r.op, Name: "bulk", K: 5, SignKey: pub, MQTTHash: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := console.FleetRows + 2
+	code, body := r.get(t, "/console/fleet")
+	if code != 200 || strings.Count(body, "<tr data-device=") != console.FleetRows ||
+		!strings.Contains(body, fmt.Sprintf("(%d of %d)", console.FleetRows, total)) || !strings.Contains(body, "2 more devices match") {
+		t.Fatalf("GET /console/fleet = %d with %d rows", code, strings.Count(body, "<tr data-device="))
+	}
+	if _, body := r.get(t, "/console/fleet?q=wd-2"); strings.Count(body, "<tr data-device=") != 1 {
+		t.Fatal("search does not reach a device beyond the first page")
+	}
+}
+
+// An unchanged fleet is not sent again at each poll.
+func TestFleetEventsQuietWhenUnchanged(t *testing.T) {
+	r := newFleetRig(t, "sqlite:"+filepath.Join(t.TempDir(), "c.db"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.srv.URL+"/console/fleet/events", nil)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := sseReader{bufio.NewScanner(resp.Body)}
+	s.next(t, 2*time.Second)
+	// Two polls pass; the minute may turn once, which changes the text.
+	got := make(chan struct{}, 4)
+	go func() {
+		for s.sc.Scan() {
+			if strings.HasPrefix(s.sc.Text(), "event: ") {
+				got <- struct{}{}
+			}
+		}
+	}()
+	time.Sleep(2*console.FleetPoll + time.Second)
+	if n := len(got); n > 1 {
+		t.Fatalf("%d messages for an unchanged fleet over two polls", n)
 	}
 }

@@ -81,6 +81,17 @@
 // seconds and sends what changed, so a phone sees the state (and the
 // ended event) at worst one poll later, without progress totals.
 //
+// # Fleet
+//
+// Fleet and FleetDevice are the operator console's fleet views: each
+// device's status (online, fault, offline) with since when, faults with
+// codes, signal, outbox depth and last sales, read from the stored
+// telemetry and presence; the device view adds recent sessions and the
+// bounded telemetry and state histories (HistoryOptions) that Handle and
+// the presence paths keep. FleetEvents announces every presence change
+// and written-through fault to this instance's pages, and to the other
+// instances through PostgreSQL notifications.
+//
 // # Resolver
 //
 // Resolver keeps one proxid.Resolver per rotation exponent in use, built

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -349,22 +348,13 @@ func (s *Service) presenceChanged(ctx context.Context, device string, online boo
 	}
 }
 
-// telemetrySample keeps a sample of m in the device's telemetry history
-// when the last one this instance kept for it is older than the sampling
-// period (the store keeps at most one per period across instances).
-func (s *Service) telemetrySample(ctx context.Context, device string, m *mqttapi.Telemetry, at time.Time) {
+// telemetrySample queues a sample of m for the device's telemetry
+// history, written with the next telemetry flush, when the last one this
+// instance took for it is older than the sampling period (the store
+// keeps at most one per period across instances).
+func (s *Service) telemetrySample(device string, m *mqttapi.Telemetry, at time.Time) {
 	h := s.opts.History
 	h.defaults()
-	s.sampleMu.Lock()
-	if last, ok := s.sampled[device]; ok && at.Sub(last) < h.Every {
-		s.sampleMu.Unlock()
-		return
-	}
-	if s.sampled == nil {
-		s.sampled = map[string]time.Time{}
-	}
-	s.sampled[device] = at
-	s.sampleMu.Unlock()
 	smp := store.TelemetrySample{Device: device, At: at, OutboxDepth: m.OutboxDepth}
 	if m.Modem != nil {
 		smp.RSSIdBm = m.Modem.RSSIdBm
@@ -372,8 +362,33 @@ func (s *Service) telemetrySample(ctx context.Context, device string, m *mqttapi
 	if m.Board.Status != "ok" {
 		smp.Faults++
 	}
-	smp.Faults += len(slices.DeleteFunc(slices.Clone(m.Machines), func(ms mqttapi.MachineStatus) bool { return ms.State != mqttapi.MachineFault }))
-	if _, err := s.st.RecordTelemetrySample(ctx, smp, h.Every, h.Keep); err != nil && vend.KindOf(err) != vend.NotFound {
-		s.log.Warn("service: telemetry history", "device", device, "err", err)
+	for _, ms := range m.Machines {
+		if ms.State == mqttapi.MachineFault {
+			smp.Faults++
+		}
+	}
+	s.sampleMu.Lock()
+	defer s.sampleMu.Unlock()
+	if last, ok := s.sampled[device]; ok && at.Sub(last) < h.Every {
+		return
+	}
+	if s.sampled == nil {
+		s.sampled = map[string]time.Time{}
+	}
+	s.sampled[device] = at
+	s.samples = append(s.samples, smp)
+}
+
+// flushSamples writes the queued telemetry samples in one transaction. A
+// failure is logged and the samples dropped: the history is for people.
+func (s *Service) flushSamples(ctx context.Context) {
+	s.sampleMu.Lock()
+	smps := s.samples
+	s.samples = nil
+	s.sampleMu.Unlock()
+	h := s.opts.History
+	h.defaults()
+	if _, err := s.st.RecordTelemetrySamples(ctx, smps, h.Every, h.Keep); err != nil {
+		s.log.Warn("service: telemetry history", "samples", len(smps), "err", err)
 	}
 }

@@ -58,6 +58,11 @@ func TestFleetView(t *testing.T) {
 		}
 		ch, stop := r.svc.FleetEvents.Subscribe()
 		defer stop()
+		// Run writes the telemetry samples with its flushes.
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.svc.Run(rctx) }()
+		defer func() { cancel(); <-done }()
 
 		online := r.clk.Now()
 		r.handle(t, mqttapi.LeafState, state(online, mqttapi.Online, ""))
@@ -129,8 +134,16 @@ func TestFleetView(t *testing.T) {
 		if len(det.Presence) != 2 || det.Presence[0].Online || det.Presence[0].Cause != "will" || !det.Presence[1].Online {
 			t.Fatalf("state history = %+v", det.Presence)
 		}
-		// Two telemetry messages 30 s apart, period 1 min: one sample.
-		if len(det.Telemetry) != 1 || det.Telemetry[0].OutboxDepth != 4 || *det.Telemetry[0].RSSIdBm != -77 {
+		// Two telemetry messages 30 s apart, period 1 min: one sample,
+		// written with a flush.
+		deadline := time.Now().Add(5 * time.Second)
+		for len(det.Telemetry) == 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			if det, err = r.svc.FleetDevice(ctx, op, "wd-1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(det.Telemetry) != 1 || det.Telemetry[0].OutboxDepth != 4 || *det.Telemetry[0].RSSIdBm != -77 || det.Telemetry[0].Faults != 0 {
 			t.Fatalf("telemetry history = %+v", det.Telemetry)
 		}
 

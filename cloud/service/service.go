@@ -121,7 +121,8 @@ type Service struct {
 	// pages on this instance.
 	FleetEvents *FleetEvents
 	sampleMu    sync.Mutex
-	sampled     map[string]time.Time // device → last telemetry sample this instance kept
+	sampled     map[string]time.Time    // device → last telemetry sample this instance took
+	samples     []store.TelemetrySample // taken, written with the next telemetry flush
 }
 
 // refLooker is a channel that needs the provider's own ID of an order

@@ -133,6 +133,7 @@ func (t *telemetryBuffer) take() []store.StatusUpdate {
 // failure is logged and the batch dropped: each device sends fresh
 // telemetry within its period.
 func (s *Service) flushTelemetry(ctx context.Context) {
+	s.flushSamples(ctx)
 	batch := s.tel.take()
 	if len(batch) == 0 {
 		return

@@ -107,7 +107,7 @@ func (s *Service) handle(ctx context.Context, device string, leaf mqttapi.Leaf, 
 		return ResultOK, nil
 	case *mqttapi.Telemetry:
 		sig := signature(m)
-		s.telemetrySample(ctx, device, m, now)
+		s.telemetrySample(device, m, now)
 		if s.tel.add(device, m, now, sig) {
 			return ResultOK, nil // written with the next flush
 		}

@@ -143,38 +143,57 @@ type TelemetrySample struct {
 // reports whether smp was kept. Errors: ErrInput (every or keep not
 // positive), ErrDeviceNotFound.
 func (s *Store) RecordTelemetrySample(ctx context.Context, smp TelemetrySample, every, keep time.Duration) (bool, error) {
-	if every <= 0 || keep <= 0 {
-		return false, vend.Errorf(ErrInput, "telemetry sample: period and retention must be positive")
-	}
-	at := smp.At.UnixMilli()
-	var rssi any
-	if smp.RSSIdBm != nil {
-		rssi = *smp.RSSIdBm
-	}
-	var kept bool
-	err := s.tx(ctx, "telemetry sample", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO telemetry_samples (device_id, at_ms, rssi_dbm, outbox_depth, faults)
-			SELECT $1, $2, $3, $4, $5 FROM devices d WHERE d.id = $1 AND NOT EXISTS
-			(SELECT 1 FROM telemetry_samples t WHERE t.device_id = $1 AND t.at_ms > $6 AND t.at_ms <= $2)
-			ON CONFLICT DO NOTHING`, smp.Device, at, rssi, int64(smp.OutboxDepth), smp.Faults, at-every.Milliseconds())
-		if err != nil {
-			return err
-		}
-		n, _ := res.RowsAffected()
-		kept = n == 1
-		if !kept {
-			return nil
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM telemetry_samples WHERE device_id = $1 AND at_ms < $2`, smp.Device, at-keep.Milliseconds())
-		return err
-	})
+	n, err := s.RecordTelemetrySamples(ctx, []TelemetrySample{smp}, every, keep)
 	if err != nil {
 		return false, err
 	}
-	if !kept {
+	if n == 0 {
 		if err := s.deviceExists(ctx, smp.Device); err != nil {
 			return false, err
 		}
+	}
+	return n == 1, nil
+}
+
+// RecordTelemetrySamples is RecordTelemetrySample for many samples in one
+// transaction (one commit for a flush's worth); samples of unknown
+// devices are skipped. It returns how many were kept. Errors: ErrInput.
+func (s *Store) RecordTelemetrySamples(ctx context.Context, smps []TelemetrySample, every, keep time.Duration) (int, error) {
+	if every <= 0 || keep <= 0 {
+		return 0, vend.Errorf(ErrInput, "telemetry sample: period and retention must be positive")
+	}
+	if len(smps) == 0 {
+		return 0, nil
+	}
+	var kept int
+	err := s.tx(ctx, "telemetry samples", func(tx *sql.Tx) error {
+		kept = 0
+		for _, smp := range smps {
+			at := smp.At.UnixMilli()
+			var rssi any
+			if smp.RSSIdBm != nil {
+				rssi = *smp.RSSIdBm
+			}
+			res, err := tx.ExecContext(ctx, `INSERT INTO telemetry_samples (device_id, at_ms, rssi_dbm, outbox_depth, faults)
+				SELECT $1, $2, $3, $4, $5 FROM devices d WHERE d.id = $1 AND NOT EXISTS
+				(SELECT 1 FROM telemetry_samples t WHERE t.device_id = $1 AND t.at_ms > $6 AND t.at_ms <= $2)
+				ON CONFLICT DO NOTHING`, smp.Device, at, rssi, int64(smp.OutboxDepth), smp.Faults, at-every.Milliseconds())
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				continue
+			}
+			kept++
+			if _, err := tx.ExecContext(ctx, `DELETE FROM telemetry_samples WHERE device_id = $1 AND at_ms < $2`,
+				smp.Device, at-keep.Milliseconds()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	return kept, nil
 }

@@ -108,6 +108,12 @@ func TestTelemetryHistory(t *testing.T) {
 		if len(h) != 2 || !h[1].At.Equal(t0.Add(19*time.Minute)) {
 			t.Fatalf("limited history = %+v", h)
 		}
+		// A batch skips unknown devices and keeps the rest.
+		n, err := e.s.RecordTelemetrySamples(e.ctx, []store.TelemetrySample{{Device: "nope", At: t0.Add(30 * time.Minute)},
+			{Device: "dev-a", At: t0.Add(30 * time.Minute), OutboxDepth: 1}}, time.Minute, keep)
+		if err != nil || n != 1 {
+			t.Fatalf("batch kept %d, %v; want 1", n, err)
+		}
 	})
 }
 

@@ -97,6 +97,13 @@ func consoleFleet(t *testing.T, dsn string) {
 			t.Errorf("the state history lacks the connection: %q", h)
 		}
 		d.Axe() // fails on a serious or critical finding; logs the others
+		if n := browsertest.Eval[int](d, `document.querySelectorAll("ul.price-links a").length`); n != 0 {
+			t.Errorf("a viewer is offered %d price changes", n)
+		}
+		// A manager is led to the machine's price form on the operations page.
+		m := r.login(t, service.RoleManager)
+		m.Go(r.URL + "/console/fleet/" + b0.ID)
+		m.WaitFor(fmt.Sprintf(`ul.price-links a[href="/console/ops/devices/%s#price-tap1"]`, b0.ID))
 	})
 
 	t.Run("another operator sees none of it", func(t *testing.T) {
