@@ -171,7 +171,8 @@ type OperatorWebCheckout struct {
 }
 
 // opSetWebCheckout turns one of the operator's machines' web checkout on
-// or off; another operator's device is device.not_found.
+// or off with Service.SetWebCheckout (manager or owner; audited); another
+// operator's device is device.not_found.
 func (s *Server) opSetWebCheckout(w http.ResponseWriter, r *http.Request) {
 	var req OperatorWebCheckoutRequest
 	if err := s.decode(w, r, &req); err != nil {
@@ -179,14 +180,9 @@ func (s *Server) opSetWebCheckout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dev, mach := r.PathValue("device"), r.PathValue("machine")
-	if _, err := s.st.OperatorDevice(r.Context(), operatorOf(r), dev); err != nil {
+	if err := s.svc.SetWebCheckout(r.Context(), operatorOf(r), dev, mach, *req.On); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.st.SetWebCheckout(r.Context(), dev, mach, *req.On); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.log.Info("httpapi: web checkout switched", "operator", operatorOf(r), "device", dev, "machine", mach, "on", *req.On)
 	writeJSON(w, http.StatusOK, OperatorWebCheckout{Device: dev, Machine: mach, WebCheckout: *req.On})
 }

@@ -259,7 +259,7 @@ func checkoutFlow(t *testing.T, dsn string) {
 	// The operator turns the machine's web checkout off (another
 	// operator cannot); then a checkout without a proximity ID is refused.
 	opLogin := func(email, pw string) string {
-		resp, err := http.Post(srv.URL+"/v1/operator/auth/login", "application/json", strings.NewReader(`{"email":"`+email+`","password":"`+pw+`"}`))
+		resp, err := hc.Post(srv.URL+"/v1/operator/auth/login", "application/json", strings.NewReader(`{"email":"`+email+`","password":"`+pw+`"}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func checkoutFlow(t *testing.T, dsn string) {
 		r, _ := http.NewRequest("PUT", srv.URL+"/v1/operator/devices/dev-1/machines/tap1/web-checkout", strings.NewReader(body))
 		r.Header.Set("Authorization", "Bearer "+tok)
 		r.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(r)
+		resp, err := hc.Do(r)
 		if err != nil {
 			t.Fatal(err)
 		}

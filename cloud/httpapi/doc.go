@@ -53,7 +53,8 @@
 // bearer or the checkout's token in X-Checkout-Token; GET
 // /v1/receipts/{token} needs neither. An operator turns a machine's web
 // checkout on or off with PUT
-// /v1/operator/devices/{device}/machines/{machine}/web-checkout {on}.
+// /v1/operator/devices/{device}/machines/{machine}/web-checkout {on}
+// (manager or owner; audited as machine.web_checkout).
 //
 // # Step-up
 //

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -62,7 +63,7 @@ func TestStartTruthAndUnreportedAPI(t *testing.T) {
 	}
 	srv := httptest.NewServer(api)
 	defer srv.Close()
-	c := phoneapi.New(srv.URL, nil)
+	c := phoneapi.New(srv.URL, &phoneapi.Opts{HTTPClient: &http.Client{Transport: newSpecChecker(t)}})
 	u, err := c.SignUp(ctx, &phoneapi.SignUpRequest{Email: "a@example.com", Password: "password-123"})
 	if err != nil {
 		t.Fatal(err)
@@ -147,5 +148,49 @@ func TestStartTruthAndUnreportedAPI(t *testing.T) {
 	if err != nil || len(es) != 1 || es[0].Action != "session.void" || es[0].Target != sid.String() || es[0].Account != tok.Account ||
 		!strings.Contains(string(es[0].Before), `"state":"unreported"`) || !strings.Contains(string(es[0].After), `"reason":"board replaced"`) {
 		t.Fatalf("audit of the void = %+v, %v", es, err)
+	}
+
+	// Another session goes silent the same way; the operator settles it
+	// by hand for what the customer says was poured: 60 of the 100 held
+	// are captured, 40 go back to the wallet, a retry is refused.
+	_, err = c.StartSession(ctx, phoneapi.NewIdempotencyKey(), req(vend.Price{Minor: 50, Per: 1000}))
+	if !errors.As(err, &ae) || ae.Code != "device.no_reply" || ae.Session == nil {
+		t.Fatalf("second start = %v", err)
+	}
+	sid2 := ae.Session.ID
+	if err := st.Advance(ctx, sid2, store.Authorized, now); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(24 * time.Hour)
+	if _, err := svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := call("POST", "/v1/operator/auth/login", "", `{"email":"op@example.com","password":"operator-password"}`, &tok); code != 200 {
+		t.Fatalf("operator login a day later %d", code) // the first session ended with the day
+	}
+	settle := `{"amount":{"minor":60,"currency":"EUR"},"reason":"customer confirmed 1.2 l"}`
+	if code := call("POST", "/v1/operator/sessions/"+sid2.String()+"/settle", tok.Token, settle, &os); code != 200 || os.ID != sid2 ||
+		os.State != "settled" || os.Captured != (vend.Amount{Minor: 60, Currency: "EUR"}) || os.Reason != "operator.settled: customer confirmed 1.2 l" {
+		t.Fatalf("settle = %d %+v", code, os)
+	}
+	if code := call("POST", "/v1/operator/sessions/"+sid2.String()+"/settle", tok.Token, settle, &e); code != 409 || e.Error.Code != "session.state" {
+		t.Fatalf("second settle = %d %+v, want 409 session.state", code, e)
+	}
+	if w, _ := c.GetWallet(ctx); w.Available.Minor != 940 || w.Held.Minor != 0 {
+		t.Fatalf("wallet after the settle %+v, want 940 available, none held", w)
+	}
+	txs, err := st.SessionLedger(ctx, sid2)
+	var moved []string
+	for _, x := range txs {
+		moved = append(moved, fmt.Sprintf("%s %d %s>%s", x.Kind, x.Amount.Minor, x.From, x.To))
+	}
+	if want := "hold 100 user_wallet>user_holds, capture 60 user_holds>operator_revenue, release 40 user_holds>user_wallet"; err != nil || strings.Join(moved, ", ") != want {
+		t.Fatalf("ledger of the settled session = %q, %v; want %q", strings.Join(moved, ", "), err, want)
+	}
+	if im, err := st.LedgerImbalance(ctx); err != nil || len(im) != 0 {
+		t.Fatalf("ledger imbalance %v, %v", im, err)
+	}
+	if es, err := st.AuditLog(ctx, tok.Operator, store.AuditFilter{Action: "session.settle"}); err != nil || len(es) != 1 || es[0].Target != sid2.String() {
+		t.Fatalf("audit of the settle = %+v, %v", es, err)
 	}
 }

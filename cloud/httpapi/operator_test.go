@@ -34,10 +34,15 @@ func (c *opClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); retur
 func (c *opClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // opEnv is a cloud HTTP API with operator "Acme" (account
-// ops@acme.example) owning device "dev-1", on one database.
+// ops@acme.example) owning device "dev-1", on one database. The service's
+// public URL is https://cloud.example; its commands wait 300 ms for the
+// device's reply, which pub may give.
 type opEnv struct {
 	t   *testing.T
 	st  *store.Store
+	svc *service.Service
+	pub *replyPublisher
+	ck  ed25519.PrivateKey // the cloud's grant key
 	clk *opClock
 	url string
 	kek []byte
@@ -81,10 +86,13 @@ func newOpEnv(t *testing.T, dsn string) *opEnv {
 		t.Fatal(err)
 	}
 	_, ck, _ := ed25519.GenerateKey(rand.Reader)
-	svc, err := service.New(ctx, service.Options{Store: st, Publisher: nopPublisher{}, CloudKey: ck})
+	e.ck, e.pub = ck, &replyPublisher{st: st}
+	svc, err := service.New(ctx, service.Options{Store: st, Publisher: e.pub, CloudKey: ck, PublicURL: "https://cloud.example",
+		ReplyTimeout: 300 * time.Millisecond, ReplyPoll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.svc = svc
 	api, err := httpapi.New(httpapi.Options{Service: svc, Now: e.clk.Now, OperatorSessionTTL: 8 * time.Hour, OperatorIdleTimeout: 30 * time.Minute})
 	if err != nil {
 		t.Fatal(err)

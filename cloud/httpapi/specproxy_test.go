@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +89,38 @@ func (c *specChecker) find(method, path string) *specOp {
 // answered holds the operationId of every operation a specChecker saw
 // answered with a 2xx status, across the package's tests.
 var answered sync.Map
+
+// TestMain runs the package's tests, then, when all of them ran (no -run
+// filter), fails if an operation of the operator API (tag operator) was
+// never answered with a 2xx through a specChecker: every route the spec
+// documents is exercised and its answer checked against it.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if f := flag.Lookup("test.run"); code == 0 && f != nil && f.Value.String() == "" && !testing.Short() {
+		doc, err := openapi3.NewLoader().LoadFromFile("../../app-protocol/openapi.yaml")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "openapi.yaml:", err)
+			os.Exit(1)
+		}
+		var missing []string
+		for path, item := range doc.Paths.Map() {
+			for method, op := range item.Operations() {
+				if !slices.Contains(op.Tags, "operator") {
+					continue
+				}
+				if _, ok := answered.Load(op.OperationID); !ok {
+					missing = append(missing, fmt.Sprintf("%s (%s %s)", op.OperationID, method, path))
+				}
+			}
+		}
+		if len(missing) > 0 {
+			sort.Strings(missing)
+			fmt.Fprintf(os.Stderr, "FAIL: operator operations never answered 2xx through the spec checker:\n  %s\n", strings.Join(missing, "\n  "))
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 func (c *specChecker) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := c.next.RoundTrip(req)
