@@ -212,6 +212,9 @@ func setup(o Options, procs bool) (*Cluster, error) {
 	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	var routes []string
 	for i := range o.Nodes {
+		if o.Nodes == 1 {
+			break // a single server: no cluster block
+		}
 		routes = append(routes, addr(ports[4*i+1]))
 	}
 	var auth *broker.NATSAuth
