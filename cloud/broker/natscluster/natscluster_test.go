@@ -153,7 +153,7 @@ func TestClusterDeviceAuthACLAndCrossNode(t *testing.T) {
 	}
 
 	// ACL: another device's subtree, wildcards, the cloud's leaves.
-	for _, f := range []string{"bv/v1/dev/d2/cmd", "bv/v1/dev/+/cmd", "#", "bv/v1/dev/d1/usage"} {
+	for _, f := range []string{"bv/v1/dev/d2/cmd", "bv/v1/dev/+/cmd", "#", "bv/v1/dev/d1/usage", "$MQTT/sub/#", "$MQTT/#"} {
 		if q := d1.subscribe(t, f, 1); q != 0x80 {
 			t.Errorf("device subscribe %s granted %#x, want refused 0x80", f, q)
 		}
@@ -162,9 +162,28 @@ func TestClusterDeviceAuthACLAndCrossNode(t *testing.T) {
 	if m, err := sub.NextMsg(time.Second); err == nil {
 		t.Fatalf("forged publish delivered: %s %s", m.Subject, m.Data)
 	}
+	// The cloud cannot speak for a device either.
+	_ = nc.Publish("bv.v1.dev.d2.usage", []byte("cloud-forged"))
+	if m, err := sub.NextMsg(time.Second); err == nil {
+		t.Fatalf("cloud's forged uplink delivered: %s %s", m.Subject, m.Data)
+	}
+	// Nor read a device's session by a NATS subscription on its deliveries.
+	if _, err := nc.SubscribeSync("$MQTT.sub.>"); err == nil {
+		if err := nc.Flush(); err == nil && nc.LastError() == nil {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if nc.LastError() == nil {
+			t.Errorf("cloud subscription on $MQTT.sub.> not refused")
+		}
+	}
 
-	// Wrong password, unknown device, client id not the device id, cloud client id a device id.
-	for _, x := range []struct{ id, user, pass string }{{"d2", "d2", "bad"}, {"d9", "d9", "pw"}, {"d1", "d2", "pw"}, {"d2", c.CloudUser, cloudPW}} {
+	// Wrong password, unknown device, client id not the device id, cloud
+	// client id a device id, a disabled device, a wrong cloud password.
+	cr.mu.Lock()
+	cr.m["d3"] = broker.Credential{PasswordHash: cr.m["d1"].PasswordHash, Enabled: false}
+	cr.mu.Unlock()
+	for _, x := range []struct{ id, user, pass string }{{"d2", "d2", "bad"}, {"d9", "d9", "pw"}, {"d1", "d2", "pw"},
+		{"d2", c.CloudUser, cloudPW}, {"d3", "d3", "pw"}, {"_c", c.CloudUser, "bad"}, {"d2", "", ""}} {
 		if _, err := mqttConnect(t, c.MQTTURLs[2], x.id, x.user, x.pass, true); err == nil {
 			t.Errorf("connect id=%s user=%s pass=%s admitted", x.id, x.user, x.pass)
 		}
@@ -265,6 +284,11 @@ func TestClusterProcsSessionResumedAfterKill(t *testing.T) {
 	}
 	if err := c.Kill(0); err != nil {
 		t.Fatal(err)
+	}
+	// Connects are still answered with node 0 (and any responder
+	// connected through it) gone.
+	for i := range 4 {
+		retryMQTT(t, c.MQTTURLs[1+i%2], "_probe", c.CloudUser, cloudPW, true).Disconnect(50)
 	}
 	// Right after the kill, the JetStream leaders move: connects retry.
 	cl := retryMQTT(t, c.MQTTURLs[1], "_cloud-1", c.CloudUser, cloudPW, true)
