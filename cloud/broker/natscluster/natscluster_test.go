@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -322,4 +324,89 @@ func retryMQTT(t testing.TB, url, id, user, pass string, clean bool) *client {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// The long form of the consumer limit: VEND_NATS_SESSIONS devices (e.g.
+// 1100, past nats-server's default of 1,000) each hold a persistent
+// session with a QoS 1 subscription on a 3-node cluster of processes
+// with the generated (raised) limit; none is refused. It prints the
+// nodes' resident memory per session.
+func TestClusterProcsManySessions(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("VEND_NATS_SESSIONS"))
+	if n <= 0 {
+		t.Skip("long form: set VEND_NATS_SESSIONS=1100")
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("m%05d", i)
+	}
+	cr := newCreds(t, ids...)
+	c, err := natscluster.StartProcs(natscluster.Options{Dir: t.TempDir(), Auth: authOpts(cr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before := rss(t, c)
+	start := time.Now()
+	var refused, failed, retried atomic.Int64
+	var errMu sync.Mutex
+	errs := map[string]int{}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			// A device retries a refused connect (as the controller does):
+			// count the retries, fail on a device never admitted.
+			var d *client
+			var err error
+			for try := range 3 {
+				if d, err = mqttConnect(t, c.MQTTURLs[i%3], id, id, "pw", false); err == nil {
+					break
+				}
+				errMu.Lock()
+				errs[err.Error()]++
+				errMu.Unlock()
+				retried.Add(1)
+				time.Sleep(time.Duration(try+1) * 500 * time.Millisecond)
+			}
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			if q := d.subscribe(t, "bv/v1/dev/"+id+"/cmd", 1); q != 1 {
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	after := rss(t, c)
+	t.Logf("%d sessions in %v: %d refused, %d connects retried %v, %d devices never admitted", n, time.Since(start).Round(time.Millisecond), refused.Load(), retried.Load(), errs, failed.Load())
+	for i := range before {
+		t.Logf("node %d RSS %d MiB → %d MiB: %.1f KiB per session", i, before[i]>>20, after[i]>>20, float64(after[i]-before[i])/1024/float64(n))
+	}
+	if refused.Load() != 0 || failed.Load() != 0 {
+		t.Fatalf("%d sessions refused, %d connects failed", refused.Load(), failed.Load())
+	}
+}
+
+func rss(t *testing.T, c *natscluster.Cluster) []int64 {
+	var out []int64
+	for i := range 3 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kb int64
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				kb, _ = strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			}
+		}
+		out = append(out, kb<<10)
+	}
+	return out
 }
