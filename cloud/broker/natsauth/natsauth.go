@@ -106,7 +106,8 @@ type Stats struct {
 }
 
 // Start connects to the cluster as the auth user and subscribes to
-// AuthSubject in the queue group. It returns ErrOptions for missing or
+// AuthSubject in the queue group; a cluster not reachable yet is retried
+// in the background (as is a lost node). It returns ErrOptions for missing or
 // bad options and the connection's error.
 func Start(o Options) (*Responder, error) {
 	if len(o.URLs) == 0 || o.Password == "" || o.Credentials == nil || o.CloudPasswordHash == "" {

@@ -271,9 +271,6 @@ func TestClusterConsumerLimit(t *testing.T) {
 // published while the device is away arrive when it reconnects to
 // another node. Nodes run as processes.
 func TestClusterProcsSessionResumedAfterKill(t *testing.T) {
-	if testing.Short() && os.Getenv("VEND_NATS_PROCS") == "" {
-		t.Skip("builds nats-server: set VEND_NATS_PROCS=1 or run without -short")
-	}
 	cr := newCreds(t, "d1")
 	c, err := natscluster.StartProcs(natscluster.Options{Dir: t.TempDir(), Auth: authOpts(cr)})
 	if err != nil {
