@@ -49,6 +49,20 @@ func (c *creds) DeviceCredential(_ context.Context, id string) (broker.Credentia
 	return cr, nil
 }
 
+// ops is one operator account, "op_a", owning d2.
+type ops struct{ hash string }
+
+func (o ops) BrokerAccountHash(_ context.Context, op string) (string, error) {
+	if op != "op_a" {
+		return "", broker.ErrUnknown
+	}
+	return o.hash, nil
+}
+
+func (o ops) OperatorDeviceIDs(_ context.Context, op string) ([]string, error) {
+	return []string{"d2"}, nil
+}
+
 func authOpts(c *creds) *natscluster.Auth {
 	return &natscluster.Auth{Credentials: c, CloudPassword: cloudPW}
 }
@@ -137,7 +151,9 @@ func natsCloud(t testing.TB, c *natscluster.Cluster, node int) *nats.Conn {
 // wrong password is refused; retained state is read on a third node.
 func TestClusterDeviceAuthACLAndCrossNode(t *testing.T) {
 	cr := newCreds(t, "d1", "d2")
-	c := natscluster.Start(t, natscluster.Options{Auth: authOpts(cr)})
+	a := authOpts(cr)
+	a.Operators = ops{hash: cr.m["d1"].PasswordHash}
+	c := natscluster.Start(t, natscluster.Options{Auth: a})
 
 	nc := natsCloud(t, c, 1)
 	sub, err := nc.SubscribeSync("bv.v1.dev.*.usage")
@@ -201,6 +217,21 @@ func TestClusterDeviceAuthACLAndCrossNode(t *testing.T) {
 	expectMsg(t, cl.got, "bv/v1/dev/d2/state", "online", 5*time.Second)
 	if q := cl.subscribe(t, "bv/v1/dev/+/cmd", 1); q != 0x80 {
 		t.Errorf("cloud subscribe to cmd granted %#x, want refused", q)
+	}
+
+	// An operator's read-only account reads its own device's state only.
+	op := mustMQTT(t, c.MQTTURLs[0], "_op_a-1", "_op_a", "pw", true)
+	if q := op.subscribe(t, "bv/v1/dev/d2/state", 1); q != 1 {
+		t.Errorf("operator subscribe to its device's state granted %#x", q)
+	}
+	expectMsg(t, op.got, "bv/v1/dev/d2/state", "online", 5*time.Second)
+	for _, f := range []string{"bv/v1/dev/d1/state", "bv/v1/dev/d2/usage", "bv/v1/dev/d2/cmd"} {
+		if q := op.subscribe(t, f, 1); q != 0x80 {
+			t.Errorf("operator subscribe %s granted %#x, want refused", f, q)
+		}
+	}
+	if _, err := mqttConnect(t, c.MQTTURLs[0], "_op_b-1", "_op_b", "pw", true); err == nil {
+		t.Error("unknown operator admitted")
 	}
 }
 
