@@ -166,8 +166,21 @@ func Start(o Options) (*Responder, error) {
 	return r, nil
 }
 
-// Close unsubscribes and disconnects.
-func (r *Responder) Close() { r.nc.Close() }
+// Close unsubscribes, answers the requests already received and
+// disconnects (at most 5 s).
+func (r *Responder) Close() {
+	done := make(chan struct{})
+	r.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if err := r.nc.Drain(); err != nil {
+		r.nc.Close()
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		r.nc.Close()
+	}
+}
 
 // Connected reports whether the responder's connection is up.
 func (r *Responder) Connected() bool { return r.nc.IsConnected() }
