@@ -9,4 +9,13 @@
 // [Start] runs the nodes in this process; [StartProcs] runs each as its
 // own nats-server process built from the module (so a node can be killed
 // with SIGKILL and restarted on its store).
+//
+// What the tests show of NATS (nats-server v2.15.3), which the cloud
+// must design around: a $share/… MQTT subscription is granted and
+// delivers nothing (uplinks are consumed through NATS itself); with the
+// default per-stream consumer limit, persistent sessions past it are
+// refused at SUBSCRIBE (SUBACK 0x80); a persistent QoS 1 session and
+// retained messages survive the SIGKILL of a node (stream_replicas 3);
+// a device reconnecting at once to another node may briefly be refused
+// while JetStream leaders move, and retries.
 package natscluster
