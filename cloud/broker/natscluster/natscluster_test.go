@@ -13,6 +13,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"beaconvend/cloud/broker"
 	"beaconvend/cloud/broker/natscluster"
@@ -453,4 +454,54 @@ func rss(t *testing.T, c *natscluster.Cluster) []int64 {
 		out = append(out, kb<<10)
 	}
 	return out
+}
+
+// The cloud's grant is enough for a NATS-native shared consumer: it
+// creates a replicated work-queue stream over the devices' uplinks and a
+// durable consumer; a device's QoS 1 MQTT publish on one node lands in
+// it and is fetched through another node, once.
+func TestClusterCloudWorkQueueOfUplinks(t *testing.T) {
+	cr := newCreds(t, "d1")
+	c := natscluster.Start(t, natscluster.Options{Auth: authOpts(cr)})
+	nc := natsCloud(t, c, 1)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "UPLINKS", Subjects: []string{"bv.v1.dev.*.usage", "bv.v1.dev.*.evt", "bv.v1.dev.*.reply"},
+		Retention: jetstream.WorkQueuePolicy, Replicas: 3})
+	if err != nil {
+		t.Fatalf("create stream as the cloud: %v", err)
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "cloud", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatalf("create consumer as the cloud: %v", err)
+	}
+	d1 := mustMQTT(t, c.MQTTURLs[0], "d1", "d1", "pw", true)
+	d1.publish(t, "bv/v1/dev/d1/usage", 1, false, "u1")
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		n++
+		if m.Subject() != "bv.v1.dev.d1.usage" || string(m.Data()) != "u1" {
+			t.Fatalf("fetched %s %q", m.Subject(), m.Data())
+		}
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("fetched %d messages: %v", n, batch.Error())
+	}
+	// A device cannot reach the stream's API: its credentials admit MQTT
+	// connections only.
+	if dnc, err := nats.Connect(c.NATSURLs[2], nats.UserInfo("d1", "pw")); err == nil {
+		dnc.Close()
+		t.Fatal("a device admitted on a NATS connection")
+	}
 }
