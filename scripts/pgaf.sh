@@ -114,9 +114,15 @@ if configured monitor; then
 	service monitor run --pgdata "$DIR/monitor"
 else
 	service monitor create monitor --pgdata "$DIR/monitor" --pgport "$MONITOR_PORT" --hostname 127.0.0.1 \
-		--auth trust --no-ssl --pgctl "$PGBIN/pg_ctl" --run
+		--listen 127.0.0.1 --auth trust --no-ssl --pgctl "$PGBIN/pg_ctl" --run
 fi
 wait_for "the monitor" 60 psql_at "$MONITOR_PORT" pg_auto_failover "select 1 from pgautofailover.node limit 0"
+# Loopback only: a monitor made before --listen was given listened on
+# every interface; pin it (the change takes effect at its next start).
+if [ "$(psql_at "$MONITOR_PORT" pg_auto_failover "show listen_addresses")" != 127.0.0.1 ]; then
+	psql_at "$MONITOR_PORT" pg_auto_failover "alter system set listen_addresses = '127.0.0.1'" >/dev/null
+	die "the monitor in $DIR listened beyond loopback; fixed in its settings: remove $DIR (or restart the formation) and run again"
+fi
 tuned=$(psql_at "$MONITOR_PORT" pg_auto_failover "select setting from pg_settings where name = 'pgautofailover.primary_demote_timeout'")
 if [ "$tuned" != 5000 ]; then
 	for kv in health_check_period=1000 health_check_timeout=1000 health_check_max_retries=1 \
