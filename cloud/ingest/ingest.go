@@ -3,9 +3,11 @@ package ingest
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,7 +279,7 @@ func (in *Ingest) onConnect(c paho.Client) {
 	// restart, which clears as soon as we ack those.
 	var err error
 	for attempt := 1; attempt <= subscribeAttempts; attempt++ {
-		if err = in.subscribe(c); err == nil || !c.IsConnectionOpen() {
+		if err = in.subscribe(c); err == nil || !c.IsConnectionOpen() || errors.Is(err, errDowngraded) {
 			break
 		}
 		in.log.Warn("ingest: subscribe refused; retrying", "attempt", attempt, "err", err)
@@ -316,9 +318,34 @@ func (in *Ingest) subscribe(c paho.Client) error {
 	if err := tok.Error(); err != nil {
 		return fmt.Errorf("%w: %w", ErrSubscribe, err)
 	}
-	for f, code := range tok.(*paho.SubscribeToken).Result() {
-		if code > 2 {
-			return vend.Errorf(ErrSubscribe, "%q: SUBACK %#x", f, code)
+	return checkGranted(in.subs, tok.(*paho.SubscribeToken).Result())
+}
+
+// errDowngraded marks a SUBACK that granted less than asked: not a
+// transient refusal, so it is not retried.
+var errDowngraded = errors.New("granted a lower QoS than asked")
+
+// checkGranted compares each SUBACK return code with the QoS asked for
+// its filter. A refusal (0x80, or any code above 2) is ErrSubscribe; so is
+// a grant below the asked QoS, wrapping errDowngraded: a shared filter
+// granted QoS 0 loses every uplink a broken connection was carrying (and
+// NATS, which has no shared subscriptions, grants "$share/…" and then
+// delivers nothing; consume uplinks with Options.NATS there), so it is an
+// error, not a degraded success.
+func checkGranted(asked map[string]byte, granted map[string]byte) error {
+	for f, qos := range asked {
+		code, ok := granted[f]
+		switch {
+		case !ok:
+			return vend.Errorf(ErrSubscribe, "%q: no return code in the SUBACK", f)
+		case code > 2:
+			return vend.Errorf(ErrSubscribe, "%q: refused, SUBACK %#x", f, code)
+		case code < qos:
+			shared := ""
+			if strings.HasPrefix(f, "$share/") {
+				shared = " for a shared subscription (a broker without shared subscriptions, such as NATS, answers so: use broker.kind nats)"
+			}
+			return fmt.Errorf("%w: %q: %w: QoS %d, asked %d%s", ErrSubscribe, f, errDowngraded, code, qos, shared)
 		}
 	}
 	return nil
