@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ import (
 func TestSharedSubscriptionDowngradeFails(t *testing.T) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumQos = 0
-	srv := mqtt.New(&mqtt.Options{Capabilities: caps, InlineClient: false})
+	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: slog.New(slog.DiscardHandler)})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		t.Fatal(err)
 	}
