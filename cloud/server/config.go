@@ -101,6 +101,13 @@ type Broker struct {
 	URL    string `yaml:"url"`     // "embedded" (default), tcp://host:1883 or ssl://host:8883
 	CAFile string `yaml:"ca_file"` // external ssl:// broker: PEM CA of its certificate; default the system roots
 	Group  string `yaml:"group"`   // shared-subscription group of the cloud instances; empty: one instance
+	// Kind is "mqtt" (default: uplinks through MQTT, shared subscriptions
+	// when Group is set) or "nats": a NATS cluster, URL one of its MQTT
+	// listeners (state, commands), uplinks from a JetStream work queue
+	// through NATSURLs (cloud/ingest NATSOptions), with the cloud's
+	// username and MQTT password.
+	Kind     string   `yaml:"kind"`
+	NATSURLs []string `yaml:"nats_urls"` // kind nats: nats://host:4222 (or tls://) of the cluster's nodes
 
 	// Embedded broker only.
 	Listen       string `yaml:"listen"`        // plain TCP for the cloud's own client (loopback); default 127.0.0.1:0
@@ -383,6 +390,30 @@ func (c *Config) validateTLS(field string, t TLS) error {
 
 func (c *Config) validateBroker() error {
 	b := c.Broker
+	switch b.Kind {
+	case "", "mqtt":
+		if len(b.NATSURLs) > 0 {
+			return bad("broker.nats_urls", "only with broker.kind nats")
+		}
+	case "nats":
+		if b.Embedded() {
+			return bad("broker.kind", "nats needs broker.url, one of the cluster's MQTT listeners")
+		}
+		if len(b.NATSURLs) == 0 {
+			return bad("broker.nats_urls", "kind nats needs the cluster's nats:// URLs")
+		}
+		for _, s := range b.NATSURLs {
+			u, err := url.Parse(s)
+			if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+				return bad("broker.nats_urls", "%q: want nats://host:port or tls://host:port", s)
+			}
+			if u.Scheme == "nats" && !c.Development && !loopback(u.Hostname()) {
+				return bad("broker.nats_urls", "%q sends the cloud's password in clear off this host: use tls://"+production, s)
+			}
+		}
+	default:
+		return bad("broker.kind", "%q: want mqtt or nats", b.Kind)
+	}
 	if !b.Embedded() {
 		u, err := url.Parse(b.URL)
 		if err != nil || u.Host == "" {
