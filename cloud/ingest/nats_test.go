@@ -292,14 +292,25 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 	nodeA := &natsNode{NATSURL: c.NATSURLs[0], MQTTURL: c.MQTTURLs[0], user: "open"}
 	nodeB := &natsNode{NATSURL: c.NATSURLs[1], MQTTURL: c.MQTTURLs[1], user: "open"}
 	no := ingest.NATSOptions{Replicas: 3}
-	startNATSIngest(t, nodeA, "_cloud-a", "cloud", rec.handler("a"), dd, no)
-	startNATSIngest(t, nodeB, "_cloud-b", "cloud", rec.handler("b"), dd, no)
+	// The handlers wait until the device is gone, so that every Ack is
+	// published to its session while it is away (an Ack in flight at the
+	// disconnect comes back only after the listener's mqtt ack_wait).
+	gone := make(chan struct{})
+	gated := func(h ingest.Handler) ingest.Handler {
+		return ingest.HandlerFunc(func(ctx context.Context, dev string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
+			<-gone
+			return h.Handle(ctx, dev, leaf, msg)
+		})
+	}
+	startNATSIngest(t, nodeA, "_cloud-a", "cloud", gated(rec.handler("a")), dd, no)
+	startNATSIngest(t, nodeB, "_cloud-b", "cloud", gated(rec.handler("b")), dd, no)
 
 	const dev = "dev-0"
 	d := natsDevice(t, &natsNode{MQTTURL: c.MQTTURLs[2], user: "open"}, dev, false)
 	acks := listenAcks(t, d, dev)
 	keys := publishEvents(t, d, dev, "e", 40)
-	d.Disconnect(0) // at once: the Acks must wait in the session
+	d.Disconnect(0) // the Acks must wait in the session
+	close(gone)
 	waitUntil(t, "every event handled", rec.notify, func() bool { return rec.handled(keys) })
 	rec.checkOnce(t, keys)
 	rec.mu.Lock()
@@ -308,8 +319,7 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 	}
 	rec.mu.Unlock()
 
-	// Back on node 0 with the same persistent session: every Ack arrives
-	// (handled ones before it left may have arrived already).
+	// Back on node 0 with the same persistent session: every Ack arrives.
 	o := brokertest.ClientOptions(c.MQTTURLs[0], dev, "open", "", nil)
 	o.SetCleanSession(false)
 	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
