@@ -345,3 +345,116 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 		return true
 	})
 }
+
+// TestNATSNodeKilledMidTraffic: three nats-server processes; instance a
+// on node 0, b on node 1, a device on node 2 sending events and, like its
+// outbox, resending every unacked one every 2 s. Node 0 is SIGKILLed
+// mid-traffic: a moves to the other nodes (NATS and MQTT fallbacks), the
+// replicated stream keeps its messages, and every event is handled once
+// and acked.
+func TestNATSNodeKilledMidTraffic(t *testing.T) {
+	c, err := natscluster.StartProcs(natscluster.Options{Nodes: 3, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	rec := newRecorder()
+	co := &commitOnce{committed: map[string]int{}}
+	commit := func(inst string) ingest.Handler {
+		h := rec.handler(inst)
+		return ingest.HandlerFunc(func(ctx context.Context, dev string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
+			co.commit(dev, msg.Head().ID)
+			return h.Handle(ctx, dev, leaf, msg)
+		})
+	}
+	start := func(id string, first int) *ingest.Ingest {
+		var fb []string
+		for i := 1; i < 3; i++ {
+			fb = append(fb, c.MQTTURLs[(first+i)%3])
+		}
+		in, err := ingest.New(ingest.Options{
+			URL: c.MQTTURLs[first], FallbackURLs: fb, ClientID: id, Username: "open", Group: "cloud",
+			Handler: commit(id), Dedup: co, MaxReconnectInterval: time.Second, Logger: testLogger(t),
+			NATS: &ingest.NATSOptions{URLs: c.NATSURLs, Replicas: 3, AckWait: 3 * time.Second},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- in.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s Run: %v", id, err)
+			}
+		})
+		wctx, wcancel := context.WithTimeout(ctx, wait)
+		defer wcancel()
+		if err := in.WaitSubscribed(wctx); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		return in
+	}
+	a := start("_cloud-a", 0)
+	b := start("_cloud-b", 1)
+
+	const dev = "dev-0"
+	o := brokertest.ClientOptions(c.MQTTURLs[2], dev, "open", "", nil)
+	o.SetCleanSession(false)
+	d := brokertest.MustConnect(t, o)
+	acks := listenAcks(t, d, dev)
+	const n = 200
+	var keys []string
+	for i := range n {
+		keys = append(keys, fmt.Sprintf("%s/e-%d", dev, i))
+	}
+	unacked := func() []int {
+		got := acks.counts()
+		var out []int
+		for i := range n {
+			if got[fmt.Sprintf("e-%d", i)] == 0 {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	send := func(i int) {
+		id := fmt.Sprintf("e-%d", i)
+		d.Publish(evtTopic(dev), 1, false, event(t, id)).WaitTimeout(5 * time.Second)
+	}
+	for i := range n {
+		send(i)
+		if i == n/2 {
+			if err := c.Kill(0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	resends := 0
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		left := unacked()
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events never acked (first %v); stats a %+v b %+v", len(left), left[0], a.Stats(), b.Stats())
+		}
+		time.Sleep(2 * time.Second)
+		for _, i := range unacked() { // the outbox
+			send(i)
+			resends++
+		}
+	}
+	rec.checkOnce(t, keys)
+	co.mu.Lock()
+	for _, k := range keys {
+		if co.committed[k] != 1 {
+			t.Errorf("%s committed %d times", k, co.committed[k])
+		}
+	}
+	co.mu.Unlock()
+	t.Logf("outbox resends %d; stats a %+v; b %+v", resends, a.Stats(), b.Stats())
+}
