@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"beaconvend/cloud/broker/brokertest"
 	"beaconvend/cloud/ingest"
