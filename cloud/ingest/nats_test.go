@@ -308,6 +308,15 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 	const dev = "dev-0"
 	d := natsDevice(t, &natsNode{MQTTURL: c.MQTTURLs[2], user: "open"}, dev, false)
 	acks := listenAcks(t, d, dev)
+	stateMsg := &mqttapi.State{Envelope: mqttapi.NewEnvelope(time.Now()), Status: mqttapi.Online, Firmware: "t-1"}
+	online, err := mqttapi.Tree{}.Publication(dev, stateMsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := brokertest.Done(d.Publish(online.Topic, online.QoS, online.Retain, online.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	stateID := dev + "/" + stateMsg.ID
 	keys := publishEvents(t, d, dev, "e", 40)
 	d.Disconnect(0) // the Acks must wait in the session
 	close(gone)
@@ -316,6 +325,17 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 	rec.mu.Lock()
 	if rec.by["a"] == 0 || rec.by["b"] == 0 {
 		t.Errorf("handled by a %d, b %d; want both > 0", rec.by["a"], rec.by["b"])
+	}
+	rec.mu.Unlock()
+
+	// Every instance gets every device's retained state, one started
+	// later on yet another node included (unshared MQTT subscription).
+	late := newRecorder()
+	startNATSIngest(t, &natsNode{NATSURL: c.NATSURLs[2], MQTTURL: c.MQTTURLs[2], user: "open"}, "_cloud-c", "cloud", late.handler("c"), nil, no)
+	waitUntil(t, "the retained state at a late instance", late.notify, func() bool { return late.handled([]string{stateID}) })
+	rec.mu.Lock()
+	if n := rec.counts[stateID]; n != 2 {
+		t.Errorf("state handled %d times by a and b, want once by each", n)
 	}
 	rec.mu.Unlock()
 
