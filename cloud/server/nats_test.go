@@ -36,7 +36,8 @@ func TestBrokerKindNATS(t *testing.T) {
 
 	dir := t.TempDir()
 	cfg, _, _, err := prodConfig(t, dir, func(c *server.Config) {
-		c.Broker = server.Broker{URL: fmt.Sprintf("tcp://127.0.0.1:%d", mp), Kind: "nats", NATSURLs: []string{natsURL}, Group: "fleet"}
+		c.Broker = server.Broker{URL: fmt.Sprintf("tcp://127.0.0.1:%d", mp), Kind: "nats", NATSURLs: []string{natsURL}, Group: "fleet",
+			FallbackURLs: []string{fmt.Sprintf("tcp://127.0.0.1:%d", brokertest.FreePort(t))}}
 	})
 	if err != nil {
 		t.Fatal(err)

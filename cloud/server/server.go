@@ -191,7 +191,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	}
 	in, err := ingest.New(ingest.Options{
 		URL: url, ClientID: "_cloud-" + hex.EncodeToString(idRaw), Username: broker.DefaultCloudUser, Password: sec.MQTTPassword,
-		TLS: clientTLS, Group: cfg.Broker.Group, NATS: natsOpts,
+		FallbackURLs: cfg.Broker.FallbackURLs, TLS: clientTLS, Group: cfg.Broker.Group, NATS: natsOpts,
 		Handler: ingest.HandlerFunc(func(ctx context.Context, dev string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
 			return svc.Handle(ctx, dev, leaf, msg)
 		}),
