@@ -101,13 +101,12 @@ type Broker struct {
 	URL    string `yaml:"url"`     // "embedded" (default), tcp://host:1883 or ssl://host:8883
 	CAFile string `yaml:"ca_file"` // external ssl:// broker: PEM CA of its certificate; default the system roots
 	Group  string `yaml:"group"`   // shared-subscription group of the cloud instances; empty: one instance
-	// Kind is "mqtt" (default: uplinks through MQTT, shared subscriptions
-	// when Group is set) or "nats": a NATS cluster, URL one of its MQTT
-	// listeners (state, commands), uplinks from a JetStream work queue
-	// through NATSURLs (cloud/ingest NATSOptions), with the cloud's
-	// username and MQTT password.
+	// Kind is "mqtt" (default: the embedded broker, Mosquitto) or "nats": a
+	// NATS cluster (cloud broker nats-files), whose MQTT listeners url
+	// names and whose client listeners nats_urls lists, for the cloud's
+	// NATS-native consumers. On nats, device ids holding '.' are refused.
 	Kind     string   `yaml:"kind"`
-	NATSURLs []string `yaml:"nats_urls"` // kind nats: nats://host:4222 (or tls://) of the cluster's nodes
+	NATSURLs []string `yaml:"nats_urls"` // nats://host:port (tls:// off this host) of the cluster's nodes; kind nats only
 	// FallbackURLs are the cluster's other MQTT listeners, tried after URL
 	// on every (re)connect, so that commands and state survive the loss of
 	// URL's node (external brokers only; same schemes as URL).
@@ -392,27 +391,36 @@ func (c *Config) validateTLS(field string, t TLS) error {
 	return nil
 }
 
+// NATS reports whether the broker is a NATS cluster.
+func (b Broker) NATS() bool { return b.Kind == "nats" }
+
 func (c *Config) validateBroker() error {
 	b := c.Broker
 	switch b.Kind {
 	case "", "mqtt":
 		if len(b.NATSURLs) > 0 {
-			return bad("broker.nats_urls", "only with broker.kind nats")
+			return bad("broker.nats_urls", "only with kind: nats")
 		}
 	case "nats":
 		if b.Embedded() {
-			return bad("broker.kind", "nats needs broker.url, one of the cluster's MQTT listeners")
+			return bad("broker.url", "kind nats: want the tcp:// or ssl:// url of the cluster's MQTT listeners, not the embedded broker")
 		}
 		if len(b.NATSURLs) == 0 {
-			return bad("broker.nats_urls", "kind nats needs the cluster's nats:// URLs")
+			return bad("broker.nats_urls", "missing: the nats:// urls of the cluster's nodes (kind nats)")
 		}
 		for _, s := range b.NATSURLs {
 			u, err := url.Parse(s)
-			if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
-				return bad("broker.nats_urls", "%q: want nats://host:port or tls://host:port", s)
+			if err != nil || u.Host == "" || u.User != nil {
+				return bad("broker.nats_urls", "%q: want nats://host:port or tls://host:port (no credentials)", s)
 			}
-			if u.Scheme == "nats" && !c.Development && !loopback(u.Hostname()) {
-				return bad("broker.nats_urls", "%q sends the cloud's password in clear off this host: use tls://"+production, s)
+			switch u.Scheme {
+			case "nats":
+				if !c.Development && !loopback(u.Hostname()) {
+					return bad("broker.nats_urls", "%q sends the cloud's password in clear off this host: use tls://"+production, s)
+				}
+			case "tls":
+			default:
+				return bad("broker.nats_urls", "%q: want nats://host:port or tls://host:port", s)
 			}
 		}
 	default:
