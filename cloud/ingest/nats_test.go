@@ -27,7 +27,8 @@ type natsNode struct {
 	NATSURL  string
 	MQTTURL  string
 	storeDir string
-	user     string // "" for the single node without auth; the cluster's no_auth_user otherwise
+	user     string               // "" for the single node without auth; the cluster's no_auth_user otherwise
+	acc      *brokertest.Accounts // the cluster's auth callout accounts, when it has one
 }
 
 func startNATS(t *testing.T) *natsNode {
@@ -54,6 +55,13 @@ func startNATS(t *testing.T) *natsNode {
 	return n
 }
 
+func (n *natsNode) cloudPassword() string {
+	if n.acc != nil {
+		return n.acc.CloudPassword
+	}
+	return ""
+}
+
 type natsInstance struct {
 	in   *ingest.Ingest
 	stop func()
@@ -64,7 +72,8 @@ func startNATSIngest(t *testing.T, n *natsNode, clientID, group string, h ingest
 	no.URLs = []string{n.NATSURL}
 	in, err := ingest.New(ingest.Options{
 		URL: n.MQTTURL, ClientID: clientID, Username: cmp.Or(n.user, "_cloud"), Group: group, Handler: h, Dedup: d,
-		NATS: &no, MaxReconnectInterval: 2 * time.Second, Logger: testLogger(t),
+		Password: n.cloudPassword(),
+		NATS:     &no, MaxReconnectInterval: 2 * time.Second, Logger: testLogger(t),
 	})
 	if err != nil {
 		t.Fatalf("ingest.New: %v", err)
@@ -100,6 +109,9 @@ func natsDevice(t *testing.T, n *natsNode, dev string, clean bool) paho.Client {
 	o := brokertest.ClientOptions(n.MQTTURL, dev, cmp.Or(n.user, dev), "x", nil)
 	if n.user != "" {
 		o.SetPassword("")
+	}
+	if n.acc != nil {
+		o.SetUsername(dev).SetPassword(n.acc.Password(dev))
 	}
 	o.SetCleanSession(clean)
 	return brokertest.MustConnect(t, o)
@@ -280,17 +292,20 @@ func (s natsMQTT) URL() string         { return s.n.MQTTURL }
 func (s natsMQTT) Start(tb testing.TB) {}
 func (s natsMQTT) Stop(tb testing.TB)  {}
 
-// TestNATSClusterAcksReachSessionOnAnotherNode, on three nodes: two
+// TestNATSClusterAcksReachSessionOnAnotherNode, on three nodes with the
+// auth callout (the cloud's NATS connection admitted with its password
+// and rights on the JetStream API): two
 // instances of one group, on different nodes, share the uplinks of a
 // device on the third; the device goes away right after publishing, and
 // the Acks queued in its persistent MQTT session reach it when it comes
 // back through another node.
 func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
-	c := natscluster.Start(t, natscluster.Options{Nodes: 3})
+	acc := brokertest.NewAccounts(t, "dev-0")
+	c := natscluster.Start(t, natscluster.Options{Nodes: 3, Auth: &natscluster.Auth{Credentials: acc, CloudPassword: acc.CloudPassword}})
 	rec := newRecorder()
 	dd := ingest.NewMemoryDedup(0)
-	nodeA := &natsNode{NATSURL: c.NATSURLs[0], MQTTURL: c.MQTTURLs[0], user: "open"}
-	nodeB := &natsNode{NATSURL: c.NATSURLs[1], MQTTURL: c.MQTTURLs[1], user: "open"}
+	node := func(i int) *natsNode { return &natsNode{NATSURL: c.NATSURLs[i], MQTTURL: c.MQTTURLs[i], acc: acc} }
+	nodeA, nodeB := node(0), node(1)
 	no := ingest.NATSOptions{Replicas: 3}
 	// The handlers wait until the device is gone, so that every Ack is
 	// published to its session while it is away (an Ack in flight at the
@@ -306,7 +321,7 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 	startNATSIngest(t, nodeB, "_cloud-b", "cloud", gated(rec.handler("b")), dd, no)
 
 	const dev = "dev-0"
-	d := natsDevice(t, &natsNode{MQTTURL: c.MQTTURLs[2], user: "open"}, dev, false)
+	d := natsDevice(t, node(2), dev, false)
 	acks := listenAcks(t, d, dev)
 	stateMsg := &mqttapi.State{Envelope: mqttapi.NewEnvelope(time.Now()), Status: mqttapi.Online, Firmware: "t-1"}
 	online, err := mqttapi.Tree{}.Publication(dev, stateMsg)
@@ -331,7 +346,7 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 	// Every instance gets every device's retained state, one started
 	// later on yet another node included (unshared MQTT subscription).
 	late := newRecorder()
-	startNATSIngest(t, &natsNode{NATSURL: c.NATSURLs[2], MQTTURL: c.MQTTURLs[2], user: "open"}, "_cloud-c", "cloud", late.handler("c"), nil, no)
+	startNATSIngest(t, node(2), "_cloud-c", "cloud", late.handler("c"), nil, no)
 	waitUntil(t, "the retained state at a late instance", late.notify, func() bool { return late.handled([]string{stateID}) })
 	rec.mu.Lock()
 	if n := rec.counts[stateID]; n != 2 {
@@ -340,7 +355,7 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 	rec.mu.Unlock()
 
 	// Back on node 0 with the same persistent session: every Ack arrives.
-	o := brokertest.ClientOptions(c.MQTTURLs[0], dev, "open", "", nil)
+	o := brokertest.ClientOptions(c.MQTTURLs[0], dev, dev, acc.Password(dev), nil)
 	o.SetCleanSession(false)
 	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 		ack, err := mqttapi.DecodeAs[mqttapi.Ack](m.Payload())

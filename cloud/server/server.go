@@ -182,7 +182,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("server: mqtt-client-id: %w", err)
 	}
 	var natsOpts *ingest.NATSOptions
-	if cfg.Broker.Kind == "nats" {
+	if cfg.Broker.NATS() {
 		// Replicated like the cluster's MQTT streams on three nodes or more.
 		natsOpts = &ingest.NATSOptions{URLs: cfg.Broker.NATSURLs, Replicas: 1}
 		if len(cfg.Broker.NATSURLs) >= 3 {
