@@ -383,7 +383,7 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 
 // TestNATSNodeKilledMidTraffic: three nats-server processes; instance a
 // on node 0, b on node 1, a device on node 2 sending events and, like its
-// outbox, resending every unacked one every 2 s. Node 0 is SIGKILLed
+// outbox, resending every unacked one every 2 s, and reconnecting. Node 0 is SIGKILLed
 // mid-traffic: a moves to the other nodes (NATS and MQTT fallbacks), the
 // replicated stream keeps its messages, and every event is handled once
 // and acked.
@@ -435,8 +435,12 @@ func TestNATSNodeKilledMidTraffic(t *testing.T) {
 	b := start("_cloud-b", 1)
 
 	const dev = "dev-0"
+	// Like the controller: a persistent session, reconnecting (through
+	// the other nodes: its own node drops it when node 0 goes, while the
+	// cluster moves the session's assets).
 	o := brokertest.ClientOptions(c.MQTTURLs[2], dev, "open", "", nil)
-	o.SetCleanSession(false)
+	o.SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(time.Second).
+		AddBroker(c.MQTTURLs[1]).AddBroker(c.MQTTURLs[0])
 	d := brokertest.MustConnect(t, o)
 	acks := listenAcks(t, d, dev)
 	const n = 200
@@ -454,9 +458,14 @@ func TestNATSNodeKilledMidTraffic(t *testing.T) {
 		}
 		return out
 	}
+	pubErrs, lastPubErr := 0, ""
 	send := func(i int) {
 		id := fmt.Sprintf("e-%d", i)
-		d.Publish(evtTopic(dev), 1, false, event(t, id)).WaitTimeout(5 * time.Second)
+		tok := d.Publish(evtTopic(dev), 1, false, event(t, id))
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			pubErrs++
+			lastPubErr = fmt.Sprint(tok.Error())
+		}
 	}
 	for i := range n {
 		send(i)
@@ -475,7 +484,8 @@ func TestNATSNodeKilledMidTraffic(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d events never acked (first %v); stats a %+v b %+v", len(left), left[0], a.Stats(), b.Stats())
+			t.Fatalf("%d events never acked (first %v); device connected %v, publish failures %d (last %s); stats a %+v b %+v",
+				len(left), left[0], d.IsConnectionOpen(), pubErrs, lastPubErr, a.Stats(), b.Stats())
 		}
 		time.Sleep(2 * time.Second)
 		for _, i := range unacked() { // the outbox
