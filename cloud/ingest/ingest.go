@@ -3,14 +3,17 @@ package ingest
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
 
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/vend"
@@ -70,6 +73,12 @@ type Options struct {
 	Group string
 	Tree  mqttapi.Tree // topic prefix; the zero Tree is mqttapi.DefaultPrefix
 
+	// NATS, when set, consumes evt, usage, reply and telemetry from NATS
+	// (see [NATSOptions]) and subscribes over MQTT to state only; URL is
+	// then one of the cluster's MQTT listeners, used for state and for
+	// commands.
+	NATS *NATSOptions
+
 	Handler Handler // required
 	Dedup   Deduper // default: NewMemoryDedup(DefaultDedupCapacity)
 	// DisableAutoAck stops the ingest from sending the application-level
@@ -107,12 +116,17 @@ type Ingest struct {
 
 	workers sync.WaitGroup
 	acks    sync.WaitGroup
+
+	nc        atomic.Pointer[nats.Conn]
+	natsReady chan struct{} // closed once the JetStream consumer runs (or at once without NATS)
+	natsStop  func()
 }
 
 type job struct {
 	device  string
 	leaf    mqttapi.Leaf
 	payload []byte
+	settle  func(outcome) // JetStream messages: ack, nak or terminate; nil for MQTT
 }
 
 // New checks opts and returns an Ingest that is not yet connected. It
@@ -134,6 +148,19 @@ func New(opts Options) (*Ingest, error) {
 	subs, err := opts.Tree.CloudSubscriptions(opts.Group)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	}
+	if opts.NATS != nil {
+		n := *opts.NATS
+		if err := n.defaults(opts); err != nil {
+			return nil, err
+		}
+		opts.NATS = &n
+		// Only state over MQTT: unshared, with the retained messages.
+		f, err := opts.Tree.Filter(mqttapi.LeafState)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		}
+		subs = []mqttapi.Subscription{{Filter: f, QoS: 1}}
 	}
 	if opts.Dedup == nil {
 		opts.Dedup = NewMemoryDedup(0)
@@ -167,6 +194,11 @@ func New(opts Options) (*Ingest, error) {
 		stats: newCounters(),
 		ready: make(chan struct{}),
 		fatal: make(chan error, 1),
+
+		natsReady: make(chan struct{}),
+	}
+	if opts.NATS == nil {
+		close(in.natsReady)
 	}
 	for _, s := range subs {
 		in.subs[s.Filter] = s.QoS
@@ -200,10 +232,17 @@ func (in *Ingest) Run(ctx context.Context) error {
 		go in.work(hctx, q)
 	}
 
+	var err error
 	c := paho.NewClient(in.clientOptions())
 	in.client.Store(&c)
 	tok := c.Connect()
-	var err error
+	if in.opts.NATS != nil { // after the MQTT client exists: the acks go through it
+		if err = in.natsStart(ctx); err != nil {
+			c.Disconnect(250)
+			in.shutdown()
+			return err
+		}
+	}
 	select {
 	case <-tok.Done():
 		if err = tok.Error(); err != nil {
@@ -218,6 +257,19 @@ func (in *Ingest) Run(ctx context.Context) error {
 		}
 	}
 	c.Disconnect(250)
+	in.shutdown()
+	return err
+}
+
+// shutdown stops the NATS consumers, lets the workers finish (and settle)
+// what was queued, then closes the NATS connection.
+func (in *Ingest) shutdown() {
+	in.mu.Lock()
+	stop := in.natsStop
+	in.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	in.mu.Lock()
 	in.closing = true
 	for _, q := range in.queues {
@@ -226,8 +278,10 @@ func (in *Ingest) Run(ctx context.Context) error {
 	in.mu.Unlock()
 	in.workers.Wait()
 	in.acks.Wait()
+	if nc := in.nc.Load(); nc != nil {
+		_ = nc.Drain()
+	}
 	in.log.Info("ingest: stopped", "stats", in.Stats())
-	return err
 }
 
 func (in *Ingest) clientOptions() *paho.ClientOptions {
@@ -277,7 +331,7 @@ func (in *Ingest) onConnect(c paho.Client) {
 	// restart, which clears as soon as we ack those.
 	var err error
 	for attempt := 1; attempt <= subscribeAttempts; attempt++ {
-		if err = in.subscribe(c); err == nil || !c.IsConnectionOpen() {
+		if err = in.subscribe(c); err == nil || !c.IsConnectionOpen() || errors.Is(err, errDowngraded) {
 			break
 		}
 		in.log.Warn("ingest: subscribe refused; retrying", "attempt", attempt, "err", err)
@@ -316,9 +370,34 @@ func (in *Ingest) subscribe(c paho.Client) error {
 	if err := tok.Error(); err != nil {
 		return fmt.Errorf("%w: %w", ErrSubscribe, err)
 	}
-	for f, code := range tok.(*paho.SubscribeToken).Result() {
-		if code > 2 {
-			return vend.Errorf(ErrSubscribe, "%q: SUBACK %#x", f, code)
+	return checkGranted(in.subs, tok.(*paho.SubscribeToken).Result())
+}
+
+// errDowngraded marks a SUBACK that granted less than asked: not a
+// transient refusal, so it is not retried.
+var errDowngraded = errors.New("granted a lower QoS than asked")
+
+// checkGranted compares each SUBACK return code with the QoS asked for
+// its filter. A refusal (0x80, or any code above 2) is ErrSubscribe; so is
+// a grant below the asked QoS, wrapping errDowngraded: a shared filter
+// granted QoS 0 loses every uplink a broken connection was carrying (and
+// NATS, which has no shared subscriptions, grants "$share/…" and then
+// delivers nothing; consume uplinks with Options.NATS there), so it is an
+// error, not a degraded success.
+func checkGranted(asked map[string]byte, granted map[string]byte) error {
+	for f, qos := range asked {
+		code, ok := granted[f]
+		switch {
+		case !ok:
+			return vend.Errorf(ErrSubscribe, "%q: no return code in the SUBACK", f)
+		case code > 2:
+			return vend.Errorf(ErrSubscribe, "%q: refused, SUBACK %#x", f, code)
+		case code < qos:
+			shared := ""
+			if strings.HasPrefix(f, "$share/") {
+				shared = " for a shared subscription (a broker without shared subscriptions, such as NATS, answers so: use broker.kind nats)"
+			}
+			return fmt.Errorf("%w: %q: %w: QoS %d, asked %d%s", ErrSubscribe, f, errDowngraded, code, qos, shared)
 		}
 	}
 	return nil
@@ -339,6 +418,11 @@ func (in *Ingest) onLost(_ paho.Client, err error) {
 // WaitSubscribed blocks until the current connection's subscriptions are
 // in place, or ctx is done (then it returns ctx.Err()).
 func (in *Ingest) WaitSubscribed(ctx context.Context) error {
+	select {
+	case <-in.natsReady:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	for {
 		in.mu.Lock()
 		ready := in.ready
@@ -370,15 +454,27 @@ func (in *Ingest) drop(reason, device, topic string, err error) {
 // onMessage is paho's callback, on its router goroutine: it only parses
 // the topic and queues the payload for the device's worker.
 func (in *Ingest) onMessage(_ paho.Client, m paho.Message) {
-	dev, leaf, err := in.opts.Tree.Parse(m.Topic())
+	in.enqueue(m.Topic(), m.Payload(), nil)
+}
+
+// enqueue parses topic and queues payload for the device's worker; settle
+// (for JetStream messages) is called with what became of it.
+func (in *Ingest) enqueue(topic string, payload []byte, settle func(outcome)) {
+	dev, leaf, err := in.opts.Tree.Parse(topic)
 	if err != nil {
 		in.stats.add(func(s *Stats) { s.Received["?"]++ })
-		in.drop(vend.CodeOf(err), "", m.Topic(), err)
+		in.drop(vend.CodeOf(err), "", topic, err)
+		if settle != nil {
+			settle(outBad)
+		}
 		return
 	}
 	in.stats.add(func(s *Stats) { s.Received[leaf]++ })
 	if leaf.Direction() != mqttapi.Uplink {
-		in.drop(mqttapi.ErrLeaf.Code, dev, m.Topic(), vend.Errorf(mqttapi.ErrLeaf, "%s is not an uplink", leaf))
+		in.drop(mqttapi.ErrLeaf.Code, dev, topic, vend.Errorf(mqttapi.ErrLeaf, "%s is not an uplink", leaf))
+		if settle != nil {
+			settle(outBad)
+		}
 		return
 	}
 	h := fnv.New32a()
@@ -386,18 +482,24 @@ func (in *Ingest) onMessage(_ paho.Client, m paho.Message) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.closing {
-		in.drop(DropClosing, dev, m.Topic(), nil)
+		in.drop(DropClosing, dev, topic, nil)
+		if settle != nil {
+			settle(outAgain)
+		}
 		return
 	}
-	// Blocking here holds paho back (and so the broker): that is the
-	// backpressure while the workers are busy.
-	in.queues[h.Sum32()%uint32(len(in.queues))] <- job{device: dev, leaf: leaf, payload: m.Payload()}
+	// Blocking here holds paho (or the JetStream consumer) back, and so
+	// the broker: that is the backpressure while the workers are busy.
+	in.queues[h.Sum32()%uint32(len(in.queues))] <- job{device: dev, leaf: leaf, payload: payload, settle: settle}
 }
 
 func (in *Ingest) work(ctx context.Context, q <-chan job) {
 	defer in.workers.Done()
 	for j := range q {
-		in.process(ctx, j)
+		o := in.process(ctx, j)
+		if j.settle != nil {
+			j.settle(o)
+		}
 	}
 }
 
@@ -438,17 +540,18 @@ func isProgress(msg mqttapi.Message) bool {
 	return ok && e.Kind == mqttapi.EventProgress
 }
 
-func (in *Ingest) process(ctx context.Context, j job) {
+func (in *Ingest) process(ctx context.Context, j job) (out outcome) {
 	defer func() {
 		if r := recover(); r != nil { // a Handler bug must not take the ingest down
 			in.stats.add(func(s *Stats) { s.HandlerErrors++ })
 			in.log.Error("ingest: handler panicked", "device", j.device, "leaf", j.leaf, "panic", r)
+			out = outRetry
 		}
 	}()
 	msg, err := mqttapi.Decode(j.leaf, j.payload)
 	if err != nil {
 		in.drop(vend.CodeOf(err), j.device, string(j.leaf), err)
-		return
+		return outBad
 	}
 	id := msg.Head().ID
 	if deduped(j.leaf, msg) {
@@ -456,7 +559,7 @@ func (in *Ingest) process(ctx context.Context, j job) {
 		if err != nil {
 			in.stats.add(func(s *Stats) { s.Dropped[DropDedupError]++ })
 			in.log.Error("ingest: dedup lookup failed; message not handled", "device", j.device, "id", id, "err", err)
-			return
+			return outRetry
 		}
 		if dup {
 			in.stats.add(func(s *Stats) { s.Duplicates++ })
@@ -464,7 +567,7 @@ func (in *Ingest) process(ctx context.Context, j job) {
 			if Acked(j.leaf, msg) && !in.opts.DisableAutoAck {
 				in.autoAck(j.device, id)
 			}
-			return
+			return outDone
 		}
 	}
 	if err := in.opts.Handler.Handle(ctx, j.device, j.leaf, msg); err != nil {
@@ -475,12 +578,13 @@ func (in *Ingest) process(ctx context.Context, j job) {
 				in.log.Error("ingest: dedup forget failed; a retransmission will be taken for a duplicate", "device", j.device, "id", id, "err", ferr)
 			}
 		}
-		return
+		return outRetry
 	}
 	in.stats.add(func(s *Stats) { s.Handled++ })
 	if Acked(j.leaf, msg) && !in.opts.DisableAutoAck {
 		in.autoAck(j.device, id)
 	}
+	return outDone
 }
 
 // autoAck publishes an Ack for id without waiting on paho from a worker
@@ -566,6 +670,11 @@ func (in *Ingest) Ack(ctx context.Context, deviceID string, ids ...string) error
 // Connected reports whether the client has an open connection now.
 func (in *Ingest) Connected() bool {
 	c := in.client.Load()
+	if in.opts.NATS != nil {
+		if nc := in.nc.Load(); nc == nil || !nc.IsConnected() {
+			return false
+		}
+	}
 	return c != nil && (*c).IsConnectionOpen()
 }
 

@@ -25,6 +25,8 @@ type Stats struct {
 	Connects       uint64                  // successful connections, the first included
 	ConnectionLost uint64                  // connections lost
 	SubscribeFails uint64                  // subscriptions the broker refused or that timed out
+	Naks           uint64                  // JetStream uplinks given back after a Handler or Deduper error (redelivered after NATSOptions.NakDelay)
+	Terminated     uint64                  // JetStream uplinks terminated: undecodable, or failed on NATSOptions.MaxDeliver deliveries
 }
 
 // counters is the mutable side of Stats.
