@@ -16,7 +16,7 @@ func TestOutages(t *testing.T) {
 		{At: at(2000), End: at(2100), OK: true, Code: "ok"},
 		{At: at(3000), End: at(3200), Code: "transport"}, // kill 0 at 2.5: first failure
 		{At: at(3500), End: at(3600), Code: "device.offline"},
-		{At: at(4000), End: at(4100), OK: true, Code: "ok"}, // first success after it: 1.1 s
+		{At: at(4000), End: at(4100), OK: true, Code: "ok"},   // first success after it: 1.1 s
 		{At: at(10500), End: at(14000), OK: true, Code: "ok"}, // kill 2 at 10: blocked 3.5 s
 		{At: at(11000), End: at(11300), OK: true, Code: "ok"}, // ends the outage: 0.8 s
 	}
