@@ -1,9 +1,13 @@
 package store
 
 import (
+	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
 	"net/url"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -26,6 +30,10 @@ type dialect struct {
 	lockRow   string
 	retryable func(error) bool // busy, deadlock, serialization failure
 	unique    func(error) bool // unique or primary key violation
+	// lost reports an error of a switch-over: the connection broke or
+	// the server stopped being a writable primary. The transaction may be
+	// run again once a primary answers; see Store.tx.
+	lost func(error) bool
 }
 
 var sqliteDialect = dialect{
@@ -47,6 +55,7 @@ var sqliteDialect = dialect{
 		}
 		return false
 	},
+	lost: func(error) bool { return false }, // a file: nothing to switch
 }
 
 var postgresDialect = dialect{
@@ -65,6 +74,32 @@ var postgresDialect = dialect{
 		var e *pgconn.PgError
 		return errors.As(err, &e) && e.Code == "23505"
 	},
+	lost: pgLost,
+}
+
+// pgLost reports the errors a PostgreSQL switch-over produces: the server
+// said it is going away or is not (yet) a writable primary, or the
+// connection failed, broke or was closed under the transaction.
+func pgLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		switch e.Code {
+		case "57P01", "57P02", "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
+			return true
+		case "25006": // read_only_sql_transaction: connected to a demoted primary
+			return true
+		}
+		return strings.HasPrefix(e.Code, "08") // connection_exception class
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, pgconn.ErrConnClosed) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
 // schema returns migration text for this dialect: {{ID}} and {{BYTES}}

@@ -69,6 +69,12 @@ type Opts struct {
 	// Lifecycle bounds the acknowledged states (longest runs, offline
 	// allowance, settlement window, the unreported policy); zero: defaults.
 	Lifecycle Lifecycle
+	// SwitchWait bounds how long a write transaction that failed on a
+	// PostgreSQL switch-over (connection lost, primary shutting down or
+	// read-only, no primary reachable) keeps being run again, backing off
+	// from 50 ms to 1 s, before its error is returned; 0 means 30 s. Set
+	// it above the failover time of the database's manager.
+	SwitchWait time.Duration
 }
 
 // Store is the cloud's database: devices, users, sessions, the ledger.
@@ -84,6 +90,7 @@ type Store struct {
 	cost    int
 	ackBnd  time.Duration
 	life    Lifecycle
+	swWait  time.Duration
 	Dialect string // "sqlite" or "postgres"
 }
 
@@ -118,7 +125,10 @@ func Open(ctx context.Context, dsn string, opts *Opts) (*Store, error) {
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	s := &Store{db: db, d: d, log: opts.Logger, now: opts.Now, keyEnc: opts.KeyEncKey, keyPrev: opts.PrevKeyEncKeys,
-		cost: opts.BcryptCost, ackBnd: opts.AckBound, life: opts.Lifecycle.withDefaults(), Dialect: d.name}
+		cost: opts.BcryptCost, ackBnd: opts.AckBound, life: opts.Lifecycle.withDefaults(), swWait: opts.SwitchWait, Dialect: d.name}
+	if s.swWait <= 0 {
+		s.swWait = 30 * time.Second
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -174,9 +184,17 @@ var errorf = vend.Errorf
 
 // tx runs fn in one write transaction, retrying on transient conflicts
 // (serialization failure, deadlock, SQLITE_BUSY, a unique key taken by a
-// concurrent transaction). fn must be safe to run again.
+// concurrent transaction) up to maxAttempts times, and on a switch-over
+// (see dialect.lost) for up to Opts.SwitchWait with a growing back-off.
+// fn must be safe to run again, and more: when the connection is lost
+// during COMMIT the outcome is unknown, and fn runs again in a fresh
+// transaction, so it must find its own earlier write (every money step
+// is keyed: a top-up by its idempotency key, a session by its request
+// key, a settlement by its session) instead of writing twice.
 func (s *Store) tx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
 	var last error
+	var swStart time.Time // first switch-over error; zero while none
+	swBackoff := 50 * time.Millisecond
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 {
 			// Short jittered back-off.
@@ -192,7 +210,35 @@ func (s *Store) tx(ctx context.Context, what string, fn func(tx *sql.Tx) error) 
 		}
 		err := s.tryTx(ctx, fn)
 		if err == nil {
+			if !swStart.IsZero() {
+				s.log.Info("store: transaction went through after a switch-over", "tx", what, "waited", time.Since(swStart).Round(time.Millisecond))
+			}
 			return nil
+		}
+		if s.d.lost(err) && ctx.Err() == nil {
+			if swStart.IsZero() {
+				swStart = time.Now()
+			}
+			if time.Since(swStart) < s.swWait {
+				var cu *commitUnknown
+				if errors.As(err, &cu) {
+					s.log.Warn("store: connection lost during commit; running the transaction again to find or make its write", "tx", what, "err", cu.err)
+				} else {
+					s.log.Warn("store: transaction failed on a switch-over; running it again", "tx", what, "err", err, "in", swBackoff)
+				}
+				t := time.NewTimer(swBackoff)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return fmt.Errorf("store: %s: %w", what, ctx.Err())
+				case <-t.C:
+				}
+				swBackoff = min(2*swBackoff, time.Second)
+				last = err
+				attempt = 0 // switch-overs do not use up the conflict attempts
+				continue
+			}
+			return vend.Errorf(vend.E(vend.Transient, "store.unavailable", "store: database unavailable"), "%s: no writable primary for %v: %v", what, s.swWait, err)
 		}
 		if errors.Is(err, errRetry) || s.d.retryable(err) || s.d.unique(err) {
 			last = err
@@ -210,6 +256,13 @@ func (s *Store) tx(ctx context.Context, what string, fn func(tx *sql.Tx) error) 
 	return vend.Errorf(vend.E(vend.Transient, "store.busy", "store: database busy"), "%s: %v", what, last)
 }
 
+// commitUnknown is a COMMIT whose connection broke: the transaction may
+// or may not have committed.
+type commitUnknown struct{ err error }
+
+func (e *commitUnknown) Error() string { return "store: commit outcome unknown: " + e.err.Error() }
+func (e *commitUnknown) Unwrap() error { return e.err }
+
 func (s *Store) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -223,7 +276,10 @@ func (s *Store) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error
 	if err = fn(tx); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err = tx.Commit(); err != nil && s.d.lost(err) {
+		return &commitUnknown{err}
+	}
+	return err
 }
 
 // in returns "($n,$n+1,…)" placeholders for k values starting at n.
