@@ -22,7 +22,9 @@ cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 
-# The formation's tools (pg_autoctl, PostgreSQL 15), installed when absent.
+# The test's own formation (its primary is killed): installed when absent,
+# started or reused; it stays up between runs, as scripts/pg.sh's server does.
+export VEND_PGAF_DIR="${VEND_PGAF_DIR:-/var/tmp/vend-pgaf-clusterfault}"
 if ! scripts/pgaf.sh >/tmp/vend-pgaf.out 2>/tmp/vend-pgaf.err; then
 	cat /tmp/vend-pgaf.err >&2
 	echo "cluster-fault.sh: pg_auto_failover could not be had" >&2

@@ -34,7 +34,7 @@ func main() {
 func run() int {
 	var cfg clusterfault.Config
 	fs := flag.NewFlagSet("clusterfault", flag.ContinueOnError)
-	short := fs.Bool("short", false, "the CI form: 60 devices, 2 controllers, 8 phones, 45 s of traffic")
+	short := fs.Bool("short", false, "the CI form: 60 devices, 2 controllers, 8 phones, 8 s between kills")
 	fs.StringVar(&cfg.Broker, "broker", "nats", "nats (three nodes as processes) or mosquitto (one)")
 	fs.StringVar(&cfg.MosquittoBin, "mosquitto", "", "mosquitto binary, for -broker mosquitto")
 	fs.StringVar(&cfg.CloudBin, "cloud-bin", "", "cloud program (go build ./cloud/cmd/cloud)")
@@ -43,7 +43,7 @@ func run() int {
 	fs.IntVar(&cfg.Controllers, "controllers", clusterfault.DefaultControllers, "real controllers on emulated boards")
 	fs.IntVar(&cfg.Phones, "phones", clusterfault.DefaultPhones, "phones starting sessions concurrently")
 	fs.Float64Var(&cfg.Rate, "rate", clusterfault.DefaultRate, "session starts per second")
-	fs.DurationVar(&cfg.Duration, "duration", clusterfault.DefaultDuration, "traffic; the kills fall at 1/4, 1/2 and 3/4 of it")
+	fs.DurationVar(&cfg.Duration, "duration", clusterfault.DefaultDuration, "traffic without the faults: a quarter of it before the first kill, between one kill's recovery and the next, and after the last")
 	fs.DurationVar(&cfg.Down, "down", clusterfault.DefaultDown, "how long a killed broker node or cloud instance stays down")
 	fs.DurationVar(&cfg.Settle, "settle", clusterfault.DefaultSettle, "how long the deployment has after the traffic to acknowledge, reconnect and end every session")
 	failover := fs.Bool("failover", true, "a pg_auto_failover formation (its primary killed); false: a scratch database on $VEND_PG_DSN, not killed")
@@ -68,7 +68,7 @@ func run() int {
 			cfg.Rate = 10
 		}
 		if !set["duration"] {
-			cfg.Duration = 45 * time.Second
+			cfg.Duration = 32 * time.Second
 		}
 		if !set["down"] {
 			cfg.Down = 5 * time.Second
@@ -114,7 +114,7 @@ func run() int {
 // database sets cfg's DSN (and failover hook) and returns what ends it.
 func database(cfg *clusterfault.Config, failover, keep bool) (func(), error) {
 	if failover {
-		return startFailover(cfg)
+		return startFailover(cfg, keep)
 	}
 	base := os.Getenv("VEND_PG_DSN")
 	if base == "" {

@@ -26,19 +26,24 @@ type Config struct {
 	DSN      string
 	Failover Failover
 
-	Devices     int           // simulated devices (cloud/internal/simdev), one water machine each
-	Controllers int           // real controllers on emulated boards
-	Phones      int           // phone users starting sessions concurrently
-	Rate        float64       // session starts per second (open loop)
-	Duration    time.Duration // traffic; the kills fall at 1/4, 2/4 and 3/4 of it
-	Down        time.Duration // how long a killed node stays down before it is started again
-	Settle      time.Duration // after the traffic: how long every uplink has to be acknowledged and every device to be online
-	Log         io.Writer     // progress lines; discarded when nil
+	Devices     int     // simulated devices (cloud/internal/simdev), one water machine each
+	Controllers int     // real controllers on emulated boards
+	Phones      int     // phone users starting sessions concurrently
+	Rate        float64 // session starts per second (open loop)
+	// Duration is the traffic's length without the faults: a quarter of
+	// it passes before the first kill, between one kill's recovery (the
+	// node restarted, the failover done) and the next, and after the last.
+	Duration time.Duration
+	Down     time.Duration // how long a killed node stays down before it is started again
+	Settle   time.Duration // after the traffic: how long every uplink has to be acknowledged and every device to be online
+	Log      io.Writer     // progress lines; discarded when nil
 }
 
 // Failover is the PostgreSQL formation's fault hook (cloud/internal/pgaf).
 type Failover interface {
 	KillPrimary() error
+	// WaitFailover waits until another node is primary and takes writes.
+	WaitFailover(within time.Duration) error
 }
 
 // Defaults.

@@ -189,7 +189,9 @@ func (r *rig) startCloud(ctx context.Context, i int) error {
 		return err
 	}
 	hc := &http.Client{Timeout: 2 * time.Second}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	// A cloud that cannot reach the database exits; during a failover it
+	// is started again until the deadline, as a supervisor does.
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.httpAt[i]+"/healthz", nil)
 		if resp, err := hc.Do(req); err == nil {
 			resp.Body.Close()
@@ -197,8 +199,15 @@ func (r *rig) startCloud(ctx context.Context, i int) error {
 				return nil
 			}
 		}
-		if !p.running() || time.Now().After(deadline) || ctx.Err() != nil {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			p.kill()
 			return fmt.Errorf("clusterfault: %s not serving on %s; log:\n%s", p.name, r.httpAt[i], tailFile(p.logPath, 3000))
+		}
+		if !p.running() {
+			time.Sleep(time.Second)
+			if err := p.start(); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -70,26 +70,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Config: cfg, Starts: map[string]int{}, Sessions: map[string]int{}}
 	tr := newTraffic(r)
-	tctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); tr.run(tctx) }()
 
 	q := cfg.Duration / 4
-	sleep := func(d time.Duration) {
+	pause := func() {
 		select {
-		case <-tctx.Done():
-		case <-time.After(d):
+		case <-ctx.Done():
+		case <-time.After(q):
 		}
 	}
-	sleep(q)
-	rep.Kills = append(rep.Kills, r.killBroker(tctx))
-	sleep(q - cfg.Down)
+	pause()
+	rep.Kills = append(rep.Kills, r.killBroker(ctx))
+	pause()
 	rep.Kills = append(rep.Kills, r.killPrimary())
-	sleep(q)
-	rep.Kills = append(rep.Kills, r.killCloud(tctx))
-	<-tctx.Done()
+	pause()
+	rep.Kills = append(rep.Kills, r.killCloud(ctx))
+	pause()
+	cancel()
 	wg.Wait()
 	cfg.logf("traffic stopped: %d tries", len(tr.tries))
 
@@ -142,7 +143,12 @@ func (r *rig) killPrimary() Kill {
 	r.cfg.logf("kill: %s", k.What)
 	if err := r.cfg.Failover.KillPrimary(); err != nil {
 		k.Err = err.Error()
+		return k
 	}
+	if err := r.cfg.Failover.WaitFailover(2 * time.Minute); err != nil {
+		k.Err = err.Error()
+	}
+	r.cfg.logf("failover done in %s", time.Since(k.At).Round(time.Millisecond))
 	return k
 }
 
