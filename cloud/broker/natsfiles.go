@@ -50,7 +50,7 @@ type NATSNode struct {
 	ClusterName   string   // the cluster's name, the same on every node (default "beaconvend")
 	Listen        string   // host:port of NATS clients (the cloud's native consumers, the responders)
 	ClusterListen string   // host:port of routes
-	Routes        []string // host:port of every node's ClusterListen (this node's own is allowed)
+	Routes        []string // host:port of every node's ClusterListen (this node's own is allowed); none: a single server
 	MQTTListen    string   // host:port of MQTT clients (devices, the cloud's command publisher)
 	HTTPListen    string   // optional host:port of the monitoring endpoint (/healthz, /varz); keep it private
 	StoreDir      string   // absolute: the JetStream store
@@ -116,7 +116,7 @@ func (n NATSNode) WriteTo(w io.Writer) (int64, error) {
 	if !validNodeName(cluster) {
 		return 0, vend.Errorf(ErrOptions, "nats config: cluster name %q: want 1-64 of A-Z a-z 0-9 _ -", clipLog(cluster))
 	}
-	for _, x := range []struct{ f, v string }{{"listen", n.Listen}, {"cluster listen", n.ClusterListen}, {"mqtt listen", n.MQTTListen}} {
+	for _, x := range []struct{ f, v string }{{"listen", n.Listen}, {"mqtt listen", n.MQTTListen}} {
 		if err := checkHostPort(x.f, x.v); err != nil {
 			return 0, err
 		}
@@ -126,8 +126,10 @@ func (n NATSNode) WriteTo(w io.Writer) (int64, error) {
 			return 0, err
 		}
 	}
-	if len(n.Routes) == 0 {
-		return 0, vend.Errorf(ErrOptions, "nats config: no routes")
+	if len(n.Routes) > 0 {
+		if err := checkHostPort("cluster listen", n.ClusterListen); err != nil {
+			return 0, err
+		}
 	}
 	for _, r := range n.Routes {
 		if err := checkHostPort("route", r); err != nil {
@@ -139,7 +141,7 @@ func (n NATSNode) WriteTo(w io.Writer) (int64, error) {
 	}
 	replicas := n.StreamReplicas
 	if replicas == 0 {
-		replicas = min(3, len(n.Routes))
+		replicas = min(3, max(1, len(n.Routes)))
 	}
 	if replicas < 1 || replicas > 5 {
 		return 0, vend.Errorf(ErrOptions, "nats config: stream replicas %d: want 1-5", replicas)
@@ -181,11 +183,13 @@ func (n NATSNode) WriteTo(w io.Writer) (int64, error) {
 		fmt.Fprintf(&b, "http: %q\n", n.HTTPListen)
 	}
 	fmt.Fprintf(&b, "max_payload: 65536\n\n")
-	fmt.Fprintf(&b, "cluster {\n  name: %q\n  listen: %q\n  routes: [\n", cluster, n.ClusterListen)
-	for _, r := range n.Routes {
-		fmt.Fprintf(&b, "    \"nats-route://%s\"\n", r)
+	if len(n.Routes) > 0 {
+		fmt.Fprintf(&b, "cluster {\n  name: %q\n  listen: %q\n  routes: [\n", cluster, n.ClusterListen)
+		for _, r := range n.Routes {
+			fmt.Fprintf(&b, "    \"nats-route://%s\"\n", r)
+		}
+		fmt.Fprintf(&b, "  ]\n}\n\n")
 	}
-	fmt.Fprintf(&b, "  ]\n}\n\n")
 	fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  max_memory_store: %d\n  max_file_store: %d\n", n.StoreDir, mem, store)
 	fmt.Fprintf(&b, "  # Every persistent MQTT session is a durable consumer on one stream:\n")
 	fmt.Fprintf(&b, "  # the default per-stream limit (1000) would refuse the 1000th device.\n")

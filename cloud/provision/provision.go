@@ -60,7 +60,11 @@ type Provisioner struct {
 	// broker.DefaultCloudUser.
 	CloudUser     string
 	CloudPassword string
-	Logger        *slog.Logger // default: discard
+	// NATS, when set, is a NATS broker (broker.kind: nats): it refuses MQTT
+	// client ids holding '.', and a subject token would split there, so
+	// such device ids are refused.
+	NATS   bool
+	Logger *slog.Logger // default: discard
 
 	// beforeRename, when set (tests), runs after the registration and
 	// before the bundle is renamed into place; an error stands for the
@@ -250,6 +254,9 @@ func (p *Provisioner) AddDevice(ctx context.Context, req DeviceRequest, m *Mosqu
 	res := Result{Device: req.ID, Operator: req.OperatorID, Bundle: filepath.Join(req.Out, BundleFile)}
 	if err := vend.ValidateDeviceID(req.ID); err != nil {
 		return res, bad("device id: %v", err)
+	}
+	if p.NATS && strings.Contains(req.ID, ".") {
+		return res, bad("device id %q: holds '.', which a NATS broker refuses in a client id", req.ID)
 	}
 	if req.OperatorID == "" {
 		return res, bad("operator required")

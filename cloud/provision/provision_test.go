@@ -197,6 +197,27 @@ func TestAddDeviceChecksFirst(t *testing.T) {
 	})
 }
 
+// On a NATS broker a device id holding '.' is refused (NATS refuses it
+// as an MQTT client id); without one it is a valid id.
+func TestAddDeviceNATSRefusesDot(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		e.p.NATS = true
+		if _, err := e.p.AddDevice(e.ctx, e.req("wd.1"), nil); vend.CodeOf(err) != provision.ErrInput.Code || !strings.Contains(err.Error(), "NATS") {
+			t.Fatalf("wd.1 on NATS: %v", err)
+		}
+		if ok, _ := e.st.DeviceExists(e.ctx, "wd.1"); ok {
+			t.Fatal("wd.1 registered")
+		}
+		if _, err := e.p.AddDevice(e.ctx, e.req("wd-2"), nil); err != nil {
+			t.Fatalf("wd-2 on NATS: %v", err)
+		}
+		e.p.NATS = false
+		if _, err := e.p.AddDevice(e.ctx, e.req("wd.3"), nil); err != nil {
+			t.Fatalf("wd.3 on MQTT: %v", err)
+		}
+	})
+}
+
 // A database that cannot answer whether the device exists is an error,
 // not "absent": nothing is written.
 func TestAddDeviceDatabaseDown(t *testing.T) {

@@ -101,6 +101,12 @@ type Broker struct {
 	URL    string `yaml:"url"`     // "embedded" (default), tcp://host:1883 or ssl://host:8883
 	CAFile string `yaml:"ca_file"` // external ssl:// broker: PEM CA of its certificate; default the system roots
 	Group  string `yaml:"group"`   // shared-subscription group of the cloud instances; empty: one instance
+	// Kind is "mqtt" (default: the embedded broker, Mosquitto) or "nats": a
+	// NATS cluster (cloud broker nats-files), whose MQTT listeners url
+	// names and whose client listeners nats_urls lists, for the cloud's
+	// NATS-native consumers. On nats, device ids holding '.' are refused.
+	Kind     string   `yaml:"kind"`
+	NATSURLs []string `yaml:"nats_urls"` // nats://host:port (tls:// off this host) of the cluster's nodes; kind nats only
 
 	// Embedded broker only.
 	Listen       string `yaml:"listen"`        // plain TCP for the cloud's own client (loopback); default 127.0.0.1:0
@@ -381,8 +387,41 @@ func (c *Config) validateTLS(field string, t TLS) error {
 	return nil
 }
 
+// NATS reports whether the broker is a NATS cluster.
+func (b Broker) NATS() bool { return b.Kind == "nats" }
+
 func (c *Config) validateBroker() error {
 	b := c.Broker
+	switch b.Kind {
+	case "", "mqtt":
+		if len(b.NATSURLs) > 0 {
+			return bad("broker.nats_urls", "only with kind: nats")
+		}
+	case "nats":
+		if b.Embedded() {
+			return bad("broker.url", "kind nats: want the tcp:// or ssl:// url of the cluster's MQTT listeners, not the embedded broker")
+		}
+		if len(b.NATSURLs) == 0 {
+			return bad("broker.nats_urls", "missing: the nats:// urls of the cluster's nodes (kind nats)")
+		}
+		for _, s := range b.NATSURLs {
+			u, err := url.Parse(s)
+			if err != nil || u.Host == "" || u.User != nil {
+				return bad("broker.nats_urls", "%q: want nats://host:port or tls://host:port (no credentials)", s)
+			}
+			switch u.Scheme {
+			case "nats":
+				if !c.Development && !loopback(u.Hostname()) {
+					return bad("broker.nats_urls", "%q sends the cloud's password in clear off this host: use tls://"+production, s)
+				}
+			case "tls":
+			default:
+				return bad("broker.nats_urls", "%q: want nats://host:port or tls://host:port", s)
+			}
+		}
+	default:
+		return bad("broker.kind", "%q: want mqtt or nats", b.Kind)
+	}
 	if !b.Embedded() {
 		u, err := url.Parse(b.URL)
 		if err != nil || u.Host == "" {

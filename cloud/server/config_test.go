@@ -35,6 +35,11 @@ key_encryption: {key_env: KEK}
 	if _, err := server.Parse(strings.NewReader(base), dir); err != nil {
 		t.Fatalf("base: %v", err)
 	}
+	natsOK := strings.Replace(base, `broker: {device_listen: ":8883", tls: {cert_file: `+cert+`, key_file: `+key+`}}`,
+		`broker: {kind: nats, url: "ssl://mqtt.example:8883", nats_urls: ["tls://n1.example:4222", "tls://n2.example:4222"]}`, 1)
+	if c, err := server.Parse(strings.NewReader(natsOK), dir); err != nil || !c.Broker.NATS() || len(c.Broker.NATSURLs) != 2 {
+		t.Fatalf("nats broker: %v", err)
+	}
 	for _, tc := range []struct {
 		name, yaml, field string
 	}{
@@ -56,6 +61,11 @@ admin`, 1), "http.tls"},
 		{"plain listener off loopback", strings.Replace(base, `broker: {device_listen`, `broker: {listen: "0.0.0.0:1883", device_listen`, 1), "broker.listen"},
 		{"external plain broker off host", strings.Replace(base, `broker: {device_listen: ":8883", tls: {cert_file: `+cert+`, key_file: `+key+`}}`, `broker: {url: "tcp://mqtt.example:1883"}`, 1), "broker.url"},
 		{"external with embedded fields", strings.Replace(base, `broker: {device_listen`, `broker: {url: "ssl://mqtt.example:8883", device_listen`, 1), "broker"},
+		{"unknown broker kind", strings.Replace(base, `broker: {device_listen: ":8883", tls: {cert_file: `+cert+`, key_file: `+key+`}}`, `broker: {kind: kafka, url: "ssl://mqtt.example:8883"}`, 1), "broker.kind"},
+		{"nats without nats_urls", strings.Replace(base, `broker: {device_listen: ":8883", tls: {cert_file: `+cert+`, key_file: `+key+`}}`, `broker: {kind: nats, url: "ssl://mqtt.example:8883"}`, 1), "broker.nats_urls"},
+		{"nats embedded", strings.Replace(base, `broker: {device_listen`, `broker: {kind: nats, nats_urls: ["tls://n1:4222"], device_listen`, 1), "broker.url"},
+		{"nats plain off host", strings.Replace(base, `broker: {device_listen: ":8883", tls: {cert_file: `+cert+`, key_file: `+key+`}}`, `broker: {kind: nats, url: "ssl://mqtt.example:8883", nats_urls: ["nats://n1.example:4222"]}`, 1), "broker.nats_urls"},
+		{"nats_urls on mqtt", strings.Replace(base, `broker: {device_listen: ":8883", tls: {cert_file: `+cert+`, key_file: `+key+`}}`, `broker: {url: "ssl://mqtt.example:8883", nats_urls: ["tls://n1:4222"]}`, 1), "broker.nats_urls"},
 		{"bad duration", base + "sessions: {grant_ttl: soon}\n", "soon"},
 		{"bad policy", base + "sessions: {unreported_policy: keep}\n", "sessions.unreported_policy"},
 		{"bad kind", base + "sessions: {run_per_unit: {toaster: 1s}}\n", "sessions.run_per_unit"},

@@ -32,7 +32,7 @@ func (s *Server) useProvisioner(svc *service.Service, sec Secrets, brokerURL str
 		}
 	}
 	p := &provision.Provisioner{Store: s.opts.Store, CloudKeys: []ed25519.PublicKey{sec.CloudKey.Public().(ed25519.PublicKey)},
-		Logger: s.log.With("part", "provision")}
+		NATS: cfg.Broker.NATS(), Logger: s.log.With("part", "provision")}
 	svc.UseProvisioner(service.Provisioning{
 		Add: func(ctx context.Context, req provision.DeviceRequest) (provision.Result, error) {
 			return p.AddDevice(ctx, req, nil)

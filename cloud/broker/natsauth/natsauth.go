@@ -12,11 +12,12 @@
 //
 //   - a device (username = MQTT client id = device id, MQTT connections
 //     only): publish on <prefix>.<id>.{state,telemetry,evt,usage,reply},
-//     subscribe on <prefix>.<id>.cmd and on $MQTT.sub.> (the internal
-//     deliver subjects of its persistent QoS 1 subscriptions);
+//     subscribe on <prefix>.<id>.cmd (nats-server grants the internal
+//     $MQTT.sub.<nuid> deliver subjects of its QoS 1 subscriptions itself,
+//     and refuses MQTT subscriptions on $MQTT/…);
 //   - the cloud user: subscribe on every device's uplink leaves and
 //     publish on every device's cmd, plus what a JetStream client needs
-//     ($JS.API.>, $JS.ACK.>, $JS.FC.>, _INBOX.>, $MQTT.sub.>), never a
+//     ($JS.API.>, $JS.ACK.>, $JS.FC.>, _INBOX.>), never a
 //     device's uplink;
 //   - an operator account ([broker.OperatorUser]): subscribe on its own
 //     devices' [broker.OperatorLeaves], publish nothing.
@@ -68,7 +69,7 @@ type Operators interface {
 
 // Options configure a [Responder].
 type Options struct {
-	URLs     []string // nats:// URLs of the cluster's client listeners; required
+	URLs     []string // nats:// URLs of the cluster's client listeners, tried in this order; required
 	Password string   // of the broker.NATSAuthUser user in the AUTH account; required
 	// IssuerSeed is the seed ("SA…") of the account nkey whose public key
 	// the nodes' auth_callout.issuer names; required.
@@ -148,7 +149,7 @@ func Start(o Options) (*Responder, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Responder{o: o, kp: kp, prefix: prefix, log: log}
-	nc, err := nats.Connect(strings.Join(o.URLs, ","), nats.UserInfo(broker.NATSAuthUser, o.Password), nats.Name(o.Name),
+	nc, err := nats.Connect(strings.Join(o.URLs, ","), nats.UserInfo(broker.NATSAuthUser, o.Password), nats.Name(o.Name), nats.DontRandomize(),
 		nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond), nats.RetryOnFailedConnect(true))
 	if err != nil {
 		return nil, fmt.Errorf("natsauth: connect: %w", err)
@@ -198,8 +199,7 @@ func Subject(prefix, device string, leaf mqttapi.Leaf) string {
 }
 
 // DevicePermissions are a device's rights: publish on its own uplink
-// leaves, subscribe on its own cmd leaf and on the $MQTT.sub.> deliver
-// subjects of its persistent QoS 1 subscriptions.
+// leaves, subscribe on its own cmd leaf.
 func DevicePermissions(prefix, device string) jwt.Permissions {
 	var p jwt.Permissions
 	for _, l := range mqttapi.Leaves {
@@ -207,7 +207,7 @@ func DevicePermissions(prefix, device string) jwt.Permissions {
 			p.Pub.Allow.Add(Subject(prefix, device, l))
 		}
 	}
-	p.Sub.Allow.Add(Subject(prefix, device, mqttapi.LeafCmd), "$MQTT.sub.>")
+	p.Sub.Allow.Add(Subject(prefix, device, mqttapi.LeafCmd))
 	return p
 }
 
@@ -222,7 +222,7 @@ func CloudPermissions(prefix string) jwt.Permissions {
 			p.Sub.Allow.Add(Subject(prefix, "*", l))
 		}
 	}
-	p.Sub.Allow.Add("_INBOX.>", "$MQTT.sub.>", "$JS.FC.>")
+	p.Sub.Allow.Add("_INBOX.>", "$JS.FC.>")
 	return p
 }
 
@@ -236,7 +236,6 @@ func OperatorPermissions(prefix string, devices []string) jwt.Permissions {
 			p.Sub.Allow.Add(Subject(prefix, d, l))
 		}
 	}
-	p.Sub.Allow.Add("$MQTT.sub.>")
 	if len(devices) == 0 {
 		p.Sub.Deny.Add(">")
 	}

@@ -212,6 +212,9 @@ func setup(o Options, procs bool) (*Cluster, error) {
 	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	var routes []string
 	for i := range o.Nodes {
+		if o.Nodes == 1 {
+			break // a single server: no cluster block
+		}
 		routes = append(routes, addr(ports[4*i+1]))
 	}
 	var auth *broker.NATSAuth
@@ -340,10 +343,14 @@ func (c *Cluster) ready() error {
 	return nil
 }
 
-// AddResponder starts one more auth callout responder.
+// AddResponder starts one more auth callout responder; responder i
+// connects to node i mod N first, so the responders spread over nodes.
 func (c *Cluster) AddResponder() (*natsauth.Responder, error) {
 	o := c.respOpts
-	o.Name = "beaconvend-auth-" + strconv.Itoa(len(c.Responders))
+	k := len(c.Responders)
+	o.Name = "beaconvend-auth-" + strconv.Itoa(k)
+	k %= len(o.URLs)
+	o.URLs = append(append([]string(nil), o.URLs[k:]...), o.URLs[:k]...)
 	r, err := natsauth.Start(o)
 	if err != nil {
 		return nil, err

@@ -34,10 +34,11 @@ const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-accoun
 // Main is the cloud program: ParseFlags, Run, Close. Tests run it in
 // process (STYLE.md #3).
 type Main struct {
-	Stdout io.Writer
-	Stderr io.Writer
-	Logger *slog.Logger
-	Getenv func(string) string // os.Getenv when nil; the key-encryption key's variable is read through it
+	natsArgs []string // broker nats-files
+	Stdout   io.Writer
+	Stderr   io.Writer
+	Logger   *slog.Logger
+	Getenv   func(string) string // os.Getenv when nil; the key-encryption key's variable is read through it
 
 	Cmd []string // "serve", "device add", …
 
@@ -111,6 +112,11 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if ok, err := m.webCommand(args); ok {
 		return err
+	}
+	if len(args) >= 2 && args[0] == "broker" && args[1] == "nats-files" {
+		// No store: the files are the cluster's, not the fleet's.
+		m.Cmd, m.natsArgs = args[:2], args[2:]
+		return nil
 	}
 	var fs *flag.FlagSet
 	var overlays []overlay
@@ -272,6 +278,9 @@ func (m *Main) commonFlags(fs *flag.FlagSet) {
 
 // Run runs the command. serve runs until ctx is done.
 func (m *Main) Run(ctx context.Context) error {
+	if strings.Join(m.Cmd, " ") == "broker nats-files" {
+		return natsFilesCommand(m.natsArgs, m.Stdout, m.Stderr)
+	}
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
