@@ -29,6 +29,20 @@
 // state handling is idempotent (the cloud orders presence by its own
 // clock and the connection epoch, never by the device's ts).
 //
+// # NATS
+//
+// NATS's MQTT listener grants "$share/…" subscriptions and delivers
+// nothing to them. With Options.NATS set ([NATSOptions]) the ingest
+// consumes evt, usage and reply from a JetStream work-queue stream
+// through one durable pull consumer per group (each message to one
+// instance, acked after the Handler returned nil, redelivered after a
+// Handler error or, when an instance dies, after AckWait; terminated
+// after MaxDeliver), telemetry from a core NATS queue group, and keeps
+// MQTT for the retained state (unshared) and for commands and acks (QoS
+// 1, to the device's persistent session). The Handler, Deduper and ack
+// contract is the same. Whatever the broker, a SUBACK that grants a
+// lower QoS than asked, or refuses, ends Run with ErrSubscribe at once.
+//
 // # Idempotency and acks
 //
 // Delivery is at least once: paho acks a PUBLISH once it is queued here,

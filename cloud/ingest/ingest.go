@@ -1,12 +1,15 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,7 +388,18 @@ var errDowngraded = errors.New("granted a lower QoS than asked")
 // delivers nothing; consume uplinks with Options.NATS there), so it is an
 // error, not a degraded success.
 func checkGranted(asked map[string]byte, granted map[string]byte) error {
-	for f, qos := range asked {
+	filters := slices.Collect(maps.Keys(asked))
+	slices.SortFunc(filters, func(a, b string) int { // shared ones first, then in order
+		unshared := func(f string) int {
+			if strings.HasPrefix(f, "$share/") {
+				return 0
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(unshared(a), unshared(b)), strings.Compare(a, b))
+	})
+	for _, f := range filters {
+		qos := asked[f]
 		code, ok := granted[f]
 		switch {
 		case !ok:

@@ -143,6 +143,9 @@ func (in *Ingest) natsStart(ctx context.Context) error {
 		nats.Name(in.opts.ClientID), nats.UserInfo(o.User, o.Password),
 		nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // closed by us
+			}
 			in.stats.add(func(s *Stats) { s.ConnectionLost++ })
 			in.log.Warn("ingest: nats disconnected", "err", err)
 		}),

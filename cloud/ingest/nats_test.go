@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/cloud/broker/brokertest"
+	"beaconvend/cloud/broker/natscluster"
 	"beaconvend/cloud/ingest"
 )
 
@@ -25,6 +27,7 @@ type natsNode struct {
 	NATSURL  string
 	MQTTURL  string
 	storeDir string
+	user     string // "" for the single node without auth; the cluster's no_auth_user otherwise
 }
 
 func startNATS(t *testing.T) *natsNode {
@@ -60,7 +63,7 @@ func startNATSIngest(t *testing.T, n *natsNode, clientID, group string, h ingest
 	t.Helper()
 	no.URLs = []string{n.NATSURL}
 	in, err := ingest.New(ingest.Options{
-		URL: n.MQTTURL, ClientID: clientID, Username: "_cloud", Group: group, Handler: h, Dedup: d,
+		URL: n.MQTTURL, ClientID: clientID, Username: cmp.Or(n.user, "_cloud"), Group: group, Handler: h, Dedup: d,
 		NATS: &no, MaxReconnectInterval: 2 * time.Second, Logger: testLogger(t),
 	})
 	if err != nil {
@@ -94,7 +97,10 @@ func startNATSIngest(t *testing.T, n *natsNode, clientID, group string, h ingest
 
 func natsDevice(t *testing.T, n *natsNode, dev string, clean bool) paho.Client {
 	t.Helper()
-	o := brokertest.ClientOptions(n.MQTTURL, dev, dev, "x", nil)
+	o := brokertest.ClientOptions(n.MQTTURL, dev, cmp.Or(n.user, dev), "x", nil)
+	if n.user != "" {
+		o.SetPassword("")
+	}
 	o.SetCleanSession(clean)
 	return brokertest.MustConnect(t, o)
 }
@@ -273,3 +279,69 @@ func (s natsMQTT) Name() string        { return "nats" }
 func (s natsMQTT) URL() string         { return s.n.MQTTURL }
 func (s natsMQTT) Start(tb testing.TB) {}
 func (s natsMQTT) Stop(tb testing.TB)  {}
+
+// TestNATSClusterAcksReachSessionOnAnotherNode, on three nodes: two
+// instances of one group, on different nodes, share the uplinks of a
+// device on the third; the device goes away right after publishing, and
+// the Acks queued in its persistent MQTT session reach it when it comes
+// back through another node.
+func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
+	c := natscluster.Start(t, natscluster.Options{Nodes: 3})
+	rec := newRecorder()
+	dd := ingest.NewMemoryDedup(0)
+	nodeA := &natsNode{NATSURL: c.NATSURLs[0], MQTTURL: c.MQTTURLs[0], user: "open"}
+	nodeB := &natsNode{NATSURL: c.NATSURLs[1], MQTTURL: c.MQTTURLs[1], user: "open"}
+	no := ingest.NATSOptions{Replicas: 3}
+	// The handlers wait until the device is gone, so that every Ack is
+	// published to its session while it is away (an Ack in flight at the
+	// disconnect comes back only after the listener's mqtt ack_wait).
+	gone := make(chan struct{})
+	gated := func(h ingest.Handler) ingest.Handler {
+		return ingest.HandlerFunc(func(ctx context.Context, dev string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
+			<-gone
+			return h.Handle(ctx, dev, leaf, msg)
+		})
+	}
+	startNATSIngest(t, nodeA, "_cloud-a", "cloud", gated(rec.handler("a")), dd, no)
+	startNATSIngest(t, nodeB, "_cloud-b", "cloud", gated(rec.handler("b")), dd, no)
+
+	const dev = "dev-0"
+	d := natsDevice(t, &natsNode{MQTTURL: c.MQTTURLs[2], user: "open"}, dev, false)
+	acks := listenAcks(t, d, dev)
+	keys := publishEvents(t, d, dev, "e", 40)
+	d.Disconnect(0) // the Acks must wait in the session
+	close(gone)
+	waitUntil(t, "every event handled", rec.notify, func() bool { return rec.handled(keys) })
+	rec.checkOnce(t, keys)
+	rec.mu.Lock()
+	if rec.by["a"] == 0 || rec.by["b"] == 0 {
+		t.Errorf("handled by a %d, b %d; want both > 0", rec.by["a"], rec.by["b"])
+	}
+	rec.mu.Unlock()
+
+	// Back on node 0 with the same persistent session: every Ack arrives.
+	o := brokertest.ClientOptions(c.MQTTURLs[0], dev, "open", "", nil)
+	o.SetCleanSession(false)
+	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+		ack, err := mqttapi.DecodeAs[mqttapi.Ack](m.Payload())
+		if err != nil {
+			t.Errorf("device got a bad cmd: %v", err)
+			return
+		}
+		acks.mu.Lock()
+		for _, id := range ack.IDs {
+			acks.n[id]++
+		}
+		acks.mu.Unlock()
+	})
+	brokertest.MustConnect(t, o)
+	waitUntil(t, "every Ack at the device on another node", rec.notify, func() bool {
+		got := acks.counts()
+		for _, k := range keys {
+			if _, id, _ := strings.Cut(k, "/"); got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -93,6 +93,13 @@ func (s *Service) Presence(opts PresenceOptions) *Presence {
 	return &Presence{s: s, opts: opts}
 }
 
+// Bound is how long after a device was last heard it is offline at the
+// latest when nothing else tells the cloud: StaleAfter + Interval (3 min
+// 30 s by default). It is the bound on a NATS cluster, where a node that
+// dies takes its clients' wills with it (they are never published), and
+// the bound for any broker when a board dies with its link.
+func (p *Presence) Bound() time.Duration { return p.opts.StaleAfter + p.opts.Interval }
+
 // Sweep marks the stale devices offline once and returns them.
 func (p *Presence) Sweep(ctx context.Context) ([]string, error) {
 	ids, err := p.s.st.ExpirePresence(ctx, p.s.now().Add(-p.opts.StaleAfter))
