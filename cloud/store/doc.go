@@ -22,6 +22,8 @@
 //	                      one writer at a time, others    conditional UPDATEs, taken in
 //	                      queue on busy_timeout (10 s)    account-ID order (no deadlocks)
 //	retried errors        SQLITE_BUSY, SQLITE_LOCKED      40001, 40P01
+//	switch-over errors    none                            class 08, 57P01-3, 25006, a broken
+//	                                                      or refused connection (SwitchWait)
 //	unique violation      2067, 1555                      23505
 //	connection            WAL, foreign_keys, synchronous  pool of 16 by default
 //	                      FULL; pool of 8
@@ -33,6 +35,23 @@
 // failure or a unique key taken by a concurrent transaction; the checks
 // at the top of each operation then see the winner's row and answer
 // "duplicate", "busy" or "conflict" precisely.
+//
+// PostgreSQL failover: the DSN may name several hosts with
+// target_session_attrs=read-write (pgx keeps the one that accepts
+// writes; README, "PostgreSQL failover"). A write transaction that fails
+// on a switch-over (the errors in the table above) is run again with a
+// back-off from 50 ms to 1 s for up to Opts.SwitchWait (30 s), on a
+// fresh connection: database/sql drops the ones pgx found broken. A
+// COMMIT whose connection broke has an unknown outcome; it is resolved
+// the same way, by running the transaction again, which finds its own
+// earlier write if there is one: money steps are keyed (top-up by
+// idempotency key, session by request key, settlement by session, payment
+// orders and refunds by their numbers) and answer "duplicate"; a create
+// guarded by a unique name (an operator, a device, an e-mail) answers
+// "exists" although the first run made it; nothing is written twice
+// where a unique key guards it. Single statements outside a transaction (markers, telemetry
+// and listing updates) are not repeated: they return the error, and their
+// caller's own retry (a redelivered message, a client's request) applies.
 //
 // Schema migrations are numbered files under migrations/ (embedded), each
 // applied in a transaction together with its schema_migrations row; Open

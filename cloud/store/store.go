@@ -188,9 +188,9 @@ var errorf = vend.Errorf
 // (see dialect.lost) for up to Opts.SwitchWait with a growing back-off.
 // fn must be safe to run again, and more: when the connection is lost
 // during COMMIT the outcome is unknown, and fn runs again in a fresh
-// transaction, so it must find its own earlier write (every money step
-// is keyed: a top-up by its idempotency key, a session by its request
-// key, a settlement by its session) instead of writing twice.
+// transaction, so it must find its own earlier write instead of writing
+// twice (every money step is keyed: a top-up by its idempotency key, a
+// session by its request key, a settlement by its session; doc.go).
 func (s *Store) tx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
 	var last error
 	var swStart time.Time // first switch-over error; zero while none

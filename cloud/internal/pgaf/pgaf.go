@@ -126,7 +126,31 @@ func (f *Formation) ScratchDSN(tb testing.TB, prefix string) string {
 			tb.Logf("pgaf: drop scratch database: %v", err)
 		}
 	})
-	return dsn
+	// pgx tries the hosts in order and stops at a server that says the
+	// database does not exist (3D000): wait until the secondary has
+	// replayed the CREATE DATABASE.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		err := ping(ctx, dsn)
+		if err == nil {
+			return dsn
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("pgaf: scratch database does not answer: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func ping(ctx context.Context, dsn string) error {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.PingContext(ctx)
 }
 
 // State returns the data nodes as the monitor reports them.
