@@ -164,7 +164,23 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 			UsageDelay: func() time.Duration { return time.Duration(200+mrandN(800)) * time.Millisecond }})
 		r.devs = append(r.devs, d)
 	}
-	if err := parallelErr(len(r.devs), 16, func(i int) error { return r.devs[i].Connect("tcp://" + r.mqttLB.Addr()) }); err != nil {
+	// The first connect to a new NATS cluster makes its MQTT streams
+	// (they can time out while JetStream elects its leaders): one device
+	// first, then the rest, each retried a few times.
+	connect := func(i int) error {
+		var err error
+		for range 6 {
+			if err = r.devs[i].Connect("tcp://" + r.mqttLB.Addr()); err == nil {
+				return nil
+			}
+			time.Sleep(2 * time.Second)
+		}
+		return err
+	}
+	if err := connect(0); err != nil {
+		return r, err
+	}
+	if err := parallelErr(len(r.devs)-1, 8, func(i int) error { return connect(i + 1) }); err != nil {
 		return r, err
 	}
 	for _, d := range r.devs {
