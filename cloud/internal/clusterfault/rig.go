@@ -49,6 +49,7 @@ type rig struct {
 	devStop context.CancelFunc
 	devWG   sync.WaitGroup
 	closers []func()
+	closed  sync.Once
 }
 
 // cloudGroup is the instances' consumer group.
@@ -252,7 +253,9 @@ func (r *rig) waitOnline(ctx context.Context, within time.Duration) error {
 // close stops everything the rig started, also after a failure: the
 // devices, the controllers and their boards, the clouds, the balancers,
 // the brokers.
-func (r *rig) close() {
+func (r *rig) close() { r.closed.Do(r.closeAll) }
+
+func (r *rig) closeAll() {
 	if r.devStop != nil {
 		r.devStop()
 		r.devWG.Wait()
