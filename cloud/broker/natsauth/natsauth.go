@@ -1,30 +1,3 @@
-// Package natsauth is the cloud's NATS auth callout responder: the
-// component that admits devices, the cloud and operators' read-only
-// accounts to a NATS cluster (cloud/broker/natscluster, the files of
-// [broker.NATSFiles]) against the store's credentials.
-//
-// Every node of the cluster sends each CONNECT it has no local user for
-// to $SYS.REQ.USER.AUTH; responders subscribe there in one queue group,
-// so any one of them answers and the loss of a node or of a responder
-// does not block connects while another runs. A response is a user JWT,
-// signed with the issuer account key the nodes trust, that places the
-// client in the fleet account with only its own subjects:
-//
-//   - a device (username = MQTT client id = device id, MQTT connections
-//     only): publish on <prefix>.<id>.{state,telemetry,evt,usage,reply},
-//     subscribe on <prefix>.<id>.cmd (nats-server grants the internal
-//     $MQTT.sub.<nuid> deliver subjects of its QoS 1 subscriptions itself,
-//     and refuses MQTT subscriptions on $MQTT/…);
-//   - the cloud user: subscribe on every device's uplink leaves and
-//     publish on every device's cmd, plus what a JetStream client needs
-//     ($JS.API.>, $JS.ACK.>, $JS.FC.>, _INBOX.>), never a
-//     device's uplink;
-//   - an operator account ([broker.OperatorUser]): subscribe on its own
-//     devices' [broker.OperatorLeaves], publish nothing.
-//
-// The subject of an MQTT topic is the topic with '/' read as '.' (NATS's
-// own mapping), so a device id must hold no '.' on a NATS broker
-// (cloud/provision refuses such ids when broker.kind is nats).
 package natsauth
 
 import (
@@ -106,7 +79,8 @@ type Stats struct {
 }
 
 // Start connects to the cluster as the auth user and subscribes to
-// AuthSubject in the queue group. It returns ErrOptions for missing or
+// AuthSubject in the queue group; a cluster not reachable yet is retried
+// in the background (as is a lost node). It returns ErrOptions for missing or
 // bad options and the connection's error.
 func Start(o Options) (*Responder, error) {
 	if len(o.URLs) == 0 || o.Password == "" || o.Credentials == nil || o.CloudPasswordHash == "" {
@@ -165,8 +139,21 @@ func Start(o Options) (*Responder, error) {
 	return r, nil
 }
 
-// Close unsubscribes and disconnects.
-func (r *Responder) Close() { r.nc.Close() }
+// Close unsubscribes, answers the requests already received and
+// disconnects (at most 5 s).
+func (r *Responder) Close() {
+	done := make(chan struct{})
+	r.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if err := r.nc.Drain(); err != nil {
+		r.nc.Close()
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		r.nc.Close()
+	}
+}
 
 // Connected reports whether the responder's connection is up.
 func (r *Responder) Connected() bool { return r.nc.IsConnected() }

@@ -107,7 +107,7 @@ func (m *Main) provisioner() (*provision.Provisioner, error) {
 		return nil, err
 	}
 	return &provision.Provisioner{Store: m.Store, CloudKeys: []ed25519.PublicKey{sec.CloudKey.Public().(ed25519.PublicKey)},
-		CloudPassword: sec.MQTTPassword, Logger: m.Logger}, nil
+		CloudPassword: sec.MQTTPassword, NATS: m.Config != nil && m.Config.Broker.NATS(), Logger: m.Logger}, nil
 }
 
 func (m *Main) printJSON(v any) error {

@@ -29,7 +29,7 @@ var (
 	errHelp  = errors.New("cloud: help printed")
 )
 
-const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|role|password|disable|enable|broker-credentials | device add|rotate-key|disable | broker files | reconcile | stickers | machine web-checkout  [-h for flags]"
+const usageLine = "usage: cloud serve | keys reencrypt | operator add|add-account|role|password|disable|enable|broker-credentials | device add|rotate-key|disable | broker files|nats-files | reconcile | stickers | machine web-checkout  [-h for flags]"
 
 // Main is the cloud program: ParseFlags, Run, Close. Tests run it in
 // process (STYLE.md #3).
