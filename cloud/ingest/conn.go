@@ -55,13 +55,13 @@ func connackReason(rc byte) string {
 func (in *Ingest) dial(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 	c, err := dialBuffered(uri, o)
 	if err != nil {
-		in.log.Warn("ingest: broker unreachable", "url", in.opts.URL, "err", err)
+		in.log.Warn("ingest: broker unreachable", "url", uri.String(), "err", err)
 		return nil, err
 	}
 	if bc, ok := c.(*bufferedConn); ok {
 		bc.connack = func(rc byte) {
 			if rc != 0 {
-				in.log.Error("ingest: broker refused the connection", "url", in.opts.URL, "user", in.opts.Username,
+				in.log.Error("ingest: broker refused the connection", "url", uri.String(), "user", in.opts.Username,
 					"reason", connackReason(rc), "code", rc)
 			}
 		}

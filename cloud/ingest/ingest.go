@@ -65,11 +65,15 @@ func (f HandlerFunc) Handle(ctx context.Context, deviceID string, leaf mqttapi.L
 // Options configure an [Ingest]. URL, ClientID, Username, Password and
 // Handler are required.
 type Options struct {
-	URL      string // broker, e.g. "tcp://127.0.0.1:1883" or "ssl://mqtt.example.com:8883"
-	ClientID string // fixed per instance so its persistent session survives restarts; must not be a valid device id (e.g. "_cloud-1")
-	Username string // the cloud service user (broker.DefaultCloudUser)
-	Password string
-	TLS      *tls.Config // for ssl:// URLs; nil uses the system roots
+	URL string // broker, e.g. "tcp://127.0.0.1:1883" or "ssl://mqtt.example.com:8883"
+	// FallbackURLs are tried after URL, in order, on every (re)connect:
+	// the other MQTT listeners of a cluster, so that commands and state
+	// survive the loss of URL's node.
+	FallbackURLs []string
+	ClientID     string // fixed per instance so its persistent session survives restarts; must not be a valid device id (e.g. "_cloud-1")
+	Username     string // the cloud service user (broker.DefaultCloudUser)
+	Password     string
+	TLS          *tls.Config // for ssl:// URLs; nil uses the system roots
 
 	// Group is the shared-subscription group of the cloud instances
 	// ("$share/<Group>/…"); empty subscribes unshared (one instance).
@@ -313,6 +317,9 @@ func (in *Ingest) clientOptions() *paho.ClientOptions {
 		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
 			in.log.Info("ingest: reconnecting", "url", in.opts.URL)
 		})
+	for _, u := range in.opts.FallbackURLs {
+		o.AddBroker(u)
+	}
 	if in.opts.TLS != nil {
 		o.SetTLSConfig(in.opts.TLS)
 	}

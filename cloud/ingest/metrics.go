@@ -22,8 +22,8 @@ type Stats struct {
 	Duplicates     uint64                  // messages skipped because their id was Seen
 	HandlerErrors  uint64                  // Handler returned an error
 	AckErrors      uint64                  // automatic Acks that failed to publish
-	Connects       uint64                  // successful connections, the first included
-	ConnectionLost uint64                  // connections lost
+	Connects       uint64                  // successful connections, the first included (MQTT; with NATS also its reconnections)
+	ConnectionLost uint64                  // connections lost (MQTT, and NATS)
 	SubscribeFails uint64                  // subscriptions the broker refused or that timed out
 	Naks           uint64                  // JetStream uplinks given back after a Handler or Deduper error (redelivered after NATSOptions.NakDelay)
 	Terminated     uint64                  // JetStream uplinks terminated: undecodable, or failed on NATSOptions.MaxDeliver deliveries

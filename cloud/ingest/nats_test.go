@@ -27,7 +27,8 @@ type natsNode struct {
 	NATSURL  string
 	MQTTURL  string
 	storeDir string
-	user     string // "" for the single node without auth; the cluster's no_auth_user otherwise
+	user     string               // "" for the single node without auth; the cluster's no_auth_user otherwise
+	acc      *brokertest.Accounts // the cluster's auth callout accounts, when it has one
 }
 
 func startNATS(t *testing.T) *natsNode {
@@ -54,6 +55,13 @@ func startNATS(t *testing.T) *natsNode {
 	return n
 }
 
+func (n *natsNode) cloudPassword() string {
+	if n.acc != nil {
+		return n.acc.CloudPassword
+	}
+	return ""
+}
+
 type natsInstance struct {
 	in   *ingest.Ingest
 	stop func()
@@ -64,7 +72,8 @@ func startNATSIngest(t *testing.T, n *natsNode, clientID, group string, h ingest
 	no.URLs = []string{n.NATSURL}
 	in, err := ingest.New(ingest.Options{
 		URL: n.MQTTURL, ClientID: clientID, Username: cmp.Or(n.user, "_cloud"), Group: group, Handler: h, Dedup: d,
-		NATS: &no, MaxReconnectInterval: 2 * time.Second, Logger: testLogger(t),
+		Password: n.cloudPassword(),
+		NATS:     &no, MaxReconnectInterval: 2 * time.Second, Logger: testLogger(t),
 	})
 	if err != nil {
 		t.Fatalf("ingest.New: %v", err)
@@ -100,6 +109,9 @@ func natsDevice(t *testing.T, n *natsNode, dev string, clean bool) paho.Client {
 	o := brokertest.ClientOptions(n.MQTTURL, dev, cmp.Or(n.user, dev), "x", nil)
 	if n.user != "" {
 		o.SetPassword("")
+	}
+	if n.acc != nil {
+		o.SetUsername(dev).SetPassword(n.acc.Password(dev))
 	}
 	o.SetCleanSession(clean)
 	return brokertest.MustConnect(t, o)
@@ -280,17 +292,20 @@ func (s natsMQTT) URL() string         { return s.n.MQTTURL }
 func (s natsMQTT) Start(tb testing.TB) {}
 func (s natsMQTT) Stop(tb testing.TB)  {}
 
-// TestNATSClusterAcksReachSessionOnAnotherNode, on three nodes: two
+// TestNATSClusterAcksReachSessionOnAnotherNode, on three nodes with the
+// auth callout (the cloud's NATS connection admitted with its password
+// and rights on the JetStream API): two
 // instances of one group, on different nodes, share the uplinks of a
 // device on the third; the device goes away right after publishing, and
 // the Acks queued in its persistent MQTT session reach it when it comes
 // back through another node.
 func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
-	c := natscluster.Start(t, natscluster.Options{Nodes: 3})
+	acc := brokertest.NewAccounts(t, "dev-0")
+	c := natscluster.Start(t, natscluster.Options{Nodes: 3, Auth: &natscluster.Auth{Credentials: acc, CloudPassword: acc.CloudPassword}})
 	rec := newRecorder()
 	dd := ingest.NewMemoryDedup(0)
-	nodeA := &natsNode{NATSURL: c.NATSURLs[0], MQTTURL: c.MQTTURLs[0], user: "open"}
-	nodeB := &natsNode{NATSURL: c.NATSURLs[1], MQTTURL: c.MQTTURLs[1], user: "open"}
+	node := func(i int) *natsNode { return &natsNode{NATSURL: c.NATSURLs[i], MQTTURL: c.MQTTURLs[i], acc: acc} }
+	nodeA, nodeB := node(0), node(1)
 	no := ingest.NATSOptions{Replicas: 3}
 	// The handlers wait until the device is gone, so that every Ack is
 	// published to its session while it is away (an Ack in flight at the
@@ -306,8 +321,17 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 	startNATSIngest(t, nodeB, "_cloud-b", "cloud", gated(rec.handler("b")), dd, no)
 
 	const dev = "dev-0"
-	d := natsDevice(t, &natsNode{MQTTURL: c.MQTTURLs[2], user: "open"}, dev, false)
+	d := natsDevice(t, node(2), dev, false)
 	acks := listenAcks(t, d, dev)
+	stateMsg := &mqttapi.State{Envelope: mqttapi.NewEnvelope(time.Now()), Status: mqttapi.Online, Firmware: "t-1"}
+	online, err := mqttapi.Tree{}.Publication(dev, stateMsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := brokertest.Done(d.Publish(online.Topic, online.QoS, online.Retain, online.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	stateID := dev + "/" + stateMsg.ID
 	keys := publishEvents(t, d, dev, "e", 40)
 	d.Disconnect(0) // the Acks must wait in the session
 	close(gone)
@@ -319,8 +343,19 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 	}
 	rec.mu.Unlock()
 
+	// Every instance gets every device's retained state, one started
+	// later on yet another node included (unshared MQTT subscription).
+	late := newRecorder()
+	startNATSIngest(t, node(2), "_cloud-c", "cloud", late.handler("c"), nil, no)
+	waitUntil(t, "the retained state at a late instance", late.notify, func() bool { return late.handled([]string{stateID}) })
+	rec.mu.Lock()
+	if n := rec.counts[stateID]; n != 2 {
+		t.Errorf("state handled %d times by a and b, want once by each", n)
+	}
+	rec.mu.Unlock()
+
 	// Back on node 0 with the same persistent session: every Ack arrives.
-	o := brokertest.ClientOptions(c.MQTTURLs[0], dev, "open", "", nil)
+	o := brokertest.ClientOptions(c.MQTTURLs[0], dev, dev, acc.Password(dev), nil)
 	o.SetCleanSession(false)
 	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 		ack, err := mqttapi.DecodeAs[mqttapi.Ack](m.Payload())
@@ -344,4 +379,127 @@ func TestNATSClusterAcksReachSessionOnAnotherNode(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestNATSNodeKilledMidTraffic: three nats-server processes; instance a
+// on node 0, b on node 1, a device on node 2 sending events and, like its
+// outbox, resending every unacked one every 2 s, and reconnecting. Node 0 is SIGKILLed
+// mid-traffic: a moves to the other nodes (NATS and MQTT fallbacks), the
+// replicated stream keeps its messages, and every event is handled once
+// and acked.
+func TestNATSNodeKilledMidTraffic(t *testing.T) {
+	c, err := natscluster.StartProcs(natscluster.Options{Nodes: 3, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	rec := newRecorder()
+	co := &commitOnce{committed: map[string]int{}}
+	commit := func(inst string) ingest.Handler {
+		h := rec.handler(inst)
+		return ingest.HandlerFunc(func(ctx context.Context, dev string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
+			co.commit(dev, msg.Head().ID)
+			return h.Handle(ctx, dev, leaf, msg)
+		})
+	}
+	start := func(id string, first int) *ingest.Ingest {
+		var fb []string
+		for i := 1; i < 3; i++ {
+			fb = append(fb, c.MQTTURLs[(first+i)%3])
+		}
+		in, err := ingest.New(ingest.Options{
+			URL: c.MQTTURLs[first], FallbackURLs: fb, ClientID: id, Username: "open", Group: "cloud",
+			Handler: commit(id), Dedup: co, MaxReconnectInterval: time.Second, Logger: testLogger(t),
+			NATS: &ingest.NATSOptions{URLs: c.NATSURLs, Replicas: 3, AckWait: 3 * time.Second},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- in.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s Run: %v", id, err)
+			}
+		})
+		wctx, wcancel := context.WithTimeout(ctx, wait)
+		defer wcancel()
+		if err := in.WaitSubscribed(wctx); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		return in
+	}
+	a := start("_cloud-a", 0)
+	b := start("_cloud-b", 1)
+
+	const dev = "dev-0"
+	// Like the controller: a persistent session, reconnecting (through
+	// the other nodes: its own node drops it when node 0 goes, while the
+	// cluster moves the session's assets).
+	o := brokertest.ClientOptions(c.MQTTURLs[2], dev, "open", "", nil)
+	o.SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(time.Second).
+		AddBroker(c.MQTTURLs[1]).AddBroker(c.MQTTURLs[0])
+	d := brokertest.MustConnect(t, o)
+	acks := listenAcks(t, d, dev)
+	const n = 200
+	var keys []string
+	for i := range n {
+		keys = append(keys, fmt.Sprintf("%s/e-%d", dev, i))
+	}
+	unacked := func() []int {
+		got := acks.counts()
+		var out []int
+		for i := range n {
+			if got[fmt.Sprintf("e-%d", i)] == 0 {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	pubErrs, lastPubErr := 0, ""
+	send := func(i int) {
+		id := fmt.Sprintf("e-%d", i)
+		tok := d.Publish(evtTopic(dev), 1, false, event(t, id))
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			pubErrs++
+			lastPubErr = fmt.Sprint(tok.Error())
+		}
+	}
+	for i := range n {
+		send(i)
+		if i == n/2 {
+			if err := c.Kill(0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	resends := 0
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		left := unacked()
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events never acked (first %v); device connected %v, publish failures %d (last %s); stats a %+v b %+v",
+				len(left), left[0], d.IsConnectionOpen(), pubErrs, lastPubErr, a.Stats(), b.Stats())
+		}
+		time.Sleep(2 * time.Second)
+		for _, i := range unacked() { // the outbox
+			send(i)
+			resends++
+		}
+	}
+	rec.checkOnce(t, keys)
+	co.mu.Lock()
+	for _, k := range keys {
+		if co.committed[k] != 1 {
+			t.Errorf("%s committed %d times", k, co.committed[k])
+		}
+	}
+	co.mu.Unlock()
+	t.Logf("outbox resends %d; stats a %+v; b %+v", resends, a.Stats(), b.Stats())
 }

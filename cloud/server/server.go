@@ -182,7 +182,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("server: mqtt-client-id: %w", err)
 	}
 	var natsOpts *ingest.NATSOptions
-	if cfg.Broker.Kind == "nats" {
+	if cfg.Broker.NATS() {
 		// Replicated like the cluster's MQTT streams on three nodes or more.
 		natsOpts = &ingest.NATSOptions{URLs: cfg.Broker.NATSURLs, Replicas: 1}
 		if len(cfg.Broker.NATSURLs) >= 3 {
@@ -191,7 +191,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	}
 	in, err := ingest.New(ingest.Options{
 		URL: url, ClientID: "_cloud-" + hex.EncodeToString(idRaw), Username: broker.DefaultCloudUser, Password: sec.MQTTPassword,
-		TLS: clientTLS, Group: cfg.Broker.Group, NATS: natsOpts,
+		FallbackURLs: cfg.Broker.FallbackURLs, TLS: clientTLS, Group: cfg.Broker.Group, NATS: natsOpts,
 		Handler: ingest.HandlerFunc(func(ctx context.Context, dev string, leaf mqttapi.Leaf, msg mqttapi.Message) error {
 			return svc.Handle(ctx, dev, leaf, msg)
 		}),
