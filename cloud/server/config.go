@@ -107,6 +107,10 @@ type Broker struct {
 	// NATS-native consumers. On nats, device ids holding '.' are refused.
 	Kind     string   `yaml:"kind"`
 	NATSURLs []string `yaml:"nats_urls"` // nats://host:port (tls:// off this host) of the cluster's nodes; kind nats only
+	// FallbackURLs are the cluster's other MQTT listeners, tried after URL
+	// on every (re)connect, so that commands and state survive the loss of
+	// URL's node (external brokers only; same schemes as URL).
+	FallbackURLs []string `yaml:"fallback_urls"`
 
 	// Embedded broker only.
 	Listen       string `yaml:"listen"`        // plain TCP for the cloud's own client (loopback); default 127.0.0.1:0
@@ -421,6 +425,24 @@ func (c *Config) validateBroker() error {
 		}
 	default:
 		return bad("broker.kind", "%q: want mqtt or nats", b.Kind)
+	}
+	if b.Embedded() && len(b.FallbackURLs) > 0 {
+		return bad("broker.fallback_urls", "only with an external broker.url")
+	}
+	for _, f := range b.FallbackURLs {
+		u, err := url.Parse(f)
+		if err != nil || u.Host == "" {
+			return bad("broker.fallback_urls", "%q: want tcp://host:port or ssl://host:port", f)
+		}
+		switch u.Scheme {
+		case "tcp", "mqtt":
+			if !c.Development && !loopback(u.Hostname()) {
+				return bad("broker.fallback_urls", "%q sends the cloud's broker password in clear off this host: use ssl://"+production, f)
+			}
+		case "ssl", "tls", "mqtts", "tcps":
+		default:
+			return bad("broker.fallback_urls", "%q: want tcp://host:port or ssl://host:port", f)
+		}
 	}
 	if !b.Embedded() {
 		u, err := url.Parse(b.URL)
