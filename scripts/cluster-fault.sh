@@ -25,8 +25,18 @@ export GOFLAGS="${GOFLAGS:-} -mod=mod"
 # The test's own formation (its primary is killed): installed when absent,
 # started or reused; it stays up between runs, as scripts/pg.sh's server does.
 export VEND_PGAF_DIR="${VEND_PGAF_DIR:-/var/tmp/vend-pgaf-clusterfault}"
-if ! scripts/pgaf.sh >/tmp/vend-pgaf.out 2>/tmp/vend-pgaf.err; then
-	cat /tmp/vend-pgaf.err >&2
+# (A formation whose keepers were stopped may need a second call: the
+# first starts them and can query a node before it accepts connections.)
+ok=0
+for try in 1 2 3; do
+	if scripts/pgaf.sh >/tmp/vend-pgaf-clusterfault.out 2>/tmp/vend-pgaf-clusterfault.err; then
+		ok=1
+		break
+	fi
+	sleep 3
+done
+if [ "$ok" != 1 ]; then
+	cat /tmp/vend-pgaf-clusterfault.err >&2
 	echo "cluster-fault.sh: pg_auto_failover could not be had" >&2
 	exit 2
 fi

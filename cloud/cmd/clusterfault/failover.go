@@ -51,9 +51,9 @@ func startFailover(cfg *clusterfault.Config, keep bool) (func(), error) {
 	if os.Getenv("VEND_PGAF_DIR") == "" {
 		os.Setenv("VEND_PGAF_DIR", formationDir)
 	}
-	f, out, err := pgaf.StartProcs()
+	f, err := startFormation()
 	if err != nil {
-		return nil, fmt.Errorf("%v\n%s", err, out)
+		return nil, err
 	}
 	dsn, drop, err := pgscratch.Create(f.DSN(), "clusterfault")
 	if err != nil {
@@ -70,8 +70,8 @@ func startFailover(cfg *clusterfault.Config, keep bool) (func(), error) {
 	return func() {
 		// The killed node rejoins as a secondary (scripts/pgaf.sh starts
 		// it again), then the scratch database goes.
-		if _, out, err := pgaf.StartProcs(); err != nil {
-			fmt.Fprintf(os.Stderr, "clusterfault: restoring the formation: %v\n%s\n", err, out)
+		if _, err := startFormation(); err != nil {
+			fmt.Fprintf(os.Stderr, "clusterfault: restoring the formation: %v\n", err)
 		}
 		if !keep {
 			_ = drop()
@@ -96,4 +96,19 @@ func connects(dsn string, within time.Duration) error {
 			return fmt.Errorf("the scratch database does not connect: %w", err)
 		}
 	}
+}
+
+// startFormation runs scripts/pgaf.sh (pgaf.StartProcs), up to three
+// times: a formation whose keepers were stopped may need a second call.
+func startFormation() (*pgaf.Formation, error) {
+	var err error
+	var out string
+	for range 3 {
+		var f *pgaf.Formation
+		if f, out, err = pgaf.StartProcs(); err == nil {
+			return f, nil
+		}
+		time.Sleep(3 * time.Second)
+	}
+	return nil, fmt.Errorf("%v\n%s", err, out)
 }
