@@ -48,7 +48,6 @@ type rig struct {
 	toks    []string
 	devStop context.CancelFunc
 	devWG   sync.WaitGroup
-	closers []func()
 	closed  sync.Once
 }
 
@@ -277,9 +276,6 @@ func (r *rig) closeAll() {
 	}
 	if r.brk != nil {
 		r.brk.close()
-	}
-	for _, c := range r.closers {
-		c()
 	}
 	if r.db != nil {
 		r.db.Close()
