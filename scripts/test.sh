@@ -112,6 +112,27 @@ else
 	echo "!!! WARNING: pg_auto_failover unavailable: the failover test is SKIPPED !!!" >&2
 fi
 
+step "cluster fault test (three NATS nodes, PostgreSQL failover, short form)"
+# scripts/cluster-fault.sh -short: two cloud instances, 60 simulated devices,
+# two real controllers and phones on loopback; one NATS node, the PostgreSQL
+# primary and one cloud instance SIGKILLed mid-traffic, then every session
+# and the ledger audited (about a minute and a half). Exit 2 means a part
+# (pg_auto_failover, the nats-server build) could not be had.
+set +e
+scripts/cluster-fault.sh -short
+cf=$?
+set -e
+if [ "$cf" -eq 2 ]; then
+	if [ "${VEND_REQUIRE_SERVICES:-}" = 1 ]; then
+		echo "FAIL: the cluster fault test could not run and VEND_REQUIRE_SERVICES=1" >&2
+		exit 1
+	fi
+	echo "!!! WARNING: the cluster fault test could not run here: SKIPPED !!!" >&2
+elif [ "$cf" -ne 0 ]; then
+	echo "FAIL: cluster fault test" >&2
+	exit 1
+fi
+
 step "go test -race ./..."
 # Last, so that the run ends with go test's own summary lines. The
 # failover test ran in its own step above.

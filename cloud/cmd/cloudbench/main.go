@@ -1,6 +1,6 @@
 // Command cloudbench is the fleet load harness: it builds a deployment on
-// loopback (the cloud as one or two processes, the embedded broker or
-// Mosquitto, SQLite or PostgreSQL), provisions and connects up to 10,000
+// loopback (the cloud as one or two processes, the embedded broker,
+// Mosquitto or a three-node NATS cluster, SQLite or PostgreSQL), provisions and connects up to 10,000
 // simulated devices (real MQTT clients, each with its own credentials,
 // rotating beacon IDs, telemetry, grant checks and signed usage), a few
 // real controllers on emulated boards, and phones that start sessions
@@ -10,7 +10,7 @@
 // by kind — and per run the cloud's ingest rate against the bare broker's,
 // and the ledger audit. See cloud/LOAD.md.
 //
-//	cloudbench [-deploy embedded-sqlite,mosquitto-postgres,mosquitto-postgres-x2]
+//	cloudbench [-deploy embedded-sqlite,mosquitto-postgres,mosquitto-postgres-x2,nats-cluster]
 //	           [-devices 10000] [-phones 50] [-rate 100[,200…]] [-find-max] [-duration 20s]
 //	           [-relay 4] [-flood 50] [-profile DIR] …
 //
@@ -56,6 +56,10 @@ var deployments = map[string]struct {
 	"mosquitto-sqlite":      {"mosquitto", "sqlite", 1},
 	"mosquitto-postgres":    {"mosquitto", "postgres", 1},
 	"mosquitto-postgres-x2": {"mosquitto", "postgres", 2},
+	// Three NATS nodes as processes (JetStream, MQTT listeners, two
+	// auth-callout responders), two cloud instances consuming uplinks
+	// from JetStream, PostgreSQL.
+	"nats-cluster": {"nats-cluster", "postgres", 2},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -197,6 +201,10 @@ func printTable(w io.Writer, rs []simdev.BenchResult) {
 		fmt.Fprintf(w, "%s: provision %s; %d devices online in %s; ledger %s, lost %d, doubled %d; sessions %s",
 			r.Config.Name(), r.Provision.Round(time.Millisecond), r.Config.Devices+r.RelayCount, r.Connect.Round(time.Millisecond),
 			ledger, r.Lost, r.Doubled, strings.Join(st, " "))
+		if r.BrokerRSS > 0 {
+			fmt.Fprintf(w, "; brokers %.0f MiB with the fleet connected, %.1f KiB and %.2f ms CPU per device session",
+				float64(r.BrokerRSS)/(1<<20), float64(r.BrokerRSSPerDevice)/1024, float64(r.BrokerCPUPerDevice)/float64(time.Millisecond))
+		}
 		if r.FloodSent > 0 {
 			fmt.Fprintf(w, "; flood %d msgs: cloud ingest %.0f/s (%d dropped), raw %s %.0f/s (%d dropped), ratio %.2f",
 				r.FloodSent, r.Ingest, r.FloodLost, r.Config.Broker, r.Raw, r.RawLost, r.Ingest/r.Raw)

@@ -107,6 +107,14 @@ type BenchResult struct {
 	FileLimit  uint64
 	Profiles   []string // files written to ProfileDir
 	RelayCount int
+	// The broker processes (Mosquitto, the NATS nodes; not the embedded
+	// broker, inside the cloud) while the devices connected: resident
+	// memory added per connected device (each a session with a QoS 1
+	// subscription; on NATS a replicated JetStream consumer) and CPU time
+	// per connect, all nodes together.
+	BrokerRSSPerDevice uint64
+	BrokerCPUPerDevice time.Duration
+	BrokerRSS          uint64 // all broker processes, after the ramp
 }
 
 func (c *BenchConfig) logf(format string, args ...any) {
@@ -131,13 +139,13 @@ func (c *BenchConfig) check() error {
 	switch {
 	case c.DB != "sqlite" && c.DB != "postgres":
 		return fmt.Errorf("simdev: unknown db %q", c.DB)
-	case c.Broker != "embedded" && c.Broker != "mosquitto":
+	case c.Broker != "embedded" && c.Broker != "mosquitto" && c.Broker != "nats-cluster":
 		return fmt.Errorf("simdev: unknown broker %q", c.Broker)
 	case c.Instances < 1:
 		c.Instances = 1
 	}
-	if c.Instances > 1 && (c.Broker != "mosquitto" || c.DB != "postgres") {
-		return errors.New("simdev: several instances need a shared broker and database (mosquitto and postgres)")
+	if c.Instances > 1 && (c.Broker == "embedded" || c.DB != "postgres") {
+		return errors.New("simdev: several instances need a shared broker and database (mosquitto or nats-cluster, and postgres)")
 	}
 	if c.Broker == "mosquitto" && c.MosquittoBin == "" {
 		return errors.New("simdev: mosquitto broker needs MosquittoBin")
@@ -176,6 +184,7 @@ type fleet struct {
 	db        *store.Store
 	clouds    []*cloudProc
 	mosq      *mosquittoProc
+	nats      *natsBench // Broker "nats-cluster"
 	mqttURL   string
 	httpURLs  []string
 	adminURLs []string // /metrics lives on each cloud's admin listener
@@ -295,10 +304,25 @@ func RunBench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error)
 		defer f.mosq.stop()
 		f.mqttURL = f.mosq.url
 	}
+	var natsConf string
+	if cfg.Broker == "nats-cluster" {
+		if f.nats, err = startNATSBench(ctx, f.dsn, sec.MQTTPassword, filepath.Join(work, "nats")); err != nil {
+			return res, err
+		}
+		defer f.nats.close()
+		f.mqttURL = f.nats.c.MQTTURLs[0]
+		if natsConf, err = f.nats.cloudConfig(work); err != nil {
+			return res, err
+		}
+	}
 	for i, dir := range dataDirs {
 		args := []string{"-data", dir, "-db", f.dsn, "-http", "127.0.0.1:0"}
 		if f.mosq != nil {
 			args = append(args, "-broker", f.mosq.url)
+		}
+		if f.nats != nil {
+			// Each instance on another node's MQTT listener.
+			args = append(args, "-config", natsConf, "-broker", f.nats.c.MQTTURLs[i%len(f.nats.c.MQTTURLs)])
 		}
 		if cfg.Instances > 1 {
 			args = append(args, "-group", "bench")
@@ -326,6 +350,12 @@ func RunBench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error)
 
 	// Devices, ramped at ConnectRate.
 	t0 = time.Now()
+	var ramp *Sampler
+	var rss0 uint64
+	if pids := f.brokerPIDs(); pids != nil {
+		rss0 = rssOf(pids())
+		ramp = NewSampler(pids, 500*time.Millisecond)
+	}
 	dctx, dcancel := context.WithCancel(ctx)
 	var dwg sync.WaitGroup
 	defer dwg.Wait()
@@ -345,6 +375,14 @@ func RunBench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error)
 		return res, err
 	}
 	res.Connect = time.Since(t0)
+	if ramp != nil {
+		u := ramp.Stop()
+		res.BrokerRSS = rssOf(f.brokerPIDs()())
+		if res.BrokerRSS > rss0 {
+			res.BrokerRSSPerDevice = (res.BrokerRSS - rss0) / uint64(want)
+		}
+		res.BrokerCPUPerDevice = u.CPU / time.Duration(want)
+	}
 	cfg.logf("%d devices online in %s", want, res.Connect.Round(time.Millisecond))
 	f.setupPhones(toks)
 	defer f.hc.CloseIdleConnections()
@@ -436,7 +474,7 @@ func (f *fleet) connect(ctx context.Context, wg *sync.WaitGroup, ids []Identity,
 		go func() {
 			defer cwg.Done()
 			defer func() { <-sem }()
-			if err := d.Connect(f.mqttURL); err != nil {
+			if err := d.Connect(f.deviceURL(i)); err != nil {
 				cerr.Store(err)
 				return
 			}
@@ -738,9 +776,14 @@ func (f *fleet) floodPhase(ctx context.Context, res *BenchResult) error {
 
 	var url string
 	var stop func() error
-	if cfg.Broker == "mosquitto" {
+	switch cfg.Broker {
+	case "mosquitto":
 		url, stop, err = StartPlainMosquitto(cfg.MosquittoBin, filepath.Join(filepath.Dir(f.mosq.dir), "raw-mosquitto"))
-	} else {
+	case "nats-cluster":
+		// The yardstick: a bare three-node cluster of the same build and
+		// settings, without the auth callout, its MQTT listener on node 0.
+		url, stop, err = StartPlainNATSCluster(filepath.Join(filepath.Dir(f.nats.dir), "raw-nats"))
+	default:
 		url, stop, err = StartPlainMochi("127.0.0.1:0")
 	}
 	if err != nil {
@@ -822,8 +865,8 @@ type samplers struct{ cloud, mosq, pg, bench *Sampler }
 
 func (f *fleet) startSamplers() *samplers {
 	s := &samplers{cloud: NewSampler(PIDs(f.cloudPID...), 500*time.Millisecond), bench: NewSampler(PIDs(os.Getpid()), 500*time.Millisecond)}
-	if f.mosq != nil {
-		s.mosq = NewSampler(PIDs(f.mosq.pid), 500*time.Millisecond)
+	if pids := f.brokerPIDs(); pids != nil {
+		s.mosq = NewSampler(pids, 500*time.Millisecond)
 	}
 	if f.cfg.DB == "postgres" {
 		s.pg = NewSampler(func() []int { p, _ := PIDsByName("postgres"); return p }, 500*time.Millisecond)
