@@ -227,6 +227,11 @@ func (s *Server) errorBody(r *http.Request, err error) (int, phoneapi.ErrorRespo
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		kind, code = vend.Transient, "service.unavailable"
 	}
+	if kind == vend.Internal && store.Unavailable(err) {
+		// The database is unreachable or switching over: try again
+		// (503 with Retry-After), not a bug (500).
+		kind, code = vend.Transient, "service.unavailable"
+	}
 	if c, ok := codeMap[code]; ok {
 		code = c
 	}

@@ -77,6 +77,13 @@ var postgresDialect = dialect{
 	lost: pgLost,
 }
 
+// Unavailable reports whether err is the database being unreachable or
+// switching over (a lost connection, a server shutting down or not yet a
+// writable primary): transient for the caller, who may try again, as
+// opposed to a bug or bad input. A transaction retries these itself for
+// Opts.SwitchWait; a single read fails at once with one of them.
+func Unavailable(err error) bool { return pgLost(err) }
+
 // pgLost reports the errors a PostgreSQL switch-over produces: the server
 // said it is going away or is not (yet) a writable primary, or the
 // connection failed, broke or was closed under the transaction.
