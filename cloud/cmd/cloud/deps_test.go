@@ -7,15 +7,17 @@ import (
 )
 
 // harness are the cloud packages that run real controllers on emulated
-// boards (the fleet bench and the chaos soak). They are test tools, never
+// boards (the fleet bench, the chaos soak and the cluster fault test). They are test tools, never
 // part of a production binary: they may link the controller's config and
 // the board emulator; nothing else under cloud/ may, and no production
 // package may link them.
 var harness = map[string]bool{
-	"beaconvend/cloud/internal/simdev": true, // fleet bench: controllers on emulated boards, configured in process
-	"beaconvend/cloud/internal/chaos":  true, // chaos soak: the programs, with faults
-	"beaconvend/cloud/cmd/cloudbench":  true,
-	"beaconvend/cloud/cmd/chaossoak":   true,
+	"beaconvend/cloud/internal/simdev":       true, // fleet bench: controllers on emulated boards, configured in process
+	"beaconvend/cloud/internal/chaos":        true, // chaos soak: the programs, with faults
+	"beaconvend/cloud/cmd/cloudbench":        true,
+	"beaconvend/cloud/cmd/chaossoak":         true,
+	"beaconvend/cloud/internal/clusterfault": true, // cluster fault test: NATS nodes, a failover, the programs, with kills
+	"beaconvend/cloud/cmd/clusterfault":      true,
 }
 
 // TestCloudLayering: the cloud binary, and every production package under
