@@ -381,6 +381,25 @@ func (s *Store) lockPayment(ctx context.Context, tx *sql.Tx, channel, orderNo st
 	return p, err
 }
 
+// lockHoldEvent locks a hold order's row and records the provider event
+// that reports on it: fresh is false (and nothing more is to be done) for
+// an event already handled. Errors: the lock's, ErrPaymentState for an
+// order that is not a hold.
+func (s *Store) lockHoldEvent(ctx context.Context, tx *sql.Tx, channel, orderNo, eventID string) (p Payment, fresh bool, err error) {
+	if p, err = s.lockPayment(ctx, tx, channel, orderNo); err != nil {
+		return p, false, err
+	}
+	if eventID != "" {
+		if fresh, err := s.recordEvent(ctx, tx, channel, eventID); err != nil || !fresh {
+			return p, false, err
+		}
+	}
+	if p.CaptureMode != CaptureManual {
+		return p, false, vend.Errorf(ErrPaymentState, "order %s is not a hold", p.OrderNo)
+	}
+	return p, true, nil
+}
+
 // MarkAuthorized records a hold order (capture mode manual) as authorized
 // and credits the payer's wallet with the amount authorized
 // (channel_clearing(channel) → user_wallet, key chan:<channel>:<order>),
@@ -399,17 +418,9 @@ func (s *Store) MarkAuthorized(ctx context.Context, in HoldAuthorized) (p Paymen
 	var mismatch string
 	err = s.tx(ctx, "mark authorized", func(tx *sql.Tx) error {
 		credited, mismatch = false, ""
-		p, err = s.lockPayment(ctx, tx, in.Channel, in.OrderNo)
-		if err != nil {
+		var fresh bool
+		if p, fresh, err = s.lockHoldEvent(ctx, tx, in.Channel, in.OrderNo, in.EventID); err != nil || !fresh {
 			return err
-		}
-		if in.EventID != "" {
-			if fresh, err := s.recordEvent(ctx, tx, in.Channel, in.EventID); err != nil || !fresh {
-				return err
-			}
-		}
-		if p.CaptureMode != CaptureManual {
-			return vend.Errorf(ErrPaymentState, "order %s is not a hold", p.OrderNo)
 		}
 		if in.Amount != p.Amount {
 			mismatch = fmt.Sprintf("authorized %s, order is %s", in.Amount, p.Amount)
@@ -711,17 +722,9 @@ func (s *Store) MarkCaptured(ctx context.Context, in Captured) (p Payment, chang
 	var mismatch string
 	err = s.tx(ctx, "mark captured", func(tx *sql.Tx) error {
 		changed, mismatch = false, ""
-		p, err = s.lockPayment(ctx, tx, in.Channel, in.OrderNo)
-		if err != nil {
+		var fresh bool
+		if p, fresh, err = s.lockHoldEvent(ctx, tx, in.Channel, in.OrderNo, in.EventID); err != nil || !fresh {
 			return err
-		}
-		if in.EventID != "" {
-			if fresh, err := s.recordEvent(ctx, tx, in.Channel, in.EventID); err != nil || !fresh {
-				return err
-			}
-		}
-		if p.CaptureMode != CaptureManual {
-			return vend.Errorf(ErrPaymentState, "order %s is not a hold", p.OrderNo)
 		}
 		if p.State == PaymentPaid && in.Amount.Minor == p.Captured {
 			return nil
