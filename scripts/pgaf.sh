@@ -79,7 +79,11 @@ fi
 . "$DIR/pgaf.env"
 MONITOR_URI="postgres://autoctl_node@127.0.0.1:$MONITOR_PORT/pg_auto_failover?sslmode=disable"
 
-alive() { [ -f "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+# alive NAME: its keeper runs (a zombie, killed but not yet reaped, does not).
+alive() {
+	local st
+	[ -f "$DIR/$1.pid" ] && st=$(ps -o stat= -p "$(cat "$DIR/$1.pid")" 2>/dev/null) && [[ $st != Z* ]]
+}
 configured() { [ -f "$XDG_CONFIG_HOME/pg_autoctl$DIR/$1/pg_autoctl.cfg" ]; }
 
 # service NAME ARGS...: start "pg_autoctl ARGS" for NAME in its own session
@@ -149,10 +153,21 @@ states() { # "name:reported:goal" per node
 	psql_at "$MONITOR_PORT" pg_auto_failover \
 		"select string_agg(nodename||':'||reportedstate||':'||goalstate, ' ' order by nodename) from pgautofailover.node"
 }
+# The monitor's table is what its nodes last reported: after a reboot (the
+# data directories survive in /var/tmp, the processes do not) it still says
+# primary and secondary before either server is up again. So the formation
+# counts as formed only when the primary it names accepts a connection and
+# is writable, and the secondary answers and is in recovery.
 formed() {
-	local s
+	local s p
 	s=$(states)
-	[[ " $s " == *":primary:primary "* && " $s " == *":secondary:secondary "* ]]
+	[[ " $s " == *":primary:primary "* && " $s " == *":secondary:secondary "* ]] || return 1
+	p=$(node_port primary) && [ -n "$p" ] && [ "$(psql_at "$p" postgres "select pg_is_in_recovery()")" = f ] || return 1
+	p=$(node_port secondary) && [ -n "$p" ] && [ "$(psql_at "$p" postgres "select pg_is_in_recovery()")" = t ]
+}
+node_port() { # reported state
+	psql_at "$MONITOR_PORT" pg_auto_failover \
+		"select nodeport from pgautofailover.node where reportedstate = '$1' and goalstate = '$1' limit 1"
 }
 has_primary() { [[ " $(states) " =~ :(single|primary|wait_primary):(single|primary|wait_primary)\  ]]; }
 
@@ -174,13 +189,16 @@ formed_or_kick() {
 node 2
 wait_for "a primary and a secondary" "$WAIT" formed_or_kick
 
-primary_port=$(psql_at "$MONITOR_PORT" pg_auto_failover \
-	"select nodeport from pgautofailover.node where reportedstate = 'primary' limit 1")
-psql_at "$primary_port" vend "do \$\$ begin
+vend_role() {
+	local p
+	p=$(node_port primary) && [ -n "$p" ] || return 1
+	psql_at "$p" vend "do \$\$ begin
   if not exists (select from pg_roles where rolname = 'vend') then
     create role vend login createdb password 'vend';
   end if;
 end \$\$; alter database vend owner to vend" >/dev/null
+}
+wait_for "the vend role on the primary" 30 vend_role
 
 log "formation up: monitor :$MONITOR_PORT, $(states)"
 echo "VEND_PGAF_DSN=postgres://vend:vend@127.0.0.1:$NODE1_PORT,127.0.0.1:$NODE2_PORT/vend?target_session_attrs=read-write&sslmode=disable"
