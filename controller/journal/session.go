@@ -656,6 +656,27 @@ func (j *Journal) Unsettled() ([]Session, error) {
 	return out, err
 }
 
+// Sessions returns every session record in the file, settled ones
+// included (until Prune deletes them), oldest accepted first: what a
+// harness reads after the controller stopped to check that every report
+// the cloud acknowledged (Settled) was settled there. It scans every
+// record. Errors: ErrCorrupt, storage errors.
+func (j *Journal) Sessions() ([]Session, error) {
+	var out []Session
+	err := j.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			s, err := decodeSession(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, *s)
+			return nil
+		})
+	})
+	sortSessions(out)
+	return out, err
+}
+
 func sortSessions(ss []Session) {
 	slices.SortFunc(ss, func(a, b Session) int {
 		if c := a.AcceptedAt.Compare(b.AcceptedAt); c != 0 {

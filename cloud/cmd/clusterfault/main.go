@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,6 +50,20 @@ func run() int {
 	failover := fs.Bool("failover", true, "a pg_auto_failover formation (its primary killed); false: a scratch database on $VEND_PG_DSN, not killed")
 	dir := fs.String("dir", "", "working directory (default: a new temporary one, removed unless -keep)")
 	keep := fs.Bool("keep", false, "keep the working directory (logs, controller journals)")
+	// -plant is the test of the test, left out of the usage: after the
+	// deployment settled it writes the named defects (comma-separated:
+	// duplicate-capture, unsettle-acked) into the store before the audit,
+	// which must then report each, so the command exits 1.
+	plant := fs.String("plant", "", "")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: clusterfault [flags]\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name == "plant" {
+				return
+			}
+			fmt.Fprintf(fs.Output(), "  -%s\n    \t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
+		})
+	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -75,6 +90,13 @@ func run() int {
 		}
 		if !set["settle"] {
 			cfg.Settle = 40 * time.Second
+		}
+	}
+	if *plant != "" {
+		cfg.Plant = strings.Split(*plant, ",")
+		if err := clusterfault.CheckPlant(cfg.Plant); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
 		}
 	}
 	cfg.Log = os.Stderr

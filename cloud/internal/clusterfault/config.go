@@ -37,6 +37,11 @@ type Config struct {
 	Down     time.Duration // how long a killed node stays down before it is started again
 	Settle   time.Duration // after the traffic: how long every uplink has to be acknowledged and every device to be online
 	Log      io.Writer     // progress lines; discarded when nil
+
+	// Plant, for the test of the test only, names defects (Plant*
+	// constants) the run writes into the store after the deployment
+	// settled and before the audit, which must then report each of them.
+	Plant []string
 }
 
 // Failover is the PostgreSQL formation's fault hook (cloud/internal/pgaf).
@@ -106,7 +111,7 @@ func (c *Config) defaults() error {
 	case c.Down < 0 || c.Down > c.Duration/4:
 		return fmt.Errorf("clusterfault: down %s: want 0 to a quarter of the duration", c.Down)
 	}
-	return nil
+	return CheckPlant(c.Plant)
 }
 
 func (c *Config) logf(format string, args ...any) {

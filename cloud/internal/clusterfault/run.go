@@ -2,11 +2,13 @@ package clusterfault
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -46,13 +48,16 @@ type Kill struct {
 
 // Report is what a run found.
 type Report struct {
-	Config     Config
-	Elapsed    time.Duration
-	Kills      []Kill
-	Starts     map[string]int // tries by answer
-	Sessions   map[string]int // sessions in the store by state
-	Acked      int            // usage reports the simulated devices saw acknowledged
-	Violations []string
+	Config   Config
+	Elapsed  time.Duration
+	Kills    []Kill
+	Starts   map[string]int // tries by answer
+	Sessions map[string]int // sessions in the store by state
+	Acked    int            // usage reports the simulated devices saw acknowledged
+	// ControllerAcked is the usage reports the real controllers'
+	// journals hold as acknowledged (settled).
+	ControllerAcked int
+	Violations      []string
 }
 
 // Run deploys, runs the traffic with the three kills, lets the
@@ -96,11 +101,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	bctx := context.WithoutCancel(ctx)
 	rep.Violations = append(rep.Violations, r.settle(bctx)...)
-	vs, err := r.audit(bctx, tr, rep)
+	in, err := r.snapshot(bctx)
 	if err != nil {
 		return nil, err
 	}
-	rep.Violations = append(rep.Violations, vs...)
+	if len(cfg.Plant) > 0 {
+		did, err := plant(bctx, r.db, cfg.Plant, in)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range did {
+			cfg.logf("planted %s", d)
+		}
+		devices := in.Store.Devices
+		if in.Store, err = loadStore(bctx, r.db); err != nil {
+			return nil, err
+		}
+		in.Store.Devices = devices
+	}
+	res := audit(in)
+	rep.Violations = append(rep.Violations, res.Violations...)
+	rep.Violations = append(rep.Violations, plantFound(cfg.Plant, res.Violations)...)
+	rep.Sessions, rep.Acked, rep.ControllerAcked = res.Sessions, res.Acked, res.ControllerAcked
 	tr.mu.Lock()
 	tries := append([]try(nil), tr.tries...)
 	tr.mu.Unlock()
@@ -392,89 +414,56 @@ func (r *rig) live(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// audit checks the invariants: every usage report a device saw
-// acknowledged is settled once with the device's units; every report
-// made was acknowledged; no session doubled (one capture or release per
-// session, one session per idempotency key, one grant per session at the
-// device); the ledger balances; no session left live; every device online.
-func (r *rig) audit(ctx context.Context, tr *traffic, rep *Report) ([]string, error) {
-	var vs []string
-	type row struct {
-		state  string
-		units  uint64
-		device string
-	}
-	sessions := map[string]row{}
-	rows, err := r.db.DB().QueryContext(ctx, `SELECT id, state, units, device_id FROM sessions`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var id string
-		var x row
-		if err := rows.Scan(&id, &x.state, &x.units, &x.device); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		sessions[id] = x
-		rep.Sessions[x.state]++
-	}
-	rows.Close()
+// snapshot stops nothing but the controllers and reads the audit's
+// input: each simulated device's records and client; each controller's
+// connection (its log, its process) and then, once it has stopped
+// (SIGTERM: it ends its sessions and sends their reports), its journal;
+// the store's devices' online flags before the controllers stopped (a
+// stopping controller says it goes offline) and the store's sessions and
+// ledger after.
+func (r *rig) snapshot(ctx context.Context) (*auditInput, error) {
+	in := &auditInput{}
 	for _, d := range r.devs {
-		for id, rec := range d.Sessions() {
-			s, ok := sessions[id.String()]
-			switch {
-			case !ok:
-				vs = append(vs, fmt.Sprintf("unknown_session %s %s: the device holds a grant the store does not have", d.ID, id))
-			case rec.Acked:
-				rep.Acked++
-				if s.state != "settled" && s.state != "refunded" || s.units != rec.Units {
-					vs = append(vs, fmt.Sprintf("lost %s %s: acknowledged %d units; store %s with %d", d.ID, id, rec.Units, s.state, s.units))
-				}
-			case rec.Reported:
-				vs = append(vs, fmt.Sprintf("not_acked %s %s: the usage report was never acknowledged", d.ID, id))
-			}
+		in.Devices = append(in.Devices, simView(d.ID, d.Sessions(), d.Connected(), d.LastCommand()))
+	}
+	var ctl []deviceView
+	for i, d := range r.relay.Devices {
+		v := deviceView{ID: d.ID, Controller: true}
+		log, err := os.ReadFile(r.relay.LogPath(i))
+		if err != nil {
+			v.Why = "log: " + err.Error()
+		} else {
+			v.Connected, v.Why = controllerConnected(log)
 		}
-	}
-	var n int
-	q := func(kind, sql string) error {
-		if err := r.db.DB().QueryRowContext(ctx, sql).Scan(&n); err != nil {
-			return err
+		if !r.relay.Running(i) {
+			v.Connected, v.Why = false, "process exited; "+v.Why
 		}
-		if n > 0 {
-			vs = append(vs, fmt.Sprintf("%s: %d", kind, n))
-		}
-		return nil
+		ctl = append(ctl, v)
 	}
-	if err := q("doubled_capture_or_release", `SELECT COUNT(*) FROM (SELECT session_id, kind FROM ledger_tx WHERE kind IN ('capture', 'release') GROUP BY session_id, kind HAVING COUNT(*) > 1) d`); err != nil {
-		return nil, err
-	}
-	if err := q("doubled_session_per_key", `SELECT COUNT(*) FROM (SELECT user_id, idem_key FROM sessions GROUP BY user_id, idem_key HAVING COUNT(*) > 1) d`); err != nil {
-		return nil, err
-	}
-	if err := q("live_after_settle", `SELECT COUNT(*) FROM sessions WHERE state IN ('pending', 'authorized', 'running', 'ending')`); err != nil {
-		return nil, err
-	}
-	imb, err := r.db.LedgerImbalance(ctx)
+	pre, err := loadStore(ctx, r.db)
 	if err != nil {
 		return nil, err
 	}
-	for cur, v := range imb {
-		if v != 0 {
-			vs = append(vs, fmt.Sprintf("ledger_imbalance %s: %d", cur, v))
-		}
+	if err := r.relay.Close(); err != nil {
+		r.cfg.logf("stopping the controllers: %v", err)
 	}
-	bad, err := r.db.CheckBalances(ctx)
-	if err != nil {
+	for i, d := range r.relay.Devices {
+		path, err := controllerJournal(d.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("clusterfault: %s: %w", d.ID, err)
+		}
+		reps, err := controllerReports(path, d.Sign.Public().(ed25519.PublicKey))
+		if err != nil {
+			return nil, fmt.Errorf("clusterfault: %s: %w", d.ID, err)
+		}
+		ctl[i].Reports = reps
+	}
+	in.Devices = append(in.Devices, ctl...)
+	if in.Store, err = loadStore(ctx, r.db); err != nil {
 		return nil, err
 	}
-	for _, b := range bad {
-		vs = append(vs, fmt.Sprintf("balance_mismatch: %+v", b))
-	}
-	if on, err := r.online(ctx); err != nil || on < len(r.devs)+len(r.relay.Devices) {
-		vs = append(vs, fmt.Sprintf("not_online: %d of %d devices online at the end (%v)", on, len(r.devs)+len(r.relay.Devices), err))
-	}
-	return vs, nil
+	in.Store.Devices = pre.Devices
+	return in, nil
 }
 
 // Print writes the report.
@@ -504,6 +493,7 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "sessions %s\t%d\n", k, rep.Sessions[k])
 	}
 	fmt.Fprintf(tw, "usage reports acknowledged (simulated devices)\t%d\n", rep.Acked)
+	fmt.Fprintf(tw, "usage reports acknowledged (real controllers' journals)\t%d\n", rep.ControllerAcked)
 	tw.Flush()
 	for i, v := range rep.Violations {
 		if i == 20 {

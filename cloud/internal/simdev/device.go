@@ -99,6 +99,7 @@ type Device struct {
 	closed   bool
 	timers   []*time.Timer
 	started  time.Time
+	lastCmd  time.Time // when a message last arrived on the cmd topic
 }
 
 // New returns a Device for id; Connect it to a broker.
@@ -289,7 +290,27 @@ func (d *Device) Pending() int {
 	return len(d.outbox)
 }
 
+// Connected reports whether the device's MQTT client has its connection
+// to the broker open now, as paho sees it: false before Connect, while it
+// reconnects and after Close. A harness compares it with what the cloud's
+// store believes.
+func (d *Device) Connected() bool {
+	return d.client != nil && d.client.IsConnectionOpen()
+}
+
+// LastCommand returns when a message (a command or the cloud's Ack) last
+// arrived on the device's cmd topic, on this process's clock; zero when
+// none has.
+func (d *Device) LastCommand() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastCmd
+}
+
 func (d *Device) onCmd(_ paho.Client, m paho.Message) {
+	d.mu.Lock()
+	d.lastCmd = time.Now()
+	d.mu.Unlock()
 	msg, err := mqttapi.Decode(mqttapi.LeafCmd, m.Payload())
 	if err != nil {
 		return // a real board logs and drops it

@@ -26,3 +26,30 @@ func (r *Relay) Kill(i int) error {
 	d.waitErr = nil // killed on purpose
 	return nil
 }
+
+// Running reports whether device i's controller process is running
+// (started and not exited); false for a bad i.
+func (r *Relay) Running(i int) bool {
+	if i < 0 || i >= len(r.Devices) {
+		return false
+	}
+	d := r.Devices[i]
+	if d.cmd == nil || d.exited == nil {
+		return false
+	}
+	select {
+	case <-d.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// LogPath returns the file device i's controller writes its log to; ""
+// for a bad i.
+func (r *Relay) LogPath(i int) string {
+	if i < 0 || i >= len(r.Devices) {
+		return ""
+	}
+	return r.Devices[i].logPath
+}
