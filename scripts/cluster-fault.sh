@@ -6,9 +6,12 @@
 # two `cloud serve` instances, simulated devices, real controllers on
 # emulated boards and phones, all on loopback. Mid-traffic it SIGKILLs one
 # NATS node, then the PostgreSQL primary, then a cloud instance; then it
-# checks every acknowledged usage report is settled exactly once, no
-# session doubled, the ledger balances and every device reconnected, and
-# prints how long each kill stopped session starts for.
+# checks every usage report a device (or a controller's journal) saw
+# acknowledged is settled exactly once with its units, no session
+# doubled, the ledger balances and every device reconnected (in the store
+# and by its own account), and prints how long each kill stopped session
+# starts for. -plant duplicate-capture,unsettle-acked corrupts the
+# database before the audit, which must then fail naming each defect.
 #
 #   scripts/cluster-fault.sh            # long form: 300 devices, 4 controllers, 3 min
 #   scripts/cluster-fault.sh -short     # CI form: 60 devices, 2 controllers, 45 s

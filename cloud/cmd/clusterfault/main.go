@@ -4,11 +4,14 @@
 // hundred simulated devices, real controllers on emulated boards and
 // phones starting sessions, all on loopback; mid-traffic it SIGKILLs one
 // NATS node, then the PostgreSQL primary, then a cloud instance. Then it
-// checks that every usage report a device saw acknowledged is settled
-// exactly once, that no session doubled, that the ledger balances and
-// that every device reconnected, prints how long each kill stopped
-// session starts for, and exits 1 on any violation (2 when the
-// deployment cannot be set up).
+// checks that every usage report a device saw acknowledged (a real
+// controller: its journal) is settled exactly once with its units, that
+// no session doubled, that the ledger balances and that every device
+// reconnected (in the store and by its own account), prints how long
+// each kill stopped session starts for, and exits 1 on any violation (2
+// when the deployment cannot be set up). The -plant flag, left out of
+// the usage, writes named defects into the database before the audit to
+// show it catches them (clusterfault.Config.Plant).
 //
 //	scripts/cluster-fault.sh            # the long form
 //	scripts/cluster-fault.sh -short     # the CI form

@@ -378,9 +378,12 @@ func (t *traffic) startRelay(ctx context.Context, p *phoneapi.Client, i int) {
 	go func() { time.Sleep(3 * time.Second); t.relay <- i }()
 }
 
-// settle brings every killed part back, then waits for every device to
-// be online, every simulated device's uplinks to be acknowledged and
-// every session to be final.
+// settle brings every killed part back, then waits (up to Settle) for
+// every device to be online in the store, and for every simulated
+// device's uplinks to be acknowledged, every session to be final and
+// every device to be connected by its own account (a simulated device's
+// MQTT client, a controller's log): a device still reconnecting is given
+// the time, one that stays disconnected is the audit's not_connected.
 func (r *rig) settle(ctx context.Context) []string {
 	var vs []string
 	for i, p := range r.clouds {
@@ -400,12 +403,43 @@ func (r *rig) settle(ctx context.Context) []string {
 			pending += d.Pending()
 		}
 		live, err := r.live(ctx)
-		if err == nil && pending == 0 && live == 0 {
+		if err == nil && pending == 0 && live == 0 && r.allConnected() {
 			return vs
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	return vs
+}
+
+// allConnected reports whether every simulated device's client is
+// connected and every controller runs with "mqtt connected" as its log's
+// last connection line.
+func (r *rig) allConnected() bool {
+	for _, d := range r.devs {
+		if !d.Connected() {
+			return false
+		}
+	}
+	for i := range r.relay.Devices {
+		if ok, _ := r.controllerConnected(i); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// controllerConnected is controller i's own word on its link: its
+// process runs and its log's last connection line is "mqtt connected".
+func (r *rig) controllerConnected(i int) (bool, string) {
+	log, err := os.ReadFile(r.relay.LogPath(i))
+	if err != nil {
+		return false, "log: " + err.Error()
+	}
+	ok, why := controllerConnected(log)
+	if !r.relay.Running(i) {
+		return false, "process exited; " + why
+	}
+	return ok, why
 }
 
 func (r *rig) live(ctx context.Context) (int, error) {
@@ -429,15 +463,7 @@ func (r *rig) snapshot(ctx context.Context) (*auditInput, error) {
 	var ctl []deviceView
 	for i, d := range r.relay.Devices {
 		v := deviceView{ID: d.ID, Controller: true}
-		log, err := os.ReadFile(r.relay.LogPath(i))
-		if err != nil {
-			v.Why = "log: " + err.Error()
-		} else {
-			v.Connected, v.Why = controllerConnected(log)
-		}
-		if !r.relay.Running(i) {
-			v.Connected, v.Why = false, "process exited; "+v.Why
-		}
+		v.Connected, v.Why = r.controllerConnected(i)
 		ctl = append(ctl, v)
 	}
 	pre, err := loadStore(ctx, r.db)
