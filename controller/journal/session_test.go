@@ -536,3 +536,56 @@ func TestOpenTimeoutWhenLocked(t *testing.T) {
 		t.Fatalf("Open(locked) took %s", d)
 	}
 }
+
+// TestSessionsListsEveryRecord: Sessions returns settled records too (what
+// a harness reads to check every acknowledged report was settled), oldest
+// accepted first, while Unsettled returns only the reported one.
+func TestSessionsListsEveryRecord(t *testing.T) {
+	clk := newClock()
+	j := mustOpen(t, "", &journal.Opts{Now: clk.Now, MeterInterval: -1})
+	var ids []vend.SessionID
+	for _, machine := range []string{"m1", "m2", "m3"} {
+		g, b := mustGrant(t, machine, clk.Now())
+		if err := j.Accept(g, b); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, g.Session)
+		clk.Advance(time.Second)
+	}
+	// m1: reported and acknowledged (settled); m2: reported; m3: live.
+	for _, id := range ids[:2] {
+		if err := j.Transition(id, journal.Expired, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.EndSession(id, signer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1, err := j.Get(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Ack(s1.UsageMsgID); err != nil {
+		t.Fatal(err)
+	}
+	all, err := j.Sessions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []journal.State{journal.Settled, journal.Reported, journal.Authorized}
+	if len(all) != 3 {
+		t.Fatalf("Sessions() = %d records, want 3", len(all))
+	}
+	for i, s := range all {
+		if s.ID != ids[i] || s.State != want[i] {
+			t.Errorf("Sessions()[%d] = %s %s, want %s %s", i, s.ID, s.State, ids[i], want[i])
+		}
+	}
+	un, err := j.Unsettled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(un) != 1 || un[0].ID != ids[1] {
+		t.Errorf("Unsettled() = %v, want only %s", un, ids[1])
+	}
+}
