@@ -57,7 +57,7 @@ type NATSOptions struct {
 	URLs     []string    // nats://host:4222 of the cluster; required
 	User     string      // default Options.Username
 	Password string      // default Options.Password
-	TLS      *tls.Config // for tls:// URLs; default Options.TLS
+	TLS      *tls.Config // for tls:// URLs and nodes serving TLS (RootCAs: broker.ca_file); default Options.TLS
 
 	Stream     string        // default DefaultNATSStream
 	Replicas   int           // of the stream and the consumer; default 1 (3 on a three-node cluster)
@@ -158,7 +158,10 @@ func (in *Ingest) natsStart(ctx context.Context) error {
 		}),
 	}
 	if o.TLS != nil {
-		nopts = append(nopts, nats.Secure(o.TLS))
+		// Not nats.Secure, which would demand TLS of a plain loopback
+		// node when the MQTT side alone has a CA: a tls:// URL demands
+		// it, and a node serving TLS refuses a plain client anyway.
+		nopts = append(nopts, func(no *nats.Options) error { no.TLSConfig = o.TLS; return nil })
 	}
 	nc, err := nats.Connect(strings.Join(o.URLs, ","), nopts...)
 	if err != nil {
