@@ -88,7 +88,9 @@ type NATSNode struct {
 type NATSTLS struct {
 	CertFile, KeyFile string // the client and MQTT listeners' certificate and key
 	// CAFile is the CA that issued every node's route certificate;
-	// required on a cluster (routes), unused on a single node.
+	// required on a cluster (routes), unused on a single node. Any
+	// certificate it issued may join the cluster: a private CA of the
+	// nodes only, never a public one.
 	CAFile string
 	// RouteCertFile and RouteKeyFile default to CertFile and KeyFile.
 	RouteCertFile, RouteKeyFile string
@@ -126,9 +128,9 @@ func (t NATSTLS) check(routes bool) error {
 	return nil
 }
 
-// IsLoopback reports whether host (a name or an address) stays on this
+// isLoopback reports whether host (a name or an address) stays on this
 // machine: "localhost" or a loopback address.
-func IsLoopback(host string) bool {
+func isLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
@@ -334,7 +336,7 @@ func (f NATSFiles) Write() error {
 		seen[n.Name] = true
 		if n.TLS == nil && !f.Plaintext {
 			for _, a := range []string{n.Listen, n.MQTTListen, n.ClusterListen} {
-				if h, _, err := net.SplitHostPort(a); err == nil && !IsLoopback(h) {
+				if h, _, err := net.SplitHostPort(a); err == nil && !isLoopback(h) {
 					return vend.Errorf(ErrOptions, "nats files: node %s listens on %s without TLS: passwords would cross the network in clear; give it TLS (or allow plaintext on a private lab network)", clipLog(n.Name), clipLog(a))
 				}
 			}

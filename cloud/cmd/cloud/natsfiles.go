@@ -39,7 +39,9 @@ listener (the cloud connects with tls://) and its MQTT listener (devices
 connect with ssl://); plain clients are refused. Routes between nodes are
 mutual TLS: each node presents -route-cert (default -tls-cert, which then
 needs both the server and the client authentication usage) and verifies the
-others' against -tls-ca, required on a cluster. The cloud's broker.ca_file
+others' against -tls-ca, required on a cluster: any certificate that CA
+issued may join, so make it a private CA of the nodes, never a public one.
+The cloud's broker.ca_file
 and the devices' mqtt.tls.ca_file are the CA of -tls-cert. "{node}" in a
 path stands for the node's name (n0, n1, ...). The files must be readable
 here: each key is checked against its certificate, each certificate against
