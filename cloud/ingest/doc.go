@@ -40,8 +40,10 @@
 // after MaxDeliver), telemetry from a core NATS queue group, and keeps
 // MQTT for the retained state (unshared) and for commands and acks (QoS
 // 1, to the device's persistent session). The Handler, Deduper and ack
-// contract is the same. Whatever the broker, a SUBACK that grants a
-// lower QoS than asked, or refuses, ends Run with ErrSubscribe at once.
+// contract is the same. The stream takes one group: an instance of a
+// second group ends Run with ErrGroup at start, naming both groups.
+// Whatever the broker, a SUBACK that grants a lower QoS than asked, or
+// refuses, ends Run with ErrSubscribe at once.
 //
 // # Idempotency and acks
 //

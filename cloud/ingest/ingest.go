@@ -40,6 +40,9 @@ var (
 	ErrNotCommand = vend.E(vend.Invalid, "ingest.not_command", "ingest: not a cloud-to-device message")
 	ErrPublish    = vend.E(vend.Transient, "ingest.publish", "ingest: publish failed")
 	ErrSubscribe  = vend.E(vend.Internal, "ingest.subscribe", "ingest: subscription refused")
+	// ErrGroup: on NATS, the work-queue stream already has another cloud
+	// group's consumer (every cloud instance of a fleet uses one group).
+	ErrGroup = vend.E(vend.Invalid, "ingest.group", "ingest: another cloud group consumes the uplinks")
 )
 
 // Handler receives every decoded, validated uplink. deviceID comes from
@@ -217,8 +220,9 @@ func New(opts Options) (*Ingest, error) {
 // subscriptions in place across reconnects and handles messages until ctx
 // is done; then it disconnects, lets the workers finish what was queued
 // and returns nil. It returns ErrSubscribe when the broker refuses a
-// subscription (a broker ACL that does not give the cloud its rights), and
-// ErrOptions when called twice.
+// subscription (a broker ACL that does not give the cloud its rights),
+// ErrGroup on NATS when the uplink stream already has another group's
+// consumer, and ErrOptions when called twice.
 func (in *Ingest) Run(ctx context.Context) error {
 	in.mu.Lock()
 	if in.ran {

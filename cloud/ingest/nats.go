@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +40,9 @@ var NATSLeaves = []mqttapi.Leaf{mqttapi.LeafEvt, mqttapi.LeafUsage, mqttapi.Leaf
 // (work-queue retention, over the NATS subjects the MQTT listener maps
 // their topics to: bv/v1/dev/+/usage ↔ bv.v1.dev.*.usage), through ONE
 // durable pull consumer named after Options.Group that every instance of
-// the group binds to, so each message goes to one instance. It is acked
+// the group binds to, so each message goes to one instance. The stream
+// takes no second group: an instance of another group stops at start
+// with ErrGroup (every cloud instance of a fleet uses one group). It is acked
 // after the Handler returned nil (or the Deduper called it a duplicate);
 // a Handler error naks it (redelivered after NakDelay), an instance that
 // dies leaves it unacked (redelivered to another after AckWait), and
@@ -54,7 +57,7 @@ type NATSOptions struct {
 	URLs     []string    // nats://host:4222 of the cluster; required
 	User     string      // default Options.Username
 	Password string      // default Options.Password
-	TLS      *tls.Config // for tls:// URLs; default Options.TLS
+	TLS      *tls.Config // for tls:// URLs and nodes serving TLS (RootCAs: broker.ca_file); default Options.TLS
 
 	Stream     string        // default DefaultNATSStream
 	Replicas   int           // of the stream and the consumer; default 1 (3 on a three-node cluster)
@@ -155,7 +158,10 @@ func (in *Ingest) natsStart(ctx context.Context) error {
 		}),
 	}
 	if o.TLS != nil {
-		nopts = append(nopts, nats.Secure(o.TLS))
+		// Not nats.Secure, which would demand TLS of a plain loopback
+		// node when the MQTT side alone has a CA: a tls:// URL demands
+		// it, and a node serving TLS refuses a plain client anyway.
+		nopts = append(nopts, func(no *nats.Options) error { no.TLSConfig = o.TLS; return nil })
 	}
 	nc, err := nats.Connect(strings.Join(o.URLs, ","), nopts...)
 	if err != nil {
@@ -180,6 +186,9 @@ func (in *Ingest) natsStart(ctx context.Context) error {
 		cons, err = in.natsEnsure(ctx, js, work, group)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, ErrGroup) {
+			return err
 		}
 		in.log.Warn("ingest: jetstream stream or consumer not ready; retrying", "attempt", attempt, "err", err)
 		select {
@@ -239,9 +248,43 @@ func (in *Ingest) natsEnsure(ctx context.Context, js jetstream.JetStream, subjec
 		DeliverPolicy: jetstream.DeliverAllPolicy, Description: "cloud group " + group,
 	})
 	if err != nil {
+		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok &&
+			(apiErr.ErrorCode == jsErrWQMultipleUnfiltered || apiErr.ErrorCode == jsErrWQConsumerNotUnique) {
+			return nil, vend.Errorf(ErrGroup, "cloud group %q cannot consume stream %s: it already has the consumer of %s, "+
+				"and a work-queue stream gives each uplink to one group; every cloud instance of a fleet uses one broker.group (%v)",
+				group, o.Stream, in.natsOtherGroups(cctx, js, group), err)
+		}
 		return nil, fmt.Errorf("consumer %s: %w", group, err)
 	}
 	return c, nil
+}
+
+// JetStream's refusals of a second consumer over the same subjects of a
+// work-queue stream (nats-server's JSConsumerWQMultipleUnfilteredErr and
+// JSConsumerWQConsumerNotUniqueErr): permanent, unlike a stream not ready.
+const (
+	jsErrWQMultipleUnfiltered jetstream.ErrorCode = 10099
+	jsErrWQConsumerNotUnique  jetstream.ErrorCode = 10100
+)
+
+// natsOtherGroups names the consumers of the stream other than group's,
+// quoted, for the error; "another group" when they cannot be listed.
+func (in *Ingest) natsOtherGroups(ctx context.Context, js jetstream.JetStream, group string) string {
+	s, err := js.Stream(ctx, in.opts.NATS.Stream)
+	if err != nil {
+		return "another group"
+	}
+	var names []string
+	l := s.ConsumerNames(ctx)
+	for n := range l.Name() {
+		if n != group {
+			names = append(names, strconv.Quote(n))
+		}
+	}
+	if l.Err() != nil || len(names) == 0 {
+		return "another group"
+	}
+	return "group " + strings.Join(names, ", ")
 }
 
 // onNATS is the JetStream callback: it queues the message for its

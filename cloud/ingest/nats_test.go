@@ -503,3 +503,38 @@ func TestNATSNodeKilledMidTraffic(t *testing.T) {
 	co.mu.Unlock()
 	t.Logf("outbox resends %d; stats a %+v; b %+v", resends, a.Stats(), b.Stats())
 }
+
+// TestNATSSecondGroupFailsLoudly: a work-queue stream gives each message
+// to one consumer, so it refuses a second group's consumer over the same
+// subjects. An instance started with another broker.group must stop at
+// start with an error naming its group, the stream and the group that
+// holds it — not retry forever while the first group takes every uplink.
+func TestNATSSecondGroupFailsLoudly(t *testing.T) {
+	n := startNATS(t)
+	startNATSIngest(t, n, "_cloud-a", "cloud", newRecorder().handler("a"), nil, ingest.NATSOptions{})
+	in, err := ingest.New(ingest.Options{
+		URL: n.MQTTURL, ClientID: "_cloud-b", Username: "_cloud", Group: "other", Handler: newRecorder().handler("b"),
+		NATS: &ingest.NATSOptions{URLs: []string{n.NATSURL}}, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	err = in.Run(ctx)
+	if ctx.Err() != nil {
+		t.Fatalf("Run of a second group still retrying after %v (err %v); want it to fail at start", wait, err)
+	}
+	if err == nil {
+		t.Fatal("Run of a second group returned nil before its context ended")
+	}
+	for _, want := range []string{`"other"`, ingest.DefaultNATSStream, `"cloud"`, "broker.group"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if !errors.Is(err, ingest.ErrGroup) {
+		t.Errorf("error %v is not ErrGroup", err)
+	}
+	t.Logf("second group: %v", err)
+}

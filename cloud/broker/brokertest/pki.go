@@ -84,9 +84,24 @@ func (p *PKI) ClientTLS(tb testing.TB, cn string) *tls.Config {
 	return cfg
 }
 
+// NodeCert issues a certificate for 127.0.0.1 and localhost usable both
+// as a server and as a client certificate (a NATS node's routes are
+// mutual TLS), and returns its certificate and key files.
+func (p *PKI) NodeCert(tb testing.TB, name string) (certFile, keyFile string) {
+	tb.Helper()
+	return p.issueUsage(tb, "node-"+name, name, true, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
 var serial = big.NewInt(100)
 
 func (p *PKI) issue(tb testing.TB, name, cn string, server bool) (string, string) {
+	if server {
+		return p.issueUsage(tb, name, cn, true, x509.ExtKeyUsageServerAuth)
+	}
+	return p.issueUsage(tb, name, cn, false, x509.ExtKeyUsageClientAuth)
+}
+
+func (p *PKI) issueUsage(tb testing.TB, name, cn string, server bool, usage ...x509.ExtKeyUsage) (string, string) {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -99,13 +114,11 @@ func (p *PKI) issue(tb testing.TB, name, cn string, server bool) (string, string
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  usage,
 	}
 	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.DNSNames = []string{"localhost"}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
 	if err != nil {

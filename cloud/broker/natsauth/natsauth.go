@@ -2,6 +2,7 @@ package natsauth
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,8 +43,12 @@ type Operators interface {
 
 // Options configure a [Responder].
 type Options struct {
-	URLs     []string // nats:// URLs of the cluster's client listeners, tried in this order; required
+	URLs     []string // nats:// or tls:// URLs of the cluster's client listeners, tried in this order; required
 	Password string   // of the broker.NATSAuthUser user in the AUTH account; required
+	// TLS is the client TLS of a cluster whose listeners serve TLS
+	// (RootCAs: the CA of the nodes' certificates). It is used for
+	// tls:// URLs and for a node that requires TLS; nil: the system roots.
+	TLS *tls.Config
 	// IssuerSeed is the seed ("SA…") of the account nkey whose public key
 	// the nodes' auth_callout.issuer names; required.
 	IssuerSeed []byte
@@ -124,7 +129,7 @@ func Start(o Options) (*Responder, error) {
 	}
 	r := &Responder{o: o, kp: kp, prefix: prefix, log: log}
 	nc, err := nats.Connect(strings.Join(o.URLs, ","), nats.UserInfo(broker.NATSAuthUser, o.Password), nats.Name(o.Name), nats.DontRandomize(),
-		nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond), nats.RetryOnFailedConnect(true))
+		nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond), nats.RetryOnFailedConnect(true), TLSOption(o.TLS))
 	if err != nil {
 		return nil, fmt.Errorf("natsauth: connect: %w", err)
 	}
@@ -360,4 +365,18 @@ func clip(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// TLSOption gives a NATS connection c for its TLS handshakes without
+// forcing TLS: a tls:// URL requires it, and so does a node whose
+// listener serves TLS (a plain client is refused there), while a nats://
+// node on loopback without TLS stays plain. A nil c leaves the defaults
+// (the system roots).
+func TLSOption(c *tls.Config) nats.Option {
+	return func(o *nats.Options) error {
+		if c != nil {
+			o.TLSConfig = c
+		}
+		return nil
+	}
 }

@@ -6,6 +6,11 @@
 // (cloud/broker/natsauth). Every node's configuration is written by
 // [broker.NATSNode], the generator `cloud broker nats-files` uses.
 //
+// With Options.TLS every node serves TLS on its client and MQTT listeners
+// (tls:// and ssl:// URLs; the responders and Cluster.ClientTLS trust
+// the given CA) and its routes are mutual TLS: a node presenting a
+// certificate of another CA, or a peer in clear, is refused.
+//
 // [Start] runs the nodes in this process; [StartProcs] runs each as its
 // own nats-server process built from the module (so a node can be killed
 // with SIGKILL and restarted on its store).

@@ -2,6 +2,8 @@ package natscluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +38,11 @@ type Options struct {
 	MaxConsumers   int           // per-stream consumer limit; 0: broker.DefaultNATSMaxConsumers
 	SessionExpiry  time.Duration // 0: broker.DefaultNATSSessionExpiry
 	Auth           *Auth         // nil: no auth callout, every client in the fleet account
+	// TLS gives every node these files: TLS on the client and MQTT
+	// listeners (MQTTURLs ssl://, NATSURLs tls://) and mutual TLS on the
+	// routes. The certificate must name 127.0.0.1 and serve as a server
+	// and a client; CAFile is its CA. nil: plain TCP.
+	TLS *broker.NATSTLS
 	// Log, when set, receives the in-process nodes' logs (Start) or each
 	// node process's output (StartProcs); default: nothing in this
 	// process, a node.log in the node's directory for a process.
@@ -58,6 +65,9 @@ type Cluster struct {
 	MQTTURLs []string // tcp://127.0.0.1:port of each node's MQTT listener
 	NATSURLs []string // nats://127.0.0.1:port of each node's client listener
 	HTTPURLs []string // http://127.0.0.1:port of each node's monitoring endpoint
+	// ClientTLS trusts Options.TLS's CA, for clients of the listeners
+	// (the responders use it); nil without Options.TLS.
+	ClientTLS *tls.Config
 
 	// Auth side, empty without Options.Auth.
 	Responders   []*natsauth.Responder
@@ -229,6 +239,19 @@ func setup(o Options, procs bool) (*Cluster, error) {
 			c.CloudUser = broker.DefaultCloudUser
 		}
 	}
+	mqttScheme, natsScheme := "tcp://", "nats://"
+	if o.TLS != nil {
+		pem, err := os.ReadFile(o.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("natscluster: tls ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("natscluster: tls ca %s: no PEM certificate", o.TLS.CAFile)
+		}
+		c.ClientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		mqttScheme, natsScheme = "ssl://", "tls://"
+	}
 	var nodes []broker.NATSNode
 	for i := range o.Nodes {
 		name := "n" + strconv.Itoa(i)
@@ -236,11 +259,11 @@ func setup(o Options, procs bool) (*Cluster, error) {
 			Name: name, Listen: addr(ports[4*i]), ClusterListen: addr(ports[4*i+1]), MQTTListen: addr(ports[4*i+2]),
 			HTTPListen: addr(ports[4*i+3]), Routes: routes, StoreDir: filepath.Join(o.Dir, name, "js"),
 			StreamReplicas: o.StreamReplicas, MaxConsumers: o.MaxConsumers, SessionExpiry: o.SessionExpiry,
-			MaxMemory: 64 << 20, MaxStore: 1 << 30, Auth: auth,
+			MaxMemory: 64 << 20, MaxStore: 1 << 30, Auth: auth, TLS: o.TLS,
 		}
 		nodes = append(nodes, n)
-		c.MQTTURLs = append(c.MQTTURLs, "tcp://"+n.MQTTListen)
-		c.NATSURLs = append(c.NATSURLs, "nats://"+n.Listen)
+		c.MQTTURLs = append(c.MQTTURLs, mqttScheme+n.MQTTListen)
+		c.NATSURLs = append(c.NATSURLs, natsScheme+n.Listen)
 		c.HTTPURLs = append(c.HTTPURLs, "http://"+n.HTTPListen)
 		c.confs = append(c.confs, filepath.Join(o.Dir, name, broker.NATSConfFile))
 	}
@@ -317,7 +340,7 @@ func (c *Cluster) ready() error {
 		if err != nil {
 			return err
 		}
-		c.respOpts = natsauth.Options{URLs: c.NATSURLs, Password: c.AuthPassword, IssuerSeed: c.IssuerSeed,
+		c.respOpts = natsauth.Options{URLs: c.NATSURLs, Password: c.AuthPassword, TLS: c.ClientTLS, IssuerSeed: c.IssuerSeed,
 			Tree: a.Tree, Credentials: a.Credentials, Operators: a.Operators, CloudUser: c.CloudUser, CloudPasswordHash: h}
 		n := a.Responders
 		if n == 0 {

@@ -1,0 +1,96 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"beaconvend/cloud/broker/brokertest"
+	"beaconvend/cloud/server"
+	"beaconvend/cloud/store"
+)
+
+// TestBrokerKindNATSOverTLS: against a nats-server whose client and MQTT
+// listeners serve TLS only, the cloud configured with ssl://, tls:// and
+// broker.ca_file starts (its group's consumer made over NATS, its MQTT
+// subscriptions made); with no ca_file it does not (the system roots do
+// not know the CA), so it did use ca_file for both connections.
+func TestBrokerKindNATSOverTLS(t *testing.T) {
+	p := brokertest.NewPKI(t)
+	tc, err := natsserver.GenTLSConfig(&natsserver.TLSConfigOpts{CertFile: p.ServerCert, KeyFile: p.ServerKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	np, mp := brokertest.FreePort(t), brokertest.FreePort(t)
+	ns, err := natsserver.NewServer(&natsserver.Options{ServerName: "n0", Host: "127.0.0.1", Port: np, JetStream: true,
+		StoreDir: t.TempDir(), NoLog: true, NoSigs: true, TLSConfig: tc, TLSTimeout: 5,
+		MQTT: natsserver.MQTTOpts{Host: "127.0.0.1", Port: mp, TLSConfig: tc, TLSTimeout: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+
+	run := func(caFile string, within time.Duration) error {
+		dir := t.TempDir()
+		cfg, _, _, err := prodConfig(t, dir, func(c *server.Config) {
+			c.Broker = server.Broker{URL: fmt.Sprintf("ssl://127.0.0.1:%d", mp), Kind: "nats",
+				NATSURLs: []string{fmt.Sprintf("tls://127.0.0.1:%d", np)}, Group: "fleet", CAFile: caFile}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		so, err := cfg.StoreOptions(store.Opts{BcryptCost: 4}, os.Getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		st, err := store.Open(context.Background(), cfg.Database, &so)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		srv, err := server.New(server.Options{Config: cfg, Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ready, done := make(chan struct{}), make(chan error, 1)
+		go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil && caFile != "" {
+				t.Errorf("Run: %v", err)
+			}
+		}()
+		select {
+		case <-ready:
+			if !srv.Ingest.Connected() {
+				return fmt.Errorf("ready but the ingest is not connected")
+			}
+			return nil
+		case err := <-done:
+			return fmt.Errorf("Run: %v", err)
+		case <-time.After(within):
+			return fmt.Errorf("not ready within %v", within)
+		}
+	}
+	if err := run(p.CAFile, 20*time.Second); err != nil {
+		t.Fatalf("with broker.ca_file: %v", err)
+	}
+	// A cloud that trusted the nodes anyway would be ready as fast as
+	// the one above; 3 s is not a performance bound but the time it is
+	// given to (wrongly) succeed.
+	if err := run("", 3*time.Second); err == nil {
+		t.Fatal("without broker.ca_file the cloud trusted the nodes' certificate")
+	}
+}
