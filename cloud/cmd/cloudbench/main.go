@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.FloodPublishers, "flood", 0, "publishers of the ingest-versus-raw-broker flood (0: skip)")
 	fs.DurationVar(&cfg.FloodDuration, "flood-duration", 5*time.Second, "length of each flood")
 	fs.IntVar(&cfg.FloodInflight, "flood-inflight", 20, "unacknowledged publishes per flood publisher")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the work directory (cloud logs, broker stores and logs) and the scratch database, and print where they are")
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU and allocation profiles of the first cloud instance, taken over the last step, here")
 	fs.StringVar(&cfg.PGDSN, "pg-dsn", os.Getenv("VEND_PG_DSN"), "base PostgreSQL DSN (a scratch database is created and dropped)")
 	fs.StringVar(&cfg.CloudBin, "cloud", "", "cloud binary (default: go build beaconvend/cloud/cmd/cloud)")
@@ -201,6 +202,9 @@ func printTable(w io.Writer, rs []simdev.BenchResult) {
 		fmt.Fprintf(w, "%s: provision %s; %d devices online in %s; ledger %s, lost %d, doubled %d; sessions %s",
 			r.Config.Name(), r.Provision.Round(time.Millisecond), r.Config.Devices+r.RelayCount, r.Connect.Round(time.Millisecond),
 			ledger, r.Lost, r.Doubled, strings.Join(st, " "))
+		if r.SubscribeRefused > 0 {
+			fmt.Fprintf(w, "; %d cmd subscriptions refused during the ramp (retried)", r.SubscribeRefused)
+		}
 		if r.BrokerRSS > 0 {
 			fmt.Fprintf(w, "; brokers %.0f MiB with the fleet connected, %.1f KiB and %.2f ms CPU per device session",
 				float64(r.BrokerRSS)/(1<<20), float64(r.BrokerRSSPerDevice)/1024, float64(r.BrokerCPUPerDevice)/float64(time.Millisecond))

@@ -60,6 +60,10 @@ type BenchConfig struct {
 
 	ProfileDir string    // CPU and allocation profiles of the first instance, taken during the last step
 	WorkDir    string    // data directory parent; a temp dir when empty
+	// Keep leaves the work directory (the cloud instances' logs, the
+	// brokers' stores and logs) and the scratch PostgreSQL database in
+	// place after the run and logs where they are.
+	Keep bool
 	Label      string    // names the run in the table (default broker+db)
 	Log        io.Writer // progress lines; discarded when nil
 }
@@ -115,6 +119,10 @@ type BenchResult struct {
 	BrokerRSSPerDevice uint64
 	BrokerCPUPerDevice time.Duration
 	BrokerRSS          uint64 // all broker processes, after the ramp
+	// SubscribeRefused counts the devices' cmd subscriptions the broker
+	// refused or left unanswered during the ramp (each retried until
+	// granted; a device announces online only after its grant).
+	SubscribeRefused int
 }
 
 func (c *BenchConfig) logf(format string, args ...any) {
@@ -224,7 +232,11 @@ func RunBench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error)
 	if err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(work)
+	if cfg.Keep {
+		cfg.logf("keeping the work directory %s", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
 	f := &fleet{cfg: cfg, grantAt: map[vend.SessionID]time.Time{}}
 	switch cfg.DB {
 	case "sqlite":
@@ -237,7 +249,11 @@ func RunBench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error)
 		if f.dsn, drop, err = pgscratch.Create(cfg.PGDSN, "cloudbench"); err != nil {
 			return res, err
 		}
-		defer drop()
+		if cfg.Keep {
+			cfg.logf("keeping the database %s", f.dsn)
+		} else {
+			defer drop()
+		}
 	}
 
 	// Provision through the store: the CLI hashes and writes one device
@@ -383,7 +399,10 @@ func RunBench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error)
 		}
 		res.BrokerCPUPerDevice = u.CPU / time.Duration(want)
 	}
-	cfg.logf("%d devices online in %s", want, res.Connect.Round(time.Millisecond))
+	for _, d := range f.devs {
+		res.SubscribeRefused += d.SubscribeFailures()
+	}
+	cfg.logf("%d devices online in %s (%d cmd subscriptions refused and retried)", want, res.Connect.Round(time.Millisecond), res.SubscribeRefused)
 	f.setupPhones(toks)
 	defer f.hc.CloseIdleConnections()
 

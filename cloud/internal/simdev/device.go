@@ -96,6 +96,7 @@ type Device struct {
 	outbox   []*outItem
 	acks     int
 	replies  int
+	subFails int // cmd subscriptions refused or unanswered, retried
 	closed   bool
 	timers   []*time.Timer
 	started  time.Time
@@ -117,9 +118,10 @@ func New(id Identity, opts Options) *Device {
 }
 
 // Connect connects to the broker at url as the real controller does
-// (username and client id = device id, last will, automatic reconnect),
-// subscribes to its cmd topic and publishes its retained online state
-// after every connect. Unlike the controller it uses a clean session: paho
+// (username and client id = device id, last will, automatic reconnect)
+// and after every connect subscribes to its cmd topic, checking the
+// SUBACK and retrying a refusal, then publishes its retained online
+// state. Unlike the controller it uses a clean session: paho
 // v1.5.0 races (go test -race) between resuming a persistent session's
 // stored publishes (setting their DUP flag) and writing a publish made in
 // the OnConnect handler; the outbox, not the broker session, is what
@@ -138,8 +140,24 @@ func (d *Device) Connect(url string) error {
 		SetConnectTimeout(10*time.Second).SetOrderMatters(false).
 		SetBinaryWill(will.Topic, will.Payload, will.QoS, will.Retain)
 	o.SetOnConnectHandler(func(c paho.Client) {
-		// Subscribe again after every connect: a broker may have lost the session.
-		c.Subscribe(cmd, 1, d.onCmd)
+		// Subscribe again after every connect (a broker may have lost the
+		// session) and announce online only once the broker granted it,
+		// retrying a refusal, as the controller's uplink does: a device
+		// online but deaf to its commands would fail every start.
+		for attempt := 1; ; attempt++ {
+			err := subscribeCmd(c, cmd, d.onCmd)
+			if err == nil {
+				break
+			}
+			d.mu.Lock()
+			d.subFails++
+			closed := d.closed
+			d.mu.Unlock()
+			if closed || !c.IsConnectionOpen() {
+				return
+			}
+			time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
+		}
 		d.publishState()
 	})
 	d.client = paho.NewClient(o)
@@ -151,6 +169,35 @@ func (d *Device) Connect(url string) error {
 		return fmt.Errorf("simdev: %s: connect: %w", d.ID, tok.Error())
 	}
 	return nil
+}
+
+// subscribeCmd subscribes to the cmd topic at QoS 1 and checks the
+// SUBACK: a refusal (0x80) or no answer within DefaultConnectWait is an
+// error.
+func subscribeCmd(c paho.Client, topic string, h paho.MessageHandler) error {
+	tok := c.Subscribe(topic, 1, h)
+	if !tok.WaitTimeout(DefaultConnectWait) {
+		return fmt.Errorf("simdev: subscribe %s: no SUBACK within %s", topic, DefaultConnectWait)
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("simdev: subscribe %s: %w", topic, err)
+	}
+	if st, ok := tok.(*paho.SubscribeToken); ok {
+		for t, code := range st.Result() {
+			if code > 2 {
+				return fmt.Errorf("simdev: subscribe %s refused with code 0x%02X", t, code)
+			}
+		}
+	}
+	return nil
+}
+
+// SubscribeFailures is how many times the broker refused (or did not
+// answer) the device's cmd subscription; each was retried.
+func (d *Device) SubscribeFailures() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.subFails
 }
 
 func (d *Device) publishState() {
