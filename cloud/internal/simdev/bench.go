@@ -58,14 +58,14 @@ type BenchConfig struct {
 	FloodDuration   time.Duration // length of each flood
 	FloodInflight   int           // unacknowledged publishes per publisher
 
-	ProfileDir string    // CPU and allocation profiles of the first instance, taken during the last step
-	WorkDir    string    // data directory parent; a temp dir when empty
+	ProfileDir string // CPU and allocation profiles of the first instance, taken during the last step
+	WorkDir    string // data directory parent; a temp dir when empty
 	// Keep leaves the work directory (the cloud instances' logs, the
 	// brokers' stores and logs) and the scratch PostgreSQL database in
 	// place after the run and logs where they are.
-	Keep bool
-	Label      string    // names the run in the table (default broker+db)
-	Log        io.Writer // progress lines; discarded when nil
+	Keep  bool
+	Label string    // names the run in the table (default broker+db)
+	Log   io.Writer // progress lines; discarded when nil
 }
 
 // StepResult is what one load step measured.
