@@ -39,6 +39,15 @@ const (
 	// decommissioned device is refused at CONNECT, so its session's
 	// consumer is removed after this long.
 	DefaultNATSSessionExpiry = 30 * 24 * time.Hour
+	// DefaultNATSJSAPITimeout is mqtt.js_api_timeout when
+	// NATSNode.JSAPITimeout is 0: how long a node waits for JetStream
+	// while it sets up an MQTT session or subscription. nats-server's own
+	// 5 s is reached in a connect storm (a node lost, a third of the fleet
+	// reconnecting at once); the node then refuses the QoS 1 subscription
+	// (SUBACK 0x80) while the consumer it asked for is still created, the
+	// device retries with a new consumer, and the orphans (kept for the
+	// session expiry) feed the storm.
+	DefaultNATSJSAPITimeout = 30 * time.Second
 	// NATSConfFile is the name of a node's configuration file written by
 	// [NATSFiles.Write] in the node's directory.
 	NATSConfFile = "nats-server.conf"
@@ -67,6 +76,8 @@ type NATSNode struct {
 	// SessionExpiry is mqtt.consumer_inactive_threshold: 0 means
 	// DefaultNATSSessionExpiry.
 	SessionExpiry time.Duration
+	// JSAPITimeout is mqtt.js_api_timeout: 0 means DefaultNATSJSAPITimeout.
+	JSAPITimeout time.Duration
 	// MaxMemory and MaxStore bound JetStream (0: 256 MiB and 8 GiB).
 	MaxMemory, MaxStore int64
 	// Auth is the auth callout; nil leaves the cluster open (every client
@@ -223,8 +234,15 @@ func (n NATSNode) WriteTo(w io.Writer) (int64, error) {
 	if expiry == 0 {
 		expiry = DefaultNATSSessionExpiry
 	}
+	jsTimeout := n.JSAPITimeout
+	if jsTimeout == 0 {
+		jsTimeout = DefaultNATSJSAPITimeout
+	}
 	if expiry < time.Second {
 		return 0, vend.Errorf(ErrOptions, "nats config: session expiry %v: want at least 1s", expiry)
+	}
+	if jsTimeout < time.Second {
+		return 0, vend.Errorf(ErrOptions, "nats config: js api timeout %v: want at least 1s", jsTimeout)
 	}
 	mem, store := n.MaxMemory, n.MaxStore
 	if mem == 0 {
@@ -284,6 +302,9 @@ func (n NATSNode) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "  stream_replicas: %d\n", replicas)
 	fmt.Fprintf(&b, "  # A session whose device stays away this long (decommissioned) loses its consumer.\n")
 	fmt.Fprintf(&b, "  consumer_inactive_threshold: \"%s\"\n", expiry)
+	fmt.Fprintf(&b, "  # Wait this long for JetStream while setting up a session or a subscription\n")
+	fmt.Fprintf(&b, "  # (the default 5 s refuses subscriptions in a reconnect storm).\n")
+	fmt.Fprintf(&b, "  js_api_timeout: \"%s\"\n", jsTimeout)
 	fmt.Fprintf(&b, "  max_ack_pending: 100\n}\n\n")
 	fmt.Fprintf(&b, "system_account: %s\n", NATSSystemAccount)
 	if n.Auth == nil {

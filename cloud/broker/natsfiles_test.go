@@ -62,7 +62,7 @@ func TestNATSNodeDefaultsAndRefusals(t *testing.T) {
 	if _, err := n.WriteTo(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"default_max_consumers: 100000", "stream_replicas: 3", `consumer_inactive_threshold: "720h0m0s"`, "auth_callout"} {
+	for _, want := range []string{"default_max_consumers: 100000", "stream_replicas: 3", `consumer_inactive_threshold: "720h0m0s"`, `js_api_timeout: "30s"`, "auth_callout"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("config lacks %q", want)
 		}
@@ -75,6 +75,7 @@ func TestNATSNodeDefaultsAndRefusals(t *testing.T) {
 		"quote in store": func(n *broker.NATSNode) { n.StoreDir = "/js\"\ninclude /etc/x" },
 		"negative limit": func(n *broker.NATSNode) { n.MaxConsumers = -1 },
 		"tiny expiry":    func(n *broker.NATSNode) { n.SessionExpiry = time.Millisecond },
+		"tiny js wait":   func(n *broker.NATSNode) { n.JSAPITimeout = time.Millisecond },
 		"user key issuer": func(n *broker.NATSNode) {
 			n.Auth = &broker.NATSAuth{Issuer: "U" + strings.Repeat("A", 55), PasswordHash: "$2a$x"}
 		},

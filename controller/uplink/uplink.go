@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,12 @@ type Opts struct {
 	ConnectTimeout time.Duration // default 10 s
 	MaxBackoff     time.Duration // reconnect backoff cap, default 15 s: a board is back within 15 s of its link returning
 	PublishTimeout time.Duration // how long Publish waits for the PUBACK, default 10 s
+	// SubscribeTimeout is how long the cmd subscription waits for its
+	// SUBACK before it is sent again, default 45 s: a NATS node answers
+	// only once the session's JetStream consumer exists, which takes up to
+	// its js_api_timeout (30 s as cloud broker nats-files writes it) in a
+	// reconnect storm; asking again sooner only queues more work there.
+	SubscribeTimeout time.Duration
 
 	// OnCommand receives every payload on the device's cmd topic, in
 	// order, from paho's delivery goroutine: it must hand the work off
@@ -105,6 +112,7 @@ func New(o Opts) (*Uplink, error) {
 	def(&o.ConnectTimeout, 10*time.Second)
 	def(&o.MaxBackoff, 15*time.Second)
 	def(&o.PublishTimeout, 10*time.Second)
+	def(&o.SubscribeTimeout, 45*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -183,7 +191,7 @@ func (u *Uplink) establish(c mqtt.Client, gen uint64) {
 			break
 		}
 		u.log.Warn("subscribe to commands failed; retrying", "topic", u.cmdTopic, "attempt", attempt, "err", err)
-		time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
+		time.Sleep(retryDelay(attempt))
 	}
 	if err := u.publishState(mqttapi.Online, ""); err != nil {
 		u.log.Warn("publish online state", "err", err)
@@ -198,13 +206,22 @@ func (u *Uplink) establish(c mqtt.Client, gen uint64) {
 	}
 }
 
+// retryDelay is the pause before subscribe attempt+1: growing by 200 ms
+// per attempt up to 5 s, spread by ±50 % so that boards refused together
+// (a broker node lost, its devices reconnecting at once) do not ask again
+// in step.
+func retryDelay(attempt int) time.Duration {
+	d := min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)
+	return d/2 + rand.N(d)
+}
+
 func (u *Uplink) subscribe(c mqtt.Client) error {
 	tok := c.Subscribe(u.cmdTopic, 1, func(_ mqtt.Client, m mqtt.Message) {
 		if u.o.OnCommand != nil {
 			u.o.OnCommand(m.Payload())
 		}
 	})
-	if !tok.WaitTimeout(u.o.PublishTimeout) {
+	if !tok.WaitTimeout(u.o.SubscribeTimeout) {
 		return ErrTimeout
 	}
 	if err := tok.Error(); err != nil {

@@ -202,8 +202,8 @@ func printTable(w io.Writer, rs []simdev.BenchResult) {
 		fmt.Fprintf(w, "%s: provision %s; %d devices online in %s; ledger %s, lost %d, doubled %d; sessions %s",
 			r.Config.Name(), r.Provision.Round(time.Millisecond), r.Config.Devices+r.RelayCount, r.Connect.Round(time.Millisecond),
 			ledger, r.Lost, r.Doubled, strings.Join(st, " "))
-		if r.SubscribeRefused > 0 {
-			fmt.Fprintf(w, "; %d cmd subscriptions refused during the ramp (retried)", r.SubscribeRefused)
+		if r.SubscribeRefused+r.SubscribeUnanswered > 0 {
+			fmt.Fprintf(w, "; cmd subscriptions sent again during the ramp: %d refused, %d unanswered", r.SubscribeRefused, r.SubscribeUnanswered)
 		}
 		if r.BrokerRSS > 0 {
 			fmt.Fprintf(w, "; brokers %.0f MiB with the fleet connected, %.1f KiB and %.2f ms CPU per device session",

@@ -119,10 +119,11 @@ type BenchResult struct {
 	BrokerRSSPerDevice uint64
 	BrokerCPUPerDevice time.Duration
 	BrokerRSS          uint64 // all broker processes, after the ramp
-	// SubscribeRefused counts the devices' cmd subscriptions the broker
-	// refused or left unanswered during the ramp (each retried until
-	// granted; a device announces online only after its grant).
-	SubscribeRefused int
+	// SubscribeRefused and SubscribeUnanswered count the devices' cmd
+	// subscriptions the broker refused (SUBACK 0x80) or left unanswered
+	// within DefaultSubscribeWait during the ramp; each was sent again
+	// until granted (a device announces online only after its grant).
+	SubscribeRefused, SubscribeUnanswered int
 }
 
 func (c *BenchConfig) logf(format string, args ...any) {
@@ -400,9 +401,12 @@ func RunBench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error)
 		res.BrokerCPUPerDevice = u.CPU / time.Duration(want)
 	}
 	for _, d := range f.devs {
-		res.SubscribeRefused += d.SubscribeFailures()
+		r, u := d.SubscribeFailures()
+		res.SubscribeRefused += r
+		res.SubscribeUnanswered += u
 	}
-	cfg.logf("%d devices online in %s (%d cmd subscriptions refused and retried)", want, res.Connect.Round(time.Millisecond), res.SubscribeRefused)
+	cfg.logf("%d devices online in %s (cmd subscriptions sent again: %d refused, %d unanswered within %s)", want,
+		res.Connect.Round(time.Millisecond), res.SubscribeRefused, res.SubscribeUnanswered, DefaultSubscribeWait)
 	f.setupPhones(toks)
 	defer f.hc.CloseIdleConnections()
 

@@ -22,6 +22,11 @@ import (
 const (
 	DefaultResendAfter = time.Second
 	DefaultConnectWait = 15 * time.Second
+	// DefaultSubscribeWait is how long a device waits for its cmd SUBACK
+	// before subscribing again, as the controller's uplink does (45 s: a
+	// NATS node answers once the session's JetStream consumer exists, up
+	// to its js_api_timeout).
+	DefaultSubscribeWait = 45 * time.Second
 )
 
 // Options tune a Device. The zero value works.
@@ -96,7 +101,8 @@ type Device struct {
 	outbox   []*outItem
 	acks     int
 	replies  int
-	subFails int // cmd subscriptions refused or unanswered, retried
+	subFails int // cmd subscriptions refused (SUBACK 0x80), retried
+	subWaits int // cmd subscriptions unanswered within DefaultSubscribeWait, sent again
 	closed   bool
 	timers   []*time.Timer
 	started  time.Time
@@ -150,13 +156,18 @@ func (d *Device) Connect(url string) error {
 				break
 			}
 			d.mu.Lock()
-			d.subFails++
+			if errors.Is(err, errNoSubAck) {
+				d.subWaits++
+			} else {
+				d.subFails++
+			}
 			closed := d.closed
 			d.mu.Unlock()
 			if closed || !c.IsConnectionOpen() {
 				return
 			}
-			time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
+			pause := min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)
+			time.Sleep(pause/2 + rand.N(pause))
 		}
 		d.publishState()
 	})
@@ -171,13 +182,16 @@ func (d *Device) Connect(url string) error {
 	return nil
 }
 
+// errNoSubAck is a SUBACK that did not come within DefaultSubscribeWait.
+var errNoSubAck = errors.New("simdev: no SUBACK")
+
 // subscribeCmd subscribes to the cmd topic at QoS 1 and checks the
-// SUBACK: a refusal (0x80) or no answer within DefaultConnectWait is an
-// error.
+// SUBACK: a refusal (0x80) or no answer within DefaultSubscribeWait
+// (errNoSubAck) is an error.
 func subscribeCmd(c paho.Client, topic string, h paho.MessageHandler) error {
 	tok := c.Subscribe(topic, 1, h)
-	if !tok.WaitTimeout(DefaultConnectWait) {
-		return fmt.Errorf("simdev: subscribe %s: no SUBACK within %s", topic, DefaultConnectWait)
+	if !tok.WaitTimeout(DefaultSubscribeWait) {
+		return fmt.Errorf("%w for %s within %s", errNoSubAck, topic, DefaultSubscribeWait)
 	}
 	if err := tok.Error(); err != nil {
 		return fmt.Errorf("simdev: subscribe %s: %w", topic, err)
@@ -192,12 +206,13 @@ func subscribeCmd(c paho.Client, topic string, h paho.MessageHandler) error {
 	return nil
 }
 
-// SubscribeFailures is how many times the broker refused (or did not
-// answer) the device's cmd subscription; each was retried.
-func (d *Device) SubscribeFailures() int {
+// SubscribeFailures is how many times the broker refused the device's
+// cmd subscription (SUBACK 0x80) and how many times it did not answer
+// within DefaultSubscribeWait; each was sent again.
+func (d *Device) SubscribeFailures() (refused, unanswered int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.subFails
+	return d.subFails, d.subWaits
 }
 
 func (d *Device) publishState() {

@@ -85,11 +85,12 @@ func TestDeviceRetriesARefusedCmdSubscription(t *testing.T) {
 	}
 	for deadline := time.Now().Add(10 * time.Second); onlineAt.Load() == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no online state within 10 s (%d subscriptions refused)", d.SubscribeFailures())
+			r, _ := d.SubscribeFailures()
+			t.Fatalf("no online state within 10 s (%d subscriptions refused)", r)
 		}
 	}
-	if n := d.SubscribeFailures(); n != 2 {
-		t.Fatalf("SubscribeFailures = %d, want 2 (the broker refused two)", n)
+	if r, u := d.SubscribeFailures(); r != 2 || u != 0 {
+		t.Fatalf("SubscribeFailures = %d refused, %d unanswered; want 2 refused (the broker refused two), 0 unanswered", r, u)
 	}
 	// Online means it hears: one command, published once, reaches it.
 	payload, err := mqttapi.Encode(&mqttapi.Ack{Envelope: mqttapi.NewEnvelope(time.Now()), IDs: []string{"probe"}})
