@@ -46,8 +46,11 @@ const (
 	// reconnecting at once); the node then refuses the QoS 1 subscription
 	// (SUBACK 0x80) while the consumer it asked for is still created, the
 	// device retries with a new consumer, and the orphans (kept for the
-	// session expiry) feed the storm.
-	DefaultNATSJSAPITimeout = 30 * time.Second
+	// session expiry) feed the storm. Not longer: a request lost while
+	// JetStream's leaders move after a node's death is only given up after
+	// this wait, and the client with it (boards wait 20 s for a SUBACK and
+	// 25 s for a CONNACK, controller/uplink).
+	DefaultNATSJSAPITimeout = 15 * time.Second
 	// NATSConfFile is the name of a node's configuration file written by
 	// [NATSFiles.Write] in the node's directory.
 	NATSConfFile = "nats-server.conf"
@@ -303,7 +306,7 @@ func (n NATSNode) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "  # A session whose device stays away this long (decommissioned) loses its consumer.\n")
 	fmt.Fprintf(&b, "  consumer_inactive_threshold: \"%s\"\n", expiry)
 	fmt.Fprintf(&b, "  # Wait this long for JetStream while setting up a session or a subscription\n")
-	fmt.Fprintf(&b, "  # (the default 5 s refuses subscriptions in a reconnect storm).\n")
+	fmt.Fprintf(&b, "  # (the default 5 s refuses subscriptions in a reconnect storm; boards wait longer).\n")
 	fmt.Fprintf(&b, "  js_api_timeout: \"%s\"\n", jsTimeout)
 	fmt.Fprintf(&b, "  max_ack_pending: 100\n}\n\n")
 	fmt.Fprintf(&b, "system_account: %s\n", NATSSystemAccount)

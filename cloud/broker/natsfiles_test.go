@@ -62,7 +62,7 @@ func TestNATSNodeDefaultsAndRefusals(t *testing.T) {
 	if _, err := n.WriteTo(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"default_max_consumers: 100000", "stream_replicas: 3", `consumer_inactive_threshold: "720h0m0s"`, `js_api_timeout: "30s"`, "auth_callout"} {
+	for _, want := range []string{"default_max_consumers: 100000", "stream_replicas: 3", `consumer_inactive_threshold: "720h0m0s"`, `js_api_timeout: "15s"`, "auth_callout"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("config lacks %q", want)
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,13 +38,20 @@ type Opts struct {
 	Firmware string // reported in the online State
 
 	KeepAlive      time.Duration // default 30 s
-	ConnectTimeout time.Duration // default 10 s
+	ConnectTimeout time.Duration // TCP (and TLS) dial, default 10 s
+	// HandshakeTimeout bounds a whole connection attempt up to the
+	// broker's CONNACK, default 25 s: a NATS node answers a CONNECT only
+	// once the session is set up in JetStream, which takes up to its
+	// js_api_timeout (15 s as cloud broker nats-files writes it) in a
+	// reconnect storm; giving up sooner makes the board connect again
+	// and the node set the session up twice.
+	HandshakeTimeout time.Duration
 	MaxBackoff     time.Duration // reconnect backoff cap, default 15 s: a board is back within 15 s of its link returning
 	PublishTimeout time.Duration // how long Publish waits for the PUBACK, default 10 s
 	// SubscribeTimeout is how long the cmd subscription waits for its
-	// SUBACK before it is sent again, default 45 s: a NATS node answers
+	// SUBACK before it is sent again, default 20 s: a NATS node answers
 	// only once the session's JetStream consumer exists, which takes up to
-	// its js_api_timeout (30 s as cloud broker nats-files writes it) in a
+	// its js_api_timeout (15 s as cloud broker nats-files writes it) in a
 	// reconnect storm; asking again sooner only queues more work there.
 	SubscribeTimeout time.Duration
 
@@ -110,9 +118,11 @@ func New(o Opts) (*Uplink, error) {
 	}
 	def(&o.KeepAlive, 30*time.Second)
 	def(&o.ConnectTimeout, 10*time.Second)
+	def(&o.HandshakeTimeout, 25*time.Second)
+	o.HandshakeTimeout = max(o.HandshakeTimeout, o.ConnectTimeout)
 	def(&o.MaxBackoff, 15*time.Second)
 	def(&o.PublishTimeout, 10*time.Second)
-	def(&o.SubscribeTimeout, 45*time.Second)
+	def(&o.SubscribeTimeout, 20*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -146,7 +156,8 @@ func New(o Opts) (*Uplink, error) {
 		SetConnectRetryInterval(time.Second).
 		SetMaxReconnectInterval(o.MaxBackoff).
 		SetKeepAlive(o.KeepAlive).
-		SetConnectTimeout(o.ConnectTimeout).
+		SetDialer(&net.Dialer{Timeout: o.ConnectTimeout}).
+		SetConnectTimeout(o.HandshakeTimeout).
 		SetWriteTimeout(o.PublishTimeout).
 		SetResumeSubs(true).
 		SetStore(newStore()).

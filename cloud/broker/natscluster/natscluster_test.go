@@ -77,11 +77,14 @@ func mqttConnect(t testing.TB, url, id, user, pass string, clean bool) (*client,
 	t.Helper()
 	c := &client{got: make(chan paho.Message, 1000)}
 	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(pass).
-		SetCleanSession(clean).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
+		// As long as a board waits for its CONNACK (controller/uplink's
+		// HandshakeTimeout): a node sets a new session up in JetStream
+		// first, up to its js_api_timeout when busy.
+		SetCleanSession(clean).SetAutoReconnect(false).SetConnectTimeout(25 * time.Second).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.got <- m })
 	c.Client = paho.NewClient(o)
 	tok := c.Connect()
-	if !tok.WaitTimeout(10 * time.Second) {
+	if !tok.WaitTimeout(30 * time.Second) {
 		return nil, fmt.Errorf("connect %s: timeout", id)
 	}
 	if err := tok.Error(); err != nil {
@@ -358,7 +361,7 @@ func TestClusterProcsSessionResumedAfterKill(t *testing.T) {
 
 func retryMQTT(t testing.TB, url, id, user, pass string, clean bool) *client {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := mqttConnect(t, url, id, user, pass, clean)
 		if err == nil {

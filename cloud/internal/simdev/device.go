@@ -23,10 +23,10 @@ const (
 	DefaultResendAfter = time.Second
 	DefaultConnectWait = 15 * time.Second
 	// DefaultSubscribeWait is how long a device waits for its cmd SUBACK
-	// before subscribing again, as the controller's uplink does (45 s: a
+	// before subscribing again, as the controller's uplink does (20 s: a
 	// NATS node answers once the session's JetStream consumer exists, up
 	// to its js_api_timeout).
-	DefaultSubscribeWait = 45 * time.Second
+	DefaultSubscribeWait = 20 * time.Second
 )
 
 // Options tune a Device. The zero value works.
