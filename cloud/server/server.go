@@ -149,7 +149,11 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	if cfg.Broker.NATS() && cfg.Broker.NATSAuth == nil {
 		s.log.Info("server: broker.nats_auth not set: this cloud runs no NATS auth callout responder; another process must answer the cluster's auth callout")
 	} else if cfg.Broker.NATS() {
-		if responders, err = s.startAuthResponders(sec, int(idRaw[0])); err != nil {
+		offset := 0 // instances spread their responders by their client id
+		if len(idRaw) > 0 {
+			offset = int(idRaw[0])
+		}
+		if responders, err = s.startAuthResponders(sec, offset); err != nil {
 			return err
 		}
 		defer responders.Close()
