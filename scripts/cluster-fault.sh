@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cluster fault test (cloud/internal/clusterfault, cloud/cmd/clusterfault):
-# three NATS nodes as processes (nats-server built from the Go module) with
-# two auth-callout responders, a PostgreSQL failover formation
+# three NATS nodes as processes (nats-server built from the Go module) whose
+# auth callout the cloud instances answer (two responders each), a PostgreSQL failover formation
 # (pg_auto_failover: a monitor and two nodes, scripts/pgaf.sh installs it),
 # two `cloud serve` instances, simulated devices, real controllers on
 # emulated boards and phones, all on loopback. Mid-traffic it SIGKILLs one

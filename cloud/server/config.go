@@ -50,6 +50,12 @@ type Config struct {
 
 	DataDir  string `yaml:"data_dir"` // cloud.key, mqtt-cloud.secret, mqtt-client-id; default ./cloud-data beside the file
 	Database string `yaml:"database"` // postgres://… or sqlite:PATH; default sqlite:<data_dir>/cloud.db
+	// DatabaseSwitchWait bounds how long a write transaction that failed
+	// on a PostgreSQL switch-over is run again before its error reaches
+	// the caller (store.Opts.SwitchWait); default 30s, at most 10m. Set it
+	// above the failover time of the database's manager (README:
+	// PostgreSQL failover).
+	DatabaseSwitchWait Duration `yaml:"database_switch_wait"`
 
 	HTTP          HTTP          `yaml:"http"`
 	Admin         Admin         `yaml:"admin"`
@@ -111,11 +117,44 @@ type Broker struct {
 	// on every (re)connect, so that commands and state survive the loss of
 	// URL's node (external brokers only; same schemes as URL).
 	FallbackURLs []string `yaml:"fallback_urls"`
+	// NATSAuth, with kind nats, makes this cloud run the cluster's auth
+	// callout responders (NATSAuth). Absent, the cloud runs none and says
+	// so at start: another process must answer the nodes' auth callout,
+	// or no device, and not the cloud itself, is admitted.
+	NATSAuth *NATSAuth `yaml:"nats_auth"`
 
 	// Embedded broker only.
 	Listen       string `yaml:"listen"`        // plain TCP for the cloud's own client (loopback); default 127.0.0.1:0
 	DeviceListen string `yaml:"device_listen"` // the devices' listener, e.g. :8883
 	TLS          TLS    `yaml:"tls"`           // of DeviceListen
+}
+
+// NATSAuth are the secrets and the count of the NATS auth callout
+// responders (cloud/broker/natsauth) the cloud runs beside its ingest:
+// they admit devices (username = MQTT client id = device id), the cloud
+// and operators' read-only accounts against the store, each device to its
+// own subtree only. Both files are what `cloud broker nats-files` writes
+// next to the node configurations; each must be mode 0600 (refused
+// otherwise, like every key file here). Every cloud instance runs
+// Responders of them in one queue group, so with two instances and the
+// default, four answer and the loss of a node or an instance does not
+// block connects.
+//
+//	broker:
+//	  kind: nats
+//	  nats_auth:
+//	    issuer_seed_file: /etc/beaconvend/nats/auth-issuer.seed   # 0600, an account seed (SA…)
+//	    password_file: /etc/beaconvend/nats/auth-user.password    # 0600, the auth user's password
+//	    responders: 2                                             # default 2; production refuses fewer
+type NATSAuth struct {
+	IssuerSeedFile string `yaml:"issuer_seed_file"` // the account nkey seed the nodes' auth_callout.issuer names; required
+	PasswordFile   string `yaml:"password_file"`    // the password of the nodes' auth user (broker.NATSAuthUser); required
+	// Responders is how many responders this instance runs, each on its
+	// own connection, spread over nats_urls; default 2, at least 1, and
+	// at least 2 in production (one connection's node lost would
+	// otherwise stall every connect routed to this instance's only one
+	// until it reconnects).
+	Responders int `yaml:"responders"`
 }
 
 // Embedded reports whether the cloud runs its own broker.
@@ -282,6 +321,12 @@ func (c *Config) defaults() {
 		t.CertFile, t.KeyFile = c.path(t.CertFile), c.path(t.KeyFile)
 	}
 	c.Broker.CAFile = c.path(c.Broker.CAFile)
+	if a := c.Broker.NATSAuth; a != nil {
+		a.IssuerSeedFile, a.PasswordFile = c.path(a.IssuerSeedFile), c.path(a.PasswordFile)
+		if a.Responders == 0 {
+			a.Responders = DefaultNATSAuthResponders
+		}
+	}
 	k := &c.KeyEncryption
 	k.KeyFile, k.PreviousKeyFile = c.path(k.KeyFile), c.path(k.PreviousKeyFile)
 }
@@ -298,7 +343,19 @@ const production = " (a production cloud needs it; development: true for a devel
 // listener, admin listener, broker, payments, keys, sessions), one line
 // each. Errors: ErrConfig naming the field.
 func (c *Config) Validate() error {
-	return errors.Join(c.validateHTTP(), c.validateAdmin(), c.validateBroker(), c.validatePayments(), c.validateKeys(), c.validateSessions(), c.validateStepUp(), c.validateAlerts())
+	return errors.Join(c.validateDatabase(), c.validateHTTP(), c.validateAdmin(), c.validateBroker(), c.validateNATSAuth(), c.validatePayments(),
+		c.validateKeys(), c.validateSessions(), c.validateStepUp(), c.validateAlerts())
+}
+
+// MaxDatabaseSwitchWait bounds database_switch_wait: a request holds its
+// connection and the payer waits while a transaction is run again.
+const MaxDatabaseSwitchWait = 10 * time.Minute
+
+func (c *Config) validateDatabase() error {
+	if c.DatabaseSwitchWait.D() > MaxDatabaseSwitchWait {
+		return bad("database_switch_wait", "%s: at most %s (requests wait that long for the database)", c.DatabaseSwitchWait.D(), MaxDatabaseSwitchWait)
+	}
+	return nil
 }
 
 func (c *Config) validateHTTP() error {
@@ -588,8 +645,9 @@ func readKey(field, file, env string, getenv func(string) string) ([]byte, error
 }
 
 // StoreOptions returns base with what the configuration sets: the
-// key-encryption keys (read through getenv) and the session bounds; a
-// field base already sets (a test's timing) is kept.
+// key-encryption keys (read through getenv), the session bounds and the
+// database switch-over wait; a field base already sets (a test's timing)
+// is kept.
 func (c *Config) StoreOptions(base store.Opts, getenv func(string) string) (store.Opts, error) {
 	cur, prev, err := c.KeyEncKeys(getenv)
 	if err != nil {
@@ -608,6 +666,7 @@ func (c *Config) StoreOptions(base store.Opts, getenv func(string) string) (stor
 		}
 	}
 	set(&base.AckBound, s.AckBound)
+	set(&base.SwitchWait, c.DatabaseSwitchWait)
 	set(&base.Lifecycle.OfflineAllowance, s.OfflineAllowance)
 	set(&base.Lifecycle.SettleWindow, s.SettleWindow)
 	if base.Lifecycle.Policy == "" {

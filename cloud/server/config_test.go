@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/server"
@@ -176,5 +178,120 @@ func TestDevelopmentConfigWarnsAndMarksSandbox(t *testing.T) {
 	}
 	if len(src.Sources) != 2 || src.Sources[1].ID != "card_sandbox" || !src.Sources[1].Test || src.Sources[0].Test {
 		t.Fatalf("payment sources %+v, want the wallet and card_sandbox marked test", src.Sources)
+	}
+}
+
+// broker.nats_auth: every bad value is refused naming its field, its
+// secret files must be 0600 and hold what `cloud broker nats-files`
+// writes, and production wants two responders or more.
+func TestConfigNATSAuth(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	acct, _ := nkeys.CreateAccount()
+	seed, _ := acct.Seed()
+	user, _ := nkeys.CreateUser()
+	userSeed, _ := user.Seed()
+	seedFile := write("auth-issuer.seed", string(seed)+"\n", 0o600)
+	pwFile := write("auth-user.password", "s3cret\n", 0o600)
+	open := write("open.seed", string(seed)+"\n", 0o644)
+	groupPW := write("group.password", "s3cret\n", 0o640)
+	notSeed := write("junk.seed", "hello\n", 0o600)
+	userSeedFile := write("user.seed", string(userSeed)+"\n", 0o600)
+	emptyPW := write("empty.password", "\n", 0o600)
+
+	base := `
+http: {listen: ":8443", tls: {terminated_by_proxy: true}, trusted_proxies: [10.0.0.0/8]}
+admin: {listen: "127.0.0.1:9090"}
+payments: {channels: []}
+key_encryption: {key_env: KEK}
+`
+	nats := func(auth string) string {
+		return base + `broker: {kind: nats, url: "ssl://mqtt.example:8883", nats_urls: ["tls://n1.example:4222"], nats_auth: ` + auth + "}\n"
+	}
+	c, err := server.Parse(strings.NewReader(nats(`{issuer_seed_file: `+seedFile+`, password_file: `+pwFile+`}`)), dir)
+	if err != nil {
+		t.Fatalf("valid nats_auth: %v", err)
+	}
+	if a := c.Broker.NATSAuth; a == nil || a.Responders != 2 {
+		t.Fatalf("nats_auth %+v, want responders defaulted to 2", a)
+	}
+	if s, pw, err := c.NATSAuthSecrets(); err != nil || string(s) != string(seed) || pw != "s3cret" {
+		t.Fatalf("NATSAuthSecrets = %q, %q, %v", s, pw, err)
+	}
+	// Relative paths are relative to the file's directory.
+	if _, err := server.Parse(strings.NewReader(nats(`{issuer_seed_file: auth-issuer.seed, password_file: auth-user.password, responders: 3}`)), dir); err != nil {
+		t.Fatalf("relative paths: %v", err)
+	}
+	ok := `issuer_seed_file: ` + seedFile + `, password_file: ` + pwFile
+	for _, tc := range []struct {
+		name, yaml, code, field string
+	}{
+		{"nats_auth on mqtt", base + `broker: {url: "ssl://mqtt.example:8883", nats_auth: {` + ok + `}}` + "\n", "config.invalid", "broker.nats_auth"},
+		{"no seed file", nats(`{password_file: ` + pwFile + `}`), "config.invalid", "broker.nats_auth.issuer_seed_file"},
+		{"no password file", nats(`{issuer_seed_file: ` + seedFile + `}`), "config.invalid", "broker.nats_auth.password_file"},
+		{"missing seed file", nats(`{issuer_seed_file: ` + filepath.Join(dir, "none") + `, password_file: ` + pwFile + `}`), "config.key_file", "broker.nats_auth.issuer_seed_file"},
+		{"seed readable by others", nats(`{issuer_seed_file: ` + open + `, password_file: ` + pwFile + `}`), "config.key_perms", "broker.nats_auth.issuer_seed_file"},
+		{"password readable by group", nats(`{issuer_seed_file: ` + seedFile + `, password_file: ` + groupPW + `}`), "config.key_perms", "broker.nats_auth.password_file"},
+		{"seed not a seed", nats(`{issuer_seed_file: ` + notSeed + `, password_file: ` + pwFile + `}`), "config.invalid", "broker.nats_auth.issuer_seed_file"},
+		{"user seed", nats(`{issuer_seed_file: ` + userSeedFile + `, password_file: ` + pwFile + `}`), "config.invalid", "want an account seed"},
+		{"empty password", nats(`{issuer_seed_file: ` + seedFile + `, password_file: ` + emptyPW + `}`), "config.invalid", "broker.nats_auth.password_file"},
+		{"negative responders", nats(`{` + ok + `, responders: -1}`), "config.invalid", "broker.nats_auth.responders"},
+		{"too many responders", nats(`{` + ok + `, responders: 17}`), "config.invalid", "broker.nats_auth.responders"},
+		{"one responder in production", nats(`{` + ok + `, responders: 1}`), "config.invalid", "broker.nats_auth.responders"},
+		{"unknown field", nats(`{` + ok + `, responder: 2}`), "config.invalid", "responder"},
+	} {
+		_, err := server.Parse(strings.NewReader(tc.yaml), dir)
+		if vend.CodeOf(err) != tc.code || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: %v, want %s naming %q", tc.name, err, tc.code, tc.field)
+		}
+	}
+	// A development cloud may run one responder.
+	if _, err := server.Parse(strings.NewReader("development: true\n"+nats(`{`+ok+`, responders: 1}`)), dir); err != nil {
+		t.Errorf("one responder in development: %v", err)
+	}
+}
+
+// database_switch_wait reaches the store's SwitchWait; beyond 10m it is
+// refused naming the field; unset, the store's default (30s) holds.
+func TestConfigDatabaseSwitchWait(t *testing.T) {
+	dev := "development: true\npayments: {channels: [sandbox_card]}\n"
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+		err  string
+	}{
+		{dev, 0, ""},
+		{dev + "database_switch_wait: 75s\n", 75 * time.Second, ""},
+		{dev + "database_switch_wait: 11m\n", 0, "database_switch_wait"},
+		{dev + "database_switch_wait: -1s\n", 0, "-1s"},
+		{dev + "database_switch_wait: soon\n", 0, "soon"},
+	} {
+		c, err := server.Parse(strings.NewReader(tc.yaml), t.TempDir())
+		if tc.err != "" {
+			if vend.CodeOf(err) != "config.invalid" || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want config.invalid naming %q", tc.yaml, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		so, err := c.StoreOptions(store.Opts{}, os.Getenv)
+		if err != nil || so.SwitchWait != tc.want {
+			t.Errorf("%q: SwitchWait %v, %v; want %v", tc.yaml, so.SwitchWait, err, tc.want)
+		}
+		// A test's own timing is kept.
+		if so, _ := c.StoreOptions(store.Opts{SwitchWait: time.Second}, os.Getenv); so.SwitchWait != time.Second {
+			t.Errorf("%q: base SwitchWait overridden: %v", tc.yaml, so.SwitchWait)
+		}
 	}
 }

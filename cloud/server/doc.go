@@ -5,6 +5,16 @@
 // API (cloud/httpapi) and the admin listener. `cloud serve` is a thin
 // main around it (cloud/cmd/cloud).
 //
+// On a NATS cluster (broker.kind: nats) with broker.nats_auth, Run also
+// starts the cluster's auth callout responders (cloud/broker/natsauth)
+// before anything else, since they admit the cloud's own connections
+// too, and closes them after every other part: devices are looked up in
+// the store as the embedded broker looks them up, operators' read-only
+// accounts through the store's BrokerAccountHash and OperatorDeviceIDs.
+// Their answers are on /metrics (beaconvend_nats_auth_answers_total,
+// beaconvend_nats_auth_responders_connected). Without nats_auth the
+// cloud runs none and logs so at start.
+//
 // # Configuration
 //
 // Config is one YAML file, decoded strictly: an unknown field, a bad value

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nkeys"
 
 	"beaconvend/cloud/payments/wechatpay/wechattest"
 	"beaconvend/cloud/server"
@@ -70,5 +73,41 @@ func TestProductionExampleChannelEntry(t *testing.T) {
 	}
 	if len(chs) != 1 || chs[0].Source().ID != "wechatpay" || chs[0].Priority != 1 {
 		t.Fatalf("channels %+v, want wechatpay at priority 1", chs)
+	}
+}
+
+// The README's fleet instance example (NATS cluster with the auth
+// callout, PostgreSQL failover) is a valid production configuration once
+// its secret files exist, and the README shows it verbatim.
+func TestFleetExample(t *testing.T) {
+	example, err := os.ReadFile("testdata/cloud.nats.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(readme, []byte("```yaml\n"+string(example)+"```\n")) {
+		t.Error("README.md does not show cloud/server/testdata/cloud.nats.yaml verbatim in a ```yaml block")
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "nats"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := nkeys.CreateAccount()
+	seed, _ := kp.Seed()
+	for name, text := range map[string]string{"nats/auth-issuer.seed": string(seed), "nats/auth-user.password": "pw"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := strings.ReplaceAll(string(example), "/etc/beaconvend/", dir+"/")
+	c, err := server.Parse(strings.NewReader(text), dir)
+	if err != nil {
+		t.Fatalf("the fleet example: %v", err)
+	}
+	if !c.Broker.NATS() || len(c.Broker.NATSURLs) != 3 || c.Broker.NATSAuth == nil || c.Broker.NATSAuth.Responders != 2 || c.DatabaseSwitchWait.D() != time.Minute {
+		t.Fatalf("the fleet example parsed as %+v", c)
 	}
 }

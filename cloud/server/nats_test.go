@@ -3,7 +3,9 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,7 +56,8 @@ func TestBrokerKindNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv, err := server.New(server.Options{Config: cfg, Store: st})
+	logs := &syncBuffer{}
+	srv, err := server.New(server.Options{Config: cfg, Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,5 +92,9 @@ func TestBrokerKindNATS(t *testing.T) {
 	}
 	if !srv.Ingest.Connected() {
 		t.Error("ingest not connected")
+	}
+	// Without broker.nats_auth the cloud runs no responder, and says so.
+	if len(srv.AuthResponders) != 0 || !strings.Contains(logs.String(), "broker.nats_auth not set: this cloud runs no NATS auth callout responder") {
+		t.Errorf("%d responders; log:\n%s", len(srv.AuthResponders), logs)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/cloud/broker"
+	"beaconvend/cloud/broker/natsauth"
 	"beaconvend/cloud/console"
 	"beaconvend/cloud/httpapi"
 	"beaconvend/cloud/ingest"
@@ -64,6 +65,9 @@ type Server struct {
 	Service  *service.Service
 	Ingest   *ingest.Ingest
 	Broker   *broker.Broker // nil with an external broker
+	// AuthResponders are the NATS auth callout responders this cloud
+	// runs (broker.nats_auth), closed when Run returns; nil without.
+	AuthResponders []*natsauth.Responder
 }
 
 // New checks opts and returns a Server; Run starts it.
@@ -132,6 +136,30 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	s.warnPosture(ctx)
+	// A stable client ID per data directory (per instance): a restarted
+	// cloud resumes its persistent broker session instead of leaving the
+	// old one, with its subscriptions and queued uplinks, to expire.
+	idRaw, err := ReadOrCreate(filepath.Join(cfg.DataDir, "mqtt-client-id"), 6)
+	if err != nil {
+		return fmt.Errorf("server: mqtt-client-id: %w", err)
+	}
+	// The auth callout responders come first: on NATS they admit the
+	// cloud's own connections too. They close last, after every part.
+	var responders authResponders
+	if cfg.Broker.NATS() && cfg.Broker.NATSAuth == nil {
+		s.log.Info("server: broker.nats_auth not set: this cloud runs no NATS auth callout responder; another process must answer the cluster's auth callout")
+	} else if cfg.Broker.NATS() {
+		offset := 0 // instances spread their responders by their client id
+		if len(idRaw) > 0 {
+			offset = int(idRaw[0])
+		}
+		if responders, err = s.startAuthResponders(sec, offset); err != nil {
+			return err
+		}
+		defer responders.Close()
+		s.AuthResponders = responders
+		s.log.Info("server: NATS auth callout responders started", "responders", len(responders))
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -174,13 +202,6 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	s.MQTTURL = url
 
 	var svc *service.Service
-	// A stable client ID per data directory (per instance): a restarted
-	// cloud resumes its persistent broker session instead of leaving the
-	// old one, with its subscriptions and queued uplinks, to expire.
-	idRaw, err := ReadOrCreate(filepath.Join(cfg.DataDir, "mqtt-client-id"), 6)
-	if err != nil {
-		return fmt.Errorf("server: mqtt-client-id: %w", err)
-	}
 	var natsOpts *ingest.NATSOptions
 	if cfg.Broker.NATS() {
 		// Replicated like the cluster's MQTT streams on three nodes or more.
@@ -233,6 +254,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	}
 	s.Service = svc
 	svcp.Store(svc)
+	responders.register(svc.Registry(), s.log)
 	s.useProvisioner(svc, sec, url) // device provisioning from the console (provisioning.go)
 
 	ho := s.opts.HTTP
@@ -353,13 +375,7 @@ func (s *Server) embeddedBroker(sec Secrets, svcp *atomic.Pointer[service.Servic
 	st, b := s.opts.Store, s.cfg.Broker
 	return broker.New(broker.Options{
 		Addr: b.Listen, TLSAddr: b.DeviceListen, TLSCertFile: b.TLS.CertFile, TLSKeyFile: b.TLS.KeyFile,
-		Credentials: broker.CredentialsFunc(func(ctx context.Context, id string) (broker.Credential, error) {
-			d, err := st.GetDevice(ctx, id)
-			if err != nil {
-				return broker.Credential{}, err
-			}
-			return broker.Credential{PasswordHash: d.MQTTHash, Enabled: d.State != store.DeviceDisabled}, nil
-		}),
+		Credentials:       storeCredentials(st),
 		CloudPasswordHash: hash,
 		Operators:         st,
 		OnDisconnect: func(id string, at time.Time) {

@@ -121,3 +121,27 @@ func (s *Store) DeviceOperator(ctx context.Context, device string) (string, erro
 	}
 	return op, nil
 }
+
+// OperatorDeviceIDs returns the ids of every device operator owns, in
+// any state, ordered by id: the subtrees its read-only broker account may
+// read (a NATS auth callout grants them at CONNECT, cloud/broker/natsauth).
+// An operator without devices gets an empty list, not an error.
+func (s *Store) OperatorDeviceIDs(ctx context.Context, operator string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM devices WHERE operator_id = $1 ORDER BY id`, operator)
+	if err != nil {
+		return nil, fmt.Errorf("store: operator device ids: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: operator device ids: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: operator device ids: %w", err)
+	}
+	return out, nil
+}

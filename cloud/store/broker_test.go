@@ -3,6 +3,7 @@ package store_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"strings"
 	"testing"
 
 	"beaconvend/app-protocol/vend"
@@ -62,5 +63,16 @@ func TestBrokerAccounts(t *testing.T) {
 			t.Fatalf("DeviceOperator(dev-off) = %q, %v", op, err)
 		}
 		wantCode(t, func() error { _, err := e.s.DeviceOperator(e.ctx, "nope"); return err }(), store.ErrDeviceNotFound.Code)
+		// An operator account reads its own devices, disabled ones too,
+		// and no other operator's.
+		opB, err := e.s.CreateOperator(e.ctx, "Operator B")
+		must(t, err)
+		must(t, e.s.CreateDevice(e.ctx, store.Device{ID: "dev-b", OperatorID: opB.ID, K: 5, SignKey: pub, MQTTHash: "h3"}))
+		if ids, err := e.s.OperatorDeviceIDs(e.ctx, e.opA.ID); err != nil || strings.Join(ids, ",") != "dev-a,dev-off" {
+			t.Fatalf("OperatorDeviceIDs(A) = %q, %v; want dev-a,dev-off", ids, err)
+		}
+		if ids, err := e.s.OperatorDeviceIDs(e.ctx, "op_missing"); err != nil || len(ids) != 0 {
+			t.Fatalf("OperatorDeviceIDs(missing) = %q, %v; want none", ids, err)
+		}
 	})
 }

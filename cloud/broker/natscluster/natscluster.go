@@ -58,6 +58,11 @@ type Auth struct {
 	CloudPassword string             // required: the cloud's password (hashed here)
 	Tree          mqttapi.Tree
 	Responders    int // default 2
+	// External: the nodes trust the issuer, but no responder runs here
+	// (Credentials and CloudPassword are not needed): whoever runs them,
+	// `cloud serve` with broker.nats_auth, takes Cluster.IssuerSeed and
+	// AuthPassword.
+	External bool
 }
 
 // Cluster is a running cluster.
@@ -218,7 +223,7 @@ func setup(o Options, procs bool) (*Cluster, error) {
 	}
 	var auth *broker.NATSAuth
 	if o.Auth != nil {
-		if o.Auth.Credentials == nil || o.Auth.CloudPassword == "" {
+		if !o.Auth.External && (o.Auth.Credentials == nil || o.Auth.CloudPassword == "") {
 			return nil, errors.New("natscluster: auth: credentials and cloud password are required")
 		}
 		kp, err := nkeys.CreateAccount()
@@ -334,7 +339,7 @@ func (c *Cluster) ready() error {
 			return err
 		}
 	}
-	if c.o.Auth != nil && len(c.Responders) == 0 {
+	if c.o.Auth != nil && !c.o.Auth.External && len(c.Responders) == 0 {
 		a := c.o.Auth
 		h, err := broker.HashPassword(a.CloudPassword)
 		if err != nil {

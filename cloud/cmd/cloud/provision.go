@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"beaconvend/app-protocol/proxid"
@@ -28,6 +29,7 @@ type deviceFlags struct {
 	BrokerOut                                        string        // operator broker-credentials: password file
 	Status                                           bool          // rotate-key: only print where the rotation stands
 	Wait                                             time.Duration // rotate-key: wait this long for the promotion
+	BrokerKind                                       string        // add: mqtt or nats; default -config's broker.kind
 }
 
 // mosquittoFlags say where the site Mosquitto's files go (cloud/provision
@@ -53,6 +55,7 @@ func (d *deviceFlags) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&d.Slots, "slots", "", "vending slots ID:NAME:MINOR,… (default A1:Item A1:150,A2:Item A2:150)")
 	fs.UintVar(&d.K, "k", proxid.DefaultK, "proximity-ID rotation exponent (2^k s windows)")
 	fs.StringVar(&d.Out, "out", "", "directory for bundle.json; must not exist or be empty (required)")
+	fs.StringVar(&d.BrokerKind, "broker-kind", "", "the devices' broker: mqtt (embedded, Mosquitto) or nats (refuses ids holding '.'); default -config's broker.kind. Without either, an id holding '.' is refused")
 	d.brokerURLFlags(fs)
 	d.Mosq.flags(fs)
 }
@@ -100,14 +103,40 @@ func (d *deviceFlags) mosquitto() *provision.Mosquitto {
 }
 
 // provisioner is the cloud's provisioning with its keys from the data
-// directory.
-func (m *Main) provisioner() (*provision.Provisioner, error) {
+// directory; nats says the devices' broker is NATS.
+func (m *Main) provisioner(nats bool) (*provision.Provisioner, error) {
 	sec, err := m.secrets()
 	if err != nil {
 		return nil, err
 	}
 	return &provision.Provisioner{Store: m.Store, CloudKeys: []ed25519.PublicKey{sec.CloudKey.Public().(ed25519.PublicKey)},
-		CloudPassword: sec.MQTTPassword, NATS: m.Config != nil && m.Config.Broker.NATS(), Logger: m.Logger}, nil
+		CloudPassword: sec.MQTTPassword, NATS: nats, Logger: m.Logger}, nil
+}
+
+// configNATS reports whether -config names a NATS broker.
+func (m *Main) configNATS() bool { return m.Config != nil && m.Config.Broker.NATS() }
+
+// brokerKind is the devices' broker kind for device add: -broker-kind,
+// else -config's broker.kind; "" when neither says. Errors: a kind other
+// than mqtt or nats, or one that contradicts -config.
+func (m *Main) brokerKind() (string, error) {
+	k := m.dev.BrokerKind
+	switch k {
+	case "", "mqtt", "nats":
+	default:
+		return "", fmt.Errorf("cloud: -broker-kind %q: want mqtt or nats", k)
+	}
+	if m.Config == nil {
+		return k, nil
+	}
+	ck := "mqtt"
+	if m.configNATS() {
+		ck = "nats"
+	}
+	if k != "" && k != ck {
+		return "", fmt.Errorf("cloud: -broker-kind %s, but %s says broker.kind %s", k, m.ConfigFile, ck)
+	}
+	return ck, nil
 }
 
 func (m *Main) printJSON(v any) error {
@@ -153,11 +182,19 @@ func (m *Main) deviceAdd(ctx context.Context) error {
 		}
 		req.CAPEM = string(b)
 	}
-	var err error
+	kind, err := m.brokerKind()
+	if err != nil {
+		return err
+	}
+	if kind == "" && strings.Contains(f.ID, ".") {
+		// A NATS broker refuses the id as an MQTT client id: the board
+		// could never connect. Neither flag nor file says which broker.
+		return fmt.Errorf("cloud: device add: id %q holds '.', which a NATS broker refuses; give -broker-kind mqtt (or nats), or -config with broker.kind", f.ID)
+	}
 	if req.OperatorID, err = m.operatorID(ctx, f.Operator); err != nil {
 		return err
 	}
-	p, err := m.provisioner()
+	p, err := m.provisioner(kind == "nats")
 	if err != nil {
 		return err
 	}
@@ -184,7 +221,7 @@ func (m *Main) operatorBrokerCredentials(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := m.provisioner()
+	p, err := m.provisioner(m.configNATS())
 	if err != nil {
 		return err
 	}
@@ -208,7 +245,7 @@ func (m *Main) brokerFiles(ctx context.Context) error {
 	if mq == nil || m.dev.MQTTURL == "" {
 		return errors.New("cloud: broker files needs -mosquitto-dir and -mqtt-url")
 	}
-	p, err := m.provisioner()
+	p, err := m.provisioner(m.configNATS())
 	if err != nil {
 		return err
 	}
@@ -283,7 +320,7 @@ func (m *Main) deviceDisable(ctx context.Context) error {
 	if mq != nil && m.dev.MQTTURL == "" {
 		return errors.New("cloud: device disable -mosquitto-dir needs -mqtt-url (the devices' broker URL)")
 	}
-	p, err := m.provisioner()
+	p, err := m.provisioner(m.configNATS())
 	if err != nil {
 		return err
 	}

@@ -155,3 +155,49 @@ func TestBrokerFilesAndDisable(t *testing.T) {
 		t.Errorf("a disabled device is still in the password file:\n%s", pw)
 	}
 }
+
+// A device id holding '.' cannot connect to a NATS broker. Without
+// -config, device add used to accept one whatever the broker; now the
+// kind comes from -broker-kind or -config's broker.kind, and with
+// neither such an id is refused, before anything is written.
+func TestDeviceAddBrokerKind(t *testing.T) {
+	data, out := t.TempDir(), t.TempDir()
+	runCLI(t, data, "operator", "add", "-name", "Acme", "-email", "ops@acme.example", "-password-file", passwordFile(t, "acme-password-1"))
+	natsCfg := filepath.Join(t.TempDir(), "cloud.yaml")
+	if err := os.WriteFile(natsCfg, []byte("development: true\npayments: {channels: [sandbox_card]}\n"+
+		"broker: {kind: nats, url: \"tcp://127.0.0.1:1\", nats_urls: [\"nats://127.0.0.1:2\"]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	add := func(id string, extra ...string) error {
+		args := append([]string{"device", "add", "-id", id, "-operator", "Acme", "-out", filepath.Join(out, id), "-mqtt-url", "ssl://b.example:8883"}, extra...)
+		return runCLIErr(t, data, args...)
+	}
+	for _, tc := range []struct {
+		name, id string
+		extra    []string
+		refused  string // "" when admitted
+	}{
+		{"dot, kind unknown", "wd.1", nil, "-broker-kind"},
+		{"no dot, kind unknown", "wd-1", nil, ""},
+		{"dot on mqtt", "wd.2", []string{"-broker-kind", "mqtt"}, ""},
+		{"dot on nats", "wd.3", []string{"-broker-kind", "nats"}, "NATS"},
+		{"no dot on nats", "wd-3", []string{"-broker-kind", "nats"}, ""},
+		{"unknown kind", "wd-4", []string{"-broker-kind", "kafka"}, "-broker-kind"},
+		{"dot, config nats", "wd.5", []string{"-config", natsCfg}, "NATS"},
+		{"flag against config", "wd-6", []string{"-config", natsCfg, "-broker-kind", "mqtt"}, "broker.kind nats"},
+		{"flag agrees with config", "wd-7", []string{"-config", natsCfg, "-broker-kind", "nats"}, ""},
+	} {
+		err := add(tc.id, tc.extra...)
+		_, statErr := os.Stat(filepath.Join(out, tc.id, "bundle.json"))
+		switch {
+		case tc.refused == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.refused == "" && statErr != nil:
+			t.Errorf("%s: no bundle: %v", tc.name, statErr)
+		case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)):
+			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.refused)
+		case tc.refused != "" && statErr == nil:
+			t.Errorf("%s: refused, but a bundle was written", tc.name)
+		}
+	}
+}

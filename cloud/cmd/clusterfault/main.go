@@ -1,6 +1,7 @@
 // Command clusterfault runs the cluster fault test
-// (cloud/internal/clusterfault): three NATS nodes with their auth-callout
-// responders, a PostgreSQL failover formation, two cloud instances, a few
+// (cloud/internal/clusterfault): three NATS nodes, a PostgreSQL failover
+// formation, two cloud instances (each running two of the nodes'
+// auth-callout responders, broker.nats_auth), a few
 // hundred simulated devices, real controllers on emulated boards and
 // phones starting sessions, all on loopback; mid-traffic it SIGKILLs one
 // NATS node, then the PostgreSQL primary, then a cloud instance. Then it

@@ -119,7 +119,7 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	}
 	bdir := filepath.Join(cfg.Dir, "broker")
 	if cfg.Broker == "nats" {
-		r.brk, err = startNATS(cfg, r.db, cloudPW, bdir)
+		r.brk, err = startNATS(bdir)
 	} else {
 		r.brk, err = startMosquitto(cfg.MosquittoBin, entries, bdir)
 	}
