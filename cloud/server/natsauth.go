@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -105,7 +106,7 @@ type authResponders []*natsauth.Responder
 // N first, so an instance's responders sit on different nodes and
 // instances with different offsets spread over the cluster. Each
 // retries the cluster in the background: a node not up yet is no error.
-func (s *Server) startAuthResponders(sec Secrets, offset int) (authResponders, error) {
+func (s *Server) startAuthResponders(sec Secrets, offset int, clientTLS *tls.Config) (authResponders, error) {
 	cfg := s.cfg
 	seed, pw, err := cfg.NATSAuthSecrets()
 	if err != nil {
@@ -120,7 +121,7 @@ func (s *Server) startAuthResponders(sec Secrets, offset int) (authResponders, e
 	for i := range cfg.Broker.NATSAuth.Responders {
 		k := (offset + i) % len(urls)
 		o := natsauth.Options{URLs: append(append([]string(nil), urls[k:]...), urls[:k]...), Password: pw, IssuerSeed: seed,
-			Credentials: storeCredentials(s.opts.Store), Operators: s.opts.Store, CloudPasswordHash: hash,
+			Credentials: storeCredentials(s.opts.Store), Operators: s.opts.Store, CloudPasswordHash: hash, TLS: clientTLS,
 			Name: "beaconvend-auth-" + strconv.Itoa(i), Logger: s.log.With("part", "natsauth", "responder", i)}
 		r, err := natsauth.Start(o)
 		if err != nil {

@@ -9,7 +9,9 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"beaconvend/cloud/broker"
 	"beaconvend/cloud/broker/brokertest"
+	"beaconvend/cloud/broker/natscluster"
 	"beaconvend/cloud/server"
 	"beaconvend/cloud/store"
 )
@@ -92,5 +94,66 @@ func TestBrokerKindNATSOverTLS(t *testing.T) {
 	// given to (wrongly) succeed.
 	if err := run("", 3*time.Second); err == nil {
 		t.Fatal("without broker.ca_file the cloud trusted the nodes' certificate")
+	}
+}
+
+// TestServeNATSAuthRespondersOverTLS: on a cluster whose listeners serve
+// TLS only and that admits every client through the auth callout, the
+// cloud's own connections are admitted only once its responders reach
+// the nodes, so the cloud becomes ready only if the responders, too,
+// use broker.ca_file.
+func TestServeNATSAuthRespondersOverTLS(t *testing.T) {
+	p := brokertest.NewPKI(t)
+	cert, key := p.NodeCert(t, "n")
+	c := natscluster.Start(t, natscluster.Options{Nodes: 3, Auth: &natscluster.Auth{External: true},
+		TLS: &broker.NATSTLS{CertFile: cert, KeyFile: key, CAFile: p.CAFile}})
+	dir := t.TempDir()
+	seedFile, pwFile := natsAuthFiles(t, c, dir)
+	cfg, _, _, err := prodConfig(t, dir, func(cfg *server.Config) {
+		cfg.Broker = server.Broker{URL: c.MQTTURLs[0], FallbackURLs: c.MQTTURLs[1:], Kind: "nats", NATSURLs: c.NATSURLs,
+			Group: "fleet", CAFile: p.CAFile, NATSAuth: &server.NATSAuth{IssuerSeedFile: seedFile, PasswordFile: pwFile}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	so, err := cfg.StoreOptions(store.Opts{BcryptCost: 4}, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), cfg.Database, &so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := server.New(server.Options{Config: cfg, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cloud was not admitted within 30 s: its responders did not reach the TLS nodes")
+	}
+	if !srv.Ingest.Connected() {
+		t.Fatal("ready but the ingest is not connected")
+	}
+	var admitted uint64
+	for _, r := range srv.AuthResponders {
+		admitted += r.Stats().Admitted
+	}
+	if admitted == 0 {
+		t.Fatal("the responders admitted nobody, yet the cloud got in")
 	}
 }

@@ -146,6 +146,12 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	// The auth callout responders come first: on NATS they admit the
 	// cloud's own connections too. They close last, after every part.
 	var responders authResponders
+	// The client TLS of an external broker (broker.ca_file): the cloud's
+	// MQTT and NATS connections and its auth callout responders trust it.
+	brokerTLS, err := brokerClientTLS(cfg.Broker)
+	if err != nil {
+		return err
+	}
 	if cfg.Broker.NATS() && cfg.Broker.NATSAuth == nil {
 		s.log.Info("server: broker.nats_auth not set: this cloud runs no NATS auth callout responder; another process must answer the cluster's auth callout")
 	} else if cfg.Broker.NATS() {
@@ -153,7 +159,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		if len(idRaw) > 0 {
 			offset = int(idRaw[0])
 		}
-		if responders, err = s.startAuthResponders(sec, offset); err != nil {
+		if responders, err = s.startAuthResponders(sec, offset, brokerTLS); err != nil {
 			return err
 		}
 		defer responders.Close()
@@ -188,16 +194,8 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		url = b.URL()
 		s.MQTTTLS = b.TLSAddr()
 		goRun("broker", b.Run)
-	} else if cfg.Broker.CAFile != "" {
-		pem, err := os.ReadFile(cfg.Broker.CAFile)
-		if err != nil {
-			return fmt.Errorf("server: broker.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("server: broker.ca_file %s: no PEM certificate", cfg.Broker.CAFile)
-		}
-		clientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	} else {
+		clientTLS = brokerTLS
 	}
 	s.MQTTURL = url
 
@@ -411,4 +409,23 @@ func (s *Server) runUpkeep(svc *service.Service) func(context.Context) error {
 		}
 		return errors.Join(errs...)
 	}
+}
+
+// brokerClientTLS is the TLS configuration of the cloud's connections to
+// an external broker with broker.ca_file: only that CA is trusted. Nil
+// (the system roots for ssl:// and tls:// URLs) without ca_file or with
+// the embedded broker.
+func brokerClientTLS(b Broker) (*tls.Config, error) {
+	if b.Embedded() || b.CAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(b.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: broker.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("server: broker.ca_file %s: no PEM certificate", b.CAFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
