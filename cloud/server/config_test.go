@@ -159,6 +159,7 @@ func TestDevelopmentConfigWarnsAndMarksSandbox(t *testing.T) {
 	select {
 	case <-ready:
 	case err := <-done:
+		done <- err // for the wait on Run's end at cleanup
 		t.Fatal(err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("not started")

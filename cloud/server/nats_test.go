@@ -73,6 +73,7 @@ func TestBrokerKindNATS(t *testing.T) {
 	select {
 	case <-ready:
 	case err := <-done:
+		done <- err // for the deferred wait on Run's end
 		t.Fatalf("Run: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("the cloud did not start on NATS")

@@ -142,6 +142,7 @@ func TestServeNATSAuthRespondersOverTLS(t *testing.T) {
 	select {
 	case <-ready:
 	case err := <-done:
+		done <- err // for the wait on Run's end at cleanup
 		t.Fatalf("Run: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("the cloud was not admitted within 30 s: its responders did not reach the TLS nodes")

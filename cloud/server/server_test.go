@@ -149,6 +149,7 @@ func startProd(t *testing.T) *prod {
 	select {
 	case <-ready:
 	case err := <-done:
+		done <- err // for the wait on Run's end at cleanup
 		t.Fatalf("Run: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("the production example did not start")

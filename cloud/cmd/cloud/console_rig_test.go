@@ -214,6 +214,7 @@ func (r *consoleRig) serve(args []string) *Main {
 	select {
 	case <-m.Ready:
 	case err := <-done:
+		done <- err // for the wait on Run's end at cleanup
 		t.Fatalf("serve: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not start")

@@ -58,6 +58,7 @@ func serveInProcessWith(t *testing.T, adjust func(*Main), args ...string) *Main 
 	select {
 	case <-m.Ready:
 	case err := <-done:
+		done <- err // for the cleanup, which waits for Run's end
 		t.Fatalf("serve: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not start")
