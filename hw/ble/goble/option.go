@@ -2,6 +2,8 @@ package ble
 
 import (
 	"beaconvend/hw/ble/goble/linux/hci/evt"
+	"errors"
+	"io"
 	"time"
 
 	"beaconvend/hw/ble/goble/linux/hci/cmd"
@@ -99,5 +101,21 @@ func OptCentralRole() Option {
 	return func(opt DeviceOption) error {
 		opt.SetCentralRole()
 		return nil
+	}
+}
+
+// OptTransport makes the device speak HCI over t instead of the HCI user
+// channel socket (see hci.HCI.SetTransport); devices without transport
+// support return an error. Added by beaconvend for scripted-controller
+// tests.
+func OptTransport(t io.ReadWriteCloser) Option {
+	return func(opt DeviceOption) error {
+		d, ok := opt.(interface {
+			SetTransport(io.ReadWriteCloser) error
+		})
+		if !ok {
+			return errors.New("ble: device has no transport option")
+		}
+		return d.SetTransport(t)
 	}
 }

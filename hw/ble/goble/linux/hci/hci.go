@@ -142,11 +142,15 @@ func (h *HCI) Init() error {
 	// evt.LEReadRemoteUsedFeaturesCompleteSubCode:   todo),
 	// evt.LERemoteConnectionParameterRequestSubCode: todo),
 
-	skt, err := socket.NewSocket(h.id)
-	if err != nil {
-		return err
+	// beaconvend: a transport set with SetTransport (a test's scripted
+	// controller) replaces the HCI user channel socket.
+	if h.skt == nil {
+		skt, err := socket.NewSocket(h.id)
+		if err != nil {
+			return err
+		}
+		h.skt = skt
 	}
-	h.skt = skt
 
 	h.setAllowedCommands(1)
 

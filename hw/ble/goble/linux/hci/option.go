@@ -3,6 +3,7 @@ package hci
 import (
 	"beaconvend/hw/ble/goble/linux/hci/evt"
 	"errors"
+	"io"
 	"time"
 
 	"beaconvend/hw/ble/goble/linux/hci/cmd"
@@ -11,6 +12,16 @@ import (
 // SetDeviceID sets HCI device ID.
 func (h *HCI) SetDeviceID(id int) error {
 	h.id = id
+	return nil
+}
+
+// SetTransport makes Init use t as the HCI transport instead of opening
+// the HCI user channel socket of the device ID: t carries H4 packets (one
+// packet type byte, then the command, ACL data or event), one packet per
+// Read and per Write, and Read returns io.EOF once t is closed. It is how
+// tests put a scripted controller behind the HCI layer (beaconvend).
+func (h *HCI) SetTransport(t io.ReadWriteCloser) error {
+	h.skt = t
 	return nil
 }
 
