@@ -161,7 +161,9 @@ func (h *HCI) Init() error {
 
 	// Pre-allocate buffers with additional head room for lower layer headers.
 	// HCI header (1 Byte) + ACL Data Header (4 bytes) + L2CAP PDU (or fragment)
-	h.pool = NewPool(1+4+h.bufSize, h.bufCnt-1)
+	// beaconvend: all the controller's buffers (upstream kept one back,
+	// which left none with a one-buffer controller and hung every send).
+	h.pool = NewPool(1+4+h.bufSize, max(h.bufCnt, 1))
 
 	h.Send(&h.params.advParams, nil)
 	h.Send(&h.params.scanParams, nil)
