@@ -115,7 +115,9 @@ func genCharAttr(c *ble.Characteristic, h uint16) (uint16, []*attr) {
 
 	c.Handle = h
 	c.ValueHandle = vh
-	if c.NotifyHandler != nil || c.IndicateHandler != nil {
+	// beaconvend: one CCCD per characteristic however often the database
+	// is rebuilt (upstream appended another on every AddService).
+	if (c.NotifyHandler != nil || c.IndicateHandler != nil) && c.CCCD == nil {
 		c.CCCD = newCCCD(c)
 		c.Descriptors = append(c.Descriptors, c.CCCD)
 	}
@@ -133,6 +135,7 @@ func genCharAttr(c *ble.Characteristic, h uint16) (uint16, []*attr) {
 }
 
 func genDescAttr(d *ble.Descriptor, h uint16) *attr {
+	d.Handle = h // beaconvend: server code (and tests) can find a descriptor's handle, as for characteristics
 	return &attr{
 		h:   h,
 		typ: d.UUID,
