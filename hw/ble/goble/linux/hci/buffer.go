@@ -44,9 +44,16 @@ func (c *Client) UnlockPool() {
 	c.p.Unlock()
 }
 
-// Get returns a buffer from the shared buffer pool.
-func (c *Client) Get() *bytes.Buffer {
-	b := <-c.p.ch
+// Get returns a buffer from the shared buffer pool, or nil once done is
+// closed (beaconvend: upstream waited for a buffer forever, also for a
+// connection that had gone).
+func (c *Client) Get(done <-chan struct{}) *bytes.Buffer {
+	var b *bytes.Buffer
+	select {
+	case b = <-c.p.ch:
+	case <-done:
+		return nil
+	}
 	b.Reset()
 	c.sent <- b
 	return b

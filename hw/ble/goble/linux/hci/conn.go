@@ -206,7 +206,10 @@ func (c *Conn) writePDU(pdu []byte) (int, error) {
 
 	for len(pdu) > 0 {
 		// Get a buffer from our pre-allocated and flow-controlled pool.
-		pkt := c.txBuffer.Get() // ACL pkt
+		pkt := c.txBuffer.Get(c.chDone) // ACL pkt
+		if pkt == nil {
+			return sent, io.ErrClosedPipe
+		}
 		flen := len(pdu)        // fragment length
 		if flen > pkt.Cap()-1-4 {
 			flen = pkt.Cap() - 1 - 4

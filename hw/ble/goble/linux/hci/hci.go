@@ -543,6 +543,12 @@ func (h *HCI) handleDisconnectionComplete(b []byte) error {
 		return fmt.Errorf("disconnecting an invalid handle %04X", e.ConnectionHandle())
 	}
 	close(c.chInPkt)
+	// beaconvend: chDone closes for both roles (upstream: only for
+	// connections we dialled), and before the pool lock below is taken: a
+	// writePDU waiting for a buffer holds that lock and gives it up only
+	// when chDone closes. Upstream deadlocked here, on the HCI reader
+	// goroutine, for good.
+	close(c.chDone)
 
 	if c.param.Role() == roleSlave {
 		// Re-enable advertising, if it was advertising. Refer to the
@@ -554,9 +560,6 @@ func (h *HCI) handleDisconnectionComplete(b []byte) error {
 			go h.Send(&h.params.advEnable, nil)
 		}
 		h.params.RUnlock()
-	} else {
-		// remote peripheral disconnected
-		close(c.chDone)
 	}
 	// When a connection disconnects, all the sent packets and weren't acked yet
 	// will be recycled. [Vol2, Part E 4.1.1]
