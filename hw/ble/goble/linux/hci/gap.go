@@ -203,6 +203,13 @@ func (h *HCI) Dial(ctx context.Context, a ble.Addr) (ble.Client, error) {
 	if err != nil {
 		return nil, ErrInvalidAddr
 	}
+	// beaconvend: a connection parked from an earlier, abandoned dial is
+	// not this one.
+	select {
+	case c := <-h.chMasterConn:
+		go c.Close()
+	default:
+	}
 	h.params.connParams.PeerAddress = [6]byte{b[5], b[4], b[3], b[2], b[1], b[0]}
 	if _, ok := a.(RandomAddress); ok {
 		h.params.connParams.PeerAddressType = 1

@@ -50,7 +50,7 @@ func NewHCI(opts ...ble.Option) (*HCI, error) {
 
 		muConns:      &sync.Mutex{},
 		conns:        make(map[uint16]*Conn),
-		chMasterConn: make(chan *Conn),
+		chMasterConn: make(chan *Conn, 1), // beaconvend: parks a connection that completes before Dial waits
 		chSlaveConn:  make(chan *Conn),
 
 		done: make(chan bool),
