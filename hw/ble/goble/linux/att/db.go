@@ -175,6 +175,12 @@ func newCCCD(c *ble.Characteristic) *ble.Descriptor {
 	d.HandleWrite(ble.WriteHandlerFunc(func(req ble.Request, rsp ble.ResponseWriter) {
 		cn := req.Conn().(*conn)
 		old := cn.cccs[c.Handle]
+		if len(req.Data()) != 2 {
+			// beaconvend: the value is 2 bytes [Vol 3, Part G, 3.3.3.3];
+			// upstream read 2 bytes of whatever came and panicked.
+			rsp.SetStatus(ble.ErrInvalAttrValueLen)
+			return
+		}
 		ccc := binary.LittleEndian.Uint16(req.Data())
 
 		oldNotify := old&cccNotify != 0

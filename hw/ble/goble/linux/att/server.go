@@ -413,9 +413,11 @@ func (s *Server) handleReadRequest(r ReadRequest) []byte {
 	}
 
 	// Simple case. Read-only, no-authorization, no-authentication.
+	// beaconvend: the first ATT_MTU-1 bytes (upstream sliced past its
+	// buffer and panicked on a longer value); Read Blob reads on.
 	if a.v != nil {
-		binary.Write(buf, binary.LittleEndian, a.v)
-		return rsp[:1+buf.Len()]
+		v, _ := staticPart(a.v, 0, len(rsp)-1)
+		return rsp[:1+copy(rsp[1:], v)]
 	}
 
 	// Pass the request to upper layer with the ResponseWriter, which caps
@@ -424,6 +426,27 @@ func (s *Server) handleReadRequest(r ReadRequest) []byte {
 		return newErrorResponse(r.AttributeOpcode(), r.AttributeHandle(), e)
 	}
 	return rsp[:1+buf.Len()]
+}
+
+// MaxAttributeLen is the longest attribute value, 512 bytes [Vol 3, Part F,
+// 3.2.9]. (beaconvend)
+const MaxAttributeLen = 512
+
+// staticPart returns at most n bytes of static value v from offset off;
+// values are read as if no longer than MaxAttributeLen. An offset past
+// the end is ErrInvalidOffset. (beaconvend)
+func staticPart(v []byte, off, n int) ([]byte, ble.ATTError) {
+	if len(v) > MaxAttributeLen {
+		v = v[:MaxAttributeLen]
+	}
+	if off > len(v) {
+		return nil, ble.ErrInvalidOffset
+	}
+	v = v[off:]
+	if len(v) > n {
+		v = v[:n]
+	}
+	return v, ble.ErrSuccess
 }
 
 // handle Read Blob request. [Vol 3, Part F, 3.4.4.5 & 3.4.4.6]
@@ -445,9 +468,14 @@ func (s *Server) handleReadBlobRequest(r ReadBlobRequest) []byte {
 	buf.Reset()
 
 	// Simple case. Read-only, no-authorization, no-authentication.
+	// beaconvend: from the requested offset (upstream ignored it and
+	// panicked on a value longer than ATT_MTU-1).
 	if a.v != nil {
-		binary.Write(buf, binary.LittleEndian, a.v)
-		return rsp[:1+buf.Len()]
+		v, e := staticPart(a.v, int(r.ValueOffset()), len(rsp)-1)
+		if e != ble.ErrSuccess {
+			return newErrorResponse(r.AttributeOpcode(), r.AttributeHandle(), e)
+		}
+		return rsp[:1+copy(rsp[1:], v)]
 	}
 
 	// Pass the request to upper layer with the ResponseWriter, which caps
@@ -574,6 +602,11 @@ func (s *Server) handleExecuteWriteRequest(r ExecuteWriteRequest) []byte {
 	case 1:
 		// 0x01 – Immediately write all pending prepared values
 		a := s.prepareWriteRequestAttr
+		if a == nil {
+			// beaconvend: nothing prepared, nothing to write (upstream
+			// dereferenced the missing attribute and panicked).
+			return []byte{ExecuteWriteResponseCode}
+		}
 		if e := handleATT(a, s, r, ble.NewResponseWriter(nil)); e != ble.ErrSuccess {
 			return newErrorResponse(r.AttributeOpcode(), 0, e)
 		}
