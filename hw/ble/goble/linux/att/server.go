@@ -33,9 +33,10 @@ type Server struct {
 
 	dummyRspWriter ble.ResponseWriter
 
-	// Store a write handler for defer execute once receiving ExecuteWriteRequest
-	prepareWriteRequestAttr *attr
-	prepareWriteRequestData bytes.Buffer
+	// The prepare queue of Prepare Write requests, written by Execute
+	// Write (beaconvend: replaces upstream's one attribute and buffer).
+	prepQ     []prepared
+	prepBytes int
 }
 
 // NewServer returns an ATT (Attribute Protocol) server.
@@ -560,11 +561,31 @@ func (s *Server) handleWriteRequest(r WriteRequest) []byte {
 	return []byte{WriteResponseCode}
 }
 
+// Limits of the prepare queue (beaconvend): enough for a few attributes
+// of the 512-byte maximum in the smallest parts; beyond them Prepare
+// Write answers Prepare Queue Full.
+const (
+	maxPrepEntries = 256
+	maxPrepBytes   = 4 * MaxAttributeLen
+)
+
+// prepared is one queued Prepare Write (beaconvend).
+type prepared struct {
+	a    *attr
+	off  int
+	data []byte
+}
+
+// handle Prepare Write request. [Vol 3, Part F, 3.4.6.1 & 3.4.6.2]
+// beaconvend: rewritten. Upstream appended every part to one buffer,
+// ignoring the offsets and the attribute of all but the first part, and
+// read the offset of a request shorter than 5 bytes. Parts now queue with
+// their offset; Execute Write places and checks them.
 func (s *Server) handlePrepareWriteRequest(r PrepareWriteRequest) []byte {
-	logger.Debug("handlePrepareWriteRequest ->", "r.AttributeHandle", r.AttributeHandle())
+	logger.Debug("handlePrepareWriteRequest ->", "len", len(r))
 	// Validate the request.
 	switch {
-	case len(r) < 3:
+	case len(r) < 5:
 		return newErrorResponse(r.AttributeOpcode(), 0x0000, ble.ErrInvalidPDU)
 	}
 
@@ -574,44 +595,71 @@ func (s *Server) handlePrepareWriteRequest(r PrepareWriteRequest) []byte {
 	}
 
 	// We don't support write to static value. Pass the request to upper layer.
-	if a == nil {
+	if a.wh == nil {
 		return newErrorResponse(r.AttributeOpcode(), r.AttributeHandle(), ble.ErrWriteNotPerm)
 	}
-
-	if e := handleATT(a, s, r, ble.NewResponseWriter(nil)); e != ble.ErrSuccess {
-		return newErrorResponse(r.AttributeOpcode(), r.AttributeHandle(), e)
+	data := r.PartAttributeValue()
+	if len(s.prepQ) >= maxPrepEntries || s.prepBytes+len(data) > maxPrepBytes {
+		return newErrorResponse(r.AttributeOpcode(), r.AttributeHandle(), ble.ErrPrepQueueFull)
 	}
+	s.prepQ = append(s.prepQ, prepared{a: a, off: int(r.ValueOffset()), data: append([]byte(nil), data...)})
+	s.prepBytes += len(data)
 
-	// Convert and validate the response.
+	// The response echoes the request.
 	rsp := PrepareWriteResponse(r)
 	rsp.SetAttributeOpcode()
 	return rsp
 }
 
+// handle Execute Write request. [Vol 3, Part F, 3.4.6.3 & 3.4.6.4]
+// beaconvend: rewritten with the prepare queue. Each attribute's value is
+// assembled from its parts in the order received, a part at an offset
+// past the value assembled so far is Invalid Offset, a value beyond 512
+// bytes Invalid Attribute Value Length; nothing is written unless every
+// value is valid. Then each attribute's write handler gets its whole
+// value (offset 0), in the order the attributes were first prepared. The
+// queue is empty afterwards, whatever the outcome.
 func (s *Server) handleExecuteWriteRequest(r ExecuteWriteRequest) []byte {
 	// Validate the request.
 	switch {
-	case len(r) < 2:
+	case len(r) != 2 || r.Flags() > 1:
 		return newErrorResponse(r.AttributeOpcode(), 0x0000, ble.ErrInvalidPDU)
 	}
-
-	switch r.Flags() {
-	case 0:
-		// 0x00 – Cancel all prepared writes
-		s.prepareWriteRequestAttr = nil
-	case 1:
-		// 0x01 – Immediately write all pending prepared values
-		a := s.prepareWriteRequestAttr
-		if a == nil {
-			// beaconvend: nothing prepared, nothing to write (upstream
-			// dereferenced the missing attribute and panicked).
-			return []byte{ExecuteWriteResponseCode}
-		}
-		if e := handleATT(a, s, r, ble.NewResponseWriter(nil)); e != ble.ErrSuccess {
-			return newErrorResponse(r.AttributeOpcode(), 0, e)
-		}
+	q := s.prepQ
+	s.prepQ, s.prepBytes = nil, 0
+	if r.Flags() == 0 { // 0x00 – Cancel all prepared writes
+		return []byte{ExecuteWriteResponseCode}
 	}
 
+	// 0x01 – Immediately write all pending prepared values
+	var order []*attr
+	vals := map[*attr][]byte{}
+	for _, p := range q {
+		v, seen := vals[p.a]
+		if !seen {
+			order = append(order, p.a)
+		}
+		if p.off > len(v) {
+			return newErrorResponse(r.AttributeOpcode(), p.a.h, ble.ErrInvalidOffset)
+		}
+		end := p.off + len(p.data)
+		if end > MaxAttributeLen {
+			return newErrorResponse(r.AttributeOpcode(), p.a.h, ble.ErrInvalAttrValueLen)
+		}
+		if end > len(v) {
+			v = append(v, make([]byte, end-len(v))...)
+		}
+		copy(v[p.off:], p.data)
+		vals[p.a] = v
+	}
+	for _, a := range order {
+		rsp := ble.NewResponseWriter(nil)
+		rsp.SetStatus(ble.ErrSuccess)
+		a.wh.ServeWrite(ble.NewRequest(s.conn, vals[a], 0), rsp)
+		if e := rsp.Status(); e != ble.ErrSuccess {
+			return newErrorResponse(r.AttributeOpcode(), a.h, e)
+		}
+	}
 	return []byte{ExecuteWriteResponseCode}
 }
 
@@ -666,27 +714,8 @@ func handleATT(a *attr, s *Server, req []byte, rsp ble.ResponseWriter) ble.ATTEr
 		}
 		offset = int(ReadBlobRequest(req).ValueOffset())
 		a.rh.ServeRead(ble.NewRequest(conn, data, offset), rsp)
-	case PrepareWriteRequestCode:
-		if a.wh == nil {
-			return ble.ErrWriteNotPerm
-		}
-		data = PrepareWriteRequest(req).PartAttributeValue()
-		logger.Debug("handleATT", "PartAttributeValue",
-			fmt.Sprintf("data: %x, offset: %d, %p\n", data, int(PrepareWriteRequest(req).ValueOffset()), s.prepareWriteRequestAttr))
-
-		if s.prepareWriteRequestAttr == nil {
-			s.prepareWriteRequestAttr = a
-			s.prepareWriteRequestData.Reset()
-		}
-		s.prepareWriteRequestData.Write(data)
-
-	case ExecuteWriteRequestCode:
-		if a.wh == nil {
-			return ble.ErrWriteNotPerm
-		}
-		data = s.prepareWriteRequestData.Bytes()
-		a.wh.ServeWrite(ble.NewRequest(conn, data, offset), rsp)
-		s.prepareWriteRequestAttr = nil
+	// beaconvend: Prepare Write and Execute Write are handled in their
+	// handlers with the prepare queue.
 	case WriteRequestCode:
 		fallthrough
 	case WriteCommandCode:

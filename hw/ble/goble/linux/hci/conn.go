@@ -210,7 +210,7 @@ func (c *Conn) writePDU(pdu []byte) (int, error) {
 		if pkt == nil {
 			return sent, io.ErrClosedPipe
 		}
-		flen := len(pdu)        // fragment length
+		flen := len(pdu) // fragment length
 		if flen > pkt.Cap()-1-4 {
 			flen = pkt.Cap() - 1 - 4
 		}
