@@ -12,6 +12,10 @@ var (
 	// ErrSeqProtoTimeout means the request hasn't been acknowledged in 30 seconds.
 	// [Vol 3, Part F, 3.3.3]
 	ErrSeqProtoTimeout = errors.New("req timeout")
+
+	// ErrValueTooLong means a notification or indication value is longer
+	// than ATT_MTU-3 bytes, what one PDU carries. (beaconvend)
+	ErrValueTooLong = errors.New("att: notification value longer than ATT_MTU-3")
 )
 
 var rspOfReq = map[byte]byte{

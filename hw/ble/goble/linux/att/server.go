@@ -83,7 +83,8 @@ func (s *Server) notify(h uint16, data []byte) (int, error) {
 	buf := bytes.NewBuffer(rsp.AttributeValue())
 	buf.Reset()
 	if len(data) > buf.Cap() {
-		data = data[:buf.Cap()]
+		// beaconvend: an error, not the first ATT_MTU-3 bytes.
+		return 0, ErrValueTooLong
 	}
 	buf.Write(data)
 	return s.conn.Write(rsp[:3+buf.Len()])
@@ -101,7 +102,8 @@ func (s *Server) indicate(h uint16, data []byte) (int, error) {
 	buf := bytes.NewBuffer(rsp.AttributeValue())
 	buf.Reset()
 	if len(data) > buf.Cap() {
-		data = data[:buf.Cap()]
+		// beaconvend: an error, not the first ATT_MTU-3 bytes.
+		return 0, ErrValueTooLong
 	}
 	buf.Write(data)
 	n, err := s.conn.Write(rsp[:3+buf.Len()])
