@@ -63,6 +63,10 @@ type Conn struct {
 
 	// leFrame is set to be true when the LE Credit based flow control is used.
 	leFrame bool
+
+	// overrun is set, on the HCI reader goroutine only, when the central
+	// overran chInPkt and the connection is being closed. (beaconvend)
+	overrun bool
 }
 
 func newConn(h *HCI, param evt.LEConnectionComplete) *Conn {
@@ -138,7 +142,10 @@ func (c *Conn) Read(sdu []byte) (n int, err error) {
 	buf.Reset()
 	buf.Write(data)
 	for buf.Len() < slen {
-		p := <-c.chInPDU
+		p, ok := <-c.chInPDU
+		if !ok || len(p) < 4 { // beaconvend: upstream read a closed channel's nil
+			return 0, errors.Wrap(io.ErrClosedPipe, "input channel closed")
+		}
 		buf.Write(p.payload())
 	}
 	return slen, nil
@@ -261,6 +268,17 @@ func (c *Conn) recombine() error {
 
 	p := pdu(pkt.data())
 
+	// beaconvend: an L2CAP header split over fragments is gathered first
+	// (upstream read a header from whatever the first fragment held and
+	// panicked on one shorter than 4 bytes).
+	for len(p) < 4 {
+		var more packet
+		if more, ok = <-c.chInPkt; !ok || (more.pbf()&pbfContinuing) == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		p = append(append([]byte(nil), p...), more.data()...)
+	}
+
 	// Currently, check for LE-U only. For channels that we don't recognizes,
 	// re-combine them anyway, and discard them later when we dispatch the PDU
 	// according to CID.
@@ -274,12 +292,14 @@ func (c *Conn) recombine() error {
 		p = make([]byte, 0, 4+p.dlen())
 		p = append(p, pdu(pkt.data())...)
 	}
+	p = p[:4+p.dlen()] // beaconvend: bytes past the PDU's length are not part of it
 	for len(p) < 4+p.dlen() {
 		if pkt, ok = <-c.chInPkt; !ok || (pkt.pbf()&pbfContinuing) == 0 {
 			return io.ErrUnexpectedEOF
 		}
 		p = append(p, pdu(pkt.data())...)
 	}
+	p = p[:4+p.dlen()] // beaconvend: bytes past the PDU's length are not part of it
 
 	// TODO: support dynamic or assigned channels for LE-Frames.
 	switch p.cid() {

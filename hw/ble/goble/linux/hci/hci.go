@@ -363,6 +363,11 @@ func (h *HCI) handlePkt(b []byte) error {
 }
 
 func (h *HCI) handleACL(b []byte) error {
+	// beaconvend: a packet shorter than its header or than its length
+	// says is dropped (upstream indexed it and panicked).
+	if len(b) < 4 || packet(b).dlen() != len(b)-4 {
+		return fmt.Errorf("malformed ACL packet: % X", b)
+	}
 	handle := packet(b).handle()
 	h.muConns.Lock()
 	c, ok := h.conns[handle]
@@ -371,11 +376,28 @@ func (h *HCI) handleACL(b []byte) error {
 		_ = logger.Warn("invalid connection handle on ACL packet", "handle", handle)
 		return nil
 	}
-	c.chInPkt <- b
+	// beaconvend: never block this goroutine, which also reads the events
+	// that return send buffers and end connections. Upstream blocked here
+	// when a central sent faster than the connection consumed (or after
+	// its reassembly had stopped), while the connection waited for a send
+	// buffer that only this goroutine could return: a deadlock for good.
+	// A central that overruns the queue is disconnected.
+	select {
+	case c.chInPkt <- b:
+	default:
+		if !c.overrun {
+			c.overrun = true
+			_ = logger.Warn("ACL input queue full, disconnecting", "handle", handle)
+			go c.Close()
+		}
+	}
 	return nil
 }
 
 func (h *HCI) handleEvt(b []byte) error {
+	if len(b) < 2 { // beaconvend
+		return fmt.Errorf("invalid event packet: % X", b)
+	}
 	code, plen := int(b[0]), int(b[1])
 	if plen != len(b[2:]) {
 		return fmt.Errorf("invalid event packet: % X", b)
@@ -399,6 +421,9 @@ func (h *HCI) handleEvt(b []byte) error {
 }
 
 func (h *HCI) handleLEMeta(b []byte) error {
+	if len(b) < 1 { // beaconvend
+		return fmt.Errorf("empty LE event")
+	}
 	subcode := int(b[0])
 	if f := h.subh[subcode]; f != nil {
 		return f(b)
