@@ -1,7 +1,9 @@
 package gatt
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log"
 	"sync"
@@ -251,6 +253,38 @@ func (p *Client) WriteCharacteristic(c *ble.Characteristic, v []byte, noRsp bool
 	}
 	return p.ac.Write(c.ValueHandle, v)
 }
+
+// WriteLongCharacteristic writes a characteristic value longer than
+// ATT_MTU-3 bytes, up to 512, with Prepare Write requests of ATT_MTU-5
+// bytes at rising offsets and one Execute Write [Vol 3, Part G, 4.9.4].
+// A part the server echoes differently cancels the queued parts and is
+// ErrLongWriteEcho; a value over 512 bytes is att.ErrInvalidArgument;
+// ATT errors from the server are ble.ATTError. (beaconvend: upstream had
+// no long write, upstream issue #81.)
+func (p *Client) WriteLongCharacteristic(c *ble.Characteristic, v []byte) error {
+	p.Lock()
+	defer p.Unlock()
+	if len(v) > 512 {
+		return att.ErrInvalidArgument
+	}
+	n := p.conn.TxMTU() - 5
+	for off := 0; off < len(v); off += n {
+		part := v[off:min(off+n, len(v))]
+		h, o, echo, err := p.ac.PrepareWrite(c.ValueHandle, uint16(off), part)
+		if err == nil && (h != c.ValueHandle || int(o) != off || !bytes.Equal(echo, part)) {
+			err = ErrLongWriteEcho
+		}
+		if err != nil {
+			_ = p.ac.ExecuteWrite(0)
+			return err
+		}
+	}
+	return p.ac.ExecuteWrite(1)
+}
+
+// ErrLongWriteEcho means the server answered a Prepare Write with another
+// handle, offset or value than was sent. (beaconvend)
+var ErrLongWriteEcho = errors.New("gatt: prepare write echoed a different part")
 
 // ReadDescriptor reads a characteristic descriptor from a server. [Vol 3, Part G, 4.12.1]
 func (p *Client) ReadDescriptor(d *ble.Descriptor) ([]byte, error) {
