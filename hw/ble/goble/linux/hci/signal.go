@@ -128,6 +128,12 @@ func (c *Conn) handleSignal(p pdu) error {
 
 	s := sigCmd(p.payload())
 	for len(s) > 0 {
+		// beaconvend: a command shorter than its header or than its
+		// length says is discarded with the rest of the packet (upstream
+		// sliced past it and panicked).
+		if len(s) < 4 || len(s) < 4+s.len() {
+			return fmt.Errorf("malformed signaling command: % X", []byte(s))
+		}
 		// Check if it's a supported request.
 		switch s.code() {
 		case SignalDisconnectRequest:

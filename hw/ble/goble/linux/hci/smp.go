@@ -41,7 +41,12 @@ func (c *Conn) sendSMP(p pdu) error {
 
 func (c *Conn) handleSMP(p pdu) error {
 	logger.Debug("smp", "recv", fmt.Sprintf("[%X]", p))
-	code := p[0]
+	// beaconvend: the code is the payload's first byte (upstream read the
+	// L2CAP header's); an empty command is ignored like a reserved code.
+	if len(p.payload()) == 0 {
+		return nil
+	}
+	code := p.payload()[0]
 	switch code {
 	case pairingRequest:
 	case pairingResponse:
