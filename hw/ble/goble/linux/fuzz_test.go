@@ -49,7 +49,12 @@ var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz/FuzzAT
 func FuzzATTServer(f *testing.F) {
 	// The seeds are testdata/fuzz/FuzzATTServer (TestSeedCorpus keeps
 	// them equal to fuzzSeeds).
-	f.Fuzz(func(t *testing.T, in []byte) {
+	f.Fuzz(runFuzzInput)
+}
+
+// runFuzzInput is FuzzATTServer's body.
+func runFuzzInput(t *testing.T, in []byte) {
+	{
 		watchdog := time.AfterFunc(inputWait, func() {
 			panic(fmt.Sprintf("FuzzATTServer: input still running after %v (hang): %q", inputWait, in))
 		})
@@ -83,7 +88,8 @@ func FuzzATTServer(f *testing.F) {
 		if want := []byte("\x0btest"); !bytes.Equal(got, want) {
 			t.Fatalf("the next central read the device name as % x, want % x", got, want)
 		}
-	})
+		ctl.Disconnect(probeHandle)
+	}
 }
 
 // notifyAll sends an n-byte notification, without waiting for it, on

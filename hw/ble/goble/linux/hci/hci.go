@@ -310,6 +310,18 @@ func (h *HCI) send(c Command) ([]byte, error) {
 func (h *HCI) sktLoop() {
 	b := make([]byte, 4096)
 	defer close(h.done)
+	// beaconvend: when the transport ends, so do the connections (upstream
+	// left their reassembly, ATT reader and server goroutines waiting for
+	// ever). Runs on this goroutine, like handleDisconnectionComplete.
+	defer func() {
+		h.muConns.Lock()
+		defer h.muConns.Unlock()
+		for handle, c := range h.conns {
+			delete(h.conns, handle)
+			close(c.chInPkt)
+			close(c.chDone)
+		}
+	}()
 	for {
 		n, err := h.skt.Read(b)
 		if n == 0 || err != nil {
