@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 
 	"beaconvend/hw/ble/goble"
 	"beaconvend/hw/ble/goble/linux/hci/cmd"
@@ -29,6 +30,7 @@ type Conn struct {
 	// For LE-U logical transport, the L2CAP implementations should support
 	// a minimum of 23 bytes, which are also the default values before the
 	// upper layer (ATT) optionally reconfigures them [Vol 3, Part A, 3.2.8].
+	muMTU sync.Mutex // beaconvend: guards rxMTU, txMTU, rxMPS (set by the ATT layer, read by reassembly and Write)
 	rxMTU int
 	txMTU int
 	rxMPS int
@@ -153,13 +155,14 @@ func (c *Conn) Read(sdu []byte) (n int, err error) {
 
 // Write breaks down a L2CAP SDU into segmants [Vol 3, Part A, 7.3.1]
 func (c *Conn) Write(sdu []byte) (int, error) {
-	if len(sdu) > c.txMTU {
+	txMTU := c.TxMTU()
+	if len(sdu) > txMTU {
 		return 0, errors.Wrap(io.ErrShortWrite, "payload exceeds mtu")
 	}
 
 	plen := len(sdu)
-	if plen > c.txMTU {
-		plen = c.txMTU
+	if plen > txMTU {
+		plen = txMTU
 	}
 	b := make([]byte, 4+plen)
 	binary.LittleEndian.PutUint16(b[0:2], uint16(len(sdu)))
@@ -178,8 +181,8 @@ func (c *Conn) Write(sdu []byte) (int, error) {
 
 	for len(sdu) > 0 {
 		plen := len(sdu)
-		if plen > c.txMTU {
-			plen = c.txMTU
+		if plen > txMTU {
+			plen = txMTU
 		}
 		n, err := c.writePDU(sdu[:plen])
 		sent += n
@@ -282,8 +285,11 @@ func (c *Conn) recombine() error {
 	// Currently, check for LE-U only. For channels that we don't recognizes,
 	// re-combine them anyway, and discard them later when we dispatch the PDU
 	// according to CID.
-	if p.cid() == cidLEAtt && p.dlen() > c.rxMPS {
-		return fmt.Errorf("fragment size (%d) larger than rxMPS (%d)", p.dlen(), c.rxMPS)
+	c.muMTU.Lock()
+	rxMPS := c.rxMPS
+	c.muMTU.Unlock()
+	if p.cid() == cidLEAtt && p.dlen() > rxMPS {
+		return fmt.Errorf("fragment size (%d) larger than rxMPS (%d)", p.dlen(), rxMPS)
 	}
 
 	// If this pkt is not a complete PDU, and we'll be receiving more
@@ -354,16 +360,32 @@ func (c *Conn) RemoteAddr() ble.Addr {
 }
 
 // RxMTU returns the MTU which the upper layer is capable of accepting.
-func (c *Conn) RxMTU() int { return c.rxMTU }
+func (c *Conn) RxMTU() int {
+	c.muMTU.Lock()
+	defer c.muMTU.Unlock()
+	return c.rxMTU
+}
 
 // SetRxMTU sets the MTU which the upper layer is capable of accepting.
-func (c *Conn) SetRxMTU(mtu int) { c.rxMTU, c.rxMPS = mtu, mtu }
+func (c *Conn) SetRxMTU(mtu int) {
+	c.muMTU.Lock()
+	c.rxMTU, c.rxMPS = mtu, mtu
+	c.muMTU.Unlock()
+}
 
 // TxMTU returns the MTU which the remote device is capable of accepting.
-func (c *Conn) TxMTU() int { return c.txMTU }
+func (c *Conn) TxMTU() int {
+	c.muMTU.Lock()
+	defer c.muMTU.Unlock()
+	return c.txMTU
+}
 
 // SetTxMTU sets the MTU which the remote device is capable of accepting.
-func (c *Conn) SetTxMTU(mtu int) { c.txMTU = mtu }
+func (c *Conn) SetTxMTU(mtu int) {
+	c.muMTU.Lock()
+	c.txMTU = mtu
+	c.muMTU.Unlock()
+}
 
 // pkt implements HCI ACL Data Packet [Vol 2, Part E, 5.4.2]
 // Packet boundary flags , bit[5:6] of handle field's MSB

@@ -189,7 +189,7 @@ func (h *HCI) Accept() (ble.Conn, error) {
 	}
 	select {
 	case <-h.done:
-		return nil, h.err
+		return nil, h.getErr()
 	case c := <-h.chSlaveConn:
 		return c, nil
 	case <-tmo:
@@ -228,7 +228,7 @@ func (h *HCI) Dial(ctx context.Context, a ble.Addr) (ble.Client, error) {
 	case <-tmo:
 		return h.cancelDial()
 	case <-h.done:
-		return nil, h.err
+		return nil, h.getErr()
 	case c := <-h.chMasterConn:
 		return gatt.NewClient(c)
 

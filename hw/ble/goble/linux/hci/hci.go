@@ -117,8 +117,22 @@ type HCI struct {
 	dialerTmo   time.Duration
 	listenerTmo time.Duration
 
-	err  error
-	done chan bool
+	muErr sync.Mutex // beaconvend: guards err, written by the reader goroutine and Close
+	err   error
+	done  chan bool
+}
+
+// getErr and setErr guard h.err (beaconvend: upstream raced on it).
+func (h *HCI) getErr() error {
+	h.muErr.Lock()
+	defer h.muErr.Unlock()
+	return h.err
+}
+
+func (h *HCI) setErr(err error) {
+	h.muErr.Lock()
+	h.err = err
+	h.muErr.Unlock()
 }
 
 // Init ...
@@ -182,7 +196,7 @@ func (h *HCI) Done() <-chan bool {
 
 // Error ...
 func (h *HCI) Error() error {
-	return h.err
+	return h.getErr()
 }
 
 // Option sets the options specified.
@@ -233,7 +247,7 @@ func (h *HCI) init() error {
 	WriteLEHostSupportRP := cmd.WriteLEHostSupportRP{}
 	h.Send(&cmd.WriteLEHostSupport{LESupportedHost: 1, SimultaneousLEHost: 0}, &WriteLEHostSupportRP)
 
-	return h.err
+	return h.getErr()
 }
 
 // Send ...
@@ -255,8 +269,8 @@ func (h *HCI) Send(c Command, r CommandRP) error {
 }
 
 func (h *HCI) send(c Command) ([]byte, error) {
-	if h.err != nil {
-		return nil, h.err
+	if err := h.getErr(); err != nil {
+		return nil, err
 	}
 	p := &pkt{c, make(chan []byte)}
 	b := <-h.chCmdBufs
@@ -289,7 +303,7 @@ func (h *HCI) send(c Command) ([]byte, error) {
 		err = fmt.Errorf("hci: no response to command, hci connection failed")
 		ret = nil
 	case <-h.done:
-		err = h.err
+		err = h.getErr()
 		ret = nil
 	case b := <-p.done:
 		err = nil
@@ -326,9 +340,9 @@ func (h *HCI) sktLoop() {
 		n, err := h.skt.Read(b)
 		if n == 0 || err != nil {
 			if err == io.EOF {
-				h.err = err //callers depend on detecting io.EOF, don't wrap it.
+				h.setErr(err) //callers depend on detecting io.EOF, don't wrap it.
 			} else {
-				h.err = fmt.Errorf("skt: %s", err)
+				h.setErr(fmt.Errorf("skt: %s", err))
 			}
 			return
 		}
@@ -348,7 +362,7 @@ func (h *HCI) sktLoop() {
 }
 
 func (h *HCI) close(err error) error {
-	h.err = err
+	h.setErr(err)
 	if h.skt != nil {
 		return h.skt.Close()
 	}
@@ -419,12 +433,13 @@ func (h *HCI) handleEvt(b []byte) error {
 			return f(b[2:])
 		}
 	}
-	if plen != len(b[2:]) {
-		h.err = fmt.Errorf("invalid event packet: % X", b)
-	}
+	// beaconvend: a handler's error is returned (and logged by the
+	// reader), not stored as the device's error: upstream set h.err to it,
+	// which failed every later command until another event's handler
+	// returned nil (e.g. after a Disconnection Complete for an unknown
+	// handle).
 	if f := h.evth[code]; f != nil {
-		h.err = f(b[2:])
-		return nil
+		return f(b[2:])
 	}
 	if code == 0xff { // Ignore vendor events
 		return nil
