@@ -19,7 +19,7 @@ import (
 const (
 	recATT   = 0 // data is an ATT PDU from the central, fragmented as a controller does
 	recACL   = 1 // data is one raw ACL packet payload; kind bits 2-3 are the boundary flag
-	recWait  = 2 // wait up to 20 ms for one answer, as a central keeping to request/response
+	recWait  = 2 // wait up to 20 ms for one answer, as a central keeping to request/response (at most maxWaits per input)
 	recNotif = 3 // the server code sends a notification of data's length on every subscribed notifier
 )
 
@@ -35,6 +35,9 @@ const (
 	// the fuzzer reports with the input (a t.Fatal cannot come from a
 	// watchdog goroutine).
 	inputWait = 20 * time.Second
+	// maxWaits caps the recWait records obeyed per input, so that an
+	// input of many waits is not taken for a hang.
+	maxWaits = 25
 )
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz/FuzzATTServer from fuzzSeeds")
@@ -61,6 +64,7 @@ func runFuzzInput(t *testing.T, in []byte) {
 		defer watchdog.Stop()
 		_, ctl, tt := newDevice(t, &hcitest.Opts{LEBufCnt: 2})
 		ctl.Connect(fuzzHandle, hcitest.RolePeripheral)
+		waits := 0
 		for len(in) >= 2 {
 			kind, n := in[0], int(in[1])
 			in = in[2:]
@@ -72,7 +76,9 @@ func runFuzzInput(t *testing.T, in []byte) {
 			case recACL:
 				ctl.SendACL(fuzzHandle, (kind>>2)&3, data)
 			case recWait:
-				ctl.ReadATT(fuzzHandle, 20*time.Millisecond)
+				if waits++; waits <= maxWaits {
+					ctl.ReadATT(fuzzHandle, 20*time.Millisecond)
+				}
 			case recNotif:
 				notifyAll(tt, len(data))
 			}
