@@ -6,7 +6,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/go-ble/ble/linux/adv"
+	"beaconvend/hw/ble/goble/linux/adv"
 
 	"beaconvend/app-protocol/beacon"
 	"beaconvend/app-protocol/proxid"

@@ -25,8 +25,9 @@
 // Two backends implement both interfaces; [Config] names one ("air", the
 // default, or "hci") and [OpenAdvertiser]/[OpenScanner] open it:
 //
-//   - [HCI] (Linux only, hci_linux.go): github.com/go-ble/ble on an HCI
-//     adapter, for production boards and the qemu/btvirt test VM.
+//   - [HCI] (Linux only, hci_linux.go): the project's fork of go-ble
+//     (hw/ble/goble) on an HCI adapter, for production boards and the
+//     qemu/btvirt test VM.
 //   - The simulated air ([AirAdvertiser], [AirScanner]): the same
 //     advertising bytes over loopback for machines without a radio; the
 //     demo, the phone client and tests listen on it.
@@ -77,10 +78,27 @@
 // hciconfig still lists the adapter as UP but cannot change it; after
 // Close it stays down until brought up again.
 //
-// # go-ble caveats (pinned v0.0.0-20240122180141-8c5522f54333)
+// # The go-ble fork (hw/ble/goble), and why
 //
-// The backend works around these; keep them in mind before using more of
-// go-ble:
+// go-ble as pinned (v0.0.0-20240122180141-8c5522f54333) failed a GATT
+// round trip between two virtual controllers: ACL sends hung with one LE
+// buffer, a disconnection during a notification stopped its HCI reader for
+// good, a hostile central crashed the process from its goroutines, long
+// writes ignored their offsets, notifications were cut silently, the
+// client's long write was broken and Dial could lose a race. Upstream is
+// stale, so the project carries a patched copy of its Linux packages in
+// hw/ble/goble, with upstream's licence and a list of every change with
+// the test that shows the upstream bug (hw/ble/goble/FORK.md). A fork
+// inside the module rather than another stack: the beacon path on the raw
+// HCI user channel works and is proven in the VM, the fixes are small and
+// readable against upstream, and the fork's tests run the whole stack on a
+// scripted controller (hw/ble/goble/linux/hci/hcitest) plus a fuzz target
+// for the GATT server. Another backend (BlueZ over D-Bus) can still sit
+// beside it behind Advertiser and Scanner.
+//
+// # go-ble caveats the backend still works around
+//
+// Keep these in mind before using more of the fork:
 //
 //   - Its advertising helpers (AdvertiseMfgData, AdvertiseAdv…) ignore
 //     SetAdvertisement's error and return nil. The backend calls
@@ -103,8 +121,9 @@
 //     turns it on when scan responses are needed.
 //   - Its event accessors do not check bounds (go-ble #75): a malformed
 //     report panics inside them. The backend recovers in its handler and
-//     counts it (HCI.Malformed); a malformed event inside go-ble's own
-//     socket loop can still crash the process.
+//     counts it (HCI.Malformed); a malformed event from the controller
+//     inside the fork's socket loop can still crash the process (input
+//     from a central no longer can: see FORK.md).
 //   - It stops advertising while a central is connected; non-connectable
 //     advertising keeps that from happening.
 //   - It logs through the standard library logger (and logxi), e.g. "can't

@@ -10,10 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-ble/ble"
-	"github.com/go-ble/ble/linux"
-	"github.com/go-ble/ble/linux/hci"
-	"github.com/go-ble/ble/linux/hci/cmd"
+	goble "beaconvend/hw/ble/goble"
+	"beaconvend/hw/ble/goble/linux"
+	"beaconvend/hw/ble/goble/linux/hci"
+	"beaconvend/hw/ble/goble/linux/hci/cmd"
 )
 
 // HCI advertising PDU types (LE Set Advertising Parameters, Advertising_Type).
@@ -31,7 +31,7 @@ type controller interface {
 	StopAdvertising() error
 	Scan(allowDup bool) error
 	StopScanning() error
-	SetAdvHandler(h ble.AdvHandler) error
+	SetAdvHandler(h goble.AdvHandler) error
 	Done() <-chan bool
 	Error() error
 	Close() error
@@ -96,7 +96,7 @@ func OpenHCI(index int, o *HCIOpts) (*HCI, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, err := linux.NewDevice(ble.OptDeviceID(index))
+	dev, err := linux.NewDevice(goble.OptDeviceID(index))
 	if err != nil {
 		return nil, fmt.Errorf("%w: open hci%d (needs root or CAP_NET_ADMIN, and bluetoothd not holding it): %w", ErrRadio, index, err)
 	}
@@ -347,17 +347,17 @@ func (h *HCI) startScanLocked(fn func(Report)) error {
 }
 
 // rawAdv is what go-ble's *hci.Advertisement offers beyond
-// ble.Advertisement: the raw bytes, which the backend reports instead of
+// goble.Advertisement: the raw bytes, which the backend reports instead of
 // go-ble's parsed fields.
 type rawAdv interface {
-	ble.Advertisement
+	goble.Advertisement
 	Data() []byte
 	ScanResponse() []byte
 }
 
 // onAdv is go-ble's advertisement handler, called on a new goroutine per
 // report.
-func (h *HCI) onAdv(a ble.Advertisement) {
+func (h *HCI) onAdv(a goble.Advertisement) {
 	r, ok := reportOf(a, h.o.Now())
 	if !ok {
 		h.malformed.Add(1)
@@ -373,7 +373,7 @@ func (h *HCI) onAdv(a ble.Advertisement) {
 // reportOf copies a go-ble advertisement into a Report. go-ble's accessors
 // index the HCI event without bounds checks, so a malformed event panics
 // in them; that is reported as not ok.
-func reportOf(a ble.Advertisement, at time.Time) (r Report, ok bool) {
+func reportOf(a goble.Advertisement, at time.Time) (r Report, ok bool) {
 	defer func() {
 		if recover() != nil {
 			r, ok = Report{}, false

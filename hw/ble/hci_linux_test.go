@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-ble/ble"
-	"github.com/go-ble/ble/linux/hci"
-	"github.com/go-ble/ble/linux/hci/cmd"
+	goble "beaconvend/hw/ble/goble"
+	"beaconvend/hw/ble/goble/linux/hci"
+	"beaconvend/hw/ble/goble/linux/hci/cmd"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,7 +23,7 @@ type fakeController struct {
 	ops     []string
 	sent    []hci.Command
 	fail    map[string]error
-	handler ble.AdvHandler
+	handler goble.AdvHandler
 	done    chan bool
 }
 
@@ -55,7 +55,7 @@ func (f *fakeController) Scan(allowDup bool) error {
 	return f.op(fmt.Sprintf("scan dup=%v", allowDup))
 }
 func (f *fakeController) StopScanning() error { return f.op("stop scan") }
-func (f *fakeController) SetAdvHandler(h ble.AdvHandler) error {
+func (f *fakeController) SetAdvHandler(h goble.AdvHandler) error {
 	f.handler = h
 	return nil
 }
@@ -161,12 +161,12 @@ func TestHCIErrorsAreNotSwallowed(t *testing.T) {
 
 // fakeAdv is a go-ble advertisement with raw bytes, as *hci.Advertisement.
 type fakeAdv struct {
-	ble.Advertisement // nil: methods not overridden panic, like go-ble's on a bad event
-	addr              string
-	data, sr          []byte
+	goble.Advertisement // nil: methods not overridden panic, like go-ble's on a bad event
+	addr                string
+	data, sr            []byte
 }
 
-func (a fakeAdv) Addr() ble.Addr {
+func (a fakeAdv) Addr() goble.Addr {
 	m, _ := net.ParseMAC(a.addr)
 	return m
 }
