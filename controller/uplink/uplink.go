@@ -46,8 +46,8 @@ type Opts struct {
 	// reconnect storm; giving up sooner makes the board connect again
 	// and the node set the session up twice.
 	HandshakeTimeout time.Duration
-	MaxBackoff     time.Duration // reconnect backoff cap, default 15 s: a board is back within 15 s of its link returning
-	PublishTimeout time.Duration // how long Publish waits for the PUBACK, default 10 s
+	MaxBackoff       time.Duration // reconnect backoff cap, default 15 s: a board is back within 15 s of its link returning
+	PublishTimeout   time.Duration // how long Publish waits for the PUBACK, default 10 s
 	// SubscribeTimeout is how long the cmd subscription waits for its
 	// SUBACK before it is sent again, default 20 s: a NATS node answers
 	// only once the session's JetStream consumer exists, which takes up to
