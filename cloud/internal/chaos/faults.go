@@ -91,19 +91,19 @@ func injectFaults(ctx context.Context, r *rig, rates Rates, within time.Duration
 		}
 		if fire("controller", rates.ControllerKill) {
 			d := r.devs[rng.IntN(len(r.devs))]
-			d.ctl.kill()
+			d.ctl.Kill()
 			faults.add("controller_kill")
 			sleep(ctx, time.Duration(1000+rng.IntN(4000))*time.Millisecond)
-			if err := d.ctl.start(); err != nil {
+			if err := d.ctl.Start(); err != nil {
 				errs.add("controller_restart")
 			}
 		}
 		if fire("broker", rates.BrokerRestart) {
 			if rng.IntN(2) == 0 {
-				r.mosq.kill()
+				r.mosq.Kill()
 				faults.add("broker_kill")
 			} else {
-				_ = r.mosq.signal(syscall.SIGTERM, 10*time.Second)
+				_ = r.mosq.Signal(syscall.SIGTERM, 10*time.Second)
 				faults.add("broker_restart")
 			}
 			sleep(ctx, time.Duration(1000+rng.IntN(3000))*time.Millisecond)
@@ -112,7 +112,7 @@ func injectFaults(ctx context.Context, r *rig, rates Rates, within time.Duration
 			}
 		}
 		if fire("cloud", rates.CloudKill) {
-			r.cloud.kill()
+			r.cloud.Kill()
 			faults.add("cloud_kill")
 			sleep(ctx, time.Duration(500+rng.IntN(2500))*time.Millisecond)
 			if err := r.startCloud(context.WithoutCancel(ctx)); err != nil {

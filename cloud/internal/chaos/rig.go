@@ -19,6 +19,7 @@ import (
 
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/broker"
+	"beaconvend/cloud/internal/childproc"
 	"beaconvend/cloud/internal/simdev"
 	"beaconvend/hw/emu"
 )
@@ -59,7 +60,7 @@ type device struct {
 	emuRC context.CancelFunc
 	emuWG sync.WaitGroup
 	link  *linkProxy
-	ctl   *proc
+	ctl   *childproc.Proc
 }
 
 // rig is the soak's deployment on loopback.
@@ -73,8 +74,8 @@ type rig struct {
 	opEmail string
 	opPass  string
 
-	mosq  *proc
-	cloud *proc
+	mosq  *childproc.Proc
+	cloud *childproc.Proc
 	devs  []*device
 	toks  []string
 }
@@ -145,13 +146,13 @@ func newRig(ctx context.Context, cfg Config, rng *rand.Rand) (*rig, error) {
 	if err := r.writeMosquittoConf(mqttAddr); err != nil {
 		return nil, err
 	}
-	r.mosq = &proc{name: "mosquitto", bin: cfg.MosquittoBin, logPath: filepath.Join(r.mqttDir, "mosquitto.out"),
-		args: []string{"-c", filepath.Join(r.mqttDir, "chaos.conf")}}
+	r.mosq = &childproc.Proc{Name: "mosquitto", Bin: cfg.MosquittoBin, LogPath: filepath.Join(r.mqttDir, "mosquitto.out"),
+		Args: []string{"-c", filepath.Join(r.mqttDir, "chaos.conf")}}
 	if err := r.startBroker(); err != nil {
 		return nil, err
 	}
-	r.cloud = &proc{name: "cloud", bin: cfg.CloudBin, logPath: filepath.Join(cfg.Dir, "cloud.log"),
-		args: []string{"serve", "-dev", "-data", r.data, "-db", r.dsn, "-http", httpAddr, "-broker", r.mqttURL}}
+	r.cloud = &childproc.Proc{Name: "cloud", Bin: cfg.CloudBin, LogPath: filepath.Join(cfg.Dir, "cloud.log"),
+		Args: []string{"serve", "-dev", "-data", r.data, "-db", r.dsn, "-http", httpAddr, "-broker", r.mqttURL}}
 	if err := r.startCloud(ctx); err != nil {
 		return nil, err
 	}
@@ -199,7 +200,7 @@ func (r *rig) writeMosquittoConf(addr string) error {
 }
 
 func (r *rig) startBroker() error {
-	if err := r.mosq.start(); err != nil {
+	if err := r.mosq.Start(); err != nil {
 		return err
 	}
 	addr := strings.TrimPrefix(r.mqttURL, "tcp://")
@@ -207,14 +208,14 @@ func (r *rig) startBroker() error {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			return c.Close()
 		}
-		if !r.mosq.running() || time.Now().After(deadline) {
-			return fmt.Errorf("chaos: mosquitto not accepting on %s; output:\n%s", addr, tailFile(r.mosq.logPath, 2000))
+		if !r.mosq.Running() || time.Now().After(deadline) {
+			return fmt.Errorf("chaos: mosquitto not accepting on %s; output:\n%s", addr, r.mosq.Tail(2000))
 		}
 	}
 }
 
 func (r *rig) startCloud(ctx context.Context) error {
-	if err := r.cloud.start(); err != nil {
+	if err := r.cloud.Start(); err != nil {
 		return err
 	}
 	hc := &http.Client{Timeout: 2 * time.Second}
@@ -226,8 +227,8 @@ func (r *rig) startCloud(ctx context.Context) error {
 				return nil
 			}
 		}
-		if !r.cloud.running() || time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("chaos: cloud not serving on %s; log:\n%s", r.httpURL, tailFile(r.cloud.logPath, 3000))
+		if !r.cloud.Running() || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("chaos: cloud not serving on %s; log:\n%s", r.httpURL, r.cloud.Tail(3000))
 		}
 	}
 }
@@ -268,8 +269,8 @@ func (r *rig) startDevice(d *device) error {
 	if r.cfg.Skew {
 		args = append(args, "-clock-skew="+d.skew.String())
 	}
-	d.ctl = &proc{name: "controller " + d.ID, bin: r.cfg.ControllerBin, logPath: filepath.Join(d.dir, "controller.log"), args: args}
-	return d.ctl.start()
+	d.ctl = &childproc.Proc{Name: "controller " + d.ID, Bin: r.cfg.ControllerBin, LogPath: filepath.Join(d.dir, "controller.log"), Args: args}
+	return d.ctl.Start()
 }
 
 // controllerConfig points the controller config `cloud device add` wrote
@@ -337,20 +338,20 @@ func (r *rig) waitOnline(ctx context.Context, within time.Duration) error {
 // ensureUp restores every link and starts whatever is down: the end of
 // the fault phase.
 func (r *rig) ensureUp(ctx context.Context) error {
-	if !r.mosq.running() {
+	if !r.mosq.Running() {
 		if err := r.startBroker(); err != nil {
 			return err
 		}
 	}
-	if !r.cloud.running() {
+	if !r.cloud.Running() {
 		if err := r.startCloud(ctx); err != nil {
 			return err
 		}
 	}
 	for _, d := range r.devs {
 		d.link.Restore()
-		if !d.ctl.running() {
-			if err := d.ctl.start(); err != nil {
+		if !d.ctl.Running() {
+			if err := d.ctl.Start(); err != nil {
 				return err
 			}
 		}
@@ -365,15 +366,15 @@ func (r *rig) close() {
 	for _, d := range r.devs {
 		if d.ctl != nil {
 			wg.Add(1)
-			go func() { defer wg.Done(); _ = d.ctl.signal(syscall.SIGTERM, 15*time.Second) }()
+			go func() { defer wg.Done(); _ = d.ctl.Signal(syscall.SIGTERM, 15*time.Second) }()
 		}
 	}
 	wg.Wait()
 	if r.cloud != nil {
-		_ = r.cloud.signal(syscall.SIGTERM, 15*time.Second)
+		_ = r.cloud.Signal(syscall.SIGTERM, 15*time.Second)
 	}
 	if r.mosq != nil {
-		_ = r.mosq.signal(syscall.SIGTERM, 10*time.Second)
+		_ = r.mosq.Signal(syscall.SIGTERM, 10*time.Second)
 	}
 	for _, d := range r.devs {
 		if d.link != nil {
@@ -412,12 +413,4 @@ func httpJSON(ctx context.Context, method, url, tok string, body []byte, v any) 
 		return nil
 	}
 	return json.Unmarshal(buf.Bytes(), v)
-}
-
-func tailFile(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }

@@ -16,6 +16,7 @@ import (
 
 	"beaconvend/app-protocol/signed"
 	"beaconvend/cloud/broker"
+	"beaconvend/cloud/internal/childproc"
 	"beaconvend/cloud/internal/simdev"
 	"beaconvend/cloud/store"
 	"beaconvend/controller/config"
@@ -41,7 +42,7 @@ type rig struct {
 	brk     brokers
 	mqttLB  *balancer
 	httpLB  *balancer
-	clouds  []*proc
+	clouds  []*childproc.Proc
 	httpAt  []string // each instance's HTTP address (host:port)
 	devs    []*simdev.Device
 	relay   *simdev.Relay
@@ -145,7 +146,7 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 		if c := r.brk.cloudConfig(); c != "" {
 			args = append(args, "-config", cfgFile)
 		}
-		p := &proc{name: fmt.Sprintf("cloud%d", i), bin: cfg.CloudBin, args: args, logPath: filepath.Join(cfg.Dir, fmt.Sprintf("cloud%d.log", i))}
+		p := &childproc.Proc{Name: fmt.Sprintf("cloud%d", i), Bin: cfg.CloudBin, Args: args, LogPath: filepath.Join(cfg.Dir, fmt.Sprintf("cloud%d.log", i))}
 		r.clouds, r.httpAt = append(r.clouds, p), append(r.httpAt, addr)
 		if err := r.startCloud(ctx, i); err != nil {
 			return r, err
@@ -201,7 +202,7 @@ func (r *rig) httpURL() string { return "http://" + r.httpLB.Addr() }
 
 func (r *rig) startCloud(ctx context.Context, i int) error {
 	p := r.clouds[i]
-	if err := p.start(); err != nil {
+	if err := p.Start(); err != nil {
 		return err
 	}
 	hc := &http.Client{Timeout: 2 * time.Second}
@@ -216,12 +217,12 @@ func (r *rig) startCloud(ctx context.Context, i int) error {
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			p.kill()
-			return fmt.Errorf("clusterfault: %s not serving on %s; log:\n%s", p.name, r.httpAt[i], tailFile(p.logPath, 3000))
+			p.Kill()
+			return fmt.Errorf("clusterfault: %s not serving on %s; log:\n%s", p.Name, r.httpAt[i], p.Tail(3000))
 		}
-		if !p.running() {
+		if !p.Running() {
 			time.Sleep(time.Second)
-			if err := p.start(); err != nil {
+			if err := p.Start(); err != nil {
 				return err
 			}
 		}
@@ -266,7 +267,7 @@ func (r *rig) closeAll() {
 		}
 	}
 	for _, p := range r.clouds {
-		_ = p.signal(syscall.SIGTERM, 15*time.Second)
+		_ = p.Signal(syscall.SIGTERM, 15*time.Second)
 	}
 	if r.httpLB != nil {
 		r.httpLB.Close()
@@ -285,7 +286,7 @@ func (r *rig) closeAll() {
 // mosquittoBrokers is one Mosquitto: the deployment of today's site
 // broker, for running the test where NATS cannot be had.
 type mosquittoBrokers struct {
-	p    *proc
+	p    *childproc.Proc
 	addr string
 }
 
@@ -326,18 +327,18 @@ func startMosquitto(bin string, entries []broker.PasswordEntry, dir string) (bro
 	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
 		return nil, err
 	}
-	m := &mosquittoBrokers{p: &proc{name: "mosquitto", bin: bin, args: []string{"-c", confPath}, logPath: filepath.Join(dir, "mosquitto.out")}, addr: addr}
+	m := &mosquittoBrokers{p: &childproc.Proc{Name: "mosquitto", Bin: bin, Args: []string{"-c", confPath}, LogPath: filepath.Join(dir, "mosquitto.out")}, addr: addr}
 	return m, m.restart(0)
 }
 
 func (m *mosquittoBrokers) addrs() []string     { return []string{m.addr} }
-func (m *mosquittoBrokers) kill(int) error      { m.p.kill(); return nil }
-func (m *mosquittoBrokers) pids() []int         { return []int{m.p.pid()} }
-func (m *mosquittoBrokers) close()              { _ = m.p.signal(syscall.SIGTERM, 10*time.Second) }
+func (m *mosquittoBrokers) kill(int) error      { m.p.Kill(); return nil }
+func (m *mosquittoBrokers) pids() []int         { return []int{m.p.Pid()} }
+func (m *mosquittoBrokers) close()              { _ = m.p.Signal(syscall.SIGTERM, 10*time.Second) }
 func (m *mosquittoBrokers) cloudConfig() string { return "" }
 
 func (m *mosquittoBrokers) restart(int) error {
-	if err := m.p.start(); err != nil {
+	if err := m.p.Start(); err != nil {
 		return err
 	}
 	return waitAccepting(m.addr, m.p, 10*time.Second)

@@ -178,7 +178,7 @@ func (r *rig) killPrimary() Kill {
 func (r *rig) killCloud(ctx context.Context) Kill {
 	k := Kill{What: "cloud instance 1 (SIGKILL)", At: time.Now()}
 	r.cfg.logf("kill: %s", k.What)
-	r.clouds[1].kill()
+	r.clouds[1].Kill()
 	select {
 	case <-ctx.Done():
 	case <-time.After(r.cfg.Down):
@@ -387,7 +387,7 @@ func (t *traffic) startRelay(ctx context.Context, p *phoneapi.Client, i int) {
 func (r *rig) settle(ctx context.Context) []string {
 	var vs []string
 	for i, p := range r.clouds {
-		if !p.running() {
+		if !p.Running() {
 			if err := r.startCloud(ctx, i); err != nil {
 				vs = append(vs, "restore: "+err.Error())
 			}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"beaconvend/cloud/internal/childproc"
 )
 
 func mrandN(n int) int { return rand.IntN(n) }
@@ -36,15 +38,15 @@ func parallelErr(n, k int, f func(i int) error) error {
 	return first
 }
 
-func waitAccepting(addr string, p *proc, within time.Duration) error {
+func waitAccepting(addr string, p *childproc.Proc, within time.Duration) error {
 	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			return c.Close()
 		}
-		if (p != nil && !p.running()) || time.Now().After(deadline) {
+		if (p != nil && !p.Running()) || time.Now().After(deadline) {
 			out := ""
 			if p != nil {
-				out = tailFile(p.logPath, 2000)
+				out = p.Tail(2000)
 			}
 			return fmt.Errorf("clusterfault: nothing accepting on %s; output:\n%s", addr, out)
 		}
