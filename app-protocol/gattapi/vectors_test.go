@@ -70,7 +70,10 @@ type CheckJSON struct {
 	SeenNonces   []string `json:"seen_nonces,omitempty"`
 }
 
-func seed(label string) []byte { s := sha256.Sum256([]byte("beaconvend gatt vectors: " + label)); return s[:] }
+func seed(label string) []byte {
+	s := sha256.Sum256([]byte("beaconvend gatt vectors: " + label))
+	return s[:]
+}
 
 var (
 	t0       = time.UnixMilli(1767225600000).UTC() // 2026-01-01T00:00:00Z
