@@ -70,6 +70,15 @@ func stopCmdID(id vend.SessionID) string { return "stop-" + hex.EncodeToString(i
 //     to ReplyTimeout for its Reply, which may be saved by another instance
 //     (store.GetCommandReply is polled besides the in-process wake-up).
 //
+// Relay (app-protocol/GATT.md): when the device is offline by presence
+// (step 2 then checks the rest on its last telemetry), or the operator set
+// the device or machine to relay always (store.RelayAlways), step 4 is
+// skipped: the pending session is returned with a relay ticket (offerRelay:
+// the grant bound to the device and a fresh nonce) for the phone to carry
+// over BLE, and its hold stays until the report settles it or the
+// unreported bound expires it. A start with no reply in time is offered
+// for relay too (the board accepts the grant once, by whichever path).
+//
 // OK: the session is advanced to authorized and returned. Refused: the
 // hold is released in full (store.Fail) and the device's code returned as
 // a conflict (machine.busy, machine.fault, …). No reply in time: the
@@ -108,9 +117,17 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 		}
 		return store.Session{}, errf(ErrSourceNotFound, "%q", req.Source)
 	}
-	d, mach, err := s.readyMachine(ctx, m.Device, string(req.Machine), string(req.Slot))
+	d, mach, offline, err := s.readyMachineRelay(ctx, m.Device, string(req.Machine), string(req.Slot), true)
 	if err != nil {
 		return store.Session{}, err
+	}
+	relay := ""
+	if offline {
+		relay = RelayOffline
+	} else if always, err := s.st.RelayAlways(ctx, d.ID, mach.ID); err != nil {
+		return store.Session{}, err
+	} else if always {
+		relay = RelayAlways
 	}
 	if err := s.stepUpSession(ctx, user, idemKey, mach, req); err != nil {
 		return store.Session{}, err
@@ -133,6 +150,9 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 	if ss.State != store.Pending {
 		return s.finishedStart(ss)
 	}
+	if relay != "" {
+		return s.offerRelay(ctx, ss, relay)
+	}
 	return s.authorize(ctx, ss)
 }
 
@@ -143,6 +163,19 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 // last telemetry, nor counted sold out (slot.empty, inventory.go).
 // StartSession and checkouts share it.
 func (s *Service) readyMachine(ctx context.Context, device, machine, slot string) (store.Device, store.Machine, error) {
+	d, mach, _, err := s.readyMachineRelay(ctx, device, machine, slot, false)
+	return d, mach, err
+}
+
+// readyMachineRelay is readyMachine; with relay, an active device that is
+// offline passes (offline reports it) and the remaining checks are made
+// on its last telemetry: the phone may carry the grant to it over BLE.
+func (s *Service) readyMachineRelay(ctx context.Context, device, machine, slot string, relay bool) (store.Device, store.Machine, bool, error) {
+	d, mach, err := s.readyMachineChecks(ctx, device, machine, slot, relay)
+	return d, mach, err == nil && !d.Online, err
+}
+
+func (s *Service) readyMachineChecks(ctx context.Context, device, machine, slot string, relay bool) (store.Device, store.Machine, error) {
 	d, err := s.st.GetDevice(ctx, device)
 	if err != nil {
 		return store.Device{}, store.Machine{}, err
@@ -154,7 +187,7 @@ func (s *Service) readyMachine(ctx context.Context, device, machine, slot string
 	if len(mach.Slots) > 0 && slot == "" {
 		return d, mach, errf(ErrSlotRequired, "machine %s vends from slots; name one", mach.ID)
 	}
-	if d.State == store.DeviceDisabled || !d.Online {
+	if d.State == store.DeviceDisabled || (!d.Online && !relay) {
 		return d, mach, errf(ErrMachineOffline, "device %s is offline", d.ID)
 	}
 	if machineStates(d.Telemetry)[mach.ID] == string(mqttapi.MachineFault) {
@@ -183,6 +216,9 @@ func (s *Service) retriedStart(ctx context.Context, prev store.Session, req phon
 	prev.Duplicate = true
 	if prev.State != store.Pending {
 		return s.finishedStart(prev)
+	}
+	if prev.RelayTicket != nil {
+		return prev, nil // offered for relay: the phone gets the same grant and ticket again
 	}
 	return s.authorize(ctx, prev)
 }
@@ -267,6 +303,13 @@ func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Sessio
 			// (see StartSession) and tell the phone to retry.
 			if cur, err := s.st.GetSession(ctx, ss.ID); err == nil && cur.State != store.Pending {
 				return s.finishedStart(cur)
+			}
+			// The phone may carry the grant instead: the board accepts
+			// it once, whichever way it comes first (GATT.md).
+			if rs, err := s.offerRelay(ctx, ss, RelayNoReply); err == nil {
+				ss = rs
+			} else {
+				s.log.Warn("service: relay not offered", "session", ss.ID, "err", err)
 			}
 			return ss, errf(ErrDeviceNoReply, "session %s: no reply within %s: waiting for the machine; the hold stays until it answers "+
 				"or its start-by bound %s passes; POST /v1/sessions/%s/stop cancels", ss.ID, s.opts.ReplyTimeout, ss.GrantExp.Format(time.RFC3339), ss.ID)
