@@ -39,8 +39,13 @@ const (
 // gets the stored one) so the phone can carry its grant to the board over
 // BLE (app-protocol/GATT.md). The ticket binds the grant (by digest) to
 // its device and a fresh random nonce, and is signed with the grant's
-// key. store.SetRelayTicket also moves the pending session's deadline to
-// its unreported bound.
+// key. For an offline device (or relay always) store.SetRelayTicket also
+// moves the pending session's deadline to its unreported bound: the
+// phone's upload after the run is then the only acknowledgement. After
+// no reply the deadline stays: a board that takes the relayed grant while
+// its link works reports its events over MQTT, which acknowledge the
+// session; if none come, the session expires at its start-by bound like
+// any unacknowledged one, and a report after that is a late capture.
 func (s *Service) offerRelay(ctx context.Context, ss store.Session, reason string) (store.Session, error) {
 	if len(ss.Grant) == 0 {
 		return ss, nil
@@ -54,7 +59,7 @@ func (s *Service) offerRelay(ctx context.Context, ss store.Session, reason strin
 		if err != nil {
 			return ss, err
 		}
-		if ss.RelayTicket, err = s.st.SetRelayTicket(ctx, ss.ID, b); err != nil {
+		if ss.RelayTicket, err = s.st.SetRelayTicket(ctx, ss.ID, b, reason != RelayNoReply); err != nil {
 			return ss, err
 		}
 		s.Metrics.relayGrants.WithLabelValues(reason).Inc()

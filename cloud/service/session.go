@@ -218,7 +218,20 @@ func (s *Service) retriedStart(ctx context.Context, prev store.Session, req phon
 		return s.finishedStart(prev)
 	}
 	if prev.RelayTicket != nil {
-		return prev, nil // offered for relay: the phone gets the same grant and ticket again
+		// Offered for relay: while the device is still out of reach or
+		// set to relay always, the phone gets the same grant and ticket
+		// again; otherwise the Authorize is resent as well.
+		d, err := s.st.GetDevice(ctx, prev.Device)
+		if err != nil {
+			return prev, err
+		}
+		always, err := s.st.RelayAlways(ctx, prev.Device, prev.Machine)
+		if err != nil {
+			return prev, err
+		}
+		if !d.Online || always {
+			return prev, nil
+		}
 	}
 	return s.authorize(ctx, prev)
 }

@@ -20,22 +20,27 @@ var (
 
 // SetRelayTicket stores the relay ticket of a session once and returns the
 // stored one: a session that has one keeps it (a retried start gets the
-// same ticket and nonce). A pending session's deadline moves to its
-// unreported bound (start-by bound + longest run + offline allowance):
-// a relayed grant is acknowledged only by the report the phone uploads
+// same ticket and nonce). With outlast, a pending session's deadline moves
+// to its unreported bound (start-by bound + longest run + offline
+// allowance): when the phone is the only path (the device is offline), a
+// relayed grant is acknowledged only by the report the phone uploads
 // after the run, so the hold must outlast the run; a grant never used is
 // then expired and released by ExpireHolds as any unacknowledged one, and
 // a report after that is a late capture. Errors: ErrInput (empty or
 // oversized ticket), ErrSessionNotFound.
-func (s *Store) SetRelayTicket(ctx context.Context, id vend.SessionID, ticket []byte) ([]byte, error) {
+func (s *Store) SetRelayTicket(ctx context.Context, id vend.SessionID, ticket []byte, outlast bool) ([]byte, error) {
 	if len(ticket) == 0 || len(ticket) > 512 {
 		return nil, vend.Errorf(ErrInput, "relay ticket of %d bytes", len(ticket))
+	}
+	ext := 0
+	if outlast {
+		ext = 1
 	}
 	var out []byte
 	err := s.tx(ctx, "set relay ticket", func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET relay_ticket = $2,
-			deadline_ms = CASE WHEN state = 'pending' AND unreported_ms > deadline_ms THEN unreported_ms ELSE deadline_ms END
-			WHERE id = $1 AND relay_ticket IS NULL`, id.String(), ticket); err != nil {
+			deadline_ms = CASE WHEN $3 = 1 AND state = 'pending' AND unreported_ms > deadline_ms THEN unreported_ms ELSE deadline_ms END
+			WHERE id = $1 AND relay_ticket IS NULL`, id.String(), ticket, ext); err != nil {
 			return err
 		}
 		err := tx.QueryRowContext(ctx, `SELECT relay_ticket FROM sessions WHERE id = $1`, id.String()).Scan(&out)
