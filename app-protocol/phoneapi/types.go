@@ -400,6 +400,12 @@ type StartSessionRequest struct {
 	// price has changed since, the start is refused with price.changed
 	// (409) and the error carries the new price; nothing is held.
 	ExpectedPrice *Price `json:"expected_price,omitempty"`
+	// CanRelay says the phone can carry the grant to the board over BLE
+	// (app-protocol/GATT.md): it heard the board's beacon with the
+	// offline-capable bit. Only then does an offline device, one that does
+	// not answer, or one set to relay always get a Session.Relay; without
+	// it an offline device is machine.offline, as for older apps.
+	CanRelay bool `json:"can_relay,omitempty"`
 }
 
 // Validate returns an error of kind invalid naming the bad field.

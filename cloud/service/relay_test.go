@@ -37,6 +37,7 @@ type relayEnv struct {
 	devKeys map[string]ed25519.PrivateKey
 	idKeys  map[string]proxid.Key
 	seq     uint64
+	noRelay bool // the phone cannot relay (an older app, or a board without the offline-capable bit)
 }
 
 func forEachRelayDB(t *testing.T, fn func(t *testing.T, e *relayEnv)) {
@@ -97,7 +98,7 @@ func newRelayEnv(t *testing.T, dsn string) *relayEnv {
 func (e *relayEnv) start(key, device, machine string) (store.Session, error) {
 	e.t.Helper()
 	return e.svc.StartSession(e.ctx, e.user, key, phoneapi.StartSessionRequest{Device: phoneapi.DeviceID(device), Machine: phoneapi.MachineID(machine),
-		Cap: phoneapi.Cap{Units: 2000}, Source: "wallet",
+		Cap: phoneapi.Cap{Units: 2000}, Source: "wallet", CanRelay: !e.noRelay,
 		ProximityID: phoneapi.ProximityID(proxid.Compute(e.idKeys[device], proxid.Counter(time.Now()), 5).String())})
 }
 
@@ -162,6 +163,14 @@ func relayValue(t *testing.T, r *phoneapi.Relay) []byte {
 // once; a retry returns the same ticket (same nonce).
 func TestRelayStartWhenOffline(t *testing.T) {
 	forEachRelayDB(t, func(t *testing.T, e *relayEnv) {
+		e.noRelay = true
+		if _, err := e.start("key-relay-0", "wd-1", "tap1"); vend.CodeOf(err) != service.ErrMachineOffline.Code {
+			t.Fatalf("start without can_relay on an offline device = %v, want machine.offline", err)
+		}
+		if w := e.wallet(); w.Held.Minor != 0 {
+			t.Fatalf("held %d for a refused start", w.Held.Minor)
+		}
+		e.noRelay = false
 		ss, err := e.start("key-relay-1", "wd-1", "tap1")
 		if err != nil || ss.State != store.Pending || ss.RelayTicket == nil {
 			t.Fatalf("StartSession = %+v, %v; want pending with a relay ticket", ss, err)

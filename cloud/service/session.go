@@ -70,7 +70,8 @@ func stopCmdID(id vend.SessionID) string { return "stop-" + hex.EncodeToString(i
 //     to ReplyTimeout for its Reply, which may be saved by another instance
 //     (store.GetCommandReply is polled besides the in-process wake-up).
 //
-// Relay (app-protocol/GATT.md): when the device is offline by presence
+// Relay (app-protocol/GATT.md), only when the phone says it can relay
+// (req.CanRelay): when the device is offline by presence
 // (step 2 then checks the rest on its last telemetry), or the operator set
 // the device or machine to relay always (store.RelayAlways), step 4 is
 // skipped: the pending session is returned with a relay ticket (offerRelay:
@@ -117,17 +118,21 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 		}
 		return store.Session{}, errf(ErrSourceNotFound, "%q", req.Source)
 	}
-	d, mach, offline, err := s.readyMachineRelay(ctx, m.Device, string(req.Machine), string(req.Slot), true)
+	d, mach, offline, err := s.readyMachineRelay(ctx, m.Device, string(req.Machine), string(req.Slot), req.CanRelay)
 	if err != nil {
 		return store.Session{}, err
 	}
 	relay := ""
 	if offline {
 		relay = RelayOffline
-	} else if always, err := s.st.RelayAlways(ctx, d.ID, mach.ID); err != nil {
-		return store.Session{}, err
-	} else if always {
-		relay = RelayAlways
+	} else if req.CanRelay {
+		always, err := s.st.RelayAlways(ctx, d.ID, mach.ID)
+		if err != nil {
+			return store.Session{}, err
+		}
+		if always {
+			relay = RelayAlways
+		}
 	}
 	if err := s.stepUpSession(ctx, user, idemKey, mach, req); err != nil {
 		return store.Session{}, err
@@ -153,7 +158,7 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 	if relay != "" {
 		return s.offerRelay(ctx, ss, relay)
 	}
-	return s.authorize(ctx, ss)
+	return s.authorize(ctx, ss, req.CanRelay)
 }
 
 // readyMachine reads a device and one of its machines and checks what
@@ -233,7 +238,7 @@ func (s *Service) retriedStart(ctx context.Context, prev store.Session, req phon
 			return prev, nil
 		}
 	}
-	return s.authorize(ctx, prev)
+	return s.authorize(ctx, prev, req.CanRelay)
 }
 
 // finishedStart answers a retried start whose session is past pending.
@@ -271,7 +276,9 @@ func refusal(code, msg string) error {
 	return errf(ErrDeviceRefused, "%s", msg)
 }
 
-func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Session, error) {
+// authorize sends the Authorize and waits for the device's reply; with
+// canRelay, a start that gets no reply in time is offered for relay.
+func (s *Service) authorize(ctx context.Context, ss store.Session, canRelay bool) (store.Session, error) {
 	cmdID := authorizeCmdID(ss.ID)
 	wake := s.wait(cmdID)
 	defer s.unwait(cmdID, wake)
@@ -319,10 +326,12 @@ func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Sessio
 			}
 			// The phone may carry the grant instead: the board accepts
 			// it once, whichever way it comes first (GATT.md).
-			if rs, err := s.offerRelay(ctx, ss, RelayNoReply); err == nil {
-				ss = rs
-			} else {
-				s.log.Warn("service: relay not offered", "session", ss.ID, "err", err)
+			if canRelay {
+				if rs, err := s.offerRelay(ctx, ss, RelayNoReply); err == nil {
+					ss = rs
+				} else {
+					s.log.Warn("service: relay not offered", "session", ss.ID, "err", err)
+				}
 			}
 			return ss, errf(ErrDeviceNoReply, "session %s: no reply within %s: waiting for the machine; the hold stays until it answers "+
 				"or its start-by bound %s passes; POST /v1/sessions/%s/stop cancels", ss.ID, s.opts.ReplyTimeout, ss.GrantExp.Format(time.RFC3339), ss.ID)
