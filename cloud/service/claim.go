@@ -74,6 +74,12 @@ func (s *Service) ClaimDevice(ctx context.Context, sealKey []byte, req provision
 	if err != nil {
 		return ClaimedDevice{}, fmt.Errorf("provision: device %s claimed, but its claim could not be read: %w", req.ID, err)
 	}
+	// The board comes online as soon as it opens the bundle: let its
+	// proximity IDs resolve on this instance now (the others refresh
+	// periodically).
+	if err := s.Res.Refresh(ctx); err != nil {
+		s.log.Warn("service: resolver not refreshed after a claim", "device", req.ID, "err", err)
+	}
 	s.audited(ctx, a.Operator, "device.claim", req.ID, nil, map[string]any{"device": req.ID, "name": req.Name, "kind": req.Kind,
 		"machines": req.Machines, "currency": req.Currency, "k": req.K, "board_key": keyHex, "mqtt_url": req.MQTTURL})
 	return ClaimedDevice{Device: c.Device, Sealed: c.Sealed, ClaimedAt: c.At}, nil
