@@ -21,7 +21,9 @@ func (e *relayEnv) useProvisioner(t *testing.T) {
 	t.Helper()
 	p := &provision.Provisioner{Store: e.st, CloudKeys: []ed25519.PublicKey{e.cloud.Public().(ed25519.PublicKey)}}
 	e.svc.UseProvisioner(service.Provisioning{
-		Add:     func(ctx context.Context, req provision.DeviceRequest) (provision.Result, error) { return p.AddDevice(ctx, req, nil) },
+		Add: func(ctx context.Context, req provision.DeviceRequest) (provision.Result, error) {
+			return p.AddDevice(ctx, req, nil)
+		},
 		MQTTURL: "tcp://127.0.0.1:1883", TempDir: t.TempDir(),
 	})
 }
