@@ -8,6 +8,8 @@ import (
 	"beaconvend/app-protocol/vend"
 	"beaconvend/cloud/provision"
 	"beaconvend/cloud/service"
+
+	pb "beaconvend/app-protocol/provision"
 )
 
 // The phone as relay, and boards claimed in the field (app-protocol/GATT.md),
@@ -21,8 +23,15 @@ type (
 	// X25519 sealing public key and the device to make of it, as for
 	// OperatorAddDeviceRequest.
 	OperatorClaimRequest struct {
-		BoardKey string `json:"board_key"` // 64 hex digits: the board's X25519 public key (ClaimInfo)
-		OperatorAddDeviceRequest
+		BoardKey string           `json:"board_key"` // 64 hex digits: the board's X25519 public key (ClaimInfo)
+		ID       string           `json:"id"`
+		Name     string           `json:"name,omitempty"`
+		Kind     vend.MachineKind `json:"kind"`               // water, washer, dryer or vending
+		Machines int              `json:"machines,omitempty"` // machines of that kind (not vending); 0: 1
+		Price    *vend.Price      `json:"price,omitempty"`    // nil: the kind's default
+		Currency vend.Currency    `json:"currency"`
+		Slots    []pb.Slot        `json:"slots,omitempty"` // vending; nil: two default slots
+		K        int              `json:"k"`               // proximity-ID rotation exponent, 0-15
 	}
 	// OperatorClaimed answers a claim with the bundle sealed to the board.
 	OperatorClaimed = service.ClaimedDevice
