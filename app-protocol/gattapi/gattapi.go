@@ -67,6 +67,9 @@ var (
 	// ErrAckMismatch: an acknowledgement names another report than the
 	// board's receipt.
 	ErrAckMismatch = vend.E(vend.Invalid, "relay.ack_mismatch", "gattapi: acknowledgement does not match the receipt")
+	// ErrNotRegistration: a bundle written to a board that is not in
+	// registration mode (claimed already; a factory reset is needed).
+	ErrNotRegistration = vend.E(vend.Conflict, "claim.not_registration", "gattapi: the board is not in registration mode")
 )
 
 func fieldErr(msg, field, why string) error {
@@ -82,7 +85,7 @@ var ATTCodes = map[string]byte{
 	signed.ErrUnknownKey.Code: 0x87, signed.ErrSignature.Code: 0x88, signed.ErrWrongDevice.Code: 0x89,
 	ErrMachine.Code: 0x8A, signed.ErrNotYetValid.Code: 0x8B, signed.ErrExpired.Code: 0x8C,
 	signed.ErrReplayed.Code: 0x8D, ErrNonceReused.Code: 0x8E, ErrGrantMismatch.Code: 0x8F,
-	ErrAckMismatch.Code: 0x90, "machine.busy": 0x91, "machine.fault": 0x92, "claim.not_registration": 0x93,
+	ErrAckMismatch.Code: 0x90, "machine.busy": 0x91, "machine.fault": 0x92, ErrNotRegistration.Code: 0x93,
 	"claim.open": 0x94, "board.internal": 0x9F,
 }
 

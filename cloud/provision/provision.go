@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"beaconvend/app-protocol/gattapi"
 	pb "beaconvend/app-protocol/provision"
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/vend"
@@ -373,6 +374,9 @@ func (p *Provisioner) create(ctx context.Context, req DeviceRequest, machines []
 	if req.SealKey != nil {
 		if doc, err = pb.Seal(req.SealKey, doc); err != nil {
 			return err
+		}
+		if len(doc) > gattapi.MaxBundle {
+			return bad("device %s: sealed bundle of %d bytes, more than the %d a board takes over BLE (a long CA chain?)", req.ID, len(doc), gattapi.MaxBundle)
 		}
 	}
 	if err := os.MkdirAll(req.Out, 0o700); err != nil {
