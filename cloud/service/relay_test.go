@@ -56,7 +56,7 @@ func newRelayEnv(t *testing.T, dsn string) *relayEnv {
 	// Short bounds: a pending relayed session of 2000 ml lasts its grant
 	// TTL + AckBound + 2000 µs + the offline allowance.
 	st, err := store.Open(e.ctx, dsn, &store.Opts{BcryptCost: 4, AckBound: 100 * time.Millisecond,
-		Lifecycle: store.Lifecycle{PerUnit: map[vend.MachineKind]time.Duration{vend.KindWater: time.Microsecond}, OfflineAllowance: 200 * time.Millisecond}})
+		Lifecycle: store.Lifecycle{PerUnit: map[vend.MachineKind]time.Duration{vend.KindWater: time.Microsecond}, OfflineAllowance: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
