@@ -7,7 +7,9 @@
 //   - testdata/vectors.json: language-neutral test vectors for the beacon
 //     frame (package beacon), the rotating proximity ID (proxid), the
 //     canonical grant and usage encodings and their Ed25519 signatures
-//     (signed), and prices (vend). VECTORS.md describes the format.
+//     (signed), and prices (vend). VECTORS.md describes the format;
+//   - GATT.md: the board's BLE GATT service for relay and claim (package
+//     gattapi), with its own vectors in testdata/gatt_vectors.json.
 //
 // The test in this directory recomputes every vector with the Go code, and
 // cross-checks the proximity-ID vectors with the openssl command (an AES

@@ -230,6 +230,25 @@ func (c *Client) GetSession(ctx context.Context, id SessionID) (*Session, error)
 	return &out, nil
 }
 
+// UploadUsage uploads the signed usage report the phone read from the
+// board after a relayed session (POST /v1/sessions/{id}/usage). The cloud
+// settles it once however often it arrives. Errors: usage.* (invalid,
+// refused reports), session.not_found, and the transport's.
+func (c *Client) UploadUsage(ctx context.Context, key string, id SessionID, report []byte) (*UsageAccepted, error) {
+	if err := ValidateIdempotencyKey(key); err != nil {
+		return nil, err
+	}
+	req := &UsageUpload{Report: report}
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	var out UsageAccepted
+	if err := c.do(ctx, http.MethodPost, "/v1/sessions/"+id.String()+"/usage", key, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // StopSession asks the board to stop the session now; key is the
 // Idempotency-Key. Stopping an ended session returns it unchanged. Errors:
 // not_found, conflict, unauthorized, transient.

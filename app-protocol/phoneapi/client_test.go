@@ -193,6 +193,9 @@ var calls = map[string]call{
 	"StopSession": func(ctx context.Context, c *phoneapi.Client, key string) (any, error) {
 		return c.StopSession(ctx, key, testSession)
 	},
+	"UploadUsage": func(ctx context.Context, c *phoneapi.Client, key string) (any, error) {
+		return c.UploadUsage(ctx, key, testSession, []byte{0x55, 0x01, 0x05})
+	},
 	"GetReceipt": func(ctx context.Context, c *phoneapi.Client, _ string) (any, error) {
 		return c.GetReceipt(ctx, testSession)
 	},

@@ -216,6 +216,10 @@ func checkGoType(sr *openapi3.SchemaRef, gt reflect.Type) string {
 		if gt != reflect.TypeFor[time.Time]() {
 			return "date-time in the spec, " + gt.String() + " in Go"
 		}
+	case s.Type.Is("string") && s.Format == "byte":
+		if gt != reflect.TypeFor[[]byte]() {
+			return "base64 bytes in the spec, " + gt.String() + " in Go"
+		}
 	case s.Type.Is("string"):
 		if gt.Kind() != reflect.String {
 			return "string in the spec, " + gt.String() + " in Go"
@@ -534,7 +538,7 @@ func TestIdempotencyAndAuth(t *testing.T) {
 			open = append(open, id)
 		}
 	}
-	if want := []string{"CreateCheckout", "StartSession", "StopSession", "TopUp", "Withdraw"}; !slices.Equal(keyed, want) {
+	if want := []string{"CreateCheckout", "StartSession", "StopSession", "TopUp", "UploadUsage", "Withdraw"}; !slices.Equal(keyed, want) {
 		t.Errorf("operations with Idempotency-Key = %v, want %v", keyed, want)
 	}
 	if want := []string{"GetCheckoutReceipt", "Health", "LogIn", "SignUp"}; !slices.Equal(open, want) {

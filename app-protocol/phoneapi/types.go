@@ -400,6 +400,12 @@ type StartSessionRequest struct {
 	// price has changed since, the start is refused with price.changed
 	// (409) and the error carries the new price; nothing is held.
 	ExpectedPrice *Price `json:"expected_price,omitempty"`
+	// CanRelay says the phone can carry the grant to the board over BLE
+	// (app-protocol/GATT.md): it heard the board's beacon with the
+	// offline-capable bit. Only then does an offline device, one that does
+	// not answer, or one set to relay always get a Session.Relay; without
+	// it an offline device is machine.offline, as for older apps.
+	CanRelay bool `json:"can_relay,omitempty"`
 }
 
 // Validate returns an error of kind invalid naming the bad field.
@@ -491,6 +497,50 @@ type Session struct {
 	CreatedAt time.Time    `json:"created_at"`
 	StartedAt time.Time    `json:"started_at,omitzero"`
 	EndedAt   time.Time    `json:"ended_at,omitzero"`
+	// Relay, when set, is the grant for the phone to carry to the board
+	// over BLE (app-protocol/GATT.md): the cloud could not reach the device
+	// (offline, or no reply in time) or its operator relays every session.
+	Relay *Relay `json:"relay,omitempty"`
+}
+
+// Relay is a grant the phone relays to the board: write
+// gattapi.RelayGrant{Grant, Ticket} to the board's Grant characteristic.
+type Relay struct {
+	Grant     []byte    `json:"grant"`      // signed grant, base64 (JSON's []byte)
+	Ticket    []byte    `json:"ticket"`     // signed relay ticket (device-bound nonce), base64
+	ExpiresAt time.Time `json:"expires_at"` // the machine must start by then; the board refuses the grant after it
+}
+
+// UsageUpload is the body of POST /v1/sessions/{id}/usage: the signed usage
+// report the phone read from the board's Receipt characteristic, as is.
+type UsageUpload struct {
+	Report []byte `json:"report"` // signed usage report, base64
+}
+
+// MaxUsageReport bounds an uploaded report (signed.MaxSigned).
+const MaxUsageReport = 512
+
+// Validate returns an error of kind invalid naming the bad field.
+func (u *UsageUpload) Validate() error {
+	if len(u.Report) == 0 {
+		return fieldErr("report", "required")
+	}
+	if len(u.Report) > MaxUsageReport {
+		return fieldErr("report", "%d bytes, limit %d", len(u.Report), MaxUsageReport)
+	}
+	return nil
+}
+
+// UsageAccepted answers an uploaded usage report: the session (settled or
+// refunded), and what the phone acknowledges to the board: write
+// gattapi.Ack{Kind: AckCloud, CloudAck} to the board's Ack characteristic
+// (the board then drops the report from its outbox), or at least
+// gattapi.Ack{Kind: AckPhone, Digest: ReceiptDigest}.
+type UsageAccepted struct {
+	Session       Session `json:"session"`
+	ReceiptDigest string  `json:"receipt_digest"` // SHA-256 of the signed report, lower-case hex
+	CloudAck      []byte  `json:"cloud_ack"`      // signed usage ack (signed.UsageAck), base64
+	Duplicate     bool    `json:"duplicate"`      // the cloud held this report already (by phone or MQTT); nothing settled twice
 }
 
 // Validate returns an error of kind invalid naming the bad field.
@@ -787,6 +837,9 @@ func Schemas() map[string]any {
 		"StartSessionRequest": StartSessionRequest{},
 		"SessionState":        SessionState(""),
 		"Session":             Session{},
+		"Relay":               Relay{},
+		"UsageUpload":         UsageUpload{},
+		"UsageAccepted":       UsageAccepted{},
 		"ProgressEvent":       ProgressEvent{},
 		"Receipt":             Receipt{},
 		"Wallet":              Wallet{},

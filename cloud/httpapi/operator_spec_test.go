@@ -28,6 +28,8 @@ var operatorSchemas = map[string]any{
 	"OperatorSlot": httpapi.OperatorSlot{}, "OperatorMachine": httpapi.OperatorMachine{}, "OperatorDevice": httpapi.OperatorDevice{},
 	"OperatorDeviceList": httpapi.OperatorDeviceList{}, "OperatorPriceRequest": httpapi.OperatorPriceRequest{},
 	"OperatorWebCheckoutRequest": httpapi.OperatorWebCheckoutRequest{}, "OperatorWebCheckout": httpapi.OperatorWebCheckout{},
+	"OperatorClaimRequest": httpapi.OperatorClaimRequest{}, "OperatorClaimed": httpapi.OperatorClaimed{},
+	"OperatorRelayAlwaysRequest": httpapi.OperatorRelayAlwaysRequest{}, "OperatorRelayAlways": httpapi.OperatorRelayAlways{},
 	"OperatorSession": httpapi.OperatorSession{}, "OperatorSessionPage": httpapi.OperatorSessionPage{},
 	"OperatorSessionList": httpapi.OperatorSessionList{}, "OperatorSettleRequest": httpapi.OperatorSettleRequest{},
 	"OperatorVoidRequest": httpapi.OperatorVoidRequest{}, "OperatorGrant": httpapi.OperatorGrant{},

@@ -158,6 +158,7 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("POST /v1/operator/sessions/{session}/refund", s.operator(s.opRefund))
 	s.alertRoutes(m)
 	s.operatorMoneyRoutes(m)
+	s.relayRoutes(m) // relay over BLE and claims (relay.go)
 
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"beaconvend/app-protocol/gattapi"
 	pb "beaconvend/app-protocol/provision"
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/vend"
@@ -86,6 +87,13 @@ type DeviceRequest struct {
 	MQTTURL    string           // ssl://host:port (tcp:// only to a loopback broker)
 	CAPEM      string           // PEM CA certificates of the broker; empty: the system roots
 	Out        string           // directory for bundle.json: must not exist or be empty
+	// SealKey, when set, is the X25519 public key of a board claimed in
+	// the field (registration mode): bundle.json is then written sealed to
+	// it (pb.Seal, never in the clear) and the device is registered
+	// together with its claim (store.CreateClaimedDevice), so a key is
+	// claimed once. ClaimedBy names the operator account claiming it.
+	SealKey   []byte
+	ClaimedBy string
 }
 
 // Result is what AddDevice did.
@@ -282,6 +290,14 @@ func (p *Provisioner) AddDevice(ctx context.Context, req DeviceRequest, m *Mosqu
 	if len(p.CloudKeys) == 0 {
 		return res, bad("no cloud public key")
 	}
+	if req.SealKey != nil {
+		if _, err := pb.ParseSealKey(req.SealKey); err != nil {
+			return res, err
+		}
+		if req.ClaimedBy == "" {
+			return res, bad("claim of %s: claimed_by required", req.ID)
+		}
+	}
 	if m != nil {
 		if err := m.check(req.MQTTURL); err != nil {
 			return res, err
@@ -354,10 +370,19 @@ func (p *Provisioner) create(ctx context.Context, req DeviceRequest, machines []
 	if err := b.Encode(&buf); err != nil {
 		return err
 	}
+	doc := []byte(buf.String())
+	if req.SealKey != nil {
+		if doc, err = pb.Seal(req.SealKey, doc); err != nil {
+			return err
+		}
+		if len(doc) > gattapi.MaxBundle {
+			return bad("device %s: sealed bundle of %d bytes, more than the %d a board takes over BLE (a long CA chain?)", req.ID, len(doc), gattapi.MaxBundle)
+		}
+	}
 	if err := os.MkdirAll(req.Out, 0o700); err != nil {
 		return fmt.Errorf("provision: output directory: %w", err)
 	}
-	tmp, err := writeTemp(req.Out, []byte(buf.String()))
+	tmp, err := writeTemp(req.Out, doc)
 	if err != nil {
 		if made {
 			os.Remove(req.Out)
@@ -376,8 +401,13 @@ func (p *Provisioner) create(ctx context.Context, req DeviceRequest, machines []
 		}
 		sm = append(sm, x)
 	}
-	if err := p.Store.CreateDevice(ctx, store.Device{ID: req.ID, OperatorID: req.OperatorID, Name: name, IdentityKey: idKey, K: req.K,
-		SignKey: pub, MQTTHash: hash, Machines: sm}); err != nil {
+	dev := store.Device{ID: req.ID, OperatorID: req.OperatorID, Name: name, IdentityKey: idKey, K: req.K, SignKey: pub, MQTTHash: hash, Machines: sm}
+	if req.SealKey != nil {
+		err = p.Store.CreateClaimedDevice(ctx, dev, store.Claim{SealKey: hex.EncodeToString(req.SealKey), ClaimedBy: req.ClaimedBy, Sealed: doc})
+	} else {
+		err = p.Store.CreateDevice(ctx, dev)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		if made {
 			os.Remove(req.Out)

@@ -631,7 +631,7 @@ func (s *Service) startCheckout(ctx context.Context, c store.Checkout) (store.Ch
 	}
 	s.publishSession(ss)
 	if ss.State == store.Pending {
-		if _, err := s.authorize(ctx, ss); err != nil {
+		if _, err := s.authorize(ctx, ss, false); err != nil {
 			s.log.Info("service: checkout session start", "checkout", c.ID, "session", ss.ID, "err", err)
 		}
 	}

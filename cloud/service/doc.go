@@ -63,6 +63,18 @@
 // (store.SaveDeadLetter), counted in beaconvend_usage_signature_failures_total
 // and beaconvend_dead_letters_total, logged as an error, and acknowledged.
 //
+// # Relay by the phone, and claims
+//
+// StartSession offers the grant for the phone to carry over BLE (a relay
+// ticket binding it to the device and a fresh nonce, offerRelay) when the
+// phone can relay and the device is offline, does not answer, or is set to
+// relay always; UploadUsage takes the device-signed report the phone read
+// off the board and settles it through store.Settle, the path of the MQTT
+// ingest, so a report settles once by either path or both, and answers
+// with a cloud-signed usage ack for the board. ClaimDevice makes a device
+// for a board in registration mode and seals its bundle to the board's key
+// (app-protocol/GATT.md).
+//
 // # Presence, retention and keys
 //
 // Presence is ordered by the cloud's clock and the connection epoch (see

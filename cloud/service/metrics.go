@@ -29,6 +29,8 @@ import (
 //	beaconvend_janitor_pruned_total{table}             rows the janitor deleted past their retention window
 //	beaconvend_janitor_errors_total                    janitor runs that failed
 //	beaconvend_key_rotation_steps_total{step}          device-key rotation steps: propose_sent, proposed, refused, commit_sent, committed, restarted, promoted
+//	beaconvend_relay_grants_total{reason}              grants offered to the phone for relay over BLE: offline, no_reply, always
+//	beaconvend_relay_uploads_total{result}             usage reports uploaded by phones: ok (settled), duplicate (held already, by phone or MQTT), refused
 //
 // Payment channels (per configured channel; each counted once, where the
 // records or the provider say it happened, never by a query at scrape):
@@ -53,15 +55,17 @@ type Metrics struct {
 	telFlush       prometheus.Histogram
 	telDropped     prometheus.Counter
 
-	skewed      prometheus.Counter
-	offline     *prometheus.CounterVec
-	deadLetters *prometheus.CounterVec
-	pruned      *prometheus.CounterVec
-	janitorErrs prometheus.Counter
-	rotation    *prometheus.CounterVec
-	onlineGauge prometheus.Gauge
-	imbalance   prometheus.Gauge
-	online      prometheus.Gauge
+	skewed       prometheus.Counter
+	offline      *prometheus.CounterVec
+	deadLetters  *prometheus.CounterVec
+	pruned       *prometheus.CounterVec
+	janitorErrs  prometheus.Counter
+	rotation     *prometheus.CounterVec
+	relayGrants  *prometheus.CounterVec
+	relayUploads *prometheus.CounterVec
+	onlineGauge  prometheus.Gauge
+	imbalance    prometheus.Gauge
+	online       prometheus.Gauge
 
 	pay payMetrics
 }
@@ -117,7 +121,13 @@ func newMetrics(s *Service, reg *prometheus.Registry) *Metrics {
 	m.rotation = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "beaconvend_key_rotation_steps_total", Help: "Device-key rotation steps taken, by step.",
 	}, []string{"step"})
-	reg.MustRegister(m.skewed, m.offline, m.deadLetters, m.pruned, m.janitorErrs, m.rotation)
+	m.relayGrants = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "beaconvend_relay_grants_total", Help: "Grants offered to the phone for relay over BLE, by reason (offline, no_reply, always).",
+	}, []string{"reason"})
+	m.relayUploads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "beaconvend_relay_uploads_total", Help: "Usage reports uploaded by phones, by result (ok, duplicate, refused).",
+	}, []string{"result"})
+	reg.MustRegister(m.skewed, m.offline, m.deadLetters, m.pruned, m.janitorErrs, m.rotation, m.relayGrants, m.relayUploads)
 	// Both gauges read values the gauge job computes (RefreshGauges, every
 	// Options.GaugeInterval): a scrape never queries the database, so a
 	// scraper cannot load it, however large the ledger or often the scrape.

@@ -58,6 +58,7 @@ func (s *Service) PhoneSession(ss store.Session) phoneapi.Session {
 	if ss.Outcome == vend.OutcomeFault {
 		out.FaultCode = ss.Fault
 	}
+	out.Relay = phoneRelay(ss)
 	if ss.State.Live() {
 		if p := s.Hub.Progress(ss.ID); p != nil {
 			out.Units, out.Amount = p.Units, p.Amount

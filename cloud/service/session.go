@@ -70,6 +70,16 @@ func stopCmdID(id vend.SessionID) string { return "stop-" + hex.EncodeToString(i
 //     to ReplyTimeout for its Reply, which may be saved by another instance
 //     (store.GetCommandReply is polled besides the in-process wake-up).
 //
+// Relay (app-protocol/GATT.md), only when the phone says it can relay
+// (req.CanRelay): when the device is offline by presence
+// (step 2 then checks the rest on its last telemetry), or the operator set
+// the device or machine to relay always (store.RelayAlways), step 4 is
+// skipped: the pending session is returned with a relay ticket (offerRelay:
+// the grant bound to the device and a fresh nonce) for the phone to carry
+// over BLE, and its hold stays until the report settles it or the
+// unreported bound expires it. A start with no reply in time is offered
+// for relay too (the board accepts the grant once, by whichever path).
+//
 // OK: the session is advanced to authorized and returned. Refused: the
 // hold is released in full (store.Fail) and the device's code returned as
 // a conflict (machine.busy, machine.fault, …). No reply in time: the
@@ -108,9 +118,21 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 		}
 		return store.Session{}, errf(ErrSourceNotFound, "%q", req.Source)
 	}
-	d, mach, err := s.readyMachine(ctx, m.Device, string(req.Machine), string(req.Slot))
+	d, mach, offline, err := s.readyMachineRelay(ctx, m.Device, string(req.Machine), string(req.Slot), req.CanRelay)
 	if err != nil {
 		return store.Session{}, err
+	}
+	relay := ""
+	if offline {
+		relay = RelayOffline
+	} else if req.CanRelay {
+		always, err := s.st.RelayAlways(ctx, d.ID, mach.ID)
+		if err != nil {
+			return store.Session{}, err
+		}
+		if always {
+			relay = RelayAlways
+		}
 	}
 	if err := s.stepUpSession(ctx, user, idemKey, mach, req); err != nil {
 		return store.Session{}, err
@@ -133,7 +155,10 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 	if ss.State != store.Pending {
 		return s.finishedStart(ss)
 	}
-	return s.authorize(ctx, ss)
+	if relay != "" {
+		return s.offerRelay(ctx, ss, relay)
+	}
+	return s.authorize(ctx, ss, req.CanRelay)
 }
 
 // readyMachine reads a device and one of its machines and checks what
@@ -143,6 +168,19 @@ func (s *Service) StartSession(ctx context.Context, user, idemKey string, req ph
 // last telemetry, nor counted sold out (slot.empty, inventory.go).
 // StartSession and checkouts share it.
 func (s *Service) readyMachine(ctx context.Context, device, machine, slot string) (store.Device, store.Machine, error) {
+	d, mach, _, err := s.readyMachineRelay(ctx, device, machine, slot, false)
+	return d, mach, err
+}
+
+// readyMachineRelay is readyMachine; with relay, an active device that is
+// offline passes (offline reports it) and the remaining checks are made
+// on its last telemetry: the phone may carry the grant to it over BLE.
+func (s *Service) readyMachineRelay(ctx context.Context, device, machine, slot string, relay bool) (store.Device, store.Machine, bool, error) {
+	d, mach, err := s.readyMachineChecks(ctx, device, machine, slot, relay)
+	return d, mach, err == nil && !d.Online, err
+}
+
+func (s *Service) readyMachineChecks(ctx context.Context, device, machine, slot string, relay bool) (store.Device, store.Machine, error) {
 	d, err := s.st.GetDevice(ctx, device)
 	if err != nil {
 		return store.Device{}, store.Machine{}, err
@@ -154,7 +192,7 @@ func (s *Service) readyMachine(ctx context.Context, device, machine, slot string
 	if len(mach.Slots) > 0 && slot == "" {
 		return d, mach, errf(ErrSlotRequired, "machine %s vends from slots; name one", mach.ID)
 	}
-	if d.State == store.DeviceDisabled || !d.Online {
+	if d.State == store.DeviceDisabled || (!d.Online && !relay) {
 		return d, mach, errf(ErrMachineOffline, "device %s is offline", d.ID)
 	}
 	if machineStates(d.Telemetry)[mach.ID] == string(mqttapi.MachineFault) {
@@ -184,7 +222,23 @@ func (s *Service) retriedStart(ctx context.Context, prev store.Session, req phon
 	if prev.State != store.Pending {
 		return s.finishedStart(prev)
 	}
-	return s.authorize(ctx, prev)
+	if prev.RelayTicket != nil {
+		// Offered for relay: while the device is still out of reach or
+		// set to relay always, the phone gets the same grant and ticket
+		// again; otherwise the Authorize is resent as well.
+		d, err := s.st.GetDevice(ctx, prev.Device)
+		if err != nil {
+			return prev, err
+		}
+		always, err := s.st.RelayAlways(ctx, prev.Device, prev.Machine)
+		if err != nil {
+			return prev, err
+		}
+		if !d.Online || always {
+			return prev, nil
+		}
+	}
+	return s.authorize(ctx, prev, req.CanRelay)
 }
 
 // finishedStart answers a retried start whose session is past pending.
@@ -222,7 +276,9 @@ func refusal(code, msg string) error {
 	return errf(ErrDeviceRefused, "%s", msg)
 }
 
-func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Session, error) {
+// authorize sends the Authorize and waits for the device's reply; with
+// canRelay, a start that gets no reply in time is offered for relay.
+func (s *Service) authorize(ctx context.Context, ss store.Session, canRelay bool) (store.Session, error) {
 	cmdID := authorizeCmdID(ss.ID)
 	wake := s.wait(cmdID)
 	defer s.unwait(cmdID, wake)
@@ -267,6 +323,15 @@ func (s *Service) authorize(ctx context.Context, ss store.Session) (store.Sessio
 			// (see StartSession) and tell the phone to retry.
 			if cur, err := s.st.GetSession(ctx, ss.ID); err == nil && cur.State != store.Pending {
 				return s.finishedStart(cur)
+			}
+			// The phone may carry the grant instead: the board accepts
+			// it once, whichever way it comes first (GATT.md).
+			if canRelay {
+				if rs, err := s.offerRelay(ctx, ss, RelayNoReply); err == nil {
+					ss = rs
+				} else {
+					s.log.Warn("service: relay not offered", "session", ss.ID, "err", err)
+				}
 			}
 			return ss, errf(ErrDeviceNoReply, "session %s: no reply within %s: waiting for the machine; the hold stays until it answers "+
 				"or its start-by bound %s passes; POST /v1/sessions/%s/stop cancels", ss.ID, s.opts.ReplyTimeout, ss.GrantExp.Format(time.RFC3339), ss.ID)

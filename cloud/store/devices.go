@@ -158,6 +158,12 @@ func gcm(key []byte) (cipher.AEAD, error) {
 // transaction. Errors: vend.ErrDeviceID, ErrInput, ErrOperatorNotFound,
 // ErrDeviceExists; nothing is written on error.
 func (s *Store) CreateDevice(ctx context.Context, d Device) error {
+	return s.createDevice(ctx, d, nil, nil)
+}
+
+// createDevice is CreateDevice; pre and post, when set, run in the same
+// transaction before and after the device's rows (CreateClaimedDevice).
+func (s *Store) createDevice(ctx context.Context, d Device, pre, post func(tx *sql.Tx, now int64) error) error {
 	if err := vend.ValidateDeviceID(d.ID); err != nil {
 		return fmt.Errorf("store: create device: %w", err)
 	}
@@ -195,6 +201,11 @@ func (s *Store) CreateDevice(ctx context.Context, d Device) error {
 		next = d.SignKeyNext
 	}
 	return s.tx(ctx, "create device", func(tx *sql.Tx) error {
+		if pre != nil {
+			if err := pre(tx, s.nowMs()); err != nil {
+				return err
+			}
+		}
 		var one int
 		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM operators WHERE id = $1`, d.OperatorID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
 			return vend.Errorf(ErrOperatorNotFound, "%q", clip(d.OperatorID))
@@ -216,6 +227,9 @@ func (s *Store) CreateDevice(ctx context.Context, d Device) error {
 			if err := s.putMachine(ctx, tx, d.ID, m, now); err != nil {
 				return err
 			}
+		}
+		if post != nil {
+			return post(tx, now)
 		}
 		return nil
 	})

@@ -336,6 +336,21 @@
 // count never goes below zero, the excess is added to short and returned
 // in [Settlement].Stock. A slot without a row is not tracked.
 //
+// # Relay and claims
+//
+// sessions.relay_ticket keeps the signed relay ticket a pending session
+// was offered to the phone with (app-protocol/GATT.md), set once by
+// [Store.SetRelayTicket], which for an offline device also moves the
+// pending deadline to the unreported bound so the hold outlasts the run
+// the phone reports after. devices.relay_always and machines.relay_always
+// are the operator's choice to relay every session ([Store.RelayAlways]).
+// device_claims holds one row per board key claimed in the field, the
+// device it became and its bundle sealed to the key; a claimed device is
+// registered with its claim in one transaction
+// ([Store.CreateClaimedDevice]), so a key is claimed once however many
+// claims race. A report uploaded by the phone settles through
+// [Store.Settle] like one over MQTT: once per session, keyed by digest.
+//
 // # Tests and benchmark
 //
 // The same suite runs on SQLite (a file under t.TempDir) and on

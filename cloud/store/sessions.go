@@ -186,7 +186,10 @@ type Session struct {
 	Updated    time.Time
 	Started    time.Time // zero until the machine started
 	Ended      time.Time // zero until the session ended
-	Duplicate  bool      // set by StartSession when the idempotency key returned an existing session
+	// RelayTicket is the signed relay ticket offered to the phone with
+	// the grant (SetRelayTicket); nil when the session was not relayed.
+	RelayTicket []byte
+	Duplicate   bool // set by StartSession when the idempotency key returned an existing session
 }
 
 // StartInput is what StartSession needs.
@@ -453,7 +456,7 @@ func (s *Store) StartSession(ctx context.Context, in StartInput) (Session, error
 const sessionCols = `id, user_id, device_id, operator_id, machine_id, slot_id, state, unit, price_minor, price_per, currency,
 	cap_units, hold_minor, grant_bytes, grant_exp_ms, deadline_ms, win, win_k, idem_key, units, captured, released,
 	outcome, fault, created_ms, updated_ms, started_ms, ended_ms, cap_minor, unreported_ms, reason, last_units, late,
-	late_minor, receivable_minor`
+	late_minor, receivable_minor, relay_ticket`
 
 func (s *Store) scanSession(sc interface{ Scan(...any) error }) (Session, error) {
 	var ss Session
@@ -464,8 +467,11 @@ func (s *Store) scanSession(sc interface{ Scan(...any) error }) (Session, error)
 	if err := sc.Scan(&id, &ss.User, &ss.Device, &ss.Operator, &ss.Machine, &ss.Slot, &state, &unit, &ss.Price.Minor, &per, &cur,
 		&capU, &ss.Hold, &ss.Grant, &gexp, &dl, &win, &winK, &ss.IdemKey, &units, &ss.Captured, &ss.Released,
 		&outcome, &ss.Fault, &created, &updated, &started, &ended, &ss.CapAmount, &unrep, &ss.Reason, &ss.LastUnits, &late,
-		&ss.LateAmount, &ss.Receivable); err != nil {
+		&ss.LateAmount, &ss.Receivable, &ss.RelayTicket); err != nil {
 		return Session{}, err
+	}
+	if len(ss.RelayTicket) == 0 {
+		ss.RelayTicket = nil
 	}
 	ss.Late = late != 0
 	if unrep != 0 {
