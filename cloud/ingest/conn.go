@@ -59,6 +59,7 @@ func (in *Ingest) dial(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 		return nil, err
 	}
 	if bc, ok := c.(*bufferedConn); ok {
+		in.conn.Store(bc)
 		bc.connack = func(rc byte) {
 			if rc != 0 {
 				in.log.Error("ingest: broker refused the connection", "url", uri.String(), "user", in.opts.Username,

@@ -24,10 +24,14 @@ import (
 
 // Defaults for [Options].
 const (
-	DefaultWorkers              = 4
-	DefaultQueueLen             = 256              // messages waiting per worker before the MQTT client is held back
-	DefaultKeepAlive            = 30 * time.Second // MQTT keepalive
-	DefaultConnectTimeout       = 10 * time.Second
+	DefaultWorkers        = 4
+	DefaultQueueLen       = 256              // messages waiting per worker before the MQTT client is held back
+	DefaultKeepAlive      = 30 * time.Second // MQTT keepalive
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultPubAckStall is how long a command waits for its PUBACK before
+	// the ingest gives up on the connection it went out on
+	// (Options.PubAckStall).
+	DefaultPubAckStall          = 3 * time.Second
 	DefaultMaxReconnectInterval = 30 * time.Second // the reconnect backoff doubles from 1 s up to this
 	DefaultSubscribeTimeout     = 10 * time.Second
 	DefaultAckTimeout           = 30 * time.Second // how long an automatic Ack's PUBACK is waited for before counting an error
@@ -102,8 +106,18 @@ type Options struct {
 	KeepAlive            time.Duration // default DefaultKeepAlive
 	ConnectTimeout       time.Duration // default DefaultConnectTimeout
 	MaxReconnectInterval time.Duration // default DefaultMaxReconnectInterval
-	Now                  func() time.Time
-	Logger               *slog.Logger // default: discard
+	// PubAckStall: a command not acknowledged by the broker within this
+	// long closes the connection it went out on (once per connection), so
+	// that paho reconnects and sends it again with the DUP flag on a new
+	// one. A broker answers the PUBACKs of a connection in order, and a
+	// NATS node holds them all while one store waits for JetStream (up to
+	// its js_api_timeout, while the leaders move after a node's death):
+	// without this every command behind it waits too. The device answers a
+	// repeated command id without acting twice. Default
+	// DefaultPubAckStall; negative: never.
+	PubAckStall time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger // default: discard
 }
 
 // Ingest is the cloud's MQTT client: it subscribes to the device uplinks,
@@ -116,6 +130,7 @@ type Ingest struct {
 	subs   map[string]byte
 	stats  *counters
 	client atomic.Pointer[paho.Client]
+	conn   atomic.Pointer[bufferedConn] // the broker connection paho uses now
 
 	mu      sync.Mutex
 	ready   chan struct{} // closed while subscribed; replaced when the connection is lost
@@ -183,6 +198,9 @@ func New(opts Options) (*Ingest, error) {
 	}
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = DefaultKeepAlive
+	}
+	if opts.PubAckStall == 0 {
+		opts.PubAckStall = DefaultPubAckStall
 	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = DefaultConnectTimeout
@@ -661,19 +679,48 @@ func (in *Ingest) publish(device string, msg mqttapi.Message) (paho.Token, error
 // resend with the same id may arrive twice: devices reply to a repeated id
 // without acting again), and ctx.Err() when ctx ends first.
 func (in *Ingest) Publish(ctx context.Context, deviceID string, cmd mqttapi.Message) error {
+	conn := in.conn.Load()
 	tok, err := in.publish(deviceID, cmd)
 	if err != nil {
 		return err
 	}
-	select {
-	case <-tok.Done():
-		if err := tok.Error(); err != nil {
-			return fmt.Errorf("%w: %s to %s: %w", ErrPublish, cmd.TypeName(), deviceID, err)
-		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	var stalled <-chan time.Time
+	if in.opts.PubAckStall > 0 {
+		t := time.NewTimer(in.opts.PubAckStall)
+		defer t.Stop()
+		stalled = t.C
 	}
+	for {
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				return fmt.Errorf("%w: %s to %s: %w", ErrPublish, cmd.TypeName(), deviceID, err)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stalled:
+			stalled = nil
+			in.dropStalled(conn, cmd, deviceID)
+		}
+	}
+}
+
+// dropStalled drops conn, the connection a command went out on, if paho
+// still uses it: the command's PUBACK did not come within PubAckStall.
+// paho then reconnects and resends every unacknowledged publish; the
+// waiting Publish returns once its resent copy is on its way.
+func (in *Ingest) dropStalled(conn *bufferedConn, cmd mqttapi.Message, deviceID string) {
+	if conn == nil || !in.conn.CompareAndSwap(conn, nil) {
+		return // a connection made since, or already dropped
+	}
+	in.stats.add(func(s *Stats) { s.PubAckStalls++ })
+	in.log.Warn("ingest: no PUBACK in time; dropping the broker connection so that pending commands go out again on a new one",
+		"after", in.opts.PubAckStall, "command", cmd.TypeName(), "device", deviceID)
+	// Not Close: paho takes a read on a closed connection for its own
+	// disconnect and would not reconnect. An expired read deadline fails
+	// its read as a lost connection instead.
+	_ = conn.SetReadDeadline(time.Now())
 }
 
 // Ack sends the application-level acknowledgement of uplink message ids

@@ -27,6 +27,7 @@ type Stats struct {
 	SubscribeFails uint64                  // subscriptions the broker refused or that timed out
 	Naks           uint64                  // JetStream uplinks given back after a Handler or Deduper error (redelivered after NATSOptions.NakDelay)
 	Terminated     uint64                  // JetStream uplinks terminated: undecodable, or failed on NATSOptions.MaxDeliver deliveries
+	PubAckStalls   uint64                  // broker connections closed because a command's PUBACK did not come (Options.PubAckStall)
 }
 
 // counters is the mutable side of Stats.
