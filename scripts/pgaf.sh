@@ -79,9 +79,18 @@ fi
 . "$DIR/pgaf.env"
 MONITOR_URI="postgres://autoctl_node@127.0.0.1:$MONITOR_PORT/pg_auto_failover?sslmode=disable"
 
-# alive NAME: its keeper runs (a zombie, killed but not yet reaped, does not).
+# alive NAME: its keeper runs (a zombie, killed but not yet reaped, does
+# not). The keeper's own pid file (pg_autoctl's, under XDG_RUNTIME_DIR)
+# counts too, and then becomes NAME.pid: a keeper this script did not
+# record must not be started twice, and a test must be able to kill it.
 alive() {
-	local st
+	local st p
+	p=$(head -n1 "$XDG_RUNTIME_DIR/pg_autoctl$DIR/$1/pg_autoctl.pid" 2>/dev/null) || p=
+	if [ -n "$p" ] && st=$(ps -o stat= -p "$p" 2>/dev/null) && [[ $st != Z* ]] &&
+		[[ "$(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null)" == *"--pgdata $DIR/$1"* ]]; then
+		echo "$p" >"$DIR/$1.pid"
+		return 0
+	fi
 	[ -f "$DIR/$1.pid" ] && st=$(ps -o stat= -p "$(cat "$DIR/$1.pid")" 2>/dev/null) && [[ $st != Z* ]]
 }
 configured() { [ -f "$XDG_CONFIG_HOME/pg_autoctl$DIR/$1/pg_autoctl.cfg" ]; }

@@ -34,6 +34,11 @@
 //	unknown_device              the store has no such device
 //	bad_report                  a controller's stored report does not open with its key
 //
+// Besides the audit's: fault_not_injected (a kill that did not do what it
+// claims: no failover after the primary's SIGKILL within 2 minutes, a
+// node or cloud that did not start again), so a run cannot pass on a
+// fault it never made.
+//
 // The audit's tests (audit_test.go) plant each of these into a real store
 // and journal and check it is named; Config.Plant (the command's hidden
 // -plant flag) plants a defect into the run's own database after it

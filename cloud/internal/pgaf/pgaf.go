@@ -219,8 +219,32 @@ func (f *Formation) Kill(n Node) error {
 	if b, err := os.ReadFile(filepath.Join(f.Dir, n.Name, "postmaster.pid")); err == nil {
 		postmaster, _ = strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
 	}
-	// Every process in the keeper's session, and the postmaster's children.
+	// The sessions to kill: the keeper's from its pid file, and those of
+	// every process whose arguments name the node's data directory (a
+	// keeper "pg_autoctl run --pgdata DIR", a postmaster "postgres -D
+	// DIR"): a keeper started outside scripts/pgaf.sh, or after its pid
+	// file was written, is found too. Missing it would let the keeper
+	// restart its postgres within seconds, and no failover would follow.
+	pgdata := filepath.Join(f.Dir, n.Name)
+	own, _, _ := procIDs(os.Getpid()) // never this test's own session
+	sids := map[int]bool{}
+	for pid := range pids {
+		sids[pid] = true
+	}
 	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if namesDir(pid, pgdata) {
+			if sid, _, ok := procIDs(pid); ok && sid > 1 && sid != own {
+				sids[sid] = true
+			}
+			pids[pid] = true
+		}
+	}
+	// Every process in those sessions, and the postmaster's children.
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -230,7 +254,7 @@ func (f *Formation) Kill(n Node) error {
 		if !ok {
 			continue
 		}
-		if pids[sid] || (postmaster > 1 && (pid == postmaster || ppid == postmaster)) {
+		if sids[sid] || (postmaster > 1 && (pid == postmaster || ppid == postmaster)) {
 			pids[pid] = true
 		}
 	}
@@ -242,6 +266,20 @@ func (f *Formation) Kill(n Node) error {
 	}
 	f.killed[n.Name] = true
 	return nil
+}
+
+// namesDir reports whether one of pid's arguments is dir.
+func namesDir(pid int, dir string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	for _, a := range bytes.Split(b, []byte{0}) {
+		if string(a) == dir {
+			return true
+		}
+	}
+	return false
 }
 
 // procIDs returns the session and parent of pid from /proc/pid/stat.
