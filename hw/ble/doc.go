@@ -161,11 +161,12 @@
 // ([GATTStats].Refused); the next central is accepted only after the
 // beacon is connectable again. An idle timeout ([GATTOpts].IdleTimeout,
 // default [DefaultIdleTimeout], 30 s) disconnects a central that has sent
-// no ATT PDU for that long: notifications it receives do not count, so a
-// phone following a long session by notifications alone must read or
-// write within the timeout, or the service's owner sets a longer one. The
-// link is bounded either way: the controller's supervision timeout ends a
-// central that went out of range.
+// no ATT PDU for that long. Notifications it receives do not count unless
+// [GATTOpts].NotifyKeepsAlive is set, which a service whose phone follows
+// a long session by notifications alone (the relay's Progress) needs;
+// otherwise that phone must read or write within the timeout. The link is
+// bounded either way: the controller's supervision timeout ends a central
+// that went out of range.
 //
 // Links are not encrypted: the fork answers pairing with Pairing Not
 // Supported. Nothing served over GATT may rely on the link: security rests

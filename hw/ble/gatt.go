@@ -81,6 +81,11 @@ type GATTOpts struct {
 	// DefaultIdleTimeout. A phone following a long session by
 	// notifications alone must write or read within it.
 	IdleTimeout time.Duration
+	// NotifyKeepsAlive counts notifications and indications sent to the
+	// central as activity too, for a service whose central may follow a
+	// long session by notifications alone (the relay's Progress); a
+	// central out of range still goes by the link's supervision timeout.
+	NotifyKeepsAlive bool
 	// Name is the GAP Device Name characteristic; empty means
 	// DefaultGATTName.
 	Name   string

@@ -143,7 +143,7 @@ func (h *HCI) serve(g *gattServe, c goble.Conn) {
 	defer g.conns.Done()
 	log := g.o.Logger.With("addr", addrOf(c))
 	log.Info("ble: gatt: central connected")
-	ic := &idleConn{Conn: c, now: g.o.Now}
+	ic := &idleConn{Conn: c, now: g.o.Now, sends: g.o.NotifyKeepsAlive}
 	ic.touch()
 	c.SetContext(context.WithValue(c.Context(), goble.ContextKeyCCC, make(map[uint16]uint16)))
 	c.SetRxMTU(goble.MaxMTU)
@@ -195,16 +195,28 @@ wait:
 }
 
 // idleConn is a central's connection that notes when the central last
-// sent something (an L2CAP SDU read by the ATT server).
+// sent something (an L2CAP SDU read by the ATT server), and with
+// NotifyKeepsAlive when the server last notified it.
 type idleConn struct {
 	goble.Conn
 	now    func() time.Time
+	sends  bool // notifications (and indications) count too
 	lastNs atomic.Int64
 }
 
 func (c *idleConn) touch() { c.lastNs.Store(c.now().UnixNano()) }
 
 func (c *idleConn) last() time.Time { return time.Unix(0, c.lastNs.Load()) }
+
+// Write is the ATT server's: a response to a request (which already
+// counted) or a notification or indication, which counts with sends.
+func (c *idleConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if c.sends && err == nil && len(b) > 0 && (b[0] == 0x1b || b[0] == 0x1d) { // Handle Value Notification, Indication
+		c.touch()
+	}
+	return n, err
+}
 
 func (c *idleConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)

@@ -62,6 +62,13 @@ type rig struct {
 
 func newRig(t *testing.T, idle time.Duration, o *hcitest.Opts) *rig {
 	t.Helper()
+	return newRigOpts(t, &GATTOpts{IdleTimeout: idle}, o, time.Hour)
+}
+
+// newRigOpts is newRig with the host's options and the test service's
+// notification tick.
+func newRigOpts(t *testing.T, gopts *GATTOpts, o *hcitest.Opts, tick time.Duration) *rig {
+	t.Helper()
 	ctl := hcitest.New(o)
 	type res struct {
 		dev any
@@ -96,8 +103,8 @@ func newRig(t *testing.T, idle time.Duration, o *hcitest.Opts) *rig {
 		t.Fatal(err)
 	}
 	ts := NewTestService()
-	ts.Tick = time.Hour // one notification per subscription, unless a test sets it
-	host, err := NewGATTHost(h, b, ts.Service, &GATTOpts{IdleTimeout: idle})
+	ts.Tick = tick
+	host, err := NewGATTHost(h, b, ts.Service, gopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +125,19 @@ func newRig(t *testing.T, idle time.Duration, o *hcitest.Opts) *rig {
 		}
 	}
 	t.Cleanup(rg.stop)
+	// Serving: the database (and so the service's handles) is built, under
+	// h.mu, which this read of h.gatt orders before the test's reads.
+	for deadline := time.Now().Add(gwait); ; time.Sleep(5 * time.Millisecond) {
+		h.mu.Lock()
+		serving := h.gatt != nil
+		h.mu.Unlock()
+		if serving {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the host never served")
+		}
+	}
 	return rg
 }
 
@@ -426,18 +446,6 @@ func TestGATTHostileCentral(t *testing.T) {
 
 func TestGATTOptsAndErrors(t *testing.T) {
 	rg := newRig(t, time.Minute, nil)
-	rg.waitAdv(t, 0, "connectable", connectable)
-	for deadline := time.Now().Add(gwait); ; time.Sleep(5 * time.Millisecond) {
-		rg.h.mu.Lock()
-		serving := rg.h.gatt != nil
-		rg.h.mu.Unlock()
-		if serving {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the host never served")
-		}
-	}
 	if err := rg.h.ServeGATT(t.Context(), rg.ts.Service, nil, func(Link) {}); !errors.Is(err, ErrRunning) {
 		t.Errorf("second ServeGATT = %v, want ErrRunning", err)
 	}
@@ -461,5 +469,31 @@ func TestGATTOptsAndErrors(t *testing.T) {
 	}
 	if err := b.SetLink(Link(7)); !errors.Is(err, ErrConfig) {
 		t.Errorf("SetLink(7) = %v, want ErrConfig", err)
+	}
+}
+
+// With NotifyKeepsAlive a central that only listens to notifications
+// stays; without it the same central is dropped.
+func TestGATTNotifyKeepsAlive(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	for _, keep := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+			rg := newRigOpts(t, &GATTOpts{IdleTimeout: idle, NotifyKeepsAlive: keep}, nil, 50*time.Millisecond)
+			rg.waitAdv(t, 0, "connectable", connectable)
+			const h = 0x40
+			m := rg.mark()
+			rg.ctl.Connect(h, hcitest.RolePeripheral)
+			cccd := rg.ts.Service.Characteristics[2].CCCD.Handle
+			if got := rg.roundTrip(t, h, cat([]byte{0x12}, le16(cccd), le16(1))); !bytes.Equal(got, []byte{0x13}) {
+				t.Fatalf("subscribe: % x", got)
+			}
+			_, err := rg.ctl.WaitCommand(hcitest.OpDisconnect, m, nil, 4*idle)
+			switch {
+			case keep && err == nil:
+				t.Errorf("a central receiving notifications every 50 ms was dropped (idle %v)", idle)
+			case !keep && err != nil:
+				t.Errorf("a central that only listens was not dropped after %v: %v", 4*idle, err)
+			}
+		})
 	}
 }
