@@ -3,8 +3,12 @@
 # Bluetooth stack. Boots Debian's kernel in qemu (TCG) with btvirt's linked
 # virtual LE controllers; hw/ble/cmd/blevm advertises the real Beacon on
 # hci0 while BlueZ (hcitool lescan + btmon) listens on hci1 and the
-# product's own scanner (blevm scan, go-ble) on hci2, all at once. The host
-# then checks the console output. See hw/ble/VM.md.
+# product's own scanner (blevm scan, go-ble) on hci2, all at once; then
+# blevm gatt serves the GATT host with its test service on hci0, BlueZ's
+# gatttool connects from hci1 (read, write, notifications, disconnect; then
+# a silent central dropped by the idle timeout) while hcitool and btmon
+# watch the beacon from hci2 go connectable -> non-connectable busy ->
+# connectable. The host then checks the console output. See hw/ble/VM.md.
 #
 # Exit codes: 0 PASS, 1 FAIL (the stack ran and something was wrong),
 # 2 SKIP-worthy: qemu, Debian packages, the kernel or the VM itself could
@@ -31,6 +35,7 @@ TIMEOUT=${BLE_VM_TIMEOUT:-120}
 ADV=${BLE_VM_ADV:-18}
 K=${BLE_VM_K:-2}
 KEY=${BLE_VM_KEY:-000102030405060708090a0b0c0d0e0f} # blevm's TestKey
+GKEY=0f0e0d0c0b0a09080706050403020100 # the GATT phase's key, so its frames are told apart
 CHECK_LOG=${BLE_VM_CHECK_LOG:-}
 MODULES="ecc ecdh_generic rfkill crc16 af_alg algif_skcipher algif_hash ecb cmac bluetooth hci_vhci"
 # Cached too, for the board VM test's network (qemu user networking, e1000).
@@ -59,7 +64,7 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need_pkgs+=(busybox-static)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v btvirt >/dev/null || need_pkgs+=(bluez-test-tools)
-for t in btmon hcitool hciconfig; do command -v $t >/dev/null || { need_pkgs+=(bluez); break; }; done
+for t in btmon hcitool hciconfig gatttool; do command -v $t >/dev/null || { need_pkgs+=(bluez); break; }; done
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || skip "no Go toolchain"
 export PATH=$PATH:/usr/local/go/bin
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -70,7 +75,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null 2>&1 ||
 		skip "apt-get install ${need_pkgs[*]} failed"
 fi
-for t in qemu-system-x86_64 cpio btvirt btmon hcitool hciconfig; do
+for t in qemu-system-x86_64 cpio btvirt btmon hcitool hciconfig gatttool; do
 	command -v $t >/dev/null || skip "$t still missing"
 done
 ldd /bin/busybox >/dev/null 2>&1 && skip "/bin/busybox is not static (install busybox-static)"
@@ -102,7 +107,7 @@ fi
 
 # ---- 3. userland base: busybox, BlueZ tools and their libraries (cached) --
 base=$CACHE/base
-TOOLS="btvirt btmon hcitool hciconfig"
+TOOLS="btvirt btmon hcitool hciconfig gatttool"
 stamp="$TOOLS $(dpkg-query -W -f='${Version}' bluez bluez-test-tools busybox-static 2>/dev/null | tr '\n' ' ')"
 if [ "$(cat "$CACHE/base-stamp" 2>/dev/null)" != "$stamp" ] || [ ! -x "$base/bin/busybox" ] || [ ! -L "$base/bin/sh" ]; then
 	rm -rf "$base" && mkdir -p "$base"/{bin,sbin,lib64,lib/x86_64-linux-gnu,proc,sys,dev,tmp,run,etc}
@@ -145,6 +150,7 @@ MODULES="$MODULES"
 ADV=$ADV
 K=$K
 KEY=$KEY
+GKEY=$GKEY
 DUMP=${BLE_VM_DUMP:-0}
 EOF
 cat >"$rd/init" <<'EOF'
@@ -191,7 +197,46 @@ echo "PROBE| after: hci1 $(hciconfig hci1 | grep -o -E 'UP RUNNING|DOWN' | head 
 kill -INT $LESCAN 2>/dev/null; sleep 0.3
 hciconfig hci1 down
 sleep 0.5
+# GATT phase: the GATT host on hci0 (public address), gatttool on hci1,
+# an observer (hcitool lescan, btmon) on hci2. One central at a time.
+echo "VMSTEP gatt $(date +%s)"
+ADDR=$(hciconfig hci0 | sed -n 's/.*BD Address: \([0-9A-F:]*\).*/\1/p')
+hciconfig hci1 up || echo "VMFAIL hciconfig hci1 up (gatt)"
+hciconfig hci2 up || echo "VMFAIL hciconfig hci2 up (gatt)"
+hcitool -i hci2 lescan --duplicates >/tmp/lescan2.txt 2>&1 &
+LESCAN2=$!
+blevm gatt -hci 0 -key $GKEY -k $K -idle 4s -duration 60s >/tmp/gatt.txt 2>/tmp/gatt.err &
+GATT=$!
+n=0
+while ! grep -q 'BLEVM GATTHANDLES' /tmp/gatt.txt && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+eval "$(sed -n 's/^BLEVM GATTHANDLES read=\(0x[0-9a-f]*\) write=\(0x[0-9a-f]*\) notify=\(0x[0-9a-f]*\) cccd=\(0x[0-9a-f]*\).*/RH=\1 WH=\2 NH=\3 CH=\4/p' /tmp/gatt.txt)"
+echo "VMSTEP gatt addr=$ADDR read=${RH:-?} write=${WH:-?} notify=${NH:-?} cccd=${CH:-?}"
+sleep 1.5
+# 1: connect, MTU, read, write, read back, subscribe, notifications for 5 s
+# (a window boundary passes; a read half-way keeps it within the idle
+# timeout), disconnect
+{ echo connect; sleep 2.5; echo "mtu 247"; sleep 1; echo "char-read-hnd $RH"; sleep 0.7
+  echo "char-write-req $WH 68656c6c6f2d766d"; sleep 0.7; echo "char-read-hnd $RH"; sleep 0.7
+  echo "char-write-req $CH 0100"; sleep 2.5; echo "char-read-hnd $RH"; sleep 2.5; echo disconnect; sleep 0.5; echo exit; sleep 1; } |
+	timeout -s KILL 25 gatttool -i hci1 -b "$ADDR" -I >/tmp/gatttool1.txt 2>&1
+echo "VMSTEP gatttool 1 rc=$? $(date +%s)"
+sleep 2
+# 2: a central that connects and says nothing: the idle timeout (4 s) drops it
+# (gatttool hangs when its input ends right after "exit": hence the sleeps)
+{ echo connect; sleep 7; echo exit; sleep 1; } | timeout -s KILL 15 gatttool -i hci1 -b "$ADDR" -I >/tmp/gatttool2.txt 2>&1
+echo "VMSTEP gatttool 2 rc=$? $(date +%s)"
+sleep 2
+kill -INT $GATT 2>/dev/null
+wait $GATT
+echo "VMSTEP gatt done rc=$? $(date +%s)"
+kill -INT $LESCAN2 2>/dev/null; sleep 0.3
+hciconfig hci1 down; hciconfig hci2 down
+sleep 0.5
 kill $BTMON; sleep 0.3
+sed 's/^/GATT| /' /tmp/gatt.txt
+sed 's/^/GATTERR| /' /tmp/gatt.err | grep -v -e 'level=DEBUG' | head -60
+sed 's/^/GATTTOOL1| /' /tmp/gatttool1.txt
+sed 's/^/GATTTOOL2| /' /tmp/gatttool2.txt
 sed 's/^/PERMS| /' /tmp/perms.txt
 sed 's/^/ADV| /' /tmp/adv.txt
 sed 's/^/ADVERR| /' /tmp/adv.err | head -60
@@ -276,8 +321,15 @@ check "advertiser ran without errors" "$([ -n "$advend" ] && echo "$advsum" | gr
 [ -n "$advstart" ] && [ -n "$advend" ] || { echo "BLE-VM RESULT: FAIL (advertiser did not run; log $LOG)"; exit 1; }
 "$WORK/blevm" ids -key $KEY -k "$K" -from $((advstart - 1)) -to $((advend + 1)) | sed -n 's/.* id=//p' >"$WORK/expected"
 
+# The GATT phase (5) advertises with its own key; its frames are not phase 1's.
+gstart=$(sed -n 's/^GATT| BLEVM GATTSTART at=\([0-9]*\).*/\1/p' "$LOG")
+gend=$(sed -n 's/^GATT| BLEVM GATTEND at=\([0-9]*\).*/\1/p' "$LOG")
+: >"$WORK/gexpected"
+[ -n "$gstart" ] && [ -n "$gend" ] &&
+	"$WORK/blevm" ids -key $GKEY -k "$K" -from $((gstart - 1)) -to $((gend + 1)) | sed -n 's/.* id=//p' >"$WORK/gexpected"
+[ -s "$WORK/gexpected" ] || echo "none" >"$WORK/gexpected"
 # (1) BlueZ's decoding (btmon) of what hci1 received.
-grep '^BTMON| hci1 ' "$LOG" >"$WORK/btmon1" || true
+grep '^BTMON| hci1 ' "$LOG" | grep -v -F -f "$WORK/gexpected" >"$WORK/btmon1" || true
 nb=$(wc -l <"$WORK/btmon1")
 nff=$(grep -c 'company=\[[^]]*(65535)\] data=bc01' "$WORK/btmon1" || true)
 check "btmon: company 0xFFFF, BC 01 payload" "$([ "$nff" -gt 0 ] && echo 1 || echo 0)" "$nff of $nb decoded reports on hci1 ($(head -1 "$WORK/btmon1" | sed 's/.*company=\[\([^]]*\)\].*type=\[\([^]]*\)\].*/\1; \2/'))"
@@ -317,6 +369,33 @@ check "every frame put on air was heard" "$(cmp -s "$WORK/adv-set" "$WORK/btmon-
 grep '^SCAN| BLEVM FRAMESUM ' "$LOG" | sed 's/^SCAN| BLEVM FRAMESUM /  heard: /'
 sed -n 's/^PROBE| /  probe: /p' "$LOG"
 echo "  btmon: $nb reports on hci1, $(grep -c '^BTMON| hci2 ' "$LOG") on hci2; $en LE Set Advertise Enable commands (on+off) on hci0; $(sed -n 's/^LESCAN| lines=//p' "$LOG") (hcitool lescan)"
+
+# (5) the GATT host (blevm gatt on hci0), gatttool on hci1, observer on hci2.
+echo "ble-vm: GATT host (connectable beacon, gatttool central, observer on hci2)"
+sed -n 's/^GATT| BLEVM GATTAIR /  air: /p' "$LOG"
+gsum=$(sed -n 's/^GATT| BLEVM GATTEND //p' "$LOG")
+# idle_drops: the silent central, and (2) the first one too when the kernel
+# keeps its LE link after gatttool's disconnect (it only closes the L2CAP
+# socket; without bluetoothd nothing ends the link): the timeout ends it.
+check "gatt host ran without errors" "$(echo "$gsum" | grep -q ' errors=0 .* connections=2 refused=0 idle_drops=[12] writes=1 subscriptions=1 value="hello-vm" ' && echo 1 || echo 0)" "${gsum:-no GATTEND line}"
+gidle=$(grep -c '^GATTERR| .*idle central disconnected' "$LOG" || true)
+check "gatt: silent central dropped" "$(grep '^GATTERR| .*idle central disconnected' "$LOG" | tail -1 | grep -q 'silent=4\.[0-4]' && echo 1 || echo 0)" "$gidle idle drops; last: $(grep '^GATTERR| .*idle central disconnected' "$LOG" | tail -1 | sed -n 's/.*\(silent=[0-9.]*s\).*/\1/p')"
+g1=$(grep '^GATTTOOL1| ' "$LOG")
+check "gatttool: connected" "$(echo "$g1" | grep -q 'Connection successful' && echo 1 || echo 0)" "$(echo "$g1" | grep -c 'Connection successful') x Connection successful"
+check "gatttool: MTU 247 exchanged" "$(echo "$g1" | grep -q 'MTU was exchanged successfully: 247' && echo 1 || echo 0)" "$(echo "$g1" | grep -o 'MTU was exchanged[^$]*' | head -1)"
+rd=$(echo "$g1" | sed -n 's/.*Characteristic value\/descriptor: \([0-9a-f ]*\).*/\1/p' | sed 's/ *$//' | tr '\n' '|')
+check "gatttool: read, write, read back" "$([ "$rd" = "62 65 61 63 6f 6e 76 65 6e 64|68 65 6c 6c 6f 2d 76 6d|68 65 6c 6c 6f 2d 76 6d|" ] && echo "$g1" | grep -q 'Characteristic value was written successfully' && echo 1 || echo 0)" "reads: ${rd:-none} (beaconvend, hello-vm, hello-vm)"
+nn=$(echo "$g1" | grep -c "Notification handle = ${NHX:-0x}" || true)
+nt=$(echo "$g1" | grep -c 'Notification handle = .* value: 74 69 63 6b' || true)
+check "gatttool: notifications" "$(echo "$g1" | grep -q 'Notification handle = .* value: 68 65 6c 6c 6f 2d 76 6d' && [ "$nt" -ge 3 ] && echo 1 || echo 0)" "$nn notifications: the value, then $nt ticks"
+grep '^BTMON| hci2 ' "$LOG" | sed -n 's/.*data=bc01\([0-9a-f]\{2\}\)[0-9a-f]\{2\}\([0-9a-f]\{16\}\) type=\[\([^]]*\)\].*/\3 \1 \2/p' |
+	sed -e 's/^.*ADV_NONCONN_IND[^ ]* [^ ]* /NONCONN /' -e 's/^.*ADV_IND[^ ]* [^ ]* /IND /' |
+	grep -F -f "$WORK/gexpected" >"$WORK/gframes" || true
+gseq=$(awk '{print $1 ":" $2}' "$WORK/gframes" | uniq | tr '\n' ' ' | sed 's/ $//')
+check "observer: connectable -> busy -> connectable" "$(case "$gseq" in "IND:00 NONCONN:01 IND:00 NONCONN:01 IND:00"*) echo 1 ;; *) echo 0 ;; esac)" "hci2 heard (type:state, first of each run): ${gseq:-nothing}"
+gbusy=$(awk '$1 == "NONCONN" && $2 == "01" {if (!s[$3]++) n++} $1 == "IND" && n > 0 {exit} END {print n + 0}' "$WORK/gframes")
+check "observer: rotation while connected" "$([ "$gbusy" -ge 2 ] && echo 1 || echo 0)" "$gbusy distinct IDs heard busy during the first connection"
+echo "  observer: $(wc -l <"$WORK/gframes") reports of the GATT phase on hci2"
 
 if [ "$fail_count" = 0 ]; then
 	echo "BLE-VM RESULT: PASS ($((tend - T0))s; qemu $((tend - tboot))s; log $LOG)"

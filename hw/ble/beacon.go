@@ -78,7 +78,9 @@ type Beacon struct {
 
 	mu       sync.Mutex // serialises advertiser calls and guards the fields below
 	state    beacon.State
+	link     Link   // the GATT side: decides the PDU type and whether the frame says busy
 	onAir    []byte // advertising data on air, nil when not (or unknown after an error)
+	onAirCon bool   // onAir went out connectable
 	frame    beacon.Frame
 	lastWin  uint32
 	hadWin   bool
@@ -212,10 +214,14 @@ func (b *Beacon) stopLocked() error {
 // returns when the next window begins.
 func (b *Beacon) syncLocked(ctx context.Context) (time.Time, error) {
 	id, win, next := b.rot.Current()
+	state := b.state
+	if b.link == LinkConnected {
+		state = beacon.Busy // a central holds the machine; rotation goes on
+	}
 	f := beacon.Frame{
 		CompanyID:      b.o.CompanyID,
 		Version:        beacon.Version1,
-		State:          b.state,
+		State:          state,
 		OfflineCapable: b.o.OfflineCapable,
 		TxPower:        b.o.TxPower,
 		ID:             id,
@@ -224,10 +230,21 @@ func (b *Beacon) syncLocked(ctx context.Context) (time.Time, error) {
 	if err != nil { // unreachable: state and version are validated
 		return next, err
 	}
-	if b.onAir != nil && bytes.Equal(adv, b.onAir) {
+	connectable := b.link == LinkListening
+	if b.onAir != nil && bytes.Equal(adv, b.onAir) && connectable == b.onAirCon {
 		return next, nil
 	}
-	if err := b.adv.Advertise(ctx, adv, b.sr); err != nil {
+	if connectable {
+		ca, ok := b.adv.(ConnectableAdvertiser)
+		if !ok { // NewGATTHost checks this; SetLink called directly may not
+			err = vend.Errorf(ErrUnsupported, "%T cannot advertise connectable", b.adv)
+		} else {
+			err = ca.AdvertiseConnectable(ctx, adv, b.sr)
+		}
+	} else {
+		err = b.adv.Advertise(ctx, adv, b.sr)
+	}
+	if err != nil {
 		b.onAir = nil
 		b.failures++
 		b.stats.Errors++
@@ -240,7 +257,7 @@ func (b *Beacon) syncLocked(ctx context.Context) (time.Time, error) {
 	}
 	b.failures = 0
 	b.stats.Updates++
-	b.onAir, b.frame, b.lastWin, b.hadWin = adv, f, win, true
+	b.onAir, b.onAirCon, b.frame, b.lastWin, b.hadWin = adv, connectable, f, win, true
 	return next, nil
 }
 
@@ -269,7 +286,45 @@ func (b *Beacon) SetState(s beacon.State) error {
 	return err
 }
 
-// State returns the announced machine state.
+// SetLink tells the beacon about the GATT side of its radio (see Link):
+// LinkListening advertises the frame connectable, LinkConnected
+// non-connectable with state busy (the machine's own state is kept and
+// announced again after), LinkNone non-connectable. When Run is running
+// and the link differs, the new advertisement goes on air before SetLink
+// returns, even if the bytes are the same (the PDU type changes; a
+// controller also stops advertising by itself when a central connects).
+// Errors: ErrConfig for an unknown link, ErrClosed, and the advertiser's
+// (ErrUnsupported when it cannot advertise connectable); Run retries.
+func (b *Beacon) SetLink(l Link) error {
+	if l > LinkConnected {
+		return vend.Errorf(ErrConfig, "%v", l)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if l == b.link {
+		return nil
+	}
+	b.link = l
+	b.onAir = nil // re-advertise whatever the bytes
+	if b.runCtx == nil {
+		return nil
+	}
+	_, err := b.syncLocked(b.runCtx)
+	return err
+}
+
+// Link returns what SetLink last said.
+func (b *Beacon) Link() Link {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.link
+}
+
+// State returns the machine state set by BeaconOpts.State or SetState
+// (not the busy a connected central announces).
 func (b *Beacon) State() beacon.State {
 	b.mu.Lock()
 	defer b.mu.Unlock()

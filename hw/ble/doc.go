@@ -55,10 +55,11 @@
 //
 // # Advertising interval and parameters
 //
-// The HCI backend advertises ADV_NONCONN_IND (nobody can connect, which also
-// avoids go-ble stopping advertising while a central is connected), or
-// ADV_SCAN_IND when a scan response (the machine's name) is set, on all
-// three advertising channels, every 100–150 ms (HCIOpts). That is what
+// Without a GATT service the HCI backend advertises ADV_NONCONN_IND (nobody
+// can connect), or ADV_SCAN_IND when a scan response (the machine's name)
+// is set; with one, ADV_IND while it waits for a central (see the GATT
+// host below). All on the three advertising channels, every 100–150 ms
+// (HCIOpts). That is what
 // phones in low-power background scans still catch within a second or two;
 // controllers before Bluetooth 5 refuse less than 100 ms for these PDU
 // types. The simulated air sends every 100 ms plus 0–10 ms random delay,
@@ -124,10 +125,65 @@
 //     counts it (HCI.Malformed); a malformed event from the controller
 //     inside the fork's socket loop can still crash the process (input
 //     from a central no longer can: see FORK.md).
-//   - It stops advertising while a central is connected; non-connectable
-//     advertising keeps that from happening.
+//   - On a peripheral connection it turns advertising off by itself (and
+//     on again after the disconnection) when its own advertising state
+//     says on, without updating that state, and its StopAdvertising writes
+//     that state unguarded. The backend sends LE Set Advertising Enable
+//     itself and never sets go-ble's state, so go-ble never touches
+//     advertising and the GATT host alone decides what is on air.
+//   - Its Device runs an accept loop that serves every central. OpenHCI
+//     runs go-ble's HCI layer without it; the backend's own accept loop
+//     (always running, so a connection never blocks go-ble's reader)
+//     serves or refuses each central.
 //   - It logs through the standard library logger (and logxi), e.g. "can't
 //     accept" when the adapter is closed.
+//
+// # Connectable mode: the GATT host
+//
+// The phone can also connect to the board (the relay of issue 17: grant
+// in, progress notified, receipt out). [GATTHost] serves one GATT service
+// (a goble.Service whose handlers are the caller's, e.g. the controller's
+// relay service; [TestService] for tests) on a [Peripheral] (the HCI
+// backend) next to the [Beacon], which it drives through [Beacon.SetLink]:
+//
+//   - Waiting for a central: the beacon frame goes out connectable
+//     (ADV_IND) with the machine's state.
+//   - A central connected: the controller has stopped advertising by
+//     itself; the beacon re-advertises the frame non-connectable
+//     (ADV_NONCONN_IND, ADV_SCAN_IND with a name) with state busy, so no
+//     other phone tries and every phone shows the machine taken. Rotation
+//     goes on: the proximity ID still changes at every window boundary. A
+//     state set meanwhile (SetState) is kept and announced afterwards.
+//   - The central gone: connectable again with the real state.
+//
+// One central at a time: a second connection (which non-connectable
+// advertising should make impossible) is disconnected at once and counted
+// ([GATTStats].Refused); the next central is accepted only after the
+// beacon is connectable again. An idle timeout ([GATTOpts].IdleTimeout,
+// default [DefaultIdleTimeout], 30 s) disconnects a central that has sent
+// no ATT PDU for that long. Notifications it receives do not count unless
+// [GATTOpts].NotifyKeepsAlive is set, which a service whose phone follows
+// a long session by notifications alone (the relay's Progress) needs;
+// otherwise that phone must read or write within the timeout. The link is
+// bounded either way: the controller's supervision timeout ends a central
+// that went out of range.
+//
+// Links are not encrypted: the fork answers pairing with Pairing Not
+// Supported. Nothing served over GATT may rely on the link: security rests
+// on the cloud-signed grant and the device-signed usage receipt the
+// service carries, which a relaying phone can neither forge nor alter.
+//
+// The GATT host knows nothing of the machine's outputs: it calls the
+// service's handlers and Beacon.SetLink, nothing else, and hw/ble imports
+// no output or session code. A connection, a disconnection, a hostile
+// central or an idle drop therefore cannot switch a relay; only what the
+// controller's handlers do with a verified grant can, through the
+// controller's session machine and its fail-safe rules.
+//
+// The simulated air has no GATT counterpart: serving go-ble's ATT server
+// over loopback would need an L2CAP-like connection and a central for the
+// phone client, more than this step carries. NewGATTHost on the simulated
+// air returns ErrUnsupported.
 //
 // # The simulated air
 //

@@ -75,3 +75,14 @@ func (f *fakeAdvertiser) advertised() []call {
 	}
 	return out
 }
+
+// fakeConnAdvertiser is a fakeAdvertiser that can also advertise
+// connectable; those calls are recorded as "connectable".
+type fakeConnAdvertiser struct{ fakeAdvertiser }
+
+var _ ble.ConnectableAdvertiser = (*fakeConnAdvertiser)(nil)
+
+func (f *fakeConnAdvertiser) AdvertiseConnectable(ctx context.Context, adv, scanResp []byte) error {
+	f.record(call{Op: "connectable", Adv: append([]byte(nil), adv...), SR: append([]byte(nil), scanResp...)})
+	return nil
+}

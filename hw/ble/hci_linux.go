@@ -11,13 +11,13 @@ import (
 	"time"
 
 	goble "beaconvend/hw/ble/goble"
-	"beaconvend/hw/ble/goble/linux"
 	"beaconvend/hw/ble/goble/linux/hci"
 	"beaconvend/hw/ble/goble/linux/hci/cmd"
 )
 
 // HCI advertising PDU types (LE Set Advertising Parameters, Advertising_Type).
 const (
+	advInd        = 0x00 // ADV_IND: connectable and scannable
 	advScanInd    = 0x02 // ADV_SCAN_IND: scannable, not connectable
 	advNonconnInd = 0x03 // ADV_NONCONN_IND: neither
 )
@@ -27,11 +27,10 @@ const (
 type controller interface {
 	Send(c hci.Command, r hci.CommandRP) error
 	SetAdvertisement(ad, sr []byte) error
-	Advertise() error
-	StopAdvertising() error
 	Scan(allowDup bool) error
 	StopScanning() error
 	SetAdvHandler(h goble.AdvHandler) error
+	Accept() (goble.Conn, error)
 	Done() <-chan bool
 	Error() error
 	Close() error
@@ -80,6 +79,13 @@ type HCI struct {
 
 	scanMu sync.Mutex // serialises fn calls; guards scanFn
 	scanFn func(Report)
+
+	// The GATT host (gatt_linux.go), guarded by mu.
+	gatt     *gattServe // the service being served, nil when none
+	central  goble.Conn // the connected central, until its link(LinkListening) returned
+	linked   bool       // a central is connected: advertise non-connectable whatever is asked
+	gstats   GATTStats
+	accepted sync.WaitGroup // the accept loop
 }
 
 // OpenHCI opens adapter hci<index> (-1: the first one free) through go-ble's
@@ -96,11 +102,28 @@ func OpenHCI(index int, o *HCIOpts) (*HCI, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, err := linux.NewDevice(goble.OptDeviceID(index))
+	dev, err := initHCI(goble.OptDeviceID(index))
 	if err != nil {
 		return nil, fmt.Errorf("%w: open hci%d (needs root or CAP_NET_ADMIN, and bluetoothd not holding it): %w", ErrRadio, index, err)
 	}
-	return newHCI(dev.HCI, o, min, max), nil
+	h := newHCI(dev, o, min, max)
+	h.startAccept()
+	return h, nil
+}
+
+// initHCI opens and initialises go-ble's HCI layer, without go-ble's
+// Device: its accept loop would serve every central go-ble's way, while
+// the GATT host here decides who is served (gatt_linux.go).
+func initHCI(opts ...goble.Option) (*hci.HCI, error) {
+	dev, err := hci.NewHCI(opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := dev.Init(); err != nil {
+		dev.Close()
+		return nil, err
+	}
+	return dev, nil
 }
 
 func newHCI(ctl controller, o *HCIOpts, min, max uint16) *HCI {
@@ -193,6 +216,18 @@ func nrpa() [6]byte {
 // that ignore data replaced while advertising. After an error nothing is on
 // air. Errors: ErrTooLong, ErrClosed, ErrRadio.
 func (h *HCI) Advertise(ctx context.Context, adv, scanResp []byte) error {
+	return h.advertise(ctx, adv, scanResp, false)
+}
+
+// AdvertiseConnectable is Advertise with ADV_IND (connectable and
+// scannable), for a GATT host waiting for a central. While a central is
+// connected it advertises non-connectable instead, so that no second
+// central is invited in. Errors as Advertise.
+func (h *HCI) AdvertiseConnectable(ctx context.Context, adv, scanResp []byte) error {
+	return h.advertise(ctx, adv, scanResp, true)
+}
+
+func (h *HCI) advertise(ctx context.Context, adv, scanResp []byte, connectable bool) error {
 	if err := checkLen(adv, scanResp); err != nil {
 		return err
 	}
@@ -217,13 +252,23 @@ func (h *HCI) Advertise(ctx context.Context, adv, scanResp []byte) error {
 		}
 		h.randSet = true
 	}
-	if err := h.ctl.Send(h.advParams(len(scanResp) > 0, random), nil); err != nil {
+	p := h.advParams(len(scanResp) > 0, random)
+	if connectable && !h.linked {
+		p.AdvertisingType = advInd
+	}
+	if err := h.ctl.Send(p, nil); err != nil {
 		return fmt.Errorf("%w: set advertising parameters: %w", ErrRadio, err)
 	}
 	if err := h.ctl.SetAdvertisement(adv, scanResp); err != nil {
 		return fmt.Errorf("%w: set advertising data: %w", ErrRadio, err)
 	}
-	if err := h.ctl.Advertise(); err != nil {
+	// LE Set Advertising Enable is sent here rather than through go-ble's
+	// HCI.Advertise, which records advertising as on: go-ble would then
+	// turn it off by itself when a central connects and on again when it
+	// goes, racing the busy and connectable re-advertising of the GATT
+	// host (hw/ble/goble/FORK.md, "left alone"). This backend alone
+	// decides what is on air.
+	if err := h.ctl.Send(&cmd.LESetAdvertiseEnable{AdvertisingEnable: 1}, nil); err != nil {
 		return fmt.Errorf("%w: enable advertising: %w", ErrRadio, err)
 	}
 	return nil
@@ -233,7 +278,10 @@ func (h *HCI) Advertise(ctx context.Context, adv, scanResp []byte) error {
 // answer Command Disallowed when advertising is already off; that is
 // success here.
 func (h *HCI) stopLocked() error {
-	if err := h.ctl.StopAdvertising(); err != nil && !errors.Is(err, hci.ErrDisallowed) {
+	// Sent directly, like the enable in advertise: go-ble's StopAdvertising
+	// writes its advertising state without the lock its reader reads it
+	// under (a data race).
+	if err := h.ctl.Send(&cmd.LESetAdvertiseEnable{AdvertisingEnable: 0}, nil); err != nil && !errors.Is(err, hci.ErrDisallowed) {
 		return fmt.Errorf("%w: disable advertising: %w", ErrRadio, err)
 	}
 	return nil
@@ -268,6 +316,9 @@ func (h *HCI) Close() error {
 	if cerr := h.ctl.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("%w: close: %w", ErrRadio, cerr))
 	}
+	h.mu.Unlock()
+	h.accepted.Wait() // go-ble's Accept returns once its reader has ended
+	h.mu.Lock()
 	return err
 }
 
@@ -396,8 +447,10 @@ func (h *HCI) Malformed() uint64 { return h.malformed.Load() }
 
 // Interface guards.
 var (
-	_ Advertiser = (*HCI)(nil)
-	_ Scanner    = (*HCI)(nil)
+	_ Advertiser            = (*HCI)(nil)
+	_ ConnectableAdvertiser = (*HCI)(nil)
+	_ Scanner               = (*HCI)(nil)
+	_ Peripheral            = (*HCI)(nil)
 )
 
 // openHCI is OpenHCI behind the portable config helpers.

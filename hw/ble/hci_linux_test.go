@@ -25,12 +25,14 @@ type fakeController struct {
 	fail    map[string]error
 	handler goble.AdvHandler
 	done    chan bool
+	closed  chan struct{}
+	once    sync.Once
 }
 
 var _ controller = (*fakeController)(nil)
 
 func newFakeController() *fakeController {
-	return &fakeController{fail: map[string]error{}, done: make(chan bool)}
+	return &fakeController{fail: map[string]error{}, done: make(chan bool), closed: make(chan struct{})}
 }
 
 func (f *fakeController) op(name string) error {
@@ -41,6 +43,12 @@ func (f *fakeController) op(name string) error {
 }
 
 func (f *fakeController) Send(c hci.Command, _ hci.CommandRP) error {
+	if e, ok := c.(*cmd.LESetAdvertiseEnable); ok { // recorded as go-ble's Advertise and StopAdvertising were
+		if e.AdvertisingEnable == 1 {
+			return f.op("advertise")
+		}
+		return f.op("stop")
+	}
 	f.mu.Lock()
 	f.sent = append(f.sent, c)
 	f.mu.Unlock()
@@ -49,8 +57,10 @@ func (f *fakeController) Send(c hci.Command, _ hci.CommandRP) error {
 func (f *fakeController) SetAdvertisement(ad, sr []byte) error {
 	return f.op(fmt.Sprintf("set %x/%x", ad, sr))
 }
-func (f *fakeController) Advertise() error       { return f.op("advertise") }
-func (f *fakeController) StopAdvertising() error { return f.op("stop") }
+func (f *fakeController) Accept() (goble.Conn, error) {
+	<-f.closed
+	return nil, errors.New("closed")
+}
 func (f *fakeController) Scan(allowDup bool) error {
 	return f.op(fmt.Sprintf("scan dup=%v", allowDup))
 }
@@ -61,7 +71,10 @@ func (f *fakeController) SetAdvHandler(h goble.AdvHandler) error {
 }
 func (f *fakeController) Done() <-chan bool { return f.done }
 func (f *fakeController) Error() error      { return errors.New("skt: device gone") }
-func (f *fakeController) Close() error      { return f.op("close") }
+func (f *fakeController) Close() error {
+	f.once.Do(func() { close(f.closed) })
+	return f.op("close")
+}
 
 func (f *fakeController) takeOps() []string {
 	f.mu.Lock()

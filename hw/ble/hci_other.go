@@ -6,6 +6,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	goble "beaconvend/hw/ble/goble"
 )
 
 // HCIOpts configures the go-ble backend, which exists only on Linux.
@@ -41,3 +43,14 @@ func (*HCI) Close() error { return nil }
 
 // Scan returns ErrUnsupported.
 func (*HCI) Scan(context.Context, func(Report)) error { return ErrUnsupported }
+
+// AdvertiseConnectable returns ErrUnsupported.
+func (*HCI) AdvertiseConnectable(context.Context, []byte, []byte) error { return ErrUnsupported }
+
+// ServeGATT returns ErrUnsupported.
+func (*HCI) ServeGATT(context.Context, *goble.Service, *GATTOpts, func(Link)) error {
+	return ErrUnsupported
+}
+
+// GATTStats returns zeros.
+func (*HCI) GATTStats() GATTStats { return GATTStats{} }

@@ -14,6 +14,12 @@
 //	    beacon.Decode: one line per distinct frame, then a summary per frame.
 //	blevm ids [-key HEX] [-k 2] -from UNIX -to UNIX
 //	    the expected proximity IDs for every window overlapping [from, to].
+//	blevm gatt [-hci 0] [-key HEX] [-k 2] [-idle 4s] [-duration 30s]
+//	    the real Beacon and GATTHost with ble.TestService on the adapter's
+//	    public address: connectable while waiting, non-connectable busy
+//	    while a central is connected. Prints the service's handles
+//	    (GATTHANDLES), every change on air with the link (GATTAIR), and a
+//	    summary (GATTEND) with the host's counters and the service's value.
 //	blevm perms [-hci 0] [-uid 65534]
 //	    opens the adapter as root, as an unprivileged uid, and as that uid
 //	    with ambient CAP_NET_ADMIN+CAP_NET_RAW, and reports each outcome.
@@ -58,6 +64,8 @@ func main() {
 		err = scan(args)
 	case "ids":
 		err = ids(args)
+	case "gatt":
+		err = serveGATT(args)
 	case "perms":
 		err = perms(args)
 	case "perm-child":
@@ -72,7 +80,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: blevm advertise|scan|ids|perms [flags] (see go doc beaconvend/hw/ble/cmd/blevm)")
+	fmt.Fprintln(os.Stderr, "usage: blevm advertise|scan|gatt|ids|perms [flags] (see go doc beaconvend/hw/ble/cmd/blevm)")
 	os.Exit(2)
 }
 
@@ -164,6 +172,84 @@ loop:
 		unixMilli(time.Now()), st.Updates, st.Rotations, st.Errors, fmt.Sprint(st.LastErr), err, cerr)
 	if st.Errors > 0 || cerr != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("advertise: %d errors, last %v; run %v; close %v", st.Errors, st.LastErr, err, cerr)
+	}
+	return nil
+}
+
+func serveGATT(args []string) error {
+	fs := flag.NewFlagSet("gatt", flag.ExitOnError)
+	idx := fs.Int("hci", 0, "adapter index")
+	keyHex := fs.String("key", TestKey, "identity key, 32 hex digits")
+	k := fs.Uint("k", 2, "rotation exponent: windows of 2^k s")
+	idle := fs.Duration("idle", 4*time.Second, "idle timeout of a silent central")
+	dur := fs.Duration("duration", 30*time.Second, "how long to serve")
+	fs.Parse(args)
+	key, err := proxid.ParseKey(*keyHex)
+	if err != nil {
+		return err
+	}
+	ho := ble.DefaultHCIOpts()
+	ho.RandomAddress = false // the reference central dials the public address
+	ho.Logger = logger()
+	h, err := ble.OpenHCI(*idx, ho)
+	if err != nil {
+		return err
+	}
+	o := ble.DefaultBeaconOpts()
+	o.State = beacon.Idle
+	o.Logger = logger()
+	b, err := ble.NewBeacon(h, &proxid.Rotator{Key: key, K: uint8(*k)}, o)
+	if err != nil {
+		h.Close()
+		return err
+	}
+	ts := ble.NewTestService()
+	host, err := ble.NewGATTHost(h, b, ts.Service, &ble.GATTOpts{IdleTimeout: *idle, Logger: logger()})
+	if err != nil {
+		b.Close()
+		return err
+	}
+	fmt.Printf("BLEVM GATTSTART at=%s hci=%d k=%d idle=%s duration=%s\n", unixMilli(time.Now()), *idx, *k, *idle, *dur)
+	ctx, cancel := signalContext(*dur)
+	defer cancel()
+	runErr, hostErr := make(chan error, 1), make(chan error, 1)
+	go func() { runErr <- b.Run(ctx) }()
+	go func() { hostErr <- host.Run(ctx) }()
+
+	var last string
+	handles := false
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+		}
+		if c := ts.Service.Characteristics; !handles && c[2].CCCD != nil && c[2].CCCD.Handle != 0 {
+			handles = true
+			fmt.Printf("BLEVM GATTHANDLES read=0x%04x write=0x%04x notify=0x%04x cccd=0x%04x static=0x%04x\n",
+				c[0].ValueHandle, c[1].ValueHandle, c[2].ValueHandle, c[2].CCCD.Handle, c[3].ValueHandle)
+		}
+		f, on := b.OnAir()
+		enc, _ := f.Encode()
+		cur := fmt.Sprintf("link=%s on=%v state=%s id=%s", b.Link(), on, f.State, hex.EncodeToString(f.ID[:]))
+		if on && cur != last {
+			last = cur
+			fmt.Printf("BLEVM GATTAIR at=%s %s adv=%x\n", unixMilli(time.Now()), cur, enc)
+		}
+	}
+	herr := <-hostErr
+	err = <-runErr
+	st, gs := b.Stats(), h.GATTStats()
+	cerr := b.Close()
+	fmt.Printf("BLEVM GATTEND at=%s updates=%d rotations=%d errors=%d lasterr=%q connections=%d refused=%d idle_drops=%d writes=%d subscriptions=%d value=%q run=%v host=%v close=%v\n",
+		unixMilli(time.Now()), st.Updates, st.Rotations, st.Errors, fmt.Sprint(st.LastErr), gs.Connections, gs.Refused, gs.IdleDrops,
+		ts.Writes(), ts.Subscriptions(), ts.Value(), err, herr, cerr)
+	ok := func(e error) bool { return errors.Is(e, context.DeadlineExceeded) || errors.Is(e, context.Canceled) }
+	if st.Errors > 0 || cerr != nil || !ok(err) || !ok(herr) {
+		return fmt.Errorf("gatt: %d errors, last %v; run %v; host %v; close %v", st.Errors, st.LastErr, err, herr, cerr)
 	}
 	return nil
 }

@@ -298,7 +298,6 @@ func (c *Conn) recombine() error {
 		p = make([]byte, 0, 4+p.dlen())
 		p = append(p, pdu(pkt.data())...)
 	}
-	p = p[:4+p.dlen()] // beaconvend: bytes past the PDU's length are not part of it
 	for len(p) < 4+p.dlen() {
 		if pkt, ok = <-c.chInPkt; !ok || (pkt.pbf()&pbfContinuing) == 0 {
 			return io.ErrUnexpectedEOF
