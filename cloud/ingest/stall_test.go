@@ -141,7 +141,13 @@ func TestPublishStalledConnectionIsReplaced(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			err := patient.Publish(ctx, devices[2], &mqttapi.Reboot{Envelope: mqttapi.NewEnvelope(time.Now())})
 			cancel()
-			if !errors.Is(err, context.DeadlineExceeded) {
+			switch lost := patient.Stats().ConnectionLost; {
+			case lost > 0:
+				// The connection went for another reason (once in a CI
+				// run under load): paho's resend on the new one answers
+				// for it, and the control says nothing.
+				t.Logf("control: the connection was lost (%d) during the control; Publish = %v", lost, err)
+			case !errors.Is(err, context.DeadlineExceeded):
 				t.Fatalf("PubAckStall -1 on a silent connection: Publish = %v, want the deadline", err)
 			}
 

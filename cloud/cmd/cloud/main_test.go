@@ -595,6 +595,54 @@ func TestCloudEndToEnd(t *testing.T) {
 		})
 	})
 
+	t.Run("Relay", func(t *testing.T) {
+		// The operator sets the water tap to relay always: the phone gets
+		// the grant to carry, no Authorize goes over MQTT, and the board's
+		// report comes back through the phone; the same report over MQTT
+		// later is acknowledged, not settled twice.
+		resp, b := e.raw(t, "POST", "/v1/operator/auth/login", "", "", `{"email":"ops@acme.example","password":"acme-password-1"}`)
+		if resp.StatusCode != 200 {
+			t.Fatalf("operator login %d %s", resp.StatusCode, b)
+		}
+		var tok struct{ Token string }
+		json.Unmarshal(b, &tok)
+		relayAlways := func(on bool) {
+			resp, b := e.raw(t, "PUT", "/v1/operator/devices/wd-1/relay-always", tok.Token, phoneapi.NewIdempotencyKey(),
+				fmt.Sprintf(`{"on":%t,"machine":"tap1"}`, on))
+			if resp.StatusCode != 200 {
+				t.Fatalf("relay-always %t: %d %s", on, resp.StatusCode, b)
+			}
+		}
+		relayAlways(true)
+		defer relayAlways(false)
+		av0, _ := e.wallet(t)
+		s, err := e.phone.StartSession(ctx, phoneapi.NewIdempotencyKey(), &phoneapi.StartSessionRequest{Device: "wd-1", Machine: "tap1",
+			ProximityID: e.water.proximityID(time.Now()), Cap: phoneapi.Cap{Units: 1000}, Source: "wallet", CanRelay: true})
+		if err != nil || s.State != phoneapi.StatePending || s.Relay == nil {
+			t.Fatalf("StartSession = %+v, %v; want pending with a relay", s, err)
+		}
+		if g := e.water.grant(s.ID); g.Session == s.ID {
+			t.Fatal("the grant also went over MQTT")
+		}
+		g, err := signed.OpenGrant(s.Relay.Grant, e.water.cloud)
+		if err != nil || g.Session != s.ID {
+			t.Fatalf("relayed grant %+v, %v", g, err)
+		}
+		u := e.water.usage(g, 600, vend.OutcomeCompleted, nil)
+		ua, err := e.phone.UploadUsage(ctx, phoneapi.NewIdempotencyKey(), s.ID, u.Report)
+		if err != nil || ua.Session.State != phoneapi.StateSettled || ua.Session.Amount.Minor != 30 || len(ua.CloudAck) == 0 {
+			t.Fatalf("UploadUsage = %+v, %v", ua, err)
+		}
+		e.water.publish(u)
+		eventually(t, "the MQTT copy acked", func() bool { return e.water.acked(u.ID) == 1 })
+		if x, err := e.phone.GetSession(ctx, s.ID); err != nil || x.State != phoneapi.StateSettled || x.Amount.Minor != 30 {
+			t.Fatalf("after the MQTT copy: %+v, %v", x, err)
+		}
+		if av, held := e.wallet(t); av != av0-30 || held != 0 {
+			t.Fatalf("wallet %d held %d, want %d and 0", av, held, av0-30)
+		}
+	})
+
 	t.Run("JamReleasesAll", func(t *testing.T) {
 		av0, _ := e.wallet(t)
 		s, g := e.start(t, e.vend, "vm1", "A1", 1)
@@ -690,7 +738,7 @@ func TestCloudEndToEnd(t *testing.T) {
 			t.Fatalf("other's sessions %d %s", resp.StatusCode, b)
 		}
 		resp, b = e.raw(t, "GET", "/v1/operator/revenue", acme, "", "")
-		if resp.StatusCode != 200 || !strings.Contains(string(b), `"minor":95`) {
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"minor":125`) { // 0.95, and the relayed 0.30
 			t.Fatalf("revenue %d %s", resp.StatusCode, b)
 		}
 		resp, _ = e.raw(t, "GET", "/v1/operator/devices", e.phone.Token(), "", "")
@@ -716,7 +764,7 @@ func TestCloudEndToEnd(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatal(resp.StatusCode)
 		}
-		for _, want := range []string{"beaconvend_ledger_imbalance_minor 0\n", `beaconvend_sessions_total{state="settled"} 2`, "beaconvend_usage_signature_failures_total 1", "beaconvend_devices_online 3", "beaconvend_authorize_latency_seconds_count"} {
+		for _, want := range []string{"beaconvend_ledger_imbalance_minor 0\n", `beaconvend_sessions_total{state="settled"} 3`, "beaconvend_usage_signature_failures_total 1", "beaconvend_devices_online 3", "beaconvend_authorize_latency_seconds_count"} {
 			if !strings.Contains(string(b), want) {
 				t.Errorf("/metrics lacks %q", want)
 			}
