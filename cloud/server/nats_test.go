@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"beaconvend/cloud/broker/brokertest"
 	"beaconvend/cloud/ingest"
 	"beaconvend/cloud/server"
-	"beaconvend/cloud/store"
 )
 
 // TestBrokerKindNATS: with broker.kind nats the cloud starts against a
@@ -44,39 +42,20 @@ func TestBrokerKindNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	so, err := cfg.StoreOptions(store.Opts{BcryptCost: 4}, os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), cfg.Database, &so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, cfg)
 	logs := &syncBuffer{}
 	srv, err := server.New(server.Options{Config: cfg, Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
+	stop, err := runServer(srv, 20*time.Second)
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		done <- err // for the deferred wait on Run's end
-		t.Fatalf("Run: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the cloud did not start on NATS")
+	if err != nil {
+		t.Fatalf("the cloud did not start on NATS: %v", err)
 	}
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -84,7 +63,7 @@ func TestBrokerKindNATS(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	c, err := js.Consumer(ctx, ingest.DefaultNATSStream, "fleet")
+	c, err := js.Consumer(context.Background(), ingest.DefaultNATSStream, "fleet")
 	if err != nil {
 		t.Fatalf("the group's consumer: %v", err)
 	}

@@ -117,19 +117,8 @@ func TestServeRunsNATSAuthResponders(t *testing.T) {
 	if cfg.Broker.NATSAuth.Responders != 2 {
 		t.Fatalf("responders default %d, want 2", cfg.Broker.NATSAuth.Responders)
 	}
-	so, err := cfg.StoreOptions(store.Opts{BcryptCost: 4}, os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, cfg.Database, &so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, cfg)
 
 	// Operator A owns na1 and the disabled na2; operator B owns nb1. A
 	// has a read-only broker account.
@@ -165,12 +154,9 @@ func TestServeRunsNATSAuthResponders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- srv.Run(rctx, func() { close(ready) }) }()
+	stop, err := runServer(srv, 30*time.Second)
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 		for i, r := range srv.AuthResponders {
@@ -179,13 +165,8 @@ func TestServeRunsNATSAuthResponders(t *testing.T) {
 			}
 		}
 	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		done <- nil // for the deferred wait
-		t.Fatalf("Run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the cloud did not start on NATS with its own responders")
+	if err != nil {
+		t.Fatalf("the cloud did not start on NATS with its own responders: %v", err)
 	}
 	if len(srv.AuthResponders) != 2 {
 		t.Fatalf("%d responders, want 2", len(srv.AuthResponders))

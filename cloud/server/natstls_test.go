@@ -1,9 +1,7 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -13,7 +11,6 @@ import (
 	"beaconvend/cloud/broker/brokertest"
 	"beaconvend/cloud/broker/natscluster"
 	"beaconvend/cloud/server"
-	"beaconvend/cloud/store"
 )
 
 // TestBrokerKindNATSOverTLS: against a nats-server whose client and MQTT
@@ -49,42 +46,23 @@ func TestBrokerKindNATSOverTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		so, err := cfg.StoreOptions(store.Opts{BcryptCost: 4}, os.Getenv)
+		srv, err := server.New(server.Options{Config: cfg, Store: openStore(t, cfg)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		st, err := store.Open(context.Background(), cfg.Database, &so)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		srv, err := server.New(server.Options{Config: cfg, Store: st})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		ready, done := make(chan struct{}), make(chan error, 1)
-		go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
+		stop, err := runServer(srv, within)
 		defer func() {
-			cancel()
-			if err := <-done; err != nil && caFile != "" {
+			if err := stop(); err != nil && caFile != "" {
 				t.Errorf("Run: %v", err)
 			}
 		}()
-		select {
-		case <-ready:
-			if !srv.Ingest.Connected() {
-				return fmt.Errorf("ready but the ingest is not connected")
-			}
-			return nil
-		case err := <-done:
-			return fmt.Errorf("Run: %v", err)
-		case <-time.After(within):
-			return fmt.Errorf("not ready within %v", within)
+		if err != nil {
+			return err
 		}
+		if !srv.Ingest.Connected() {
+			return fmt.Errorf("ready but the ingest is not connected")
+		}
+		return nil
 	}
 	if err := run(p.CAFile, 20*time.Second); err != nil {
 		t.Fatalf("with broker.ca_file: %v", err)
@@ -116,36 +94,14 @@ func TestServeNATSAuthRespondersOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	so, err := cfg.StoreOptions(store.Opts{BcryptCost: 4}, os.Getenv)
+	srv, err := server.New(server.Options{Config: cfg, Store: openStore(t, cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), cfg.Database, &so)
+	stop, err := runServer(srv, 30*time.Second)
+	defer stop()
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv, err := server.New(server.Options{Config: cfg, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		done <- err // for the wait on Run's end at cleanup
-		t.Fatalf("Run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the cloud was not admitted within 30 s: its responders did not reach the TLS nodes")
+		t.Fatalf("the cloud was not admitted: its responders did not reach the TLS nodes: %v", err)
 	}
 	if !srv.Ingest.Connected() {
 		t.Fatal("ready but the ingest is not connected")

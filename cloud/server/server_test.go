@@ -121,38 +121,19 @@ func startProd(t *testing.T) *prod {
 	}
 	p := &prod{cfg: cfg, pool: pools[0], mqtt: pools[1], kek: kek,
 		https: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pools[0]}}}}
-	so, err := cfg.StoreOptions(store.Opts{BcryptCost: 4}, os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	p.st, err = store.Open(context.Background(), cfg.Database, &so)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p.st = openStore(t, cfg)
 	p.srv, err = server.New(server.Options{Config: cfg, Store: p.st})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- p.srv.Run(ctx, func() { close(ready) }) }()
+	stop, err := runServer(p.srv, 20*time.Second)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
-		p.st.Close()
 	})
-	select {
-	case <-ready:
-	case err := <-done:
-		done <- err // for the wait on Run's end at cleanup
-		t.Fatalf("Run: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the production example did not start")
+	if err != nil {
+		t.Fatalf("the production example did not start: %v", err)
 	}
 	return p
 }
