@@ -135,14 +135,22 @@ type instance struct {
 // startIngest runs an ingest and stops it at the end of the test (or by stop()).
 func startIngest(t *testing.T, srv brokertest.Server, acc *brokertest.Accounts, clientID, group string, h ingest.Handler, d ingest.Deduper) instance {
 	t.Helper()
-	in, err := ingest.New(ingest.Options{
+	return runIngest(t, ingest.Options{
 		URL: srv.URL(), ClientID: clientID, Username: acc.CloudUser, Password: acc.CloudPassword,
 		Group: group, Handler: h, Dedup: d, MaxReconnectInterval: 2 * time.Second,
 		Logger: testLogger(t),
 	})
+}
+
+// runIngest makes and runs an ingest from o, waits until it is
+// subscribed, and stops it at the end of the test (or by stop()).
+func runIngest(t *testing.T, o ingest.Options) instance {
+	t.Helper()
+	in, err := ingest.New(o)
 	if err != nil {
 		t.Fatalf("ingest.New: %v", err)
 	}
+	clientID := o.ClientID
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()

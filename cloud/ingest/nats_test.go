@@ -62,46 +62,14 @@ func (n *natsNode) cloudPassword() string {
 	return ""
 }
 
-type natsInstance struct {
-	in   *ingest.Ingest
-	stop func()
-}
-
-func startNATSIngest(t *testing.T, n *natsNode, clientID, group string, h ingest.Handler, d ingest.Deduper, no ingest.NATSOptions) natsInstance {
+func startNATSIngest(t *testing.T, n *natsNode, clientID, group string, h ingest.Handler, d ingest.Deduper, no ingest.NATSOptions) instance {
 	t.Helper()
 	no.URLs = []string{n.NATSURL}
-	in, err := ingest.New(ingest.Options{
+	return runIngest(t, ingest.Options{
 		URL: n.MQTTURL, ClientID: clientID, Username: cmp.Or(n.user, "_cloud"), Group: group, Handler: h, Dedup: d,
 		Password: n.cloudPassword(),
 		NATS:     &no, MaxReconnectInterval: 2 * time.Second, Logger: testLogger(t),
 	})
-	if err != nil {
-		t.Fatalf("ingest.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("ingest %s Run: %v", clientID, err)
-				}
-			case <-time.After(wait):
-				t.Errorf("ingest %s Run did not return within %v", clientID, wait)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	wctx, wcancel := context.WithTimeout(ctx, wait)
-	defer wcancel()
-	if err := in.WaitSubscribed(wctx); err != nil {
-		t.Fatalf("ingest %s not subscribed: %v", clientID, err)
-	}
-	return natsInstance{in: in, stop: stop}
 }
 
 func natsDevice(t *testing.T, n *natsNode, dev string, clean bool) paho.Client {
