@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
@@ -333,7 +334,7 @@ func (c *Cluster) startNode(i int) error {
 // ready waits until every running node answers /healthz (JetStream
 // current) and, with auth, the responders are connected.
 func (c *Cluster) ready() error {
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for i := range c.confs {
 		if err := c.WaitHealthy(i, time.Until(deadline)); err != nil {
 			return err
@@ -357,7 +358,45 @@ func (c *Cluster) ready() error {
 			}
 		}
 	}
+	if c.o.Auth != nil && c.o.Auth.External {
+		return nil // no responder here: nobody to admit the warm-up client
+	}
+	for i := range c.confs {
+		if err := c.warmMQTT(i, deadline); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// warmMQTT connects one MQTT client to node i, retrying until deadline.
+// A node sets up its fleet account's MQTT streams on the first MQTT
+// connect (JetStream requests bounded by js_api_timeout) and drops that
+// client when they time out: on a loaded machine the first connect after
+// a start has been seen to wait 15 s and end in EOF. A board retries;
+// the cluster is ready for tests once every node has done that once.
+func (c *Cluster) warmMQTT(i int, deadline time.Time) error {
+	o := paho.NewClientOptions().AddBroker(c.MQTTURLs[i]).SetClientID("_warm-n" + strconv.Itoa(i)).
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(25 * time.Second)
+	if c.o.Auth != nil {
+		o.SetUsername(c.CloudUser).SetPassword(c.o.Auth.CloudPassword)
+	}
+	if c.ClientTLS != nil {
+		o.SetTLSConfig(c.ClientTLS)
+	}
+	var last error
+	for time.Now().Before(deadline) {
+		cl := paho.NewClient(o)
+		tok := cl.Connect()
+		if !tok.WaitTimeout(30 * time.Second) {
+			last = errors.New("connect: timeout")
+		} else if last = tok.Error(); last == nil {
+			cl.Disconnect(100)
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("natscluster: node %d: no MQTT connect: %v", i, last)
 }
 
 // AddResponder starts one more auth callout responder; responder i
