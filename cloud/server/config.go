@@ -122,6 +122,13 @@ type Broker struct {
 	// so at start: another process must answer the nodes' auth callout,
 	// or no device, and not the cloud itself, is admitted.
 	NATSAuth *NATSAuth `yaml:"nats_auth"`
+	// DeviceURL is the broker URL boards dial, written into the
+	// provisioning bundles the console and board claims make, when it is
+	// not the URL the cloud itself dials (a load balancer, a public name,
+	// a NAT). Default: the embedded broker's device TLS listener when it
+	// has one, else url (the embedded broker's loopback listener for
+	// development). tcp:// off loopback only in development.
+	DeviceURL string `yaml:"device_url"`
 
 	// Embedded broker only.
 	Listen       string `yaml:"listen"`        // plain TCP for the cloud's own client (loopback); default 127.0.0.1:0
@@ -485,6 +492,21 @@ func (c *Config) validateBroker() error {
 	}
 	if b.Embedded() && len(b.FallbackURLs) > 0 {
 		return bad("broker.fallback_urls", "only with an external broker.url")
+	}
+	if b.DeviceURL != "" {
+		u, err := url.Parse(b.DeviceURL)
+		if err != nil || u.Host == "" || u.Port() == "" {
+			return bad("broker.device_url", "%q: want tcp://host:port or ssl://host:port", b.DeviceURL)
+		}
+		switch u.Scheme {
+		case "tcp":
+			if !c.Development && !loopback(u.Hostname()) {
+				return bad("broker.device_url", "%q sends the devices' broker passwords in clear off this host: use ssl://"+production, b.DeviceURL)
+			}
+		case "ssl":
+		default:
+			return bad("broker.device_url", "%q: want tcp://host:port or ssl://host:port", b.DeviceURL)
+		}
 	}
 	for _, f := range b.FallbackURLs {
 		u, err := url.Parse(f)

@@ -16,7 +16,8 @@ import (
 // the embedded broker's device TLS listener when it has one (its
 // certificate must be one the boards trust: the system roots), the
 // embedded broker's loopback listener otherwise (development and tests),
-// or the external broker's URL with its CA file. Site broker files
+// or the external broker's URL with its CA file; broker.device_url, when
+// set, replaces the URL (the CA stays the external broker's). Site broker files
 // (Mosquitto) are not rewritten here: after adding a device for a
 // Mosquitto site, run `cloud broker files`.
 func (s *Server) useProvisioner(svc *service.Service, sec Secrets, brokerURL string) {
@@ -30,6 +31,9 @@ func (s *Server) useProvisioner(svc *service.Service, sec Secrets, brokerURL str
 		if b, err := os.ReadFile(cfg.Broker.CAFile); err == nil {
 			ca = string(b)
 		}
+	}
+	if cfg.Broker.DeviceURL != "" {
+		u = cfg.Broker.DeviceURL
 	}
 	p := &provision.Provisioner{Store: s.opts.Store, CloudKeys: []ed25519.PublicKey{sec.CloudKey.Public().(ed25519.PublicKey)},
 		NATS: cfg.Broker.NATS(), Logger: s.log.With("part", "provision")}
