@@ -20,6 +20,12 @@
 //	    while a central is connected. Prints the service's handles
 //	    (GATTHANDLES), every change on air with the link (GATTAIR), and a
 //	    summary (GATTEND) with the host's counters and the service's value.
+//	blevm hostile [-hci 2] -addr ADDR -grant 0x… -cccd 0x… -info 0x…
+//	    a hostile central on go-ble's HCI (the fork's raw ATT requests):
+//	    connects, exchanges MTU 247 and sends the malformed PDUs that
+//	    crashed or hung upstream go-ble (hostileSet), one HOSTILE line per
+//	    PDU with the answer and whether it is the sound one, then a
+//	    summary (HOSTILEEND).
 //	blevm perms [-hci 0] [-uid 65534]
 //	    opens the adapter as root, as an unprivileged uid, and as that uid
 //	    with ambient CAP_NET_ADMIN+CAP_NET_RAW, and reports each outcome.
@@ -66,6 +72,8 @@ func main() {
 		err = ids(args)
 	case "gatt":
 		err = serveGATT(args)
+	case "hostile":
+		err = hostile(args)
 	case "perms":
 		err = perms(args)
 	case "perm-child":
@@ -80,7 +88,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: blevm advertise|scan|gatt|ids|perms [flags] (see go doc beaconvend/hw/ble/cmd/blevm)")
+	fmt.Fprintln(os.Stderr, "usage: blevm advertise|scan|gatt|hostile|ids|perms [flags] (see go doc beaconvend/hw/ble/cmd/blevm)")
 	os.Exit(2)
 }
 

@@ -475,6 +475,20 @@ func (c *Client) ExecuteWrite(flags uint8) error {
 	return nil
 }
 
+// Request sends pdu, an ATT request of any form (malformed ones too: a
+// test tool playing a hostile central), and returns the server's
+// response: the PDU with the response opcode of pdu's request opcode, or
+// an Error Response. It waits up to 30 s, as every request does.
+// beaconvend: new (a seam for hostile-central tests on a real stack).
+func (c *Client) Request(pdu []byte) ([]byte, error) {
+	if len(pdu) == 0 {
+		return nil, ErrInvalidArgument
+	}
+	txBuf := <-c.chTxBuf
+	defer func() { c.chTxBuf <- txBuf }()
+	return c.sendReq(append(txBuf[:0], pdu...))
+}
+
 func (c *Client) sendCmd(b []byte) error {
 	_, err := c.l2c.Write(b)
 	return err

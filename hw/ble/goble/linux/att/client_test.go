@@ -98,3 +98,44 @@ func TestClientPrepareExecuteWrite(t *testing.T) {
 		t.Errorf("requests sent % x, want % x", conn.reqs, want)
 	}
 }
+
+// Request sends a PDU as given, malformed or not, and returns the
+// server's answer to it: its response or an Error Response.
+func TestClientRawRequest(t *testing.T) {
+	conn := newPeerConn(func(req []byte) []byte {
+		if req[0] == ExecuteWriteRequestCode && len(req) == 2 {
+			return []byte{ExecuteWriteResponseCode}
+		}
+		return []byte{ErrorResponseCode, req[0], 0, 0, byte(ble.ErrInvalidPDU)}
+	})
+	defer conn.Close()
+	c := NewClient(conn, nil)
+	go c.Loop()
+	type res struct {
+		rsp []byte
+		err error
+	}
+	got := make(chan res, 3)
+	go func() {
+		for _, pdu := range [][]byte{{0x18, 0x01}, {0x16, 0x01}, {}} {
+			rsp, err := c.Request(pdu)
+			got <- res{rsp, err}
+		}
+	}()
+	want := []res{{[]byte{0x19}, nil}, {[]byte{0x01, 0x16, 0, 0, byte(ble.ErrInvalidPDU)}, nil}, {nil, ErrInvalidArgument}}
+	for i, w := range want {
+		select {
+		case r := <-got:
+			if !bytes.Equal(r.rsp, w.rsp) || r.err != w.err {
+				t.Errorf("request %d: % x, %v; want % x, %v", i, r.rsp, r.err, w.rsp, w.err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("request %d: client hung", i)
+		}
+	}
+	conn.mu.Lock()
+	defer conn.mu.Unlock()
+	if len(conn.reqs) != 2 || !bytes.Equal(conn.reqs[1], []byte{0x16, 0x01}) {
+		t.Errorf("requests sent % x, want the two PDUs as given", conn.reqs)
+	}
+}

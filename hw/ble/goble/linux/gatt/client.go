@@ -40,6 +40,10 @@ type Client struct {
 	conn ble.Conn
 }
 
+// ATT returns the client's ATT bearer, for requests the GATT client does
+// not make (a test tool's raw PDUs). beaconvend: new.
+func (p *Client) ATT() *att.Client { return p.ac }
+
 // Addr returns the address of the client.
 func (p *Client) Addr() ble.Addr {
 	p.RLock()
