@@ -21,6 +21,7 @@ import (
 	"beaconvend/app-protocol/vend"
 	"beaconvend/controller/config"
 	"beaconvend/controller/wiring"
+	"beaconvend/hw/profile"
 )
 
 // Files in the state directory.
@@ -485,4 +486,24 @@ func syncDir(dir string) error {
 		return fmt.Errorf("claim: sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// Wiring loads the board's installed wiring file and resolves its board
+// profile (a built-in name, or a file relative to the wiring file), for
+// the claim input and the unclaimed frame's beacon settings. Errors: the
+// wiring's and the profile's.
+func (b *Board) Wiring() (*wiring.Wiring, *profile.Profile, error) {
+	w, err := wiring.Load(b.o.WiringPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := w.Profile
+	if (strings.ContainsRune(p, '/') || strings.HasSuffix(p, ".yaml")) && !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(b.o.WiringPath), p)
+	}
+	prof, err := profile.Resolve(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: profile: %w", b.o.WiringPath, err)
+	}
+	return w, prof, nil
 }
