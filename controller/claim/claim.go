@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +28,7 @@ import (
 // Files in the state directory.
 const (
 	SealKeyFile = "seal.key"      // the sealing private key
-	ResetFile   = "reset.pending" // a factory reset under way: the old journal's path
+	ResetFile   = "reset.pending" // a factory reset under way: the journal paths to set aside, one a line
 )
 
 // stagingPrefix names the staging directories Accept makes in the config
@@ -75,6 +76,7 @@ type Board struct {
 	claimed bool
 	device  string
 	signKey ed25519.PublicKey
+	cfgErr  error         // the claimed board's config does not load
 	done    chan struct{} // closed when a bundle is accepted
 }
 
@@ -122,12 +124,23 @@ func Open(stateDir string, o Opts) (*Board, error) {
 		return nil, err
 	}
 	if err := b.loadClaimed(); err != nil {
-		return nil, err
+		// Claimed, but broken: a factory reset can still recover it.
+		b.claimed, b.cfgErr = true, err
+		log.Warn("claim: the claimed board's config does not load", "err", err)
 	}
 	if b.claimed {
 		close(b.done)
 	}
 	return b, nil
+}
+
+// ConfigErr returns why the claimed board's config or keys do not load
+// (ErrClaim), or nil. Such a board is claimed (its config file exists) and
+// runs nothing until a factory reset or a repair.
+func (b *Board) ConfigErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfgErr
 }
 
 // ConfigPath returns the absolute path of the controller's config.
@@ -219,6 +232,11 @@ func (b *Board) Accept(sealed []byte) (string, error) {
 	if err := b.hook("staged"); err != nil {
 		return "", err
 	}
+	// A new device never inherits a journal (and its outbox, signed by
+	// another device key) left at the path its config names.
+	if err := b.setJournalsAside([]string{b.journalPath(w)}, replacedPrefix+b.o.Now().UTC().Format("20060102T150405.000000000Z")); err != nil {
+		return "", err
+	}
 	if err := b.promote(stage); err != nil {
 		// The state follows the disk: claimed if controller.yaml made it.
 		if lerr := b.loadClaimed(); lerr == nil && b.claimed {
@@ -288,11 +306,18 @@ func (b *Board) Reset() (string, error) {
 		return "", err
 	}
 	if _, err := os.Lstat(b.cfgPath); err == nil {
-		var journal string
+		// The journal the old config names, and the one the next claim's
+		// config will name (they differ only if the wiring changed).
+		var journals []string
 		if c, err := config.Load(b.cfgPath); err == nil {
-			journal = c.Path(c.Journal)
+			journals = append(journals, c.Path(c.Journal))
 		}
-		if err := config.WriteSecret(filepath.Join(b.stateDir, ResetFile), []byte(journal+"\n")); err != nil {
+		if w, err := wiring.Load(b.o.WiringPath); err == nil {
+			if j := b.journalPath(w); !slices.Contains(journals, j) {
+				journals = append(journals, j)
+			}
+		}
+		if err := config.WriteSecret(filepath.Join(b.stateDir, ResetFile), []byte(strings.Join(journals, "\n")+"\n")); err != nil {
 			return "", fmt.Errorf("claim: store the reset intent: %w", err)
 		}
 		if err := b.hook("intent"); err != nil {
@@ -308,23 +333,15 @@ func (b *Board) finishReset() (string, error) {
 	intent := filepath.Join(b.stateDir, ResetFile)
 	raw, err := os.ReadFile(intent)
 	if errors.Is(err, fs.ErrNotExist) {
-		b.claimed, b.device, b.signKey = false, "", nil
 		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("claim: reset intent: %w", err)
 	}
 	stamp := replacedPrefix + b.o.Now().UTC().Format("20060102T150405.000000000Z")
-	if journal := strings.TrimSpace(string(raw)); journal != "" {
-		if err := b.hook("journal"); err != nil {
-			return "", err
-		}
-		if err := os.Rename(journal, journal+"."+stamp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("claim: set the old journal aside: %w", err)
-		}
-		if err := syncDir(filepath.Dir(journal)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", err
-		}
+	journals := strings.Fields(string(raw))
+	if err := b.setJournalsAside(journals, stamp); err != nil {
+		return "", err
 	}
 	dir, err := b.setAside(true, stamp)
 	if err != nil {
@@ -336,11 +353,11 @@ func (b *Board) finishReset() (string, error) {
 	if err := syncDir(b.stateDir); err != nil {
 		return dir, err
 	}
-	b.claimed, b.device, b.signKey = false, "", nil
+	b.claimed, b.device, b.signKey, b.cfgErr = false, "", nil, nil
 	if b.isClosed() {
 		b.done = make(chan struct{})
 	}
-	b.log.Warn("claim: factory reset: registration mode", "set_aside", dir, "journal", strings.TrimSpace(string(raw)))
+	b.log.Warn("claim: factory reset: registration mode", "set_aside", dir, "journals", journals)
 	return dir, nil
 }
 
@@ -398,10 +415,44 @@ func (b *Board) setAside(cfg bool, stamp string) (string, error) {
 	return dir, nil
 }
 
+// journalPath is the journal a config made from w names, as the controller
+// resolves it (relative to the config directory).
+func (b *Board) journalPath(w *wiring.Wiring) string {
+	j := w.Journal
+	if j == "" {
+		j = wiring.DefaultJournal
+	}
+	if !filepath.IsAbs(j) {
+		j = filepath.Join(b.cfgDir, j)
+	}
+	return j
+}
+
+// setJournalsAside renames each journal file present to <path>.<stamp>
+// (bbolt keeps one file; nothing is deleted).
+func (b *Board) setJournalsAside(paths []string, stamp string) error {
+	for _, j := range paths {
+		if _, err := os.Lstat(j); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := b.hook("journal"); err != nil {
+			return err
+		}
+		if err := os.Rename(j, j+"."+stamp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("claim: set the old journal aside: %w", err)
+		}
+		if err := syncDir(filepath.Dir(j)); err != nil {
+			return err
+		}
+		b.log.Info("claim: journal set aside", "journal", j, "to", j+"."+stamp)
+	}
+	return nil
+}
+
 // loadClaimed sets the claimed fields from the config directory.
 func (b *Board) loadClaimed() error {
 	if _, err := os.Stat(b.cfgPath); errors.Is(err, fs.ErrNotExist) {
-		b.claimed, b.device, b.signKey = false, "", nil
+		b.claimed, b.device, b.signKey, b.cfgErr = false, "", nil, nil
 		return nil
 	}
 	c, err := config.Load(b.cfgPath)
@@ -412,7 +463,7 @@ func (b *Board) loadClaimed() error {
 	if err != nil {
 		return vend.Errorf(ErrClaim, "claimed board's keys: %v", err)
 	}
-	b.claimed, b.device, b.signKey = true, c.DeviceID, s.Device.Public().(ed25519.PublicKey)
+	b.claimed, b.device, b.signKey, b.cfgErr = true, c.DeviceID, s.Device.Public().(ed25519.PublicKey), nil
 	return nil
 }
 

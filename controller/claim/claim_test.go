@@ -199,6 +199,10 @@ func TestAcceptClaims(t *testing.T) {
 	r := newRig(t)
 	b := r.open(t)
 	bundle, sealed := sealedFor(t, b, "laundry-1")
+	// A journal left at the wiring's journal path (a board set up by hand
+	// before) is not inherited by the new device.
+	os.MkdirAll(filepath.Dir(r.journal), 0o700)
+	os.WriteFile(r.journal, []byte("someone else's outbox"), 0o600)
 	path, err := b.Accept(sealed)
 	if err != nil {
 		t.Fatalf("Accept: %v", err)
@@ -212,6 +216,12 @@ func TestAcceptClaims(t *testing.T) {
 		t.Fatal("Claimed not closed after Accept")
 	}
 	checkClaimed(t, r, b, bundle)
+	if _, err := os.Stat(r.journal); err == nil {
+		t.Error("the new device inherits the journal found at its path")
+	}
+	if old, _ := filepath.Glob(r.journal + ".replaced-*"); len(old) != 1 {
+		t.Errorf("the old journal set aside as %v, want one file", old)
+	}
 	for _, n := range []string{wiring.ConfigFile, wiring.IdentityKeyFile, wiring.DeviceKeyFile, wiring.PasswordFile} {
 		fi, err := os.Stat(filepath.Join(r.cfgDir, n))
 		if err != nil || fi.Mode().Perm() != 0o600 {
@@ -553,4 +563,66 @@ func TestResetFailsBetweenSteps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A claimed board whose config no longer loads opens (so that the claim
+// input can still reset it), says why, refuses bundles, and is recovered by
+// a factory reset.
+func TestBrokenConfigIsResettable(t *testing.T) {
+	r := newRig(t)
+	b := r.open(t)
+	_, sealed := sealedFor(t, b, "laundry-1")
+	if _, err := b.Accept(sealed); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(r.cfgPath(), []byte("device_id: [\n"), 0o600)
+	b = r.open(t)
+	if b.Registration() || !errors.Is(b.ConfigErr(), claim.ErrClaim) {
+		t.Fatalf("broken config: registration %v, ConfigErr %v; want claimed with ErrClaim", b.Registration(), b.ConfigErr())
+	}
+	if _, err := b.Accept(sealed); !errors.Is(err, gattapi.ErrNotRegistration) {
+		t.Errorf("Accept on a broken claimed board: %v", err)
+	}
+	if _, err := b.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	checkUnclaimed(t, r, b)
+	if b.ConfigErr() != nil {
+		t.Errorf("ConfigErr after the reset: %v", b.ConfigErr())
+	}
+	bundle, fresh := sealedFor(t, b, "laundry-2")
+	if _, err := b.Accept(fresh); err != nil {
+		t.Fatal(err)
+	}
+	checkClaimed(t, r, b, bundle)
+}
+
+// Whatever bytes arrive as a bundle, Accept answers with a coded error and
+// writes nothing (seeds run in every test; go test -fuzz explores).
+func FuzzAccept(f *testing.F) {
+	dir := f.TempDir()
+	w := filepath.Join(dir, "wiring.yaml")
+	os.WriteFile(w, []byte("profile: generic-relay-8\nport: /dev/ttyUSB0\njournal: "+filepath.Join(dir, "j.db")+"\n"), 0o644)
+	cfgDir := filepath.Join(dir, "etc")
+	b, err := claim.Open(filepath.Join(dir, "state"), claim.Opts{ConfigPath: filepath.Join(cfgDir, wiring.ConfigFile), WiringPath: w})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, doc := range [][]byte{nil, []byte("{}"), []byte(`{"version":1,"device_id":"x"}`), bytes.Repeat([]byte{0xff}, 100)} {
+		s, _ := provision.Seal(b.SealKey(), doc)
+		f.Add(s)
+		f.Add(doc)
+	}
+	f.Fuzz(func(t *testing.T, sealed []byte) {
+		_, err := b.Accept(sealed)
+		if err == nil {
+			t.Fatalf("Accept(% x) claimed the board", sealed[:min(len(sealed), 16)])
+		}
+		if vend.CodeOf(err) == "internal" {
+			t.Fatalf("Accept: uncoded error %v", err)
+		}
+		if ents, _ := os.ReadDir(cfgDir); len(ents) != 0 {
+			t.Fatalf("Accept(% x) left %d entries", sealed[:min(len(sealed), 16)], len(ents))
+		}
+	})
 }

@@ -262,6 +262,9 @@ func (m *Main) register(ctx context.Context, log *slog.Logger) error {
 		}
 	}
 	if !b.Registration() {
+		if err := b.ConfigErr(); err != nil {
+			return fmt.Errorf("%w (hold the claim input at power-up to reset the board to registration mode)", err)
+		}
 		return nil
 	}
 	open := m.Radio
