@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -244,18 +245,19 @@ func (r *claimRig) run() *running {
 	return run
 }
 
-func (run *running) stop(t *testing.T) {
+func (run *running) stop(t *testing.T) error {
 	if run.cancel == nil {
-		return
+		return nil
 	}
 	run.cancel()
 	run.cancel = nil
+	var err error
 	select {
-	case <-run.done:
+	case err = <-run.done:
 	case <-time.After(15 * time.Second):
 		t.Error("controller did not stop")
 	}
-	run.m.Close()
+	return errors.Join(err, run.m.Close())
 }
 
 func (run *running) link(t *testing.T) *scriptedLink {
@@ -419,7 +421,10 @@ func TestClaimButtonAtPowerUp(t *testing.T) {
 		t.Errorf("old journal set aside: %v, want one", j)
 	}
 	r.ctl.ReleaseInput("in8")
-	run.stop(t)
+	// Stopped (SIGTERM) in registration mode: a clean exit.
+	if err := run.stop(t); err != nil {
+		t.Errorf("controller stopped in registration mode: %v", err)
+	}
 
 	// Claimed again (by a phone that reads the new key).
 	before := r.states()

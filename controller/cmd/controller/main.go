@@ -201,6 +201,9 @@ func (m *Main) Run(ctx context.Context) error {
 	log := slog.New(h)
 	if m.ClaimDir != "" {
 		if err := m.register(ctx, log); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped (SIGTERM) in registration mode: nothing to clean up
+			}
 			return err
 		}
 		if m.Registered != nil {
