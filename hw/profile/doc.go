@@ -26,7 +26,10 @@
 //     stops talking, describe that register under watchdog; otherwise the
 //     controller's board needs a hardware watchdog (hw/machine's doc says
 //     what to wire).
-//  4. Check it: the controller refuses a profile with a mistake and names
+//  4. If an input is wired to a claim button (or jumper), name it under
+//     claim_input: held at power-up it returns the board to registration
+//     mode (controller/claim) so that it can be claimed again.
+//  5. Check it: the controller refuses a profile with a mistake and names
 //     the field; hwsim -profile FILE emulates the board, so the profile can
 //     be tried before the board arrives.
 package profile

@@ -29,6 +29,12 @@ type Profile struct {
 	Inputs      []Input   `yaml:"inputs"`   // discrete inputs that read sensors
 	Counters    []Counter `yaml:"counters"` // registers that count pulses
 	Watchdog    *Watchdog `yaml:"watchdog,omitempty"`
+	// ClaimInput names the discrete input (one of Inputs) that, held
+	// active at power-up, resets the board's claim and enters registration
+	// mode (controller/claim): a push button or jumper wired to the I/O
+	// board. Empty: no such input (a board then leaves registration mode
+	// only by being claimed, and is reset by removing its config).
+	ClaimInput string `yaml:"claim_input,omitempty"`
 }
 
 // Serial is the line setting. Most boards ship at 9600 8N1.
@@ -255,6 +261,11 @@ func (p *Profile) Validate() error {
 		}
 		if prev, ok := regs[fmt.Sprintf("holding/%d", w.Register)]; ok {
 			return bad("watchdog.register", "%d is used by %s", w.Register, prev)
+		}
+	}
+	if p.ClaimInput != "" {
+		if _, ok := p.Input(p.ClaimInput); !ok {
+			return bad("claim_input", "%q is not one of the board's inputs", p.ClaimInput)
 		}
 	}
 	return nil

@@ -60,6 +60,8 @@ counters: [{name: c1, register: 0, width: 32}]
 		{base + "watchdog: {register: 5, unit_ms: 0}\n", "watchdog.unit_ms"},
 		{strings.Replace(base, "outputs: [{name: o1, coil: 0}, {name: o2, coil: 1}]", "outputs: []", 1), "outputs"},
 		{base + "colis: []\n", "colis"},
+		{base + "claim_input: o1\n", "claim_input"},
+		{base + "claim_input: in9\n", "claim_input"},
 		{"name: [", "yaml"},
 	}
 	for _, tc := range cases {
@@ -70,6 +72,10 @@ counters: [{name: c1, register: 0, width: 32}]
 	}
 	if _, err := profile.Parse(strings.NewReader(base)); err != nil {
 		t.Fatalf("base profile: %v", err)
+	}
+	p, err := profile.Parse(strings.NewReader(base + "claim_input: i1\n"))
+	if err != nil || p.ClaimInput != "i1" {
+		t.Fatalf("profile with claim_input i1: %+v, %v", p, err)
 	}
 }
 
