@@ -287,7 +287,9 @@ func TestProgressNotify(t *testing.T) {
 				return
 			case <-time.After(10 * time.Millisecond):
 			}
-			r.set(func(f *fakeRelay) { f.progress = gattapi.Progress{State: gattapi.StateRunning, Units: u, Amount: int64(u)} })
+			r.set(func(f *fakeRelay) {
+				f.progress = gattapi.Progress{State: gattapi.StateRunning, Units: u, Amount: int64(u)}
+			})
 		}
 	}()
 	n := 0
