@@ -122,6 +122,7 @@ func runBoardInput(t *testing.T, in []byte) {
 	chars := []uint16{s.Grant.ValueHandle, s.Progress.ValueHandle, s.Receipt.ValueHandle, s.Ack.ValueHandle}
 	h := uint16(0x40)
 	ctl.Connect(h, hcitest.RolePeripheral)
+	waitEnd := time.Now().Add(2 * time.Second)
 	for len(in) >= 2 {
 		kind, n := in[0], int(in[1])
 		in = in[2:]
@@ -146,12 +147,18 @@ func runBoardInput(t *testing.T, in []byte) {
 			}
 		case fzReconnect:
 			ctl.Disconnect(h)
-			h++
+			h = 0x40 + (h-0x40+1)%0x3f // below the probe's handle
 			ctl.Connect(h, hcitest.RolePeripheral)
 		case fzSubscribe:
 			ctl.SendATT(h, writeReq(s.Progress.CCCD.Handle, le16(1)))
 		}
-		ctl.ReadATT(h, 20*time.Millisecond) // as a central keeping to request/response
+		// As a central keeping to request/response, within a budget, so
+		// that a long input of unanswered PDUs is not taken for a hang.
+		if left := time.Until(waitEnd); left > 0 {
+			ctl.ReadATT(h, min(20*time.Millisecond, left))
+		} else {
+			ctl.DrainATT(h)
+		}
 	}
 	ctl.Disconnect(h)
 	// A new central is served.

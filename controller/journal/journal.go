@@ -86,7 +86,7 @@ func DefaultOpts() *Opts {
 type Stats struct {
 	Commits           uint64 // all commits
 	MeterCommits      uint64 // commits made by Meter, Flush, FlushDue and Close for metered readings
-	TransitionCommits uint64 // commits by Accept, Transition and EndSession
+	TransitionCommits uint64 // commits by Accept, AcceptRelay, Transition and EndSession
 	OutboxCommits     uint64 // commits by Enqueue, Ack and MarkAttempt (and Drain's attempt marks)
 	OtherCommits      uint64 // meta and housekeeping commits (NextUsageSeq, SetConfigGen, Prune…)
 }
