@@ -281,3 +281,39 @@ func TestRelayNonceSurvivesRestart(t *testing.T) {
 		t.Errorf("valve opened %d times", n)
 	}
 }
+
+// A relayed grant for a machine running an MQTT session is refused with
+// machine.busy (0x91) and its nonce is not spent; the running session
+// goes on.
+func TestRelayWhileBusy(t *testing.T) {
+	r := newRig(t, "pulse-io-4", waterSim, waterCfg)
+	r.startDaemon()
+	gMQ, gbMQ := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, waterPrice, 100_000, time.Minute)
+	if rep := r.cloud.WaitReply(r.cloud.Authorize("dev-1", "m1", gbMQ)); !rep.OK {
+		t.Fatal(rep)
+	}
+	eventually(t, "water to flow", func() bool { return r.status().Machines[0].Water.ValveOpen })
+	g, gb := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, waterPrice, 100, time.Minute)
+	nonce := newNonce(t)
+	wantATT(t, "relay while busy", r.d.Relay().Grant(r.relayed(g, gb, "dev-1", nonce)), 0x91)
+	if seen, _ := r.d.Journal().NonceSeen(nonce); seen {
+		t.Error("a refused relay spent its nonce")
+	}
+	if !r.status().Machines[0].Water.ValveOpen {
+		t.Error("the running session stopped")
+	}
+	stop := r.cloud.Send("dev-1", &mqttapi.Stop{Envelope: mqttapi.NewEnvelope(time.Now()), Session: gMQ.Session, Machine: "m1"})
+	if rep := r.cloud.WaitReply(stop); !rep.OK {
+		t.Fatal(rep)
+	}
+	r.cloud.WaitUsage(gMQ.Session, r.devPub)
+	// The machine frees once its session's run has returned.
+	var err error
+	eventually(t, "the same relay accepted once the machine is free", func() bool {
+		err = r.d.Relay().Grant(r.relayed(g, gb, "dev-1", nonce))
+		return gattapi.ATTCode(err) != 0x91
+	})
+	if err != nil {
+		t.Errorf("the same relay once the machine is free: %v", err)
+	}
+}
