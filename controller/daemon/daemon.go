@@ -175,6 +175,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
 		return nil, err
 	}
 	d.holdResumed(resume)
+	d.loadRelay()
 
 	// 4. Uplink, modem, beacon.
 	tlsCfg, err := d.tlsConfig()

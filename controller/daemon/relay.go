@@ -12,9 +12,9 @@ import (
 
 // relayState is the board's view of the last relayed session, which the
 // GATT service's Progress and Receipt show (app-protocol/GATT.md, Relay).
-// It lives in memory: after a restart Progress is idle until the next
-// relayed grant (the session itself is recovered from the journal and
-// reported over MQTT as any other).
+// It lives in memory, and is found again at start from the journal's
+// nonce log (loadRelay); whether the phone acknowledged the receipt is
+// not kept (the cloud's ack, which is, settles the session).
 type relayState struct {
 	mu         sync.Mutex
 	session    vend.SessionID // the last relayed session accepted; zero before one
@@ -74,6 +74,30 @@ func (d *Daemon) relayGrant(value []byte) error {
 	}
 	d.relay.refused = gattapi.ATTCode(err)
 	return err
+}
+
+// loadRelay shows the last relayed session the journal knows (its nonce
+// is still logged) after a restart, so that a phone can still follow it
+// and read its receipt. A journal that cannot tell leaves Progress idle.
+func (d *Daemon) loadRelay() {
+	id, err := d.j.LastRelayed()
+	if err != nil || id.IsZero() {
+		if err != nil {
+			d.log.Warn("last relayed session unknown", "err", err)
+		}
+		return
+	}
+	s, err := d.j.Get(id)
+	if err != nil {
+		return
+	}
+	g, err := s.DecodeGrant()
+	if err != nil {
+		return
+	}
+	d.relay.mu.Lock()
+	d.relay.session, d.relay.grant, d.relay.digest = id, g, signed.Digest(s.Grant)
+	d.relay.mu.Unlock()
 }
 
 // relaySession returns the last relayed session's ID and grant, the

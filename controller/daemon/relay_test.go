@@ -273,6 +273,15 @@ func TestRelayNonceSurvivesRestart(t *testing.T) {
 		t.Errorf("recovered outcome %v", s.Outcome)
 	}
 	relay := r.d.Relay()
+	// The restarted board still shows the relayed session and its report.
+	if p := relay.Progress(); p.State != gattapi.StateEnded || p.Units != 0 {
+		t.Errorf("progress after the restart: %+v", p)
+	}
+	eventually(t, "its receipt", func() bool { return relay.Receipt().Status != gattapi.ReceiptNone })
+	keys, _ := signed.NewKeys(r.devPub)
+	if u, err := signed.OpenUsage(relay.Receipt().Usage, keys); err != nil || u.Session != g.Session || u.Outcome != vend.OutcomeNotStarted {
+		t.Errorf("receipt after the restart: %+v, %v", u, err)
+	}
 	wantATT(t, "relayed again after the restart", relay.Grant(r.relayed(g, gb, "dev-1", newNonce(t))), 0x8D)
 	g2, gb2 := r.cloud.Grant("dev-1", "m1", "", vend.UnitML, waterPrice, 100, time.Minute)
 	wantATT(t, "its nonce with a new grant", relay.Grant(r.relayed(g2, gb2, "dev-1", nonce)), 0x8E)

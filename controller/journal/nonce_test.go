@@ -81,6 +81,9 @@ func TestAcceptRelayRecordsNonceAtomically(t *testing.T) {
 	if seen, err := j.NonceSeen(nonce); err != nil || !seen {
 		t.Fatalf("NonceSeen after reopen = %v, %v", seen, err)
 	}
+	if id, err := j.LastRelayed(); err != nil || id != g.Session {
+		t.Fatalf("LastRelayed after reopen = %v, %v; want %v", id, err, g.Session)
+	}
 	if n, err := j.PruneNonces(g.ExpiresAt); err != nil || n != 0 {
 		t.Fatalf("PruneNonces(at expiry) = %d, %v; want 0", n, err)
 	}
@@ -138,4 +141,31 @@ func TestNonceCorrupt(t *testing.T) {
 	wantCode(t, "NonceSeen(corrupt)", err, journal.ErrCorrupt.Code, vend.Internal)
 	_, err = j.PruneNonces(time.Now())
 	wantCode(t, "PruneNonces(corrupt)", err, journal.ErrCorrupt.Code, vend.Internal)
+}
+
+// LastRelayed names the relayed session accepted last: none before, then
+// the one whose ticket expires last.
+func TestLastRelayed(t *testing.T) {
+	clk := newClock()
+	j := mustOpen(t, "", &journal.Opts{Now: clk.Now})
+	if id, err := j.LastRelayed(); err != nil || !id.IsZero() {
+		t.Fatalf("LastRelayed on an empty log = %v, %v", id, err)
+	}
+	g1, b1 := mustGrant(t, "m1", clk.Now())
+	if err := j.AcceptRelay(g1, b1, journal.Relay{Nonce: [16]byte{1}, ExpiresAt: g1.ExpiresAt}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	g2, b2 := mustGrant(t, "m2", clk.Now())
+	if err := j.AcceptRelay(g2, b2, journal.Relay{Nonce: [16]byte{2}, ExpiresAt: g2.ExpiresAt}); err != nil {
+		t.Fatal(err)
+	}
+	// An MQTT grant is no relayed session.
+	g3, b3 := mustGrant(t, "m3", clk.Now().Add(time.Second))
+	if err := j.Accept(g3, b3); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := j.LastRelayed(); err != nil || id != g2.Session {
+		t.Fatalf("LastRelayed = %v, %v; want %v", id, err, g2.Session)
+	}
 }

@@ -92,7 +92,7 @@ func (j *Journal) accept(grant signed.Grant, grantBytes []byte, relay *Relay, em
 			return vend.Errorf(ErrStorage, "put seen %s: %v", grant.Session, err)
 		}
 		if relay != nil {
-			if err := putNonce(tx, *relay); err != nil {
+			if err := putNonce(tx, *relay, grant.Session); err != nil {
 				return err
 			}
 		}
