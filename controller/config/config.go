@@ -98,6 +98,13 @@ type Beacon struct {
 	TxPower   int8   `yaml:"tx_power"`   // calibrated dBm at 0 m, default -59
 	Name      string `yaml:"name"`       // scan-response name; optional
 	Offline   bool   `yaml:"offline_capable"`
+	// GATT serves the board's GATT relay service (app-protocol/GATT.md)
+	// beside the beacon, so a phone can relay a cloud grant when the
+	// board has no link. Only with backend hci. Default false.
+	GATT bool `yaml:"gatt"`
+	// GATTIdleTimeout disconnects a central that has sent nothing (and
+	// been notified nothing) for this long. Default 30 s; 5s-10m.
+	GATTIdleTimeout Duration `yaml:"gatt_idle_timeout"`
 }
 
 // Machine is one machine behind this controller.
@@ -303,6 +310,15 @@ func (c *Config) validate() error {
 	case "hci", "sim", "none":
 	default:
 		return bad("beacon.backend", "%q: want hci, sim or none", c.Beacon.Backend)
+	}
+	if c.Beacon.GATT && c.Beacon.Backend != "hci" {
+		return bad("beacon.gatt", "needs backend hci, not %q", c.Beacon.Backend)
+	}
+	if c.Beacon.GATTIdleTimeout == 0 {
+		c.Beacon.GATTIdleTimeout = Duration(30 * time.Second)
+	}
+	if d := c.Beacon.GATTIdleTimeout.D(); d < 5*time.Second || d > 10*time.Minute {
+		return bad("beacon.gatt_idle_timeout", "%s: want 5s-10m", d)
 	}
 	if err := proxid.ValidateK(*c.Beacon.K); err != nil {
 		return bad("beacon.k", "%v", err)

@@ -82,6 +82,8 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"profile: pulse-io-4", "profile: no-such-board", "board.profile"},
 		{"port: /dev/ttyUSB0", "port: ''", "board.port"},
 		{"backend: sim", "backend: bluetooth", "beacon.backend"},
+		{"backend: sim", "backend: sim, gatt: true", "beacon.gatt"},
+		{"backend: sim", "backend: hci, gatt: true, gatt_idle_timeout: 1s", "beacon.gatt_idle_timeout"},
 		{"currency: EUR", "currency: euro", "machines[0].currency"},
 		{"kind: water", "kind: oven", "machines[0].kind"},
 		{"valve: out1", "valve: out9", "machines[0].water.valve"},

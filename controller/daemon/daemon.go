@@ -95,6 +95,7 @@ type Daemon struct {
 	stopping  atomic.Bool
 	rebooting atomic.Bool // a reboot command waits for the machines to be idle
 	resume    []resumed   // credited sessions recovery left to complete (Run starts them)
+	relay     relayState  // the last relayed session (relay.go)
 	wg        sync.WaitGroup
 	sessWG    sync.WaitGroup
 	cancel    context.CancelFunc
@@ -174,6 +175,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
 		return nil, err
 	}
 	d.holdResumed(resume)
+	d.loadRelay()
 
 	// 4. Uplink, modem, beacon.
 	tlsCfg, err := d.tlsConfig()
@@ -202,7 +204,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
 	}
 	d.bcn = opts.Beacon
 	if d.bcn == nil {
-		if d.bcn, err = newBeacon(cfg, sec, d.log, d.now); err != nil {
+		if d.bcn, err = newBeacon(cfg, sec, d.log, d.now, d.Relay()); err != nil {
 			d.closeHW()
 			d.j.Close()
 			return nil, err

@@ -82,6 +82,25 @@
 // board and journal healthy, and the session is committed with its
 // "authorized" event in one journal transaction before the reply goes out.
 //
+// # A grant relayed by a phone (GATT)
+//
+// With beacon.gatt (backend hci) the radio also serves the board's GATT
+// relay service (controller/gattsvc, app-protocol/GATT.md) beside the
+// beacon, for a phone to bring the cloud's grant when the board has no
+// link. A relayed grant is checked by gattapi.CheckRelay (ticket signed by
+// a cloud key, for this device, bound to the grant; the grant's machine
+// one of this board's; the grant as over MQTT, judged by the cloud's
+// clock; its session and its ticket's nonce never accepted), then starts
+// exactly as an Authorize does (the same start path: board, slot, unit,
+// busy checks), the nonce recorded in the commit that accepts the grant
+// (journal.AcceptRelay). A session accepted by either path is refused by
+// the other (grant.replayed). Progress shows the last relayed session
+// (from its journal record), the Receipt its signed report as the outbox
+// holds it; the cloud's usage ack brought by the phone drops that report
+// from the outbox as an MQTT Ack would, the phone's own ack only marks
+// the receipt acknowledged. A connection or a disconnection never touches
+// an output: the session runs to its cap or end as any other.
+//
 // # Committed before energised (Invariant 7)
 //
 // No output switches on unless the step that makes the session billable is

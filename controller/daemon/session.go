@@ -397,6 +397,16 @@ func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
 	if err != nil {
 		return err
 	}
+	return d.start(m, g, cmd.Grant, nil)
+}
+
+// start begins the session of a verified grant on machine m, for every
+// path a grant comes by (MQTT Authorize, a phone's GATT relay): the board
+// must be ready, the slot in service and known, the unit the machine's and
+// the machine free; then the grant is accepted in the journal (with the
+// relay's nonce, in the same commit, when relay is set) and its session
+// runs. It returns the error the reply or the ATT answer carries.
+func (d *Daemon) start(m *mach, g signed.Grant, grantBytes []byte, relay *journal.Relay) error {
 	if _, ok := d.boardReady(); !m.bound() || !ok {
 		return vend.Errorf(errMachineFault, "board not ready")
 	}
@@ -427,7 +437,12 @@ func (d *Daemon) authorize(cmd *mqttapi.Authorize) error {
 		m.mu.Unlock()
 		return err
 	}
-	if err := d.j.Accept(g, cmd.Grant, out); err != nil {
+	if relay != nil {
+		err = d.j.AcceptRelay(g, grantBytes, *relay, out)
+	} else {
+		err = d.j.Accept(g, grantBytes, out)
+	}
+	if err != nil {
 		m.mu.Unlock()
 		return err
 	}

@@ -16,6 +16,9 @@
 //     past its expiry is refused as grant.expired anyway; the margin covers
 //     clocks that are wrong by far more than the ±10 minutes a board may
 //     be off.
+//   - relay nonces (journal.PruneNonces: one per grant a phone relayed over
+//     GATT) are deleted once their ticket's expiry has passed by more than
+//     Opts.SeenMargin; the grant is refused as grant.expired by then.
 //
 // Why: Open decodes every session record to rebuild the live set, so an
 // unpruned journal opens more slowly with every session ever sold (about

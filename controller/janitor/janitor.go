@@ -18,7 +18,7 @@ type Opts struct {
 	Retention time.Duration
 	// SeenMargin is how long after its bound (grant expiry, or a
 	// cancellation's keep-until time) a seen entry without a record is
-	// kept. Default 24 h.
+	// kept, and a relay nonce after its ticket's expiry. Default 24 h.
 	SeenMargin time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -36,6 +36,7 @@ type Janitor struct {
 type Result struct {
 	Sessions int // settled session records deleted
 	Seen     int // seen entries deleted
+	Nonces   int // relay nonces deleted
 }
 
 // New returns a janitor for j.
@@ -59,8 +60,10 @@ func New(j *journal.Journal, opts Opts) *Janitor {
 }
 
 // Sweep prunes once: settled sessions past Retention, then seen entries
-// past their bound plus SeenMargin whose session has no record. Each is
-// one commit, none when nothing is due. It returns what it deleted and the
+// past their bound plus SeenMargin whose session has no record, then relay
+// nonces past their ticket's expiry plus SeenMargin (a grant is refused as
+// expired by then, judged with a skew far below the margin). Each is one
+// commit, none when nothing is due. It returns what it deleted and the
 // first error (journal errors: ErrClosed, ErrCorrupt, storage).
 func (jn *Janitor) Sweep() (Result, error) {
 	now := jn.opts.Now()
@@ -69,7 +72,10 @@ func (jn *Janitor) Sweep() (Result, error) {
 	if r.Sessions, err = jn.j.Prune(now.Add(-jn.opts.Retention)); err != nil {
 		return r, err
 	}
-	r.Seen, err = jn.j.PruneSeen(now.Add(-jn.opts.SeenMargin))
+	if r.Seen, err = jn.j.PruneSeen(now.Add(-jn.opts.SeenMargin)); err != nil {
+		return r, err
+	}
+	r.Nonces, err = jn.j.PruneNonces(now.Add(-jn.opts.SeenMargin))
 	return r, err
 }
 
@@ -84,8 +90,8 @@ func (jn *Janitor) Run(ctx context.Context) error {
 		switch {
 		case err != nil:
 			jn.opts.Logger.Error("janitor: sweep", "err", err)
-		case r.Sessions > 0 || r.Seen > 0:
-			jn.opts.Logger.Info("janitor: pruned the journal", "sessions", r.Sessions, "seen", r.Seen)
+		case r.Sessions > 0 || r.Seen > 0 || r.Nonces > 0:
+			jn.opts.Logger.Info("janitor: pruned the journal", "sessions", r.Sessions, "seen", r.Seen, "nonces", r.Nonces)
 		}
 		select {
 		case <-ctx.Done():

@@ -137,3 +137,39 @@ func keys(tb testing.TB) signed.Keys {
 	}
 	return ks
 }
+
+// Relay nonces are kept until their ticket's expiry plus the margin, then
+// pruned in the sweep; a nonce still in its bound stays.
+func TestSweepPrunesExpiredNonces(t *testing.T) {
+	c := &clock{t: t0}
+	j, err := journal.Open(filepath.Join(t.TempDir(), "journal.db"), &journal.Opts{Now: c.Now, MeterInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	old, oldBytes := grant(t, "m1", c.Now())
+	oldNonce := [16]byte{1}
+	if err := j.AcceptRelay(old, oldBytes, journal.Relay{Nonce: oldNonce, ExpiresAt: old.ExpiresAt}); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(2 * time.Hour)
+	fresh, freshBytes := grant(t, "m2", c.Now())
+	freshNonce := [16]byte{2}
+	if err := j.AcceptRelay(fresh, freshBytes, journal.Relay{Nonce: freshNonce, ExpiresAt: fresh.ExpiresAt}); err != nil {
+		t.Fatal(err)
+	}
+	jn := janitor.New(j, janitor.Opts{Now: c.Now, SeenMargin: time.Hour})
+	r, err := jn.Sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Nonces != 1 {
+		t.Errorf("sweep = %+v, want 1 nonce pruned", r)
+	}
+	if seen, _ := j.NonceSeen(oldNonce); seen {
+		t.Error("nonce past its ticket's expiry and the margin kept")
+	}
+	if seen, _ := j.NonceSeen(freshNonce); !seen {
+		t.Error("nonce within its bound pruned")
+	}
+}

@@ -25,6 +25,7 @@
 //	                "config_gen"              u64 BE: generation of the applied configuration
 //	seen            session ID, 16 bytes      accepted: version u8 (1) | accepted Unix ms i64 BE | grant expires Unix ms i64 BE
 //	                                          cancelled: version u8 (2) | cancelled Unix ms i64 BE | keep until Unix ms i64 BE | flags u8 (1)
+//	nonces          relay nonce, 16 bytes     relay ticket expires Unix ms i64 BE | session ID [16]
 //
 // Outbox keys are big-endian, so a bbolt cursor walks them in queue order;
 // they come from the items bucket's own sequence (NextSequence), which is
@@ -106,7 +107,14 @@
 // Accept creates a session in authorized, with its seen entry, in one
 // commit; it refuses a seen session ID (signed.ErrReplayed, code
 // grant.replayed) and a machine that has a live session (ErrBusy, code
-// machine.busy). A session is live, holding its machine, until it is
+// machine.busy). AcceptRelay does the same for a grant a phone relayed
+// over GATT (app-protocol/GATT.md, Relay) and records its ticket's nonce
+// in the nonces bucket in that same commit, refusing a nonce already there
+// (gattapi.ErrNonceReused, code relay.nonce_reused); NonceSeen answers the
+// relay check, LastRelayed names the last relayed session (for the GATT
+// service after a restart), and PruneNonces forgets nonces whose ticket
+// has expired.
+// A session is live, holding its machine, until it is
 // reported. Transition refuses any move not in the table with
 // ErrTransition and writes nothing. Entering an ended state (ending,
 // expired, failed, refunded) fixes the outcome (expired: not_started,

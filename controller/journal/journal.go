@@ -26,6 +26,7 @@ var (
 	bucketIDs      = []byte("ids")      // in outbox: message ID → seq u64 big-endian
 	bucketMeta     = []byte("meta")     // counters and settings, see meta keys
 	bucketSeen     = []byte("seen")     // session ID [16] → seen record
+	// bucketNonces (nonce.go): relay nonce [16] → ticket expiry
 )
 
 // Meta keys.
@@ -85,7 +86,7 @@ func DefaultOpts() *Opts {
 type Stats struct {
 	Commits           uint64 // all commits
 	MeterCommits      uint64 // commits made by Meter, Flush, FlushDue and Close for metered readings
-	TransitionCommits uint64 // commits by Accept, Transition and EndSession
+	TransitionCommits uint64 // commits by Accept, AcceptRelay, Transition and EndSession
 	OutboxCommits     uint64 // commits by Enqueue, Ack and MarkAttempt (and Drain's attempt marks)
 	OtherCommits      uint64 // meta and housekeeping commits (NextUsageSeq, SetConfigGen, Prune…)
 }
@@ -185,7 +186,11 @@ func Open(path string, opts *Opts) (*Journal, error) {
 // init creates the buckets, checks the layout and loads live sessions.
 func (j *Journal) init() error {
 	err := j.db.Update(func(tx *bolt.Tx) error {
-		for _, n := range [][]byte{bucketSessions, bucketOutbox, bucketMeta, bucketSeen} {
+		// A file written before the nonce log existed gets its bucket
+		// (the layout is otherwise the same): that is a write.
+		added := false
+		for _, n := range [][]byte{bucketSessions, bucketOutbox, bucketMeta, bucketSeen, bucketNonces} {
+			added = added || tx.Bucket(n) == nil
 			if _, err := tx.CreateBucketIfNotExists(n); err != nil {
 				return vend.Errorf(ErrStorage, "create bucket %s: %v", n, err)
 			}
@@ -207,6 +212,9 @@ func (j *Journal) init() error {
 		}
 		if f != FormatVersion {
 			return vend.Errorf(ErrCorrupt, "bucket meta key format: layout %d, this build reads %d", f, FormatVersion)
+		}
+		if added {
+			return nil
 		}
 		return errNoop // nothing to write
 	})

@@ -26,6 +26,30 @@ import (
 // machine.busy) while the machine has a live session; ErrDuplicate for an
 // emitted message ID already queued; storage errors.
 func (j *Journal) Accept(grant signed.Grant, grantBytes []byte, emit ...Outgoing) error {
+	return j.accept(grant, grantBytes, nil, emit)
+}
+
+// Relay is the relay ticket's part of a relayed grant that the journal
+// keeps: its nonce, accepted once, until its ticket expires.
+type Relay struct {
+	Nonce     [signed.RelayNonceLen]byte // the ticket's nonce
+	ExpiresAt time.Time                  // the ticket's ExpiresAt: PruneNonces may forget the nonce after it
+}
+
+// AcceptRelay is Accept for a grant relayed by a phone over GATT: in the
+// same commit it records the ticket's nonce in the nonce log, so that a
+// crash can never leave the session accepted with its nonce forgotten
+// (or the reverse). Errors: those of Accept, and gattapi.ErrNonceReused
+// (code relay.nonce_reused) for a nonce already in the log; on any error
+// nothing is written.
+func (j *Journal) AcceptRelay(grant signed.Grant, grantBytes []byte, r Relay, emit ...Outgoing) error {
+	if r.ExpiresAt.IsZero() {
+		return vend.Errorf(ErrInvalid, "accept relay %s: no ticket expiry", grant.Session)
+	}
+	return j.accept(grant, grantBytes, &r, emit)
+}
+
+func (j *Journal) accept(grant signed.Grant, grantBytes []byte, relay *Relay, emit []Outgoing) error {
 	if err := grant.Validate(); err != nil {
 		return vend.Errorf(ErrInvalid, "accept: %v", err)
 	}
@@ -66,6 +90,11 @@ func (j *Journal) Accept(grant signed.Grant, grantBytes []byte, emit ...Outgoing
 		}
 		if err := seen.Put(key, encodeSeen(now, grant.ExpiresAt)); err != nil {
 			return vend.Errorf(ErrStorage, "put seen %s: %v", grant.Session, err)
+		}
+		if relay != nil {
+			if err := putNonce(tx, *relay, grant.Session); err != nil {
+				return err
+			}
 		}
 		if err := putSession(tx, s); err != nil {
 			return err
