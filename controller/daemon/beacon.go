@@ -17,7 +17,7 @@ import (
 // without a radio, the demo and tests) or "none". With beacon.gatt (hci
 // only) the adapter also serves the board's GATT relay service over relay,
 // beside the beacon (ble.GATTHost).
-func newBeacon(cfg *config.Config, sec *config.Secrets, log *slog.Logger, now func() time.Time, relay gattsvc.Relay) (Beacon, error) {
+func newBeacon(cfg *config.Config, sec *config.Secrets, log *slog.Logger, now func() time.Time, relay gattsvc.Relay, claimInfo func() []byte) (Beacon, error) {
 	var bc ble.Config
 	switch cfg.Beacon.Backend {
 	case "none":
@@ -47,7 +47,7 @@ func newBeacon(cfg *config.Config, sec *config.Secrets, log *slog.Logger, now fu
 			b.Close()
 			return nil, fmt.Errorf("controller: beacon.gatt: backend %q cannot serve GATT", cfg.Beacon.Backend)
 		}
-		svc := gattsvc.New(relay, &gattsvc.Opts{Logger: log, Now: now})
+		svc := gattsvc.New(relay, &gattsvc.Opts{Logger: log, Now: now, ClaimInfo: claimInfo})
 		x.host, err = ble.NewGATTHost(p, b, svc.Service, &ble.GATTOpts{
 			IdleTimeout: cfg.Beacon.GATTIdleTimeout.D(), NotifyKeepsAlive: true, Now: now, Logger: log,
 		})

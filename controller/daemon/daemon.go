@@ -58,6 +58,10 @@ type Opts struct {
 	// every machine is idle, at most once however many reboot commands
 	// come; the main exits so that its supervisor restarts it.
 	OnReboot func()
+	// ClaimInfo, when set, is the ClaimInfo value (gattapi.ClaimInfo) the
+	// GATT relay service serves: the claim state of a board claimed in
+	// registration mode (controller/claim). nil: no ClaimInfo.
+	ClaimInfo func() []byte
 }
 
 // Daemon is one controller: a journal, a board with its machines, an
@@ -204,7 +208,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Opts) (*Daemon, error) {
 	}
 	d.bcn = opts.Beacon
 	if d.bcn == nil {
-		if d.bcn, err = newBeacon(cfg, sec, d.log, d.now, d.Relay()); err != nil {
+		if d.bcn, err = newBeacon(cfg, sec, d.log, d.now, d.Relay(), opts.ClaimInfo); err != nil {
 			d.closeHW()
 			d.j.Close()
 			return nil, err

@@ -71,6 +71,9 @@ func Build(b *provision.Bundle, w *Wiring, dir string, o Opts) ([]File, error) {
 	if o.Beacon == "hci" && w.Beacon.SimRSSI != 0 {
 		return nil, bad("beacon.sim_rssi", "only for the sim backend")
 	}
+	if o.Beacon != "hci" && w.Beacon.GATT {
+		return nil, bad("beacon.gatt", "only for the hci backend (a radio that can take connections)")
+	}
 	if u, err := url.Parse(b.MQTT.URL); err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt") && !o.Plaintext && !loopback(u.Hostname()) {
 		return nil, vend.Errorf(ErrWiring, "bundle: mqtt.url %s: plaintext to a remote broker sends the device's password in clear; provision with an ssl:// URL (or allow plaintext for a development broker)", b.MQTT.URL)
 	}
@@ -114,7 +117,8 @@ func Build(b *provision.Bundle, w *Wiring, dir string, o Opts) ([]File, error) {
 	}
 	k := b.K
 	c.Beacon = yBeacon{Backend: o.Beacon, HCIDevice: w.Beacon.HCIDevice, CompanyID: w.Beacon.CompanyID, K: &k,
-		TxPower: w.Beacon.TxPower, Name: w.Beacon.Name, Offline: w.Beacon.Offline, SimAddr: w.Beacon.SimAddr, SimRSSI: w.Beacon.SimRSSI}
+		TxPower: w.Beacon.TxPower, Name: w.Beacon.Name, Offline: w.Beacon.Offline, SimAddr: w.Beacon.SimAddr, SimRSSI: w.Beacon.SimRSSI,
+		GATT: w.Beacon.GATT, GATTIdleTimeout: dur(w.Beacon.GATTIdleTimeout)}
 	for _, bm := range b.Machines {
 		m := wired[bm.ID]
 		y := yMachine{ID: bm.ID, Kind: string(bm.Kind), Name: bm.Name, Currency: string(bm.Currency)}
@@ -326,15 +330,17 @@ type yModem struct {
 }
 
 type yBeacon struct {
-	Backend   string `yaml:"backend"`
-	HCIDevice int    `yaml:"hci_device"`
-	SimAddr   string `yaml:"sim_addr,omitempty"`
-	SimRSSI   int    `yaml:"sim_rssi,omitempty"`
-	CompanyID uint16 `yaml:"company_id,omitempty"`
-	K         *uint8 `yaml:"k"`
-	TxPower   int8   `yaml:"tx_power,omitempty"`
-	Name      string `yaml:"name,omitempty"`
-	Offline   bool   `yaml:"offline_capable,omitempty"`
+	Backend         string `yaml:"backend"`
+	HCIDevice       int    `yaml:"hci_device"`
+	SimAddr         string `yaml:"sim_addr,omitempty"`
+	SimRSSI         int    `yaml:"sim_rssi,omitempty"`
+	CompanyID       uint16 `yaml:"company_id,omitempty"`
+	K               *uint8 `yaml:"k"`
+	TxPower         int8   `yaml:"tx_power,omitempty"`
+	Name            string `yaml:"name,omitempty"`
+	Offline         bool   `yaml:"offline_capable,omitempty"`
+	GATT            bool   `yaml:"gatt,omitempty"`
+	GATTIdleTimeout string `yaml:"gatt_idle_timeout,omitempty"`
 }
 
 type yPrice struct {

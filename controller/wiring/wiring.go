@@ -63,8 +63,12 @@ type Beacon struct {
 	TxPower   int8   `yaml:"tx_power"`   // calibrated dBm at 0 m, default -59
 	Name      string `yaml:"name"`       // scan-response name, optional
 	Offline   bool   `yaml:"offline_capable"`
-	SimAddr   string `yaml:"sim_addr"` // simulated air address, for the sim backend only
-	SimRSSI   int    `yaml:"sim_rssi"` // simulated signal at the phone, dBm, for the sim backend only
+	// GATT serves the board's GATT relay service beside the beacon
+	// (controller config beacon.gatt; hci backend only).
+	GATT            bool            `yaml:"gatt"`
+	GATTIdleTimeout config.Duration `yaml:"gatt_idle_timeout"` // 0: the controller's default (30 s)
+	SimAddr         string          `yaml:"sim_addr"`          // simulated air address, for the sim backend only
+	SimRSSI         int             `yaml:"sim_rssi"`          // simulated signal at the phone, dBm, for the sim backend only
 }
 
 // Machine is one machine's wiring. Which fields apply depends on the

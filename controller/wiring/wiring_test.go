@@ -393,3 +393,21 @@ func TestImportFiles(t *testing.T) {
 		t.Errorf("bad bundle: %v", err)
 	}
 }
+
+// The GATT relay is wired for the radio only: it reaches the config with
+// its idle timeout, and a sim beacon with gatt is refused by name.
+func TestGATTRelayWiring(t *testing.T) {
+	b := bundle(t, machines(vend.KindWasher, 1)...)
+	c, _ := importTo(t, b, parseWiring(t, "profile: generic-relay-8\nport: x\nbeacon: {offline_capable: true, gatt: true, gatt_idle_timeout: 45s}\n"), wiring.Opts{})
+	if !c.Beacon.GATT || c.Beacon.GATTIdleTimeout.D() != 45*time.Second || !c.Beacon.Offline || c.Beacon.Backend != "hci" {
+		t.Errorf("beacon %+v", c.Beacon)
+	}
+	c, _ = importTo(t, b, parseWiring(t, "profile: generic-relay-8\nport: x\n"), wiring.Opts{})
+	if c.Beacon.GATT {
+		t.Errorf("gatt on without the wiring asking: %+v", c.Beacon)
+	}
+	_, err := wiring.Import(b, parseWiring(t, "profile: generic-relay-8\nport: x\nbeacon: {gatt: true}\n"), filepath.Join(t.TempDir(), "out"), wiring.Opts{Beacon: "sim"})
+	if err == nil || !strings.Contains(err.Error(), "beacon.gatt: only for the hci backend") {
+		t.Errorf("gatt with the sim backend: %v", err)
+	}
+}

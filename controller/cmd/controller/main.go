@@ -199,8 +199,10 @@ func (m *Main) Run(ctx context.Context) error {
 		h = slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: m.LogLevel})
 	}
 	log := slog.New(h)
+	var claimInfo func() []byte
 	if m.ClaimDir != "" {
-		if err := m.register(ctx, log); err != nil {
+		b, err := m.register(ctx, log)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil // stopped (SIGTERM) in registration mode: nothing to clean up
 			}
@@ -209,13 +211,22 @@ func (m *Main) Run(ctx context.Context) error {
 		if m.Registered != nil {
 			close(m.Registered)
 		}
+		// The claimed board's ClaimInfo, served beside the relay.
+		claimInfo = func() []byte {
+			v, err := b.Info().MarshalBinary()
+			if err != nil {
+				log.Error("claim info", "err", err)
+				return nil
+			}
+			return v
+		}
 	}
 	cfg, err := config.Load(m.ConfigPath)
 	if err != nil {
 		return err
 	}
 	m.reboot = make(chan struct{})
-	opts := daemon.Opts{Logger: log, OnReboot: func() { m.rebootOnce.Do(func() { close(m.reboot) }) }}
+	opts := daemon.Opts{Logger: log, ClaimInfo: claimInfo, OnReboot: func() { m.rebootOnce.Do(func() { close(m.reboot) }) }}
 	if skew := m.ClockSkew; skew != 0 {
 		log.Warn("clock skewed for testing", "skew", skew)
 		opts.Now = func() time.Time { return time.Now().Add(skew) }
@@ -239,15 +250,15 @@ func (m *Main) Run(ctx context.Context) error {
 
 // register is power-up in registration mode (see the command doc): the
 // claim state, the claim input, and registration mode until claimed.
-func (m *Main) register(ctx context.Context, log *slog.Logger) error {
+func (m *Main) register(ctx context.Context, log *slog.Logger) (*claim.Board, error) {
 	b, err := claim.Open(m.ClaimDir, claim.Opts{ConfigPath: m.ConfigPath, WiringPath: m.WiringPath,
 		Import: wiring.Opts{Beacon: m.ImportBeacon}, Logger: log})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	w, prof, err := b.Wiring()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if prof.ClaimInput != "" {
 		held, err := m.claimHeld(ctx, w.Port, prof)
@@ -260,15 +271,15 @@ func (m *Main) register(ctx context.Context, log *slog.Logger) error {
 		case held:
 			log.Warn("claim input held at power-up: factory reset", "input", prof.ClaimInput)
 			if _, err := b.Reset(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if !b.Registration() {
 		if err := b.ConfigErr(); err != nil {
-			return fmt.Errorf("%w (hold the claim input at power-up to reset the board to registration mode)", err)
+			return nil, fmt.Errorf("%w (hold the claim input at power-up to reset the board to registration mode)", err)
 		}
-		return nil
+		return b, nil
 	}
 	open := m.Radio
 	if open == nil {
@@ -284,7 +295,7 @@ func (m *Main) register(ctx context.Context, log *slog.Logger) error {
 	}
 	r, err := open(w.Beacon.HCIDevice, log)
 	if err != nil {
-		return fmt.Errorf("controller: registration mode: %w", err)
+		return nil, fmt.Errorf("controller: registration mode: %w", err)
 	}
 	log.Info("registration mode: waiting to be claimed", "seal_key", fmt.Sprintf("%x", b.SealKey()), "config", b.ConfigPath())
 	err = claim.Serve(ctx, r, b, claim.NewService(b, log), claim.RadioOpts{CompanyID: w.Beacon.CompanyID, TxPower: w.Beacon.TxPower,
@@ -294,14 +305,14 @@ func (m *Main) register(ctx context.Context, log *slog.Logger) error {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	info := b.Info()
 	log.Info("claimed: starting", "device", info.Device, "config", b.ConfigPath())
-	return nil
+	return b, nil
 }
 
 // claimHeld reads the claim input over the board's serial port.
