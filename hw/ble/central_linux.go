@@ -2,7 +2,6 @@ package ble
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -85,10 +84,10 @@ func (h *HCI) DialGATT(ctx context.Context, addr string, o *CentralOpts) (GATTLi
 	}
 	gc, ok := cl.(*gatt.Client)
 	if !ok {
-		cl.CancelConnection()
+		cl.Conn().Close()
 		return nil, fmt.Errorf("%w: unexpected GATT client %T", ErrRadio, cl)
 	}
-	l := &hciLink{c: gc, addr: addr, timeout: c.OpTimeout, chars: map[string]*goble.Characteristic{}}
+	l := &hciLink{c: gc, conn: gc.Conn(), addr: addr, timeout: c.OpTimeout, chars: map[string]*goble.Characteristic{}}
 	if err := l.setUp(dctx, c.MTU); err != nil {
 		l.Close()
 		return nil, err
@@ -96,9 +95,12 @@ func (h *HCI) DialGATT(ctx context.Context, addr string, o *CentralOpts) (GATTLi
 	return l, nil
 }
 
-// hciLink is a GATTLink over go-ble's GATT client.
+// hciLink is a GATTLink over go-ble's GATT client. It watches and cuts
+// the connection (conn) directly: go-ble's Client methods take the
+// client's lock, which a pending request holds for up to 30 s.
 type hciLink struct {
 	c       *gatt.Client
+	conn    goble.Conn
 	addr    string
 	timeout time.Duration
 
@@ -106,42 +108,61 @@ type hciLink struct {
 	chars map[string]*goble.Characteristic
 }
 
-// do runs f bounded by ctx, the link's timeout and the link's lifetime. A
-// call cut short disconnects: go-ble's ATT client would otherwise wait up
-// to 30 s for the answer while holding the bearer.
-func (l *hciLink) do(ctx context.Context, what string, f func() error) error {
+// call runs f bounded by ctx, the link's timeout and the link's lifetime.
+// A call cut short disconnects: go-ble's ATT client would otherwise wait
+// up to 30 s for the answer while holding the bearer; the disconnection
+// ends that wait, and f's goroutine with it.
+func call[T any](ctx context.Context, l *hciLink, what string, f func() (T, error)) (T, error) {
+	var zero T
 	select {
-	case <-l.c.Disconnected():
-		return fmt.Errorf("%w: %s: %s", ErrDisconnected, l.addr, what)
+	case <-l.conn.Disconnected():
+		return zero, fmt.Errorf("%w: %s: %s", ErrDisconnected, l.addr, what)
 	default:
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
+	type res struct {
+		v   T
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		v, err := f()
+		done <- res{v, err}
+	}()
 	select {
-	case err := <-done:
-		if err != nil {
+	case r := <-done:
+		if r.err != nil {
 			select {
-			case <-l.c.Disconnected():
-				return fmt.Errorf("%w: %s: %s: %w", ErrDisconnected, l.addr, what, err)
+			case <-l.conn.Disconnected():
+				return zero, fmt.Errorf("%w: %s: %s: %w", ErrDisconnected, l.addr, what, r.err)
 			default:
 			}
 		}
-		return err
-	case <-l.c.Disconnected():
-		return fmt.Errorf("%w: %s: %s", ErrDisconnected, l.addr, what)
+		return r.v, r.err
+	case <-l.conn.Disconnected():
+		return zero, fmt.Errorf("%w: %s: %s", ErrDisconnected, l.addr, what)
 	case <-ctx.Done():
-		l.c.CancelConnection()
-		return fmt.Errorf("%w: %s: %s: %w", ErrLinkTimeout, l.addr, what, ctx.Err())
+		l.conn.Close()
+		return zero, fmt.Errorf("%w: %s: %s: %w", ErrLinkTimeout, l.addr, what, ctx.Err())
 	}
+}
+
+func (l *hciLink) do(ctx context.Context, what string, f func() error) error {
+	_, err := call(ctx, l, what, func() (struct{}, error) { return struct{}{}, f() })
+	return err
 }
 
 func (l *hciLink) setUp(ctx context.Context, mtu int) error {
 	return l.do(ctx, "set up", func() error {
-		if _, err := l.c.ExchangeMTU(mtu); err != nil {
+		srv, err := l.c.ExchangeMTU(mtu)
+		if err != nil {
 			return fmt.Errorf("%w: %s: exchange MTU: %w", ErrRadio, l.addr, err)
 		}
+		// ATT_MTU is the smaller of the two (Core Vol 3 Part F §3.4.2.2);
+		// go-ble's client takes the server's as it is, and would then
+		// send PDUs the server may not take and stop Read Blob early.
+		l.conn.SetTxMTU(max(goble.DefaultMTU, min(srv, mtu)))
 		svcUUID := goble.MustParse(gattapi.ServiceUUID)
 		ss, err := l.c.DiscoverServices([]goble.UUID{svcUUID})
 		if err != nil {
@@ -187,20 +208,14 @@ func (l *hciLink) char(uuid string) (*goble.Characteristic, error) {
 	return nil, fmt.Errorf("%w: %s has no characteristic %s", ErrNoService, l.addr, uuid)
 }
 
-func (l *hciLink) MTU() int { return l.c.Conn().TxMTU() }
+func (l *hciLink) MTU() int { return l.conn.TxMTU() }
 
 func (l *hciLink) Read(ctx context.Context, uuid string) ([]byte, error) {
 	ch, err := l.char(uuid)
 	if err != nil {
 		return nil, err
 	}
-	var v []byte
-	err = l.do(ctx, "read "+uuid, func() error {
-		var err error
-		v, err = l.c.ReadLongCharacteristic(ch)
-		return err
-	})
-	return v, err
+	return call(ctx, l, "read "+uuid, func() ([]byte, error) { return l.c.ReadLongCharacteristic(ch) })
 }
 
 func (l *hciLink) Write(ctx context.Context, uuid string, v []byte) error {
@@ -226,22 +241,22 @@ func (l *hciLink) Subscribe(ctx context.Context, uuid string, fn func([]byte)) e
 	})
 }
 
-func (l *hciLink) Done() <-chan struct{} { return l.c.Disconnected() }
+func (l *hciLink) Done() <-chan struct{} { return l.conn.Disconnected() }
 
 // Close disconnects and waits (at most the link's timeout) for the
 // disconnection to complete.
 func (l *hciLink) Close() error {
 	select {
-	case <-l.c.Disconnected():
+	case <-l.conn.Disconnected():
 		return nil
 	default:
 	}
-	err := l.c.CancelConnection()
+	err := l.conn.Close()
 	select {
-	case <-l.c.Disconnected():
+	case <-l.conn.Disconnected():
 	case <-time.After(l.timeout):
 		if err == nil {
-			err = errors.New("ble: disconnection not confirmed")
+			err = fmt.Errorf("%w: %s: disconnection not confirmed within %s", ErrLinkTimeout, l.addr, l.timeout)
 		}
 	}
 	return err
