@@ -225,6 +225,9 @@ Paying through a QR channel (the code is drawn here; scan it with the app):
 Step-up PIN (asked before large caps, top-ups and withdrawals):
   phone -set-pin -step-up-session 5.00 -step-up-topup 20.00
   phone -pin-file pin.txt -device t-water -cap-amount 8.00   (steps up when the cloud asks)
+Relay and claim over BLE (-ble hci: the adapter also connects as a central):
+  phone -ble hci -hci 1 -device t-water -cap-units 1000   (an offline machine: the grant goes over BLE)
+  phone -ble hci -claim -email op@example.com -password P -claim-id w-7 -claim-kind water
 
 Exit status: 0 ok, 1 error, 2 usage, 3 no machine in range, 4 machine busy,
 offline or faulty, 5 not enough funds or over a payment source's limit,
