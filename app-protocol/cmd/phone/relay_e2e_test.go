@@ -148,12 +148,12 @@ func (r *relayRig) buyArgs(user string, machine int) []string {
 // journal and its report sequence stay the same) and restores it after.
 func (r *relayRig) set(t *testing.T, f func(b *standIn)) {
 	r.board.mu.Lock()
-	now, dropAt := r.board.now, r.board.dropAt
+	now, dropAt, mtu := r.board.now, r.board.dropAt, r.board.mtu
 	f(r.board)
 	r.board.mu.Unlock()
 	t.Cleanup(func() {
 		r.board.mu.Lock()
-		r.board.now, r.board.dropAt = now, dropAt
+		r.board.now, r.board.dropAt, r.board.mtu = now, dropAt, mtu
 		r.board.mu.Unlock()
 	})
 }
@@ -241,7 +241,10 @@ func TestRelayAgainstCloud(t *testing.T) {
 	})
 
 	t.Run("upload retried settles once", func(t *testing.T) {
+		// At the default ATT_MTU of 23 the grant goes in 16-byte chunks.
+		r.set(t, func(b *standIn) { b.mtu = 23 })
 		board := r.board
+		grantsBefore := len(board.grants)
 		acksBefore := len(board.acks)
 		lossy := &lossyUploads{}
 		m, out, err := r.runPhone(t, r.dialer(t, board, nil), &http.Client{Transport: lossy}, r.buyArgs("relay2@test.example", 0)...)
@@ -254,6 +257,12 @@ func TestRelayAgainstCloud(t *testing.T) {
 		}
 		if got := m.WalletBefore.Available.Minor - m.WalletAfter.Available.Minor; got != amt {
 			t.Fatalf("charged %d after a retried upload, want %d once", got, amt)
+		}
+		board.mu.Lock()
+		n := len(board.grants) - grantsBefore
+		board.mu.Unlock()
+		if n != 1 {
+			t.Fatalf("%d grants reassembled from small chunks, want 1", n)
 		}
 		if _, acks, cloudAck, _ := board.snapshot(); len(acks) != acksBefore+1 || !cloudAck {
 			t.Fatalf("board acks %+v, cloud holds %v", acks, cloudAck)
@@ -346,7 +355,23 @@ func TestClaimAgainstCloud(t *testing.T) {
 		return board.connect(), nil
 	}
 	args := []string{"-claim", "-email", "op@test.example", "-password", "test-operator-pw", "-claim-id", "t-claimed", "-claim-kind", "water"}
-	m, out, err := r.runPhone(t, dial, nil, args...)
+
+	// Another board answers at the address the frame came from: its
+	// sealing key is not the tag heard, so nothing is claimed.
+	other := newStandIn()
+	if other.sealPriv, err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	_, out, err := r.runPhone(t, func(context.Context, string) (ble.GATTLink, error) { return other.connect(), nil }, nil, args...)
+	if err == nil || !errors.Is(err, ErrClaim) || !strings.Contains(err.Error(), "another board answered") || other.bundle != nil {
+		t.Fatalf("claim answered by another board = %v\n%s", err, out)
+	}
+	// A tag nobody advertises.
+	_, out, err = r.runPhone(t, dial, nil, append(args, "-claim-tag", "0011223344556677")...)
+	if err == nil || exitCode(err) != ExitNoMachine {
+		t.Fatalf("claim of an unheard tag = %v\n%s", err, out)
+	}
+	m, out, err := r.runPhone(t, dial, nil, append(args, "-claim-tag", fmt.Sprintf("%x", tag))...)
 	if err != nil {
 		t.Fatalf("claim: %v\n%s", err, out)
 	}
