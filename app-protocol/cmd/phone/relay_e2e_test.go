@@ -19,11 +19,13 @@ import (
 
 	"beaconvend/app-protocol/beacon"
 	"beaconvend/app-protocol/gattapi"
+	"beaconvend/app-protocol/mqttapi"
 	"beaconvend/app-protocol/phoneapi"
 	pb "beaconvend/app-protocol/provision"
 	"beaconvend/app-protocol/proxid"
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/cloud/broker/brokertest"
 	"beaconvend/hw/ble"
 )
 
@@ -34,6 +36,7 @@ import (
 // the test's own; its GATT service is a standIn.
 type relayRig struct {
 	*rig
+	mqtt   string // the cloud's MQTT listener
 	bundle *pb.Bundle
 	board  *standIn
 	adv    *ble.AirAdvertiser
@@ -84,17 +87,17 @@ func newRelayRig(t *testing.T) *relayRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { adv.Close() })
-	rr := &relayRig{rig: r, bundle: b, board: board, adv: adv}
-	rr.beacon(t)
+	rr := &relayRig{rig: r, mqtt: addrs.MQTT, bundle: b, board: board, adv: adv}
+	rr.beacon(t, beacon.Offline)
 	return rr
 }
 
 // beacon puts the board's frame for the current proximity window on air:
-// offline, offline-capable.
-func (r *relayRig) beacon(t *testing.T) {
+// in state st, offline-capable.
+func (r *relayRig) beacon(t *testing.T, st beacon.State) {
 	t.Helper()
 	id := proxid.Compute(r.bundle.IdentityKey, proxid.Counter(time.Now()), r.bundle.K)
-	fr, err := beacon.Frame{CompanyID: beacon.DefaultCompanyID, State: beacon.Offline, OfflineCapable: true, ID: id}.Encode()
+	fr, err := beacon.Frame{CompanyID: beacon.DefaultCompanyID, State: st, OfflineCapable: true, ID: id}.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,5 +393,56 @@ func TestClaimAgainstCloud(t *testing.T) {
 	err = ble.NewBoard(board.connect()).WriteBundle(context.Background(), []byte(strings.Repeat("x", 700)))
 	if vend.CodeOf(err) != "claim.not_registration" || !strings.Contains(refusalText(err), "factory reset") {
 		t.Fatalf("bundle to a claimed board: %v (%s)", err, refusalText(err))
+	}
+}
+
+// A board the cloud can reach but that does not answer the grant: the
+// cloud answers device.no_reply with the pending session and its relay,
+// and the phone relays it; the session settles once at the board's
+// amount.
+func TestRelayAfterNoReply(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the cloud")
+	}
+	r := newRelayRig(t)
+	// The device's MQTT link, up but deaf: it says online and never
+	// answers a command.
+	o := brokertest.ClientOptions(r.mqtt, r.bundle.DeviceID, r.bundle.MQTT.Username, r.bundle.MQTT.Password, nil)
+	dev := brokertest.MustConnect(t, o)
+	on, err := mqttapi.Tree{}.Publication(r.bundle.DeviceID, &mqttapi.State{Envelope: mqttapi.NewEnvelope(time.Now()), Status: mqttapi.Online, Firmware: "test-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := brokertest.Done(dev.Publish(on.Topic, on.QoS, on.Retain, on.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	r.beacon(t, beacon.Idle)
+	c := phoneapi.New(r.API, nil)
+	if _, err := c.SignUp(context.Background(), &phoneapi.SignUpRequest{Email: "probe@test.example", Password: "password-123"}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		d, err := c.GetDevice(context.Background(), phoneapi.DeviceID(r.bundle.DeviceID))
+		if err == nil && d.Device.State != phoneapi.DeviceOffline {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the device is not online: %+v, %v", d, err)
+		}
+	}
+	m, out, err := r.runPhone(t, r.dialer(t, r.board, nil), nil, r.buyArgs("noreply@test.example", 0)...)
+	if err != nil {
+		t.Fatalf("buy after no reply: %v\n%s", err, out)
+	}
+	amt, _ := r.bundle.Machines[0].Price.Cost(500)
+	if m.Session.State != phoneapi.StateSettled || m.Receipt == nil || m.Receipt.Captured.Minor != amt || !strings.Contains(out, "relaying the grant over BLE") {
+		t.Fatalf("session %+v receipt %+v, want settled at %d\n%s", m.Session, m.Receipt, amt, out)
+	}
+	if got := m.WalletBefore.Available.Minor - m.WalletAfter.Available.Minor; got != amt {
+		t.Fatalf("charged %d, want %d", got, amt)
+	}
+	// The cloud offered it after no reply, not because it was offline.
+	if b, _ := os.ReadFile(filepath.Join(r.dir, "cloud.log")); !strings.Contains(string(b), "reason=no_reply") {
+		t.Fatalf("the cloud did not offer the grant after no reply:\n%s", b)
 	}
 }
