@@ -152,7 +152,11 @@ func (m *Main) relay(ctx context.Context, t target, s *phoneapi.Session) (*phone
 		case <-ctx.Done():
 			view.Finish()
 			m.inSession.Store(false)
-			return nil, m.relayFailed(s, "progress", fmt.Errorf("not ended within %s (last %s): %w", m.Timeout, cur.State, ctx.Err()))
+			why := fmt.Errorf("not ended within %s (last %s): %w", m.Timeout, cur.State, ctx.Err())
+			if errors.Is(ctx.Err(), context.Canceled) {
+				why = fmt.Errorf("interrupted while the machine ran (last %s): %w", cur.State, ctx.Err())
+			}
+			return nil, m.relayFailed(s, "progress", why)
 		case <-board.Done():
 			view.Finish()
 			m.inSession.Store(false)
