@@ -13,6 +13,8 @@
 //	phone -wallet           print the wallet and exit
 //	phone -withdraw 5.00    return wallet money to the channels it came from ("all": everything available)
 //	phone -payments         list the top-ups as receipts and exit
+//	phone -claim -email OP -password P -claim-id ID [-claim-kind water] [-claim-tag T | -board-addr A] -ble hci
+//	                        claim a board in registration mode (operator)
 //
 // Without -device or -pick-nearest it lists the machines in range and asks
 // for one (and for a slot and a cap when missing); with the flags it runs
@@ -155,6 +157,62 @@
 // session that ends failed, expired, released or voided is reported as
 // "nothing was charged".
 //
+// # 6b. Relay over BLE (UploadUsage; app-protocol/GATT.md)
+//
+// A phone with a BLE central (-ble hci: the scanning adapter connects as
+// well; tests give Main.Dial) that heard the board's offline-capable bit
+// starts with can_relay. When the cloud cannot reach the board (offline,
+// no reply in time) or relays its sessions always, the session (or the
+// device.no_reply error's session) carries relay: the signed grant and the
+// relay ticket. The client then, with no question asked:
+//
+//  1. connects to the address the beacon came from (hw/ble HCI.DialGATT:
+//     MTU 247, service discovery; -board-public for a public address),
+//     subscribes to Progress and writes the RelayGrant to Grant in chunks
+//     (hw/ble Board.WriteGrant); the board's verdict answers the last
+//     chunk;
+//  2. shows Progress (notifications, and a read every 2 s) as the SSE path
+//     does until the board says ended; the board takes no stop over BLE;
+//  3. reads the Receipt whole, uploads the signed report (UploadUsage,
+//     one Idempotency-Key for every retry: the cloud settles it once
+//     however often it arrives, by phone or MQTT), and writes Ack: kind
+//     02 with the cloud's signed usage ack when the answer has one (the
+//     board drops the report from its outbox), else kind 01 with the
+//     report's hash;
+//  4. prints the receipt (GetReceipt) as step 8.
+//
+// A refusal is an ATT application error (0x80–0x9F) named by its gattapi
+// code and said in words (refusalHints), with what happens to the money:
+//
+//	grant.replayed       the board already took this grant (relayed, or over MQTT); it never runs twice
+//	relay.nonce_reused   the board already used this relay ticket
+//	grant.expired        the grant expired before the board took it
+//	grant.device         the phone is connected to another board than the one paid for
+//	sig.unknown_key      the board does not trust the key that signed the grant
+//
+// "session … stays pending and … stays held until the cloud releases it
+// (the grant was not run, so nothing is captured)" (exit 4). A link lost
+// mid-session says the board keeps the receipt and reports it over its
+// cloud link, and the session is charged only what that signed report
+// says. Without a central the start does not say can_relay, and an
+// offline machine is machine.offline (exit 4), nothing held.
+//
+// # Claim (-claim; POST /v1/operator/claims)
+//
+// An installer signed in as an operator (-email, -password: the operator
+// log-in, POST /v1/operator/auth/login) claims a board in registration
+// mode: the client listens for unclaimed frames (beacon version 2,
+// beacon.DecodeUnclaimed: a claim tag where the proximity ID is), takes
+// the strongest (or -claim-tag's, or -board-addr without a scan),
+// connects, reads ClaimInfo, checks that the tag heard is the tag of the
+// sealing key read (else another board answered), posts the key with the
+// device to make of it (-claim-id, -claim-kind, -claim-machines,
+// -claim-currency, -claim-k), writes the sealed bundle the cloud answers
+// with to Bundle in chunks, and reads ClaimInfo again: "claimed: board
+// <tag> is device <id>". A board claimed already is refused before the
+// cloud is asked; the board's claim.open and claim.not_registration are
+// said in words.
+//
 // # 7. Follow (SessionEvents, StopSession)
 //
 // SessionEvents is a Server-Sent Events stream: a "state" snapshot first,
@@ -215,11 +273,15 @@
 // and the simulated air (e2e_test.go), and scripts/demo.sh in full. The
 // steps above are small functions: authenticate, topUp (showAction,
 // followPayment), withdraw, listPayments, scan (listen, Resolve,
-// mergeNearby), choose, capFor, buy (start, follow, receipt), with the
+// mergeNearby), choose, capFor, buy (start, follow or relay, receipt), claim, with the
 // formatting (formatNearby, formatProgress, formatReceipt, formatPayment,
 // formatWithdrawal, writeQR) kept pure for unit tests; pay_test.go runs
 // the payment steps against a hand-written server of the payment
-// endpoints, and TestPayChannelsEndToEnd against the cloud and the
+// endpoints; relay_e2e_test.go runs the relay and the claim against a
+// real `cloud serve` with a stand-in for the board's radio
+// (standin_test.go: the board's side built from gattapi.CheckRelay,
+// signed.SignUsage, gattapi.CheckAck and provision.Open); and
+// TestPayChannelsEndToEnd against the cloud and the
 // providers' loopback peers (cloud/payments/wechatpay/wechattest and
 // cloud/payments/alipay/alipaytest, started by the test; it needs Node).
 package main

@@ -79,7 +79,7 @@ func exitCode(err error) int {
 		return 0
 	case errors.Is(err, ErrNoMachine):
 		return ExitNoMachine
-	case errors.Is(err, ErrMachineBusy), errors.Is(err, ErrMachineUnavailable):
+	case errors.Is(err, ErrMachineBusy), errors.Is(err, ErrMachineUnavailable), errors.Is(err, ErrNoCentral), errors.Is(err, ErrRelay):
 		return ExitMachine
 	case errors.Is(err, ErrFunds), errors.Is(err, ErrLimit):
 		return ExitFunds

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,6 +54,17 @@ type Main struct {
 	PayTimeout     time.Duration // -pay-timeout: how long to follow a top-up order to paid
 	Withdraw       string        // -withdraw: amount (or "all") to return from the wallet to its channels
 	ListPays       bool          // -payments: list the payments as receipts and exit
+	BoardPublic    bool          // -board-public: dial boards at public device addresses (default random)
+	// Claim (claim.go): an operator claims a board in registration mode.
+	Claim         bool   // -claim
+	ClaimID       string // -claim-id: the device ID to make of the board
+	ClaimName     string // -claim-name
+	ClaimKind     string // -claim-kind: water, washer, dryer or vending
+	ClaimMachines int    // -claim-machines: machines of that kind (not vending); 0: 1
+	ClaimCurrency string // -claim-currency
+	ClaimK        int    // -claim-k: proximity-ID rotation exponent, 0-15
+	ClaimTag      string // -claim-tag: claim this board (16 hex digits) among those heard
+	BoardAddr     string // -board-addr: connect to this address instead of scanning
 	// Step-up (stepup.go).
 	PINFile          string // -pin-file: the step-up PIN, sent when the cloud asks for a step-up; "" asks
 	SetPIN           bool   // -set-pin: set or change the step-up PIN
@@ -68,7 +80,11 @@ type Main struct {
 	// machine, otherwise (or the second time) Run ends. nil: none.
 	Interrupts <-chan os.Signal
 	// Scanner overrides the one -ble opens (tests).
-	Scanner    ble.Scanner
+	Scanner ble.Scanner
+	// Dial is the BLE central that relays grants and claims boards
+	// (relay.go, claim.go); nil: with -ble hci the scanning adapter's,
+	// else none.
+	Dial       Dialer
 	HTTPClient *http.Client // nil: a client with no overall timeout (SSE)
 	// Now is the clock of the payment steps (nil: time.Now).
 	Now func() time.Time
@@ -82,6 +98,11 @@ type Main struct {
 	Payment      *Payment    // the -topup order as last seen
 	Withdrawal   *Withdrawal // the -withdraw answer
 	Payments     []Payment   // what -payments listed
+	// BoardReceipt is the signed usage report read off the board after a
+	// relayed session; Relayed is the cloud's answer to its upload.
+	BoardReceipt []byte
+	Relayed      *phoneapi.UsageAccepted
+	Claimed      *ClaimResult // what -claim did
 	// StepUpSettings are the step-up settings after -set-pin or a
 	// threshold flag.
 	StepUpSettings *phoneapi.StepUpSettings
@@ -161,6 +182,16 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&m.JSONReceipt, "json-receipt", false, "print the receipt as one JSON line on stdout (everything else goes to stderr)")
 	fs.StringVar(&m.Progress, "progress", "auto", "progress display: bar (redrawn in place), lines, or auto (bar on a terminal)")
 	fs.DurationVar(&m.Timeout, "timeout", DefaultTimeout, "give up on a session that has no receipt after this long")
+	fs.BoolVar(&m.BoardPublic, "board-public", false, "relay and claim: dial boards at public device addresses (default: random, as boards advertise)")
+	fs.BoolVar(&m.Claim, "claim", false, "claim a board in registration mode (operator -email/-password; needs -ble hci) and exit")
+	fs.StringVar(&m.ClaimID, "claim-id", "", "-claim: the device `ID` to make of the board")
+	fs.StringVar(&m.ClaimName, "claim-name", "", "-claim: the device's `name`")
+	fs.StringVar(&m.ClaimKind, "claim-kind", "water", "-claim: machine `kind`: water, washer, dryer or vending")
+	fs.IntVar(&m.ClaimMachines, "claim-machines", 0, "-claim: machines of that kind (not vending); 0: 1")
+	fs.StringVar(&m.ClaimCurrency, "claim-currency", defaultCurrency, "-claim: the device's `currency`")
+	fs.IntVar(&m.ClaimK, "claim-k", 5, "-claim: proximity-ID rotation exponent, 0-15 (IDs change every 2^k s)")
+	fs.StringVar(&m.ClaimTag, "claim-tag", "", "-claim: the board's claim `tag` (16 hex digits) among those heard")
+	fs.StringVar(&m.BoardAddr, "board-addr", "", "-claim: connect to this device `address` instead of scanning")
 	m.stepUpFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageText)
@@ -194,6 +225,9 @@ Paying through a QR channel (the code is drawn here; scan it with the app):
 Step-up PIN (asked before large caps, top-ups and withdrawals):
   phone -set-pin -step-up-session 5.00 -step-up-topup 20.00
   phone -pin-file pin.txt -device t-water -cap-amount 8.00   (steps up when the cloud asks)
+Relay and claim over BLE (-ble hci: the adapter also connects as a central):
+  phone -ble hci -hci 1 -device t-water -cap-units 1000   (an offline machine: the grant goes over BLE)
+  phone -ble hci -claim -email op@example.com -password P -claim-id w-7 -claim-kind water
 
 Exit status: 0 ok, 1 error, 2 usage, 3 no machine in range, 4 machine busy,
 offline or faulty, 5 not enough funds or over a payment source's limit,
@@ -226,6 +260,24 @@ func (m *Main) check() error {
 	if m.Withdraw != "" && !strings.EqualFold(m.Withdraw, "all") {
 		if _, err := parseAmount(m.Withdraw); err != nil {
 			return fmt.Errorf("phone: -withdraw: %w (or all)", err)
+		}
+	}
+	if m.Claim {
+		if err := vend.ValidateDeviceID(m.ClaimID); err != nil {
+			return fmt.Errorf("phone: -claim needs -claim-id: %w", err)
+		}
+		if m.ClaimK < 0 || m.ClaimK > 15 {
+			return fmt.Errorf("phone: -claim-k %d: want 0-15", m.ClaimK)
+		}
+		if m.ClaimTag != "" {
+			if b, err := hex.DecodeString(m.ClaimTag); err != nil || len(b) != beacon.ClaimTagLen {
+				return fmt.Errorf("phone: -claim-tag %q: want %d hex digits", m.ClaimTag, 2*beacon.ClaimTagLen)
+			}
+		}
+	}
+	if m.BoardAddr != "" {
+		if _, err := ble.ParseAddr(m.BoardAddr); err != nil {
+			return fmt.Errorf("phone: -board-addr: %w", err)
 		}
 	}
 	if err := m.checkStepUp(); err != nil {
@@ -290,6 +342,12 @@ func (m *Main) defaults() {
 	if m.API == "" {
 		m.API = DefaultAPI
 	}
+	if m.ClaimKind == "" {
+		m.ClaimKind = string(vend.KindWater)
+	}
+	if m.ClaimCurrency == "" {
+		m.ClaimCurrency = defaultCurrency
+	}
 	m.input = newLineReader(m.Stdin)
 	m.stopReq = make(chan struct{}, 1)
 }
@@ -316,6 +374,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.client = phoneapi.New(strings.TrimRight(m.API, "/"), &phoneapi.Opts{HTTPClient: hc, UserAgent: "beaconvend-phone/1"})
 	m.payer = newPayer(m.client, m.API, hc)
 
+	if m.Claim {
+		return m.claim(ctx)
+	}
 	if err := m.authenticate(ctx); err != nil {
 		return err
 	}

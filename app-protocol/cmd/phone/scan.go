@@ -23,6 +23,12 @@ type Nearby struct {
 	OnAir       beacon.State         // the state its beacon announced
 	Name        string               // scan-response name, when one was heard
 	Heard       int                  // advertisements received
+	// Addr is the device address its newest beacon came from: where a
+	// relay connects (BLE central).
+	Addr string
+	// OfflineCapable: its beacon says it takes grants relayed by the
+	// phone (the start then says can_relay when this phone has a central).
+	OfflineCapable bool
 }
 
 // heard accumulates the reports of one proximity ID during a scan.
@@ -33,6 +39,8 @@ type heard struct {
 	last    time.Time
 	state   beacon.State
 	name    string
+	addr    string
+	relay   bool // offline-capable bit of the newest frame
 }
 
 // collect folds one report into the per-ID table; reports that are not
@@ -51,7 +59,7 @@ func collect(tab map[phoneapi.ProximityID]*heard, r ble.Report, companyID uint16
 	h.rssiSum += r.RSSI
 	h.n++
 	if !r.At.Before(h.last) {
-		h.last, h.state = r.At, f.State
+		h.last, h.state, h.addr, h.relay = r.At, f.State, r.Addr, f.OfflineCapable
 	}
 	if name, err := beacon.DecodeScanResponse(r.ScanResp); err == nil && name != "" {
 		h.name = name
@@ -168,6 +176,7 @@ func mergeNearby(res []resolved) []Nearby {
 		if x.h.last.After(last[id]) || n.ProximityID == "" {
 			last[id] = x.h.last
 			n.Device, n.Machines, n.ProximityID, n.OnAir = x.r.Device, x.r.Machines, x.h.id, x.h.state
+			n.Addr, n.OfflineCapable = x.h.addr, x.h.relay
 		}
 	}
 	out := make([]Nearby, 0, len(byDev))

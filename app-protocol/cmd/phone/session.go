@@ -146,6 +146,9 @@ func (m *Main) buy(ctx context.Context, t target) error {
 	req := &phoneapi.StartSessionRequest{
 		Device: t.n.Device.ID, Machine: t.m.ID, ProximityID: t.n.ProximityID, Cap: c, Source: m.Source,
 		ExpectedPrice: &shown,
+		// Relay is offered only to a phone that can carry the grant: it
+		// heard the board's offline-capable bit and has a BLE central.
+		CanRelay: t.n.OfflineCapable && m.central() != nil,
 	}
 	if t.slot != nil {
 		req.Slot = t.slot.ID
@@ -166,6 +169,9 @@ func (m *Main) buy(ctx context.Context, t target) error {
 		// is held: it may still start until its start-by bound passes.
 		// Never say "nothing was charged" before the session is final.
 		s, err = ae.Session, nil
+		if s.Relay != nil {
+			return m.buyRelayed(ctx, t, s)
+		}
 		fmt.Fprintf(m.out, "waiting for the machine: session %s is %s and %s is held; the machine may still start.\n", s.ID, s.State, s.Hold)
 		if m.CancelNoReply {
 			if cur, cerr := m.cancel(ctx, s.ID); cerr != nil {
@@ -193,11 +199,31 @@ func (m *Main) buy(ctx context.Context, t target) error {
 	}
 	m.Session = s
 	fmt.Fprintf(m.out, "session %s %s: holding %s for up to %s\n", s.ID, s.State, s.Hold, formatUnits(s.CapUnits, s.Unit))
+	if s.Relay != nil {
+		return m.buyRelayed(ctx, t, s)
+	}
 
 	final, err := m.follow(ctx, s)
 	if err != nil {
 		return err
 	}
+	return m.finish(ctx, final)
+}
+
+// buyRelayed runs a session whose grant the phone relays to the board
+// over BLE (relay.go), then prints the receipt as finish does.
+func (m *Main) buyRelayed(ctx context.Context, t target, s *phoneapi.Session) error {
+	m.Session = s
+	final, err := m.relay(ctx, t, s)
+	if err != nil {
+		return err
+	}
+	return m.finish(ctx, final)
+}
+
+// finish reports a session that ended: an error unless it settled or was
+// refunded, else the receipt and the wallet.
+func (m *Main) finish(ctx context.Context, final *phoneapi.Session) error {
 	m.Session = final
 	if final.State != phoneapi.StateSettled && final.State != phoneapi.StateRefunded {
 		msg := fmt.Sprintf("session %s ended %s", final.ID, final.State)
