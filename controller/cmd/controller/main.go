@@ -92,9 +92,6 @@ type Main struct {
 	// ImportBeacon is the beacon backend written into a config made by a
 	// claim: "hci" (default) or "sim" (development and tests).
 	ImportBeacon string
-	// ImportPlaintext (development only) lets a claimed bundle name a
-	// tcp:// broker off loopback, as import-bundle -plaintext.
-	ImportPlaintext bool
 	// Radio opens the board's radio for registration mode; nil means the
 	// HCI adapter hci<index> (ble.OpenHCI). Tests put a scripted one here.
 	Radio func(index int, log *slog.Logger) (claim.Radio, error)
@@ -130,7 +127,6 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.ClaimDir, "claim-dir", "", "registration mode: the claim state directory (e.g. /var/lib/beaconvend/claim); needs -wiring")
 	fs.StringVar(&m.WiringPath, "wiring", "", "registration mode: the board's wiring file, for the config a claim writes")
 	fs.StringVar(&m.ImportBeacon, "claim-beacon", "hci", "registration mode: the beacon backend written into the claimed config: hci, or sim (development only)")
-	fs.BoolVar(&m.ImportPlaintext, "claim-plaintext", false, "registration mode, DEVELOPMENT ONLY: accept a claimed bundle whose tcp:// broker URL is not loopback (the device's password crosses the network in clear)")
 	fs.DurationVar(&m.ClockSkew, "clock-skew", 0, "TEST ONLY: shift the controller's clock by this duration (e.g. -10m) to simulate a board whose clock is wrong")
 	fs.Usage = func() {
 		fmt.Fprintf(m.Stderr, "usage: controller [-config FILE] [-wiring FILE -claim-dir DIR] [-log-level LEVEL] [-json-logs] [-clock-skew D]\n"+
@@ -256,7 +252,7 @@ func (m *Main) Run(ctx context.Context) error {
 // claim state, the claim input, and registration mode until claimed.
 func (m *Main) register(ctx context.Context, log *slog.Logger) (*claim.Board, error) {
 	b, err := claim.Open(m.ClaimDir, claim.Opts{ConfigPath: m.ConfigPath, WiringPath: m.WiringPath,
-		Import: wiring.Opts{Beacon: m.ImportBeacon, Plaintext: m.ImportPlaintext}, Logger: log})
+		Import: wiring.Opts{Beacon: m.ImportBeacon}, Logger: log})
 	if err != nil {
 		return nil, err
 	}
