@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -129,6 +130,12 @@ type Broker struct {
 	// has one, else url (the embedded broker's loopback listener for
 	// development). tcp:// off loopback only in development.
 	DeviceURL string `yaml:"device_url"`
+	// DeviceCAFile is a PEM CA written into those bundles, so that boards
+	// trust a broker certificate from a private CA (the embedded broker's
+	// device TLS listener has no other way to say it). Default: the
+	// external broker's ca_file; none (the board's system roots) for the
+	// embedded broker.
+	DeviceCAFile string `yaml:"device_ca_file"`
 
 	// Embedded broker only.
 	Listen       string `yaml:"listen"`        // plain TCP for the cloud's own client (loopback); default 127.0.0.1:0
@@ -328,6 +335,7 @@ func (c *Config) defaults() {
 		t.CertFile, t.KeyFile = c.path(t.CertFile), c.path(t.KeyFile)
 	}
 	c.Broker.CAFile = c.path(c.Broker.CAFile)
+	c.Broker.DeviceCAFile = c.path(c.Broker.DeviceCAFile)
 	if a := c.Broker.NATSAuth; a != nil {
 		a.IssuerSeedFile, a.PasswordFile = c.path(a.IssuerSeedFile), c.path(a.PasswordFile)
 		if a.Responders == 0 {
@@ -492,6 +500,15 @@ func (c *Config) validateBroker() error {
 	}
 	if b.Embedded() && len(b.FallbackURLs) > 0 {
 		return bad("broker.fallback_urls", "only with an external broker.url")
+	}
+	if b.DeviceCAFile != "" {
+		pemText, err := os.ReadFile(b.DeviceCAFile)
+		if err != nil {
+			return bad("broker.device_ca_file", "%v", err)
+		}
+		if blk, _ := pem.Decode(pemText); blk == nil || blk.Type != "CERTIFICATE" {
+			return bad("broker.device_ca_file", "%s: no PEM certificate", b.DeviceCAFile)
+		}
 	}
 	if b.DeviceURL != "" {
 		u, err := url.Parse(b.DeviceURL)

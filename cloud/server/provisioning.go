@@ -17,7 +17,7 @@ import (
 // certificate must be one the boards trust: the system roots), the
 // embedded broker's loopback listener otherwise (development and tests),
 // or the external broker's URL with its CA file; broker.device_url, when
-// set, replaces the URL (the CA stays the external broker's). Site broker files
+// set, replaces the URL, and broker.device_ca_file the CA. Site broker files
 // (Mosquitto) are not rewritten here: after adding a device for a
 // Mosquitto site, run `cloud broker files`.
 func (s *Server) useProvisioner(svc *service.Service, sec Secrets, brokerURL string) {
@@ -34,6 +34,11 @@ func (s *Server) useProvisioner(svc *service.Service, sec Secrets, brokerURL str
 	}
 	if cfg.Broker.DeviceURL != "" {
 		u = cfg.Broker.DeviceURL
+	}
+	if cfg.Broker.DeviceCAFile != "" {
+		if b, err := os.ReadFile(cfg.Broker.DeviceCAFile); err == nil {
+			ca = string(b)
+		}
 	}
 	p := &provision.Provisioner{Store: s.opts.Store, CloudKeys: []ed25519.PublicKey{sec.CloudKey.Public().(ed25519.PublicKey)},
 		NATS: cfg.Broker.NATS(), Logger: s.log.With("part", "provision")}
