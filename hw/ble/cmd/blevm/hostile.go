@@ -76,6 +76,7 @@ func hostile(args []string) error {
 	grant := fs.String("grant", "", "the Grant characteristic's value handle (0x…)")
 	cccd := fs.String("cccd", "", "a CCCD handle (0x…)")
 	info := fs.String("info", "", "a readable characteristic's value handle (0x…)")
+	random := fs.Bool("random", true, "addr is a random address (boards advertise from one); false: public")
 	fs.Parse(args)
 	hs := make([]uint16, 3)
 	for i, s := range []string{*grant, *cccd, *info} {
@@ -95,7 +96,11 @@ func hostile(args []string) error {
 	defer dev.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cl, err := dev.Dial(ctx, goble.NewAddr(*addr))
+	var a goble.Addr = goble.NewAddr(*addr)
+	if *random {
+		a = hci.RandomAddress{Addr: a}
+	}
+	cl, err := dev.Dial(ctx, a)
 	if err != nil {
 		return fmt.Errorf("hostile: dial %s: %w", *addr, err)
 	}

@@ -20,7 +20,7 @@
 //	    while a central is connected. Prints the service's handles
 //	    (GATTHANDLES), every change on air with the link (GATTAIR), and a
 //	    summary (GATTEND) with the host's counters and the service's value.
-//	blevm hostile [-hci 2] -addr ADDR -grant 0x… -cccd 0x… -info 0x…
+//	blevm hostile [-hci 2] -addr ADDR [-random=false] -grant 0x… -cccd 0x… -info 0x…
 //	    a hostile central on go-ble's HCI (the fork's raw ATT requests):
 //	    connects, exchanges MTU 247 and sends the malformed PDUs that
 //	    crashed or hung upstream go-ble (hostileSet), one HOSTILE line per
