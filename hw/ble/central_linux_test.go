@@ -249,8 +249,27 @@ func newTestBoard(t *testing.T) *testBoard {
 // centralRig is a central and a peripheral serving a testBoard.
 type centralRig struct {
 	air     *air
+	periph  *HCI
 	central *HCI
 	board   *testBoard
+}
+
+// waitFree waits until the peripheral has finished with its last central
+// (its disconnection handled): only then is a new central served, not
+// refused as a second one.
+func (r *centralRig) waitFree(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(gwait); ; time.Sleep(5 * time.Millisecond) {
+		r.periph.mu.Lock()
+		free := r.periph.central == nil
+		r.periph.mu.Unlock()
+		if free {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the peripheral never let its central go")
+		}
+	}
 }
 
 func newCentralRig(t *testing.T) *centralRig {
@@ -283,7 +302,7 @@ func newCentralRig(t *testing.T) *centralRig {
 			t.Fatal("the peripheral never served")
 		}
 	}
-	return &centralRig{air: a, central: central, board: tb}
+	return &centralRig{air: a, periph: periph, central: central, board: tb}
 }
 
 func (r *centralRig) dial(t *testing.T, o *CentralOpts) *Board {
@@ -417,6 +436,7 @@ func TestCentralDisconnectAndTimeout(t *testing.T) {
 		t.Fatalf("ReadReceipt after the drop = %v after %v, want ErrDisconnected at once", err, time.Since(start))
 	}
 
+	r.waitFree(t)
 	b2 := r.dial(t, &CentralOpts{OpTimeout: 300 * time.Millisecond})
 	r.air.pause(true)
 	start = time.Now()

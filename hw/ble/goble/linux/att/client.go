@@ -77,7 +77,13 @@ func (c *Client) ExchangeMTU(clientRxMTU int) (serverRxMTU int, err error) {
 		return 0, ErrInvalidResponse
 	}
 
-	txMTU := int(rsp.ServerRxMTU())
+	// beaconvend: the ATT_MTU is the smaller of the two Rx MTUs (Core
+	// Vol 3 Part F 3.4.2.2), never below the default (upstream took the
+	// server's: requests then overran a smaller client MTU).
+	txMTU := min(int(rsp.ServerRxMTU()), clientRxMTU)
+	if txMTU < ble.DefaultMTU {
+		txMTU = ble.DefaultMTU
+	}
 	if len(txBuf) != txMTU {
 		// Let L2CAP know the MTU that the remote device can handle.
 		c.l2c.SetTxMTU(txMTU)

@@ -139,3 +139,32 @@ func TestClientRawRequest(t *testing.T) {
 		t.Errorf("requests sent % x, want the two PDUs as given", conn.reqs)
 	}
 }
+
+// The ATT_MTU after an exchange is the smaller of the two Rx MTUs, and
+// never below 23, whatever the server answers.
+func TestClientExchangeMTUTakesTheSmaller(t *testing.T) {
+	for _, tc := range []struct{ client, server, want int }{{247, 515, 247}, {247, 100, 100}, {247, 5, 23}, {23, 517, 23}} {
+		conn := newPeerConn(func(req []byte) []byte {
+			return []byte{ExchangeMTUResponseCode, byte(tc.server), byte(tc.server >> 8)}
+		})
+		c := NewClient(conn, nil)
+		go c.Loop()
+		got := make(chan int, 1)
+		go func() {
+			mtu, err := c.ExchangeMTU(tc.client)
+			if err != nil {
+				t.Errorf("ExchangeMTU(%d) against %d: %v", tc.client, tc.server, err)
+			}
+			got <- mtu
+		}()
+		select {
+		case mtu := <-got:
+			if mtu != tc.want {
+				t.Errorf("ExchangeMTU(%d) against a server of %d = %d, want %d", tc.client, tc.server, mtu, tc.want)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("client hung")
+		}
+		conn.Close()
+	}
+}
