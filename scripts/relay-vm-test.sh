@@ -93,7 +93,9 @@ freeport() {
 }
 HPORT=$(freeport) || skip "no free port"
 MPORT=$(freeport) || skip "no free port"
-[ "$HPORT" != "$MPORT" ] || MPORT=$(freeport) || skip "no free port"
+TPORT=$(freeport) || skip "no free port"
+[ "$HPORT" != "$MPORT" ] && [ "$TPORT" != "$MPORT" ] && [ "$TPORT" != "$HPORT" ] || skip "port picked twice; run again"
+command -v openssl >/dev/null || skip "no openssl"
 API=http://10.0.2.2:$HPORT # as the VM reaches the host's loopback
 
 # ---- 2. programs ------------------------------------------------------------
@@ -110,11 +112,25 @@ OP_EMAIL=op@relay-vm.example OP_PASS=relay-vm-operator-pw
 PHONE_EMAIL=payer@relay-vm.example PHONE_PASS=relay-vm-payer-pw
 printf '%s\n' "$OP_PASS" | "$WORK/bin/cloud" operator add -data "$DATA" -name relay-vm -email "$OP_EMAIL" -password-stdin \
 	>"$LOGDIR/provision.log" 2>&1 || die "cloud operator add failed: $(tail -3 "$LOGDIR/provision.log")"
-# The board's broker URL leads nowhere (port 1 on the VM's gateway): the
+# The board's broker URL leads nowhere (port 1 on the VM's own loopback): the
 # cloud never hears it, so the phone carries the deal.
-"$WORK/bin/cloud" device add -data "$DATA" -operator relay-vm -id "$DEV" -kind water -name "Offline tap" -k 3 \
-	-mqtt-url tcp://10.0.2.2:1 -out "$WORK/dev" </dev/null >>"$LOGDIR/provision.log" 2>&1 ||
+"$WORK/bin/cloud" device add -data "$DATA" -operator relay-vm -id "$DEV" -kind water -name "Offline tap" -k 5 \
+	-mqtt-url tcp://127.0.0.1:1 -out "$WORK/dev" </dev/null >>"$LOGDIR/provision.log" 2>&1 ||
 	die "cloud device add failed: $(tail -3 "$LOGDIR/provision.log")"
+# The embedded broker's device listener speaks TLS with a certificate from a
+# test CA made here (for 10.0.2.2, as the VM reaches the host); claimed
+# boards get the CA in their bundle (broker.device_ca_file). Made before
+# the VM boots, so that its clock is past the certificates' start.
+mkdir -p "$WORK/pki"
+(
+	cd "$WORK/pki" &&
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 \
+			-subj "/CN=beaconvend relay-vm test CA" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" &&
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj "/CN=relay-vm broker" &&
+		printf 'subjectAltName=IP:10.0.2.2,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >ext &&
+		openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.crt
+) >"$LOGDIR/openssl.log" 2>&1 || die "openssl could not make the test certificates (see $LOGDIR/openssl.log)"
+chmod 600 "$WORK/pki/server.key"
 cat >"$WORK/cloud.yaml" <<EOF
 development: true
 data_dir: $DATA
@@ -122,7 +138,10 @@ http: {listen: "127.0.0.1:$HPORT"}
 admin: {listen: "127.0.0.1:0"}
 broker:
   listen: "127.0.0.1:$MPORT"
-  device_url: "tcp://10.0.2.2:$MPORT"   # what a claimed board dials: the host's loopback from the VM
+  device_listen: "127.0.0.1:$TPORT"
+  tls: {cert_file: $WORK/pki/server.crt, key_file: $WORK/pki/server.key}
+  device_url: "ssl://10.0.2.2:$TPORT"   # what a claimed board dials: the host's loopback, from the VM
+  device_ca_file: $WORK/pki/ca.crt
 payments: {channels: [sandbox_card]}
 EOF
 "$WORK/bin/cloud" serve -config "$WORK/cloud.yaml" -json >"$LOGDIR/cloud.json" 2>"$LOGDIR/cloud.log" &
@@ -151,7 +170,7 @@ cat >"$WORK/wiring.yaml" <<'EOF'
 profile: pulse-io-4
 port: /dev/ttyBOARD
 journal: /var/lib/beaconvend/journal.db
-beacon: {hci_device: 0, offline_capable: true, gatt: true}
+beacon: {hci_device: 0, offline_capable: true, gatt: true, gatt_idle_timeout: 5s}
 EOF
 "$WORK/bin/controller" import-bundle -bundle "$WORK/dev/bundle.json" -wiring "$WORK/wiring.yaml" -out "$WORK/etc" \
 	>"$LOGDIR/import.json" 2>"$LOGDIR/import.log" || die "controller import-bundle failed: $(cat "$LOGDIR/import.log")"
@@ -161,7 +180,7 @@ cat >"$WORK/claim-wiring.yaml" <<'EOF'
 profile: pulse-io-4
 port: /dev/ttyBOARD
 journal: /var/lib/beaconvend-claim/journal.db
-beacon: {hci_device: 0, offline_capable: true, gatt: true}
+beacon: {hci_device: 0, offline_capable: true, gatt: true, gatt_idle_timeout: 5s}
 EOF
 
 # ---- 5. the initrd ----------------------------------------------------------
@@ -173,7 +192,8 @@ cp "$WORK/bin/controller" "$WORK/bin/hwsim" "$WORK/bin/phone" "$WORK/bin/blevm" 
 cp -a "$WORK/etc/." "$rd/etc/beaconvend/"
 cp "$WORK/water.yaml" "$rd/etc/water.yaml"
 cp "$WORK/claim-wiring.yaml" "$rd/etc/claim/wiring.yaml"
-install -m 0600 "$WORK/phone-token.json" "$rd/etc/phone-token.json"
+printf '%s\n' "$PHONE_PASS" >"$rd/etc/phone.pass"
+chmod 600 "$rd/etc/phone.pass"
 printf '%s\n' "$OP_PASS" >"$rd/etc/op.pass"
 chmod 600 "$rd/etc/op.pass"
 cat >"$rd/etc/relay-vm.conf" <<EOF
@@ -182,6 +202,7 @@ API=$API
 DEV=$DEV
 NEWDEV=$NEWDEV
 OP_EMAIL=$OP_EMAIL
+PHONE_EMAIL=$PHONE_EMAIL
 EOF
 cat >"$rd/init" <<'EOF'
 #!/bin/sh
@@ -218,30 +239,49 @@ CTL=$!
 n=0
 while ! grep -q 'gatt' /tmp/controller.log 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
 sleep 2
+# The board advertises from a fresh random address each window and state
+# change (HCIOpts.RandomAddress): each central takes the current one from
+# a short scan on hci1 (the product's scanner) right before it connects.
+scanaddr() {
+	blevm scan -hci 2 -duration 2500ms >/tmp/scan.txt 2>/dev/null
+	grep '^BLEVM FRAME' /tmp/scan.txt | sed 's/^/SCAN| /' >/dev/console
+	sed -n 's/^BLEVM FRAME .* addr=\([0-9a-f:]*\) .*/\1/p' /tmp/scan.txt | tail -1
+}
+# gt OUT gatttool-args...: BlueZ's gatttool on hci1 with the board's current
+# address, up to 2 connects. Without bluetoothd the kernel keeps gatttool's
+# link up after it exits: the board's idle timeout (5 s here) ends it, so
+# each run waits for that before the next central.
+gt() {
+	out=$1
+	shift
+	for try in 1 2; do
+		A=$(scanaddr)
+		timeout -s KILL 10 gatttool -i hci1 -t random -b "$A" "$@" >"$out" 2>&1
+		rc=$?
+		echo "VMSTEP gatttool $* addr=$A try=$try rc=$rc"
+		sleep 7
+		if [ $rc != 137 ] && ! grep -q -i 'connect error\|connection refused' "$out"; then break; fi
+	done
+}
 hciconfig hci1 up || echo "VMFAIL hciconfig hci1 up"
-# The reference central: the service's characteristics and their handles.
-timeout -s KILL 20 gatttool -i hci1 -b "$ADDR" --characteristics >/tmp/chars.txt 2>&1
-echo "VMSTEP gatttool characteristics rc=$?"
+# The reference central: the service's characteristics and their handles,
+# Progress read by its UUID (idle), a 1-byte CCCD write (refused).
+gt /tmp/chars.txt --characteristics
 h() { sed -n "s/.*char value handle = \(0x[0-9a-f]*\), uuid = $1.*/\1/p" /tmp/chars.txt | head -1; }
-GH=$(h 35c50001) PH=$(h 35c50002) CH=$(h 35c50005)
-echo "VMSTEP handles grant=${GH:-?} progress=${PH:-?} claiminfo=${CH:-?}"
-sleep 2
-timeout -s KILL 20 gatttool -i hci1 -b "$ADDR" --char-read -a "${CH:-0x0001}" >/tmp/claiminfo.txt 2>&1
-sleep 2
-# BlueZ's own hostile value: a 1-byte CCCD write.
-if [ -n "$PH" ]; then
-	CCCD=$(printf '0x%04x' $((PH + 1)))
-	timeout -s KILL 20 gatttool -i hci1 -b "$ADDR" --char-write-req -a "$CCCD" -n 01 >/tmp/bad3.txt 2>&1
-fi
-sleep 2
-hciconfig hci1 down
+GH=$(h 35c50001) PH=$(h 35c50002)
+echo "VMSTEP handles grant=${GH:-?} progress=${PH:-?}"
+gt /tmp/progress.txt --char-read --uuid=35c50002-b36f-42b0-b79c-73280a4cc67c
+CCCD=0x0001
+[ -n "$PH" ] && CCCD=$(printf '0x%04x' $((PH + 1)))
+gt /tmp/bad3.txt --char-write-req -a "$CCCD" -n 01
 # A hostile central on go-ble (hci2): every malformed PDU of the list.
-timeout -s KILL 60 blevm hostile -hci 2 -addr "$ADDR" -grant "${GH:-0x0001}" -cccd "${CCCD:-0x0001}" -info "${CH:-0x0001}" \
+A=$(scanaddr)
+timeout -s KILL 30 blevm hostile -hci 2 -addr "$A" -grant "${GH:-0x0001}" -cccd "$CCCD" -info "${PH:-0x0001}" \
 	>/tmp/hostile.txt 2>/tmp/hostile.err
-echo "VMSTEP hostile rc=$?"
+echo "VMSTEP hostile addr=$A rc=$?"
 sleep 2
 echo "VMSTEP phone start=$(date +%s)"
-phone -api "$API" -token-file /etc/phone-token.json -ble hci -hci 2 -scan 6s -device "$DEV" -cap-amount 0.30 \
+phone -api "$API" -email "$PHONE_EMAIL" -password "$(cat /etc/phone.pass)" -token-file - -ble hci -hci 2 -scan 6s -device "$DEV" -cap-amount 0.30 \
 	-progress lines -timeout 90s -json-receipt >/tmp/receipt.json 2>/tmp/phone.log </dev/null
 echo "VMSTEP phone end=$(date +%s) rc=$?"
 sleep 2
@@ -250,6 +290,9 @@ n=0
 while kill -0 $CTL 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
 wait $CTL
 echo "VMSTEP controller end=$(date +%s) rc=$?"
+
+sed 's/^/CTL| /' /tmp/controller.log | grep -v 'level=DEBUG' | tail -150
+grep 'level=DEBUG' /tmp/controller.log | grep -i -E 'gatt|link|central|hci' | sed 's/^/CTLD| /' | tail -60
 
 # -- registration: an unclaimed board on hci0, the phone claims it from hci2
 echo "VMSTEP claim start=$(date +%s)"
@@ -263,19 +306,21 @@ echo "VMSTEP claim phone rc=$?"
 n=0
 while ! grep -q 'mqtt connected' /tmp/claim-controller.log 2>/dev/null && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
 sleep 2
+# The claimed board, online, serves its ClaimInfo: claimed.
+gt /tmp/claiminfo.txt --char-read --uuid=35c50005-b36f-42b0-b79c-73280a4cc67c
 kill -TERM $CTL
 n=0
 while kill -0 $CTL 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
 wait $CTL
 echo "VMSTEP claim end=$(date +%s) rc=$?"
 sed 's/^/CHARS| /' /tmp/chars.txt
+sed 's/^/PROGRESS| /' /tmp/progress.txt
 sed 's/^/CLAIMINFO| /' /tmp/claiminfo.txt
 sed 's/^/BAD3| /' /tmp/bad3.txt 2>/dev/null
 sed 's/^/HOSTILE| /' /tmp/hostile.txt
 sed 's/^/HOSTILEERR| /' /tmp/hostile.err | tail -5
 sed 's/^/RECEIPT| /' /tmp/receipt.json
 sed 's/^/PHONE| /' /tmp/phone.log | tail -60
-sed 's/^/CTL| /' /tmp/controller.log | grep -v 'level=DEBUG' | tail -120
 sed 's/^/CLAIM| /' /tmp/claim.txt
 sed 's/^/CCTL| /' /tmp/claim-controller.log | grep -v 'level=DEBUG' | tail -80
 sed 's/^/HWSIM| /' /tmp/hwsim.log | tail -10
@@ -313,8 +358,9 @@ fi
 echo "relay-vm: results (devices $DEV and $NEWDEV; logs in $LOGDIR)"
 crc=$(sed -n 's/^VMSTEP controller end=.* rc=\([0-9]*\).*/\1/p' "$LOG")
 prc=$(sed -n 's/^VMSTEP phone end=.* rc=\([0-9]*\).*/\1/p' "$LOG")
-check "gatttool lists the relay service" "$(grep -q 'uuid = 35c50001-b36f-42b0-b79c-73280a4cc67c' "$LOG" && grep -q 'uuid = 35c50005-b36f-42b0-b79c-73280a4cc67c' "$LOG" && echo 1 || echo 0)" "$(grep -c '^CHARS| .*uuid = 35c5' "$LOG") beaconvend characteristics"
-check "gatttool reads ClaimInfo: claimed" "$(grep -q '^CLAIMINFO| Characteristic value/descriptor: 01 01 ' "$LOG" && echo 1 || echo 0)" "$(sed -n 's/^CLAIMINFO| //p' "$LOG" | head -1 | cut -c1-80)"
+nchars=$(grep -c '^CHARS| .*uuid = 35c5000[1-4]-b36f-42b0-b79c-73280a4cc67c' "$LOG")
+check "gatttool lists the relay service" "$([ "$nchars" = 4 ] && echo 1 || echo 0)" "$nchars of Grant, Progress, Receipt, Ack"
+check "gatttool reads Progress: idle" "$(grep -q '^PROGRESS| handle: 0x[0-9a-f]*[[:space:]]*value: 01 00 00 ' "$LOG" && echo 1 || echo 0)" "$(sed -n 's/^PROGRESS| //p' "$LOG" | head -1 | cut -c1-80)"
 hsent=$(sed -n 's/^HOSTILE| BLEVM HOSTILEEND sent=\([0-9]*\).*/\1/p' "$LOG")
 hsound=$(sed -n 's/^HOSTILE| BLEVM HOSTILEEND .*sound=\([0-9]*\).*/\1/p' "$LOG")
 check "hostile central: every PDU answered soundly" "$([ -n "$hsent" ] && [ "$hsent" = "$hsound" ] && echo 1 || echo 0)" "${hsound:-0} of ${hsent:-?}$(grep '^HOSTILE| .*sound=false' "$LOG" | sed 's/.*name=\([^ ]*\).*rsp=\([^ ]*\).*/; \1 got \2/' | tr -d '\n')"
@@ -322,6 +368,7 @@ check "gatttool: 1-byte CCCD write refused" "$(grep -q '^BAD3| .*\(length\|Lengt
 check "phone relayed the session and got a receipt" "$([ "$prc" = 0 ] && grep -q '^RECEIPT| {' "$LOG" && echo 1 || echo 0)" "exit ${prc:-?}: $(sed -n 's/^RECEIPT| //p' "$LOG" | head -1 | cut -c1-160)"
 check "board ran the relayed grant" "$(grep -q '^CTL| .*relay' "$LOG" && echo 1 || echo 0)" "$(grep '^CTL| .*relay' "$LOG" | head -2 | cut -c1-160 | tr '\n' ' ')"
 check "controller stopped cleanly, no panic" "$([ "$crc" = 0 ] && ! grep -q 'panic' "$LOG" && echo 1 || echo 0)" "exit ${crc:-?}"
+check "gatttool reads the claimed board's ClaimInfo" "$(grep -q '^CLAIMINFO| handle: 0x[0-9a-f]*[[:space:]]*value: 01 01 ' "$LOG" && echo 1 || echo 0)" "$(sed -n 's/^CLAIMINFO| //p' "$LOG" | head -1 | cut -c1-80)"
 check "claim: board stored the bundle and came online" "$(grep -q '^CCTL| .*mqtt connected' "$LOG" && echo 1 || echo 0)" "$(grep -E '^CLAIM\| ' "$LOG" | tail -2 | tr '\n' ' ' | cut -c1-200)"
 
 if [ "$fail_count" = 0 ]; then

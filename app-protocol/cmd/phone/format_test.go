@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"beaconvend/app-protocol/beacon"
 	"beaconvend/app-protocol/phoneapi"
 	"beaconvend/app-protocol/vend"
+	"beaconvend/hw/ble"
 )
 
 func eur(minor int64) phoneapi.Amount { return vend.Amount{Minor: minor, Currency: "EUR"} }
@@ -100,17 +102,19 @@ func TestMergeNearby(t *testing.T) {
 		return &phoneapi.ResolveResponse{Device: phoneapi.Device{ID: phoneapi.DeviceID(id)}}
 	}
 	got := mergeNearby([]resolved{
-		{&heard{id: "00000000000000a1", rssiSum: -80 * 4, n: 4, last: t0}, dev("far")},
-		{&heard{id: "00000000000000b1", rssiSum: -60 * 2, n: 2, last: t0}, dev("near")},
+		{&heard{id: "00000000000000a1", rssiSum: -80 * 4, rssiN: 4, n: 4, last: t0}, dev("far")},
+		{&heard{id: "00000000000000b1", rssiSum: -60 * 2, rssiN: 2, n: 2, last: t0}, dev("near")},
 		// near again, with the next window's ID heard later: that ID wins.
-		{&heard{id: "00000000000000b2", rssiSum: -50 * 2, n: 2, last: t0.Add(time.Second)}, dev("near")},
-		{&heard{id: "00000000000000c1", rssiSum: -80, n: 1, last: t0}, dev("also-far")},
+		{&heard{id: "00000000000000b2", rssiSum: -50 * 2, rssiN: 2, n: 2, last: t0.Add(time.Second)}, dev("near")},
+		{&heard{id: "00000000000000c1", rssiSum: -80, rssiN: 1, n: 1, last: t0}, dev("also-far")},
+		// a controller that measures nothing (RSSI 127): last, not in front
+		{&heard{id: "00000000000000d1", n: 3, last: t0}, dev("unmeasured")},
 	})
 	var s []string
 	for _, n := range got {
 		s = append(s, fmt.Sprintf("%s %d %s %d", n.Device.ID, n.RSSI, n.ProximityID, n.Heard))
 	}
-	want := "near -55 00000000000000b2 4|also-far -80 00000000000000c1 1|far -80 00000000000000a1 4"
+	want := "near -55 00000000000000b2 4|also-far -80 00000000000000c1 1|far -80 00000000000000a1 4|unmeasured -127 00000000000000d1 3"
 	if strings.Join(s, "|") != want {
 		t.Errorf("mergeNearby = %s, want %s", strings.Join(s, "|"), want)
 	}
@@ -181,6 +185,30 @@ func TestTokenCache(t *testing.T) {
 		got, _ := c.find(q.api, q.email, now)
 		if got.Token != q.want {
 			t.Errorf("find(%s, %q) = %q, want %q", q.api, q.email, got.Token, q.want)
+		}
+	}
+}
+
+// An HCI controller that reports RSSI 127 ("not available", as the kernel's
+// virtual controllers do) measured nothing: those reports count as heard
+// but stay out of the signal mean (the resolve request then carries no
+// rssi: the cloud refuses 127 as out of range, and the phone would have
+// found no machine).
+func TestCollectLeavesUnavailableRSSIOut(t *testing.T) {
+	adv, err := beacon.Frame{CompanyID: beacon.DefaultCompanyID, State: beacon.Idle, TxPower: -59}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := map[phoneapi.ProximityID]*heard{}
+	for _, rssi := range []int{127, 127, -60, -70, 127} {
+		collect(tab, ble.Report{Addr: "aa:bb:cc:dd:ee:ff", RSSI: rssi, Data: adv, At: time.Unix(1000, 0)}, beacon.DefaultCompanyID)
+	}
+	if len(tab) != 1 {
+		t.Fatalf("%d IDs heard, want 1", len(tab))
+	}
+	for _, h := range tab {
+		if h.n != 5 || h.rssiN != 2 || h.rssiSum != -130 {
+			t.Errorf("heard %d reports, %d measured, sum %d; want 5, 2, -130", h.n, h.rssiN, h.rssiSum)
 		}
 	}
 }

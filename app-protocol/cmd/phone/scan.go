@@ -31,10 +31,17 @@ type Nearby struct {
 	OfflineCapable bool
 }
 
+// rssiUnavailable is the RSSI an HCI controller reports when it has no
+// measurement (127, Core Vol 4 Part E 7.7.65.2; the kernel's virtual
+// controllers always do): not a signal strength, so it is left out of the
+// mean and, with nothing else heard, out of the resolve request.
+const rssiUnavailable = 127
+
 // heard accumulates the reports of one proximity ID during a scan.
 type heard struct {
 	id      phoneapi.ProximityID
-	rssiSum int
+	rssiSum int // over the rssiN reports that carried a measurement
+	rssiN   int
 	n       int
 	last    time.Time
 	state   beacon.State
@@ -56,7 +63,10 @@ func collect(tab map[phoneapi.ProximityID]*heard, r ble.Report, companyID uint16
 		h = &heard{id: id}
 		tab[id] = h
 	}
-	h.rssiSum += r.RSSI
+	if r.RSSI != rssiUnavailable {
+		h.rssiSum += r.RSSI
+		h.rssiN++
+	}
 	h.n++
 	if !r.At.Before(h.last) {
 		h.last, h.state, h.addr, h.relay = r.At, f.State, r.Addr, f.OfflineCapable
@@ -119,9 +129,12 @@ func (m *Main) scan(ctx context.Context) ([]Nearby, error) {
 	}
 	var res []resolved
 	for _, h := range tab {
-		rssi := h.rssiSum / h.n
 		cid := uint16(m.CompanyID)
-		req := &phoneapi.ResolveRequest{ProximityID: h.id, RSSI: &rssi, CompanyID: &cid}
+		req := &phoneapi.ResolveRequest{ProximityID: h.id, CompanyID: &cid}
+		if h.rssiN > 0 {
+			rssi := h.rssiSum / h.rssiN
+			req.RSSI = &rssi
+		}
 		r, err := retry(ctx, func(ctx context.Context) (*phoneapi.ResolveResponse, error) { return m.client.Resolve(ctx, req) })
 		switch vend.KindOf(err) {
 		case "":
@@ -160,7 +173,7 @@ type resolved struct {
 func mergeNearby(res []resolved) []Nearby {
 	byDev := map[phoneapi.DeviceID]*Nearby{}
 	last := map[phoneapi.DeviceID]time.Time{}
-	sum := map[phoneapi.DeviceID]int{}
+	sum, measured := map[phoneapi.DeviceID]int{}, map[phoneapi.DeviceID]int{}
 	for _, x := range res {
 		id := x.r.Device.ID
 		n := byDev[id]
@@ -169,6 +182,7 @@ func mergeNearby(res []resolved) []Nearby {
 			byDev[id] = n
 		}
 		sum[id] += x.h.rssiSum
+		measured[id] += x.h.rssiN
 		n.Heard += x.h.n
 		if x.h.name != "" {
 			n.Name = x.h.name
@@ -181,7 +195,10 @@ func mergeNearby(res []resolved) []Nearby {
 	}
 	out := make([]Nearby, 0, len(byDev))
 	for id, n := range byDev {
-		n.RSSI = sum[id] / max(n.Heard, 1)
+		n.RSSI = -127 // nothing measured: the weakest, for ordering
+		if measured[id] > 0 {
+			n.RSSI = sum[id] / measured[id]
+		}
 		out = append(out, *n)
 	}
 	sortNearby(out)
