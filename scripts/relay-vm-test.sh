@@ -367,6 +367,14 @@ check "hostile central: every PDU answered soundly" "$([ -n "$hsent" ] && [ "$hs
 check "gatttool: 1-byte CCCD write refused" "$(grep -q '^BAD3| .*\(length\|Length\|0x0d\|error\)' "$LOG" && echo 1 || echo 0)" "$(sed -n 's/^BAD3| //p' "$LOG" | head -1)"
 check "phone relayed the session and got a receipt" "$([ "$prc" = 0 ] && grep -q '^RECEIPT| {' "$LOG" && echo 1 || echo 0)" "exit ${prc:-?}: $(sed -n 's/^RECEIPT| //p' "$LOG" | head -1 | cut -c1-160)"
 check "board ran the relayed grant" "$(grep -q '^CTL| .*relay' "$LOG" && echo 1 || echo 0)" "$(grep '^CTL| .*relay' "$LOG" | head -2 | cut -c1-160 | tr '\n' ' ')"
+rsess=$(sed -n 's/^RECEIPT| {"number":"[^"]*","session":"\([^"]*\)".*/\1/p' "$LOG")
+runits=$(sed -n 's/^RECEIPT| .*"units":\([0-9]*\).*/\1/p' "$LOG")
+rcap=$(sed -n 's/^RECEIPT| .*"captured":{"minor":\([0-9]*\).*/\1/p' "$LOG")
+pminor=$(sed -n 's/^RECEIPT| .*"price":{"minor":\([0-9]*\),"per":\([0-9]*\)}.*/\1/p' "$LOG")
+pper=$(sed -n 's/^RECEIPT| .*"price":{"minor":\([0-9]*\),"per":\([0-9]*\)}.*/\2/p' "$LOG")
+rwant=$(( ${runits:-0} * ${pminor:-0} / ${pper:-1} )) # vend.Price.Cost rounds down
+check "cloud settled what the board metered" "$([ -n "$runits" ] && [ "$runits" -gt 0 ] && [ "$rcap" = "$rwant" ] && grep -q '^RECEIPT| .*"settled_at"' "$LOG" && echo 1 || echo 0)" "${runits:-?} ml, captured ${rcap:-?} (want $rwant) minor units"
+check "the cloud's ack reached the board over GATT" "$(grep -q "^CTL| .*usage acknowledged by the cloud through the phone.*session=$rsess" "$LOG" && [ -n "$rsess" ] && echo 1 || echo 0)" "session ${rsess:-?}"
 check "controller stopped cleanly, no panic" "$([ "$crc" = 0 ] && ! grep -q 'panic' "$LOG" && echo 1 || echo 0)" "exit ${crc:-?}"
 check "gatttool reads the claimed board's ClaimInfo" "$(grep -q '^CLAIMINFO| handle: 0x[0-9a-f]*[[:space:]]*value: 01 01 ' "$LOG" && echo 1 || echo 0)" "$(sed -n 's/^CLAIMINFO| //p' "$LOG" | head -1 | cut -c1-80)"
 check "claim: board stored the bundle and came online" "$(grep -q '^CCTL| .*mqtt connected' "$LOG" && echo 1 || echo 0)" "$(grep -E '^CLAIM\| ' "$LOG" | tail -2 | tr '\n' ' ' | cut -c1-200)"
