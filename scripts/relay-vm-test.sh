@@ -364,6 +364,7 @@ check "gatttool reads Progress: idle" "$(grep -q '^PROGRESS| handle: 0x[0-9a-f]*
 hsent=$(sed -n 's/^HOSTILE| BLEVM HOSTILEEND sent=\([0-9]*\).*/\1/p' "$LOG")
 hsound=$(sed -n 's/^HOSTILE| BLEVM HOSTILEEND .*sound=\([0-9]*\).*/\1/p' "$LOG")
 check "hostile central: every PDU answered soundly" "$([ -n "$hsent" ] && [ "$hsent" = "$hsound" ] && echo 1 || echo 0)" "${hsound:-0} of ${hsent:-?}$(grep '^HOSTILE| .*sound=false' "$LOG" | sed 's/.*name=\([^ ]*\).*rsp=\([^ ]*\).*/; \1 got \2/' | tr -d '\n')"
+check "dropped mid-notification, the board serves the next central" "$(grep -q '^HOSTILE| BLEVM HOSTILE name=subscribe-then-drop write=<nil> disconnect=<nil>' "$LOG" && [ "$(sed -n 's/^VMSTEP phone end=.* rc=\([0-9]*\).*/\1/p' "$LOG")" = 0 ] && echo 1 || echo 0)" "$(sed -n 's/^HOSTILE| BLEVM HOSTILE name=subscribe-then-drop //p' "$LOG"); then the phone's relay"
 check "gatttool: 1-byte CCCD write refused" "$(grep -q '^BAD3| .*\(length\|Length\|0x0d\|error\)' "$LOG" && echo 1 || echo 0)" "$(sed -n 's/^BAD3| //p' "$LOG" | head -1)"
 check "phone relayed the session and got a receipt" "$([ "$prc" = 0 ] && grep -q '^RECEIPT| {' "$LOG" && echo 1 || echo 0)" "exit ${prc:-?}: $(sed -n 's/^RECEIPT| //p' "$LOG" | head -1 | cut -c1-160)"
 check "board ran the relayed grant" "$(grep -q '^CTL| .*relay' "$LOG" && echo 1 || echo 0)" "$(grep '^CTL| .*relay' "$LOG" | head -2 | cut -c1-160 | tr '\n' ' ')"

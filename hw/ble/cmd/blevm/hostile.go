@@ -68,7 +68,9 @@ func hostileSet(grant, cccd, info uint16) []hostilePDU {
 
 // hostile connects to addr from adapter hci<idx> as a central and sends
 // hostileSet, one request at a time, printing one HOSTILE line per PDU
-// with the answer and whether it is the sound one; then it disconnects.
+// with the answer and whether it is the sound one; then it subscribes to
+// the CCCD's notifications and disconnects at once, in the middle of the
+// notification a subscription starts.
 func hostile(args []string) error {
 	fs := flag.NewFlagSet("hostile", flag.ExitOnError)
 	idx := fs.Int("hci", 2, "adapter index")
@@ -125,7 +127,13 @@ func hostile(args []string) error {
 			break // the link is gone: the rest cannot be asked
 		}
 	}
-	_ = cl.CancelConnection()
+	// Last: subscribe to notifications with a Write Command (no answer to
+	// wait for) and drop the link at once, while the board's first
+	// notification (sent on subscribe) is on its way: the disconnection in
+	// the middle of a notification that deadlocked upstream go-ble.
+	werr := gc.ATT().WriteCommand(hs[1], []byte{0x01, 0x00})
+	cerr := cl.CancelConnection()
+	fmt.Printf("BLEVM HOSTILE name=subscribe-then-drop write=%v disconnect=%v\n", werr, cerr)
 	fmt.Printf("BLEVM HOSTILEEND sent=%d sound=%d\n", len(set), sound)
 	return nil
 }
