@@ -278,7 +278,7 @@ func (w *Wiring) machines(b *provision.Bundle, p *profile.Profile) (map[string]*
 			return nil, err
 		}
 	}
-	if err := distinct(b, w.Machines); err != nil {
+	if err := distinct(b, w.Machines, p); err != nil {
 		return nil, err
 	}
 	for _, id := range sortedKeys(w.Machines) {
@@ -294,9 +294,14 @@ func (w *Wiring) machines(b *provision.Bundle, p *profile.Profile) (map[string]*
 }
 
 // distinct refuses a channel wired to two machines (or two slots): a
-// purchase on one would drive or read the other.
-func distinct(b *provision.Bundle, ms map[string]*Machine) error {
+// purchase on one would drive or read the other. The profile's claim
+// input is taken too: a machine holding it at power-up (a washer still
+// running after a power cut) would reset the board to registration mode.
+func distinct(b *provision.Bundle, ms map[string]*Machine, p *profile.Profile) error {
 	used := map[string]string{} // "output relay1" → field
+	if p.ClaimInput != "" {
+		used["input "+p.ClaimInput] = "the board's claim input (held at power-up: a factory reset)"
+	}
 	use := func(kind, name, field string) error {
 		if name == "" {
 			return nil
@@ -331,6 +336,11 @@ func distinct(b *provision.Bundle, ms map[string]*Machine) error {
 // autoWire assigns the profile's channels in order (see the package doc).
 func autoWire(b *provision.Bundle, p *profile.Profile) (map[string]*Machine, error) {
 	usedOut, usedIn, usedCnt := map[int]bool{}, map[int]bool{}, map[int]bool{}
+	for i, in := range p.Inputs {
+		if in.Name == p.ClaimInput && p.ClaimInput != "" {
+			usedIn[i] = true // the claim input: never a machine's (see distinct)
+		}
+	}
 	next := func(used map[int]bool, n int) int {
 		for i := 0; i < n; i++ {
 			if !used[i] {

@@ -411,3 +411,38 @@ func TestGATTRelayWiring(t *testing.T) {
 		t.Errorf("gatt with the sim backend: %v", err)
 	}
 }
+
+// The profile's claim input is never a machine's: wired explicitly it is
+// refused by name, and the default wiring passes it by. A washer whose
+// running input it were would reset the board to registration mode when
+// it is still running at power-up.
+func TestClaimInputIsNoMachines(t *testing.T) {
+	dir := t.TempDir()
+	prof, err := os.ReadFile(filepath.Join("..", "..", "hw", "profile", "boards", "generic-relay-8.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof = append(bytes.Replace(prof, []byte("name: generic-relay-8"), []byte("name: claimable-8"), 1), []byte("\nclaim_input: in1\n")...)
+	if err := os.WriteFile(filepath.Join(dir, "claimable.yaml"), prof, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := bundle(t, machines(vend.KindWasher, 2)...)
+	explicit := "profile: claimable.yaml\nport: x\nmachines: {washer1: {coin: relay1, running: in1}, washer2: {coin: relay2, running: in2}}\n"
+	w, err := wiring.Parse(strings.NewReader(explicit), dir)
+	if err == nil {
+		_, err = wiring.Import(b, w, filepath.Join(t.TempDir(), "out"), wiring.Opts{})
+	}
+	if err == nil || !strings.Contains(err.Error(), "machines.washer1.running: input in1 is already the board's claim input") {
+		t.Errorf("a machine wired to the claim input: %v", err)
+	}
+	w, err = wiring.Parse(strings.NewReader("profile: claimable.yaml\nport: x\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := importTo(t, b, w, wiring.Opts{})
+	for _, m := range c.Machines {
+		if m.Washer == nil || m.Washer.Running == "in1" {
+			t.Errorf("default wiring gave %s the claim input: %+v", m.ID, m.Washer)
+		}
+	}
+}
