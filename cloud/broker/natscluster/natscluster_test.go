@@ -116,8 +116,22 @@ func (c *client) subscribe(t testing.TB, filter string, qos byte) byte {
 
 func (c *client) publish(t testing.TB, topic string, qos byte, retained bool, payload string) {
 	t.Helper()
+	c.publishWithin(t, topic, qos, retained, payload, 10*time.Second)
+}
+
+// tryPublish publishes and waits up to d for the broker's PUBACK.
+func (c *client) tryPublish(topic string, qos byte, retained bool, payload string, d time.Duration) error {
 	tok := c.Publish(topic, qos, retained, payload)
-	if !tok.WaitTimeout(10 * time.Second) {
+	if !tok.WaitTimeout(d) {
+		return fmt.Errorf("no PUBACK within %v", d)
+	}
+	return tok.Error()
+}
+
+func (c *client) publishWithin(t testing.TB, topic string, qos byte, retained bool, payload string, d time.Duration) {
+	t.Helper()
+	tok := c.Publish(topic, qos, retained, payload)
+	if !tok.WaitTimeout(d) {
 		t.Fatalf("publish %s: timeout", topic)
 	}
 	if err := tok.Error(); err != nil {
@@ -340,10 +354,29 @@ func TestClusterProcsSessionResumedAfterKill(t *testing.T) {
 	for i := range 4 {
 		retryMQTT(t, c.MQTTURLs[1+i%2], "_probe", c.CloudUser, cloudPW, true).Disconnect(50)
 	}
-	// Right after the kill, the JetStream leaders move: connects retry.
-	cl := retryMQTT(t, c.MQTTURLs[1], "_cloud-1", c.CloudUser, cloudPW, true)
+	// Right after the kill, the JetStream leaders move: connects retry,
+	// and so do the commands, as the cloud's publisher does (a node drops
+	// a client whose QoS 1 publish it cannot store yet: "connection lost
+	// before Publish completed"). A retried command may arrive twice; the
+	// device is idempotent on the message ID.
+	var cl *client
 	for i := range 3 {
-		cl.publish(t, "bv/v1/dev/d1/cmd", 1, false, fmt.Sprintf("c%d", i))
+		payload := fmt.Sprintf("c%d", i)
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if cl == nil || !cl.IsConnectionOpen() {
+				cl = retryMQTT(t, c.MQTTURLs[1], "_cloud-1", c.CloudUser, cloudPW, true)
+			}
+			err := cl.tryPublish("bv/v1/dev/d1/cmd", 1, false, payload, 10*time.Second)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("publish %s: %v", payload, err)
+			}
+			t.Logf("publish %s: %v; again", payload, err)
+			time.Sleep(300 * time.Millisecond)
+		}
 	}
 	d2 := retryMQTT(t, c.MQTTURLs[2], "d1", "d1", "pw", false)
 	for i := range 3 {
