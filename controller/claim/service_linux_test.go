@@ -9,8 +9,6 @@ import (
 
 	"beaconvend/app-protocol/gattapi"
 	"beaconvend/controller/claim"
-	goble "beaconvend/hw/ble/goble"
-	"beaconvend/hw/ble/goble/linux"
 	"beaconvend/hw/ble/goble/linux/hci/hcitest"
 )
 
@@ -29,30 +27,7 @@ type central struct {
 func serve(t *testing.T, b *claim.Board) (*hcitest.Controller, *claim.Service) {
 	t.Helper()
 	s := claim.NewService(b, nil)
-	ctl := hcitest.New(nil)
-	type res struct {
-		d   *linux.Device
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		d, err := linux.NewDeviceWithNameAndHandler("beaconvend", nil, goble.OptTransport(ctl))
-		ch <- res{d, err}
-	}()
-	var d *linux.Device
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		d = r.d
-	case <-time.After(gwait):
-		t.Fatal("NewDevice did not return")
-	}
-	if err := d.AddService(s.Service); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Stop() })
+	_, ctl := hcitest.NewDevice(t, "beaconvend", nil, gwait, s.Service)
 	return ctl, s
 }
 

@@ -10,8 +10,6 @@ import (
 	"beaconvend/app-protocol/signed"
 	"beaconvend/app-protocol/vend"
 	"beaconvend/controller/gattsvc"
-	goble "beaconvend/hw/ble/goble"
-	"beaconvend/hw/ble/goble/linux"
 	"beaconvend/hw/ble/goble/linux/hci/hcitest"
 )
 
@@ -22,31 +20,8 @@ const attWait = 3 * time.Second
 // phone's central sends ATT PDUs through it.
 func serveRelay(t *testing.T, relay gattsvc.Relay) (*hcitest.Controller, *gattsvc.Service) {
 	t.Helper()
-	ctl := hcitest.New(nil)
-	type res struct {
-		d   *linux.Device
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		d, err := linux.NewDeviceWithNameAndHandler("board", nil, goble.OptTransport(ctl))
-		ch <- res{d, err}
-	}()
-	var d *linux.Device
-	select {
-	case x := <-ch:
-		if x.err != nil {
-			t.Fatal(x.err)
-		}
-		d = x.d
-	case <-time.After(attWait):
-		t.Fatal("NewDevice did not return")
-	}
 	svc := gattsvc.New(relay, &gattsvc.Opts{Poll: 50 * time.Millisecond})
-	if err := d.AddService(svc.Service); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Stop() })
+	_, ctl := hcitest.NewDevice(t, "board", nil, attWait, svc.Service)
 	return ctl, svc
 }
 

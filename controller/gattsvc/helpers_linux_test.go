@@ -8,8 +8,6 @@ import (
 
 	"beaconvend/app-protocol/gattapi"
 	"beaconvend/controller/gattsvc"
-	goble "beaconvend/hw/ble/goble"
-	"beaconvend/hw/ble/goble/linux"
 	"beaconvend/hw/ble/goble/linux/hci/hcitest"
 )
 
@@ -72,31 +70,8 @@ func (f *fakeRelay) got() (grants [][]byte, acks []gattapi.Ack) {
 // GATT database) with the service on a scripted controller.
 func serve(t testing.TB, r gattsvc.Relay, o *gattsvc.Opts, ho *hcitest.Opts) (*hcitest.Controller, *gattsvc.Service) {
 	t.Helper()
-	ctl := hcitest.New(ho)
-	type res struct {
-		d   *linux.Device
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		d, err := linux.NewDeviceWithNameAndHandler("board", nil, goble.OptTransport(ctl))
-		ch <- res{d, err}
-	}()
-	var d *linux.Device
-	select {
-	case x := <-ch:
-		if x.err != nil {
-			t.Fatalf("NewDevice: %v", x.err)
-		}
-		d = x.d
-	case <-time.After(wait):
-		t.Fatalf("NewDevice did not return within %v", wait)
-	}
 	s := gattsvc.New(r, o)
-	if err := d.AddService(s.Service); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Stop() })
+	_, ctl := hcitest.NewDevice(t, "board", ho, wait, s.Service)
 	return ctl, s
 }
 

@@ -77,31 +77,8 @@ func (tt *testTable) lastWrite() []byte {
 // GATT database) on a scripted controller.
 func newDevice(t testing.TB, o *hcitest.Opts) (*linux.Device, *hcitest.Controller, *testTable) {
 	t.Helper()
-	ctl := hcitest.New(o)
-	type res struct {
-		d   *linux.Device
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		d, err := linux.NewDeviceWithNameAndHandler("test", nil, ble.OptTransport(ctl))
-		ch <- res{d, err}
-	}()
-	var d *linux.Device
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("NewDevice: %v", r.err)
-		}
-		d = r.d
-	case <-time.After(wait):
-		t.Fatalf("NewDevice did not return within %v", wait)
-	}
 	tt := newTestTable()
-	if err := d.AddService(tt.svc); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Stop() })
+	d, ctl := hcitest.NewDevice(t, "test", o, wait, tt.svc)
 	return d, ctl, tt
 }
 
