@@ -56,65 +56,42 @@ step "go vet"
 go vet ./...
 echo "ok"
 
-step "BLE on a real Linux Bluetooth stack (qemu + btvirt)"
-# The controller's go-ble beacon, heard by BlueZ's btmon/hcitool and by the
-# product's own scanner in a VM (about 35 s; see hw/ble/VM.md). Exit 2 means
-# qemu or its packages could not be had.
-set +e
-scripts/ble-vm-test.sh
-ble=$?
-set -e
-if [ "$ble" -eq 2 ]; then
-	if [ "${VEND_REQUIRE_SERVICES:-}" = 1 ]; then
-		echo "FAIL: the BLE VM test could not run and VEND_REQUIRE_SERVICES=1" >&2
+# vm_test NAME SCRIPT: a VM test script's exit 2 means qemu or its
+# packages could not be had: a failure under VEND_REQUIRE_SERVICES=1, a
+# loud skip otherwise; any other non-zero exit fails the run.
+vm_test() {
+	local rc=0
+	"$2" || rc=$?
+	if [ "$rc" -eq 2 ]; then
+		if [ "${VEND_REQUIRE_SERVICES:-}" = 1 ]; then
+			echo "FAIL: the $1 VM test could not run and VEND_REQUIRE_SERVICES=1" >&2
+			exit 1
+		fi
+		echo "!!! WARNING: the $1 VM test could not run here: SKIPPED !!!" >&2
+	elif [ "$rc" -ne 0 ]; then
+		echo "FAIL: $1 VM test" >&2
 		exit 1
 	fi
-	echo "!!! WARNING: the BLE VM test could not run here: SKIPPED !!!" >&2
-elif [ "$ble" -ne 0 ]; then
-	echo "FAIL: BLE VM test" >&2
-	exit 1
-fi
+}
+
+step "BLE on a real Linux Bluetooth stack (qemu + btvirt)"
+# The controller's go-ble beacon, heard by BlueZ's btmon/hcitool and by the
+# product's own scanner in a VM (about 35 s; see hw/ble/VM.md).
+vm_test BLE scripts/ble-vm-test.sh
 
 step "a provisioned board on a real Linux Bluetooth stack and a TLS Mosquitto (qemu)"
 # cloud device add + controller import-bundle; the controller advertises
 # over HCI in a VM and connects over TLS to a Mosquitto running as its own
-# user from the generated files (about 35 s warm; see hw/ble/VM.md). Exit 2
-# means qemu, Mosquitto or their packages could not be had.
-set +e
-scripts/board-vm-test.sh
-board=$?
-set -e
-if [ "$board" -eq 2 ]; then
-	if [ "${VEND_REQUIRE_SERVICES:-}" = 1 ]; then
-		echo "FAIL: the board VM test could not run and VEND_REQUIRE_SERVICES=1" >&2
-		exit 1
-	fi
-	echo "!!! WARNING: the board VM test could not run here: SKIPPED !!!" >&2
-elif [ "$board" -ne 0 ]; then
-	echo "FAIL: board VM test" >&2
-	exit 1
-fi
+# user from the generated files (about 35 s warm; see hw/ble/VM.md).
+vm_test board scripts/board-vm-test.sh
 
 step "the phone as relay and a board claimed, on a real Linux Bluetooth stack (qemu)"
 # The real controller's GATT relay service on one virtual controller,
 # BlueZ's gatttool and a hostile go-ble central on the others, the phone
 # relaying a session to a board the cloud cannot reach (the cloud settles
 # it), then claiming an unclaimed board, which comes online (about 95 s;
-# see hw/ble/VM.md). Exit 2 means qemu or its packages could not be had.
-set +e
-scripts/relay-vm-test.sh
-relay=$?
-set -e
-if [ "$relay" -eq 2 ]; then
-	if [ "${VEND_REQUIRE_SERVICES:-}" = 1 ]; then
-		echo "FAIL: the relay VM test could not run and VEND_REQUIRE_SERVICES=1" >&2
-		exit 1
-	fi
-	echo "!!! WARNING: the relay VM test could not run here: SKIPPED !!!" >&2
-elif [ "$relay" -ne 0 ]; then
-	echo "FAIL: relay VM test" >&2
-	exit 1
-fi
+# see hw/ble/VM.md).
+vm_test relay scripts/relay-vm-test.sh
 
 step "PostgreSQL failover (pg_auto_failover: a primary killed mid-traffic)"
 # scripts/pgaf.sh starts or reuses a monitor and two nodes on loopback
