@@ -48,15 +48,16 @@ func (r relayer) Ack(a gattapi.Ack) error    { return r.d.relayAck(a) }
 // stays on view).
 func (d *Daemon) relayGrant(value []byte) error {
 	d.syncClock()
+	// Decoded once here for the grant's bytes; CheckRelay refuses what
+	// does not decode.
+	var rg gattapi.RelayGrant
+	decoded := rg.UnmarshalBinary(value) == nil
 	g, tk, err := gattapi.CheckRelay(value, gattapi.RelayCheck{
 		Keys: d.cloudKeys(), Device: d.cfg.DeviceID, Machines: d.order, Now: d.cloudNow(),
 		Skew: d.cfg.GrantSkew.D(), Seen: d.j.Seen, NonceSeen: d.j.NonceSeen,
 	})
-	var rg gattapi.RelayGrant
 	if err == nil {
-		if err = rg.UnmarshalBinary(value); err == nil {
-			err = d.start(d.machines[g.Machine], g, rg.Grant, &journal.Relay{Nonce: tk.Nonce, ExpiresAt: tk.ExpiresAt})
-		}
+		err = d.start(d.machines[g.Machine], g, rg.Grant, &journal.Relay{Nonce: tk.Nonce, ExpiresAt: tk.ExpiresAt})
 	}
 	d.relay.mu.Lock()
 	defer d.relay.mu.Unlock()
@@ -67,9 +68,8 @@ func (d *Daemon) relayGrant(value []byte) error {
 		return nil
 	}
 	d.log.Info("relayed grant refused", "code", vend.CodeOf(err), "err", err)
-	var again gattapi.RelayGrant
 	if vend.CodeOf(err) == signed.ErrReplayed.Code && !d.relay.session.IsZero() &&
-		again.UnmarshalBinary(value) == nil && signed.Digest(again.Grant) == d.relay.digest {
+		decoded && signed.Digest(rg.Grant) == d.relay.digest {
 		return err
 	}
 	d.relay.refused = gattapi.ATTCode(err)
